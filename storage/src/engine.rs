@@ -1,0 +1,1 @@
+//! The engine (placeholder; being written).

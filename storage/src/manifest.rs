@@ -1,0 +1,1 @@
+//! The manifest (placeholder; being written).

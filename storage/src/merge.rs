@@ -1,0 +1,61 @@
+//! The merge policy: how the engine combines several versions of one key.
+//!
+//! The engine never decides on its own which version of a key wins. It is given a
+//! [`MergePolicy`] per table and applies it wherever versions meet: when a write lands on
+//! a key already in the memtable, when a read finds the key in several places, and in
+//! compaction. [`NewestWins`] is the classic LSM rule; the node plugs in version-vector
+//! merging for causal tables and timestamp comparison for LWW tables.
+
+use crate::types::{Entry, EntryRef};
+
+/// How versions of one key combine. Implementations must be deterministic, and `merge`
+/// must be associative over versions taken in sequence order (older first), so that the
+/// engine may fold them in any grouping (memtable, flush, compaction, read).
+pub trait MergePolicy: Send + Sync + 'static {
+    /// Combines an older and a newer version of `key` into one.
+    fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry;
+
+    /// True when `merge` always returns `newer`: the engine then skips reading older
+    /// versions (a plain overwrite in the memtable, the first hit wins on reads).
+    fn newest_wins(&self) -> bool {
+        false
+    }
+
+    /// Called on each merged entry a compaction writes. `bottommost` is true when the
+    /// compaction's output holds every older version of the key (nothing below it can be
+    /// resurrected). Return `None` to drop the entry, or the entry to keep (possibly
+    /// rewritten, e.g. an expired cell turned into a tombstone). The default drops
+    /// tombstones in bottommost compactions and keeps everything else.
+    fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
+        let _ = key;
+        match entry {
+            Entry::Tombstone if bottommost => None,
+            other => Some(other),
+        }
+    }
+
+    /// Called on the merged entry a read returns; `None` hides it (e.g. expired). The
+    /// default returns values and hides tombstones.
+    fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
+        let _ = key;
+        match entry {
+            Entry::Value(v) => Some(v),
+            Entry::Tombstone => None,
+        }
+    }
+}
+
+/// The classic rule: the newest version wins; tombstones are dropped in bottommost
+/// compactions.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NewestWins;
+
+impl MergePolicy for NewestWins {
+    fn merge(&self, _key: &[u8], _older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+        newer.to_owned()
+    }
+
+    fn newest_wins(&self) -> bool {
+        true
+    }
+}

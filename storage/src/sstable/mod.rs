@@ -1,0 +1,1 @@
+//! Immutable sorted tables (placeholder; being written).

@@ -1,0 +1,1 @@
+//! Sibyl command-line tools (binaries live in `src/bin`).
