@@ -1,0 +1,1 @@
+//! Gossip membership and failure detection (placeholder; being written).

@@ -1,0 +1,1 @@
+//! Tokens, partitioners and placement (placeholder; being written).

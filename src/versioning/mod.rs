@@ -1,0 +1,1 @@
+//! Versioning: DVV sets and LWW cells (placeholder; being written).
