@@ -29,7 +29,9 @@ fn open(dir: &Path, opts: CommitLogOptions, faults: &Arc<Faults>, first: u64) ->
     CommitLog::open(dir, opts, Arc::clone(faults), first).expect("open")
 }
 
-fn replay_all(dir: &Path) -> crate::Result<(Vec<(SeqNo, Vec<u8>)>, ReplayReport)> {
+type Records = Vec<(SeqNo, Vec<u8>)>;
+
+fn replay_all(dir: &Path) -> crate::Result<(Records, ReplayReport)> {
     let mut out = Vec::new();
     let report = replay(dir, &Faults::default(), |s, p| {
         out.push((s, p.to_vec()));

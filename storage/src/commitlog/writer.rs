@@ -208,10 +208,12 @@ impl CommitLog {
                 payload.len()
             )));
         }
+        let mut w = lock(&sh.writer);
+        // Checked under `writer`, which `close` also takes to set it: every append either
+        // precedes close's final fsync target or fails here.
         if sh.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let mut w = lock(&sh.writer);
         sh.check_poison()?;
         if let Some(last) = w.last_seqno {
             if seqno <= last {
@@ -326,10 +328,14 @@ impl CommitLog {
     /// appends return [`Error::Closed`]. Idempotent: a second call returns `Ok`.
     pub fn close(&self) -> Result<()> {
         let sh = &*self.shared;
-        if sh.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let result = self.sync_all();
+        let target = {
+            let w = lock(&sh.writer);
+            if sh.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            w.position
+        };
+        let result = sh.sync_to(target);
         *lock(&sh.stop) = true;
         sh.stop_signal.notify_all();
         if let Some(handle) = lock(&self.syncer).take() {
