@@ -47,7 +47,7 @@ impl BlockLayout {
             return err(0, "block shorter than its restart count");
         };
         let n = coding::get_u32(data, count_at).unwrap_or(0) as usize;
-        let restarts_len = n.checked_mul(RESTART_LEN).unwrap_or(usize::MAX);
+        let restarts_len = n.saturating_mul(RESTART_LEN);
         if n == 0 || restarts_len > count_at {
             return err(count_at, "bad restart count");
         }

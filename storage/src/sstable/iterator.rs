@@ -127,6 +127,7 @@ impl SsTableIter {
     }
 
     /// Moves to the next entry; unpositioned after the last one. Must be valid.
+    #[allow(clippy::should_implement_trait)] // fallible cursor step, not an Iterator
     pub fn next(&mut self) -> Result<()> {
         if !self.valid() {
             return Ok(());
