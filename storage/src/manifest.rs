@@ -475,6 +475,7 @@ mod tests {
         assert_eq!(&bytes[12..bytes.len() - 4], &body);
         let crc = crc32fast::hash(&bytes[..bytes.len() - 4]);
         assert_eq!(&bytes[bytes.len() - 4..], &crc.to_le_bytes());
+        assert_eq!(&bytes[bytes.len() - 4..], &[0xd8, 0x43, 0x00, 0xc5]);
         assert_eq!(decode(&bytes), Ok(m));
     }
 }

@@ -193,5 +193,13 @@ mod tests {
         assert_eq!(h.crc, record_crc(2, 5, b"hi"));
         assert_eq!(&buf[4..], &[2, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, b'h', b'i']);
         assert_eq!(buf.len(), RECORD_HEADER_LEN + 2);
+        assert_eq!(&buf[..4], &[0x7d, 0x4e, 0xb6, 0x4f]);
+        assert_eq!(
+            encode_segment_header(1),
+            [
+                0x53, 0x42, 0x59, 0x4c, 0x43, 0x4c, 0x4f, 0x47, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0x06, 0xe9, 0xe0
+            ]
+        );
     }
 }
