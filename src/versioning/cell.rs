@@ -1,0 +1,254 @@
+//! Encoding of causal cells: a [`Dvv`] as the engine value of a `causal` table. The format
+//! is specified in [`super::format`]. The decoder never panics and never allocates more
+//! than the input can describe; every violation is a [`VersioningError::CorruptCell`].
+
+use sibyl_storage::coding::{put_varint, Reader};
+
+use super::actor::Actor;
+use super::dvv::{Dvv, DvvEntry, Sibling};
+use super::format::{
+    ACTOR_LEN, CAUSAL_CELL_V1, MAX_ACTORS, MAX_CELL_COUNTER, MAX_CELL_SIBLINGS,
+    SIBLING_FLAGS_KNOWN, SIBLING_HAS_EXPIRY, SIBLING_HAS_VALUE,
+};
+use super::VersioningError;
+
+/// Smallest encoding of one sibling: age, flags, timestamp.
+const MIN_DOT_LEN: usize = 1 + 1 + 8;
+/// Smallest encoding of one entry: actor, counter, dot count.
+const MIN_ENTRY_LEN: usize = ACTOR_LEN + 1 + 1;
+
+fn corrupt(reason: &'static str) -> VersioningError {
+    VersioningError::CorruptCell {
+        kind: "causal",
+        reason,
+    }
+}
+
+/// Encodes `dvv` as a causal cell.
+pub fn encode_causal_cell(dvv: &Dvv) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16 + dvv.sibling_count() * 24);
+    buf.push(CAUSAL_CELL_V1);
+    put_varint(&mut buf, dvv.entries.len() as u64);
+    for e in &dvv.entries {
+        e.actor.encode_to(&mut buf);
+        put_varint(&mut buf, e.counter);
+        put_varint(&mut buf, e.dots.len() as u64);
+        for (c, s) in &e.dots {
+            put_varint(&mut buf, e.counter.saturating_sub(*c));
+            encode_sibling(&mut buf, s);
+        }
+    }
+    buf
+}
+
+fn encode_sibling(buf: &mut Vec<u8>, s: &Sibling) {
+    let mut flags = 0u8;
+    if s.value.is_some() {
+        flags |= SIBLING_HAS_VALUE;
+    }
+    if s.expires_at_secs.is_some() {
+        flags |= SIBLING_HAS_EXPIRY;
+    }
+    buf.push(flags);
+    buf.extend_from_slice(&s.timestamp_micros.to_le_bytes());
+    if let Some(t) = s.expires_at_secs {
+        put_varint(buf, t);
+    }
+    if let Some(v) = &s.value {
+        put_varint(buf, v.len() as u64);
+        buf.extend_from_slice(v);
+    }
+}
+
+/// Decodes a causal cell, checking every invariant of the format.
+pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
+    let mut r = Reader::new(bytes);
+    if r.u8().ok_or(corrupt("empty"))? != CAUSAL_CELL_V1 {
+        return Err(corrupt("unknown format byte"));
+    }
+    let n_entries = count(&mut r, MAX_ACTORS, MIN_ENTRY_LEN, "too many actors")?;
+    let mut entries: Vec<DvvEntry> = Vec::with_capacity(n_entries);
+    let mut total_dots = 0usize;
+    for _ in 0..n_entries {
+        let actor = Actor::decode_from(&mut r).ok_or(corrupt("truncated actor"))?;
+        if entries.last().is_some_and(|e| e.actor >= actor) {
+            return Err(corrupt("actors not strictly ascending"));
+        }
+        let counter = r.varint().ok_or(corrupt("truncated counter"))?;
+        if counter == 0 || counter > MAX_CELL_COUNTER {
+            return Err(corrupt("counter out of range"));
+        }
+        let n_dots = count(&mut r, MAX_CELL_SIBLINGS, MIN_DOT_LEN, "too many siblings")?;
+        total_dots = total_dots.saturating_add(n_dots);
+        if total_dots > MAX_CELL_SIBLINGS {
+            return Err(corrupt("too many siblings"));
+        }
+        let mut dots: Vec<(u64, Sibling)> = Vec::with_capacity(n_dots);
+        for _ in 0..n_dots {
+            let age = r.varint().ok_or(corrupt("truncated dot"))?;
+            if age >= counter {
+                return Err(corrupt("dot out of range"));
+            }
+            let c = counter - age;
+            if dots.last().is_some_and(|(prev, _)| *prev >= c) {
+                return Err(corrupt("dots not strictly ascending"));
+            }
+            dots.push((c, decode_sibling(&mut r)?));
+        }
+        entries.push(DvvEntry {
+            actor,
+            counter,
+            dots,
+        });
+    }
+    if !r.is_empty() {
+        return Err(corrupt("trailing bytes"));
+    }
+    Ok(Dvv { entries })
+}
+
+/// Reads a count, capped by `max` and by what the remaining bytes could hold.
+fn count(
+    r: &mut Reader<'_>,
+    max: usize,
+    min_item_len: usize,
+    too_many: &'static str,
+) -> Result<usize, VersioningError> {
+    let n = r.varint().ok_or(corrupt("truncated count"))?;
+    let n = usize::try_from(n).map_err(|_| corrupt(too_many))?;
+    if n > max {
+        return Err(corrupt(too_many));
+    }
+    if n.saturating_mul(min_item_len) > r.remaining() {
+        return Err(corrupt("count exceeds cell length"));
+    }
+    Ok(n)
+}
+
+fn decode_sibling(r: &mut Reader<'_>) -> Result<Sibling, VersioningError> {
+    let flags = r.u8().ok_or(corrupt("truncated sibling"))?;
+    if flags & !SIBLING_FLAGS_KNOWN != 0 {
+        return Err(corrupt("unknown sibling flags"));
+    }
+    let ts = r.u64().ok_or(corrupt("truncated timestamp"))?;
+    let expires_at_secs = if flags & SIBLING_HAS_EXPIRY != 0 {
+        Some(r.varint().ok_or(corrupt("truncated expiry"))?)
+    } else {
+        None
+    };
+    let value = if flags & SIBLING_HAS_VALUE != 0 {
+        Some(
+            r.length_prefixed()
+                .ok_or(corrupt("truncated value"))?
+                .to_vec(),
+        )
+    } else {
+        None
+    };
+    Ok(Sibling {
+        value,
+        timestamp_micros: ts as i64,
+        expires_at_secs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::versioning::vv::VersionVector;
+
+    fn sample() -> Dvv {
+        let a = Actor::new(0x2a, 1);
+        let b = Actor::new(7, 3);
+        let d = Dvv::new().update(&VersionVector::new(), Sibling::value(b"a".to_vec(), 100), a);
+        let d = d.update(&VersionVector::new(), Sibling::value(b"b".to_vec(), 200), a);
+        let d = d.update(
+            &VersionVector::new(),
+            Sibling::tombstone(-3).with_expiry(u64::MAX),
+            b,
+        );
+        d.update(
+            &VersionVector::new(),
+            Sibling::value(Vec::new(), i64::MIN).with_expiry(5),
+            b,
+        )
+    }
+
+    #[test]
+    fn causal_cell_round_trips() {
+        let d = sample();
+        assert_eq!(decode_causal_cell(&encode_causal_cell(&d)).unwrap(), d);
+        let empty = Dvv::new();
+        assert_eq!(
+            decode_causal_cell(&encode_causal_cell(&empty)).unwrap(),
+            empty
+        );
+    }
+
+    #[test]
+    fn causal_cell_matches_spec_example() {
+        let a = Actor::new(0x2a, 1);
+        let d = Dvv::new().update(&VersionVector::new(), Sibling::value(b"a".to_vec(), 100), a);
+        let d = d.update(&VersionVector::new(), Sibling::value(b"b".to_vec(), 200), a);
+        let expected: Vec<u8> = vec![
+            0xC1, 0x01, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0x01, 0, 0, 0, 0x02, 0x02, 0x01, 0x01, 0x64, 0,
+            0, 0, 0, 0, 0, 0, 0x01, 0x61, 0x00, 0x01, 0xc8, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x62,
+        ];
+        assert_eq!(encode_causal_cell(&d), expected);
+    }
+
+    #[test]
+    fn causal_cell_decoder_rejects_every_truncation() {
+        let bytes = encode_causal_cell(&sample());
+        for n in 0..bytes.len() {
+            assert!(decode_causal_cell(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn causal_cell_decoder_rejects_trailing_bytes() {
+        let mut bytes = encode_causal_cell(&sample());
+        bytes.push(0);
+        assert!(matches!(
+            decode_causal_cell(&bytes),
+            Err(VersioningError::CorruptCell {
+                reason: "trailing bytes",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn causal_cell_decoder_rejects_unsorted_actors() {
+        let mut buf = vec![CAUSAL_CELL_V1, 2];
+        for node in [5u64, 4] {
+            Actor::new(node, 1).encode_to(&mut buf);
+            buf.extend_from_slice(&[1, 0]);
+        }
+        assert!(matches!(
+            decode_causal_cell(&buf),
+            Err(VersioningError::CorruptCell {
+                reason: "actors not strictly ascending",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn causal_cell_decoder_rejects_huge_counts_without_allocating() {
+        let mut buf = vec![CAUSAL_CELL_V1];
+        put_varint(&mut buf, u64::MAX);
+        assert!(decode_causal_cell(&buf).is_err());
+        let mut buf = vec![CAUSAL_CELL_V1, 1];
+        Actor::new(1, 1).encode_to(&mut buf);
+        put_varint(&mut buf, 3);
+        put_varint(&mut buf, 60_000);
+        assert!(matches!(
+            decode_causal_cell(&buf),
+            Err(VersioningError::CorruptCell {
+                reason: "count exceeds cell length",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,424 @@
+//! The dotted version vector set (DVV set): the value of one causal cell.
+//!
+//! Almeida, Baquero, Gonçalves, Preguiça, Fonte, "Scalable and Accurate Causality Tracking
+//! for Eventually Consistent Stores" (DAIS 2014), as in Riak 2.0's `dvvset`. A [`Dvv`] is a
+//! list of entries sorted by [`Actor`]; an entry holds a counter `n` (every event of that
+//! actor up to `n` has been seen) and the siblings that actor wrote which are still current,
+//! each tagged with its dot `(actor, c)`, `c <= n`.
+//!
+//! Operations:
+//! - [`Dvv::sync`] joins two replicas' sets: per actor the higher counter, and a sibling
+//!   survives if the other side has not seen its dot (`c > n_other`) or still holds it.
+//!   Sync is commutative, associative and idempotent (the property tests check it).
+//! - [`Dvv::join`] is the causal context of the set, a [`VersionVector`].
+//! - [`Dvv::update`] is the coordinator's write: siblings whose dots the client's context
+//!   covers are discarded and the new value gets the dot `(actor, n + 1)` where `n` is the
+//!   highest counter of `actor` known to the stored set or the context.
+//!
+//! Deviation from Riak: dots are explicit per sibling rather than implied by the position
+//! in a list. A TTL can expire a sibling in the middle of an actor's list; explicit dots let
+//! it be dropped without renumbering the others. Where both apply the join is the same.
+//! Riak's anonymous values (a client value not yet given a dot) are not needed: a value
+//! enters a set only through `update`, which dots it at once.
+//!
+//! Invariants (checked by the decoder, kept by every operation): entries strictly ascending
+//! by actor; counter >= 1; an entry's dots strictly ascending and in `1..=counter`.
+
+use std::cmp::Ordering;
+
+use super::actor::Actor;
+use super::vv::VersionVector;
+
+/// One version of a cell's value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sibling {
+    /// The value; `None` is a causal tombstone (a delete).
+    pub value: Option<Vec<u8>>,
+    /// When the coordinator accepted the write, microseconds since the Unix epoch. Shown to
+    /// clients; not used for ordering in causal tables.
+    pub timestamp_micros: i64,
+    /// The second (since the Unix epoch) from which the value is expired, if it has a TTL.
+    pub expires_at_secs: Option<u64>,
+}
+
+impl Sibling {
+    /// A live value.
+    pub fn value(value: Vec<u8>, timestamp_micros: i64) -> Self {
+        Sibling {
+            value: Some(value),
+            timestamp_micros,
+            expires_at_secs: None,
+        }
+    }
+
+    /// A causal tombstone.
+    pub fn tombstone(timestamp_micros: i64) -> Self {
+        Sibling {
+            value: None,
+            timestamp_micros,
+            expires_at_secs: None,
+        }
+    }
+
+    /// The same sibling with an expiry.
+    pub fn with_expiry(mut self, expires_at_secs: u64) -> Self {
+        self.expires_at_secs = Some(expires_at_secs);
+        self
+    }
+
+    /// True for a causal tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// True when the sibling has expired at `now_secs`.
+    pub fn is_expired(&self, now_secs: u64) -> bool {
+        self.expires_at_secs.is_some_and(|t| now_secs >= t)
+    }
+}
+
+/// A dot: the unique name of one write, `(actor, counter)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dot {
+    /// Who minted it.
+    pub actor: Actor,
+    /// The actor's event counter for this cell.
+    pub counter: u64,
+}
+
+/// One actor's entry of a [`Dvv`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DvvEntry {
+    pub(crate) actor: Actor,
+    pub(crate) counter: u64,
+    /// `(dot counter, sibling)`, strictly ascending by dot counter, each `<= counter`.
+    pub(crate) dots: Vec<(u64, Sibling)>,
+}
+
+/// A dotted version vector set. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Dvv {
+    pub(crate) entries: Vec<DvvEntry>,
+}
+
+impl Dvv {
+    /// The empty set: no history, no values.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set that has seen `vv` and holds no values (Riak's `new(VV, [])`).
+    pub fn from_context(vv: &VersionVector) -> Self {
+        Dvv {
+            entries: vv
+                .entries()
+                .iter()
+                .map(|&(actor, counter)| DvvEntry {
+                    actor,
+                    counter,
+                    dots: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The causal context: actor -> highest counter seen.
+    pub fn join(&self) -> VersionVector {
+        VersionVector::from_sorted_unchecked(
+            self.entries.iter().map(|e| (e.actor, e.counter)).collect(),
+        )
+    }
+
+    /// The siblings, ordered by dot (actor, then counter).
+    pub fn values(&self) -> Vec<&Sibling> {
+        self.siblings().map(|(_, s)| s).collect()
+    }
+
+    /// The siblings with their dots, ordered by dot.
+    pub fn siblings(&self) -> impl Iterator<Item = (Dot, &Sibling)> + '_ {
+        self.entries.iter().flat_map(|e| {
+            e.dots.iter().map(move |(c, s)| {
+                (
+                    Dot {
+                        actor: e.actor,
+                        counter: *c,
+                    },
+                    s,
+                )
+            })
+        })
+    }
+
+    /// Number of siblings (values and tombstones).
+    pub fn sibling_count(&self) -> usize {
+        self.entries.iter().map(|e| e.dots.len()).sum()
+    }
+
+    /// True when no sibling holds a value: only causal tombstones, or nothing at all.
+    pub fn is_all_tombstones(&self) -> bool {
+        self.siblings().all(|(_, s)| s.is_tombstone())
+    }
+
+    /// True when `self` has seen everything `other` has (its join descends `other`'s).
+    /// Reflexive, transitive, and antisymmetric up to equal joins.
+    pub fn descends(&self, other: &Dvv) -> bool {
+        self.join().descends(&other.join())
+    }
+
+    /// True when `self` has seen strictly more than `other`.
+    pub fn dominates(&self, other: &Dvv) -> bool {
+        self.join().dominates(&other.join())
+    }
+
+    /// True when `other` has seen strictly more than `self` (Riak's `less`).
+    pub fn less(&self, other: &Dvv) -> bool {
+        other.dominates(self)
+    }
+
+    /// The counter of `actor` (0 when absent).
+    pub fn counter(&self, actor: &Actor) -> u64 {
+        self.entries
+            .binary_search_by(|e| e.actor.cmp(actor))
+            .ok()
+            .and_then(|i| self.entries.get(i))
+            .map_or(0, |e| e.counter)
+    }
+
+    /// The dot the next [`Dvv::update`] at `actor` with context `ctx` would mint.
+    pub fn next_dot(&self, ctx: &VersionVector, actor: Actor) -> Dot {
+        let n = self.counter(&actor).max(ctx.get(&actor));
+        Dot {
+            actor,
+            counter: n.saturating_add(1),
+        }
+    }
+
+    /// Joins two sets (see the module documentation).
+    pub fn sync(&self, other: &Dvv) -> Dvv {
+        let mut out = Vec::with_capacity(self.entries.len().max(other.entries.len()));
+        let (mut i, mut j) = (0, 0);
+        loop {
+            match (self.entries.get(i), other.entries.get(j)) {
+                (Some(x), Some(y)) => match x.actor.cmp(&y.actor) {
+                    Ordering::Less => {
+                        out.push(x.clone());
+                        i += 1;
+                    }
+                    Ordering::Greater => {
+                        out.push(y.clone());
+                        j += 1;
+                    }
+                    Ordering::Equal => {
+                        out.push(sync_entry(x, y));
+                        i += 1;
+                        j += 1;
+                    }
+                },
+                (Some(x), None) => {
+                    out.push(x.clone());
+                    i += 1;
+                }
+                (None, Some(y)) => {
+                    out.push(y.clone());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Dvv { entries: out }
+    }
+
+    /// The coordinator's write: discards the siblings `ctx` covers and adds `value` with a
+    /// new dot at `actor` (see [`Dvv::next_dot`]). The result also remembers `ctx`, so that
+    /// syncing it with a replica that still holds a sibling the client saw drops that
+    /// sibling there too.
+    pub fn update(&self, ctx: &VersionVector, value: Sibling, actor: Actor) -> Dvv {
+        let dot = self.next_dot(ctx, actor);
+        let mut out = self.sync(&Dvv::from_context(ctx));
+        match out.entries.binary_search_by(|e| e.actor.cmp(&actor)) {
+            Ok(i) => {
+                if let Some(e) = out.entries.get_mut(i) {
+                    e.counter = dot.counter;
+                    e.dots.push((dot.counter, value));
+                }
+            }
+            Err(i) => out.entries.insert(
+                i,
+                DvvEntry {
+                    actor,
+                    counter: dot.counter,
+                    dots: vec![(dot.counter, value)],
+                },
+            ),
+        }
+        out
+    }
+
+    /// The same set without the siblings expired at `now_secs`. Counters are kept, so the
+    /// expiry propagates through sync like a delete.
+    pub fn without_expired(&self, now_secs: u64) -> Dvv {
+        Dvv {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| DvvEntry {
+                    actor: e.actor,
+                    counter: e.counter,
+                    dots: e
+                        .dots
+                        .iter()
+                        .filter(|(_, s)| !s.is_expired(now_secs))
+                        .cloned()
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// True when some sibling has expired at `now_secs`.
+    pub fn has_expired(&self, now_secs: u64) -> bool {
+        self.siblings().any(|(_, s)| s.is_expired(now_secs))
+    }
+}
+
+/// Joins the entries of one actor: the higher counter, and each side's siblings that the
+/// other side has not seen or still holds. A dot held by both sides should carry the same
+/// sibling (dots are unique); if corruption made them differ, the greater one is kept so
+/// that the join stays commutative.
+fn sync_entry(x: &DvvEntry, y: &DvvEntry) -> DvvEntry {
+    let mut dots = Vec::with_capacity(x.dots.len().max(y.dots.len()));
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (x.dots.get(i), y.dots.get(j)) {
+            (Some((cx, sx)), Some((cy, sy))) => match cx.cmp(cy) {
+                Ordering::Less => {
+                    if *cx > y.counter {
+                        dots.push((*cx, sx.clone()));
+                    }
+                    i += 1;
+                }
+                Ordering::Greater => {
+                    if *cy > x.counter {
+                        dots.push((*cy, sy.clone()));
+                    }
+                    j += 1;
+                }
+                Ordering::Equal => {
+                    dots.push((*cx, sx.max(sy).clone()));
+                    i += 1;
+                    j += 1;
+                }
+            },
+            (Some((cx, sx)), None) => {
+                if *cx > y.counter {
+                    dots.push((*cx, sx.clone()));
+                }
+                i += 1;
+            }
+            (None, Some((cy, sy))) => {
+                if *cy > x.counter {
+                    dots.push((*cy, sy.clone()));
+                }
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    DvvEntry {
+        actor: x.actor,
+        counter: x.counter.max(y.counter),
+        dots,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Actor = Actor::new(1, 1);
+    const B: Actor = Actor::new(2, 1);
+
+    fn v(s: &str) -> Sibling {
+        Sibling::value(s.as_bytes().to_vec(), 0)
+    }
+
+    fn vals(d: &Dvv) -> Vec<String> {
+        d.values()
+            .iter()
+            .map(|s| match &s.value {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => "<tomb>".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dvv_update_without_context_makes_sibling() {
+        let d = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        let d = d.update(&VersionVector::new(), v("b"), A);
+        assert_eq!(vals(&d), ["a", "b"]);
+        assert_eq!(d.join().get(&A), 2);
+    }
+
+    #[test]
+    fn dvv_update_with_context_replaces_what_was_seen() {
+        let d = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        let ctx = d.join();
+        let d = d.update(&VersionVector::new(), v("b"), B); // concurrent, not seen
+        let d = d.update(&ctx, v("c"), A);
+        assert_eq!(vals(&d), ["c", "b"]);
+    }
+
+    #[test]
+    fn dvv_update_records_context_for_other_replicas() {
+        // Replica 1 has "a" by A; replica 2 got it by sync. A client reads replica 2 and
+        // writes through B with that context; syncing back removes "a" from replica 1.
+        let r1 = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        let r2 = Dvv::new().sync(&r1);
+        let r2 = r2.update(&r2.join(), v("b"), B);
+        let r1 = r1.sync(&r2);
+        assert_eq!(vals(&r1), ["b"]);
+    }
+
+    #[test]
+    fn dvv_update_context_ahead_of_store_mints_above_it() {
+        let ctx = VersionVector::from_pairs([(A, 7)]);
+        let d = Dvv::new().update(&ctx, v("x"), A);
+        assert_eq!(d.siblings().next().map(|(dot, _)| dot.counter), Some(8));
+    }
+
+    #[test]
+    fn dvv_concurrent_writes_survive_sync() {
+        let base = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        let ctx = base.join();
+        let x = base.update(&ctx, v("x"), A);
+        let y = base.sync(&Dvv::new()).update(&ctx, v("y"), B);
+        let m = x.sync(&y);
+        assert_eq!(vals(&m), ["x", "y"]);
+        let resolved = m.update(&m.join(), v("z"), B);
+        assert_eq!(vals(&resolved), ["z"]);
+        assert!(resolved.dominates(&m) && m.less(&resolved));
+    }
+
+    #[test]
+    fn dvv_causal_tombstone_replaces_seen_values() {
+        let d = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        let d = d.update(&d.join(), Sibling::tombstone(5), A);
+        assert!(d.is_all_tombstones());
+        assert_eq!(d.sibling_count(), 1);
+        let older = Dvv::new().update(&VersionVector::new(), v("a"), A);
+        assert!(d.sync(&older).is_all_tombstones());
+    }
+
+    #[test]
+    fn dvv_expired_sibling_is_dropped_and_stays_dropped() {
+        let d = Dvv::new().update(&VersionVector::new(), v("keep"), A);
+        let d = d.update(&VersionVector::new(), v("ttl").with_expiry(100), A);
+        let d = d.update(&VersionVector::new(), v("last"), A);
+        assert!(d.has_expired(100) && !d.has_expired(99));
+        let e = d.without_expired(100);
+        assert_eq!(vals(&e), ["keep", "last"]);
+        // A replica that has not expired it yet does not bring it back.
+        assert_eq!(vals(&e.sync(&d)), ["keep", "last"]);
+    }
+}

@@ -1,0 +1,235 @@
+//! The merge policies the storage engine is given: [`CausalMerge`] for `causal` tables and
+//! [`LwwMerge`] for `lww` tables. The engine calls them from its writer, flush, compaction
+//! and reader threads at once; they hold only a shared [`Clock`].
+//!
+//! # Merge
+//! `merge(older, newer)` must be associative over versions in sequence order (the engine
+//! folds them in any grouping). Each version falls in one of three ranks:
+//! 1. a decodable cell — merged with the table's rule (DVV sync, or the LWW winner);
+//! 2. an undecodable cell — logged with `tracing::error!` and counted
+//!    ([`super::corrupt_cells_seen`]);
+//! 3. an engine tombstone (`Entry::Tombstone`) — the node never writes one into these
+//!    tables (deletes are cells), so it carries no information.
+//!
+//! The result of merging a group is: the merge of its decodable cells if it has any; else
+//! its newest undecodable cell; else an engine tombstone. Because that description does not
+//! depend on grouping, the merge stays associative even with garbage in it, and a corrupt
+//! version never hides a good one (the good side is kept). Neither policy is
+//! `newest_wins`.
+//!
+//! Expiry (TTL) is never applied in `merge`, which must not depend on time; `read` hides
+//! expired values and `compact` drops them.
+//!
+//! # Reads return whole cells
+//! `read` returns the encoded cell (not the bare value): the node needs the causal context
+//! and the siblings of a causal cell, and the timestamp of an LWW cell (for read repair and
+//! reconciling replicas). A causal cell whose siblings are all tombstones (or all expired)
+//! is still returned: a client that deletes or overwrites it needs its context, and the
+//! node shows it as "not found" with a context. An undecodable cell reads as absent (and is
+//! logged); read repair and anti-entropy then bring a good version, which the merge keeps.
+//!
+//! # Purging tombstones
+//! `compact` drops a causal cell that holds no live value, and an LWW tombstone, only in a
+//! bottommost compaction. That is necessary but not sufficient: a replica that purges a
+//! tombstone before every other replica has it can see the deleted value come back through
+//! repair, and a causal cell purged early forgets its counters. The node must therefore
+//! additionally hold purges back until the range's repair watermark says every replica has
+//! the tombstone (DESIGN §6); the cluster issues add that condition.
+
+use std::sync::Arc;
+
+use sibyl_storage::{Entry, EntryRef, MergePolicy};
+
+use super::cell::{decode_causal_cell, encode_causal_cell};
+use super::clock::Clock;
+use super::count_corrupt_cell;
+use super::dvv::Dvv;
+use super::lww::LwwCell;
+
+/// One version as the policies see it.
+enum Rank<T> {
+    Good(T),
+    Corrupt,
+    EngineTombstone,
+}
+
+fn classify<T, E: std::fmt::Display>(
+    table_kind: &'static str,
+    key: &[u8],
+    entry: EntryRef<'_>,
+    decode: impl FnOnce(&[u8]) -> Result<T, E>,
+) -> Rank<T> {
+    match entry {
+        EntryRef::Tombstone => Rank::EngineTombstone,
+        EntryRef::Value(bytes) => match decode(bytes) {
+            Ok(t) => Rank::Good(t),
+            Err(e) => {
+                count_corrupt_cell();
+                tracing::error!(
+                    table_kind,
+                    key = ?KeyHex(key),
+                    error = %e,
+                    "undecodable cell; keeping the other version"
+                );
+                Rank::Corrupt
+            }
+        },
+    }
+}
+
+/// Prints at most 32 bytes of a key in hex.
+struct KeyHex<'a>(&'a [u8]);
+
+impl std::fmt::Debug for KeyHex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0.iter().take(32) {
+            write!(f, "{b:02x}")?;
+        }
+        if self.0.len() > 32 {
+            write!(f, "..")?;
+        }
+        Ok(())
+    }
+}
+
+/// The rank rule of the module documentation, given how to join two good versions.
+fn merge_ranked<T>(
+    older: EntryRef<'_>,
+    newer: EntryRef<'_>,
+    a: Rank<T>,
+    b: Rank<T>,
+    join: impl FnOnce(T, T) -> Vec<u8>,
+) -> Entry {
+    match (a, b) {
+        (Rank::Good(x), Rank::Good(y)) => Entry::Value(join(x, y)),
+        (Rank::Good(_), _) => older.to_owned(),
+        (_, Rank::Good(_)) => newer.to_owned(),
+        (_, Rank::Corrupt) => newer.to_owned(),
+        (Rank::Corrupt, Rank::EngineTombstone) => older.to_owned(),
+        (Rank::EngineTombstone, Rank::EngineTombstone) => Entry::Tombstone,
+    }
+}
+
+/// The merge policy of `causal` tables: cells are DVV sets (see [`super::dvv`]).
+#[derive(Debug, Clone)]
+pub struct CausalMerge {
+    clock: Arc<dyn Clock>,
+}
+
+impl CausalMerge {
+    /// A policy reading expiry against `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        CausalMerge { clock }
+    }
+}
+
+impl MergePolicy for CausalMerge {
+    fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+        if older == newer {
+            return newer.to_owned();
+        }
+        let a = classify("causal", key, older, decode_causal_cell);
+        let b = classify("causal", key, newer, decode_causal_cell);
+        merge_ranked(older, newer, a, b, |x: Dvv, y: Dvv| {
+            encode_causal_cell(&x.sync(&y))
+        })
+    }
+
+    fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
+        let dvv = match classify("causal", key, entry.as_ref(), decode_causal_cell) {
+            Rank::Good(d) => d,
+            // Keep what we cannot read: dropping it would be silent data loss.
+            Rank::Corrupt => return Some(entry),
+            Rank::EngineTombstone => return (!bottommost).then_some(entry),
+        };
+        let now = self.clock.now_secs();
+        let live = dvv.without_expired(now);
+        if bottommost && live.is_all_tombstones() {
+            return None;
+        }
+        if dvv.has_expired(now) {
+            Some(Entry::Value(encode_causal_cell(&live)))
+        } else {
+            Some(entry)
+        }
+    }
+
+    fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
+        match classify("causal", key, entry.as_ref(), decode_causal_cell) {
+            Rank::Good(dvv) => {
+                let now = self.clock.now_secs();
+                if dvv.has_expired(now) {
+                    Some(encode_causal_cell(&dvv.without_expired(now)))
+                } else {
+                    match entry {
+                        Entry::Value(v) => Some(v),
+                        Entry::Tombstone => None,
+                    }
+                }
+            }
+            Rank::Corrupt | Rank::EngineTombstone => None,
+        }
+    }
+}
+
+/// The merge policy of `lww` tables: cells are [`LwwCell`]s, the winner of
+/// [`LwwCell::lww_cmp`] is kept.
+#[derive(Debug, Clone)]
+pub struct LwwMerge {
+    clock: Arc<dyn Clock>,
+}
+
+impl LwwMerge {
+    /// A policy reading expiry against `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        LwwMerge { clock }
+    }
+}
+
+impl MergePolicy for LwwMerge {
+    fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+        let a = classify("lww", key, older, LwwCell::decode);
+        let b = classify("lww", key, newer, LwwCell::decode);
+        // Return the winner's original bytes rather than re-encoding.
+        match (a, b) {
+            (Rank::Good(x), Rank::Good(y)) => {
+                if y.wins_over(&x) {
+                    newer.to_owned()
+                } else {
+                    older.to_owned()
+                }
+            }
+            (a, b) => merge_ranked(older, newer, a, b, |_, _| Vec::new()),
+        }
+    }
+
+    /// An expired value becomes a tombstone with the value's timestamp (it must keep
+    /// shadowing older writes); tombstones are dropped when `bottommost`.
+    fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
+        let cell = match classify("lww", key, entry.as_ref(), LwwCell::decode) {
+            Rank::Good(c) => c,
+            Rank::Corrupt => return Some(entry),
+            Rank::EngineTombstone => return (!bottommost).then_some(entry),
+        };
+        let dead = cell.is_tombstone() || cell.is_expired(self.clock.now_secs());
+        match (dead, bottommost) {
+            (true, true) => None,
+            (true, false) if !cell.is_tombstone() => Some(Entry::Value(
+                LwwCell::tombstone(cell.timestamp_micros).encode(),
+            )),
+            _ => Some(entry),
+        }
+    }
+
+    fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
+        match classify("lww", key, entry.as_ref(), LwwCell::decode) {
+            Rank::Good(c) if !c.is_tombstone() && !c.is_expired(self.clock.now_secs()) => {
+                match entry {
+                    Entry::Value(v) => Some(v),
+                    Entry::Tombstone => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The coordinator's side of a write: turning a client's value (and context) into the cell
+//! that is stored locally and sent to the other replicas.
+//!
+//! # Causal writes are read-modify-write under a per-key lock
+//! The coordinator reads its stored cell, calls [`prepare_causal_write`], and writes the
+//! result, holding a per-cell lock across the three steps. Without the lock two concurrent
+//! writes coordinated by the same node could read the same stored counter and mint the same
+//! dot for different values; the replicas would then keep one and silently drop the other.
+//! The cell returned is the whole new DVV set; the node writes it locally and sends it to
+//! the other replicas, whose engine merge (DVV sync) folds it into what they hold — a
+//! replica never needs the lock.
+//!
+//! LWW writes need no read and no lock: [`prepare_lww_write`] only encodes.
+
+use super::actor::Actor;
+use super::cell::{decode_causal_cell, encode_causal_cell};
+use super::context::Context;
+use super::dvv::Sibling;
+use super::lww::LwwCell;
+use super::vv::VersionVector;
+use super::{count_sibling_limit_rejection, VersioningError};
+
+/// Riak's default sibling limit (`max_siblings`), for tables that do not set one.
+pub const DEFAULT_MAX_SIBLINGS: usize = 100;
+
+/// Builds the new stored cell of a causal write.
+///
+/// - `existing`: the locally stored cell (the engine's `read` result), if any. A cell that
+///   does not decode fails the write with [`VersioningError::CorruptCell`]: writing over it
+///   as if it were empty could reuse a dot this node minted before.
+/// - `context`: the context of the client's read; `None` for a blind write (it becomes a
+///   sibling of whatever is there).
+/// - `new`: the value, or a causal tombstone for a delete.
+/// - `actor`: this node's current actor.
+/// - `max_siblings`: the table's limit; a write that would leave more siblings than that is
+///   rejected with [`VersioningError::TooManySiblings`] and counted
+///   ([`super::sibling_limit_rejections`]). Resolving siblings (writing with a context that
+///   covers them) is always possible: it reduces the count.
+/// - `now_secs`: expired siblings are dropped first and do not count.
+pub fn prepare_causal_write(
+    existing: Option<&[u8]>,
+    context: Option<&Context>,
+    new: Sibling,
+    actor: Actor,
+    max_siblings: usize,
+    now_secs: u64,
+) -> Result<Vec<u8>, VersioningError> {
+    let stored = match existing {
+        Some(bytes) => decode_causal_cell(bytes)?.without_expired(now_secs),
+        None => Default::default(),
+    };
+    let empty = VersionVector::new();
+    let ctx = context.map_or(&empty, Context::vv);
+    let updated = stored.update(ctx, new, actor);
+    let count = updated.sibling_count();
+    if count > max_siblings {
+        count_sibling_limit_rejection();
+        tracing::debug!(
+            count,
+            limit = max_siblings,
+            "write rejected: too many siblings"
+        );
+        return Err(VersioningError::TooManySiblings {
+            count,
+            limit: max_siblings,
+        });
+    }
+    Ok(encode_causal_cell(&updated))
+}
+
+/// Builds the stored cell of an LWW write (`value: None` is a delete). The timestamp is the
+/// client's if it sent one, else the coordinator's clock.
+pub fn prepare_lww_write(
+    value: Option<Vec<u8>>,
+    timestamp_micros: i64,
+    expires_at_secs: Option<u64>,
+) -> Vec<u8> {
+    LwwCell {
+        value,
+        timestamp_micros,
+        expires_at_secs,
+    }
+    .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::versioning::{sibling_limit_rejections, Dvv};
+
+    const A: Actor = Actor::new(1, 1);
+
+    fn val(s: &str) -> Sibling {
+        Sibling::value(s.as_bytes().to_vec(), 1)
+    }
+
+    #[test]
+    fn causal_write_blind_adds_sibling() {
+        let c1 = prepare_causal_write(None, None, val("a"), A, 10, 0).unwrap();
+        let c2 = prepare_causal_write(Some(&c1), None, val("b"), A, 10, 0).unwrap();
+        assert_eq!(decode_causal_cell(&c2).unwrap().sibling_count(), 2);
+    }
+
+    #[test]
+    fn causal_write_with_context_replaces() {
+        let c1 = prepare_causal_write(None, None, val("a"), A, 10, 0).unwrap();
+        let ctx = Context::of(&decode_causal_cell(&c1).unwrap());
+        let c2 = prepare_causal_write(Some(&c1), Some(&ctx), val("b"), A, 10, 0).unwrap();
+        let d = decode_causal_cell(&c2).unwrap();
+        assert_eq!(d.values(), [&val("b")]);
+    }
+
+    #[test]
+    fn causal_write_over_limit_is_rejected_and_counted() {
+        let mut cell = prepare_causal_write(None, None, val("0"), A, 3, 0).unwrap();
+        for i in 1..3 {
+            cell = prepare_causal_write(Some(&cell), None, val(&i.to_string()), A, 3, 0).unwrap();
+        }
+        let before = sibling_limit_rejections();
+        let err = prepare_causal_write(Some(&cell), None, val("x"), A, 3, 0).unwrap_err();
+        assert!(matches!(
+            err,
+            VersioningError::TooManySiblings { count: 4, limit: 3 }
+        ));
+        assert!(sibling_limit_rejections() > before);
+        // A write that resolves the siblings is still accepted.
+        let ctx = Context::of(&decode_causal_cell(&cell).unwrap());
+        let resolved = prepare_causal_write(Some(&cell), Some(&ctx), val("r"), A, 3, 0).unwrap();
+        assert_eq!(decode_causal_cell(&resolved).unwrap().sibling_count(), 1);
+    }
+
+    #[test]
+    fn causal_write_expired_siblings_do_not_count() {
+        let ttl = val("t").with_expiry(50);
+        let cell = prepare_causal_write(None, None, ttl, A, 1, 0).unwrap();
+        assert!(prepare_causal_write(Some(&cell), None, val("x"), A, 1, 10).is_err());
+        let after = prepare_causal_write(Some(&cell), None, val("x"), A, 1, 50).unwrap();
+        assert_eq!(decode_causal_cell(&after).unwrap().values(), [&val("x")]);
+    }
+
+    #[test]
+    fn causal_write_over_corrupt_cell_fails() {
+        let err = prepare_causal_write(Some(b"garbage"), None, val("a"), A, 10, 0).unwrap_err();
+        assert!(matches!(err, VersioningError::CorruptCell { .. }));
+    }
+
+    #[test]
+    fn causal_delete_is_a_tombstone_sibling() {
+        let c1 = prepare_causal_write(None, None, val("a"), A, 10, 0).unwrap();
+        let d1: Dvv = decode_causal_cell(&c1).unwrap();
+        let c2 = prepare_causal_write(
+            Some(&c1),
+            Some(&Context::of(&d1)),
+            Sibling::tombstone(2),
+            A,
+            10,
+            0,
+        )
+        .unwrap();
+        let d2 = decode_causal_cell(&c2).unwrap();
+        assert!(d2.is_all_tombstones() && d2.sibling_count() == 1);
+        assert!(d2.dominates(&d1));
+    }
+
+    #[test]
+    fn lww_write_encodes_cell() {
+        let bytes = prepare_lww_write(Some(b"v".to_vec()), 9, Some(100));
+        assert_eq!(
+            LwwCell::decode(&bytes).unwrap(),
+            LwwCell::value(b"v".to_vec(), 9).with_expiry(100)
+        );
+    }
+}
