@@ -465,3 +465,15 @@ mod damage {
         }
     }
 }
+
+#[test]
+fn commitlog_open_creates_missing_dir() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("commitlog");
+    let faults = Arc::new(Faults::default());
+    let log = open(&dir, batch_opts(1 << 20), &faults, 1);
+    log.append(1, b"a").expect("append");
+    log.close().expect("close");
+    let (records, _) = replay_all(&dir).expect("replay");
+    assert_eq!(records, vec![(1, b"a".to_vec())]);
+}

@@ -107,7 +107,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl CommitLog {
     /// Opens a fresh segment with id `first_segment_id` (from
-    /// [`super::ReplayReport::next_segment_id`]) in `dir` (created if missing), and starts
+    /// [`super::ReplayReport::next_segment_id`]) in `dir` (created, and its parent
+    /// fsynced, if missing), and starts
     /// the periodic sync thread in [`SyncMode::Periodic`].
     ///
     /// Existing segments with smaller ids (already replayed) are read once to learn their
@@ -127,7 +128,13 @@ impl CommitLog {
                 ));
             }
         }
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // Make the new directory's own entry durable.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                faults.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+            }
+        }
         let mut closed = Vec::new();
         let mut last_seqno = None;
         for (id, path) in list_segments(dir)? {
