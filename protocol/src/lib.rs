@@ -1,1 +1,44 @@
-//! Sibyl protocol.
+//! Sibyl's binary framed client protocol and its async Rust client.
+//!
+//! # Layout
+//! - [`frame`]: the fixed 20-byte header (all offsets as constants), [`Frame`], checksums.
+//! - [`codec`]: [`FrameCodec`], the `tokio_util` decoder / encoder with a settable cap.
+//! - [`wire`]: the primitive field encodings every message is built from.
+//! - [`message`]: the [`Opcode`] table, [`Request`], [`Response`] and their value types.
+//! - [`error`]: [`ProtocolError`] (bytes we cannot decode), [`ServerError`] with the stable
+//!   [`ErrorCode`] table and retry safety.
+//! - [`client`]: the async client: multiplexed connections, a pool per node, table handles.
+//!
+//! The byte-level contract is `doc/wire_format.md`; a third-party client needs nothing else.
+//! A server reads frames with `Framed<TcpStream, FrameCodec>`, decodes them with
+//! [`Request::from_frame`], answers with [`Response::to_frame`] (echoing stream id and
+//! opcode) and raises the codec cap after the handshake.
+
+// CLIENT pub mod client;
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod message;
+pub mod wire;
+
+// CLIENT pub use client::{Client, ClientError, ClientOptions, Row, Table};
+pub use codec::FrameCodec;
+pub use error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
+pub use frame::{Frame, FrameHeader, DEFAULT_MAX_FRAME_LEN, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN};
+pub use message::opcode::Opcode;
+pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert};
+pub use message::response::Response;
+pub use message::types::{
+    Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
+    NodeInfo, NodeState, Placement, QuorumMode, ResponseMeta, Selector, Sibling, TableOptions,
+    Topology,
+};
+
+/// The protocol version this build speaks by default.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Every protocol version this build speaks, ascending.
+pub const SUPPORTED_VERSIONS: &[u8] = &[1];
+/// Default TCP port of the client protocol.
+pub const DEFAULT_CLIENT_PORT: u16 = 7400;
+/// Default TCP port of the peer (node-to-node) protocol; same framing, opcodes 0x80..=0xFF.
+pub const DEFAULT_PEER_PORT: u16 = 7401;

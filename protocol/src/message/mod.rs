@@ -1,0 +1,8 @@
+//! Messages: what the body of a client frame means. `opcode` is the opcode table,
+//! `request` the client's messages, `response` the server's answers and typed errors,
+//! `types` the values both carry. Encodings are built on [`crate::wire`].
+
+pub mod opcode;
+pub mod request;
+pub mod response;
+pub mod types;

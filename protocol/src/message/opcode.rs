@@ -1,0 +1,118 @@
+//! The opcode table: one byte per message kind, shared by a request and its response.
+//! Client opcodes live in `0x01..=0x7F` (0x00 is never used); `0x80..=0xFF` is reserved for
+//! node-to-node messages on the peer port, defined by the cluster crate with the same
+//! framing ([`crate::frame::PEER_OPCODE_BASE`]).
+
+use crate::error::ProtocolError;
+use crate::frame::PEER_OPCODE_BASE;
+
+/// A client-protocol opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Version negotiation; the first frame on a connection.
+    Handshake = 0x01,
+    /// Liveness check.
+    Ping = 0x02,
+    /// Cluster topology for token-aware routing.
+    Topology = 0x03,
+    /// Create a table.
+    CreateTable = 0x10,
+    /// Drop a table.
+    DropTable = 0x11,
+    /// List table names.
+    ListTables = 0x12,
+    /// Options of one table.
+    DescribeTable = 0x13,
+    /// Write columns of one row.
+    Insert = 0x20,
+    /// Read columns of one row.
+    Get = 0x21,
+    /// Delete columns or a whole row.
+    Delete = 0x22,
+    /// Several inserts and deletes, several keys.
+    Batch = 0x23,
+}
+
+impl Opcode {
+    /// Every client opcode, in table order.
+    pub const ALL: [Opcode; 11] = [
+        Opcode::Handshake,
+        Opcode::Ping,
+        Opcode::Topology,
+        Opcode::CreateTable,
+        Opcode::DropTable,
+        Opcode::ListTables,
+        Opcode::DescribeTable,
+        Opcode::Insert,
+        Opcode::Get,
+        Opcode::Delete,
+        Opcode::Batch,
+    ];
+
+    /// The byte on the wire.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The opcode for a byte; peer opcodes and unassigned values are errors here.
+    pub fn from_u8(byte: u8) -> Result<Opcode, ProtocolError> {
+        if byte >= PEER_OPCODE_BASE {
+            return Err(ProtocolError::UnknownOpcode { opcode: byte });
+        }
+        Opcode::ALL
+            .into_iter()
+            .find(|o| o.as_u8() == byte)
+            .ok_or(ProtocolError::UnknownOpcode { opcode: byte })
+    }
+
+    /// Stable name (as in the doc).
+    pub fn name(self) -> &'static str {
+        match self {
+            Opcode::Handshake => "HANDSHAKE",
+            Opcode::Ping => "PING",
+            Opcode::Topology => "TOPOLOGY",
+            Opcode::CreateTable => "CREATE_TABLE",
+            Opcode::DropTable => "DROP_TABLE",
+            Opcode::ListTables => "LIST_TABLES",
+            Opcode::DescribeTable => "DESCRIBE_TABLE",
+            Opcode::Insert => "INSERT",
+            Opcode::Get => "GET",
+            Opcode::Delete => "DELETE",
+            Opcode::Batch => "BATCH",
+        }
+    }
+
+    /// True for requests that change nothing, so a client may resend them after a lost
+    /// connection.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Opcode::Handshake
+                | Opcode::Ping
+                | Opcode::Topology
+                | Opcode::ListTables
+                | Opcode::DescribeTable
+                | Opcode::Get
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcode_bytes_round_trip() {
+        for op in Opcode::ALL {
+            assert_eq!(Opcode::from_u8(op.as_u8()).unwrap(), op);
+            assert!(op.as_u8() < PEER_OPCODE_BASE);
+        }
+    }
+
+    #[test]
+    fn opcode_peer_range_is_rejected() {
+        assert!(Opcode::from_u8(0x80).is_err());
+        assert!(Opcode::from_u8(0x00).is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! Client requests: [`Request`] and the mutations it carries, with their body encodings.
+//!
+//! A request travels in a frame whose opcode is [`Request::opcode`] and whose flags are 0.
+//! Body grammar per opcode is in `doc/wire_format.md` and beside each `encode`. Decoding
+//! consumes the whole body (trailing bytes are an error). Pure data.
+
+use bytes::Bytes;
+
+use crate::error::ProtocolError;
+use crate::frame::Frame;
+use crate::message::opcode::Opcode;
+use crate::message::types::{CellContext, ColumnWrite, Consistency, Selector, TableOptions};
+use crate::wire::{WireReader, WireWriter};
+use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
+
+/// The columns written to one row. Wire: `string` table, `bytes` key, `option<u32>`
+/// ttl_secs, `option<i64>` timestamp_micros, `list<column write>` columns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowInsert {
+    /// Table name.
+    pub table: String,
+    /// Partition key.
+    pub key: Bytes,
+    /// Time to live of every column written; `None` = the table's default.
+    pub ttl_secs: Option<u32>,
+    /// Client-supplied write time (lww tables); `None` = the coordinator's clock.
+    pub timestamp_micros: Option<i64>,
+    /// The columns, each with the context it supersedes.
+    pub columns: Vec<ColumnWrite>,
+}
+
+impl RowInsert {
+    fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("table", &self.table)?;
+        w.bytes("key", &self.key)?;
+        w.option(self.ttl_secs.as_ref(), |w, v| {
+            w.u32(*v);
+            Ok(())
+        })?;
+        w.option(self.timestamp_micros.as_ref(), |w, v| {
+            w.i64(*v);
+            Ok(())
+        })?;
+        w.list("columns", &self.columns, |w, c| c.encode(w))
+    }
+
+    fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(RowInsert {
+            table: r.string("table")?,
+            key: r.bytes("key")?,
+            ttl_secs: r.option("ttl", |r| r.u32("ttl"))?,
+            timestamp_micros: r.option("timestamp", |r| r.i64("timestamp"))?,
+            columns: r.list("columns", ColumnWrite::MIN_LEN, ColumnWrite::decode)?,
+        })
+    }
+}
+
+/// What a delete removes. Wire: `u8` tag; 0 columns `list<cell context>`; 1 row
+/// `list<cell context>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeleteTarget {
+    /// These columns, each with the context of what the caller read of it.
+    Columns(Vec<CellContext>),
+    /// The whole row; `contexts` are the contexts of the cells the caller read (may be
+    /// empty): in causal tables they are superseded exactly, in lww tables ignored.
+    Row {
+        /// Contexts of the cells the caller saw.
+        contexts: Vec<CellContext>,
+    },
+}
+
+/// A delete of columns or of a row. Wire: `string` table, `bytes` key, `option<i64>`
+/// timestamp_micros, delete target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowDelete {
+    /// Table name.
+    pub table: String,
+    /// Partition key.
+    pub key: Bytes,
+    /// Client-supplied delete time (lww tables); `None` = the coordinator's clock.
+    pub timestamp_micros: Option<i64>,
+    /// What to delete.
+    pub target: DeleteTarget,
+}
+
+impl RowDelete {
+    fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("table", &self.table)?;
+        w.bytes("key", &self.key)?;
+        w.option(self.timestamp_micros.as_ref(), |w, v| {
+            w.i64(*v);
+            Ok(())
+        })?;
+        let (tag, cells) = match &self.target {
+            DeleteTarget::Columns(cells) => (0, cells),
+            DeleteTarget::Row { contexts } => (1, contexts),
+        };
+        w.u8(tag);
+        w.list("delete cells", cells, |w, c| c.encode(w))
+    }
+
+    fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        let table = r.string("table")?;
+        let key = r.bytes("key")?;
+        let timestamp_micros = r.option("timestamp", |r| r.i64("timestamp"))?;
+        let tag = r.u8("delete target")?;
+        let cells =
+            |r: &mut WireReader| r.list("delete cells", CellContext::MIN_LEN, CellContext::decode);
+        let target = match tag {
+            0 => DeleteTarget::Columns(cells(r)?),
+            1 => DeleteTarget::Row {
+                contexts: cells(r)?,
+            },
+            tag => {
+                return Err(ProtocolError::InvalidTag {
+                    what: "delete target",
+                    tag: u64::from(tag),
+                })
+            }
+        };
+        Ok(RowDelete {
+            table,
+            key,
+            timestamp_micros,
+            target,
+        })
+    }
+}
+
+/// One element of a batch. Wire: `u8` tag (0 insert, 1 delete), then the row insert or
+/// row delete.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// Write columns.
+    Insert(RowInsert),
+    /// Delete columns or a row.
+    Delete(RowDelete),
+}
+
+/// A client request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// Opens a connection. Wire: `u8` version, `string` client name. Its body layout is
+    /// the same in every protocol version.
+    Handshake {
+        /// The protocol version the client wants to speak.
+        version: u8,
+        /// Free-form client name and version, for logs.
+        client: String,
+    },
+    /// Liveness check. Empty body.
+    Ping,
+    /// Asks for the cluster topology. Empty body.
+    Topology,
+    /// Wire: `string` name, `bool` if_not_exists, table options.
+    CreateTable {
+        /// Table name.
+        name: String,
+        /// Its options.
+        options: TableOptions,
+        /// Succeed without change if the table exists.
+        if_not_exists: bool,
+    },
+    /// Wire: `string` name, `bool` if_exists.
+    DropTable {
+        /// Table name.
+        name: String,
+        /// Succeed without change if the table is missing.
+        if_exists: bool,
+    },
+    /// Empty body.
+    ListTables,
+    /// Wire: `string` name.
+    DescribeTable {
+        /// Table name.
+        name: String,
+    },
+    /// Wire: `option<consistency>`, row insert.
+    Insert {
+        /// What to write.
+        insert: RowInsert,
+        /// `None` = the table's write consistency.
+        consistency: Option<Consistency>,
+    },
+    /// Wire: `option<consistency>`, `string` table, `bytes` key, selector.
+    Get {
+        /// Table name.
+        table: String,
+        /// Partition key.
+        key: Bytes,
+        /// Which columns.
+        selector: Selector,
+        /// `None` = the table's read consistency.
+        consistency: Option<Consistency>,
+    },
+    /// Wire: `option<consistency>`, row delete.
+    Delete {
+        /// What to delete.
+        delete: RowDelete,
+        /// `None` = the table's write consistency.
+        consistency: Option<Consistency>,
+    },
+    /// Wire: `option<consistency>`, `list<mutation>`. Not atomic across keys: each
+    /// mutation is applied independently; the answer is an error if any failed.
+    Batch {
+        /// The mutations, applied in order per key.
+        mutations: Vec<Mutation>,
+        /// `None` = each table's write consistency.
+        consistency: Option<Consistency>,
+    },
+}
+
+fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
+    w.option(c, |w, c| {
+        c.encode(w);
+        Ok(())
+    })
+}
+
+fn decode_consistency(r: &mut WireReader) -> Result<Option<Consistency>, ProtocolError> {
+    r.option("consistency", Consistency::decode)
+}
+
+impl Request {
+    /// The opcode of this request.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Handshake { .. } => Opcode::Handshake,
+            Request::Ping => Opcode::Ping,
+            Request::Topology => Opcode::Topology,
+            Request::CreateTable { .. } => Opcode::CreateTable,
+            Request::DropTable { .. } => Opcode::DropTable,
+            Request::ListTables => Opcode::ListTables,
+            Request::DescribeTable { .. } => Opcode::DescribeTable,
+            Request::Insert { .. } => Opcode::Insert,
+            Request::Get { .. } => Opcode::Get,
+            Request::Delete { .. } => Opcode::Delete,
+            Request::Batch { .. } => Opcode::Batch,
+        }
+    }
+
+    /// Encodes the body (without the frame header).
+    pub fn encode_body(&self) -> Result<Bytes, ProtocolError> {
+        let mut w = WireWriter::new();
+        match self {
+            Request::Handshake { version, client } => {
+                w.u8(*version);
+                w.string("client name", client)?;
+            }
+            Request::Ping | Request::Topology | Request::ListTables => {}
+            Request::CreateTable {
+                name,
+                options,
+                if_not_exists,
+            } => {
+                w.string("table", name)?;
+                w.bool(*if_not_exists);
+                options.encode(&mut w)?;
+            }
+            Request::DropTable { name, if_exists } => {
+                w.string("table", name)?;
+                w.bool(*if_exists);
+            }
+            Request::DescribeTable { name } => w.string("table", name)?,
+            Request::Insert {
+                insert,
+                consistency,
+            } => {
+                encode_consistency(&mut w, consistency.as_ref())?;
+                insert.encode(&mut w)?;
+            }
+            Request::Get {
+                table,
+                key,
+                selector,
+                consistency,
+            } => {
+                encode_consistency(&mut w, consistency.as_ref())?;
+                w.string("table", table)?;
+                w.bytes("key", key)?;
+                selector.encode(&mut w)?;
+            }
+            Request::Delete {
+                delete,
+                consistency,
+            } => {
+                encode_consistency(&mut w, consistency.as_ref())?;
+                delete.encode(&mut w)?;
+            }
+            Request::Batch {
+                mutations,
+                consistency,
+            } => {
+                encode_consistency(&mut w, consistency.as_ref())?;
+                w.list("mutations", mutations, |w, m| match m {
+                    Mutation::Insert(i) => {
+                        w.u8(0);
+                        i.encode(w)
+                    }
+                    Mutation::Delete(d) => {
+                        w.u8(1);
+                        d.encode(w)
+                    }
+                })?;
+            }
+        }
+        Ok(w.finish())
+    }
+
+    /// Decodes a body for `opcode`; the whole body must be consumed.
+    pub fn decode_body(opcode: Opcode, body: Bytes) -> Result<Request, ProtocolError> {
+        let mut r = WireReader::new(body);
+        let req = match opcode {
+            Opcode::Handshake => Request::Handshake {
+                version: r.u8("version")?,
+                client: r.string("client name")?,
+            },
+            Opcode::Ping => Request::Ping,
+            Opcode::Topology => Request::Topology,
+            Opcode::CreateTable => Request::CreateTable {
+                name: r.string("table")?,
+                if_not_exists: r.bool("if not exists")?,
+                options: TableOptions::decode(&mut r)?,
+            },
+            Opcode::DropTable => Request::DropTable {
+                name: r.string("table")?,
+                if_exists: r.bool("if exists")?,
+            },
+            Opcode::ListTables => Request::ListTables,
+            Opcode::DescribeTable => Request::DescribeTable {
+                name: r.string("table")?,
+            },
+            Opcode::Insert => {
+                let consistency = decode_consistency(&mut r)?;
+                Request::Insert {
+                    insert: RowInsert::decode(&mut r)?,
+                    consistency,
+                }
+            }
+            Opcode::Get => Request::Get {
+                consistency: decode_consistency(&mut r)?,
+                table: r.string("table")?,
+                key: r.bytes("key")?,
+                selector: Selector::decode(&mut r)?,
+            },
+            Opcode::Delete => {
+                let consistency = decode_consistency(&mut r)?;
+                Request::Delete {
+                    delete: RowDelete::decode(&mut r)?,
+                    consistency,
+                }
+            }
+            Opcode::Batch => {
+                let consistency = decode_consistency(&mut r)?;
+                // Smallest mutation: tag + empty table + empty key + option + one list count.
+                let mutations = r.list("mutations", 12, |r| match r.u8("mutation")? {
+                    0 => Ok(Mutation::Insert(RowInsert::decode(r)?)),
+                    1 => Ok(Mutation::Delete(RowDelete::decode(r)?)),
+                    tag => Err(ProtocolError::InvalidTag {
+                        what: "mutation",
+                        tag: u64::from(tag),
+                    }),
+                })?;
+                Request::Batch {
+                    mutations,
+                    consistency,
+                }
+            }
+        };
+        r.finish(opcode.name())?;
+        Ok(req)
+    }
+
+    /// A request frame at [`PROTOCOL_VERSION`].
+    pub fn to_frame(&self, stream_id: u32) -> Result<Frame, ProtocolError> {
+        Ok(Frame {
+            version: PROTOCOL_VERSION,
+            flags: 0,
+            opcode: self.opcode().as_u8(),
+            stream_id,
+            body: self.encode_body()?,
+        })
+    }
+
+    /// Decodes a request frame. A response frame, an unknown opcode or (except for the
+    /// handshake, whose layout never changes) an unsupported version is an error.
+    pub fn from_frame(frame: &Frame) -> Result<Request, ProtocolError> {
+        if frame.is_response() {
+            return Err(ProtocolError::InvalidValue {
+                what: "request flags",
+                reason: "response flag set on a request".into(),
+            });
+        }
+        let opcode = Opcode::from_u8(frame.opcode)?;
+        if opcode != Opcode::Handshake && !SUPPORTED_VERSIONS.contains(&frame.version) {
+            return Err(ProtocolError::UnsupportedVersion {
+                version: frame.version,
+            });
+        }
+        Request::decode_body(opcode, frame.body.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_get_round_trips_through_frame() {
+        let req = Request::Get {
+            table: "users".into(),
+            key: Bytes::from_static(b"alice"),
+            selector: Selector::Slice {
+                from: Some(Bytes::from_static(b"a")),
+                to: None,
+                limit: 10,
+                paging: None,
+            },
+            consistency: Some(Consistency::ALL.strict()),
+        };
+        let frame = req.to_frame(9).unwrap();
+        assert_eq!(frame.opcode, 0x21);
+        assert_eq!(Request::from_frame(&frame).unwrap(), req);
+    }
+
+    #[test]
+    fn request_trailing_bytes_are_rejected() {
+        let mut body = Request::Ping.encode_body().unwrap().to_vec();
+        body.push(0);
+        assert!(matches!(
+            Request::decode_body(Opcode::Ping, Bytes::from(body)),
+            Err(ProtocolError::TrailingBytes { .. })
+        ));
+    }
+
+    #[test]
+    fn request_unsupported_version_is_rejected_except_handshake() {
+        let mut frame = Request::Ping.to_frame(1).unwrap();
+        frame.version = 99;
+        assert!(matches!(
+            Request::from_frame(&frame),
+            Err(ProtocolError::UnsupportedVersion { version: 99 })
+        ));
+        let mut hs = Request::Handshake {
+            version: 99,
+            client: "x".into(),
+        }
+        .to_frame(1)
+        .unwrap();
+        hs.version = 99;
+        assert!(Request::from_frame(&hs).is_ok());
+    }
+}

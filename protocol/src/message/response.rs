@@ -1,0 +1,363 @@
+//! Server responses: [`Response`] and the encoding of typed errors ([`ServerError`]).
+//!
+//! A response frame echoes the request's stream id and opcode and sets
+//! [`FLAG_RESPONSE`]; an error also sets [`FLAG_ERROR`] and its body is an error body
+//! whatever the opcode. Success bodies have no tag: the opcode says which shape follows,
+//! so [`Response::from_frame`] needs only the frame and [`Response::to_frame`] checks that
+//! the variant fits the opcode. Pure data.
+
+use bytes::Bytes;
+
+use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
+use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
+use crate::message::opcode::Opcode;
+use crate::message::types::{Cell, ResponseMeta, TableOptions, Topology};
+use crate::wire::{WireReader, WireWriter};
+use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
+
+/// A server response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// To HANDSHAKE. Wire: `u8` version, `string` server name, `u32` max_frame_len.
+    Handshake {
+        /// The version both sides now speak.
+        version: u8,
+        /// Server name and version, for logs.
+        server: String,
+        /// Largest frame (header + body) the server accepts from now on.
+        max_frame_len: u32,
+    },
+    /// To PING. Empty body.
+    Pong,
+    /// To TOPOLOGY. Wire: topology.
+    Topology(Topology),
+    /// To CREATE_TABLE and DROP_TABLE. Wire: `string` table, `bool` applied.
+    SchemaChanged {
+        /// The table.
+        table: String,
+        /// False when `if_not_exists` / `if_exists` made the request a no-op.
+        applied: bool,
+    },
+    /// To LIST_TABLES. Wire: `list<string>`.
+    Tables(Vec<String>),
+    /// To DESCRIBE_TABLE. Wire: `string` name, table options.
+    Table {
+        /// Table name.
+        name: String,
+        /// Its options.
+        options: TableOptions,
+    },
+    /// To GET. Wire: response meta, `list<cell>` cells (sorted by name), `option<bytes>`
+    /// next_page.
+    Row {
+        /// The selected cells that exist, sorted by name.
+        cells: Vec<Cell>,
+        /// Token to pass as `paging` for the next page of a slice; `None` = no more.
+        next_page: Option<Bytes>,
+        /// Which replicas answered, whether read repair ran.
+        meta: ResponseMeta,
+    },
+    /// To INSERT, DELETE and BATCH. Wire: response meta.
+    Written {
+        /// Which replicas acknowledged.
+        meta: ResponseMeta,
+    },
+    /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
+    /// code-specific fields, length-prefixed so unknown codes can be skipped).
+    Error(ServerError),
+}
+
+fn encode_error(w: &mut WireWriter, e: &ServerError) -> Result<(), ProtocolError> {
+    w.u16(e.code());
+    w.string("error message", &e.message)?;
+    let mut f = WireWriter::new();
+    match &e.kind {
+        ErrorKind::UnsupportedVersion { supported } => {
+            f.list("supported versions", supported, |w, v| {
+                w.u8(*v);
+                Ok(())
+            })?;
+        }
+        ErrorKind::UnknownTable { table } | ErrorKind::TableExists { table } => {
+            f.string("table", table)?
+        }
+        ErrorKind::TooManySiblings { limit } => f.u32(*limit),
+        ErrorKind::Unavailable { required, alive } => {
+            f.u32(*required);
+            f.u32(*alive);
+        }
+        ErrorKind::WriteTimeout { acks, required } | ErrorKind::ReadTimeout { acks, required } => {
+            f.u32(*acks);
+            f.u32(*required);
+        }
+        ErrorKind::Unknown { fields, .. } => return w.bytes("error fields", fields),
+        ErrorKind::Protocol | ErrorKind::Server | ErrorKind::Invalid | ErrorKind::Overloaded => {}
+    }
+    w.bytes("error fields", &f.finish())
+}
+
+fn decode_error(r: &mut WireReader) -> Result<ServerError, ProtocolError> {
+    let code = r.u16("error code")?;
+    let message = r.string("error message")?;
+    let fields = r.bytes("error fields")?;
+    let Some(known) = ErrorCode::from_u16(code) else {
+        return Ok(ServerError {
+            kind: ErrorKind::Unknown { code, fields },
+            message,
+        });
+    };
+    let mut f = WireReader::new(fields);
+    let kind = match known {
+        ErrorCode::Protocol => ErrorKind::Protocol,
+        ErrorCode::UnsupportedVersion => ErrorKind::UnsupportedVersion {
+            supported: f.list("supported versions", 1, |r| r.u8("version"))?,
+        },
+        ErrorCode::Server => ErrorKind::Server,
+        ErrorCode::Invalid => ErrorKind::Invalid,
+        ErrorCode::UnknownTable => ErrorKind::UnknownTable {
+            table: f.string("table")?,
+        },
+        ErrorCode::TableExists => ErrorKind::TableExists {
+            table: f.string("table")?,
+        },
+        ErrorCode::TooManySiblings => ErrorKind::TooManySiblings {
+            limit: f.u32("sibling limit")?,
+        },
+        ErrorCode::Unavailable => ErrorKind::Unavailable {
+            required: f.u32("required")?,
+            alive: f.u32("alive")?,
+        },
+        ErrorCode::WriteTimeout => ErrorKind::WriteTimeout {
+            acks: f.u32("acks")?,
+            required: f.u32("required")?,
+        },
+        ErrorCode::ReadTimeout => ErrorKind::ReadTimeout {
+            acks: f.u32("acks")?,
+            required: f.u32("required")?,
+        },
+        ErrorCode::Overloaded => ErrorKind::Overloaded,
+    };
+    f.finish("error fields")?;
+    Ok(ServerError { kind, message })
+}
+
+impl Response {
+    /// True when this response may answer a request with `opcode`.
+    pub fn fits(&self, opcode: Opcode) -> bool {
+        matches!(
+            (self, opcode),
+            (Response::Error(_), _)
+                | (Response::Handshake { .. }, Opcode::Handshake)
+                | (Response::Pong, Opcode::Ping)
+                | (Response::Topology(_), Opcode::Topology)
+                | (
+                    Response::SchemaChanged { .. },
+                    Opcode::CreateTable | Opcode::DropTable
+                )
+                | (Response::Tables(_), Opcode::ListTables)
+                | (Response::Table { .. }, Opcode::DescribeTable)
+                | (Response::Row { .. }, Opcode::Get)
+                | (
+                    Response::Written { .. },
+                    Opcode::Insert | Opcode::Delete | Opcode::Batch
+                )
+        )
+    }
+
+    /// Encodes the body (without the frame header).
+    pub fn encode_body(&self) -> Result<Bytes, ProtocolError> {
+        let mut w = WireWriter::new();
+        match self {
+            Response::Handshake {
+                version,
+                server,
+                max_frame_len,
+            } => {
+                w.u8(*version);
+                w.string("server name", server)?;
+                w.u32(*max_frame_len);
+            }
+            Response::Pong => {}
+            Response::Topology(t) => t.encode(&mut w)?,
+            Response::SchemaChanged { table, applied } => {
+                w.string("table", table)?;
+                w.bool(*applied);
+            }
+            Response::Tables(names) => w.list("tables", names, |w, n| w.string("table", n))?,
+            Response::Table { name, options } => {
+                w.string("table", name)?;
+                options.encode(&mut w)?;
+            }
+            Response::Row {
+                cells,
+                next_page,
+                meta,
+            } => {
+                meta.encode(&mut w)?;
+                w.list("cells", cells, |w, c| c.encode(w))?;
+                w.option(next_page.as_ref(), |w, p| w.bytes("next page", p))?;
+            }
+            Response::Written { meta } => meta.encode(&mut w)?,
+            Response::Error(e) => encode_error(&mut w, e)?,
+        }
+        Ok(w.finish())
+    }
+
+    /// Decodes a success body for `opcode`, or an error body when `is_error`.
+    pub fn decode_body(
+        opcode: Opcode,
+        is_error: bool,
+        body: Bytes,
+    ) -> Result<Response, ProtocolError> {
+        let mut r = WireReader::new(body);
+        let resp = if is_error {
+            Response::Error(decode_error(&mut r)?)
+        } else {
+            match opcode {
+                Opcode::Handshake => Response::Handshake {
+                    version: r.u8("version")?,
+                    server: r.string("server name")?,
+                    max_frame_len: r.u32("max frame length")?,
+                },
+                Opcode::Ping => Response::Pong,
+                Opcode::Topology => Response::Topology(Topology::decode(&mut r)?),
+                Opcode::CreateTable | Opcode::DropTable => Response::SchemaChanged {
+                    table: r.string("table")?,
+                    applied: r.bool("applied")?,
+                },
+                Opcode::ListTables => Response::Tables(r.list("tables", 2, |r| r.string("table"))?),
+                Opcode::DescribeTable => Response::Table {
+                    name: r.string("table")?,
+                    options: TableOptions::decode(&mut r)?,
+                },
+                Opcode::Get => {
+                    let meta = ResponseMeta::decode(&mut r)?;
+                    let cells = r.list("cells", Cell::MIN_LEN, Cell::decode)?;
+                    let next_page = r.option("next page", |r| r.bytes("next page"))?;
+                    Response::Row {
+                        cells,
+                        next_page,
+                        meta,
+                    }
+                }
+                Opcode::Insert | Opcode::Delete | Opcode::Batch => Response::Written {
+                    meta: ResponseMeta::decode(&mut r)?,
+                },
+            }
+        };
+        r.finish(opcode.name())?;
+        Ok(resp)
+    }
+
+    /// A response frame answering `opcode` on `stream_id`, at [`PROTOCOL_VERSION`].
+    /// Fails if the variant cannot answer that opcode.
+    pub fn to_frame(&self, stream_id: u32, opcode: Opcode) -> Result<Frame, ProtocolError> {
+        self.to_frame_version(PROTOCOL_VERSION, stream_id, opcode)
+    }
+
+    /// As [`Response::to_frame`] with an explicit version byte (a server answering a
+    /// handshake for a version it does not speak echoes the client's version).
+    pub fn to_frame_version(
+        &self,
+        version: u8,
+        stream_id: u32,
+        opcode: Opcode,
+    ) -> Result<Frame, ProtocolError> {
+        if !self.fits(opcode) {
+            return Err(ProtocolError::InvalidValue {
+                what: "response",
+                reason: format!("this response cannot answer {}", opcode.name()),
+            });
+        }
+        let flags = match self {
+            Response::Error(_) => FLAG_RESPONSE | FLAG_ERROR,
+            _ => FLAG_RESPONSE,
+        };
+        Ok(Frame {
+            version,
+            flags,
+            opcode: opcode.as_u8(),
+            stream_id,
+            body: self.encode_body()?,
+        })
+    }
+
+    /// Decodes a response frame. A request frame or an unknown opcode is an error; so is
+    /// an unsupported version, except on errors and handshakes (their layout never
+    /// changes, so a client can read the server's refusal).
+    pub fn from_frame(frame: &Frame) -> Result<Response, ProtocolError> {
+        if !frame.is_response() {
+            return Err(ProtocolError::InvalidValue {
+                what: "response flags",
+                reason: "response flag not set".into(),
+            });
+        }
+        let opcode = Opcode::from_u8(frame.opcode)?;
+        if !frame.is_error()
+            && opcode != Opcode::Handshake
+            && !SUPPORTED_VERSIONS.contains(&frame.version)
+        {
+            return Err(ProtocolError::UnsupportedVersion {
+                version: frame.version,
+            });
+        }
+        Response::decode_body(opcode, frame.is_error(), frame.body.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_error_round_trips_with_fields() {
+        let resp = Response::Error(ServerError::new(
+            ErrorKind::WriteTimeout {
+                acks: 1,
+                required: 2,
+            },
+            "slow",
+        ));
+        let frame = resp.to_frame(3, Opcode::Insert).unwrap();
+        assert!(frame.is_error());
+        assert_eq!(Response::from_frame(&frame).unwrap(), resp);
+    }
+
+    #[test]
+    fn response_unknown_error_code_keeps_fields() {
+        let resp = Response::Error(ServerError::new(
+            ErrorKind::Unknown {
+                code: 0x7777,
+                fields: Bytes::from_static(b"xyz"),
+            },
+            "new",
+        ));
+        let frame = resp.to_frame(3, Opcode::Get).unwrap();
+        let back = Response::from_frame(&frame).unwrap();
+        assert_eq!(back, resp);
+        let Response::Error(e) = back else {
+            panic!("not an error")
+        };
+        assert!(!e.retry_safe());
+    }
+
+    #[test]
+    fn response_mismatched_opcode_is_refused() {
+        assert!(Response::Pong.to_frame(1, Opcode::Get).is_err());
+    }
+
+    #[test]
+    fn response_known_code_with_extra_fields_is_rejected() {
+        let mut w = WireWriter::new();
+        w.u16(ErrorCode::Overloaded.as_u16());
+        w.string("m", "x").unwrap();
+        w.bytes("f", &[1]).unwrap();
+        assert!(matches!(
+            Response::decode_body(Opcode::Get, true, w.finish()),
+            Err(ProtocolError::TrailingBytes {
+                what: "error fields",
+                ..
+            })
+        ));
+    }
+}
