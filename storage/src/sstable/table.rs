@@ -289,6 +289,13 @@ impl SsTable {
         }
     }
 
+    /// The file range `(offset, contents size)` of data block `i` (for tests that damage
+    /// blocks).
+    #[cfg(test)]
+    pub(crate) fn data_block_range(&self, i: usize) -> Option<(usize, usize)> {
+        self.index.get(i).map(|e| (e.offset, e.size))
+    }
+
     /// Turns a block decoding error into a [`Error::Corruption`] with the file offset.
     pub(crate) fn block_corruption(&self, i: usize, e: BlockError) -> Error {
         let base = self.index.get(i).map_or(0, |b| b.offset);
