@@ -3,10 +3,11 @@
 //! `log_writer` / `log_reader`).
 //!
 //! # Layout
-//! - [`format`]: the byte format (segment header, record framing, file names) shared by
+//! - [`mod@format`]: the byte format (segment header, record framing, file names) shared by
 //!   writer and reader; spec in `storage/doc/commitlog_format.md`.
 //! - [`writer`]: [`CommitLog`]: appends, segment rolling, group commit, the periodic sync
 //!   thread, poisoning, deletion of covered segments.
+//! - `segment`: one segment file as the writer tracks it, and its creation.
 //! - [`reader`]: [`replay`]: reads the segments back in order at start-up and truncates a
 //!   torn tail.
 //!
@@ -27,6 +28,7 @@
 
 pub mod format;
 pub mod reader;
+mod segment;
 pub mod writer;
 
 #[cfg(test)]

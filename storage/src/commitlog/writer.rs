@@ -15,7 +15,7 @@
 //! below the durable position returns without an fsync of its own; the others start the
 //! next one. So one fsync covers every append made before it started.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,11 +23,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::format::{
-    encode_record, encode_segment_header, segment_file_name, MAX_RECORD_LEN, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
-};
+use super::format::{encode_record, MAX_RECORD_LEN, RECORD_HEADER_LEN};
 use super::reader::{list_segments, walk_segment};
+use super::segment::{create_segment, Segment};
 use super::{CommitLogOptions, SyncMode};
 use crate::error::{Error, Result};
 use crate::fault::Faults;
@@ -83,15 +81,6 @@ struct WriterState {
     last_seqno: Option<SeqNo>,
     /// Reused encode buffer.
     buf: Vec<u8>,
-}
-
-#[derive(Debug, Clone)]
-struct Segment {
-    id: u64,
-    path: PathBuf,
-    size: u64,
-    /// Seqno of the last record; `None` while the segment holds no record.
-    max_seqno: Option<SeqNo>,
 }
 
 struct SyncState {
@@ -490,33 +479,4 @@ impl Shared {
             stopped = lock(&self.stop);
         }
     }
-}
-
-/// Creates segment `id` in `dir`: writes and fsyncs its header, then fsyncs the directory
-/// so the file's existence is durable.
-fn create_segment(
-    dir: &Path,
-    id: u64,
-    faults: &Faults,
-    fsyncs: &AtomicU64,
-) -> Result<(Segment, File)> {
-    let path = dir.join(segment_file_name(id));
-    let io = |e| Error::io(&path, e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io)?;
-    faults.check_write().map_err(io)?;
-    file.write_all(&encode_segment_header(id)).map_err(io)?;
-    fsyncs.fetch_add(1, Ordering::Relaxed);
-    faults.sync_data(&file).map_err(io)?;
-    faults.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let segment = Segment {
-        id,
-        path,
-        size: SEGMENT_HEADER_LEN as u64,
-        max_seqno: None,
-    };
-    Ok((segment, file))
 }
