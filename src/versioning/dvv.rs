@@ -122,6 +122,35 @@ impl Dvv {
         }
     }
 
+    /// Builds a set from `(actor, counter, [(dot counter, sibling)])` entries, checking the
+    /// invariants: actors strictly ascending, `counter >= 1`, dots strictly ascending and in
+    /// `1..=counter`. Used by tests and tools; the node gets sets from cells and updates.
+    pub fn from_entries(
+        entries: Vec<(Actor, u64, Vec<(u64, Sibling)>)>,
+    ) -> Result<Dvv, &'static str> {
+        let mut out: Vec<DvvEntry> = Vec::with_capacity(entries.len());
+        for (actor, counter, dots) in entries {
+            if out.last().is_some_and(|e| e.actor >= actor) {
+                return Err("actors not strictly ascending");
+            }
+            if counter == 0 {
+                return Err("zero counter");
+            }
+            if dots.iter().any(|(c, _)| *c == 0 || *c > counter) {
+                return Err("dot out of range");
+            }
+            if dots.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err("dots not strictly ascending");
+            }
+            out.push(DvvEntry {
+                actor,
+                counter,
+                dots,
+            });
+        }
+        Ok(Dvv { entries: out })
+    }
+
     /// The causal context: actor -> highest counter seen.
     pub fn join(&self) -> VersionVector {
         VersionVector::from_sorted_unchecked(

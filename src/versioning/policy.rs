@@ -233,3 +233,212 @@ impl MergePolicy for LwwMerge {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::versioning::clock::ManualClock;
+    use crate::versioning::dvv::Sibling;
+    use crate::versioning::vv::VersionVector;
+    use crate::versioning::{corrupt_cells_seen, Actor};
+
+    const A: Actor = Actor::new(1, 1);
+    const B: Actor = Actor::new(2, 1);
+    const K: &[u8] = b"key";
+
+    fn clock_at(secs: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock::at_secs(secs))
+    }
+
+    fn causal(clock: &Arc<ManualClock>) -> CausalMerge {
+        CausalMerge::new(clock.clone())
+    }
+
+    fn cell(d: &Dvv) -> Entry {
+        Entry::Value(encode_causal_cell(d))
+    }
+
+    fn blind(d: &Dvv, s: Sibling, actor: Actor) -> Dvv {
+        d.update(&VersionVector::new(), s, actor)
+    }
+
+    fn val(s: &str) -> Sibling {
+        Sibling::value(s.as_bytes().to_vec(), 0)
+    }
+
+    fn decoded(e: &Entry) -> Dvv {
+        match e {
+            Entry::Value(v) => decode_causal_cell(v).unwrap(),
+            Entry::Tombstone => panic!("expected a cell"),
+        }
+    }
+
+    #[test]
+    fn causal_merge_is_dvv_sync() {
+        let p = causal(&clock_at(0));
+        let x = blind(&Dvv::new(), val("x"), A);
+        let y = blind(&Dvv::new(), val("y"), B);
+        let merged = p.merge(K, cell(&x).as_ref(), cell(&y).as_ref());
+        assert_eq!(decoded(&merged), x.sync(&y));
+        assert_eq!(decoded(&merged).sibling_count(), 2);
+    }
+
+    #[test]
+    fn causal_merge_keeps_the_decodable_side() {
+        let p = causal(&clock_at(0));
+        let x = cell(&blind(&Dvv::new(), val("x"), A));
+        let junk = Entry::Value(vec![0xC1, 0xff]);
+        let before = corrupt_cells_seen();
+        assert_eq!(p.merge(K, x.as_ref(), junk.as_ref()), x);
+        assert_eq!(p.merge(K, junk.as_ref(), x.as_ref()), x);
+        assert!(corrupt_cells_seen() >= before + 2);
+        // Two undecodable versions: the newer is kept; an engine tombstone never wins.
+        let junk2 = Entry::Value(vec![0x00]);
+        assert_eq!(p.merge(K, junk.as_ref(), junk2.as_ref()), junk2);
+        assert_eq!(p.merge(K, junk.as_ref(), EntryRef::Tombstone), junk);
+    }
+
+    #[test]
+    fn causal_merge_ignores_engine_tombstones() {
+        let p = causal(&clock_at(0));
+        let x = cell(&blind(&Dvv::new(), val("x"), A));
+        assert_eq!(p.merge(K, x.as_ref(), EntryRef::Tombstone), x);
+        assert_eq!(p.merge(K, EntryRef::Tombstone, x.as_ref()), x);
+        assert_eq!(
+            p.merge(K, EntryRef::Tombstone, EntryRef::Tombstone),
+            Entry::Tombstone
+        );
+        assert!(!p.newest_wins());
+    }
+
+    #[test]
+    fn causal_compact_drops_expired_siblings() {
+        let clock = clock_at(100);
+        let p = causal(&clock);
+        let d = blind(&Dvv::new(), val("ttl").with_expiry(150), A);
+        let d = blind(&d, val("keep"), A);
+        let e = cell(&d);
+        assert_eq!(p.compact(K, e.clone(), false), Some(e.clone()));
+        clock.advance_secs(50);
+        let out = decoded(&p.compact(K, e, true).unwrap());
+        assert_eq!(out.values(), [&val("keep")]);
+        assert_eq!(out.join(), d.join());
+    }
+
+    #[test]
+    fn causal_compact_drops_tombstone_cell_only_bottommost() {
+        let p = causal(&clock_at(0));
+        let d = blind(&Dvv::new(), val("x"), A);
+        let d = d.update(&d.join(), Sibling::tombstone(1), A);
+        let e = cell(&d);
+        assert_eq!(p.compact(K, e.clone(), false), Some(e.clone()));
+        assert_eq!(p.compact(K, e, true), None);
+        let live = cell(&blind(&d, val("y"), B));
+        assert_eq!(p.compact(K, live.clone(), true), Some(live));
+    }
+
+    #[test]
+    fn causal_compact_drops_fully_expired_cell_only_bottommost() {
+        let p = causal(&clock_at(10));
+        let d = blind(&Dvv::new(), val("x").with_expiry(5), A);
+        let kept = decoded(&p.compact(K, cell(&d), false).unwrap());
+        assert_eq!(kept.sibling_count(), 0);
+        assert_eq!(kept.join(), d.join());
+        assert_eq!(p.compact(K, cell(&d), true), None);
+    }
+
+    #[test]
+    fn causal_compact_keeps_corrupt_cells() {
+        let p = causal(&clock_at(0));
+        let junk = Entry::Value(vec![1, 2, 3]);
+        assert_eq!(p.compact(K, junk.clone(), true), Some(junk));
+    }
+
+    #[test]
+    fn causal_read_hides_expired_values() {
+        let clock = clock_at(0);
+        let p = causal(&clock);
+        let d = blind(&Dvv::new(), val("ttl").with_expiry(10), A);
+        let d = blind(&d, val("keep"), B);
+        let read = |p: &CausalMerge| decode_causal_cell(&p.read(K, cell(&d)).unwrap()).unwrap();
+        assert_eq!(read(&p).sibling_count(), 2);
+        clock.advance_secs(10);
+        assert_eq!(read(&p).values(), [&val("keep")]);
+    }
+
+    #[test]
+    fn causal_read_returns_tombstone_cells_with_context() {
+        let p = causal(&clock_at(0));
+        let d = blind(&Dvv::new(), Sibling::tombstone(3), A);
+        let got = decode_causal_cell(&p.read(K, cell(&d)).unwrap()).unwrap();
+        assert_eq!(got, d);
+        assert_eq!(p.read(K, Entry::Tombstone), None);
+        assert_eq!(p.read(K, Entry::Value(vec![9])), None);
+    }
+
+    fn lww(clock: &Arc<ManualClock>) -> LwwMerge {
+        LwwMerge::new(clock.clone())
+    }
+
+    fn lcell(c: &LwwCell) -> Entry {
+        Entry::Value(c.encode())
+    }
+
+    #[test]
+    fn lww_merge_keeps_winner_either_order() {
+        let p = lww(&clock_at(0));
+        let old = lcell(&LwwCell::value(b"z".to_vec(), 1));
+        let new = lcell(&LwwCell::value(b"a".to_vec(), 2));
+        assert_eq!(p.merge(K, old.as_ref(), new.as_ref()), new);
+        assert_eq!(p.merge(K, new.as_ref(), old.as_ref()), new);
+        let tomb = lcell(&LwwCell::tombstone(2));
+        assert_eq!(p.merge(K, tomb.as_ref(), new.as_ref()), tomb);
+        assert!(!p.newest_wins());
+    }
+
+    #[test]
+    fn lww_merge_keeps_the_decodable_side() {
+        let p = lww(&clock_at(0));
+        let good = lcell(&LwwCell::value(b"a".to_vec(), 2));
+        let junk = Entry::Value(vec![0xD1]);
+        assert_eq!(p.merge(K, good.as_ref(), junk.as_ref()), good);
+        assert_eq!(p.merge(K, junk.as_ref(), good.as_ref()), good);
+        assert_eq!(p.merge(K, EntryRef::Tombstone, good.as_ref()), good);
+    }
+
+    #[test]
+    fn lww_compact_turns_expired_into_tombstone() {
+        let p = lww(&clock_at(20));
+        let c = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(20));
+        assert_eq!(
+            p.compact(K, c.clone(), false),
+            Some(lcell(&LwwCell::tombstone(7)))
+        );
+        assert_eq!(p.compact(K, c, true), None);
+        let fresh = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(21));
+        assert_eq!(p.compact(K, fresh.clone(), true), Some(fresh));
+    }
+
+    #[test]
+    fn lww_compact_drops_tombstones_only_bottommost() {
+        let p = lww(&clock_at(0));
+        let t = lcell(&LwwCell::tombstone(7));
+        assert_eq!(p.compact(K, t.clone(), false), Some(t.clone()));
+        assert_eq!(p.compact(K, t, true), None);
+    }
+
+    #[test]
+    fn lww_read_hides_tombstones_and_expired() {
+        let clock = clock_at(0);
+        let p = lww(&clock);
+        let v = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(5));
+        assert_eq!(
+            p.read(K, v.clone()),
+            Some(LwwCell::value(b"a".to_vec(), 7).with_expiry(5).encode())
+        );
+        clock.advance_secs(5);
+        assert_eq!(p.read(K, v), None);
+        assert_eq!(p.read(K, lcell(&LwwCell::tombstone(1))), None);
+        assert_eq!(p.read(K, Entry::Tombstone), None);
+    }
+}
