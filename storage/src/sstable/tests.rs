@@ -692,3 +692,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sstable_types_are_send_and_sync_as_documented() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<SsTable>();
+    send::<SsTableIter>();
+    send::<SsTableBuilder>();
+}
+
+#[test]
+fn sstable_estimated_size_tracks_final_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sst");
+    let mut b = SsTableBuilder::create(
+        &path,
+        SsTableOptions::default(),
+        Arc::new(Faults::default()),
+    )
+    .unwrap();
+    let mut last = 0;
+    for (k, (s, e)) in &sample(5000) {
+        b.add(k, *s, e.as_ref()).unwrap();
+        assert!(b.estimated_size() >= last);
+        last = b.estimated_size();
+    }
+    let info = b.finish().unwrap();
+    let diff = info.file_size.abs_diff(last);
+    assert!(
+        diff * 20 < info.file_size,
+        "estimate {last}, actual {}",
+        info.file_size
+    );
+}
