@@ -33,7 +33,9 @@ pub mod merge;
 pub mod sstable;
 pub mod types;
 
-// pub use engine::{Direction, Engine, EngineOptions, ScanIter, SyncMode, TableOptions, TableStats};
+pub use engine::{
+    Direction, Engine, EngineOptions, MergeResolver, ScanIter, SyncMode, TableOptions, TableStats,
+};
 pub use error::{Error, Result};
 pub use merge::{MergePolicy, NewestWins};
 pub use types::{Entry, EntryRef, SeqNo, WriteBatch};

@@ -1,0 +1,227 @@
+//! The background threads: the flush thread writes frozen memtables out as SSTables; the
+//! compaction thread merges SSTables as the table's strategy asks. Both are owned by the
+//! [`Engine`](super::Engine) and stopped by `close`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::table::{Table, TableFile, TableVersion};
+use super::{lock, Inner};
+use crate::error::{Error, Result};
+use crate::manifest::SsTableEntry;
+use crate::memtable::Memtable;
+use crate::sstable::{SsTable, SsTableBuilder};
+
+/// How long a background thread sleeps before re-checking for work it was not woken for.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+pub(crate) fn start(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
+    let spawn = |name: &str, body: fn(&Arc<Inner>)| {
+        let shared = inner.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(&shared))
+            .map_err(|e| Error::io(&inner.dir, e))
+    };
+    Ok(vec![
+        spawn("sibyl-flush", flush_loop)?,
+        spawn("sibyl-compact", compaction_loop)?,
+    ])
+}
+
+fn flush_loop(inner: &Arc<Inner>) {
+    loop {
+        {
+            let mut bg = lock(&inner.bg);
+            while !bg.shutdown && !bg.flush_pending {
+                bg = inner
+                    .bg_cv
+                    .wait_timeout(bg, IDLE_WAIT)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            if bg.shutdown {
+                return;
+            }
+            bg.flush_pending = false;
+        }
+        if inner.poisoned.load(Ordering::Acquire) {
+            continue;
+        }
+        let tables: Vec<Arc<Table>> = inner.read_tables().values().cloned().collect();
+        let mut flushed_any = false;
+        for t in tables {
+            loop {
+                let Some(mem) = t.version().frozen.last().cloned() else {
+                    break;
+                };
+                match flush_memtable(inner, &t, &mem) {
+                    Ok(()) => flushed_any = true,
+                    Err(e) => {
+                        inner.poison(format!("flush of table {}: {e}", t.name));
+                        break;
+                    }
+                }
+                if t.dropped.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+        }
+        {
+            let _w = lock(&inner.write);
+            inner.flushed.notify_all();
+        }
+        if flushed_any {
+            if let Err(e) = delete_obsolete_segments(inner) {
+                tracing::warn!(error = %e, "deleting commit log segments");
+            }
+            let mut bg = lock(&inner.bg);
+            bg.compaction_pending = true;
+            inner.bg_cv.notify_all();
+        }
+    }
+}
+
+/// Writes `mem` (the oldest frozen memtable of `t`) to a new SSTable, records it in the
+/// manifest and swaps it into the table's version.
+fn flush_memtable(inner: &Inner, t: &Arc<Table>, mem: &Arc<Memtable>) -> Result<()> {
+    let file = if mem.is_empty() {
+        None
+    } else {
+        let file_id = allocate_file_id(inner);
+        let path = inner.sstable_path(file_id);
+        let mut b = SsTableBuilder::create(&path, inner.opts.sstable, inner.opts.faults.clone())?;
+        for e in mem.map().iter() {
+            let v = e.value();
+            if let Err(err) = b.add(e.key(), v.seqno, v.entry.as_ref()) {
+                b.abandon();
+                return Err(err);
+            }
+        }
+        b.finish()?;
+        inner
+            .opts
+            .faults
+            .sync_dir(&inner.sstable_dir())
+            .map_err(|e| Error::io(inner.sstable_dir(), e))?;
+        Some(Arc::new(TableFile {
+            file_id,
+            level: t.compaction.flush_level(),
+            sst: SsTable::open(&path)?,
+        }))
+    };
+    let mut manifest = lock(&inner.manifest);
+    if t.dropped.load(Ordering::Acquire) {
+        if let Some(f) = &file {
+            let _ = std::fs::remove_file(inner.sstable_path(f.file_id));
+        }
+        return Ok(());
+    }
+    let mut next = manifest.clone();
+    next.last_seqno = next.last_seqno.max(lock(&inner.write).last_seqno);
+    if let Some(tm) = next.tables.iter_mut().find(|tm| tm.id == t.id) {
+        tm.flushed_seqno = tm.flushed_seqno.max(mem.max_seqno());
+        if let Some(f) = &file {
+            tm.sstables.push(SsTableEntry {
+                file_id: f.file_id,
+                level: f.level,
+            });
+        }
+    }
+    crate::manifest::store(&inner.dir, &next, &inner.opts.faults)?;
+    *manifest = next;
+    // Swap under the write mutex so writers stalled on `flushed` cannot miss the change.
+    let _w = lock(&inner.write);
+    t.update_version(|v| {
+        let mut files = v.files.clone();
+        if let Some(f) = &file {
+            files.push(f.clone());
+            TableVersion::sort_files(&mut files);
+        }
+        TableVersion {
+            active: v.active.clone(),
+            frozen: v
+                .frozen
+                .iter()
+                .filter(|m| !Arc::ptr_eq(m, mem))
+                .cloned()
+                .collect(),
+            files,
+        }
+    });
+    t.flushes.fetch_add(1, Ordering::Relaxed);
+    inner.flushed.notify_all();
+    Ok(())
+}
+
+pub(crate) fn allocate_file_id(inner: &Inner) -> u64 {
+    // File ids only need to be unique; the manifest stores the high-water mark on its next
+    // write, and ids above it found on disk at open are orphans that get removed.
+    let mut m = lock(&inner.manifest);
+    let id = m.next_file_id;
+    m.next_file_id += 1;
+    id
+}
+
+/// Deletes commit log segments every table has flushed past.
+pub(crate) fn delete_obsolete_segments(inner: &Inner) -> Result<()> {
+    let through = {
+        let w = lock(&inner.write);
+        let mut needed: Option<u64> = None;
+        for t in inner.read_tables().values() {
+            let v = t.version();
+            for m in v.frozen.iter().chain(std::iter::once(&v.active)) {
+                if let Some(s) = m.min_seqno() {
+                    needed = Some(needed.map_or(s, |n: u64| n.min(s)));
+                }
+            }
+        }
+        match needed {
+            Some(s) => s.saturating_sub(1),
+            None => w.last_seqno,
+        }
+    };
+    inner.log.delete_through(through)?;
+    Ok(())
+}
+
+fn compaction_loop(inner: &Arc<Inner>) {
+    loop {
+        {
+            let mut bg = lock(&inner.bg);
+            while !bg.shutdown && !bg.compaction_pending {
+                bg = inner
+                    .bg_cv
+                    .wait_timeout(bg, IDLE_WAIT)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            if bg.shutdown {
+                return;
+            }
+            bg.compaction_pending = false;
+        }
+        if !inner.opts.auto_compaction || inner.poisoned.load(Ordering::Acquire) {
+            continue;
+        }
+        let tables: Vec<Arc<Table>> = inner.read_tables().values().cloned().collect();
+        for t in tables {
+            // Keep compacting a table while its strategy finds work, checking for shutdown.
+            loop {
+                if lock(&inner.bg).shutdown {
+                    return;
+                }
+                match inner.compact_step(&t) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        inner.poison(format!("compaction of table {}: {e}", t.name));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Executing compaction plans: merge the input SSTables through a [`MergeCursor`], apply
+//! the policy's `compact` rule with a per-key bottommost check, write the outputs, then
+//! swap them in through one manifest update.
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::background::allocate_file_id;
+use super::iter::{Direction, MergeCursor};
+use super::table::{Table, TableFile, TableVersion};
+use super::{lock, Inner};
+use crate::compaction::{self, CompactionPlan};
+use crate::error::{Error, Result};
+use crate::manifest::SsTableEntry;
+use crate::sstable::{SsTable, SsTableBuilder};
+
+impl Inner {
+    /// Runs one compaction the table's strategy asks for; false when none was due.
+    pub(crate) fn compact_step(&self, t: &Arc<Table>) -> Result<bool> {
+        let _guard = lock(&self.compacting);
+        if t.dropped.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let v = t.version();
+        let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
+        let plan = {
+            let cursors = lock(&t.cursors);
+            compaction::plan(&t.compaction, &descs, &cursors)
+        };
+        match plan {
+            Some(p) => {
+                self.execute(t, &v, p)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Merges every SSTable of the table (a major compaction).
+    pub(crate) fn compact_major(&self, t: &Arc<Table>) -> Result<()> {
+        self.check_poisoned()?;
+        let _guard = lock(&self.compacting);
+        let v = t.version();
+        let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
+        if let Some(p) = compaction::plan_major(&t.compaction, &descs) {
+            self.execute(t, &v, p).map_err(|e| {
+                if matches!(e, Error::Io { .. }) {
+                    self.poison(format!("compaction: {e}"))
+                } else {
+                    e
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, t: &Arc<Table>, v: &TableVersion, plan: CompactionPlan) -> Result<()> {
+        let (inputs, output_level) = match plan {
+            CompactionPlan::Move { file_id, to_level } => {
+                return self.install(t, &[file_id], Vec::new(), Some((file_id, to_level)));
+            }
+            CompactionPlan::Merge {
+                inputs,
+                output_level,
+            } => (inputs, output_level),
+        };
+        let input_set: HashSet<u64> = inputs.iter().copied().collect();
+        let (ins, others): (Vec<_>, Vec<_>) = v
+            .files
+            .iter()
+            .cloned()
+            .partition(|f| input_set.contains(&f.file_id));
+        let mut cursor = MergeCursor::new(
+            v,
+            &ins,
+            false,
+            t.merge.clone(),
+            Bound::Unbounded,
+            Bound::Unbounded,
+            Direction::Forward,
+        )?;
+        let target = t.compaction.target_file_size();
+        let mut outputs: Vec<Arc<TableFile>> = Vec::new();
+        let mut builder: Option<(u64, SsTableBuilder)> = None;
+        let mut written = 0u64;
+        let mut last_key: Option<Vec<u8>> = None;
+        let result: Result<()> = (|| {
+            while cursor.advance()? {
+                let key = cursor.key();
+                // Bottommost for this key: no file outside the compaction may hold it.
+                let bottommost = !others
+                    .iter()
+                    .any(|f| f.covers(key) && f.sst.may_contain(key));
+                let entry = cursor.entry().to_owned();
+                let Some(entry) = t.merge.compact(key, entry, bottommost) else {
+                    continue;
+                };
+                if builder.is_none() {
+                    let id = allocate_file_id(self);
+                    let b = SsTableBuilder::create(
+                        &self.sstable_path(id),
+                        self.opts.sstable,
+                        self.opts.faults.clone(),
+                    )?;
+                    builder = Some((id, b));
+                }
+                if let Some((_, b)) = builder.as_mut() {
+                    b.add(key, cursor.seqno(), entry.as_ref())?;
+                    if target.is_some_and(|limit| b.estimated_size() >= limit) {
+                        last_key = Some(key.to_vec());
+                    }
+                }
+                if last_key.take().is_some() {
+                    if let Some((id, b)) = builder.take() {
+                        written += b.finish()?.file_size;
+                        outputs.push(self.open_output(id, output_level)?);
+                    }
+                }
+            }
+            if let Some((id, b)) = builder.take() {
+                written += b.finish()?.file_size;
+                outputs.push(self.open_output(id, output_level)?);
+            }
+            self.opts
+                .faults
+                .sync_dir(&self.sstable_dir())
+                .map_err(|e| Error::io(self.sstable_dir(), e))
+        })();
+        if let Err(e) = result {
+            if let Some((_, b)) = builder.take() {
+                b.abandon();
+            }
+            for o in &outputs {
+                let _ = std::fs::remove_file(self.sstable_path(o.file_id));
+            }
+            return Err(e);
+        }
+        // Remember where leveled compaction stopped, for round-robin.
+        if let Some(first) = ins
+            .iter()
+            .find(|f| f.level + 1 == output_level && output_level > 1)
+        {
+            lock(&t.cursors).insert(first.level, first.sst.info().largest.clone());
+        }
+        t.compactions.fetch_add(1, Ordering::Relaxed);
+        t.compacted_bytes.fetch_add(written, Ordering::Relaxed);
+        self.install(t, &inputs, outputs, None)
+    }
+
+    fn open_output(&self, id: u64, level: u32) -> Result<Arc<TableFile>> {
+        Ok(Arc::new(TableFile {
+            file_id: id,
+            level,
+            sst: SsTable::open(&self.sstable_path(id))?,
+        }))
+    }
+
+    /// Records the outcome in the manifest, swaps the table version, deletes the inputs.
+    fn install(
+        &self,
+        t: &Arc<Table>,
+        inputs: &[u64],
+        outputs: Vec<Arc<TableFile>>,
+        moved: Option<(u64, u32)>,
+    ) -> Result<()> {
+        let mut manifest = lock(&self.manifest);
+        if t.dropped.load(Ordering::Acquire) {
+            for o in &outputs {
+                let _ = std::fs::remove_file(self.sstable_path(o.file_id));
+            }
+            return Ok(());
+        }
+        let mut next = manifest.clone();
+        if let Some(tm) = next.tables.iter_mut().find(|tm| tm.id == t.id) {
+            match moved {
+                Some((id, level)) => {
+                    for s in tm.sstables.iter_mut().filter(|s| s.file_id == id) {
+                        s.level = level;
+                    }
+                }
+                None => {
+                    tm.sstables.retain(|s| !inputs.contains(&s.file_id));
+                    tm.sstables.extend(outputs.iter().map(|o| SsTableEntry {
+                        file_id: o.file_id,
+                        level: o.level,
+                    }));
+                }
+            }
+        }
+        crate::manifest::store(&self.dir, &next, &self.opts.faults)?;
+        *manifest = next;
+        t.update_version(|v| {
+            let mut files: Vec<Arc<TableFile>> = match moved {
+                Some((id, level)) => v
+                    .files
+                    .iter()
+                    .map(|f| {
+                        if f.file_id == id {
+                            Arc::new(TableFile {
+                                file_id: f.file_id,
+                                level,
+                                sst: f.sst.clone(),
+                            })
+                        } else {
+                            f.clone()
+                        }
+                    })
+                    .collect(),
+                None => v
+                    .files
+                    .iter()
+                    .filter(|f| !inputs.contains(&f.file_id))
+                    .cloned()
+                    .chain(outputs.iter().cloned())
+                    .collect(),
+            };
+            TableVersion::sort_files(&mut files);
+            TableVersion {
+                active: v.active.clone(),
+                frozen: v.frozen.clone(),
+                files,
+            }
+        });
+        drop(manifest);
+        if moved.is_none() {
+            for id in inputs {
+                let path = self.sstable_path(*id);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "removing compacted sstable");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,502 @@
+//! The engine: tables (column families) over one shared commit log, each with its own
+//! memtables and SSTables; the write path, reads, ordered scans, flush and compaction.
+//!
+//! # Layout on disk
+//! ```text
+//! <dir>/LOCK                       flock'd while an engine has the directory open
+//! <dir>/MANIFEST                   live SSTables per table (manifest_format.md)
+//! <dir>/commitlog/*.log            commit log segments (commitlog_format.md)
+//! <dir>/sstables/<file_id>.sst     SSTables of every table (sstable_format.md)
+//! ```
+//!
+//! # Invariants
+//! - Every write batch gets the next sequence number; it is appended to the commit log and
+//!   then applied to the memtables while the write mutex is held, so memtables see batches
+//!   in sequence order and a batch is applied whole or not at all.
+//! - A frozen memtable holds only sequence numbers below those of the memtable that
+//!   replaced it; after its flush the table's `flushed_seqno` moves past them, and replay
+//!   skips log records at or below it.
+//! - A table's state (active memtable, frozen memtables, SSTables) is an immutable
+//!   [`TableVersion`] swapped whole; readers clone the `Arc` and never block writers.
+//! - Any write or fsync failure poisons the engine: no later write is acknowledged.
+//!
+//! # Threads
+//! Callers may use the engine from any number of threads. One flush thread writes frozen
+//! memtables out; one compaction thread merges SSTables. Both stop on [`Engine::close`].
+
+mod background;
+mod batch;
+mod compact;
+mod iter;
+mod open;
+mod table;
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+pub use crate::commitlog::SyncMode;
+pub use iter::{Direction, ScanIter};
+pub use table::{TableOptions, TableStats};
+
+use crate::commitlog::CommitLog;
+use crate::error::{Error, Result};
+use crate::fault::Faults;
+use crate::manifest::Manifest;
+use crate::merge::{MergePolicy, NewestWins};
+use crate::sstable::SsTableOptions;
+use crate::types::{Entry, SeqNo, WriteBatch};
+use table::{Table, TableVersion};
+
+/// Finds the merge policy of a table when the engine reopens it: called with the table's
+/// name and the metadata bytes it was created with.
+pub type MergeResolver = Arc<dyn Fn(&str, &[u8]) -> Arc<dyn MergePolicy> + Send + Sync>;
+
+/// How an engine is opened.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Commit log sync mode: `Periodic` (default) or `Batch` (fsync before a write returns).
+    pub sync: SyncMode,
+    /// A memtable is frozen and flushed once it holds about this many bytes.
+    pub memtable_size: usize,
+    /// Writers wait while a table has this many frozen memtables not yet flushed.
+    pub max_frozen_memtables: usize,
+    /// Commit log segment size in bytes.
+    pub segment_size: u64,
+    /// SSTable block size, restart interval and bloom bits.
+    pub sstable: SsTableOptions,
+    /// Finds each table's merge policy on reopen (default: newest wins).
+    pub merge_resolver: MergeResolver,
+    /// Run compactions in the background as files accumulate (default true).
+    pub auto_compaction: bool,
+    /// The I/O fault seam (tests arm it; production leaves it idle).
+    pub faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("sync", &self.sync)
+            .field("memtable_size", &self.memtable_size)
+            .field("max_frozen_memtables", &self.max_frozen_memtables)
+            .field("segment_size", &self.segment_size)
+            .field("auto_compaction", &self.auto_compaction)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            sync: crate::commitlog::CommitLogOptions::default().sync,
+            memtable_size: 64 << 20,
+            max_frozen_memtables: 4,
+            segment_size: 64 << 20,
+            sstable: SsTableOptions::default(),
+            merge_resolver: Arc::new(|_, _| Arc::new(NewestWins) as Arc<dyn MergePolicy>),
+            auto_compaction: true,
+            faults: Arc::new(Faults::default()),
+        }
+    }
+}
+
+/// State guarded by the write mutex.
+struct WriteState {
+    /// The sequence number of the last batch appended.
+    last_seqno: SeqNo,
+}
+
+/// Work queues of the background threads.
+#[derive(Default)]
+struct Background {
+    shutdown: bool,
+    flush_pending: bool,
+    compaction_pending: bool,
+}
+
+/// Shared state of an open engine.
+pub(crate) struct Inner {
+    dir: PathBuf,
+    opts: EngineOptions,
+    log: CommitLog,
+    write: Mutex<WriteState>,
+    /// Signalled when a flush finishes (stalled writers, `flush` callers wait on it).
+    flushed: Condvar,
+    tables: RwLock<HashMap<String, Arc<Table>>>,
+    /// The manifest as last stored; every change is made under this lock.
+    manifest: Mutex<Manifest>,
+    bg: Mutex<Background>,
+    bg_cv: Condvar,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    /// Serialises compactions (background and manual).
+    compacting: Mutex<()>,
+}
+
+/// An open storage engine. Cheap to share behind an `Arc`; closed on drop.
+pub struct Engine {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the engine in `dir`, recovering from the manifest and commit log.
+    pub fn open(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine> {
+        open::open(dir.as_ref(), opts)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Creates a table. `options.metadata` is stored with it and handed back to the merge
+    /// resolver when the engine reopens.
+    pub fn create_table(&self, name: &str, options: TableOptions) -> Result<()> {
+        self.inner.create_table(name, options)
+    }
+
+    /// Drops a table and deletes its files.
+    pub fn drop_table(&self, name: &str) -> Result<()> {
+        self.inner.drop_table(name)
+    }
+
+    /// Names of all tables, sorted.
+    pub fn tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.read_tables().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The metadata bytes a table was created with.
+    pub fn table_metadata(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self.inner.table(name)?.metadata.clone())
+    }
+
+    /// Applies a batch atomically; returns once it is durable per the sync mode.
+    pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.inner.write(batch)
+    }
+
+    /// Writes one value.
+    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(table, key, value);
+        self.write(&b)
+    }
+
+    /// Writes a tombstone.
+    pub fn delete(&self, table: &str, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(table, key);
+        self.write(&b)
+    }
+
+    /// Reads a key: all its versions merged by the table's policy, then filtered by the
+    /// policy's `read` rule (tombstones hidden by default).
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let t = self.inner.table(table)?;
+        Ok(t.get_merged(key)?.and_then(|e| t.merge.read(key, e)))
+    }
+
+    /// Reads a key's merged entry, tombstone included, without the `read` filter.
+    pub fn get_entry(&self, table: &str, key: &[u8]) -> Result<Option<Entry>> {
+        self.inner.table(table)?.get_merged(key)
+    }
+
+    /// An ordered scan of `[start, end)`-style bounds in either direction.
+    pub fn scan(
+        &self,
+        table: &str,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+    ) -> Result<ScanIter> {
+        let t = self.inner.table(table)?;
+        ScanIter::new(t, start, end, direction)
+    }
+
+    /// Freezes the table's memtable (all tables when `None`) and waits until it is flushed.
+    pub fn flush(&self, table: Option<&str>) -> Result<()> {
+        self.inner.flush(table)
+    }
+
+    /// Merges all of a table's SSTables (a major compaction), waiting for it to finish.
+    pub fn compact(&self, table: &str) -> Result<()> {
+        let t = self.inner.table(table)?;
+        self.inner.compact_major(&t)
+    }
+
+    /// Counters and sizes of a table.
+    pub fn stats(&self, table: &str) -> Result<TableStats> {
+        Ok(self.inner.table(table)?.stats())
+    }
+
+    /// True once a write or fsync failure has poisoned the engine.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Stops the background threads and syncs the commit log. Memtables are not flushed:
+    /// the commit log replays them on the next open.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut bg = lock(&self.inner.bg);
+            bg.shutdown = true;
+            self.inner.bg_cv.notify_all();
+        }
+        self.inner.flushed.notify_all();
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+        if self.is_poisoned() {
+            return Ok(());
+        }
+        self.inner.log.close()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing engine");
+        }
+    }
+}
+
+/// Locks a mutex, ignoring poisoning by a panicked thread (state stays consistent because
+/// every critical section either completes or changes nothing that readers trust).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn read_tables(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Table>>> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_tables(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Table>>> {
+        self.tables.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn table(&self, name: &str) -> Result<Arc<Table>> {
+        self.read_tables()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTable {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Marks the engine poisoned; later writes fail with the first reason.
+    pub(crate) fn poison(&self, reason: String) -> Error {
+        let mut r = lock(&self.poison_reason);
+        if r.is_none() {
+            tracing::error!(%reason, "storage engine poisoned: refusing further writes");
+            *r = Some(reason.clone());
+        }
+        self.poisoned.store(true, Ordering::Release);
+        self.flushed.notify_all();
+        Error::Poisoned {
+            reason: r.clone().unwrap_or(reason),
+        }
+    }
+
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                reason: lock(&self.poison_reason).clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    fn wake_background(&self, flush: bool, compaction: bool) {
+        let mut bg = lock(&self.bg);
+        bg.flush_pending |= flush;
+        bg.compaction_pending |= compaction;
+        self.bg_cv.notify_all();
+    }
+
+    fn sstable_dir(&self) -> PathBuf {
+        self.dir.join(open::SSTABLE_DIR)
+    }
+
+    pub(crate) fn sstable_path(&self, file_id: u64) -> PathBuf {
+        open::sstable_path(&self.dir, file_id)
+    }
+
+    fn create_table(&self, name: &str, options: TableOptions) -> Result<()> {
+        self.check_poisoned()?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(Error::InvalidArgument(format!(
+                "table name must be 1 to 255 bytes, got {}",
+                name.len()
+            )));
+        }
+        let mut manifest = lock(&self.manifest);
+        if self.read_tables().contains_key(name) {
+            return Err(Error::TableExists {
+                name: name.to_owned(),
+            });
+        }
+        let last_seqno = lock(&self.write).last_seqno;
+        let id = manifest.next_table_id;
+        let mut next = manifest.clone();
+        next.next_table_id += 1;
+        next.tables.push(crate::manifest::TableManifest {
+            id,
+            name: name.to_owned(),
+            options: table::encode_options(&options),
+            flushed_seqno: last_seqno,
+            sstables: Vec::new(),
+        });
+        crate::manifest::store(&self.dir, &next, &self.opts.faults)
+            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+        *manifest = next;
+        let t = Table::new(id, name.to_owned(), options, TableVersion::empty());
+        self.write_tables().insert(name.to_owned(), Arc::new(t));
+        Ok(())
+    }
+
+    fn drop_table(&self, name: &str) -> Result<()> {
+        self.check_poisoned()?;
+        let _compacting = lock(&self.compacting);
+        let mut manifest = lock(&self.manifest);
+        let t = self.table(name)?;
+        let mut next = manifest.clone();
+        next.tables.retain(|tm| tm.name != name);
+        crate::manifest::store(&self.dir, &next, &self.opts.faults)
+            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+        *manifest = next;
+        self.write_tables().remove(name);
+        t.dropped.store(true, Ordering::Release);
+        for f in t.version().files.iter() {
+            let path = self.sstable_path(f.file_id);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "removing sstable of dropped table");
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.check_poisoned()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Resolve tables and encode outside the write mutex.
+        let mut resolved: Vec<Arc<Table>> = Vec::with_capacity(1);
+        {
+            let tables = self.read_tables();
+            for (name, key, _) in &batch.ops {
+                if key.len() > batch::MAX_KEY_LEN {
+                    return Err(Error::InvalidArgument(format!(
+                        "key of {} bytes exceeds the {} byte limit",
+                        key.len(),
+                        batch::MAX_KEY_LEN
+                    )));
+                }
+                if resolved.last().is_some_and(|t| &t.name == name) {
+                    continue;
+                }
+                let t = tables
+                    .get(name)
+                    .ok_or_else(|| Error::UnknownTable { name: name.clone() })?;
+                if !resolved.iter().any(|r| Arc::ptr_eq(r, t)) {
+                    resolved.push(t.clone());
+                }
+            }
+        }
+        let find = |name: &str| -> Option<&Arc<Table>> { resolved.iter().find(|t| t.name == name) };
+        let mut payload = Vec::with_capacity(batch::encoded_len_hint(batch));
+        batch::encode(
+            batch,
+            |name| find(name).map(|t| t.id).unwrap_or(u32::MAX),
+            &mut payload,
+        );
+
+        let ticket = {
+            let mut w = lock(&self.write);
+            // Stall while flushes are far behind, so memory stays bounded.
+            while resolved
+                .iter()
+                .any(|t| t.version().frozen.len() >= self.opts.max_frozen_memtables)
+            {
+                self.check_poisoned()?;
+                w = self.flushed.wait(w).unwrap_or_else(|e| e.into_inner());
+            }
+            self.check_poisoned()?;
+            let seqno = w.last_seqno + 1;
+            let ticket = self
+                .log
+                .append(seqno, &payload)
+                .map_err(|e| self.poison(format!("commit log append: {e}")))?;
+            w.last_seqno = seqno;
+            let mut freeze = false;
+            for (name, key, entry) in &batch.ops {
+                if let Some(t) = find(name) {
+                    let v = t.version();
+                    v.active.apply(key, seqno, entry.clone(), t.merge.as_ref());
+                    freeze |= v.active.approximate_size() >= self.opts.memtable_size;
+                }
+            }
+            if freeze {
+                for t in &resolved {
+                    if t.version().active.approximate_size() >= self.opts.memtable_size {
+                        t.freeze();
+                    }
+                }
+                self.wake_background(true, false);
+            }
+            ticket
+        };
+        self.log
+            .sync(&ticket)
+            .map_err(|e| self.poison(format!("commit log sync: {e}")))?;
+        Ok(())
+    }
+
+    fn flush(&self, table: Option<&str>) -> Result<()> {
+        self.check_poisoned()?;
+        let targets: Vec<Arc<Table>> = match table {
+            Some(name) => vec![self.table(name)?],
+            None => self.read_tables().values().cloned().collect(),
+        };
+        let mut w = lock(&self.write);
+        for t in &targets {
+            if !t.version().active.is_empty() {
+                t.freeze();
+            }
+        }
+        self.wake_background(true, false);
+        while targets
+            .iter()
+            .any(|t| !t.version().frozen.is_empty() && !t.dropped.load(Ordering::Acquire))
+        {
+            self.check_poisoned()?;
+            if lock(&self.bg).shutdown {
+                return Err(Error::Closed);
+            }
+            w = self.flushed.wait(w).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(w);
+        self.check_poisoned()?;
+        background::delete_obsolete_segments(self)
+    }
+}
