@@ -4,10 +4,10 @@
 //! keys, one entry per key, in checksummed data blocks of a few KiB with prefix-compressed
 //! keys and restart points, followed by a bloom filter, a block index, a properties block
 //! and a fixed-size footer. The format is specified in `storage/doc/sstable_format.md`;
-//! its constants live in [`format`], used by both writer and reader.
+//! its constants live in [`format`](mod@format), used by both writer and reader.
 //!
 //! # Layout
-//! - [`format`]: magic, version, sizes, entry kinds; footer and properties encodings.
+//! - [`format`](mod@format): magic, version, sizes, entry kinds; footer and properties encodings.
 //! - [`block_builder`] / [`block`]: writing and reading one data block.
 //! - [`bloom`]: the filter and its key hash.
 //! - [`builder`]: [`SsTableBuilder`], which streams a sorted run into a new file.

@@ -1,4 +1,5 @@
 //! Damaged, truncated and foreign files: typed errors, never a panic or wrong data.
+
 use std::path::Path;
 
 use rand::{Rng, RngCore, SeedableRng};

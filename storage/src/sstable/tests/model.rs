@@ -1,5 +1,6 @@
 //! The table against a `BTreeMap` model: random key sets, block shapes, point lookups and
 //! sequences of seeks and steps.
+
 use proptest::prelude::*;
 
 use super::*;

@@ -1,5 +1,6 @@
 //! Builder -> file -> reader round trips: point lookups, iteration, seeks, edge cases,
 //! builder errors and injected I/O faults.
+
 use std::sync::Arc;
 
 use super::*;
