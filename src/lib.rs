@@ -6,8 +6,16 @@
 //! - [`transport`]: the node-to-node network seam (TCP and simulated).
 //! - [`versioning`]: dotted version vector sets, LWW cells, TTL, contexts, and the merge
 //!   policies the storage engine is given for causal and LWW tables.
+//! - [`config`]: node configuration (flags and TOML).
+//! - [`service`]: request -> response over the storage engine; never touches a socket.
+//! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
+//! - [`node`]: wires config, engine, service and server into a running node.
 
 pub mod cluster;
+pub mod config;
+pub mod node;
 pub mod ring;
+pub mod server;
+pub mod service;
 pub mod transport;
 pub mod versioning;

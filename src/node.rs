@@ -1,0 +1,1 @@
+//! The running node (placeholder; being written).

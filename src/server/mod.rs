@@ -1,0 +1,1 @@
+//! Client connections (placeholder; being written).

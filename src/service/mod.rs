@@ -1,0 +1,1 @@
+//! Request handling (placeholder; being written).
