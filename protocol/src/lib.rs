@@ -14,14 +14,14 @@
 //! [`Request::from_frame`], answers with [`Response::to_frame`] (echoing stream id and
 //! opcode) and raises the codec cap after the handshake.
 
-// CLIENT pub mod client;
+pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod message;
 pub mod wire;
 
-// CLIENT pub use client::{Client, ClientError, ClientOptions, Row, Table};
+pub use client::{Client, ClientError, ClientOptions, Page, Row, Table};
 pub use codec::FrameCodec;
 pub use error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_FRAME_LEN, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN};

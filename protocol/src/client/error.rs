@@ -1,0 +1,87 @@
+//! [`ClientError`]: everything a client call can fail with, and the retry rule the client
+//! applies across nodes.
+
+use std::time::Duration;
+
+use crate::error::{ErrorCode, ProtocolError, ServerError};
+use crate::message::opcode::Opcode;
+
+/// A failed client call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Could not open a connection to a node.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The node address.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A node address did not resolve.
+    #[error("cannot resolve {addr}: {reason}")]
+    Resolve {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// No address was given.
+    #[error("no node addresses given")]
+    NoNodes,
+    /// The connection failed or closed. `sent` says whether the request may have reached
+    /// the server (then a write may have been applied).
+    #[error("connection to {addr} closed ({reason}); request sent: {sent}")]
+    ConnectionClosed {
+        /// The node address.
+        addr: String,
+        /// Why the connection closed.
+        reason: String,
+        /// Whether the request frame had been handed to the connection.
+        sent: bool,
+    },
+    /// No response within the per-request timeout; a write may have been applied.
+    #[error("request timed out after {after:?}")]
+    Timeout {
+        /// The timeout that elapsed.
+        after: Duration,
+    },
+    /// Bytes from the server could not be decoded, or the request could not be encoded.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The server answered with a typed error.
+    #[error("server error: {0}")]
+    Server(#[from] ServerError),
+    /// The server answered with a response that does not fit the request.
+    #[error("unexpected response to {opcode}: {got}")]
+    UnexpectedResponse {
+        /// The request's opcode name.
+        opcode: &'static str,
+        /// What came back.
+        got: String,
+    },
+}
+
+impl ClientError {
+    /// The server error code, if the server answered with an error.
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(e) => e.kind.error_code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the client may send the same request to another node after this failure:
+    /// the request never left (connect failure, closed before sending), the node shed it
+    /// (overloaded), or it is idempotent and only the transport failed.
+    pub(crate) fn may_retry_elsewhere(&self, opcode: Opcode) -> bool {
+        match self {
+            ClientError::Connect { .. } => true,
+            ClientError::ConnectionClosed { sent, .. } => !sent || opcode.is_idempotent(),
+            ClientError::Timeout { .. } => opcode.is_idempotent(),
+            ClientError::Server(e) => e.kind.error_code() == Some(ErrorCode::Overloaded),
+            _ => false,
+        }
+    }
+}
