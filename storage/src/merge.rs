@@ -9,8 +9,15 @@
 use crate::types::{Entry, EntryRef};
 
 /// How versions of one key combine. Implementations must be deterministic, and `merge`
-/// must be associative over versions taken in sequence order (older first), so that the
-/// engine may fold them in any grouping (memtable, flush, compaction, read).
+/// must be associative over versions taken in sequence order (older first), tombstones
+/// included, so that the engine may fold them in any grouping (memtable, flush,
+/// compaction, read): `merge(merge(a, b), c) == merge(a, merge(b, c))`.
+///
+/// A consequence: with a policy other than newest-wins, an engine tombstone cannot "reset"
+/// older versions (`merge(T, v)` would have to remember the reset). Policies that need
+/// deletes encode them inside their values — the node's causal tombstones are DVV
+/// siblings, its LWW tombstones are timestamped cells — and use engine tombstones only
+/// as an identity or not at all.
 pub trait MergePolicy: Send + Sync + 'static {
     /// Combines an older and a newer version of `key` into one.
     fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry;
