@@ -153,8 +153,20 @@ pub struct ApplyOutcome {
     pub heartbeat_advanced: bool,
     /// A new generation replaced the state (the node restarted).
     pub restarted: bool,
-    /// An application state changed.
-    pub states_changed: bool,
+    /// Bit `k` is set when the application state of kind `k` changed.
+    pub changed_kinds: u16,
+}
+
+impl ApplyOutcome {
+    /// True when any application state changed.
+    pub fn states_changed(&self) -> bool {
+        self.changed_kinds != 0
+    }
+
+    /// True when the state of `kind` (see [`AppState::kind`]) changed.
+    pub fn changed(&self, kind: usize) -> bool {
+        self.changed_kinds & (1 << kind) != 0
+    }
 }
 
 impl EndpointState {
@@ -239,8 +251,11 @@ impl EndpointState {
             if let Some(slot) = self.states.get_mut(v.value.kind()) {
                 let newer = slot.as_ref().is_none_or(|old| v.version > old.version);
                 if newer {
+                    let same = slot.as_ref().is_some_and(|old| old.value == v.value);
                     *slot = Some(v.clone());
-                    out.states_changed = true;
+                    if !same {
+                        out.changed_kinds |= 1 << v.value.kind();
+                    }
                 }
             }
         }
@@ -353,7 +368,8 @@ mod tests {
             version: 7,
         };
         let out = a.apply(&b.delta_after(NodeId(1), 5));
-        assert!(out.heartbeat_advanced && out.states_changed);
+        assert!(out.heartbeat_advanced && out.states_changed());
+        assert!(out.changed(AppState::Load(0).kind()));
         assert_eq!(a.load(), Some(99));
         // Re-applying an older delta changes nothing.
         let out = a.apply(&sample().delta_after(NodeId(1), 0));

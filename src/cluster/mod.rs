@@ -6,6 +6,11 @@
 //! - [`messages`]: [`PeerMessage`] and [`Envelope`]; [`codec`] encodes them, with the
 //!   constants in [`wire`] (spec: `doc/peer-messages.md`).
 //! - [`failure_detector`]: phi-accrual failure detection per peer.
+//! - [`gossiper`]: [`Gossiper`], the syn/ack/ack2 state machine; its configuration and
+//!   events are in [`gossip_types`].
+//! - [`view`]: [`ClusterView`], a membership snapshot that builds the [`crate::ring::Ring`].
+//! - [`simulation`]: [`GossipSimulation`], gossipers over the simulated network.
+//! - [`node_map`]: a deterministic map keyed by node id.
 //!
 //! # Threading
 //! Everything here is a single-threaded state machine driven by its owner: the node's
@@ -15,7 +20,12 @@
 pub mod codec;
 pub mod endpoint;
 pub mod failure_detector;
+pub mod gossip_types;
+pub mod gossiper;
 pub mod messages;
+pub mod node_map;
+pub mod simulation;
+pub mod view;
 pub mod wire;
 
 pub use codec::{decode, encode, encoded_len, DecodeError};
@@ -23,4 +33,10 @@ pub use endpoint::{
     AppState, EndpointDelta, EndpointState, GossipDigest, Heartbeat, NodeStatus, Versioned,
 };
 pub use failure_detector::{ArrivalWindow, FailureDetector, FailureDetectorConfig};
+pub use gossip_types::{
+    GossipConfig, GossipError, GossipEvent, LocalNode, Outgoing, GOSSIP_INTERVAL_MS,
+};
+pub use gossiper::Gossiper;
 pub use messages::{Envelope, GossipAck, GossipAck2, GossipReject, GossipSyn, PeerMessage};
+pub use simulation::{GossipSimulation, SimNode};
+pub use view::{ClusterView, NodeView};

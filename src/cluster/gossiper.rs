@@ -1,0 +1,672 @@
+//! [`Gossiper`]: the membership state machine (Cassandra's Gossiper, scuttlebutt style).
+//!
+//! Once per interval ([`Gossiper::tick`]) the node bumps its heartbeat, convicts peers whose
+//! phi passed the threshold, and sends a `GossipSyn` (digests of every endpoint it knows)
+//! to a random live peer; with probability `unreachable / (live + 1)` also to a random
+//! unreachable peer; and to a random seed when it knows fewer live peers than seeds, when
+//! the live peer it picked was not a seed with probability `seeds / (live + unreachable)`.
+//! Replies ([`Gossiper::on_message`]) complete the syn/ack/ack2 exchange; after one
+//! exchange both sides hold the newer version of every entry either had.
+//!
+//! Liveness: a peer is up once its heartbeat is seen to advance (a state learnt second
+//! hand about a dead node never makes it up), and down when the failure detector convicts
+//! it or it announces a clean shutdown. A higher generation replaces a node's state
+//! (restart). Departed nodes (`left`, `removed`) are kept but never gossiped to.
+//!
+//! Invariants: only the local node writes its own state (plus `removenode`, which writes a
+//! dead node's state under a higher generation); versions of the local state come from one
+//! counter and only grow. If a peer holds a higher generation of the local node (a bogus
+//! `removenode`), the local node takes a generation above it and republishes everything.
+//!
+//! Threading: a plain state machine; the caller serialises calls and supplies time in ms.
+//! No clock, no socket, no thread: the same code runs over TCP and in the simulator.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tracing::{info, warn};
+
+use super::endpoint::{
+    AppState, EndpointDelta, EndpointState, GossipDigest, Heartbeat, NodeStatus,
+};
+use super::failure_detector::FailureDetector;
+use super::gossip_types::{
+    GossipConfig, GossipError, GossipEvent, LocalNode, Outgoing, SCHEMA_RECHECK_ROUNDS,
+};
+use super::messages::{Envelope, GossipAck, GossipAck2, GossipReject, GossipSyn, PeerMessage};
+use super::node_map::NodeMap;
+use super::view::ClusterView;
+use super::wire::key;
+use crate::ring::{NodeId, Token};
+
+/// The gossip state machine of one node.
+#[derive(Debug)]
+pub struct Gossiper {
+    me: NodeId,
+    address: SocketAddr,
+    config: GossipConfig,
+    endpoints: NodeMap<EndpointState>,
+    fd: FailureDetector,
+    alive: NodeMap<bool>,
+    live: Vec<NodeId>,
+    version: u64,
+    rng: StdRng,
+    next_round_ms: u64,
+    rounds: u64,
+    events: Vec<GossipEvent>,
+}
+
+impl Gossiper {
+    /// A gossiper for `local`, first round at `now_ms`. `rng_seed` drives peer choice.
+    pub fn new(config: GossipConfig, local: LocalNode, rng_seed: u64, now_ms: u64) -> Gossiper {
+        let mut g = Gossiper {
+            me: local.id,
+            address: local.peer_address,
+            fd: FailureDetector::new(config.failure_detector),
+            config,
+            endpoints: NodeMap::default(),
+            alive: NodeMap::default(),
+            live: Vec::new(),
+            version: 0,
+            rng: StdRng::seed_from_u64(rng_seed),
+            next_round_ms: now_ms,
+            rounds: 0,
+            events: Vec::new(),
+        };
+        let mut state = EndpointState::new(local.generation);
+        let mut states = vec![
+            AppState::Status(local.status),
+            AppState::Tokens(Arc::from(local.tokens)),
+            AppState::PeerAddress(local.peer_address),
+            AppState::Datacenter(local.location.datacenter.clone()),
+            AppState::Rack(local.location.rack.clone()),
+            AppState::SchemaVersion(local.schema_version),
+            AppState::Load(local.load),
+        ];
+        if let Some(c) = local.client_address {
+            states.push(AppState::ClientAddress(c));
+        }
+        for s in states {
+            g.version += 1;
+            state.set(s, g.version);
+        }
+        g.version += 1;
+        state.heartbeat = Heartbeat {
+            value: 0,
+            version: g.version,
+        };
+        g.endpoints.insert(g.me, state);
+        g
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's peer address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GossipConfig {
+        &self.config
+    }
+
+    /// Rounds run so far.
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
+
+    /// Time of the next round, ms.
+    pub fn next_round_ms(&self) -> u64 {
+        self.next_round_ms
+    }
+
+    /// The state known for `node` (the local node included).
+    pub fn endpoint(&self, node: NodeId) -> Option<&EndpointState> {
+        self.endpoints.get(&node)
+    }
+
+    /// Number of endpoints known, the local node included.
+    pub fn known_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Iterates over known endpoints.
+    pub fn endpoints(&self) -> impl Iterator<Item = (NodeId, &EndpointState)> {
+        self.endpoints.iter().map(|(n, s)| (*n, s))
+    }
+
+    /// True when `node` is the local node or a peer currently up.
+    pub fn is_alive(&self, node: NodeId) -> bool {
+        node == self.me || self.alive.get(&node).copied().unwrap_or(false)
+    }
+
+    /// Peers currently up.
+    pub fn live_peers(&self) -> &[NodeId] {
+        &self.live
+    }
+
+    /// The failure detector's suspicion of `node` at `now_ms`.
+    pub fn phi(&self, node: NodeId, now_ms: u64) -> f64 {
+        self.fd.phi(node, now_ms)
+    }
+
+    /// The failure detector.
+    pub fn failure_detector(&self) -> &FailureDetector {
+        &self.fd
+    }
+
+    /// Takes the events raised since the last call.
+    pub fn drain_events(&mut self) -> Vec<GossipEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// A snapshot of membership (who is up, states, tokens, locations, load).
+    pub fn view(&self) -> ClusterView {
+        ClusterView::from_endpoints(
+            self.me,
+            self.config.partitioner,
+            self.endpoints
+                .iter()
+                .map(|(n, s)| (*n, s, self.is_alive(*n))),
+        )
+    }
+
+    fn local_mut(&mut self) -> Option<&mut EndpointState> {
+        self.endpoints.get_mut(&self.me)
+    }
+
+    fn publish(&mut self, state: AppState) {
+        self.version += 1;
+        let v = self.version;
+        if let Some(local) = self.local_mut() {
+            local.set(state, v);
+        }
+    }
+
+    /// Announces a new status.
+    pub fn set_status(&mut self, status: NodeStatus) {
+        info!(node = %self.me, status = status.name(), "local status changed");
+        self.publish(AppState::Status(status));
+    }
+
+    /// Announces tokens.
+    pub fn set_tokens(&mut self, tokens: Vec<Token>) {
+        self.publish(AppState::Tokens(Arc::from(tokens)));
+    }
+
+    /// Joins the ring: announces `tokens` with status `normal` in one round. Sibyl does
+    /// not stream data to a joining node first, so the node owns its ranges at once (and
+    /// says so); hinted handoff and anti-entropy bring the data.
+    pub fn join_ring(&mut self, tokens: Vec<Token>) {
+        info!(
+            node = %self.me,
+            tokens = tokens.len(),
+            "joining the ring: owning my token ranges at once (no bootstrap streaming; \
+             repair and read repair fill them)"
+        );
+        self.set_tokens(tokens);
+        self.publish(AppState::Status(NodeStatus::Normal));
+    }
+
+    /// Announces a new schema version (after a local schema change or a merge).
+    pub fn set_schema_version(&mut self, version: u64) {
+        self.publish(AppState::SchemaVersion(version));
+        self.check_schema_all();
+    }
+
+    /// Announces the local load in bytes.
+    pub fn set_load(&mut self, bytes: u64) {
+        self.publish(AppState::Load(bytes));
+    }
+
+    /// `removenode`: publishes a dead node's departure on its behalf, under a higher
+    /// generation, so its ranges move to the remaining nodes.
+    pub fn remove_node(&mut self, node: NodeId) -> Result<(), GossipError> {
+        if node == self.me {
+            return Err(GossipError::RemoveSelf);
+        }
+        if self.is_alive(node) {
+            return Err(GossipError::NodeAlive { node });
+        }
+        let old = self
+            .endpoints
+            .get(&node)
+            .ok_or(GossipError::UnknownNode { node })?;
+        let mut fresh = EndpointState::new(old.generation + 1);
+        let mut v = 0;
+        for s in old.states() {
+            v += 1;
+            fresh.set(s.value.clone(), v);
+        }
+        fresh.set(AppState::Status(NodeStatus::Removed), v + 1);
+        fresh.heartbeat = Heartbeat {
+            value: 0,
+            version: v + 2,
+        };
+        warn!(node = %node, "removenode: announcing the node as removed");
+        self.endpoints.insert(node, fresh);
+        self.fd.forget(node);
+        self.events.push(GossipEvent::TopologyChanged { node });
+        Ok(())
+    }
+
+    /// Messages announcing a clean shutdown to every live peer.
+    pub fn shutdown(&mut self) -> Vec<Outgoing> {
+        let peers: Vec<NodeId> = self.live.clone();
+        peers
+            .into_iter()
+            .filter_map(|p| self.address_of(p))
+            .map(|to| self.outgoing(to, PeerMessage::GossipShutdown))
+            .collect()
+    }
+
+    fn outgoing(&self, to: SocketAddr, message: PeerMessage) -> Outgoing {
+        Outgoing {
+            to,
+            envelope: Envelope {
+                from: self.me,
+                from_addr: self.address,
+                message,
+            },
+        }
+    }
+
+    fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+        self.endpoints.get(&node).and_then(|s| s.peer_address())
+    }
+
+    /// Runs any gossip round due at `now_ms`; returns the messages to send.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if now_ms < self.next_round_ms {
+            return out;
+        }
+        self.next_round_ms = now_ms + self.config.interval_ms;
+        self.rounds += 1;
+        self.version += 1;
+        let v = self.version;
+        if let Some(local) = self.local_mut() {
+            local.heartbeat = Heartbeat {
+                value: local.heartbeat.value + 1,
+                version: v,
+            };
+        }
+        self.status_check(now_ms);
+        if self.rounds % SCHEMA_RECHECK_ROUNDS == 0 {
+            self.recheck_schema();
+        }
+
+        let syn = PeerMessage::GossipSyn(GossipSyn {
+            cluster_name: self.config.cluster_name.clone(),
+            partitioner: self.config.partitioner,
+            digests: self.digests(),
+        });
+        let seeds: Vec<SocketAddr> = self
+            .config
+            .seeds
+            .iter()
+            .copied()
+            .filter(|s| *s != self.address)
+            .collect();
+        let mut gossiped_to_seed = false;
+        if !self.live.is_empty() {
+            let peer = self.live[self.rng.gen_range(0..self.live.len())];
+            if let Some(addr) = self.address_of(peer) {
+                gossiped_to_seed = seeds.contains(&addr);
+                out.push(self.outgoing(addr, syn.clone()));
+            }
+        }
+        let unreachable = self.unreachable();
+        if !unreachable.is_empty() {
+            let p = unreachable.len() as f64 / (self.live.len() as f64 + 1.0);
+            if self.rng.gen::<f64>() < p {
+                let peer = unreachable[self.rng.gen_range(0..unreachable.len())];
+                if let Some(addr) = self.address_of(peer) {
+                    out.push(self.outgoing(addr, syn.clone()));
+                }
+            }
+        }
+        if !seeds.is_empty() && (!gossiped_to_seed || self.live.len() < seeds.len()) {
+            let known = self.live.len() + unreachable.len();
+            let go = self.live.len() < seeds.len()
+                || self.rng.gen::<f64>() < seeds.len() as f64 / known.max(1) as f64;
+            if go {
+                let seed = seeds[self.rng.gen_range(0..seeds.len())];
+                if !out.iter().any(|o| o.to == seed) {
+                    out.push(self.outgoing(seed, syn));
+                }
+            }
+        }
+        out
+    }
+
+    fn digests(&self) -> Vec<GossipDigest> {
+        self.endpoints.iter().map(|(n, s)| s.digest(*n)).collect()
+    }
+
+    /// Known peers that are down and not departed.
+    fn unreachable(&self) -> Vec<NodeId> {
+        self.endpoints
+            .iter()
+            .filter(|(n, s)| {
+                **n != self.me
+                    && !self.alive.get(n).copied().unwrap_or(false)
+                    && !s.status().is_some_and(|st| st.is_departed())
+            })
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    fn status_check(&mut self, now_ms: u64) {
+        let convicted: Vec<(NodeId, f64)> = self
+            .live
+            .iter()
+            .map(|n| (*n, self.fd.phi(*n, now_ms)))
+            .filter(|(_, phi)| *phi > self.fd.config().phi_threshold)
+            .collect();
+        for (node, phi) in convicted {
+            self.mark_down(node, phi);
+        }
+    }
+
+    fn mark_down(&mut self, node: NodeId, phi: f64) {
+        if self.alive.insert(node, false) == Some(true) {
+            self.live.retain(|n| *n != node);
+            info!(node = %node, phi, "peer is down");
+            self.events.push(GossipEvent::Down { node, phi });
+        }
+    }
+
+    fn mark_up(&mut self, node: NodeId) {
+        if self.alive.insert(node, true) != Some(true) {
+            self.live.push(node);
+            info!(node = %node, "peer is up");
+            self.events.push(GossipEvent::Up { node });
+            self.check_schema(node);
+        }
+    }
+
+    fn local_schema(&self) -> Option<u64> {
+        self.endpoints
+            .get(&self.me)
+            .and_then(|s| s.schema_version())
+    }
+
+    fn check_schema(&mut self, node: NodeId) {
+        if node == self.me || !self.is_alive(node) {
+            return;
+        }
+        let Some(state) = self.endpoints.get(&node) else {
+            return;
+        };
+        if let (Some(theirs), Some(addr)) = (state.schema_version(), state.peer_address()) {
+            if Some(theirs) != self.local_schema() {
+                self.events.push(GossipEvent::SchemaMismatch {
+                    node,
+                    address: addr,
+                    version: theirs,
+                });
+            }
+        }
+    }
+
+    fn check_schema_all(&mut self) {
+        let live = self.live.clone();
+        for n in live {
+            self.check_schema(n);
+        }
+    }
+
+    /// Re-announces one unresolved mismatch (a pull may have been lost).
+    fn recheck_schema(&mut self) {
+        let mine = self.local_schema();
+        let mismatched: Vec<NodeId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|n| {
+                self.endpoints
+                    .get(n)
+                    .and_then(|s| s.schema_version())
+                    .is_some_and(|v| Some(v) != mine)
+            })
+            .collect();
+        if !mismatched.is_empty() {
+            let n = mismatched[self.rng.gen_range(0..mismatched.len())];
+            self.check_schema(n);
+        }
+    }
+
+    /// Handles a gossip message; returns the replies. Non-gossip messages are ignored
+    /// (they belong to other components).
+    pub fn on_message(&mut self, env: Envelope, now_ms: u64) -> Vec<Outgoing> {
+        match env.message {
+            PeerMessage::GossipSyn(syn) => self.on_syn(env.from_addr, syn, now_ms),
+            PeerMessage::GossipAck(ack) => self.on_ack(env.from_addr, ack, now_ms),
+            PeerMessage::GossipAck2(ack2) => {
+                self.apply_deltas(&ack2.deltas, now_ms);
+                Vec::new()
+            }
+            PeerMessage::GossipReject(r) => {
+                warn!(
+                    by = %env.from_addr,
+                    their_cluster = %r.cluster_name,
+                    their_partitioner = %r.partitioner,
+                    "peer refused us: cluster name or partitioner differ; cannot join"
+                );
+                self.events.push(GossipEvent::Rejected {
+                    by: env.from_addr,
+                    cluster_name: r.cluster_name,
+                    partitioner: r.partitioner,
+                });
+                Vec::new()
+            }
+            PeerMessage::GossipShutdown => {
+                if env.from != self.me {
+                    info!(node = %env.from, "peer announced shutdown");
+                    self.mark_down(env.from, 0.0);
+                }
+                Vec::new()
+            }
+            PeerMessage::SchemaPull { .. } | PeerMessage::SchemaPush { .. } => Vec::new(),
+        }
+    }
+
+    fn on_syn(&mut self, from: SocketAddr, syn: GossipSyn, _now_ms: u64) -> Vec<Outgoing> {
+        if syn.cluster_name != self.config.cluster_name
+            || syn.partitioner != self.config.partitioner
+        {
+            warn!(
+                from = %from,
+                their_cluster = %syn.cluster_name,
+                their_partitioner = %syn.partitioner,
+                "refusing gossip from another cluster or partitioner"
+            );
+            let reject = PeerMessage::GossipReject(GossipReject {
+                cluster_name: self.config.cluster_name.clone(),
+                partitioner: self.config.partitioner,
+            });
+            return vec![self.outgoing(from, reject)];
+        }
+        let mut ack = GossipAck::default();
+        let mut matched = 0usize;
+        for d in &syn.digests {
+            let Some(local) = self.endpoints.get(&d.node) else {
+                ack.requests.push(GossipDigest {
+                    max_version: 0,
+                    ..*d
+                });
+                continue;
+            };
+            matched += 1;
+            if local.generation < d.generation {
+                ack.requests.push(GossipDigest {
+                    max_version: 0,
+                    ..*d
+                });
+            } else if local.generation > d.generation {
+                ack.deltas.push(local.delta_after(d.node, 0));
+            } else {
+                let mine = local.max_version();
+                if mine > d.max_version {
+                    ack.deltas.push(local.delta_after(d.node, d.max_version));
+                } else if mine < d.max_version {
+                    ack.requests.push(GossipDigest {
+                        max_version: mine,
+                        ..*d
+                    });
+                }
+            }
+        }
+        if matched < self.endpoints.len() {
+            let theirs: HashSet<NodeId> = syn.digests.iter().map(|d| d.node).collect();
+            for (n, s) in &self.endpoints {
+                if !theirs.contains(n) {
+                    ack.deltas.push(s.delta_after(*n, 0));
+                }
+            }
+        }
+        vec![self.outgoing(from, PeerMessage::GossipAck(ack))]
+    }
+
+    fn on_ack(&mut self, from: SocketAddr, ack: GossipAck, now_ms: u64) -> Vec<Outgoing> {
+        self.apply_deltas(&ack.deltas, now_ms);
+        let deltas: Vec<EndpointDelta> = ack
+            .requests
+            .iter()
+            .filter_map(|r| {
+                let s = self.endpoints.get(&r.node)?;
+                if s.generation > r.generation {
+                    Some(s.delta_after(r.node, 0))
+                } else if s.generation == r.generation && s.max_version() > r.max_version {
+                    Some(s.delta_after(r.node, r.max_version))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if deltas.is_empty() {
+            return Vec::new();
+        }
+        vec![self.outgoing(from, PeerMessage::GossipAck2(GossipAck2 { deltas }))]
+    }
+
+    fn apply_deltas(&mut self, deltas: &[EndpointDelta], now_ms: u64) {
+        for d in deltas {
+            self.apply_delta(d, now_ms);
+        }
+    }
+
+    fn apply_delta(&mut self, d: &EndpointDelta, now_ms: u64) {
+        if d.node == self.me {
+            self.defend_generation(d.generation);
+            return;
+        }
+        let topology_kinds = [
+            key::STATUS,
+            key::TOKENS,
+            key::PEER_ADDRESS,
+            key::DATACENTER,
+            key::RACK,
+        ];
+        let Some(local) = self.endpoints.get_mut(&d.node) else {
+            let state = EndpointState::from_delta(d);
+            let departed = state.status().is_some_and(|s| s.is_departed());
+            self.endpoints.insert(d.node, state);
+            self.alive.insert(d.node, false);
+            if !departed {
+                // Start the arrival clock; the node is up once its heartbeat advances.
+                self.fd.report(d.node, now_ms);
+            }
+            self.events.push(GossipEvent::Discovered { node: d.node });
+            self.events
+                .push(GossipEvent::TopologyChanged { node: d.node });
+            return;
+        };
+        if d.generation > local.generation {
+            let state = EndpointState::from_delta(d);
+            let departed = state.status().is_some_and(|s| s.is_departed());
+            *local = state;
+            self.fd.forget(d.node);
+            info!(node = %d.node, generation = d.generation, "peer restarted");
+            self.events.push(GossipEvent::Restarted {
+                node: d.node,
+                generation: d.generation,
+            });
+            self.events
+                .push(GossipEvent::TopologyChanged { node: d.node });
+            if departed {
+                self.mark_down(d.node, 0.0);
+            } else {
+                self.fd.report(d.node, now_ms);
+                self.mark_up(d.node);
+            }
+            return;
+        }
+        if d.generation < local.generation {
+            return;
+        }
+        let outcome = local.apply(d);
+        let departed = local.status().is_some_and(|s| s.is_departed());
+        if outcome.heartbeat_advanced && !departed {
+            self.fd.report(d.node, now_ms);
+            self.mark_up(d.node);
+        }
+        if topology_kinds
+            .iter()
+            .any(|k| outcome.changed(usize::from(*k)))
+        {
+            self.events
+                .push(GossipEvent::TopologyChanged { node: d.node });
+            if departed {
+                self.mark_down(d.node, 0.0);
+            }
+        }
+        if outcome.changed(usize::from(key::SCHEMA_VERSION)) {
+            self.check_schema(d.node);
+        }
+    }
+
+    /// A peer holds our state under a generation at least ours (a `removenode` while we
+    /// were alive): take a higher generation and republish everything.
+    fn defend_generation(&mut self, theirs: u64) {
+        let Some(local) = self.endpoints.get(&self.me) else {
+            return;
+        };
+        if theirs <= local.generation {
+            return;
+        }
+        warn!(
+            node = %self.me,
+            theirs,
+            "peers hold a newer generation of this node; taking a higher one"
+        );
+        let states: Vec<AppState> = local.states().map(|s| s.value.clone()).collect();
+        let heartbeat = local.heartbeat.value;
+        let mut fresh = EndpointState::new(theirs + 1);
+        for s in states {
+            let s = match s {
+                AppState::Status(NodeStatus::Removed) => AppState::Status(NodeStatus::Normal),
+                other => other,
+            };
+            self.version += 1;
+            fresh.set(s, self.version);
+        }
+        self.version += 1;
+        fresh.heartbeat = Heartbeat {
+            value: heartbeat,
+            version: self.version,
+        };
+        self.endpoints.insert(self.me, fresh);
+    }
+}
+
+#[cfg(test)]
+mod tests;
