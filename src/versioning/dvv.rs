@@ -86,6 +86,9 @@ pub struct Dot {
     pub counter: u64,
 }
 
+/// One entry of [`Dvv::from_entries`]: `(actor, counter, [(dot counter, sibling)])`.
+pub type DvvEntryParts = (Actor, u64, Vec<(u64, Sibling)>);
+
 /// One actor's entry of a [`Dvv`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct DvvEntry {
@@ -125,9 +128,7 @@ impl Dvv {
     /// Builds a set from `(actor, counter, [(dot counter, sibling)])` entries, checking the
     /// invariants: actors strictly ascending, `counter >= 1`, dots strictly ascending and in
     /// `1..=counter`. Used by tests and tools; the node gets sets from cells and updates.
-    pub fn from_entries(
-        entries: Vec<(Actor, u64, Vec<(u64, Sibling)>)>,
-    ) -> Result<Dvv, &'static str> {
+    pub fn from_entries(entries: Vec<DvvEntryParts>) -> Result<Dvv, &'static str> {
         let mut out: Vec<DvvEntry> = Vec::with_capacity(entries.len());
         for (actor, counter, dots) in entries {
             if out.last().is_some_and(|e| e.actor >= actor) {
