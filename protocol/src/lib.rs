@@ -7,6 +7,7 @@
 //! - [`message`]: the [`Opcode`] table, [`Request`], [`Response`] and their value types.
 //! - [`error`]: [`ProtocolError`] (bytes we cannot decode), [`ServerError`] with the stable
 //!   [`ErrorCode`] table and retry safety.
+//! - [`fuzzing`]: the fuzz harnesses (used by `fuzz/` and by the corpus replay test).
 //! - [`client`]: the async client: multiplexed connections, a pool per node, table handles.
 //!
 //! The byte-level contract is `doc/wire_format.md`; a third-party client needs nothing else.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod message;
 pub mod wire;
 

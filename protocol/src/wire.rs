@@ -12,22 +12,50 @@
 //! Invariants of [`WireReader`]: every read checks the remaining length first and returns
 //! [`ProtocolError::Truncated`]; byte fields are zero-copy slices of the frame body; a list
 //! count is checked against the bytes left (each element needs at least `min_item_len`
-//! bytes) before anything is allocated, so decoding memory stays proportional to the frame.
+//! bytes) before anything is allocated; and every list and string is charged against a
+//! budget of [`MAX_DECODED_BYTES`] of in-memory structure per message before it is
+//! allocated. So decoding one message allocates at most its frame (the body is shared,
+//! not copied) plus `MAX_DECODED_BYTES`, whatever the bytes say.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::ProtocolError;
+use crate::frame::DEFAULT_MAX_FRAME_LEN;
+
+/// Most bytes of in-memory structure (list elements, string bytes) decoding one message
+/// may allocate: the default frame cap. A message needing more is rejected, so a frame of
+/// many tiny list elements cannot expand into much more memory than a full frame.
+pub const MAX_DECODED_BYTES: usize = DEFAULT_MAX_FRAME_LEN;
 
 /// Reads primitive fields from a message body.
 #[derive(Debug)]
 pub struct WireReader {
     buf: Bytes,
+    /// Structure bytes this message may still allocate.
+    budget: usize,
 }
 
 impl WireReader {
-    /// Starts reading `buf`.
+    /// Starts reading `buf` with the full [`MAX_DECODED_BYTES`] budget.
     pub fn new(buf: Bytes) -> Self {
-        WireReader { buf }
+        WireReader {
+            buf,
+            budget: MAX_DECODED_BYTES,
+        }
+    }
+
+    /// Charges `bytes` of allocation against the message's budget.
+    fn charge(&mut self, bytes: usize, what: &'static str) -> Result<(), ProtocolError> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(ProtocolError::InvalidValue {
+                what,
+                reason: format!("decoding needs more than {MAX_DECODED_BYTES} bytes of memory"),
+            }),
+        }
     }
 
     /// Bytes not read yet.
@@ -99,6 +127,7 @@ impl WireReader {
     pub fn string(&mut self, what: &'static str) -> Result<String, ProtocolError> {
         let len = usize::from(self.u16(what)?);
         self.need(len, what)?;
+        self.charge(len, what)?;
         let raw = self.buf.split_to(len);
         match std::str::from_utf8(&raw) {
             Ok(s) => Ok(s.to_owned()),
@@ -136,6 +165,7 @@ impl WireReader {
                 available: self.buf.len() as u64,
             });
         }
+        self.charge(count.saturating_mul(std::mem::size_of::<T>()), what)?;
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {
             items.push(read(self)?);
@@ -276,6 +306,24 @@ mod tests {
             err,
             ProtocolError::Truncated { what: "cells", .. }
         ));
+    }
+
+    #[test]
+    fn wire_reader_list_over_budget_is_rejected() {
+        // 8 Mi one-byte elements fit the bytes left but would need 8 Mi * 24 bytes of Strings.
+        let count = 8 * 1024 * 1024;
+        let mut w = WireWriter::new();
+        w.u32(count as u32);
+        let mut body = w.finish().to_vec();
+        body.resize(4 + count, 0);
+        let mut r = WireReader::new(Bytes::from(body));
+        let err = r
+            .list("names", 1, |r| r.u8("x").map(|b| b.to_string()))
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::InvalidValue { what: "names", .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
