@@ -103,6 +103,25 @@ impl Default for EngineOptions {
     }
 }
 
+/// How often a stalled writer re-checks, in case a wake-up was missed.
+const STALL_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+thread_local! {
+    /// Reused encoding buffer of [`Inner::write_one`].
+    static PAYLOAD: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.len() > batch::MAX_KEY_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "key of {} bytes exceeds the {} byte limit",
+            key.len(),
+            batch::MAX_KEY_LEN
+        )));
+    }
+    Ok(())
+}
+
 /// State guarded by the write mutex.
 struct WriteState {
     /// The sequence number of the last batch appended.
@@ -192,16 +211,12 @@ impl Engine {
 
     /// Writes one value.
     pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.put(table, key, value);
-        self.write(&b)
+        self.inner.write_one(table, key, Some(value))
     }
 
     /// Writes a tombstone.
     pub fn delete(&self, table: &str, key: &[u8]) -> Result<()> {
-        let mut b = WriteBatch::new();
-        b.delete(table, key);
-        self.write(&b)
+        self.inner.write_one(table, key, None)
     }
 
     /// Reads a key: all its versions merged by the table's policy, then filtered by the
@@ -405,22 +420,14 @@ impl Inner {
         {
             let tables = self.read_tables();
             for (name, key, _) in &batch.ops {
-                if key.len() > batch::MAX_KEY_LEN {
-                    return Err(Error::InvalidArgument(format!(
-                        "key of {} bytes exceeds the {} byte limit",
-                        key.len(),
-                        batch::MAX_KEY_LEN
-                    )));
-                }
-                if resolved.last().is_some_and(|t| &t.name == name) {
+                check_key(key)?;
+                if resolved.iter().any(|t| &t.name == name) {
                     continue;
                 }
                 let t = tables
                     .get(name)
                     .ok_or_else(|| Error::UnknownTable { name: name.clone() })?;
-                if !resolved.iter().any(|r| Arc::ptr_eq(r, t)) {
-                    resolved.push(t.clone());
-                }
+                resolved.push(t.clone());
             }
         }
         let find = |name: &str| -> Option<&Arc<Table>> { resolved.iter().find(|t| t.name == name) };
@@ -430,38 +437,81 @@ impl Inner {
             |name| find(name).map(|t| t.id).unwrap_or(u32::MAX),
             &mut payload,
         );
+        self.commit(&resolved, &payload, |seqno| {
+            for (name, key, entry) in &batch.ops {
+                if let Some(t) = find(name) {
+                    t.version()
+                        .active
+                        .apply(key, seqno, entry.clone(), t.merge.as_ref());
+                }
+            }
+        })
+    }
 
+    /// One put or delete, without building a [`WriteBatch`] (the hot path).
+    fn write_one(&self, table: &str, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.check_poisoned()?;
+        check_key(key)?;
+        let t = self.table(table)?;
+        PAYLOAD.with(|cell| {
+            let mut payload = cell.take();
+            payload.clear();
+            batch::encode_one(t.id, key, value, &mut payload);
+            let result = self.commit(std::slice::from_ref(&t), &payload, |seqno| {
+                let entry = match value {
+                    Some(v) => Entry::Value(v.to_vec()),
+                    None => Entry::Tombstone,
+                };
+                t.version()
+                    .active
+                    .apply(key, seqno, entry, t.merge.as_ref());
+            });
+            if payload.capacity() <= 1 << 20 {
+                cell.replace(payload);
+            }
+            result
+        })
+    }
+
+    /// Appends `payload` to the commit log under the write mutex, lets `apply` insert into
+    /// the memtables with the batch's sequence number, freezes memtables that are full,
+    /// and waits for durability per the sync mode (outside the mutex: group commit).
+    fn commit(
+        &self,
+        tables: &[Arc<Table>],
+        payload: &[u8],
+        apply: impl FnOnce(SeqNo),
+    ) -> Result<()> {
         let ticket = {
             let mut w = lock(&self.write);
             // Stall while flushes are far behind, so memory stays bounded.
-            while resolved
+            while tables
                 .iter()
                 .any(|t| t.version().frozen.len() >= self.opts.max_frozen_memtables)
             {
                 self.check_poisoned()?;
-                w = self.flushed.wait(w).unwrap_or_else(|e| e.into_inner());
+                w = self
+                    .flushed
+                    .wait_timeout(w, STALL_RECHECK)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             self.check_poisoned()?;
             let seqno = w.last_seqno + 1;
             let ticket = self
                 .log
-                .append(seqno, &payload)
+                .append(seqno, payload)
                 .map_err(|e| self.poison(format!("commit log append: {e}")))?;
             w.last_seqno = seqno;
-            let mut freeze = false;
-            for (name, key, entry) in &batch.ops {
-                if let Some(t) = find(name) {
-                    let v = t.version();
-                    v.active.apply(key, seqno, entry.clone(), t.merge.as_ref());
-                    freeze |= v.active.approximate_size() >= self.opts.memtable_size;
+            apply(seqno);
+            let mut froze = false;
+            for t in tables {
+                if t.version().active.approximate_size() >= self.opts.memtable_size {
+                    t.freeze();
+                    froze = true;
                 }
             }
-            if freeze {
-                for t in &resolved {
-                    if t.version().active.approximate_size() >= self.opts.memtable_size {
-                        t.freeze();
-                    }
-                }
+            if froze {
                 self.wake_background(true, false);
             }
             ticket
