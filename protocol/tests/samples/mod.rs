@@ -1,0 +1,383 @@
+//! A fixed set of representative messages (one or more per opcode and error code), used to
+//! seed the fuzz corpus and to check the worked examples of `doc/wire_format.md`.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use sibyl_protocol::message::types::{
+    Cell, CellContext, ColumnWrite, ConflictMode, Consistency, NodeInfo, NodeState, Placement,
+    ResponseMeta, Selector, Sibling, TableOptions, Topology,
+};
+use sibyl_protocol::{
+    DeleteTarget, ErrorKind, Mutation, Opcode, Request, Response, RowDelete, RowInsert,
+    ServerError, PROTOCOL_VERSION,
+};
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+pub fn insert() -> RowInsert {
+    RowInsert {
+        table: "users".into(),
+        key: b("alice"),
+        ttl_secs: None,
+        timestamp_micros: None,
+        columns: vec![ColumnWrite {
+            name: b("email"),
+            value: b("a@example.com"),
+            context: Bytes::new(),
+        }],
+    }
+}
+
+pub fn requests() -> Vec<(&'static str, Request)> {
+    vec![
+        (
+            "handshake",
+            Request::Handshake {
+                version: PROTOCOL_VERSION,
+                client: "demo".into(),
+            },
+        ),
+        ("ping", Request::Ping),
+        ("topology", Request::Topology),
+        (
+            "create-table",
+            Request::CreateTable {
+                name: "users".into(),
+                options: TableOptions {
+                    conflict_mode: ConflictMode::Lww,
+                    default_ttl_secs: Some(3600),
+                    ..Default::default()
+                },
+                if_not_exists: true,
+            },
+        ),
+        (
+            "create-table-dc",
+            Request::CreateTable {
+                name: "geo".into(),
+                options: TableOptions {
+                    placement: Placement::DcAware(vec![("eu".into(), 3), ("us".into(), 2)]),
+                    ..Default::default()
+                },
+                if_not_exists: false,
+            },
+        ),
+        (
+            "drop-table",
+            Request::DropTable {
+                name: "users".into(),
+                if_exists: false,
+            },
+        ),
+        ("list-tables", Request::ListTables),
+        (
+            "describe-table",
+            Request::DescribeTable {
+                name: "users".into(),
+            },
+        ),
+        (
+            "insert",
+            Request::Insert {
+                insert: insert(),
+                consistency: None,
+            },
+        ),
+        (
+            "insert-ctx-ttl",
+            Request::Insert {
+                insert: RowInsert {
+                    table: "users".into(),
+                    key: b("bob"),
+                    ttl_secs: Some(60),
+                    timestamp_micros: Some(1_700_000_000_000_000),
+                    columns: vec![
+                        ColumnWrite {
+                            name: b("a"),
+                            value: b("1"),
+                            context: Bytes::from_static(&[1, 2, 3]),
+                        },
+                        ColumnWrite {
+                            name: b("b"),
+                            value: b("2"),
+                            context: Bytes::new(),
+                        },
+                    ],
+                },
+                consistency: Some(Consistency::explicit(2).strict()),
+            },
+        ),
+        (
+            "get-all",
+            Request::Get {
+                table: "users".into(),
+                key: b("alice"),
+                selector: Selector::All,
+                consistency: Some(Consistency::QUORUM),
+            },
+        ),
+        (
+            "get-columns",
+            Request::Get {
+                table: "users".into(),
+                key: b("alice"),
+                selector: Selector::Columns(vec![b("email"), b("name")]),
+                consistency: None,
+            },
+        ),
+        (
+            "get-slice",
+            Request::Get {
+                table: "events".into(),
+                key: b("day1"),
+                selector: Selector::Slice {
+                    from: Some(b("09:00")),
+                    to: Some(b("10:00")),
+                    limit: 100,
+                    paging: Some(b("09:30\0")),
+                },
+                consistency: Some(Consistency::ONE),
+            },
+        ),
+        (
+            "delete-column",
+            Request::Delete {
+                delete: RowDelete {
+                    table: "users".into(),
+                    key: b("alice"),
+                    timestamp_micros: None,
+                    target: DeleteTarget::Columns(vec![CellContext {
+                        name: b("email"),
+                        context: Bytes::from_static(&[9]),
+                    }]),
+                },
+                consistency: None,
+            },
+        ),
+        (
+            "delete-row",
+            Request::Delete {
+                delete: RowDelete {
+                    table: "users".into(),
+                    key: b("alice"),
+                    timestamp_micros: Some(5),
+                    target: DeleteTarget::Row { contexts: vec![] },
+                },
+                consistency: Some(Consistency::ALL),
+            },
+        ),
+        (
+            "batch",
+            Request::Batch {
+                mutations: vec![
+                    Mutation::Insert(insert()),
+                    Mutation::Delete(RowDelete {
+                        table: "users".into(),
+                        key: b("carol"),
+                        timestamp_micros: None,
+                        target: DeleteTarget::Row { contexts: vec![] },
+                    }),
+                ],
+                consistency: Some(Consistency::LOCAL_QUORUM),
+            },
+        ),
+    ]
+}
+
+/// A row of `n` columns `c0..`, each one 10-byte value, a context and one sibling.
+pub fn row(n: usize) -> Response {
+    Response::Row {
+        cells: (0..n)
+            .map(|i| Cell {
+                name: Bytes::from(format!("c{i}")),
+                siblings: vec![Sibling {
+                    value: Some(Bytes::from(format!("value-{i:04}"))),
+                    timestamp_micros: 1_700_000_000_000_000 + i as i64,
+                    ttl_secs: None,
+                }],
+                context: Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 7]),
+            })
+            .collect(),
+        next_page: None,
+        meta: ResponseMeta {
+            replicas: vec!["10.0.0.1:7400".into()],
+            read_repair: false,
+        },
+    }
+}
+
+pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
+    let err = |kind, msg: &str| Response::Error(ServerError::new(kind, msg));
+    vec![
+        (
+            "handshake",
+            Opcode::Handshake,
+            Response::Handshake {
+                version: PROTOCOL_VERSION,
+                server: "sibyl/0.1".into(),
+                max_frame_len: 16 << 20,
+            },
+        ),
+        ("pong", Opcode::Ping, Response::Pong),
+        (
+            "topology",
+            Opcode::Topology,
+            Response::Topology(Topology {
+                partitioner: "murmur3".into(),
+                nodes: vec![NodeInfo {
+                    id: "n1".into(),
+                    address: "10.0.0.1:7400".into(),
+                    datacenter: "dc1".into(),
+                    rack: "r1".into(),
+                    state: NodeState::Normal,
+                    up: true,
+                    tokens: vec![-9_000_000_000_000_000_000, 0, 42],
+                }],
+            }),
+        ),
+        (
+            "schema-changed",
+            Opcode::CreateTable,
+            Response::SchemaChanged {
+                table: "users".into(),
+                applied: true,
+            },
+        ),
+        (
+            "tables",
+            Opcode::ListTables,
+            Response::Tables(vec!["users".into(), "events".into()]),
+        ),
+        (
+            "table",
+            Opcode::DescribeTable,
+            Response::Table {
+                name: "users".into(),
+                options: TableOptions::default(),
+            },
+        ),
+        (
+            "row-siblings",
+            Opcode::Get,
+            Response::Row {
+                cells: vec![Cell {
+                    name: b("email"),
+                    siblings: vec![
+                        Sibling {
+                            value: Some(b("a@x")),
+                            timestamp_micros: 10,
+                            ttl_secs: None,
+                        },
+                        Sibling {
+                            value: None,
+                            timestamp_micros: 11,
+                            ttl_secs: Some(30),
+                        },
+                    ],
+                    context: Bytes::from_static(&[0xde, 0xad]),
+                }],
+                next_page: Some(b("email\0")),
+                meta: ResponseMeta {
+                    replicas: vec!["n1".into(), "n2".into()],
+                    read_repair: true,
+                },
+            },
+        ),
+        ("row-10", Opcode::Get, row(10)),
+        (
+            "written",
+            Opcode::Insert,
+            Response::Written {
+                meta: ResponseMeta {
+                    replicas: vec!["n1".into()],
+                    read_repair: false,
+                },
+            },
+        ),
+        (
+            "err-protocol",
+            Opcode::Ping,
+            err(ErrorKind::Protocol, "bad frame"),
+        ),
+        (
+            "err-version",
+            Opcode::Handshake,
+            err(
+                ErrorKind::UnsupportedVersion { supported: vec![1] },
+                "version 9 not supported",
+            ),
+        ),
+        (
+            "err-unknown-table",
+            Opcode::Get,
+            err(
+                ErrorKind::UnknownTable {
+                    table: "nope".into(),
+                },
+                "no such table",
+            ),
+        ),
+        (
+            "err-table-exists",
+            Opcode::CreateTable,
+            err(
+                ErrorKind::TableExists {
+                    table: "users".into(),
+                },
+                "exists",
+            ),
+        ),
+        (
+            "err-siblings",
+            Opcode::Insert,
+            err(ErrorKind::TooManySiblings { limit: 64 }, "resolve first"),
+        ),
+        (
+            "err-unavailable",
+            Opcode::Insert,
+            err(
+                ErrorKind::Unavailable {
+                    required: 2,
+                    alive: 1,
+                },
+                "",
+            ),
+        ),
+        (
+            "err-write-timeout",
+            Opcode::Insert,
+            err(
+                ErrorKind::WriteTimeout {
+                    acks: 1,
+                    required: 2,
+                },
+                "",
+            ),
+        ),
+        (
+            "err-read-timeout",
+            Opcode::Get,
+            err(
+                ErrorKind::ReadTimeout {
+                    acks: 0,
+                    required: 2,
+                },
+                "",
+            ),
+        ),
+        (
+            "err-overloaded",
+            Opcode::Get,
+            err(ErrorKind::Overloaded, "shed"),
+        ),
+        ("err-server", Opcode::Get, err(ErrorKind::Server, "oops")),
+        (
+            "err-invalid",
+            Opcode::Get,
+            err(ErrorKind::Invalid, "empty key"),
+        ),
+    ]
+}
