@@ -216,8 +216,15 @@ fn compaction_loop(inner: &Arc<Inner>) {
                 match inner.compact_step(&t) {
                     Ok(true) => {}
                     Ok(false) => break,
-                    Err(e) => {
+                    // A failed write or fsync poisons, like everywhere else. Anything
+                    // else (a corrupt input block) stops this round for the table and is
+                    // logged; reads of the bad block keep failing with the typed error.
+                    Err(e @ Error::Io { .. }) => {
                         inner.poison(format!("compaction of table {}: {e}", t.name));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(table = %t.name, error = %e, "compaction failed");
                         break;
                     }
                 }
