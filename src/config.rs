@@ -1,1 +1,394 @@
-//! Node configuration (placeholder; being written).
+//! Node configuration: command-line flags ([`Cli`], clap) and an optional TOML file
+//! ([`FileConfig`]); every flag has a key of the same name in snake_case. Flags override
+//! the file, the file overrides the defaults. The result is a validated [`Config`].
+//!
+//! Example file:
+//! ```toml
+//! data_dir = "/var/lib/sibyl"
+//! listen = "0.0.0.0:7400"
+//! peer_listen = "0.0.0.0:7401"
+//! log_level = "info"
+//! sync_mode = "batch"        # or "periodic"
+//! sync_interval_ms = 10      # periodic mode only
+//! max_connections = 1024
+//! max_in_flight = 4096
+//! idle_timeout_secs = 300    # 0 = never
+//! max_siblings = 100
+//! memtable_mb = 64
+//! max_value_kb = 1024
+//! ```
+//!
+//! Pure data; read once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use sibyl_storage::SyncMode;
+
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "./sibyl-data";
+/// Default client address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+/// Default peer address.
+pub const DEFAULT_PEER_LISTEN: &str = "127.0.0.1:7401";
+/// Default commit log fsync interval in periodic mode (the engine's default).
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
+/// Default cap on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default cap on requests being executed at once, all connections together.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// Default idle time after which a connection with nothing in flight is closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
+/// Default memtable size in MiB (the engine's default).
+pub const DEFAULT_MEMTABLE_MB: usize = 64;
+
+/// Command-line flags of `sibyl`.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "sibyl",
+    version,
+    about = "Sibyl: a Dynamo-style wide-column store node"
+)]
+pub struct Cli {
+    /// TOML configuration file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./sibyl-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client address [default: 127.0.0.1:7400].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Peer (node-to-node) address [default: 127.0.0.1:7401].
+    #[arg(long, value_name = "ADDR")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive) [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Commit log sync: periodic (fsync every interval) or batch (fsync before ack).
+    #[arg(long, value_name = "MODE")]
+    pub sync_mode: Option<SyncModeName>,
+    /// Fsync interval in periodic mode, milliseconds [default: 10].
+    #[arg(long, value_name = "MS")]
+    pub sync_interval_ms: Option<u64>,
+    /// Most client connections at once [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most requests executing at once; more are refused as Overloaded [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Close connections idle this long, seconds; 0 = never [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Most siblings a causal cell may hold [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_siblings: Option<usize>,
+    /// Memtable flush size, MiB [default: 64].
+    #[arg(long, value_name = "MB")]
+    pub memtable_mb: Option<usize>,
+    /// Largest cell value accepted, KiB [default: 1024].
+    #[arg(long, value_name = "KB")]
+    pub max_value_kb: Option<usize>,
+}
+
+/// The commit log sync mode as named in flags and files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncModeName {
+    /// Fsync every `sync_interval_ms`.
+    Periodic,
+    /// Fsync before acknowledging each write (group commit).
+    Batch,
+}
+
+/// The TOML file: the same keys as the flags, all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Cli::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Cli::listen`].
+    pub listen: Option<SocketAddr>,
+    /// See [`Cli::peer_listen`].
+    pub peer_listen: Option<SocketAddr>,
+    /// See [`Cli::log_level`].
+    pub log_level: Option<String>,
+    /// See [`Cli::sync_mode`].
+    pub sync_mode: Option<SyncModeName>,
+    /// See [`Cli::sync_interval_ms`].
+    pub sync_interval_ms: Option<u64>,
+    /// See [`Cli::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Cli::max_in_flight`].
+    pub max_in_flight: Option<usize>,
+    /// See [`Cli::idle_timeout_secs`].
+    pub idle_timeout_secs: Option<u64>,
+    /// See [`Cli::max_siblings`].
+    pub max_siblings: Option<usize>,
+    /// See [`Cli::memtable_mb`].
+    pub memtable_mb: Option<usize>,
+    /// See [`Cli::max_value_kb`].
+    pub max_value_kb: Option<usize>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The key or flag.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The resolved node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Client address.
+    pub listen: SocketAddr,
+    /// Peer address.
+    pub peer_listen: SocketAddr,
+    /// Log filter.
+    pub log_level: String,
+    /// Commit log sync mode.
+    pub sync: SyncMode,
+    /// Most client connections at once.
+    pub max_connections: usize,
+    /// Most requests executing at once.
+    pub max_in_flight: usize,
+    /// Idle timeout of a connection; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// Sibling limit of causal cells.
+    pub max_siblings: usize,
+    /// Memtable flush size in bytes.
+    pub memtable_size: usize,
+    /// Largest cell value in bytes.
+    pub max_value_len: usize,
+}
+
+fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Reads `cli.config` (if given) and merges it under the flags.
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Self::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::resolve(cli, file)
+    }
+
+    /// Parses a TOML file.
+    pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Flags over file over defaults, validated.
+    pub fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let parse_addr = |s: &str| s.parse::<SocketAddr>().ok();
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .or_else(|| parse_addr(DEFAULT_LISTEN))
+            .ok_or(ConfigError::Invalid {
+                key: "listen",
+                reason: "no address".into(),
+            })?;
+        let peer_listen = cli
+            .peer_listen
+            .or(file.peer_listen)
+            .or_else(|| parse_addr(DEFAULT_PEER_LISTEN))
+            .ok_or(ConfigError::Invalid {
+                key: "peer_listen",
+                reason: "no address".into(),
+            })?;
+        if listen == peer_listen {
+            return Err(ConfigError::Invalid {
+                key: "peer_listen",
+                reason: format!("must differ from listen ({listen})"),
+            });
+        }
+        let sync_interval_ms = cli
+            .sync_interval_ms
+            .or(file.sync_interval_ms)
+            .unwrap_or(DEFAULT_SYNC_INTERVAL_MS);
+        let sync = match cli
+            .sync_mode
+            .or(file.sync_mode)
+            .unwrap_or(SyncModeName::Periodic)
+        {
+            SyncModeName::Batch => SyncMode::Batch,
+            SyncModeName::Periodic => {
+                if sync_interval_ms == 0 {
+                    return Err(ConfigError::Invalid {
+                        key: "sync_interval_ms",
+                        reason: "must be at least 1 in periodic mode".into(),
+                    });
+                }
+                SyncMode::Periodic {
+                    interval: Duration::from_millis(sync_interval_ms),
+                }
+            }
+        };
+        let idle = cli
+            .idle_timeout_secs
+            .or(file.idle_timeout_secs)
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS);
+        let memtable_mb = positive(
+            "memtable_mb",
+            cli.memtable_mb
+                .or(file.memtable_mb)
+                .unwrap_or(DEFAULT_MEMTABLE_MB),
+        )?;
+        let max_value_kb = positive(
+            "max_value_kb",
+            cli.max_value_kb
+                .or(file.max_value_kb)
+                .unwrap_or(crate::service::DEFAULT_MAX_VALUE_LEN >> 10),
+        )?;
+        // A value must fit a frame (16 MiB) with room for the rest of the request.
+        if max_value_kb > 15 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_value_kb",
+                reason: "must be at most 15360 (a value must fit one 16 MiB frame)".into(),
+            });
+        }
+        Ok(Config {
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            peer_listen,
+            log_level: cli
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+            sync,
+            max_connections: positive(
+                "max_connections",
+                cli.max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            )?,
+            max_in_flight: positive(
+                "max_in_flight",
+                cli.max_in_flight
+                    .or(file.max_in_flight)
+                    .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            )?,
+            idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
+            max_siblings: positive(
+                "max_siblings",
+                cli.max_siblings
+                    .or(file.max_siblings)
+                    .unwrap_or(crate::versioning::DEFAULT_MAX_SIBLINGS),
+            )?,
+            memtable_size: memtable_mb << 20,
+            max_value_len: max_value_kb << 10,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_match_the_issue() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./sibyl-data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7400");
+        assert_eq!(c.peer_listen.to_string(), "127.0.0.1:7401");
+        assert_eq!(c.max_siblings, 100);
+        assert!(matches!(c.sync, SyncMode::Periodic { .. }));
+    }
+
+    #[test]
+    fn config_flags_override_file() {
+        let file: FileConfig = toml::from_str(
+            "data_dir = \"/f\"\nlisten = \"127.0.0.1:9000\"\nsync_mode = \"batch\"\nmax_siblings = 7",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["sibyl", "--listen", "127.0.0.1:9100"]);
+        let c = Config::resolve(cli, file).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.data_dir, PathBuf::from("/f"));
+        assert_eq!(c.sync, SyncMode::Batch);
+        assert_eq!(c.max_siblings, 7);
+    }
+
+    #[test]
+    fn config_unknown_file_key_is_refused() {
+        assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn config_every_flag_has_a_file_key() {
+        let text = "data_dir = \"d\"\nlisten = \"127.0.0.1:1\"\npeer_listen = \"127.0.0.1:2\"\n\
+                    log_level = \"debug\"\nsync_mode = \"periodic\"\nsync_interval_ms = 5\n\
+                    max_connections = 3\nmax_in_flight = 4\nidle_timeout_secs = 0\n\
+                    max_siblings = 5\nmemtable_mb = 6\nmax_value_kb = 7\n";
+        let c = Config::resolve(Cli::default(), toml::from_str(text).unwrap()).unwrap();
+        assert_eq!(c.max_connections, 3);
+        assert_eq!(c.max_in_flight, 4);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.memtable_size, 6 << 20);
+        assert_eq!(c.max_value_len, 7 << 10);
+        assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn config_same_client_and_peer_address_is_refused() {
+        let cli = Cli::parse_from([
+            "sibyl",
+            "--listen",
+            "127.0.0.1:9000",
+            "--peer-listen",
+            "127.0.0.1:9000",
+        ]);
+        assert!(Config::resolve(cli, FileConfig::default()).is_err());
+    }
+}

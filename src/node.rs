@@ -1,1 +1,1 @@
-//! The running node (placeholder; being written).
+//! The running node (being written).

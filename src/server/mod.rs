@@ -1,1 +1,1 @@
-//! Client connections (placeholder; being written).
+//! Client connections (being written).

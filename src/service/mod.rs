@@ -1,1 +1,534 @@
-//! Request handling (placeholder; being written).
+//! Request handling: [`Request`] in, [`Response`] out, over the storage engine. This layer
+//! never touches a socket (the [`crate::server`] owns connections), so it is unit-tested
+//! directly and can run under simulation.
+//!
+//! # Layout
+//! - [`keys`]: the engine key of a cell (`token | key length | key | column`).
+//! - [`schema`]: table options stored in the engine's per-table metadata.
+//! - [`read`]: GET with its selectors, slices and paging tokens.
+//! - [`write`]: INSERT, DELETE and BATCH for causal and lww tables.
+//!
+//! # Invariants
+//! - The schema cache mirrors the engine's tables: both change only under the DDL mutex.
+//! - A causal write is read-modify-write under the stripe locks of its cells (taken in
+//!   ascending stripe order, so two writes never deadlock); a dot is never minted twice.
+//! - The coordinator's actor is the node's persisted actor ([`ActorEpoch`]); a new or wiped
+//!   data directory gets a new one, so dots minted before a loss are never re-minted.
+//!
+//! # Threading
+//! [`Service`] is `Send + Sync` and shared behind an `Arc`. Its calls are synchronous and
+//! may block on disk: [`Service::execution`] tells the caller which requests must run on a
+//! blocking thread (DDL always; writes when the commit log syncs before acknowledging).
+//! No lock is held across anything but engine calls.
+#![deny(clippy::unwrap_used)]
+
+pub mod keys;
+pub mod read;
+pub mod schema;
+pub mod write;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use sibyl_protocol::{
+    Consistency, ConsistencyLevel, ErrorKind, NodeInfo, NodeState, Request, Response, ResponseMeta,
+    ServerError, TableOptions, Topology,
+};
+use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
+
+use crate::versioning::{
+    Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
+};
+use schema::{SchemaDecodeError, TableSchema};
+
+/// Largest value of one cell accepted (bytes). Riak and Cassandra both advise far smaller
+/// values; this bound keeps one request's memory predictable.
+pub const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024;
+/// Stripes of the causal write lock: enough that unrelated keys rarely share one.
+const LOCK_STRIPES: usize = 4096;
+/// Replicas alive in a single-node deployment (the coordinator itself).
+const SINGLE_NODE_ALIVE: u32 = 1;
+
+/// How the service is opened.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// The data directory (engine files and the actor file).
+    pub data_dir: PathBuf,
+    /// Commit log sync mode.
+    pub sync: SyncMode,
+    /// Memtable flush threshold in bytes.
+    pub memtable_size: usize,
+    /// Most siblings a causal cell may hold after a write.
+    pub max_siblings: usize,
+    /// Largest cell value accepted (bytes).
+    pub max_value_len: usize,
+    /// This node's client address, reported in response metadata and the topology.
+    pub node_address: String,
+    /// The time source for write timestamps and TTL.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Failure to open the service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {path} is in use by another process (its LOCK file is held): \
+         stop the other sibyl node or choose another --data-dir"
+    )]
+    DataDirLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The storage engine failed to open.
+    #[error("storage engine in {path}: {source}")]
+    Storage {
+        /// The directory.
+        path: PathBuf,
+        /// The engine's error.
+        #[source]
+        source: sibyl_storage::Error,
+    },
+    /// A table's stored schema is unreadable.
+    #[error("table {table:?}: {source}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What was wrong.
+        #[source]
+        source: SchemaDecodeError,
+    },
+    /// The actor file could not be read or written.
+    #[error("actor id: {source}")]
+    Actor {
+        /// The versioning layer's error.
+        #[source]
+        source: VersioningError,
+    },
+}
+
+/// Where a request should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    /// Microseconds of CPU and memory work: run it on the calling task.
+    Inline,
+    /// May wait for disk (fsync, manifest rewrite): run it on a blocking thread.
+    Blocking,
+}
+
+/// The request handler of one node.
+pub struct Service {
+    engine: Engine,
+    tables: RwLock<HashMap<String, Arc<TableSchema>>>,
+    ddl: Mutex<()>,
+    actor: Actor,
+    clock: Arc<dyn Clock>,
+    stripes: Box<[Mutex<()>]>,
+    opts: ServiceOptions,
+    batch_sync: bool,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("data_dir", &self.opts.data_dir)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The merge policy of a table from its stored metadata. Undecodable metadata gets the
+/// causal policy, which keeps (never drops) cells it cannot read; [`Service::open`] then
+/// refuses to start, naming the table.
+fn merge_policy(clock: &Arc<dyn Clock>, metadata: &[u8]) -> Arc<dyn MergePolicy> {
+    match TableSchema::decode_metadata("", metadata) {
+        Ok(s) if s.options.conflict_mode == sibyl_protocol::ConflictMode::Lww => {
+            Arc::new(LwwMerge::new(clock.clone()))
+        }
+        _ => Arc::new(CausalMerge::new(clock.clone())),
+    }
+}
+
+impl Service {
+    /// Opens the engine in `opts.data_dir` (refusing a directory another process holds),
+    /// loads the schemas and the actor. Blocking: recovery replays the commit log.
+    pub fn open(opts: ServiceOptions) -> Result<Service, ServiceError> {
+        let clock = opts.clock.clone();
+        let resolver_clock = clock.clone();
+        let engine_opts = EngineOptions {
+            sync: opts.sync,
+            memtable_size: opts.memtable_size,
+            merge_resolver: Arc::new(move |_name: &str, metadata: &[u8]| {
+                merge_policy(&resolver_clock, metadata)
+            }),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open(&opts.data_dir, engine_opts).map_err(|e| match e {
+            sibyl_storage::Error::Locked { path } => ServiceError::DataDirLocked { path },
+            source => ServiceError::Storage {
+                path: opts.data_dir.clone(),
+                source,
+            },
+        })?;
+        let mut tables = HashMap::new();
+        for name in engine.tables() {
+            let meta = engine
+                .table_metadata(&name)
+                .map_err(|source| ServiceError::Storage {
+                    path: opts.data_dir.clone(),
+                    source,
+                })?;
+            let schema = TableSchema::decode_metadata(&name, &meta).map_err(|source| {
+                ServiceError::Schema {
+                    table: name.clone(),
+                    source,
+                }
+            })?;
+            tables.insert(name, Arc::new(schema));
+        }
+        let actor = match ActorEpoch::open(&opts.data_dir) {
+            Ok((a, ActorOpen::Loaded)) => a.actor(),
+            Ok((a, ActorOpen::Created)) => {
+                tracing::info!(actor = %a.actor(), "new actor id (new or wiped data directory)");
+                a.actor()
+            }
+            Err(VersioningError::CorruptActorFile { path, reason }) => {
+                tracing::error!(path = %path.display(), reason, "actor file unreadable; taking a fresh actor id");
+                ActorEpoch::create_fresh(&opts.data_dir)
+                    .map_err(|source| ServiceError::Actor { source })?
+                    .actor()
+            }
+            Err(source) => return Err(ServiceError::Actor { source }),
+        };
+        let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        let batch_sync = matches!(opts.sync, SyncMode::Batch);
+        Ok(Service {
+            engine,
+            tables: RwLock::new(tables),
+            ddl: Mutex::new(()),
+            actor,
+            clock,
+            stripes,
+            opts,
+            batch_sync,
+        })
+    }
+
+    /// The actor this node mints dots with.
+    pub fn actor(&self) -> Actor {
+        self.actor
+    }
+
+    /// The options the service was opened with.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.opts
+    }
+
+    /// Where `request` should run (see [`Execution`]).
+    pub fn execution(&self, request: &Request) -> Execution {
+        match request {
+            Request::CreateTable { .. } | Request::DropTable { .. } => Execution::Blocking,
+            Request::Insert { .. } | Request::Delete { .. } | Request::Batch { .. }
+                if self.batch_sync =>
+            {
+                Execution::Blocking
+            }
+            _ => Execution::Inline,
+        }
+    }
+
+    /// Answers one request. Errors come back as [`Response::Error`].
+    pub fn handle(&self, request: Request) -> Response {
+        match self.dispatch(request) {
+            Ok(r) => r,
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    /// Stops the engine's background threads and syncs the commit log.
+    pub fn close(&self) -> Result<(), sibyl_storage::Error> {
+        self.engine.close()
+    }
+
+    fn dispatch(&self, request: Request) -> Result<Response, ServerError> {
+        match request {
+            Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
+            Request::Ping => Ok(Response::Pong),
+            Request::Topology => Ok(Response::Topology(self.topology())),
+            Request::CreateTable {
+                name,
+                options,
+                if_not_exists,
+            } => self.create_table(name, options, if_not_exists),
+            Request::DropTable { name, if_exists } => self.drop_table(name, if_exists),
+            Request::ListTables => {
+                let mut names: Vec<String> = self.read_tables().keys().cloned().collect();
+                names.sort();
+                Ok(Response::Tables(names))
+            }
+            Request::DescribeTable { name } => {
+                let s = self.schema(&name)?;
+                Ok(Response::Table {
+                    name: s.name.clone(),
+                    options: s.options.clone(),
+                })
+            }
+            Request::Insert {
+                insert,
+                consistency,
+            } => {
+                self.insert(&insert, consistency)?;
+                Ok(self.written())
+            }
+            Request::Get {
+                table,
+                key,
+                selector,
+                consistency,
+            } => self.get(&table, &key, &selector, consistency),
+            Request::Delete {
+                delete,
+                consistency,
+            } => {
+                self.delete(&delete, consistency)?;
+                Ok(self.written())
+            }
+            Request::Batch {
+                mutations,
+                consistency,
+            } => {
+                self.batch(&mutations, consistency)?;
+                Ok(self.written())
+            }
+        }
+    }
+
+    fn topology(&self) -> Topology {
+        Topology {
+            partitioner: crate::ring::Partitioner::Murmur3.name().to_owned(),
+            nodes: vec![NodeInfo {
+                id: format!("{:016x}", self.actor.node),
+                address: self.opts.node_address.clone(),
+                datacenter: "dc1".into(),
+                rack: "rack1".into(),
+                state: NodeState::Normal,
+                up: true,
+                // A single node owns the whole ring; one token places it.
+                tokens: vec![0],
+            }],
+        }
+    }
+
+    fn create_table(
+        &self,
+        name: String,
+        options: TableOptions,
+        if_not_exists: bool,
+    ) -> Result<Response, ServerError> {
+        schema::validate(&name, &options).map_err(invalid)?;
+        let _ddl = lock(&self.ddl);
+        if self.read_tables().contains_key(&name) {
+            if if_not_exists {
+                return Ok(Response::SchemaChanged {
+                    table: name,
+                    applied: false,
+                });
+            }
+            return Err(ServerError::new(
+                ErrorKind::TableExists {
+                    table: name.clone(),
+                },
+                format!("table {name:?} already exists"),
+            ));
+        }
+        let schema = TableSchema {
+            name: name.clone(),
+            options,
+        };
+        let metadata = schema.encode_metadata();
+        let compaction = match schema.options.compaction {
+            sibyl_protocol::Compaction::SizeTiered => {
+                sibyl_storage::compaction::CompactionStrategy::size_tiered()
+            }
+            sibyl_protocol::Compaction::Leveled => {
+                sibyl_storage::compaction::CompactionStrategy::leveled()
+            }
+        };
+        let engine_opts = sibyl_storage::TableOptions {
+            compaction,
+            merge: merge_policy(&self.clock, &metadata),
+            metadata,
+        };
+        self.engine
+            .create_table(&name, engine_opts)
+            .map_err(storage_error)?;
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), Arc::new(schema));
+        tracing::info!(table = %name, "table created");
+        Ok(Response::SchemaChanged {
+            table: name,
+            applied: true,
+        })
+    }
+
+    fn drop_table(&self, name: String, if_exists: bool) -> Result<Response, ServerError> {
+        let _ddl = lock(&self.ddl);
+        if !self.read_tables().contains_key(&name) {
+            if if_exists {
+                return Ok(Response::SchemaChanged {
+                    table: name,
+                    applied: false,
+                });
+            }
+            return Err(unknown_table(&name));
+        }
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        self.engine.drop_table(&name).map_err(storage_error)?;
+        tracing::info!(table = %name, "table dropped");
+        Ok(Response::SchemaChanged {
+            table: name,
+            applied: true,
+        })
+    }
+
+    fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TableSchema>>> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The schema of `table`, or `UnknownTable`.
+    fn schema(&self, table: &str) -> Result<Arc<TableSchema>, ServerError> {
+        self.read_tables()
+            .get(table)
+            .cloned()
+            .ok_or_else(|| unknown_table(table))
+    }
+
+    /// Refuses a request whose consistency level needs more replicas than are alive.
+    /// A single node is one replica whatever the table's replication factor.
+    fn check_consistency(
+        &self,
+        schema: &TableSchema,
+        requested: Option<Consistency>,
+        default: Consistency,
+    ) -> Result<(), ServerError> {
+        let c = requested.unwrap_or(default);
+        let rf = u32::from(schema.options.replication_factor);
+        let required = match c.level {
+            ConsistencyLevel::One => 1,
+            ConsistencyLevel::Two => 2,
+            ConsistencyLevel::Three => 3,
+            ConsistencyLevel::Quorum | ConsistencyLevel::LocalQuorum => rf / 2 + 1,
+            ConsistencyLevel::All => rf,
+            ConsistencyLevel::Explicit(0) => {
+                return Err(invalid("explicit consistency must name at least 1 replica"))
+            }
+            ConsistencyLevel::Explicit(n) => u32::from(n),
+        };
+        if required > SINGLE_NODE_ALIVE {
+            return Err(ServerError::new(
+                ErrorKind::Unavailable {
+                    required,
+                    alive: SINGLE_NODE_ALIVE,
+                },
+                format!(
+                    "consistency {:?} needs {required} replicas of table {:?}; {SINGLE_NODE_ALIVE} alive",
+                    c.level, schema.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn written(&self) -> Response {
+        Response::Written { meta: self.meta() }
+    }
+
+    fn meta(&self) -> ResponseMeta {
+        ResponseMeta {
+            replicas: vec![self.opts.node_address.clone()],
+            read_repair: false,
+        }
+    }
+
+    /// The stripe lock index of an engine key.
+    fn stripe_of(&self, engine_key: &[u8]) -> usize {
+        crc32fast::hash(engine_key) as usize % self.stripes.len()
+    }
+
+    /// Locks the stripes of `keys` in ascending order (deadlock-free), each once.
+    fn lock_stripes(&self, keys: &[Vec<u8>]) -> Vec<MutexGuard<'_, ()>> {
+        let mut idx: Vec<usize> = keys.iter().map(|k| self.stripe_of(k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .filter_map(|i| self.stripes.get(i))
+            .map(lock)
+            .collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An `Invalid` error.
+pub(crate) fn invalid(message: impl Into<String>) -> ServerError {
+    ServerError::new(ErrorKind::Invalid, message)
+}
+
+fn unknown_table(table: &str) -> ServerError {
+    ServerError::new(
+        ErrorKind::UnknownTable {
+            table: table.to_owned(),
+        },
+        format!("unknown table {table:?}"),
+    )
+}
+
+/// Maps an engine error to the client's error.
+pub(crate) fn storage_error(e: sibyl_storage::Error) -> ServerError {
+    match e {
+        sibyl_storage::Error::UnknownTable { name } => unknown_table(&name),
+        sibyl_storage::Error::TableExists { name } => ServerError::new(
+            ErrorKind::TableExists {
+                table: name.clone(),
+            },
+            format!("table {name:?} already exists"),
+        ),
+        sibyl_storage::Error::InvalidArgument(m) => invalid(m),
+        other => {
+            tracing::error!(error = %other, "storage error");
+            ServerError::new(ErrorKind::Server, format!("storage: {other}"))
+        }
+    }
+}
+
+/// Maps a versioning error to the client's error.
+pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
+    match e {
+        VersioningError::InvalidContext { reason } => invalid(format!("invalid context: {reason}")),
+        VersioningError::TooManySiblings { count, limit } => ServerError::new(
+            ErrorKind::TooManySiblings {
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            },
+            format!(
+                "too many siblings: the write would leave {count} (limit {limit}); \
+                 read the cell and write with its context to resolve them"
+            ),
+        ),
+        other => {
+            tracing::error!(error = %other, "versioning error");
+            ServerError::new(ErrorKind::Server, other.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
