@@ -1,0 +1,226 @@
+//! Checks that `doc/wire_format.md` tells the truth: every worked hex example equals the
+//! encoder's output for the message it describes, and the error and opcode tables list
+//! every code with its number and retry safety.
+
+mod samples;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use sibyl_protocol::message::types::{Cell, ColumnWrite, ResponseMeta, Selector, Sibling};
+use sibyl_protocol::{
+    ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError,
+    DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+
+const DOC: &str = include_str!("../doc/wire_format.md");
+
+/// The frames the doc's examples show, by example name.
+fn examples() -> BTreeMap<&'static str, Frame> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "handshake-request",
+        Request::Handshake {
+            version: PROTOCOL_VERSION,
+            client: "demo".into(),
+        }
+        .to_frame(0)
+        .unwrap(),
+    );
+    m.insert(
+        "handshake-response",
+        Response::Handshake {
+            version: 1,
+            server: "sibyl".into(),
+            max_frame_len: 16 * 1024 * 1024,
+        }
+        .to_frame(0, Opcode::Handshake)
+        .unwrap(),
+    );
+    m.insert(
+        "unsupported-version",
+        Response::Error(ServerError::new(
+            ErrorKind::UnsupportedVersion { supported: vec![1] },
+            "no v9",
+        ))
+        .to_frame_version(9, 0, Opcode::Handshake)
+        .unwrap(),
+    );
+    m.insert(
+        "insert-request",
+        Request::Insert {
+            insert: RowInsert {
+                table: "users".into(),
+                key: Bytes::from_static(b"alice"),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns: vec![ColumnWrite {
+                    name: Bytes::from_static(b"email"),
+                    value: Bytes::from_static(b"a@x.io"),
+                    context: Bytes::new(),
+                }],
+            },
+            consistency: None,
+        }
+        .to_frame(1)
+        .unwrap(),
+    );
+    m.insert(
+        "written-response",
+        Response::Written {
+            meta: ResponseMeta {
+                replicas: vec!["n1".into()],
+                read_repair: false,
+            },
+        }
+        .to_frame(1, Opcode::Insert)
+        .unwrap(),
+    );
+    m.insert(
+        "get-slice-request",
+        Request::Get {
+            table: "users".into(),
+            key: Bytes::from_static(b"alice"),
+            selector: Selector::Slice {
+                from: Some(Bytes::from_static(b"a")),
+                to: None,
+                limit: 2,
+                paging: None,
+            },
+            consistency: Some(sibyl_protocol::Consistency::QUORUM),
+        }
+        .to_frame(2)
+        .unwrap(),
+    );
+    m.insert(
+        "row-response",
+        Response::Row {
+            cells: vec![Cell {
+                name: Bytes::from_static(b"email"),
+                siblings: vec![
+                    Sibling {
+                        value: Some(Bytes::from_static(b"a@x.io")),
+                        timestamp_micros: 1,
+                        ttl_secs: None,
+                    },
+                    Sibling {
+                        value: None,
+                        timestamp_micros: 2,
+                        ttl_secs: None,
+                    },
+                ],
+                context: Bytes::from_static(&[0xc0, 0xde]),
+            }],
+            next_page: Some(Bytes::from_static(b"email\0")),
+            meta: ResponseMeta {
+                replicas: vec!["n1".into()],
+                read_repair: true,
+            },
+        }
+        .to_frame(2, Opcode::Get)
+        .unwrap(),
+    );
+    m.insert(
+        "unavailable-error",
+        Response::Error(ServerError::new(
+            ErrorKind::Unavailable {
+                required: 2,
+                alive: 1,
+            },
+            "1 of 2",
+        ))
+        .to_frame(3, Opcode::Insert)
+        .unwrap(),
+    );
+    m
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The hex block following `<!-- example: name -->` in the doc, normalised to bytes.
+fn doc_example(name: &str) -> Option<Vec<u8>> {
+    let marker = format!("<!-- example: {name} -->");
+    let start = DOC.find(&marker)? + marker.len();
+    let rest = &DOC[start..];
+    let open = rest.find("```hex")? + "```hex".len();
+    let close = open + rest[open..].find("```")?;
+    let mut out = Vec::new();
+    for line in rest[open..close].lines() {
+        // Anything after `|` on a line is an annotation.
+        let data = line.split('|').next().unwrap_or("");
+        for tok in data.split_whitespace() {
+            out.push(u8::from_str_radix(tok, 16).ok()?);
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn wire_doc_examples_match_the_encoder() {
+    for (name, frame) in examples() {
+        let expected = frame.to_vec(DEFAULT_MAX_FRAME_LEN).unwrap();
+        let Some(in_doc) = doc_example(name) else {
+            panic!(
+                "doc lacks example {name}; the encoder says:\n{}",
+                hex(&expected)
+            );
+        };
+        assert_eq!(
+            in_doc,
+            expected,
+            "example {name} differs; the encoder says:\n{}",
+            hex(&expected)
+        );
+    }
+}
+
+#[test]
+fn wire_doc_error_table_lists_every_code() {
+    for code in ErrorCode::ALL {
+        let row = format!("| `{:#06x}` | {} |", code.as_u16(), code.name());
+        let line = DOC
+            .lines()
+            .find(|l| l.starts_with(&row))
+            .unwrap_or_else(|| panic!("no table row {row}"));
+        let retry = if code.retry_safe() { "yes" } else { "no" };
+        assert!(
+            line.contains(&format!("| {retry} |")),
+            "row for {} should say retry-safe {retry}: {line}",
+            code.name()
+        );
+    }
+}
+
+#[test]
+fn wire_doc_opcode_table_lists_every_opcode() {
+    for op in Opcode::ALL {
+        let row = format!("| `{:#04x}` | {} |", op.as_u8(), op.name());
+        assert!(
+            DOC.lines().any(|l| l.starts_with(&row)),
+            "no opcode row {row}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "prints the examples' hex for editing the doc"]
+fn wire_doc_print_examples() {
+    for (name, frame) in examples() {
+        println!(
+            "{name}:\n{}\n",
+            hex(&frame.to_vec(DEFAULT_MAX_FRAME_LEN).unwrap())
+        );
+    }
+    let _ = samples::requests();
+}
