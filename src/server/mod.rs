@@ -1,1 +1,137 @@
-//! Client connections (being written).
+//! The client server: accepts connections on the client port and runs one
+//! [`connection::Connection`] task per client.
+//!
+//! It owns the limits: a cap on open connections (a client over it gets an `Overloaded`
+//! error frame and is closed), the node-wide in-flight semaphore shared by all connections,
+//! the frame cap and the idle timeout. Shutdown is a `watch` channel: when it turns true
+//! the accept loop stops, every connection stops reading, finishes its requests in flight,
+//! writes their answers and closes; [`serve`] returns once all connections are gone or the
+//! grace period ends.
+//!
+//! Threading: runs on the tokio runtime; the service's blocking calls go to the blocking
+//! pool (see [`crate::service::Execution`]).
+
+pub mod connection;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE};
+use sibyl_protocol::{ErrorKind, Frame, Opcode, Response, ServerError, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::service::Service;
+use connection::{Connection, ConnectionContext};
+
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Time allowed to tell a refused client why before dropping it.
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Limits of the client server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Most open client connections.
+    pub max_connections: usize,
+    /// Most requests executing at once, all connections together.
+    pub max_in_flight: usize,
+    /// Frame cap after the handshake (header + body).
+    pub max_frame_len: usize,
+    /// Idle timeout of a connection; `None` = never.
+    pub idle_timeout: Option<Duration>,
+    /// How long shutdown waits for connections to finish their requests.
+    pub shutdown_grace: Duration,
+}
+
+/// Accepts clients on `listener` until `shutdown` turns true, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    opts: ServerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(opts.max_connections));
+    let ctx = ConnectionContext {
+        service,
+        in_flight: Arc::new(Semaphore::new(opts.max_in_flight)),
+        max_frame_len: opts.max_frame_len,
+        idle_timeout: opts.idle_timeout,
+        server_name: concat!("sibyl/", env!("CARGO_PKG_VERSION")).to_owned(),
+    };
+    // Every connection task holds a clone of `done_tx`; `recv` returns `None` once all
+    // of them have finished (mini-redis's shutdown-complete pattern).
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    match connections.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let conn = Connection::new(stream, ctx.clone());
+                            let rx = shutdown.clone();
+                            let done = done_tx.clone();
+                            tokio::spawn(async move {
+                                conn.run(rx).await;
+                                drop(permit);
+                                drop(done);
+                            });
+                        }
+                        Err(_) => {
+                            let done = done_tx.clone();
+                            tokio::spawn(async move {
+                                refuse(stream).await;
+                                drop(done);
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drop(done_tx);
+    if tokio::time::timeout(opts.shutdown_grace, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = opts.shutdown_grace.as_millis() as u64,
+            "connections still open after the shutdown grace period"
+        );
+    }
+}
+
+/// Tells a client over the connection limit why it is refused, then closes.
+async fn refuse(mut stream: TcpStream) {
+    let err = Response::Error(ServerError::new(
+        ErrorKind::Overloaded,
+        "too many client connections; retry later",
+    ));
+    let Ok(body) = err.encode_body() else {
+        return;
+    };
+    let frame = Frame {
+        version: PROTOCOL_VERSION,
+        flags: FLAG_RESPONSE | FLAG_ERROR,
+        opcode: Opcode::Handshake.as_u8(),
+        stream_id: 0,
+        body,
+    };
+    let mut buf = BytesMut::new();
+    if frame.encode(&mut buf, usize::MAX).is_ok() {
+        let _ = tokio::time::timeout(REFUSE_WRITE_TIMEOUT, stream.write_all(&buf)).await;
+    }
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,386 @@
+//! One client connection: reads frames, runs requests through the service, writes the
+//! responses back coalesced.
+//!
+//! One task owns the socket. It reads whatever bytes are available, decodes every complete
+//! frame, and for each request either answers it on the spot (quick requests: the answer
+//! is appended to the output buffer) or hands it to a blocking thread whose encoded answer
+//! comes back through a channel. Before waiting again the task writes everything queued in
+//! one `write_all`, so a pipelining client gets many responses per system call.
+//!
+//! Invariants:
+//! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
+//!   succeeds, then the configured cap.
+//! - Every request that is executed holds a permit of the node-wide in-flight semaphore
+//!   until its answer is encoded; with none left it is answered `Overloaded` at once.
+//! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
+//!   closes (the process and other connections are unaffected).
+//! - On shutdown, end of input or idle timeout the task stops reading, waits for the
+//!   answers of the requests in flight, writes them and closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE, MAGIC, OFFSET_OPCODE, OFFSET_STREAM_ID};
+use sibyl_protocol::{
+    ErrorKind, Frame, FrameCodec, Opcode, ProtocolError, Request, Response, ServerError,
+    PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use crate::service::{Execution, Service};
+
+/// Bytes reserved in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Output queued past this size is written before more frames are decoded, so a client
+/// pipelining large reads cannot make the buffer grow without bound.
+const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// An idle timer that is not configured sleeps this long (re-armed when it fires).
+const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// What a connection needs from its server.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    /// The request handler.
+    pub service: Arc<Service>,
+    /// Node-wide bound on requests executing at once.
+    pub in_flight: Arc<Semaphore>,
+    /// Frame cap after the handshake (header + body).
+    pub max_frame_len: usize,
+    /// Close a connection idle (nothing read, nothing in flight) this long.
+    pub idle_timeout: Option<Duration>,
+    /// Name announced in the handshake response.
+    pub server_name: String,
+}
+
+/// The state of one connection.
+pub struct Connection {
+    stream: TcpStream,
+    peer: String,
+    ctx: ConnectionContext,
+    codec: FrameCodec,
+    inbuf: BytesMut,
+    out: BytesMut,
+    handshaken: bool,
+    /// Set after a protocol error: write what is queued, then close.
+    fatal: bool,
+    /// Requests handed to blocking threads whose answers have not come back.
+    pending: usize,
+    tx: mpsc::UnboundedSender<Bytes>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl Connection {
+    /// Wraps an accepted socket.
+    pub fn new(stream: TcpStream, ctx: ConnectionContext) -> Connection {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let (tx, rx) = mpsc::unbounded_channel();
+        Connection {
+            stream,
+            peer,
+            ctx,
+            codec: FrameCodec::new(),
+            inbuf: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            handshaken: false,
+            fatal: false,
+            pending: 0,
+            tx,
+            rx,
+        }
+    }
+
+    /// Serves the connection until the client leaves, a protocol error, the idle timeout
+    /// or `shutdown` turning true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        tracing::debug!(peer = %self.peer, "connection opened");
+        let idle = self.ctx.idle_timeout;
+        let mut closing = *shutdown.borrow();
+        let mut last_activity = Instant::now();
+        let idle_timer = tokio::time::sleep(idle.unwrap_or(NO_IDLE_TIMEOUT));
+        tokio::pin!(idle_timer);
+        loop {
+            if !self.flush().await {
+                return;
+            }
+            if self.fatal || (closing && self.pending == 0) {
+                break;
+            }
+            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK {
+                self.inbuf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                Some(answer) = self.rx.recv(), if self.pending > 0 => {
+                    self.take_answer(&answer);
+                    while let Ok(more) = self.rx.try_recv() {
+                        self.take_answer(&more);
+                    }
+                    last_activity = Instant::now();
+                }
+                _ = shutdown.changed(), if !closing => {
+                    closing = true;
+                }
+                read = self.stream.read_buf(&mut self.inbuf), if !closing => match read {
+                    Ok(0) => closing = true,
+                    Ok(_) => {
+                        last_activity = Instant::now();
+                        if !self.process_input().await {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %self.peer, error = %e, "read failed");
+                        return;
+                    }
+                },
+                () = &mut idle_timer, if !closing => {
+                    match idle {
+                        Some(limit) if self.pending == 0 && last_activity.elapsed() >= limit => {
+                            tracing::debug!(peer = %self.peer, "idle timeout");
+                            break;
+                        }
+                        Some(limit) => {
+                            let (next, now) = (last_activity + limit, Instant::now());
+                            idle_timer.as_mut().reset(if next > now { next } else { now + limit });
+                        }
+                        None => idle_timer.as_mut().reset(Instant::now() + NO_IDLE_TIMEOUT),
+                    }
+                }
+            }
+        }
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+        tracing::debug!(peer = %self.peer, "connection closed");
+    }
+
+    fn take_answer(&mut self, answer: &[u8]) {
+        self.pending = self.pending.saturating_sub(1);
+        self.out.extend_from_slice(answer);
+    }
+
+    /// Writes what is queued; false when the socket failed.
+    async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        if let Err(e) = self.stream.write_all(&self.out).await {
+            tracing::debug!(peer = %self.peer, error = %e, "write failed");
+            return false;
+        }
+        self.out.clear();
+        if self.out.capacity() > 4 * OUT_HIGH_WATER {
+            self.out = BytesMut::with_capacity(READ_CHUNK);
+        }
+        true
+    }
+
+    /// Decodes and handles every complete frame in the input buffer; false when the
+    /// socket failed.
+    async fn process_input(&mut self) -> bool {
+        while !self.fatal {
+            if self.out.len() >= OUT_HIGH_WATER && !self.flush().await {
+                return false;
+            }
+            match self.codec.decode(&mut self.inbuf) {
+                Ok(Some(frame)) => self.handle_frame(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    let (stream_id, opcode) = self.header_guess();
+                    self.protocol_error(PROTOCOL_VERSION, stream_id, opcode, &e);
+                }
+            }
+        }
+        true
+    }
+
+    /// Stream id and opcode of the undecodable frame at the head of the input, when its
+    /// header is readable; else 0 and HANDSHAKE (a connection-level error).
+    fn header_guess(&self) -> (u32, u8) {
+        let magic_ok = self.inbuf.get(..MAGIC.len()) == Some(&MAGIC[..]);
+        let opcode = self
+            .inbuf
+            .get(OFFSET_OPCODE)
+            .copied()
+            .filter(|b| magic_ok && Opcode::from_u8(*b).is_ok());
+        let stream = self
+            .inbuf
+            .get(OFFSET_STREAM_ID..OFFSET_STREAM_ID + 4)
+            .filter(|_| magic_ok)
+            .map(|b| {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(b);
+                u32::from_be_bytes(a)
+            });
+        match (stream, opcode) {
+            (Some(s), Some(o)) => (s, o),
+            _ => (0, Opcode::Handshake.as_u8()),
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) {
+        let stream_id = frame.stream_id;
+        let request = match Request::from_frame(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                self.protocol_error(frame.version, stream_id, frame.opcode, &e);
+                return;
+            }
+        };
+        let opcode = request.opcode();
+        if !self.handshaken {
+            self.handshake(frame.version, stream_id, request);
+            return;
+        }
+        match request {
+            Request::Handshake { .. } => self.answer(
+                stream_id,
+                opcode,
+                &Response::Error(ServerError::new(
+                    ErrorKind::Invalid,
+                    "the connection is already handshaken",
+                )),
+            ),
+            Request::Ping => self.answer(stream_id, opcode, &Response::Pong),
+            request => {
+                let Ok(permit) = self.ctx.in_flight.clone().try_acquire_owned() else {
+                    let overloaded = ServerError::new(
+                        ErrorKind::Overloaded,
+                        "too many requests in flight on this node; retry later",
+                    );
+                    self.answer(stream_id, opcode, &Response::Error(overloaded));
+                    return;
+                };
+                match self.ctx.service.execution(&request) {
+                    Execution::Inline => {
+                        let response = self.ctx.service.handle(request);
+                        self.answer(stream_id, opcode, &response);
+                        drop(permit);
+                    }
+                    Execution::Blocking => self.spawn_blocking(stream_id, request, permit),
+                }
+            }
+        }
+    }
+
+    fn spawn_blocking(&mut self, stream_id: u32, request: Request, permit: OwnedSemaphorePermit) {
+        let service = self.ctx.service.clone();
+        let tx = self.tx.clone();
+        let max = self.ctx.max_frame_len;
+        let opcode = request.opcode();
+        self.pending += 1;
+        // Owned by the connection: it waits for every pending answer before it closes.
+        tokio::task::spawn_blocking(move || {
+            let response = service.handle(request);
+            let mut buf = BytesMut::new();
+            encode_response(&mut buf, stream_id, opcode, &response, max);
+            drop(permit);
+            // The connection may be gone (protocol error, socket failure): nothing to do.
+            let _ = tx.send(buf.freeze());
+        });
+    }
+
+    fn handshake(&mut self, frame_version: u8, stream_id: u32, request: Request) {
+        let Request::Handshake { version, client } = request else {
+            let e = ProtocolError::InvalidValue {
+                what: "first frame",
+                reason: "the first frame must be a HANDSHAKE".into(),
+            };
+            self.protocol_error(frame_version, stream_id, request.opcode().as_u8(), &e);
+            return;
+        };
+        if !SUPPORTED_VERSIONS.contains(&version) {
+            let e = ServerError::new(
+                ErrorKind::UnsupportedVersion {
+                    supported: SUPPORTED_VERSIONS.to_vec(),
+                },
+                format!("protocol version {version} is not supported"),
+            );
+            self.push_error(frame_version, stream_id, Opcode::Handshake.as_u8(), &e);
+            self.fatal = true;
+            return;
+        }
+        tracing::debug!(peer = %self.peer, client = %client, version, "handshake");
+        let response = Response::Handshake {
+            version,
+            server: self.ctx.server_name.clone(),
+            max_frame_len: u32::try_from(self.ctx.max_frame_len).unwrap_or(u32::MAX),
+        };
+        match response.to_frame_version(version, stream_id, Opcode::Handshake) {
+            Ok(frame) => {
+                if frame
+                    .encode(&mut self.out, self.codec.max_frame_len())
+                    .is_ok()
+                {
+                    self.handshaken = true;
+                    self.codec.set_max_frame_len(self.ctx.max_frame_len);
+                } else {
+                    self.fatal = true;
+                }
+            }
+            Err(_) => self.fatal = true,
+        }
+    }
+
+    fn answer(&mut self, stream_id: u32, opcode: Opcode, response: &Response) {
+        encode_response(
+            &mut self.out,
+            stream_id,
+            opcode,
+            response,
+            self.ctx.max_frame_len,
+        );
+    }
+
+    fn protocol_error(&mut self, version: u8, stream_id: u32, opcode: u8, e: &ProtocolError) {
+        tracing::debug!(peer = %self.peer, error = %e, "protocol error; closing");
+        let err = ServerError::new(ErrorKind::Protocol, e.to_string());
+        self.push_error(version, stream_id, opcode, &err);
+        self.fatal = true;
+    }
+
+    /// Queues an error frame for any opcode byte (even one this build does not know).
+    fn push_error(&mut self, version: u8, stream_id: u32, opcode: u8, err: &ServerError) {
+        let body = Response::Error(err.clone())
+            .encode_body()
+            .unwrap_or_default();
+        let frame = Frame {
+            version,
+            flags: FLAG_RESPONSE | FLAG_ERROR,
+            opcode,
+            stream_id,
+            body,
+        };
+        let _ = frame.encode(&mut self.out, usize::MAX);
+    }
+}
+
+/// Appends the encoded answer to `out`. A response that cannot be framed (larger than the
+/// cap) is replaced by a `SERVER` error saying so.
+pub fn encode_response(
+    out: &mut BytesMut,
+    stream_id: u32,
+    opcode: Opcode,
+    response: &Response,
+    max_frame_len: usize,
+) {
+    let encoded = response
+        .to_frame(stream_id, opcode)
+        .and_then(|f| f.encode(out, max_frame_len));
+    if let Err(e) = encoded {
+        tracing::warn!(error = %e, opcode = opcode.name(), "response could not be framed");
+        let err = Response::Error(ServerError::new(
+            ErrorKind::Server,
+            format!("the response could not be framed: {e}"),
+        ));
+        if let Ok(f) = err.to_frame(stream_id, opcode) {
+            let _ = f.encode(out, usize::MAX);
+        }
+    }
+}
