@@ -13,7 +13,30 @@
 //! The byte-level contract is `doc/wire_format.md`; a third-party client needs nothing else.
 //! A server reads frames with `Framed<TcpStream, FrameCodec>`, decodes them with
 //! [`Request::from_frame`], answers with [`Response::to_frame`] (echoing stream id and
-//! opcode) and raises the codec cap after the handshake.
+//! opcode) and raises the codec cap after the handshake
+//! ([`Response::negotiate_handshake`] builds the answer to a handshake).
+//!
+//! # Client example
+//!
+//! ```no_run
+//! use sibyl_protocol::{Client, Consistency, TableOptions};
+//!
+//! # async fn demo() -> Result<(), sibyl_protocol::ClientError> {
+//! let client = Client::connect(&["127.0.0.1:7400"]).await?;
+//! client.create_table_if_not_exists("users", TableOptions::default()).await?;
+//! let users = client.table("users");
+//! users.put("alice", [("email", "alice@example.com")]).await?;
+//! let row = users.get("alice").consistency(Consistency::QUORUM).await?;
+//! // Supersede exactly what was read: the contexts travel inside `row`.
+//! users.put("alice", [("email", "alice@new.example")]).context_from(&row).await?;
+//! let page = users.slice("alice", "a".."m", 100).await?;
+//! if page.has_more() {
+//!     let _next = users.slice("alice", "a".."m", 100).after(&page).await?;
+//! }
+//! users.delete("alice", "email").context_from(&row).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod client;
 pub mod codec;

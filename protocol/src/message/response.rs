@@ -142,6 +142,51 @@ fn decode_error(r: &mut WireReader) -> Result<ServerError, ProtocolError> {
 }
 
 impl Response {
+    /// The server's answer to `Request::Handshake { version, .. }`: handshake-ok at that
+    /// version if this build speaks it, else an `UNSUPPORTED_VERSION` error naming
+    /// [`SUPPORTED_VERSIONS`]. Send it with [`Response::to_frame_version`] using the
+    /// client's version byte, and close the connection after an error.
+    pub fn negotiate_handshake(version: u8, server: &str, max_frame_len: u32) -> Response {
+        if SUPPORTED_VERSIONS.contains(&version) {
+            Response::Handshake {
+                version,
+                server: server.to_owned(),
+                max_frame_len,
+            }
+        } else {
+            Response::Error(ServerError::new(
+                ErrorKind::UnsupportedVersion { supported: SUPPORTED_VERSIONS.to_vec() },
+                format!("protocol version {version} is not supported; this server speaks {SUPPORTED_VERSIONS:?}"),
+            ))
+        }
+    }
+
+    /// An error frame for any opcode byte (including unknown ones), e.g. to answer a
+    /// request that failed to decode with a `PROTOCOL` error before closing.
+    pub fn error_frame(
+        stream_id: u32,
+        opcode: u8,
+        error: &ServerError,
+    ) -> Result<Frame, ProtocolError> {
+        let mut w = WireWriter::new();
+        encode_error(&mut w, error)?;
+        Ok(Frame {
+            version: PROTOCOL_VERSION,
+            flags: FLAG_RESPONSE | FLAG_ERROR,
+            opcode,
+            stream_id,
+            body: w.finish(),
+        })
+    }
+
+    /// Decodes an error body (the same for every opcode).
+    pub fn decode_error_body(body: Bytes) -> Result<ServerError, ProtocolError> {
+        let mut r = WireReader::new(body);
+        let e = decode_error(&mut r)?;
+        r.finish("error")?;
+        Ok(e)
+    }
+
     /// True when this response may answer a request with `opcode`.
     pub fn fits(&self, opcode: Opcode) -> bool {
         matches!(
@@ -282,9 +327,10 @@ impl Response {
         })
     }
 
-    /// Decodes a response frame. A request frame or an unknown opcode is an error; so is
-    /// an unsupported version, except on errors and handshakes (their layout never
-    /// changes, so a client can read the server's refusal).
+    /// Decodes a response frame. An error frame decodes whatever its opcode and version
+    /// (its layout never changes, so a client can read any server's refusal). Otherwise a
+    /// request frame, an unknown opcode or an unsupported version (except on the
+    /// handshake) is an error.
     pub fn from_frame(frame: &Frame) -> Result<Response, ProtocolError> {
         if !frame.is_response() {
             return Err(ProtocolError::InvalidValue {
@@ -292,16 +338,18 @@ impl Response {
                 reason: "response flag not set".into(),
             });
         }
+        if frame.is_error() {
+            return Ok(Response::Error(Response::decode_error_body(
+                frame.body.clone(),
+            )?));
+        }
         let opcode = Opcode::from_u8(frame.opcode)?;
-        if !frame.is_error()
-            && opcode != Opcode::Handshake
-            && !SUPPORTED_VERSIONS.contains(&frame.version)
-        {
+        if opcode != Opcode::Handshake && !SUPPORTED_VERSIONS.contains(&frame.version) {
             return Err(ProtocolError::UnsupportedVersion {
                 version: frame.version,
             });
         }
-        Response::decode_body(opcode, frame.is_error(), frame.body.clone())
+        Response::decode_body(opcode, false, frame.body.clone())
     }
 }
 
@@ -339,6 +387,34 @@ mod tests {
             panic!("not an error")
         };
         assert!(!e.retry_safe());
+    }
+
+    #[test]
+    fn response_negotiate_unknown_version_names_supported_versions() {
+        let resp = Response::negotiate_handshake(42, "s", 1 << 20);
+        let Response::Error(e) = resp else {
+            panic!("expected an error")
+        };
+        assert_eq!(
+            e.kind,
+            ErrorKind::UnsupportedVersion {
+                supported: SUPPORTED_VERSIONS.to_vec()
+            }
+        );
+        assert!(matches!(
+            Response::negotiate_handshake(PROTOCOL_VERSION, "s", 1 << 20),
+            Response::Handshake {
+                version: PROTOCOL_VERSION,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn response_error_frame_for_unknown_opcode_decodes() {
+        let e = ServerError::new(ErrorKind::Protocol, "unknown opcode 0x7e");
+        let frame = Response::error_frame(5, 0x7e, &e).unwrap();
+        assert_eq!(Response::from_frame(&frame).unwrap(), Response::Error(e));
     }
 
     #[test]
