@@ -17,6 +17,7 @@ pub mod error;
 pub mod pool;
 pub mod row;
 pub mod table;
+pub mod write;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +26,8 @@ use std::time::Duration;
 
 pub use error::ClientError;
 pub use row::{Page, Row};
-pub use table::{BatchRequest, DeleteRequest, GetRequest, PutRequest, SliceRequest, Table};
+pub use table::{GetRequest, SliceRequest, Table};
+pub use write::{BatchRequest, DeleteRequest, PutRequest};
 
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
 use crate::message::request::Request;
