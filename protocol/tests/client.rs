@@ -396,3 +396,46 @@ async fn client_connect_fails_when_no_node_listens() {
     let err = Client::connect(&[addr]).await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn client_corrupt_frame_fails_pending_requests_and_reconnects() {
+    let server = TestServer::start("n1").await;
+    let client = client_for(&[&server], 1).await;
+    let t = client.table("t");
+    let blocked = tokio::spawn({
+        let t = t.clone();
+        async move { t.get("wait:never").await }
+    });
+    eventually("the blocked request to reach the server", || {
+        server.state.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let err = t.get("corrupt").await.unwrap_err();
+    match &err {
+        ClientError::ConnectionClosed {
+            reason, sent: true, ..
+        } => assert!(reason.contains("checksum"), "{reason}"),
+        other => panic!("expected a closed connection, got {other:?}"),
+    }
+    let blocked_err = blocked.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            blocked_err,
+            ClientError::ConnectionClosed { sent: true, .. }
+        ),
+        "{blocked_err:?}"
+    );
+    client.ping().await.unwrap();
+    assert_eq!(server.state.handshakes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn client_pool_opens_pool_size_connections_per_node() {
+    let server = TestServer::start("n1").await;
+    let client = client_for(&[&server], 3).await;
+    for _ in 0..6 {
+        client.ping().await.unwrap();
+    }
+    assert_eq!(server.state.handshakes.load(Ordering::SeqCst), 3);
+    assert_eq!(client.open_connections(), 3);
+}

@@ -9,7 +9,8 @@
 //! - `open:<gate>`: opens the gate, answered at once;
 //! - `hang`: never answered;
 //! - `drop`: the server closes the connection instead of answering;
-//! - `overload`: answered with an OVERLOADED error.
+//! - `overload`: answered with an OVERLOADED error;
+//! - `corrupt`: answered with a frame whose checksum is wrong.
 //!
 //! Every response's `meta.replicas` holds the server's name and the consistency the request
 //! carried (`"{name}"`, `"{consistency:?}"`) so tests can check what arrived.
@@ -209,15 +210,19 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
     let (mut rd, mut wr) = sock.into_split();
     let mut codec = FrameCodec::new();
     let mut buf = BytesMut::new();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Frame, bool)>();
     let mut handshaken = false;
     let mut requests = JoinSet::new();
     let writer = async move {
         let mut enc = FrameCodec::with_max_frame_len(DEFAULT_MAX_FRAME_LEN);
         let mut out = BytesMut::new();
-        while let Some(frame) = rx.recv().await {
+        while let Some((frame, corrupt)) = rx.recv().await {
             out.clear();
             enc.encode(frame, &mut out).unwrap();
+            if corrupt {
+                let last = out.len() - 1;
+                out[last] ^= 0x01;
+            }
             if wr.write_all(&out).await.is_err() {
                 return;
             }
@@ -234,7 +239,7 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
                     Err(e) => {
                         let err =
                             Response::Error(ServerError::new(ErrorKind::Protocol, e.to_string()));
-                        let _ = tx.send(err.to_frame(0, Opcode::Ping).unwrap());
+                        let _ = tx.send((err.to_frame(0, Opcode::Ping).unwrap(), false));
                         return;
                     }
                 }
@@ -250,7 +255,7 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
                 Ok(r) => r,
                 Err(e) => {
                     let err = Response::Error(ServerError::new(ErrorKind::Protocol, e.to_string()));
-                    let _ = tx.send(err.to_frame(frame.stream_id, opcode).unwrap());
+                    let _ = tx.send((err.to_frame(frame.stream_id, opcode).unwrap(), false));
                     return;
                 }
             };
@@ -265,10 +270,8 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
                         },
                         format!("version {version} not supported"),
                     ));
-                    let _ = tx.send(
-                        err.to_frame_version(version, frame.stream_id, opcode)
-                            .unwrap(),
-                    );
+                    let refusal = err.to_frame_version(version, frame.stream_id, opcode);
+                    let _ = tx.send((refusal.unwrap(), false));
                     return;
                 }
                 handshaken = true;
@@ -279,7 +282,7 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
                     server: state.name.clone(),
                     max_frame_len: DEFAULT_MAX_FRAME_LEN as u32,
                 };
-                let _ = tx.send(ok.to_frame(frame.stream_id, opcode).unwrap());
+                let _ = tx.send((ok.to_frame(frame.stream_id, opcode).unwrap(), false));
                 continue;
             }
             state.requests.fetch_add(1, Ordering::SeqCst);
@@ -289,8 +292,9 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
             let st = Arc::clone(&state);
             let tx = tx.clone();
             requests.spawn(async move {
+                let corrupt = request_key(&request).is_some_and(|k| k.as_ref() == b"corrupt");
                 if let Some(resp) = handle(&st, request).await {
-                    let _ = tx.send(resp.to_frame(frame.stream_id, opcode).unwrap());
+                    let _ = tx.send((resp.to_frame(frame.stream_id, opcode).unwrap(), corrupt));
                 }
             });
         }
