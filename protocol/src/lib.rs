@@ -38,6 +38,17 @@
 //! # }
 //! ```
 
+// Bytes from the network never panic the library: no unwrap, no unchecked indexing.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod client;
 pub mod codec;
 pub mod error;
