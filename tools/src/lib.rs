@@ -1,1 +1,18 @@
-//! Sibyl command-line tools (binaries live in `src/bin`).
+//! Sibyl's command-line tools. The binaries in `src/bin` are thin: argument parsing
+//! (clap) and I/O; the logic lives here so it is unit-tested.
+//!
+//! # Layout
+//! - [`cli`]: the shell of `sibyl-cli` — lexer, grammar, session, rendering, help.
+//! - [`stress`]: the load generator of `sibyl-stress` — workload, per-connection drivers
+//!   over the real protocol, HDR-histogram reports.
+//! - [`admin`]: `sibyl-admin`'s views of the topology — status and ring.
+//! - [`consistency`]: how the tools spell consistency levels.
+//! - [`text`]: how bytes are shown (quoted UTF-8 or `0x` hex) and read back.
+//!
+//! Library errors are typed (`thiserror`); the binaries use `anyhow`.
+
+pub mod admin;
+pub mod cli;
+pub mod consistency;
+pub mod stress;
+pub mod text;

@@ -1,0 +1,187 @@
+//! `status` and `ring` tables (like `nodetool status` / `nodetool ring`) rendered from a
+//! [`Topology`]. Returns `String`s (no I/O); used by `sibyl-admin` and the shell's
+//! `topology` command.
+//!
+//! The protocol's `NodeInfo` carries no load figure yet, so `status` has no load column;
+//! it is added when the topology message carries one.
+
+use std::fmt::Write as _;
+
+use sibyl_protocol::{NodeInfo, NodeState, Topology};
+
+use crate::admin::ring::{ownership, ring_entries};
+
+/// `normal`, `joining`, `leaving`, `left`.
+pub fn state_name(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Joining => "joining",
+        NodeState::Normal => "normal",
+        NodeState::Leaving => "leaving",
+        NodeState::Left => "left",
+    }
+}
+
+/// `up` or `down`.
+pub fn liveness(n: &NodeInfo) -> &'static str {
+    if n.up {
+        "up"
+    } else {
+        "down"
+    }
+}
+
+/// Pads each column of `rows` to its widest cell, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let w = widths.get(c).copied().unwrap_or(0);
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One line per node: address, up/down, state, datacenter, rack, token count, owned share
+/// of the token space, node id; datacenters in name order.
+pub fn render_status(t: &Topology) -> String {
+    let own = ownership(t);
+    let mut nodes: Vec<&NodeInfo> = t.nodes.iter().collect();
+    nodes.sort_by(|a, b| (&a.datacenter, &a.address).cmp(&(&b.datacenter, &b.address)));
+    let mut rows = vec![[
+        "address",
+        "status",
+        "state",
+        "datacenter",
+        "rack",
+        "tokens",
+        "owns",
+        "id",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
+    for n in &nodes {
+        let share = own.get(&n.id).copied().unwrap_or(0.0);
+        rows.push(vec![
+            n.address.clone(),
+            liveness(n).to_owned(),
+            state_name(n.state).to_owned(),
+            n.datacenter.clone(),
+            n.rack.clone(),
+            n.tokens.len().to_string(),
+            format!("{:.1}%", share * 100.0),
+            n.id.clone(),
+        ]);
+    }
+    let up = nodes.iter().filter(|n| n.up).count();
+    let mut out = table(&rows);
+    let _ = write!(
+        out,
+        "({} node{}, {} up; partitioner {})",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" },
+        up,
+        t.partitioner
+    );
+    out
+}
+
+/// One line per token in ring order: token, owner address, up/down, state, share of the
+/// ring in `(previous token, token]`.
+pub fn render_ring(t: &Topology) -> String {
+    let entries = ring_entries(t);
+    let mut rows = vec![["token", "address", "status", "state", "range share"]
+        .map(str::to_owned)
+        .to_vec()];
+    for e in &entries {
+        rows.push(vec![
+            e.token.to_string(),
+            e.node.address.clone(),
+            liveness(e.node).to_owned(),
+            state_name(e.node.state).to_owned(),
+            format!("{:.2}%", e.share * 100.0),
+        ]);
+    }
+    let mut out = table(&rows);
+    let _ = write!(
+        out,
+        "({} token{}; partitioner {})",
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" },
+        t.partitioner
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        Topology {
+            partitioner: "murmur3".into(),
+            nodes: vec![
+                NodeInfo {
+                    id: "n2".into(),
+                    address: "127.0.0.2:7400".into(),
+                    datacenter: "dc1".into(),
+                    rack: "r1".into(),
+                    state: NodeState::Joining,
+                    up: false,
+                    tokens: vec![0],
+                },
+                NodeInfo {
+                    id: "n1".into(),
+                    address: "127.0.0.1:7400".into(),
+                    datacenter: "dc1".into(),
+                    rack: "r1".into(),
+                    state: NodeState::Normal,
+                    up: true,
+                    tokens: vec![-(1i128 << 63)],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn render_status_lists_each_node_with_state_and_share() {
+        let s = render_status(&topo());
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 4, "{s}");
+        assert!(
+            lines[1].starts_with("127.0.0.1:7400  up      normal   dc1"),
+            "{s}"
+        );
+        assert!(lines[1].contains("50.0%"), "{s}");
+        assert!(
+            lines[2].starts_with("127.0.0.2:7400  down    joining  dc1"),
+            "{s}"
+        );
+        assert_eq!(lines[3], "(2 nodes, 1 up; partitioner murmur3)");
+    }
+
+    #[test]
+    fn render_ring_orders_tokens() {
+        let s = render_ring(&topo());
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[1].starts_with("-9223372036854775808  127.0.0.1:7400"));
+        assert!(lines[2].starts_with("0 "), "{s}");
+    }
+}

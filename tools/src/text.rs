@@ -1,0 +1,117 @@
+//! How the tools show bytes to a person and read them back.
+//!
+//! Keys, column names and values are bytes. They are shown as a double-quoted string when
+//! they are valid UTF-8 (with `"` and `\` escaped, and control characters as `\n`, `\t`,
+//! `\u{..}`), else as `0x` followed by lowercase hex. The shell's grammar reads both forms
+//! back: a quoted string is its UTF-8 bytes, an unquoted `0x..` word with an even number of
+//! hex digits is those bytes. Pure functions, no state.
+
+use std::fmt::Write as _;
+
+/// Shows `bytes` as a quoted UTF-8 string, or `0x..` hex when they are not UTF-8.
+pub fn show_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => quote(s),
+        Err(_) => hex(bytes),
+    }
+}
+
+/// Shows `bytes` bare (no quotes) when they are a plain word of UTF-8 (letters, digits,
+/// `_ - . : /`), otherwise as [`show_bytes`] does. Used for column names and table keys in
+/// listings where quotes would only add noise.
+pub fn show_name(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if is_plain_word(s) => s.to_owned(),
+        _ => show_bytes(bytes),
+    }
+}
+
+/// True when `s` needs no quoting in the shell grammar.
+pub fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with("0x")
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | '@'))
+}
+
+/// `s` in double quotes, with `"`, `\` and control characters escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `0x` followed by the bytes in lowercase hex (`0x` alone for no bytes).
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + bytes.len() * 2);
+    out.push_str("0x");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Parses `0x` followed by an even number of hex digits; `None` for anything else.
+pub fn parse_hex(word: &str) -> Option<Vec<u8>> {
+    let digits = word.strip_prefix("0x")?;
+    if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() / 2);
+    for pair in digits.as_bytes().chunks_exact(2) {
+        let s = std::str::from_utf8(pair).ok()?;
+        out.push(u8::from_str_radix(s, 16).ok()?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_bytes_quotes_utf8() {
+        assert_eq!(show_bytes(b"alice"), "\"alice\"");
+        assert_eq!(show_bytes(b"a \"b\"\n"), "\"a \\\"b\\\"\\n\"");
+    }
+
+    #[test]
+    fn show_bytes_hex_for_invalid_utf8() {
+        assert_eq!(show_bytes(&[0xff, 0x00, 0x10]), "0xff0010");
+    }
+
+    #[test]
+    fn show_name_bare_for_plain_words() {
+        assert_eq!(show_name(b"email"), "email");
+        assert_eq!(show_name(b"first name"), "\"first name\"");
+        assert_eq!(show_name(b"0x12"), "\"0x12\"");
+    }
+
+    #[test]
+    fn parse_hex_round_trips() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(parse_hex(&hex(&bytes)), Some(bytes.to_vec()));
+        assert_eq!(parse_hex("0x"), Some(Vec::new()));
+    }
+
+    #[test]
+    fn parse_hex_rejects_odd_or_non_hex() {
+        assert_eq!(parse_hex("0xabc"), None);
+        assert_eq!(parse_hex("0xzz"), None);
+        assert_eq!(parse_hex("ab"), None);
+    }
+}
