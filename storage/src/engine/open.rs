@@ -37,7 +37,8 @@ fn lock_dir(dir: &Path) -> Result<fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(&path, e))?;
-    // SAFETY-free: flock on a valid fd owned by `f`.
+    // SAFETY: flock(2) only reads the descriptor, which `f` owns and keeps open for the
+    // duration of the call; the lock lives as long as `f` (held by the Engine).
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
         return Err(Error::Locked {
