@@ -1,0 +1,7 @@
+//! Integration tests of the tools against a real `sibyl` node process (one node per test).
+//! Build the node first: `cargo build -p sibyl` with the same `CARGO_TARGET_DIR`.
+
+mod admin;
+mod cli;
+mod node;
+mod stress;
