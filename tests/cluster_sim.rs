@@ -89,3 +89,305 @@ fn allocation_balanced_beats_random_with_replication() {
     );
     assert!(b < r, "balanced {b} should beat random {r}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Gossip simulation
+// ---------------------------------------------------------------------------------------
+
+use rand::Rng;
+use sibyl::cluster::simulation::{sim_addr, sim_config};
+use sibyl::cluster::{
+    GossipConfig, GossipEvent, GossipSimulation, LocalNode, NodeStatus, GOSSIP_INTERVAL_MS,
+};
+use sibyl::transport::SimConfig;
+
+const SECOND: u64 = 1000;
+
+struct Cluster {
+    sim: GossipSimulation,
+    ids: Vec<NodeId>,
+}
+
+fn local_node(i: usize, id: NodeId, generation: u64, tokens: Vec<sibyl::ring::Token>) -> LocalNode {
+    LocalNode {
+        id,
+        generation,
+        peer_address: sim_addr(i),
+        client_address: None,
+        location: NodeLocation::new("dc1", &format!("rack{}", i % 3)),
+        tokens,
+        status: NodeStatus::Normal,
+        schema_version: 0,
+        load: 0,
+    }
+}
+
+/// `n` nodes with random ids and 16 random tokens each, all started within the first
+/// second, the first `seeds` of them seeds.
+fn cluster(n: usize, seeds: usize, net: SimConfig, seed: u64) -> Cluster {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sim = GossipSimulation::new(net, seed);
+    let seed_addrs: Vec<_> = (0..seeds.min(n)).map(sim_addr).collect();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = NodeId(rng.gen());
+        let tokens = (0..16)
+            .map(|_| Partitioner::Murmur3.random_token(&mut rng))
+            .collect();
+        let config = GossipConfig::new("sim", seed_addrs.clone());
+        sim.add_node(
+            config,
+            local_node(i, id, 1, tokens),
+            rng.gen_range(0..SECOND),
+        );
+        ids.push(id);
+    }
+    Cluster { sim, ids }
+}
+
+/// Every running node knows every node and all build the same ring with `n` owners.
+fn rings_agree(sim: &GossipSimulation, n: usize) -> bool {
+    let running: Vec<_> = sim.nodes().iter().filter(|x| !x.crashed).collect();
+    let Some(first) = running.first() else {
+        return false;
+    };
+    if running.iter().any(|x| x.gossiper.known_count() < n) {
+        return false;
+    }
+    let ring = first.gossiper.view().ring();
+    ring.nodes().len() == n && running.iter().all(|x| x.gossiper.view().ring() == ring)
+}
+
+/// Every running node sees every other running node up.
+fn all_up(sim: &GossipSimulation) -> bool {
+    let running: Vec<_> = sim
+        .nodes()
+        .iter()
+        .filter(|x| !x.crashed)
+        .map(|x| x.gossiper.id())
+        .collect();
+    sim.nodes()
+        .iter()
+        .filter(|x| !x.crashed)
+        .all(|x| running.iter().all(|id| x.gossiper.is_alive(*id)))
+}
+
+fn rounds_to_converge(n: usize, seed: u64) -> u64 {
+    let mut c = cluster(n, 2, SimConfig::default(), seed);
+    let t = c
+        .sim
+        .run_until_condition(GOSSIP_INTERVAL_MS, 120 * SECOND, |s| rings_agree(s, n))
+        .unwrap_or_else(|| panic!("{n} nodes did not converge in 120 s (seed {seed})"));
+    t / GOSSIP_INTERVAL_MS
+}
+
+#[test]
+fn gossip_5_to_50_nodes_converge_on_one_ring() {
+    let seed = seed();
+    for n in [5, 10, 20, 50] {
+        let rounds = rounds_to_converge(n, seed ^ n as u64);
+        println!("{n:>3} nodes: one ring after {rounds} rounds");
+    }
+}
+
+/// Rounds until a change made at one non-seed node of a converged `n`-node cluster is
+/// known to every node (pure epidemic spread: seeds play no special part here).
+fn rounds_to_spread(n: usize, seed: u64) -> u64 {
+    let mut c = converged_cluster(n, SimConfig::default(), seed);
+    let origin = n - 1;
+    let id = c.ids[origin];
+    let marker = 0xfeed_0000 + seed % 1000;
+    let t0 = c.sim.now_ms();
+    c.sim
+        .node_mut(origin)
+        .expect("origin")
+        .gossiper
+        .set_load(marker);
+    let t = c
+        .sim
+        .run_until_condition(100, t0 + 120 * SECOND, |s| {
+            s.nodes()
+                .iter()
+                .all(|x| x.gossiper.endpoint(id).and_then(|e| e.load()) == Some(marker))
+        })
+        .unwrap_or_else(|| panic!("update did not reach all {n} nodes (seed {seed})"));
+    (t - t0).div_ceil(GOSSIP_INTERVAL_MS)
+}
+
+#[test]
+fn gossip_rounds_to_converge_grow_like_log_n() {
+    let seed = seed();
+    let runs = 4;
+    let mut means = Vec::new();
+    for n in [5usize, 10, 20, 50, 100] {
+        let total: u64 = (0..runs)
+            .map(|r| rounds_to_spread(n, seed.wrapping_add(r * 7919 + n as u64)))
+            .sum();
+        let mean = total as f64 / runs as f64;
+        let log2 = (n as f64).log2();
+        println!(
+            "{n:>4} nodes: an update reaches every node in {mean:.2} rounds ({:.2} x log2 N)",
+            mean / log2
+        );
+        means.push((n, mean, log2));
+    }
+    // Logarithmic growth: rounds stay within a constant factor of log2 N, and 20x more
+    // nodes (5 -> 100) cost far less than 20x the rounds (log2 grows 2.9x).
+    for (n, mean, log2) in &means {
+        assert!(*mean <= 1.5 * log2 + 2.0, "{n} nodes took {mean} rounds");
+    }
+    let (first, last) = (means[0].1, means[means.len() - 1].1);
+    assert!(last / first < 5.0, "rounds grew {first} -> {last}");
+}
+
+fn converged_cluster(n: usize, net: SimConfig, seed: u64) -> Cluster {
+    let mut c = cluster(n, 2, net, seed);
+    c.sim
+        .run_until_condition(SECOND, 120 * SECOND, |s| all_up(s) && rings_agree(s, n))
+        .expect("cluster converges and sees everyone up");
+    c
+}
+
+#[test]
+fn gossip_killed_node_is_marked_down_by_every_peer_within_10_seconds() {
+    let seed = seed();
+    let mut c = converged_cluster(20, SimConfig::default(), seed);
+    // Let the failure detectors learn the rhythm.
+    let t0 = c.sim.now_ms() + 30 * SECOND;
+    c.sim.run_until(t0);
+    let victim = 7;
+    let victim_id = c.ids[victim];
+    c.sim.crash(victim);
+    let detected = c
+        .sim
+        .run_until_condition(100, t0 + 10 * SECOND, |s| {
+            s.nodes()
+                .iter()
+                .filter(|x| !x.crashed)
+                .all(|x| !x.gossiper.is_alive(victim_id))
+        })
+        .map(|t| t - t0);
+    let worst = c
+        .sim
+        .nodes()
+        .iter()
+        .filter(|x| !x.crashed)
+        .filter_map(|x| {
+            x.events.iter().find_map(|(t, e)| match e {
+                GossipEvent::Down { node, .. } if *node == victim_id => Some(*t - t0),
+                _ => None,
+            })
+        })
+        .max();
+    println!("killed node marked down by all 19 peers after {detected:?} ms (last Down event at {worst:?} ms)");
+    assert!(
+        detected.is_some(),
+        "some peer still sees the killed node up after 10 s"
+    );
+}
+
+#[test]
+fn gossip_no_false_down_with_200ms_jitter_over_10_minutes() {
+    let seed = seed();
+    let net = sim_config(1, 200, 0.0);
+    let mut c = converged_cluster(20, net, seed);
+    let start = c.sim.now_ms();
+    c.sim.run_until(start + 600 * SECOND);
+    let false_downs: Vec<_> = c
+        .sim
+        .nodes()
+        .iter()
+        .flat_map(|x| {
+            x.events
+                .iter()
+                .filter(|(t, e)| *t >= start && matches!(e, GossipEvent::Down { .. }))
+                .map(move |(t, e)| (x.gossiper.id(), *t, e.clone()))
+        })
+        .collect();
+    let max_phi = c
+        .sim
+        .nodes()
+        .iter()
+        .flat_map(|x| {
+            c.ids
+                .iter()
+                .map(move |id| x.gossiper.phi(*id, start + 600 * SECOND))
+        })
+        .fold(0.0, f64::max);
+    println!(
+        "10 simulated minutes, 20 nodes, 1-201 ms latency: {} false downs; phi at the end <= {max_phi:.2}",
+        false_downs.len()
+    );
+    assert!(false_downs.is_empty(), "false downs: {false_downs:?}");
+    assert!(all_up(&c.sim));
+}
+
+#[test]
+fn gossip_partition_heals_and_views_reconverge() {
+    let seed = seed();
+    let n = 10;
+    let mut c = converged_cluster(n, SimConfig::default(), seed);
+    let left: Vec<_> = (0..n / 2).map(sim_addr).collect();
+    let right: Vec<_> = (n / 2..n).map(sim_addr).collect();
+    c.sim.network().partition(&[left, right]);
+    let t0 = c.sim.now_ms();
+    c.sim.run_until(t0 + 60 * SECOND);
+    // Each side has convicted the other.
+    let a = &c.sim.node(0).expect("node 0").gossiper;
+    assert!(!a.is_alive(c.ids[n - 1]), "the partition is visible");
+    // A change made during the partition must cross after the heal.
+    c.sim.create_table(n - 1, "made_during_partition");
+    c.sim.network().heal();
+    let healed = c.sim.now_ms();
+    let t = c
+        .sim
+        .run_until_condition(SECOND, healed + 60 * SECOND, |s| {
+            all_up(s)
+                && rings_agree(s, n)
+                && s.nodes()
+                    .iter()
+                    .all(|x| x.tables.contains("made_during_partition"))
+        })
+        .expect("views re-converge after the partition heals");
+    println!(
+        "partition healed; views re-converged after {} ms",
+        t - healed
+    );
+}
+
+#[test]
+fn gossip_1000_nodes_converge() {
+    let seed = seed();
+    let n = 1000;
+    let mut c = cluster(n, 3, SimConfig::default(), seed);
+    c.sim.record_events(false);
+    c.sim.set_check_interval(GOSSIP_INTERVAL_MS);
+    let t = c
+        .sim
+        .run_until_condition(GOSSIP_INTERVAL_MS, 120 * SECOND, |s| {
+            s.nodes().iter().all(|x| x.gossiper.known_count() == n)
+        })
+        .expect("1000 nodes converge");
+    let rounds = t / GOSSIP_INTERVAL_MS;
+    // Spot-check full agreement on the ring on a few nodes.
+    let ring = c.sim.node(0).expect("node").gossiper.view().ring();
+    assert_eq!(ring.nodes().len(), n);
+    for i in [1, 499, 999] {
+        assert_eq!(c.sim.node(i).expect("node").gossiper.view().ring(), ring);
+    }
+    let stats = c.sim.network().stats();
+    let per_node_round = stats.bytes_sent as f64 / n as f64 / rounds as f64;
+    println!(
+        "1000 nodes: every node knows every node after {rounds} rounds; {} messages, {:.1} KiB per node per round",
+        stats.sent,
+        per_node_round / 1024.0
+    );
+    // Steady state: two more rounds after convergence.
+    let before = c.sim.network().stats().bytes_sent;
+    c.sim.run_until(t + 2 * GOSSIP_INTERVAL_MS);
+    let steady = (c.sim.network().stats().bytes_sent - before) as f64 / n as f64 / 2.0;
+    println!(
+        "1000 nodes, steady state: {:.1} KiB per node per round",
+        steady / 1024.0
+    );
+}

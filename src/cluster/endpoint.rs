@@ -117,9 +117,11 @@ pub struct Heartbeat {
 pub struct EndpointState {
     /// Start generation (a restart takes a higher one).
     pub generation: u64,
-    /// Heartbeat (liveness signal).
-    pub heartbeat: Heartbeat,
+    /// Heartbeat (liveness signal). Set it through [`EndpointState::set_heartbeat`].
+    heartbeat: Heartbeat,
     states: [Option<Versioned<AppState>>; APP_STATE_KINDS],
+    /// Highest version of any entry (cached: digests are built every round).
+    max_version: u64,
 }
 
 /// A digest: a summary of one endpoint state (scuttlebutt's `(node, max version)`).
@@ -176,16 +178,24 @@ impl EndpointState {
             generation,
             heartbeat: Heartbeat::default(),
             states: Default::default(),
+            max_version: 0,
         }
     }
 
     /// Highest version in the state (heartbeat included).
     pub fn max_version(&self) -> u64 {
-        self.states
-            .iter()
-            .flatten()
-            .map(|v| v.version)
-            .fold(self.heartbeat.version, u64::max)
+        self.max_version
+    }
+
+    /// The heartbeat.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat
+    }
+
+    /// Sets the heartbeat (owner side).
+    pub fn set_heartbeat(&mut self, heartbeat: Heartbeat) {
+        self.heartbeat = heartbeat;
+        self.max_version = self.max_version.max(heartbeat.version);
     }
 
     /// The digest of this state for `node`.
@@ -204,6 +214,7 @@ impl EndpointState {
                 value: state,
                 version,
             });
+            self.max_version = self.max_version.max(version);
         }
     }
 
@@ -244,7 +255,7 @@ impl EndpointState {
             if hb.version > self.heartbeat.version {
                 out.heartbeat_advanced =
                     hb.value > self.heartbeat.value || self.heartbeat.version == 0;
-                self.heartbeat = hb;
+                self.set_heartbeat(hb);
             }
         }
         for v in &delta.states {
@@ -253,6 +264,7 @@ impl EndpointState {
                 if newer {
                     let same = slot.as_ref().is_some_and(|old| old.value == v.value);
                     *slot = Some(v.clone());
+                    self.max_version = self.max_version.max(v.version);
                     if !same {
                         out.changed_kinds |= 1 << v.value.kind();
                     }
@@ -335,10 +347,10 @@ mod tests {
         let mut s = EndpointState::new(7);
         s.set(AppState::Status(NodeStatus::Normal), 1);
         s.set(AppState::Load(10), 2);
-        s.heartbeat = Heartbeat {
+        s.set_heartbeat(Heartbeat {
             value: 3,
             version: 5,
-        };
+        });
         s
     }
 
@@ -363,10 +375,10 @@ mod tests {
         let mut a = sample();
         let mut b = sample();
         b.set(AppState::Load(99), 6);
-        b.heartbeat = Heartbeat {
+        b.set_heartbeat(Heartbeat {
             value: 4,
             version: 7,
-        };
+        });
         let out = a.apply(&b.delta_after(NodeId(1), 5));
         assert!(out.heartbeat_advanced && out.states_changed());
         assert!(out.changed(AppState::Load(0).kind()));

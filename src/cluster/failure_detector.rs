@@ -21,8 +21,7 @@
 //!
 //! Single-threaded; time is passed in as milliseconds.
 
-use std::collections::HashMap;
-
+use super::node_map::NodeMap;
 use crate::ring::NodeId;
 
 /// Failure detector tuning.
@@ -49,12 +48,15 @@ impl Default for FailureDetectorConfig {
             phi_threshold: 8.0,
             window: 100,
             min_stddev_ms: 200.0,
-            acceptable_pause_ms: 1000.0,
+            acceptable_pause_ms: 0.0,
             initial_interval_ms: 1000.0,
             max_interval_ms: 6000,
         }
     }
 }
+
+/// Weight of the prior estimate, in samples.
+const PRIOR_SAMPLES: u32 = 4;
 
 /// Inter-arrival statistics of one peer's heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,12 +70,15 @@ pub struct ArrivalWindow {
 impl ArrivalWindow {
     /// A window whose first arrival is `now_ms`.
     pub fn new(now_ms: u64, config: &FailureDetectorConfig) -> ArrivalWindow {
+        // The prior (mean = stddev = one interval) counts as PRIOR_SAMPLES samples, so
+        // the first real samples cannot shrink the variance to nothing and convict a
+        // peer during warm-up.
         let mean = config.initial_interval_ms;
         ArrivalWindow {
             last_ms: now_ms,
             mean,
-            var: (mean / 4.0) * (mean / 4.0),
-            samples: 0,
+            var: mean * mean,
+            samples: PRIOR_SAMPLES,
         }
     }
 
@@ -133,7 +138,7 @@ impl ArrivalWindow {
 #[derive(Debug, Clone)]
 pub struct FailureDetector {
     config: FailureDetectorConfig,
-    windows: HashMap<NodeId, ArrivalWindow>,
+    windows: NodeMap<ArrivalWindow>,
 }
 
 impl FailureDetector {
@@ -141,7 +146,7 @@ impl FailureDetector {
     pub fn new(config: FailureDetectorConfig) -> FailureDetector {
         FailureDetector {
             config,
-            windows: HashMap::new(),
+            windows: NodeMap::default(),
         }
     }
 

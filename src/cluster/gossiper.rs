@@ -2,7 +2,7 @@
 //!
 //! Once per interval ([`Gossiper::tick`]) the node bumps its heartbeat, convicts peers whose
 //! phi passed the threshold, and sends a `GossipSyn` (digests of every endpoint it knows)
-//! to a random live peer; with probability `unreachable / (live + 1)` also to a random
+//! to a random live peer (drawn from a shuffled cycle over the live peers); with probability `unreachable / (live + 1)` also to a random
 //! unreachable peer; and to a random seed when it knows fewer live peers than seeds, when
 //! the live peer it picked was not a seed with probability `seeds / (live + unreachable)`.
 //! Replies ([`Gossiper::on_message`]) complete the syn/ack/ack2 exchange; after one
@@ -21,26 +21,57 @@
 //! Threading: a plain state machine; the caller serialises calls and supplies time in ms.
 //! No clock, no socket, no thread: the same code runs over TCP and in the simulator.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tracing::{info, warn};
 
 use super::endpoint::{
     AppState, EndpointDelta, EndpointState, GossipDigest, Heartbeat, NodeStatus,
 };
-use super::failure_detector::FailureDetector;
+use super::failure_detector::{ArrivalWindow, FailureDetectorConfig};
 use super::gossip_types::{
     GossipConfig, GossipError, GossipEvent, LocalNode, Outgoing, SCHEMA_RECHECK_ROUNDS,
 };
 use super::messages::{Envelope, GossipAck, GossipAck2, GossipReject, GossipSyn, PeerMessage};
-use super::node_map::NodeMap;
 use super::view::ClusterView;
 use super::wire::key;
 use crate::ring::{NodeId, Token};
+
+/// Phi above which a live peer is contacted directly in the next round (about the 99th
+/// percentile of its silences).
+const SUSPECT_PHI: f64 = 1.0;
+
+/// What the gossiper keeps per known node: its state, liveness and heartbeat arrivals
+/// (the failure detector's window, kept inline so one lookup serves a delta).
+#[derive(Debug, Clone)]
+struct Peer {
+    state: EndpointState,
+    alive: bool,
+    window: Option<ArrivalWindow>,
+}
+
+impl Peer {
+    fn new(state: EndpointState) -> Peer {
+        Peer {
+            state,
+            alive: false,
+            window: None,
+        }
+    }
+
+    fn report(&mut self, now_ms: u64, config: &FailureDetectorConfig) {
+        match &mut self.window {
+            Some(w) => w.report(now_ms, config),
+            None => self.window = Some(ArrivalWindow::new(now_ms, config)),
+        }
+    }
+}
 
 /// The gossip state machine of one node.
 #[derive(Debug)]
@@ -48,10 +79,11 @@ pub struct Gossiper {
     me: NodeId,
     address: SocketAddr,
     config: GossipConfig,
-    endpoints: NodeMap<EndpointState>,
-    fd: FailureDetector,
-    alive: NodeMap<bool>,
+    /// Every known node, the local one included, in node id order (digests go out sorted,
+    /// so a syn is compared with the local map by one merge, without hashing).
+    peers: BTreeMap<NodeId, Peer>,
     live: Vec<NodeId>,
+    cycle: Vec<NodeId>,
     version: u64,
     rng: StdRng,
     next_round_ms: u64,
@@ -65,11 +97,10 @@ impl Gossiper {
         let mut g = Gossiper {
             me: local.id,
             address: local.peer_address,
-            fd: FailureDetector::new(config.failure_detector),
             config,
-            endpoints: NodeMap::default(),
-            alive: NodeMap::default(),
+            peers: BTreeMap::new(),
             live: Vec::new(),
+            cycle: Vec::new(),
             version: 0,
             rng: StdRng::seed_from_u64(rng_seed),
             next_round_ms: now_ms,
@@ -94,11 +125,13 @@ impl Gossiper {
             state.set(s, g.version);
         }
         g.version += 1;
-        state.heartbeat = Heartbeat {
+        state.set_heartbeat(Heartbeat {
             value: 0,
             version: g.version,
-        };
-        g.endpoints.insert(g.me, state);
+        });
+        let mut me = Peer::new(state);
+        me.alive = true;
+        g.peers.insert(g.me, me);
         g
     }
 
@@ -129,22 +162,22 @@ impl Gossiper {
 
     /// The state known for `node` (the local node included).
     pub fn endpoint(&self, node: NodeId) -> Option<&EndpointState> {
-        self.endpoints.get(&node)
+        self.peers.get(&node).map(|p| &p.state)
     }
 
     /// Number of endpoints known, the local node included.
     pub fn known_count(&self) -> usize {
-        self.endpoints.len()
+        self.peers.len()
     }
 
-    /// Iterates over known endpoints.
+    /// Iterates over known endpoints in node id order.
     pub fn endpoints(&self) -> impl Iterator<Item = (NodeId, &EndpointState)> {
-        self.endpoints.iter().map(|(n, s)| (*n, s))
+        self.peers.iter().map(|(n, p)| (*n, &p.state))
     }
 
     /// True when `node` is the local node or a peer currently up.
     pub fn is_alive(&self, node: NodeId) -> bool {
-        node == self.me || self.alive.get(&node).copied().unwrap_or(false)
+        node == self.me || self.peers.get(&node).is_some_and(|p| p.alive)
     }
 
     /// Peers currently up.
@@ -152,14 +185,15 @@ impl Gossiper {
         &self.live
     }
 
-    /// The failure detector's suspicion of `node` at `now_ms`.
+    /// The failure detector's suspicion of `node` at `now_ms` (0 when not tracked).
     pub fn phi(&self, node: NodeId, now_ms: u64) -> f64 {
-        self.fd.phi(node, now_ms)
+        self.arrival_window(node)
+            .map_or(0.0, |w| w.phi(now_ms, &self.config.failure_detector))
     }
 
-    /// The failure detector.
-    pub fn failure_detector(&self) -> &FailureDetector {
-        &self.fd
+    /// The heartbeat arrival statistics of `node`.
+    pub fn arrival_window(&self, node: NodeId) -> Option<&ArrivalWindow> {
+        self.peers.get(&node).and_then(|p| p.window.as_ref())
     }
 
     /// Takes the events raised since the last call.
@@ -172,14 +206,14 @@ impl Gossiper {
         ClusterView::from_endpoints(
             self.me,
             self.config.partitioner,
-            self.endpoints
+            self.peers
                 .iter()
-                .map(|(n, s)| (*n, s, self.is_alive(*n))),
+                .map(|(n, p)| (*n, &p.state, *n == self.me || p.alive)),
         )
     }
 
     fn local_mut(&mut self) -> Option<&mut EndpointState> {
-        self.endpoints.get_mut(&self.me)
+        self.peers.get_mut(&self.me).map(|p| &mut p.state)
     }
 
     fn publish(&mut self, state: AppState) {
@@ -235,10 +269,11 @@ impl Gossiper {
         if self.is_alive(node) {
             return Err(GossipError::NodeAlive { node });
         }
-        let old = self
-            .endpoints
+        let old = &self
+            .peers
             .get(&node)
-            .ok_or(GossipError::UnknownNode { node })?;
+            .ok_or(GossipError::UnknownNode { node })?
+            .state;
         let mut fresh = EndpointState::new(old.generation + 1);
         let mut v = 0;
         for s in old.states() {
@@ -246,13 +281,12 @@ impl Gossiper {
             fresh.set(s.value.clone(), v);
         }
         fresh.set(AppState::Status(NodeStatus::Removed), v + 1);
-        fresh.heartbeat = Heartbeat {
+        fresh.set_heartbeat(Heartbeat {
             value: 0,
             version: v + 2,
-        };
+        });
         warn!(node = %node, "removenode: announcing the node as removed");
-        self.endpoints.insert(node, fresh);
-        self.fd.forget(node);
+        self.peers.insert(node, Peer::new(fresh));
         self.events.push(GossipEvent::TopologyChanged { node });
         Ok(())
     }
@@ -279,12 +313,16 @@ impl Gossiper {
     }
 
     fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
-        self.endpoints.get(&node).and_then(|s| s.peer_address())
+        self.peers.get(&node).and_then(|p| p.state.peer_address())
     }
 
-    /// Runs any gossip round due at `now_ms`; returns the messages to send.
+    /// Checks liveness (convicting peers whose phi passed the threshold) and runs the
+    /// gossip round if one is due at `now_ms`; returns the messages to send. Call it at
+    /// least once per interval; calling it more often (e.g. every 100-250 ms) only makes
+    /// convictions more timely.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Outgoing> {
         let mut out = Vec::new();
+        let late = self.status_check(now_ms);
         if now_ms < self.next_round_ms {
             return out;
         }
@@ -293,21 +331,14 @@ impl Gossiper {
         self.version += 1;
         let v = self.version;
         if let Some(local) = self.local_mut() {
-            local.heartbeat = Heartbeat {
-                value: local.heartbeat.value + 1,
-                version: v,
-            };
+            let value = local.heartbeat().value + 1;
+            local.set_heartbeat(Heartbeat { value, version: v });
         }
-        self.status_check(now_ms);
         if self.rounds % SCHEMA_RECHECK_ROUNDS == 0 {
             self.recheck_schema();
         }
 
-        let syn = PeerMessage::GossipSyn(GossipSyn {
-            cluster_name: self.config.cluster_name.clone(),
-            partitioner: self.config.partitioner,
-            digests: self.digests(),
-        });
+        let mut targets: Vec<SocketAddr> = Vec::with_capacity(3);
         let seeds: Vec<SocketAddr> = self
             .config
             .seeds
@@ -316,20 +347,29 @@ impl Gossiper {
             .filter(|s| *s != self.address)
             .collect();
         let mut gossiped_to_seed = false;
-        if !self.live.is_empty() {
-            let peer = self.live[self.rng.gen_range(0..self.live.len())];
+        if let Some(peer) = self.next_live_target() {
             if let Some(addr) = self.address_of(peer) {
                 gossiped_to_seed = seeds.contains(&addr);
-                out.push(self.outgoing(addr, syn.clone()));
+                targets.push(addr);
             }
         }
-        let unreachable = self.unreachable();
+        // A late peer (phi above SUSPECT_PHI) gets a direct syn: if it is alive its ack
+        // carries a fresh heartbeat at once, so a merely unlucky peer (no news reached us
+        // for a while) is not left to drift towards conviction.
+        if let Some(addr) = late.and_then(|n| self.address_of(n)) {
+            targets.push(addr);
+        }
+        let unreachable = if self.peers.len() > self.live.len() + 1 {
+            self.unreachable()
+        } else {
+            Vec::new()
+        };
         if !unreachable.is_empty() {
             let p = unreachable.len() as f64 / (self.live.len() as f64 + 1.0);
             if self.rng.gen::<f64>() < p {
                 let peer = unreachable[self.rng.gen_range(0..unreachable.len())];
                 if let Some(addr) = self.address_of(peer) {
-                    out.push(self.outgoing(addr, syn.clone()));
+                    targets.push(addr);
                 }
             }
         }
@@ -338,46 +378,90 @@ impl Gossiper {
             let go = self.live.len() < seeds.len()
                 || self.rng.gen::<f64>() < seeds.len() as f64 / known.max(1) as f64;
             if go {
-                let seed = seeds[self.rng.gen_range(0..seeds.len())];
-                if !out.iter().any(|o| o.to == seed) {
-                    out.push(self.outgoing(seed, syn));
-                }
+                targets.push(seeds[self.rng.gen_range(0..seeds.len())]);
             }
+        }
+        targets.sort();
+        targets.dedup();
+        let syn = PeerMessage::GossipSyn(GossipSyn {
+            cluster_name: self.config.cluster_name.clone(),
+            partitioner: self.config.partitioner,
+            digests: self.digests(),
+        });
+        if let Some((last, rest)) = targets.split_last() {
+            for to in rest {
+                out.push(self.outgoing(*to, syn.clone()));
+            }
+            out.push(self.outgoing(*last, syn));
         }
         out
     }
 
+    /// The next live peer to gossip with: live peers are visited in a random order, a
+    /// fresh shuffle each cycle (SWIM's randomised round-robin). Each round's target is
+    /// random, yet every live peer is reached once per cycle, which bounds how long news
+    /// waits between two nodes and so the silences the failure detectors see.
+    fn next_live_target(&mut self) -> Option<NodeId> {
+        while let Some(peer) = self.cycle.pop() {
+            if self.is_alive(peer) {
+                return Some(peer);
+            }
+        }
+        if self.live.is_empty() {
+            return None;
+        }
+        let mut cycle = self.live.clone();
+        cycle.shuffle(&mut self.rng);
+        self.cycle = cycle;
+        self.cycle.pop()
+    }
+
     fn digests(&self) -> Vec<GossipDigest> {
-        self.endpoints.iter().map(|(n, s)| s.digest(*n)).collect()
+        self.peers.iter().map(|(n, p)| p.state.digest(*n)).collect()
     }
 
     /// Known peers that are down and not departed.
     fn unreachable(&self) -> Vec<NodeId> {
-        self.endpoints
+        self.peers
             .iter()
-            .filter(|(n, s)| {
-                **n != self.me
-                    && !self.alive.get(n).copied().unwrap_or(false)
-                    && !s.status().is_some_and(|st| st.is_departed())
+            .filter(|(n, p)| {
+                **n != self.me && !p.alive && !p.state.status().is_some_and(|st| st.is_departed())
             })
             .map(|(n, _)| *n)
             .collect()
     }
 
-    fn status_check(&mut self, now_ms: u64) {
-        let convicted: Vec<(NodeId, f64)> = self
-            .live
-            .iter()
-            .map(|n| (*n, self.fd.phi(*n, now_ms)))
-            .filter(|(_, phi)| *phi > self.fd.config().phi_threshold)
-            .collect();
+    /// Convicts live peers whose phi passed the threshold; returns the most suspected
+    /// peer still up whose phi is above [`SUSPECT_PHI`].
+    fn status_check(&mut self, now_ms: u64) -> Option<NodeId> {
+        let config = self.config.failure_detector;
+        let threshold = config.phi_threshold;
+        let mut convicted = Vec::new();
+        let mut late: Option<(NodeId, f64)> = None;
+        for n in &self.live {
+            let phi = self
+                .peers
+                .get(n)
+                .and_then(|p| p.window.as_ref())
+                .map_or(0.0, |w| w.phi(now_ms, &config));
+            if phi > threshold {
+                convicted.push((*n, phi));
+            } else if phi > SUSPECT_PHI && late.is_none_or(|(_, p)| phi > p) {
+                late = Some((*n, phi));
+            }
+        }
         for (node, phi) in convicted {
             self.mark_down(node, phi);
         }
+        late.map(|(n, _)| n)
     }
 
     fn mark_down(&mut self, node: NodeId, phi: f64) {
-        if self.alive.insert(node, false) == Some(true) {
+        let was = self
+            .peers
+            .get_mut(&node)
+            .map(|p| std::mem::replace(&mut p.alive, false));
+        if was == Some(true) {
             self.live.retain(|n| *n != node);
             info!(node = %node, phi, "peer is down");
             self.events.push(GossipEvent::Down { node, phi });
@@ -385,7 +469,11 @@ impl Gossiper {
     }
 
     fn mark_up(&mut self, node: NodeId) {
-        if self.alive.insert(node, true) != Some(true) {
+        let was = self
+            .peers
+            .get_mut(&node)
+            .map(|p| std::mem::replace(&mut p.alive, true));
+        if was == Some(false) {
             self.live.push(node);
             info!(node = %node, "peer is up");
             self.events.push(GossipEvent::Up { node });
@@ -394,16 +482,16 @@ impl Gossiper {
     }
 
     fn local_schema(&self) -> Option<u64> {
-        self.endpoints
+        self.peers
             .get(&self.me)
-            .and_then(|s| s.schema_version())
+            .and_then(|p| p.state.schema_version())
     }
 
     fn check_schema(&mut self, node: NodeId) {
         if node == self.me || !self.is_alive(node) {
             return;
         }
-        let Some(state) = self.endpoints.get(&node) else {
+        let Some(state) = self.peers.get(&node).map(|p| &p.state) else {
             return;
         };
         if let (Some(theirs), Some(addr)) = (state.schema_version(), state.peer_address()) {
@@ -432,9 +520,9 @@ impl Gossiper {
             .iter()
             .copied()
             .filter(|n| {
-                self.endpoints
+                self.peers
                     .get(n)
-                    .and_then(|s| s.schema_version())
+                    .and_then(|p| p.state.schema_version())
                     .is_some_and(|v| Some(v) != mine)
             })
             .collect();
@@ -496,40 +584,59 @@ impl Gossiper {
             return vec![self.outgoing(from, reject)];
         }
         let mut ack = GossipAck::default();
-        let mut matched = 0usize;
-        for d in &syn.digests {
-            let Some(local) = self.endpoints.get(&d.node) else {
-                ack.requests.push(GossipDigest {
-                    max_version: 0,
-                    ..*d
-                });
-                continue;
-            };
-            matched += 1;
-            if local.generation < d.generation {
-                ack.requests.push(GossipDigest {
-                    max_version: 0,
-                    ..*d
-                });
-            } else if local.generation > d.generation {
-                ack.deltas.push(local.delta_after(d.node, 0));
-            } else {
-                let mine = local.max_version();
-                if mine > d.max_version {
-                    ack.deltas.push(local.delta_after(d.node, d.max_version));
-                } else if mine < d.max_version {
-                    ack.requests.push(GossipDigest {
-                        max_version: mine,
-                        ..*d
-                    });
-                }
-            }
+        let mut digests = syn.digests;
+        if !digests.windows(2).all(|w| w[0].node < w[1].node) {
+            digests.sort_by_key(|d| d.node);
+            digests.dedup_by_key(|d| d.node);
         }
-        if matched < self.endpoints.len() {
-            let theirs: HashSet<NodeId> = syn.digests.iter().map(|d| d.node).collect();
-            for (n, s) in &self.endpoints {
-                if !theirs.contains(n) {
-                    ack.deltas.push(s.delta_after(*n, 0));
+        // Merge the sorted digests with the sorted local map.
+        let mut local = self.peers.iter().peekable();
+        let mut theirs = digests.iter().peekable();
+        loop {
+            let order = match (local.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((n, _)), Some(d)) => (*n).cmp(&d.node),
+            };
+            match order {
+                Ordering::Less => {
+                    // The sender does not know this node: send all of it.
+                    if let Some((n, p)) = local.next() {
+                        ack.deltas.push(p.state.delta_after(*n, 0));
+                    }
+                }
+                Ordering::Greater => {
+                    if let Some(d) = theirs.next() {
+                        ack.requests.push(GossipDigest {
+                            max_version: 0,
+                            ..*d
+                        });
+                    }
+                }
+                Ordering::Equal => {
+                    let (Some((n, p)), Some(d)) = (local.next(), theirs.next()) else {
+                        break;
+                    };
+                    let state = &p.state;
+                    if state.generation < d.generation {
+                        ack.requests.push(GossipDigest {
+                            max_version: 0,
+                            ..*d
+                        });
+                    } else if state.generation > d.generation {
+                        ack.deltas.push(state.delta_after(*n, 0));
+                    } else {
+                        let mine = state.max_version();
+                        if mine > d.max_version {
+                            ack.deltas.push(state.delta_after(*n, d.max_version));
+                        } else if mine < d.max_version {
+                            ack.requests.push(GossipDigest {
+                                max_version: mine,
+                                ..*d
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -542,7 +649,7 @@ impl Gossiper {
             .requests
             .iter()
             .filter_map(|r| {
-                let s = self.endpoints.get(&r.node)?;
+                let s = &self.peers.get(&r.node)?.state;
                 if s.generation > r.generation {
                     Some(s.delta_after(r.node, 0))
                 } else if s.generation == r.generation && s.max_version() > r.max_version {
@@ -576,25 +683,26 @@ impl Gossiper {
             key::DATACENTER,
             key::RACK,
         ];
-        let Some(local) = self.endpoints.get_mut(&d.node) else {
+        let config = self.config.failure_detector;
+        let Some(peer) = self.peers.get_mut(&d.node) else {
             let state = EndpointState::from_delta(d);
             let departed = state.status().is_some_and(|s| s.is_departed());
-            self.endpoints.insert(d.node, state);
-            self.alive.insert(d.node, false);
+            let mut peer = Peer::new(state);
             if !departed {
                 // Start the arrival clock; the node is up once its heartbeat advances.
-                self.fd.report(d.node, now_ms);
+                peer.report(now_ms, &config);
             }
+            self.peers.insert(d.node, peer);
             self.events.push(GossipEvent::Discovered { node: d.node });
             self.events
                 .push(GossipEvent::TopologyChanged { node: d.node });
             return;
         };
-        if d.generation > local.generation {
+        if d.generation > peer.state.generation {
             let state = EndpointState::from_delta(d);
             let departed = state.status().is_some_and(|s| s.is_departed());
-            *local = state;
-            self.fd.forget(d.node);
+            peer.state = state;
+            peer.window = None;
             info!(node = %d.node, generation = d.generation, "peer restarted");
             self.events.push(GossipEvent::Restarted {
                 node: d.node,
@@ -605,18 +713,22 @@ impl Gossiper {
             if departed {
                 self.mark_down(d.node, 0.0);
             } else {
-                self.fd.report(d.node, now_ms);
+                peer.report(now_ms, &config);
                 self.mark_up(d.node);
             }
             return;
         }
-        if d.generation < local.generation {
+        if d.generation < peer.state.generation {
             return;
         }
-        let outcome = local.apply(d);
-        let departed = local.status().is_some_and(|s| s.is_departed());
-        if outcome.heartbeat_advanced && !departed {
-            self.fd.report(d.node, now_ms);
+        let outcome = peer.state.apply(d);
+        let departed = peer.state.status().is_some_and(|s| s.is_departed());
+        let advanced = outcome.heartbeat_advanced && !departed;
+        if advanced {
+            peer.report(now_ms, &config);
+        }
+        let newly_up = advanced && !peer.alive;
+        if newly_up {
             self.mark_up(d.node);
         }
         if topology_kinds
@@ -637,7 +749,7 @@ impl Gossiper {
     /// A peer holds our state under a generation at least ours (a `removenode` while we
     /// were alive): take a higher generation and republish everything.
     fn defend_generation(&mut self, theirs: u64) {
-        let Some(local) = self.endpoints.get(&self.me) else {
+        let Some(local) = self.peers.get(&self.me).map(|p| &p.state) else {
             return;
         };
         if theirs <= local.generation {
@@ -649,7 +761,7 @@ impl Gossiper {
             "peers hold a newer generation of this node; taking a higher one"
         );
         let states: Vec<AppState> = local.states().map(|s| s.value.clone()).collect();
-        let heartbeat = local.heartbeat.value;
+        let heartbeat = local.heartbeat().value;
         let mut fresh = EndpointState::new(theirs + 1);
         for s in states {
             let s = match s {
@@ -660,11 +772,13 @@ impl Gossiper {
             fresh.set(s, self.version);
         }
         self.version += 1;
-        fresh.heartbeat = Heartbeat {
+        fresh.set_heartbeat(Heartbeat {
             value: heartbeat,
             version: self.version,
-        };
-        self.endpoints.insert(self.me, fresh);
+        });
+        if let Some(me) = self.peers.get_mut(&self.me) {
+            me.state = fresh;
+        }
     }
 }
 

@@ -81,7 +81,11 @@ pub struct GossipSimulation {
     by_addr: HashMap<SocketAddr, usize>,
     rounds: BinaryHeap<Reverse<(u64, usize)>>,
     record_events: bool,
+    check_interval_ms: u64,
 }
+
+/// Default time between liveness checks of a simulated node, ms.
+pub const SIM_CHECK_INTERVAL_MS: u64 = 200;
 
 impl GossipSimulation {
     /// An empty simulation over a network with `config`, randomness from `seed`.
@@ -92,12 +96,19 @@ impl GossipSimulation {
             by_addr: HashMap::new(),
             rounds: BinaryHeap::new(),
             record_events: true,
+            check_interval_ms: SIM_CHECK_INTERVAL_MS,
         }
     }
 
     /// Turns event recording on or off (off keeps big simulations small).
     pub fn record_events(&mut self, on: bool) {
         self.record_events = on;
+    }
+
+    /// Sets how often nodes check liveness between gossip rounds (a round interval or
+    /// more means once per round).
+    pub fn set_check_interval(&mut self, ms: u64) {
+        self.check_interval_ms = ms.max(1);
     }
 
     /// Adds a node whose first round is at `start_ms`; returns its index.
@@ -248,7 +259,7 @@ impl GossipSimulation {
             return;
         }
         let out = n.gossiper.tick(now);
-        let next = n.gossiper.next_round_ms();
+        let next = n.gossiper.next_round_ms().min(now + self.check_interval_ms);
         self.send_all(i, out);
         self.collect_events(i);
         self.rounds.push(Reverse((next, i)));
