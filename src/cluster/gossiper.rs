@@ -334,7 +334,7 @@ impl Gossiper {
             let value = local.heartbeat().value + 1;
             local.set_heartbeat(Heartbeat { value, version: v });
         }
-        if self.rounds % SCHEMA_RECHECK_ROUNDS == 0 {
+        if self.rounds.is_multiple_of(SCHEMA_RECHECK_ROUNDS) {
             self.recheck_schema();
         }
 

@@ -14,14 +14,14 @@
 //! `try_recv` returns the next delivered envelope, if any.
 
 pub mod sim;
-// TCPMOD pub mod tcp;
+pub mod tcp;
 
 use std::net::SocketAddr;
 
 use crate::cluster::Envelope;
 
 pub use sim::{SimConfig, SimNetwork, SimStats, SimTransport};
-// TCPUSE pub use tcp::TcpTransport;
+pub use tcp::TcpTransport;
 
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
