@@ -432,3 +432,39 @@ fn tcp_two_gossipers_learn_each_other() {
     assert_eq!(b.known_count(), 2);
     assert_eq!(a.view().ring(), b.view().ring());
 }
+
+#[test]
+fn gossip_nodes_join_one_by_one_and_agree_on_a_balanced_ring() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut sim = GossipSimulation::new(SimConfig::default(), seed);
+    let seeds = vec![sim_addr(0)];
+    for i in 0..12usize {
+        let mut local = local_node(i, NodeId(i as u64 + 1), 1, Vec::new());
+        local.status = NodeStatus::Joining;
+        let now = sim.now_ms();
+        let idx = sim.add_node(GossipConfig::new("join", seeds.clone()), local, now);
+        // Learn the ring from the seed, then choose balanced tokens against it and join.
+        sim.run_until_condition(100, now + 30 * SECOND, |s| {
+            s.node(idx)
+                .is_some_and(|x| x.gossiper.known_count() == i + 1)
+        })
+        .expect("joiner learns the ring");
+        let ring = sim.node(idx).expect("joiner").gossiper.view().ring();
+        let tokens = allocate_tokens(&ring, 16, TokenAllocation::Balanced, &mut rng);
+        sim.node_mut(idx)
+            .expect("joiner")
+            .gossiper
+            .join_ring(tokens);
+        sim.run_until_condition(SECOND, sim.now_ms() + 60 * SECOND, |s| {
+            rings_agree(s, i + 1)
+        })
+        .expect("every node agrees on the new ring");
+    }
+    let ring = sim.node(0).expect("node").gossiper.view().ring();
+    let own = ring.ownership();
+    let max = own.values().cloned().fold(0.0, f64::max);
+    let spread = max * own.len() as f64;
+    println!("12 nodes joined through gossip; max share / mean = {spread:.3}");
+    assert!(spread <= 1.15, "spread {spread}");
+}
