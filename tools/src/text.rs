@@ -1,18 +1,26 @@
 //! How the tools show bytes to a person and read them back.
 //!
 //! Keys, column names and values are bytes. They are shown as a double-quoted string when
-//! they are valid UTF-8 (with `"` and `\` escaped, and control characters as `\n`, `\t`,
-//! `\u{..}`), else as `0x` followed by lowercase hex. The shell's grammar reads both forms
+//! they are valid UTF-8 without control characters other than newline, tab and carriage
+//! return (with `"`, `\` and those three escaped), else as `0x` followed by lowercase hex,
+//! so everything shown can be typed back. The shell's grammar reads both forms
 //! back: a quoted string is its UTF-8 bytes, an unquoted `0x..` word with an even number of
 //! hex digits is those bytes. Pure functions, no state.
 
 use std::fmt::Write as _;
 
-/// Shows `bytes` as a quoted UTF-8 string, or `0x..` hex when they are not UTF-8.
+/// Shows `bytes` as a quoted UTF-8 string, or `0x..` hex when they are not UTF-8 or hold
+/// control characters the shell's quotes cannot spell.
 pub fn show_bytes(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(s) => quote(s),
-        Err(_) => hex(bytes),
+        Ok(s)
+            if !s
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) =>
+        {
+            quote(s)
+        }
+        _ => hex(bytes),
     }
 }
 
@@ -92,6 +100,12 @@ mod tests {
     #[test]
     fn show_bytes_hex_for_invalid_utf8() {
         assert_eq!(show_bytes(&[0xff, 0x00, 0x10]), "0xff0010");
+    }
+
+    #[test]
+    fn show_bytes_hex_for_control_characters() {
+        assert_eq!(show_bytes(&[0x01, 0x02]), "0x0102");
+        assert_eq!(show_bytes(b"a\tb"), "\"a\\tb\"");
     }
 
     #[test]

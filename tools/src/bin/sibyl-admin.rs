@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sibyl_protocol::{Client, ClientOptions};
 use sibyl_tools::admin::status::{render_ring, render_status};
+use sibyl_tools::cli::shell::describe_client_error;
 
 /// Operations on a Sibyl cluster.
 #[derive(Debug, Parser)]
@@ -34,7 +35,14 @@ enum AdminCommand {
     Ring,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     let args = Args::parse();
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
@@ -54,8 +62,11 @@ fn main() -> Result<()> {
         };
         let client = Client::connect_with(&[args.host.as_str()], options)
             .await
-            .with_context(|| format!("cannot reach {}", args.host))?;
-        let topology = client.topology().await.context("topology request failed")?;
+            .map_err(|e| anyhow::anyhow!(describe_client_error(&e)))?;
+        let topology = client
+            .topology()
+            .await
+            .map_err(|e| anyhow::anyhow!("topology: {}", describe_client_error(&e)))?;
         anyhow::Ok(match args.command {
             AdminCommand::Status => render_status(&topology),
             AdminCommand::Ring => render_ring(&topology),

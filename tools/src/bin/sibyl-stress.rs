@@ -84,7 +84,15 @@ struct Args {
     threads: Option<usize>,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = real_main() {
+        // The library errors already name their causes; `{e}` avoids repeating them.
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(|| {
         SystemTime::now()
