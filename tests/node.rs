@@ -441,3 +441,12 @@ fn node_connection_over_the_limit_is_refused_with_overloaded() {
     assert_eq!(error_kind(r), ErrorKind::Overloaded);
     assert!(matches!(first.call(Request::Ping).unwrap(), Response::Pong));
 }
+
+#[test]
+fn node_idle_connection_is_closed_after_the_timeout() {
+    let (_tmp, n) = node(&["--idle-timeout-secs", "1"]);
+    let mut c = n.client();
+    assert!(matches!(c.call(Request::Ping).unwrap(), Response::Pong));
+    // The client's read blocks (up to its 30 s timeout) until the server closes.
+    assert!(c.is_closed_by_server());
+}

@@ -24,7 +24,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use sibyl_protocol::{Cell, ConflictMode, Consistency, Response, Selector, ServerError, Sibling};
-use sibyl_storage::Direction;
+use sibyl_storage::{Direction, Entry};
 
 use super::keys::{RowPrefix, MAX_COLUMN_NAME_LEN, MAX_PARTITION_KEY_LEN};
 use super::schema::TableSchema;
@@ -246,11 +246,13 @@ impl Service {
         let mut cells = Vec::with_capacity(names.len());
         let mut bytes = 0usize;
         for name in names {
+            // The raw merged entry: cell_from_stored filters tombstones and expired
+            // siblings itself, so the engine's read filter would only decode it twice.
             let stored = self
                 .engine
-                .get(&schema.name, &prefix.cell_key(name))
+                .get_entry(&schema.name, &prefix.cell_key(name))
                 .map_err(storage_error)?;
-            if let Some(stored) = stored {
+            if let Some(Entry::Value(stored)) = stored {
                 if let Some(cell) =
                     cell_from_stored(schema.options.conflict_mode, name.clone(), &stored, now)?
                 {

@@ -24,7 +24,7 @@ use sibyl_protocol::{
     CellContext, ConflictMode, Consistency, DeleteTarget, Mutation, RowDelete, RowInsert,
     ServerError,
 };
-use sibyl_storage::{Direction, WriteBatch};
+use sibyl_storage::{Direction, Entry, WriteBatch};
 
 use super::keys::RowPrefix;
 use super::read::{check_column, check_key};
@@ -217,7 +217,13 @@ impl Service {
                     .map_err(versioning_error)?;
                 let _guards = self.lock_stripes(&keys);
                 for ((k, c), ctx) in keys.iter().zip(cells).zip(&contexts) {
-                    let existing = self.engine.get(&schema.name, k).map_err(storage_error)?;
+                    // The raw merged entry: prepare_causal_write drops expired siblings
+                    // itself, so the engine's read filter would only decode it twice.
+                    let existing = match self.engine.get_entry(&schema.name, k) {
+                        Ok(Some(Entry::Value(v))) => Some(v),
+                        Ok(_) => None,
+                        Err(e) => return Err(storage_error(e)),
+                    };
                     let local_ctx;
                     let ctx = match (c.value, ctx, &existing) {
                         // Deleting a cell that does not exist, with nothing seen: no-op.

@@ -267,7 +267,11 @@ impl TestClient {
     pub fn call(&mut self, req: Request) -> std::io::Result<Response> {
         let id = self.send(&req)?;
         let (got, resp) = self.recv()?;
-        assert_eq!(got, id, "response to another stream");
+        if got != id {
+            return Err(std::io::Error::other(format!(
+                "answer on stream {got} to a request on stream {id}: {resp:?}"
+            )));
+        }
         Ok(resp)
     }
 
