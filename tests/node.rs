@@ -450,3 +450,20 @@ fn node_idle_connection_is_closed_after_the_timeout() {
     // The client's read blocks (up to its 30 s timeout) until the server closes.
     assert!(c.is_closed_by_server());
 }
+
+#[test]
+fn node_unsupported_protocol_version_is_refused_with_the_supported_list() {
+    let (_tmp, n) = node(&[]);
+    let mut raw = TestClient::connect_raw(n.addr).unwrap();
+    let r = raw
+        .call(Request::Handshake {
+            version: 9,
+            client: "future".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        error_kind(r),
+        ErrorKind::UnsupportedVersion { supported: vec![1] }
+    );
+    assert!(raw.is_closed_by_server());
+}

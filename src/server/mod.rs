@@ -135,3 +135,6 @@ async fn refuse(mut stream: TcpStream) {
     }
     let _ = stream.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Server tests over a real service and loopback sockets, in process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sibyl_protocol::{
+    ErrorKind, Frame, FrameCodec, Request, Response, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::codec::Decoder;
+
+use super::{serve, ServerOptions};
+use crate::service::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
+use crate::versioning::{SystemClock, DEFAULT_MAX_SIBLINGS};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start(max_in_flight: usize) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::open(ServiceOptions {
+        data_dir: dir.path().to_path_buf(),
+        sync: sibyl_storage::SyncMode::default(),
+        memtable_size: 1 << 20,
+        max_siblings: DEFAULT_MAX_SIBLINGS,
+        max_value_len: DEFAULT_MAX_VALUE_LEN,
+        node_address: "test".into(),
+        clock: Arc::new(SystemClock),
+    })
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, rx) = watch::channel(false);
+    let opts = ServerOptions {
+        max_connections: 8,
+        max_in_flight,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        idle_timeout: None,
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
+    Harness {
+        _dir: dir,
+        addr,
+        shutdown,
+        server,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    codec: FrameCodec,
+    buf: BytesMut,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let mut c = Client {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            codec: FrameCodec::with_max_frame_len(DEFAULT_MAX_FRAME_LEN),
+            buf: BytesMut::new(),
+        };
+        let r = c
+            .call(Request::Handshake {
+                version: PROTOCOL_VERSION,
+                client: "t".into(),
+            })
+            .await;
+        assert!(matches!(r, Some(Response::Handshake { .. })), "{r:?}");
+        c
+    }
+
+    async fn send(&mut self, req: &Request, stream_id: u32) {
+        let bytes = req
+            .to_frame(stream_id)
+            .unwrap()
+            .to_vec(DEFAULT_MAX_FRAME_LEN)
+            .unwrap();
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(f) = self.codec.decode(&mut self.buf).unwrap() {
+                return Some(f);
+            }
+            if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn call(&mut self, req: Request) -> Option<Response> {
+        self.send(&req, 1).await;
+        let f = self.recv().await?;
+        Some(Response::from_frame(&f).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn server_without_in_flight_permits_answers_overloaded() {
+    let h = start(0).await;
+    let mut c = Client::connect(h.addr).await;
+    // PING needs no permit; anything executed does.
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+    let r = c.call(Request::ListTables).await;
+    let Some(Response::Error(e)) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(e.kind, ErrorKind::Overloaded);
+    assert!(e.retry_safe());
+}
+
+#[tokio::test]
+async fn server_answers_every_pipelined_request_in_one_burst() {
+    let h = start(64).await;
+    let mut c = Client::connect(h.addr).await;
+    let mut burst = BytesMut::new();
+    for id in 1..=200u32 {
+        Request::Ping
+            .to_frame(id)
+            .unwrap()
+            .encode(&mut burst, DEFAULT_MAX_FRAME_LEN)
+            .unwrap();
+    }
+    c.stream.write_all(&burst).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        let f = c.recv().await.unwrap();
+        assert_eq!(Response::from_frame(&f).unwrap(), Response::Pong);
+        ids.push(f.stream_id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=200).collect::<Vec<u32>>());
+}
+
+#[tokio::test]
+async fn server_shutdown_closes_connections_and_returns() {
+    let h = start(64).await;
+    let mut c = Client::connect(h.addr).await;
+    h.shutdown.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), h.server)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
+    assert!(c.recv().await.is_none(), "connection left open");
+    assert!(
+        TcpStream::connect(h.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
