@@ -11,6 +11,8 @@
 //! - [`view`]: [`ClusterView`], a membership snapshot that builds the [`crate::ring::Ring`].
 //! - [`simulation`]: [`GossipSimulation`], gossipers over the simulated network.
 //! - [`node_map`]: a deterministic map keyed by node id.
+//! - [`runtime`]: [`ClusterRuntime`], the thread that drives a node's gossiper over a real
+//!   transport, serves schema pulls and chooses the node's tokens.
 //!
 //! # Threading
 //! Everything here is a single-threaded state machine driven by its owner: the node's
@@ -24,6 +26,7 @@ pub mod gossip_types;
 pub mod gossiper;
 pub mod messages;
 pub mod node_map;
+pub mod runtime;
 pub mod simulation;
 pub mod view;
 pub mod wire;
@@ -38,5 +41,6 @@ pub use gossip_types::{
 };
 pub use gossiper::Gossiper;
 pub use messages::{Envelope, GossipAck, GossipAck2, GossipReject, GossipSyn, PeerMessage};
+pub use runtime::{ClusterRuntime, SchemaSource, TokenPlan};
 pub use simulation::{GossipSimulation, SimNode};
 pub use view::{ClusterView, NodeView};
