@@ -85,3 +85,28 @@ fn cli_slice_pages_with_next() {
     assert!(text[..first].contains(r#"a: "1""#) && text[..first].contains(r#"b: "2""#));
     assert!(text[first..].contains(r#"c: "3""#), "{text}");
 }
+
+#[test]
+fn cli_consistency_beyond_replicas_is_unavailable_error() {
+    let node = TestNode::start();
+    cli(&node, "create table c rf=1").ok();
+    let out = cli(&node, "consistency 2; get c k");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = out.stderr.trim();
+    assert!(
+        line.starts_with("error: unavailable: 2 replicas required, 1 alive"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
+}
+
+#[test]
+fn cli_lww_table_keeps_last_write_without_siblings() {
+    let node = TestNode::start();
+    cli(&node, "create table l rf=1 conflict=lww").ok();
+    cli(&node, "put l k name=first").ok();
+    cli(&node, "put l k name=second").ok();
+    let out = cli(&node, "get l k").ok();
+    assert!(out.stdout.contains(r#"name: "second""#), "{}", out.stdout);
+    assert!(!out.stdout.contains("siblings"), "{}", out.stdout);
+}

@@ -64,3 +64,44 @@ fn stress_json_put_then_get_reports_zero_errors() {
     // Same seed and key space: the gets draw keys the puts wrote.
     assert!(get["found"].as_u64().is_some_and(|f| f > 0), "{get}");
 }
+
+#[test]
+fn stress_json_mixed_prints_put_get_and_total_lines() {
+    let node = TestNode::start();
+    let out = run_tool(
+        env!("CARGO_BIN_EXE_sibyl-stress"),
+        &[
+            "--host",
+            &node.addr,
+            "--op",
+            "mixed",
+            "--ratio",
+            "0.5",
+            "--connections",
+            "2",
+            "--requests",
+            "1000",
+            "--pipeline",
+            "4",
+            "--seed",
+            "11",
+            "--json",
+        ],
+        "",
+    )
+    .ok();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    let ops: Vec<&str> = lines.iter().filter_map(|v| v["op"].as_str()).collect();
+    assert_eq!(ops, ["put", "get", "mixed"], "{}", out.stdout);
+    let requests: Vec<u64> = lines
+        .iter()
+        .filter_map(|v| v["requests"].as_u64())
+        .collect();
+    assert_eq!(requests[0] + requests[1], 1000);
+    assert_eq!(requests[2], 1000);
+    assert!(lines.iter().all(|v| v["errors"] == 0), "{}", out.stdout);
+}
