@@ -7,6 +7,11 @@
 //! comes back through a channel. Before waiting again the task writes everything queued in
 //! one `write_all`, so a pipelining client gets many responses per system call.
 //!
+//! Quick INSERTs that arrive together (a pipelining client's burst) are answered as one
+//! group: [`Service::insert_group`] writes them with one engine batch (one commit-log
+//! append), each still answered on its own. A group only holds frames already received;
+//! nothing waits for more.
+//!
 //! Invariants:
 //! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
 //!   succeeds, then the configured cap.
@@ -23,8 +28,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE, MAGIC, OFFSET_OPCODE, OFFSET_STREAM_ID};
 use sibyl_protocol::{
-    ErrorKind, Frame, FrameCodec, Opcode, ProtocolError, Request, Response, ServerError,
-    PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+    Consistency, ErrorKind, Frame, FrameCodec, Opcode, ProtocolError, Request, Response, RowInsert,
+    ServerError, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,6 +44,8 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Output queued past this size is written before more frames are decoded, so a client
 /// pipelining large reads cannot make the buffer grow without bound.
 const OUT_HIGH_WATER: usize = 1024 * 1024;
+/// Most INSERTs answered as one group.
+const GROUP_MAX: usize = 64;
 /// An idle timer that is not configured sleeps this long (re-armed when it fires).
 const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -57,6 +64,14 @@ pub struct ConnectionContext {
     pub server_name: String,
 }
 
+/// An INSERT waiting for its group to run.
+struct GroupedInsert {
+    stream_id: u32,
+    insert: RowInsert,
+    consistency: Option<Consistency>,
+    _permit: OwnedSemaphorePermit,
+}
+
 /// The state of one connection.
 pub struct Connection {
     stream: TcpStream,
@@ -72,6 +87,8 @@ pub struct Connection {
     pending: usize,
     tx: mpsc::UnboundedSender<Bytes>,
     rx: mpsc::UnboundedReceiver<Bytes>,
+    /// Quick INSERTs decoded from the input and not yet run.
+    group: Vec<GroupedInsert>,
 }
 
 impl Connection {
@@ -93,6 +110,7 @@ impl Connection {
             pending: 0,
             tx,
             rx,
+            group: Vec::new(),
         }
     }
 
@@ -192,12 +210,33 @@ impl Connection {
                 Ok(Some(frame)) => self.handle_frame(frame),
                 Ok(None) => break,
                 Err(e) => {
+                    self.run_group();
                     let (stream_id, opcode) = self.header_guess();
                     self.protocol_error(PROTOCOL_VERSION, stream_id, opcode, &e);
                 }
             }
         }
+        self.run_group();
         true
+    }
+
+    /// Runs the grouped INSERTs and queues their answers.
+    fn run_group(&mut self) {
+        if self.group.is_empty() {
+            return;
+        }
+        let group = std::mem::take(&mut self.group);
+        let service = self.ctx.service.clone();
+        let inserts: Vec<(&RowInsert, Option<Consistency>)> =
+            group.iter().map(|g| (&g.insert, g.consistency)).collect();
+        let results = service.insert_group(&inserts);
+        for (g, result) in group.iter().zip(results) {
+            let response = match result {
+                Ok(()) => service.written(),
+                Err(e) => Response::Error(e),
+            };
+            self.answer(g.stream_id, Opcode::Insert, &response);
+        }
     }
 
     /// Stream id and opcode of the undecodable frame at the head of the input, when its
@@ -229,11 +268,16 @@ impl Connection {
         let request = match Request::from_frame(&frame) {
             Ok(r) => r,
             Err(e) => {
+                self.run_group();
                 self.protocol_error(frame.version, stream_id, frame.opcode, &e);
                 return;
             }
         };
         let opcode = request.opcode();
+        if opcode != Opcode::Insert {
+            // Answer the INSERTs decoded before this frame first.
+            self.run_group();
+        }
         if !self.handshaken {
             self.handshake(frame.version, stream_id, request);
             return;
@@ -259,6 +303,22 @@ impl Connection {
                 };
                 match self.ctx.service.execution(&request) {
                     Execution::Inline => {
+                        if let Request::Insert {
+                            insert,
+                            consistency,
+                        } = request
+                        {
+                            self.group.push(GroupedInsert {
+                                stream_id,
+                                insert,
+                                consistency,
+                                _permit: permit,
+                            });
+                            if self.group.len() >= GROUP_MAX {
+                                self.run_group();
+                            }
+                            return;
+                        }
                         let response = self.ctx.service.handle(request);
                         self.answer(stream_id, opcode, &response);
                         drop(permit);

@@ -47,6 +47,8 @@ use schema::{SchemaDecodeError, TableSchema};
 pub const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024;
 /// Stripes of the causal write lock: enough that unrelated keys rarely share one.
 const LOCK_STRIPES: usize = 4096;
+/// Largest BATCH run inline on an async worker (a few microseconds per mutation).
+const INLINE_BATCH_MAX: usize = 16;
 /// Replicas alive in a single-node deployment (the coordinator itself).
 const SINGLE_NODE_ALIVE: u32 = 1;
 
@@ -233,6 +235,10 @@ impl Service {
             Request::Insert { .. } | Request::Delete { .. } | Request::Batch { .. }
                 if self.batch_sync =>
             {
+                Execution::Blocking
+            }
+            // Many mutations are many engine writes: keep them off the async workers.
+            Request::Batch { mutations, .. } if mutations.len() > INLINE_BATCH_MAX => {
                 Execution::Blocking
             }
             _ => Execution::Inline,
@@ -446,7 +452,8 @@ impl Service {
         Ok(())
     }
 
-    fn written(&self) -> Response {
+    /// The answer to a write that succeeded.
+    pub fn written(&self) -> Response {
         Response::Written { meta: self.meta() }
     }
 
@@ -463,7 +470,7 @@ impl Service {
     }
 
     /// Locks the stripes of `keys` in ascending order (deadlock-free), each once.
-    fn lock_stripes(&self, keys: &[Vec<u8>]) -> Vec<MutexGuard<'_, ()>> {
+    fn lock_stripes(&self, keys: &[&[u8]]) -> Vec<MutexGuard<'_, ()>> {
         let mut idx: Vec<usize> = keys.iter().map(|k| self.stripe_of(k)).collect();
         idx.sort_unstable();
         idx.dedup();

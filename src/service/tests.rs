@@ -459,3 +459,47 @@ fn service_duplicate_column_in_insert_is_invalid() {
     });
     assert_eq!(error_kind(r), ErrorKind::Invalid);
 }
+
+fn row_insert(table: &str, key: &'static [u8], value: &'static [u8]) -> RowInsert {
+    RowInsert {
+        table: table.into(),
+        key: Bytes::from_static(key),
+        ttl_secs: None,
+        timestamp_micros: None,
+        columns: vec![ColumnWrite {
+            name: Bytes::from_static(b"c"),
+            value: Bytes::from_static(value),
+            context: Bytes::new(),
+        }],
+    }
+}
+
+#[test]
+fn service_insert_group_on_one_cell_keeps_both_writes_as_siblings() {
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    let a = row_insert("t", b"k", b"a");
+    let b = row_insert("t", b"k", b"b");
+    let results = f.svc.insert_group(&[(&a, None), (&b, None)]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(values(&f.cell("t", "k", "c").unwrap()), [&b"a"[..], b"b"]);
+}
+
+#[test]
+fn service_insert_group_fails_only_the_bad_insert() {
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    let good = row_insert("t", b"k1", b"v");
+    let bad = row_insert("missing", b"k2", b"v");
+    let empty_key = row_insert("t", b"", b"v");
+    let results = f
+        .svc
+        .insert_group(&[(&good, None), (&bad, None), (&empty_key, None)]);
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        &results[1],
+        Err(e) if matches!(e.kind, ErrorKind::UnknownTable { .. })
+    ));
+    assert!(matches!(&results[2], Err(e) if e.kind == ErrorKind::Invalid));
+    assert_eq!(values(&f.cell("t", "k1", "c").unwrap()), [b"v"]);
+}

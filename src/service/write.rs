@@ -15,9 +15,16 @@
 //!   older client timestamp: Sibyl has no partition tombstone (Cassandra has); it keeps the
 //!   store one-key-per-cell, at the cost of that corner of lww semantics.
 //! - TTL: the insert's TTL, else the table's default; 0 means "never expires".
+//! - Writes answered together (a run of pipelined INSERTs from one connection, see
+//!   [`Service::insert_group`]) share one engine write batch: one commit-log append for
+//!   the run. Each insert still succeeds or fails on its own (validation, contexts, sibling
+//!   limit); only an engine failure fails the whole run. Causal cells of the run are
+//!   prepared under the stripe locks of every cell of the run, taken at once in stripe
+//!   order, and a later insert of the run sees the cells an earlier one prepared.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use sibyl_protocol::{
@@ -41,6 +48,21 @@ struct CellWrite<'a> {
     context: &'a [u8],
 }
 
+/// A validated row mutation, ready to be prepared under its locks.
+struct RowPlan<'a> {
+    schema: Arc<TableSchema>,
+    /// Engine keys, one per cell.
+    keys: Vec<Vec<u8>>,
+    cells: Vec<CellWrite<'a>>,
+    /// Decoded contexts, one per cell (causal tables only).
+    contexts: Vec<Option<Context>>,
+    timestamp_micros: i64,
+    expires_at_secs: Option<u64>,
+}
+
+/// Cells prepared earlier in the same group, by (table, engine key).
+type Overlay = HashMap<(String, Vec<u8>), Vec<u8>>;
+
 impl Service {
     /// INSERT of one row.
     pub(crate) fn insert(
@@ -48,6 +70,27 @@ impl Service {
         insert: &RowInsert,
         consistency: Option<Consistency>,
     ) -> Result<(), ServerError> {
+        let plan = self.plan_insert(insert, consistency)?;
+        self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Runs several INSERTs with one engine write; one result per insert, in order.
+    pub fn insert_group(
+        &self,
+        inserts: &[(&RowInsert, Option<Consistency>)],
+    ) -> Vec<Result<(), ServerError>> {
+        let plans = inserts
+            .iter()
+            .map(|(i, c)| self.plan_insert(i, *c))
+            .collect();
+        self.apply_group(plans)
+    }
+
+    fn plan_insert<'a>(
+        &self,
+        insert: &'a RowInsert,
+        consistency: Option<Consistency>,
+    ) -> Result<RowPlan<'a>, ServerError> {
         let schema = self.schema(&insert.table)?;
         check_key(&insert.key)?;
         self.check_consistency(&schema, consistency, schema.options.write_consistency)?;
@@ -70,7 +113,7 @@ impl Service {
             Some(0) | None => None,
             Some(t) => Some(t),
         };
-        let cells: Vec<CellWrite<'_>> = insert
+        let cells = insert
             .columns
             .iter()
             .map(|c| CellWrite {
@@ -79,7 +122,7 @@ impl Service {
                 context: &c.context,
             })
             .collect();
-        self.apply(&schema, &insert.key, insert.timestamp_micros, ttl, &cells)
+        self.plan(schema, &insert.key, insert.timestamp_micros, ttl, cells)
     }
 
     /// DELETE of columns or of a whole row.
@@ -130,7 +173,8 @@ impl Service {
                 return Ok(());
             }
         }
-        self.apply(&schema, &delete.key, delete.timestamp_micros, None, &cells)
+        let plan = self.plan(schema, &delete.key, delete.timestamp_micros, None, cells)?;
+        self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()))
     }
 
     /// BATCH: each mutation applied on its own; the first failure is returned after all
@@ -178,88 +222,158 @@ impl Service {
         Ok(out)
     }
 
-    /// Writes the cells of one row in one engine batch.
-    fn apply(
+    /// Keys, timestamp, expiry and decoded contexts of one row mutation. Contexts are
+    /// decoded here, before any lock: a forged one fails fast.
+    fn plan<'a>(
         &self,
-        schema: &TableSchema,
+        schema: Arc<TableSchema>,
         key: &[u8],
         timestamp_micros: Option<i64>,
         ttl_secs: Option<u32>,
-        cells: &[CellWrite<'_>],
-    ) -> Result<(), ServerError> {
+        cells: Vec<CellWrite<'a>>,
+    ) -> Result<RowPlan<'a>, ServerError> {
         let prefix = RowPrefix::new(key);
-        let now_micros = self.clock.now_micros();
-        let now_secs = self.clock.now_secs();
-        let ts = timestamp_micros.unwrap_or(now_micros);
-        let expires = ttl_secs.map(|t| now_secs.saturating_add(u64::from(t)));
-        let keys: Vec<Vec<u8>> = cells.iter().map(|c| prefix.cell_key(c.column)).collect();
-        let mut batch = WriteBatch::new();
-        match schema.options.conflict_mode {
-            ConflictMode::Lww => {
-                for (k, c) in keys.iter().zip(cells) {
-                    let cell = prepare_lww_write(c.value.map(<[u8]>::to_vec), ts, expires);
-                    batch.put(&schema.name, k, &cell);
-                }
-                self.engine.write(&batch).map_err(storage_error)
-            }
-            ConflictMode::Causal => {
-                // Decode contexts before taking any lock: a forged one fails fast.
-                let contexts = cells
-                    .iter()
-                    .map(|c| {
-                        if c.context.is_empty() {
-                            Ok(None)
-                        } else {
-                            Context::decode(c.context).map(Some)
-                        }
-                    })
-                    .collect::<Result<Vec<Option<Context>>, _>>()
-                    .map_err(versioning_error)?;
-                let _guards = self.lock_stripes(&keys);
-                for ((k, c), ctx) in keys.iter().zip(cells).zip(&contexts) {
-                    // The raw merged entry: prepare_causal_write drops expired siblings
-                    // itself, so the engine's read filter would only decode it twice.
-                    let existing = match self.engine.get_entry(&schema.name, k) {
-                        Ok(Some(Entry::Value(v))) => Some(v),
-                        Ok(_) => None,
-                        Err(e) => return Err(storage_error(e)),
-                    };
-                    let local_ctx;
-                    let ctx = match (c.value, ctx, &existing) {
-                        // Deleting a cell that does not exist, with nothing seen: no-op.
-                        (None, None, None) => continue,
-                        // A delete without a context supersedes what this node holds.
-                        (None, None, Some(stored)) => {
-                            let dvv = decode_causal_cell(stored).map_err(versioning_error)?;
-                            local_ctx = Context::of(&dvv);
-                            Some(&local_ctx)
-                        }
-                        (_, ctx, _) => ctx.as_ref(),
-                    };
-                    let mut sibling = match c.value {
-                        Some(v) => Sibling::value(v.to_vec(), ts),
-                        None => Sibling::tombstone(ts),
-                    };
-                    if let (Some(t), Some(_)) = (expires, c.value) {
-                        sibling = sibling.with_expiry(t);
+        let keys = cells.iter().map(|c| prefix.cell_key(c.column)).collect();
+        let contexts = match schema.options.conflict_mode {
+            ConflictMode::Lww => Vec::new(),
+            ConflictMode::Causal => cells
+                .iter()
+                .map(|c| {
+                    if c.context.is_empty() {
+                        Ok(None)
+                    } else {
+                        Context::decode(c.context).map(Some)
                     }
-                    let cell = prepare_causal_write(
-                        existing.as_deref(),
-                        ctx,
-                        sibling,
-                        self.actor,
-                        self.opts.max_siblings,
-                        now_secs,
-                    )
-                    .map_err(versioning_error)?;
-                    batch.put(&schema.name, k, &cell);
+                })
+                .collect::<Result<Vec<Option<Context>>, _>>()
+                .map_err(versioning_error)?,
+        };
+        let expires_at_secs = ttl_secs.map(|t| self.clock.now_secs().saturating_add(u64::from(t)));
+        Ok(RowPlan {
+            schema,
+            keys,
+            cells,
+            contexts,
+            timestamp_micros: timestamp_micros.unwrap_or_else(|| self.clock.now_micros()),
+            expires_at_secs,
+        })
+    }
+
+    /// Prepares every plan under the stripe locks of all their causal cells and writes
+    /// them in one engine batch. A plan that fails keeps its error and writes nothing.
+    fn apply_group(
+        &self,
+        plans: Vec<Result<RowPlan<'_>, ServerError>>,
+    ) -> Vec<Result<(), ServerError>> {
+        let lock_keys: Vec<&[u8]> = plans
+            .iter()
+            .flatten()
+            .filter(|p| p.schema.options.conflict_mode == ConflictMode::Causal)
+            .flat_map(|p| p.keys.iter().map(Vec::as_slice))
+            .collect();
+        let guards = self.lock_stripes(&lock_keys);
+        let now_secs = self.clock.now_secs();
+        let mut overlay = Overlay::new();
+        let mut batch = WriteBatch::new();
+        let mut in_batch = Vec::with_capacity(plans.len());
+        let mut results = Vec::with_capacity(plans.len());
+        for (i, plan) in plans.iter().enumerate() {
+            let prepared = plan
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|p| self.prepare(p, &overlay, now_secs).map(|cells| (p, cells)));
+            match prepared {
+                Ok((p, cells)) => {
+                    let several = plans.len() > 1;
+                    for (k, v) in cells {
+                        batch.put(&p.schema.name, k, &v);
+                        if several && p.schema.options.conflict_mode == ConflictMode::Causal {
+                            overlay.insert((p.schema.name.clone(), k.to_vec()), v);
+                        }
+                    }
+                    in_batch.push(i);
+                    results.push(Ok(()));
                 }
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                self.engine.write(&batch).map_err(storage_error)
+                Err(e) => results.push(Err(e)),
             }
         }
+        if !batch.is_empty() {
+            if let Err(e) = self.engine.write(&batch) {
+                let e = storage_error(e);
+                for i in in_batch {
+                    if let Some(r) = results.get_mut(i) {
+                        *r = Err(e.clone());
+                    }
+                }
+            }
+        }
+        drop(guards);
+        results
+    }
+
+    /// The new stored cells of one plan, as (engine key, cell).
+    fn prepare<'p>(
+        &self,
+        plan: &'p RowPlan<'_>,
+        overlay: &Overlay,
+        now_secs: u64,
+    ) -> Result<Vec<(&'p [u8], Vec<u8>)>, ServerError> {
+        let mut out = Vec::with_capacity(plan.cells.len());
+        let ts = plan.timestamp_micros;
+        if plan.schema.options.conflict_mode == ConflictMode::Lww {
+            for (k, c) in plan.keys.iter().zip(&plan.cells) {
+                let cell = prepare_lww_write(c.value.map(<[u8]>::to_vec), ts, plan.expires_at_secs);
+                out.push((k.as_slice(), cell));
+            }
+            return Ok(out);
+        }
+        for ((k, c), ctx) in plan.keys.iter().zip(&plan.cells).zip(&plan.contexts) {
+            let earlier = if overlay.is_empty() {
+                None
+            } else {
+                overlay.get(&(plan.schema.name.clone(), k.clone())).cloned()
+            };
+            let existing = match earlier {
+                Some(v) => Some(v),
+                // The raw merged entry: prepare_causal_write drops expired siblings itself,
+                // so the engine's read filter would only decode it twice.
+                None => match self.engine.get_entry(&plan.schema.name, k) {
+                    Ok(Some(Entry::Value(v))) => Some(v),
+                    Ok(_) => None,
+                    Err(e) => return Err(storage_error(e)),
+                },
+            };
+            let local_ctx;
+            let ctx = match (c.value, ctx, &existing) {
+                // Deleting a cell that does not exist, with nothing seen: no-op.
+                (None, None, None) => continue,
+                // A delete without a context supersedes what this node holds.
+                (None, None, Some(stored)) => {
+                    let dvv = decode_causal_cell(stored).map_err(versioning_error)?;
+                    local_ctx = Context::of(&dvv);
+                    Some(&local_ctx)
+                }
+                (_, ctx, _) => ctx.as_ref(),
+            };
+            let mut sibling = match c.value {
+                Some(v) => Sibling::value(v.to_vec(), ts),
+                None => Sibling::tombstone(ts),
+            };
+            if let (Some(t), Some(_)) = (plan.expires_at_secs, c.value) {
+                sibling = sibling.with_expiry(t);
+            }
+            let cell = prepare_causal_write(
+                existing.as_deref(),
+                ctx,
+                sibling,
+                self.actor,
+                self.opts.max_siblings,
+                now_secs,
+            )
+            .map_err(versioning_error)?;
+            out.push((k.as_slice(), cell));
+        }
+        Ok(out)
     }
 }
 
