@@ -60,6 +60,9 @@ struct RowPlan<'a> {
     expires_at_secs: Option<u64>,
 }
 
+/// A cell ready for the engine: (engine key, stored cell).
+type PreparedCell<'k> = (&'k [u8], Vec<u8>);
+
 /// Cells prepared earlier in the same group, by (table, engine key).
 type Overlay = HashMap<(String, Vec<u8>), Vec<u8>>;
 
@@ -317,7 +320,7 @@ impl Service {
         plan: &'p RowPlan<'_>,
         overlay: &Overlay,
         now_secs: u64,
-    ) -> Result<Vec<(&'p [u8], Vec<u8>)>, ServerError> {
+    ) -> Result<Vec<PreparedCell<'p>>, ServerError> {
         let mut out = Vec::with_capacity(plan.cells.len());
         let ts = plan.timestamp_micros;
         if plan.schema.options.conflict_mode == ConflictMode::Lww {
