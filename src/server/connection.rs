@@ -231,11 +231,19 @@ impl Connection {
             group.iter().map(|g| (&g.insert, g.consistency)).collect();
         let results = service.insert_group(&inserts);
         for (g, result) in group.iter().zip(results) {
-            let response = match result {
-                Ok(()) => service.written(),
-                Err(e) => Response::Error(e),
-            };
-            self.answer(g.stream_id, Opcode::Insert, &response);
+            match result {
+                Ok(()) => {
+                    let frame = Frame {
+                        version: PROTOCOL_VERSION,
+                        flags: FLAG_RESPONSE,
+                        opcode: Opcode::Insert.as_u8(),
+                        stream_id: g.stream_id,
+                        body: service.written_body(),
+                    };
+                    let _ = frame.encode(&mut self.out, usize::MAX);
+                }
+                Err(e) => self.answer(g.stream_id, Opcode::Insert, &Response::Error(e)),
+            }
         }
     }
 

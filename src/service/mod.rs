@@ -130,6 +130,8 @@ pub struct Service {
     stripes: Box<[Mutex<()>]>,
     opts: ServiceOptions,
     batch_sync: bool,
+    /// The encoded body of every successful write's answer (it never changes).
+    written_body: bytes::Bytes,
 }
 
 impl std::fmt::Debug for Service {
@@ -206,6 +208,14 @@ impl Service {
         };
         let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
+        let written_body = Response::Written {
+            meta: ResponseMeta {
+                replicas: vec![opts.node_address.clone()],
+                read_repair: false,
+            },
+        }
+        .encode_body()
+        .unwrap_or_default();
         Ok(Service {
             engine,
             tables: RwLock::new(tables),
@@ -215,6 +225,7 @@ impl Service {
             stripes,
             opts,
             batch_sync,
+            written_body,
         })
     }
 
@@ -450,6 +461,11 @@ impl Service {
             ));
         }
         Ok(())
+    }
+
+    /// The encoded body of [`Service::written`] (shared, never re-encoded).
+    pub fn written_body(&self) -> bytes::Bytes {
+        self.written_body.clone()
     }
 
     /// The answer to a write that succeeded.

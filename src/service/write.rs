@@ -64,7 +64,7 @@ struct RowPlan<'a> {
 type PreparedCell<'k> = (&'k [u8], Vec<u8>);
 
 /// Cells prepared earlier in the same group, by (table, engine key).
-type Overlay = HashMap<(String, Vec<u8>), Vec<u8>>;
+type Overlay<'p> = HashMap<(&'p str, &'p [u8]), Vec<u8>>;
 
 impl Service {
     /// INSERT of one row.
@@ -291,7 +291,7 @@ impl Service {
                     for (k, v) in cells {
                         batch.put(&p.schema.name, k, &v);
                         if several && p.schema.options.conflict_mode == ConflictMode::Causal {
-                            overlay.insert((p.schema.name.clone(), k.to_vec()), v);
+                            overlay.insert((p.schema.name.as_str(), k), v);
                         }
                     }
                     in_batch.push(i);
@@ -318,7 +318,7 @@ impl Service {
     fn prepare<'p>(
         &self,
         plan: &'p RowPlan<'_>,
-        overlay: &Overlay,
+        overlay: &Overlay<'_>,
         now_secs: u64,
     ) -> Result<Vec<PreparedCell<'p>>, ServerError> {
         let mut out = Vec::with_capacity(plan.cells.len());
@@ -334,7 +334,9 @@ impl Service {
             let earlier = if overlay.is_empty() {
                 None
             } else {
-                overlay.get(&(plan.schema.name.clone(), k.clone())).cloned()
+                overlay
+                    .get(&(plan.schema.name.as_str(), k.as_slice()))
+                    .cloned()
             };
             let existing = match earlier {
                 Some(v) => Some(v),
