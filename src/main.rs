@@ -12,6 +12,9 @@ use clap::Parser;
 use sibyl::config::{Cli, Config};
 use sibyl::node::Node;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::load(Cli::parse()) {
         Ok(c) => c,
