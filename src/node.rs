@@ -138,7 +138,11 @@ impl Node {
         tokio::task::spawn_blocking(move || service.close())
             .await?
             .map_err(|source| NodeError::Close { source })?;
-        tracing::info!("storage engine closed; commit log synced");
+        tracing::info!(
+            sibling_limit_rejections = crate::versioning::sibling_limit_rejections(),
+            corrupt_cells_seen = crate::versioning::corrupt_cells_seen(),
+            "storage engine closed; commit log synced"
+        );
         Ok(())
     }
 }

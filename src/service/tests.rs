@@ -503,3 +503,29 @@ fn service_insert_group_fails_only_the_bad_insert() {
     assert!(matches!(&results[2], Err(e) if e.kind == ErrorKind::Invalid));
     assert_eq!(values(&f.cell("t", "k1", "c").unwrap()), [b"v"]);
 }
+
+#[test]
+fn service_table_default_ttl_applies_and_zero_ttl_overrides_it() {
+    let f = fixture();
+    let r = f.svc.handle(Request::CreateTable {
+        name: "t".into(),
+        options: TableOptions {
+            default_ttl_secs: Some(5),
+            ..table_options(ConflictMode::Lww)
+        },
+        if_not_exists: false,
+    });
+    assert!(matches!(r, Response::SchemaChanged { .. }));
+    f.put("t", "k", "defaulted", "v");
+    let mut never = row_insert("t", b"k", b"v");
+    never.columns[0].name = Bytes::from_static(b"forever");
+    never.ttl_secs = Some(0);
+    assert!(f.svc.insert_group(&[(&never, None)])[0].is_ok());
+    assert_eq!(
+        f.cell("t", "k", "defaulted").unwrap().siblings[0].ttl_secs,
+        Some(5)
+    );
+    f.clock.advance_secs(5);
+    assert!(f.cell("t", "k", "defaulted").is_none());
+    assert!(f.cell("t", "k", "forever").is_some());
+}
