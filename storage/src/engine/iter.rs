@@ -98,39 +98,30 @@ impl MemCursor {
         if !self.more {
             return;
         }
-        let range = (as_slice_bound(&self.lower), as_slice_bound(&self.upper));
-        let map = self.mem.map();
-        let push =
-            |buf: &mut Vec<u8>, items: &mut Vec<MemItem>, k: &[u8], seqno: SeqNo, e: &Entry| {
+        let (buf, items) = (&mut self.buf, &mut self.items);
+        self.mem.visit_range(
+            as_slice_bound(&self.lower),
+            as_slice_bound(&self.upper),
+            self.dir == Direction::Reverse,
+            MEM_CHUNK,
+            |k, seqno, e| {
                 let ks = buf.len();
                 buf.extend_from_slice(k);
                 let value = match e {
-                    Entry::Value(v) => {
+                    EntryRef::Value(v) => {
                         let vs = buf.len();
                         buf.extend_from_slice(v);
                         Some((vs, v.len()))
                     }
-                    Entry::Tombstone => None,
+                    EntryRef::Tombstone => None,
                 };
                 items.push(MemItem {
                     key: (ks, k.len()),
                     value,
                     seqno,
                 });
-            };
-        let (buf, items) = (&mut self.buf, &mut self.items);
-        match self.dir {
-            Direction::Forward => {
-                for e in map.range::<[u8], _>(range).take(MEM_CHUNK) {
-                    push(buf, items, e.key(), e.value().seqno, &e.value().entry);
-                }
-            }
-            Direction::Reverse => {
-                for e in map.range::<[u8], _>(range).rev().take(MEM_CHUNK) {
-                    push(buf, items, e.key(), e.value().seqno, &e.value().entry);
-                }
-            }
-        }
+            },
+        );
         self.more = self.items.len() == MEM_CHUNK;
     }
 

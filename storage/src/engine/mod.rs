@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     poison_reason: Mutex<Option<String>>,
     /// Serialises compactions (background and manual).
     compacting: Mutex<()>,
+    /// Serialises commit log segment deletion.
+    segment_gc: Mutex<()>,
 }
 
 /// An open storage engine. Cheap to share behind an `Arc`; closed on drop.

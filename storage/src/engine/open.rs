@@ -172,6 +172,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         poisoned: AtomicBool::new(false),
         poison_reason: Mutex::new(None),
         compacting: Mutex::new(()),
+        segment_gc: Mutex::new(()),
         opts,
     });
     let threads = background::start(&inner)?;
