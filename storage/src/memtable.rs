@@ -25,6 +25,73 @@ use crate::types::{Entry, EntryRef, SeqNo};
 /// Bytes charged per entry for the skip list node and bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 64;
 
+/// A memtable key: owns its bytes, orders like them (see [`KeySlice`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct MemKey(Vec<u8>);
+
+/// A key borrowed for lookups, ordered exactly like `[u8]` (lexicographically) but
+/// compared eight bytes at a time as big-endian integers: the B-tree's searches then
+/// compare inline instead of calling `memcmp` per node entry (~25% of the node's CPU on
+/// point reads before this).
+#[derive(Debug, PartialEq, Eq)]
+#[repr(transparent)]
+struct KeySlice([u8]);
+
+impl KeySlice {
+    fn new(bytes: &[u8]) -> &KeySlice {
+        // SAFETY: `KeySlice` is `repr(transparent)` over `[u8]`, so the two references
+        // have the same layout and metadata (the std library's `Path`/`OsStr` idiom).
+        unsafe { &*(bytes as *const [u8] as *const KeySlice) }
+    }
+}
+
+impl Ord for KeySlice {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        compare_keys(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for KeySlice {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::borrow::Borrow<KeySlice> for MemKey {
+    fn borrow(&self) -> &KeySlice {
+        KeySlice::new(&self.0)
+    }
+}
+
+/// Lexicographic byte order, eight bytes per step.
+#[inline]
+fn compare_keys(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        let (mut xa, mut ya) = ([0u8; 8], [0u8; 8]);
+        xa.copy_from_slice(x);
+        ya.copy_from_slice(y);
+        let (x, y) = (u64::from_be_bytes(xa), u64::from_be_bytes(ya));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    let done = a.len().min(b.len()) / 8 * 8;
+    let (ta, tb) = (
+        a.get(done..).unwrap_or_default(),
+        b.get(done..).unwrap_or_default(),
+    );
+    for (x, y) in ta.iter().zip(tb) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// The value stored per key: the newest sequence number that touched it and the merged
 /// entry.
 #[derive(Debug)]
@@ -38,7 +105,7 @@ pub struct Versioned {
 /// A concurrent sorted in-memory table.
 #[derive(Debug)]
 pub struct Memtable {
-    map: RwLock<BTreeMap<Vec<u8>, Versioned>>,
+    map: RwLock<BTreeMap<MemKey, Versioned>>,
     approximate_size: AtomicUsize,
     min_seqno: AtomicU64,
     max_seqno: AtomicU64,
@@ -61,7 +128,7 @@ impl Memtable {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versioned>> {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<MemKey, Versioned>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -69,7 +136,7 @@ impl Memtable {
     /// Caller must hold the engine's write mutex (see the module doc).
     pub fn apply(&self, key: &[u8], seqno: SeqNo, entry: Entry, policy: &dyn MergePolicy) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let charge = match map.get_mut(key) {
+        let charge = match map.get_mut(KeySlice::new(key)) {
             Some(old) => {
                 let merged = if policy.newest_wins() {
                     entry
@@ -85,7 +152,7 @@ impl Memtable {
             }
             None => {
                 let charge = key.len() + entry.charge();
-                map.insert(key.to_vec(), Versioned { seqno, entry });
+                map.insert(MemKey(key.to_vec()), Versioned { seqno, entry });
                 charge
             }
         };
@@ -98,13 +165,17 @@ impl Memtable {
 
     /// Looks `key` up.
     pub fn get(&self, key: &[u8]) -> Option<(SeqNo, Entry)> {
-        self.read().get(key).map(|v| (v.seqno, v.entry.clone()))
+        self.read()
+            .get(KeySlice::new(key))
+            .map(|v| (v.seqno, v.entry.clone()))
     }
 
     /// Calls `f` with the entry at `key` without copying it (under the read lock: keep
     /// `f` short).
     pub fn with_entry<R>(&self, key: &[u8], f: impl FnOnce(SeqNo, EntryRef<'_>) -> R) -> Option<R> {
-        self.read().get(key).map(|v| f(v.seqno, v.entry.as_ref()))
+        self.read()
+            .get(KeySlice::new(key))
+            .map(|v| f(v.seqno, v.entry.as_ref()))
     }
 
     /// Calls `f` on up to `max` entries inside the bounds, ascending or (`reverse`)
@@ -130,16 +201,16 @@ impl Memtable {
             }
         }
         let map = self.read();
-        let range = map.range::<[u8], _>((lower, upper));
+        let range = map.range::<KeySlice, _>((lower.map(KeySlice::new), upper.map(KeySlice::new)));
         let mut n = 0;
         if reverse {
             for (k, v) in range.rev().take(max) {
-                f(k, v.seqno, v.entry.as_ref());
+                f(&k.0, v.seqno, v.entry.as_ref());
                 n += 1;
             }
         } else {
             for (k, v) in range.take(max) {
-                f(k, v.seqno, v.entry.as_ref());
+                f(&k.0, v.seqno, v.entry.as_ref());
                 n += 1;
             }
         }
@@ -153,7 +224,7 @@ impl Memtable {
         mut f: impl FnMut(&[u8], SeqNo, EntryRef<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         for (k, v) in self.read().iter() {
-            f(k, v.seqno, v.entry.as_ref())?;
+            f(&k.0, v.seqno, v.entry.as_ref())?;
         }
         Ok(())
     }
@@ -209,6 +280,39 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m.min_seqno(), Some(1));
         assert_eq!(m.max_seqno(), 2);
+    }
+
+    #[test]
+    fn memtable_key_order_is_byte_order() {
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![0xff],
+            b"abcdefgh".to_vec(),
+            b"abcdefgh\0".to_vec(),
+            b"abcdefgi".to_vec(),
+            b"abcdefghabcdefgh".to_vec(),
+            b"abcdefghabcdefgz".to_vec(),
+            vec![0x80; 9],
+            vec![0x7f; 17],
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memtable_key_order_matches_slice_order(
+            a in proptest::collection::vec(0u8..4, 0..20),
+            b in proptest::collection::vec(0u8..4, 0..20),
+        ) {
+            proptest::prop_assert_eq!(compare_keys(&a, &b), a.cmp(&b));
+        }
     }
 
     #[test]
