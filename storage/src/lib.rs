@@ -34,7 +34,8 @@ pub mod sstable;
 pub mod types;
 
 pub use engine::{
-    Direction, Engine, EngineOptions, MergeResolver, ScanIter, SyncMode, TableOptions, TableStats,
+    Direction, Engine, EngineOptions, MergeResolver, RecoveryReport, ScanIter, SyncMode,
+    TableOptions, TableStats,
 };
 pub use error::{Error, Result};
 pub use merge::{MergePolicy, NewestWins};

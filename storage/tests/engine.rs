@@ -441,6 +441,69 @@ fn engine_mid_log_corruption_is_reported() {
 }
 
 #[test]
+fn engine_salvage_cuts_the_log_at_mid_log_corruption_and_reports_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let e = open_with(dir.path(), EngineOptions::default());
+        e.create_table("t", TableOptions::default())
+            .expect("create");
+        for i in 0..50u32 {
+            e.put("t", format!("k{i:02}").as_bytes(), &[1u8; 100])
+                .expect("put");
+        }
+    }
+    let seg = newest_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&seg, &bytes).expect("write");
+    let opts = EngineOptions {
+        salvage_corrupt_log: true,
+        ..EngineOptions::default()
+    };
+    let e = open_with(dir.path(), opts.clone());
+    assert_eq!(e.recovery().salvaged.len(), 1, "{:?}", e.recovery());
+    assert!(e.recovery().data_may_be_lost(SyncMode::Batch));
+    // Everything before the corrupt record survives, nothing after it.
+    assert_eq!(e.get("t", b"k00").expect("get"), Some(vec![1u8; 100]));
+    let kept = scan_all(&e, "t", Direction::Forward).len();
+    assert!(kept > 0 && kept < 50, "kept {kept}");
+    e.put("t", b"after", b"v")
+        .expect("writes work after salvage");
+    drop(e);
+    // The next open finds a clean log.
+    let e = open_with(dir.path(), EngineOptions::default());
+    assert!(e.recovery().salvaged.is_empty());
+    assert_eq!(e.get("t", b"after").expect("get"), Some(b"v".to_vec()));
+}
+
+#[test]
+fn engine_recovery_reports_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let e = open_with(dir.path(), EngineOptions::default());
+        e.create_table("t", TableOptions::default())
+            .expect("create");
+        e.put("t", b"k", b"v").expect("put");
+        e.put("t", b"k2", b"v").expect("put");
+    }
+    let seg = newest_segment(dir.path());
+    let len = std::fs::metadata(&seg).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(len - 1)
+        .expect("truncate");
+    let e = open_with(dir.path(), EngineOptions::default());
+    assert!(e.recovery().truncated_tail.is_some());
+    assert!(e.recovery().data_may_be_lost(SyncMode::Periodic {
+        interval: std::time::Duration::from_millis(10)
+    }));
+    assert!(!e.recovery().data_may_be_lost(SyncMode::Batch));
+}
+
+#[test]
 fn engine_bit_flipped_sstable_block_is_a_typed_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

@@ -74,6 +74,36 @@ pub struct EngineOptions {
     pub auto_compaction: bool,
     /// The I/O fault seam (tests arm it; production leaves it idle).
     pub faults: Arc<Faults>,
+    /// On a corrupt record in the middle of the commit log: `false` (default) refuses to
+    /// open with the typed corruption error; `true` cuts the log at the corrupt record
+    /// (losing what follows it), opens, and says so in [`Engine::recovery`]. The node uses
+    /// this for `--salvage-commitlog` and takes a new actor epoch when it happens.
+    pub salvage_corrupt_log: bool,
+}
+
+/// What recovery found when the engine opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// A torn tail of the last segment was truncated at this file and offset (writes not
+    /// yet synced when the process or machine died).
+    pub truncated_tail: Option<(PathBuf, u64)>,
+    /// Corrupt spots cut out of the log with `salvage_corrupt_log` (what follows each was
+    /// discarded).
+    pub salvaged: Vec<String>,
+    /// Segments replayed.
+    pub segments: usize,
+    /// Records replayed.
+    pub records: u64,
+}
+
+impl RecoveryReport {
+    /// True when recovery may have dropped writes that were acknowledged (a salvaged
+    /// corruption, or a torn tail under periodic sync): a Dynamo node must then take a
+    /// new actor epoch (Riak's KV679).
+    pub fn data_may_be_lost(&self, sync: SyncMode) -> bool {
+        !self.salvaged.is_empty()
+            || (self.truncated_tail.is_some() && !matches!(sync, SyncMode::Batch))
+    }
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -99,6 +129,7 @@ impl Default for EngineOptions {
             merge_resolver: Arc::new(|_, _| Arc::new(NewestWins) as Arc<dyn MergePolicy>),
             auto_compaction: true,
             faults: Arc::new(Faults::default()),
+            salvage_corrupt_log: false,
         }
     }
 }
@@ -161,6 +192,7 @@ pub(crate) struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    recovery: RecoveryReport,
     _lock: std::fs::File,
 }
 
@@ -176,6 +208,11 @@ impl Engine {
     /// Opens (or creates) the engine in `dir`, recovering from the manifest and commit log.
     pub fn open(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<Engine> {
         open::open(dir.as_ref(), opts)
+    }
+
+    /// What recovery found when this engine opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
     }
 
     /// The data directory.

@@ -9,9 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::table::{decode_options, Table, TableFile, TableOptions, TableVersion};
-use super::{background, batch, Background, Engine, EngineOptions, Inner, WriteState};
+use super::{
+    background, batch, Background, Engine, EngineOptions, Inner, RecoveryReport, WriteState,
+};
 use crate::commitlog::{self, CommitLog, CommitLogOptions};
 use crate::error::{Error, Result};
+use crate::fault::Faults;
 use crate::manifest::{self, Manifest};
 use crate::sstable::SsTable;
 use crate::types::Entry;
@@ -61,83 +64,40 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         ..Manifest::default()
     });
 
-    // Open every table's SSTables; a listed file that is missing or bad is an error.
-    let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
-    let mut by_id: HashMap<u32, (Arc<Table>, u64)> = HashMap::new();
-    let mut live_files: HashSet<u64> = HashSet::new();
-    let mut max_seqno = manifest.last_seqno;
-    for tm in &manifest.tables {
-        let (compaction, metadata) = decode_options(&tm.options).ok_or_else(|| {
-            Error::corruption(
-                dir.join("MANIFEST"),
-                0,
-                format!("bad options of table {:?}", tm.name),
-            )
-        })?;
-        let merge = (opts.merge_resolver)(&tm.name, &metadata);
-        let mut files = Vec::with_capacity(tm.sstables.len());
-        for s in &tm.sstables {
-            let path = sstable_path(dir, s.file_id);
-            let sst = SsTable::open(&path)?;
-            max_seqno = max_seqno.max(sst.info().max_seqno);
-            live_files.insert(s.file_id);
-            files.push(Arc::new(TableFile {
-                file_id: s.file_id,
-                level: s.level,
-                sst,
-            }));
-        }
-        TableVersion::sort_files(&mut files);
-        let version = TableVersion {
-            files,
-            ..TableVersion::empty()
-        };
-        let options = TableOptions {
-            compaction,
-            merge,
-            metadata,
-        };
-        let t = Arc::new(Table::new(tm.id, tm.name.clone(), options, version));
-        by_id.insert(tm.id, (t.clone(), tm.flushed_seqno));
-        tables.insert(tm.name.clone(), t);
-    }
-    remove_orphans(dir, &live_files);
-
-    // Replay the commit log into the memtables.
+    // Open the tables and replay the log into their memtables. With `salvage_corrupt_log`
+    // a corrupt record mid-log ends the log there (the rest is discarded and reported in
+    // the recovery report) and recovery starts over on the shortened log.
     let log_dir = dir.join(COMMITLOG_DIR);
-    let mut to_freeze = false;
-    let report = commitlog::replay(&log_dir, &opts.faults, |seqno, payload| {
-        let ops = batch::decode(payload).ok_or_else(|| {
-            Error::corruption(
-                &log_dir,
-                0,
-                format!("undecodable write batch at seqno {seqno}"),
-            )
-        })?;
-        for op in ops {
-            let Some((t, flushed)) = by_id.get(&op.table_id) else {
-                continue; // a dropped table
-            };
-            if seqno <= *flushed {
-                continue;
+    let mut salvaged: Vec<String> = Vec::new();
+    let (tables, max_seqno, to_freeze, report) = loop {
+        let loaded = load_tables(dir, &manifest, &opts)?;
+        let mut to_freeze = false;
+        let replayed = replay_into(&log_dir, &opts, &loaded.by_id, &mut to_freeze);
+        match replayed {
+            Ok(report) => {
+                remove_orphans(dir, &loaded.live_files);
+                break (loaded.tables, loaded.max_seqno, to_freeze, report);
             }
-            let entry = match op.entry {
-                Some(v) => Entry::Value(v.to_vec()),
-                None => Entry::Tombstone,
-            };
-            let v = t.version();
-            v.active.apply(op.key, seqno, entry, t.merge.as_ref());
-            if v.active.approximate_size() >= opts.memtable_size {
-                t.freeze();
-                to_freeze = true;
+            Err(e) if opts.salvage_corrupt_log && salvaged.len() < MAX_SALVAGES => {
+                let Some(note) = salvage(&log_dir, &e, &opts.faults)? else {
+                    return Err(e);
+                };
+                tracing::error!(%note, "commit log corruption salvaged: data after it is lost");
+                salvaged.push(note);
             }
+            Err(e) => return Err(e),
         }
-        Ok(())
-    })?;
+    };
     if let Some((path, offset)) = &report.truncated_tail {
         tracing::warn!(path = %path.display(), offset, "commit log had a torn tail; truncated");
     }
     let last_seqno = max_seqno.max(report.last_seqno.unwrap_or(0));
+    let recovery = RecoveryReport {
+        truncated_tail: report.truncated_tail.clone(),
+        salvaged,
+        segments: report.segments,
+        records: report.records,
+    };
     tracing::info!(
         dir = %dir.display(),
         tables = tables.len(),
@@ -179,6 +139,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
     let engine = Engine {
         inner,
         threads: Mutex::new(threads),
+        recovery,
         _lock: lock_file,
     };
     Ok(engine)
@@ -208,4 +169,145 @@ fn remove_orphans(dir: &Path, live: &HashSet<u64>) {
             }
         }
     }
+}
+
+/// Most corrupt spots one open will cut out of the log before giving up.
+const MAX_SALVAGES: usize = 64;
+
+/// What [`load_tables`] builds from the manifest.
+struct LoadedTables {
+    tables: HashMap<String, Arc<Table>>,
+    by_id: HashMap<u32, (Arc<Table>, u64)>,
+    live_files: HashSet<u64>,
+    max_seqno: u64,
+}
+
+/// Opens every table of the manifest with its SSTables; a listed file that is missing or
+/// bad is an error.
+fn load_tables(dir: &Path, manifest: &Manifest, opts: &EngineOptions) -> Result<LoadedTables> {
+    let mut out = LoadedTables {
+        tables: HashMap::new(),
+        by_id: HashMap::new(),
+        live_files: HashSet::new(),
+        max_seqno: manifest.last_seqno,
+    };
+    for tm in &manifest.tables {
+        let (compaction, metadata) = decode_options(&tm.options).ok_or_else(|| {
+            Error::corruption(
+                dir.join("MANIFEST"),
+                0,
+                format!("bad options of table {:?}", tm.name),
+            )
+        })?;
+        let merge = (opts.merge_resolver)(&tm.name, &metadata);
+        let mut files = Vec::with_capacity(tm.sstables.len());
+        for s in &tm.sstables {
+            let path = sstable_path(dir, s.file_id);
+            let sst = SsTable::open(&path)?;
+            out.max_seqno = out.max_seqno.max(sst.info().max_seqno);
+            out.live_files.insert(s.file_id);
+            files.push(Arc::new(TableFile {
+                file_id: s.file_id,
+                level: s.level,
+                sst,
+            }));
+        }
+        TableVersion::sort_files(&mut files);
+        let version = TableVersion {
+            files,
+            ..TableVersion::empty()
+        };
+        let options = TableOptions {
+            compaction,
+            merge,
+            metadata,
+        };
+        let t = Arc::new(Table::new(tm.id, tm.name.clone(), options, version));
+        out.by_id.insert(tm.id, (t.clone(), tm.flushed_seqno));
+        out.tables.insert(tm.name.clone(), t);
+    }
+    Ok(out)
+}
+
+/// Replays the commit log into the tables' memtables.
+fn replay_into(
+    log_dir: &Path,
+    opts: &EngineOptions,
+    by_id: &HashMap<u32, (Arc<Table>, u64)>,
+    to_freeze: &mut bool,
+) -> Result<commitlog::ReplayReport> {
+    commitlog::replay(log_dir, &opts.faults, |seqno, payload| {
+        let ops = batch::decode(payload).ok_or_else(|| {
+            Error::corruption(
+                log_dir,
+                0,
+                format!("undecodable write batch at seqno {seqno}"),
+            )
+        })?;
+        for op in ops {
+            let Some((t, flushed)) = by_id.get(&op.table_id) else {
+                continue; // a dropped table
+            };
+            if seqno <= *flushed {
+                continue;
+            }
+            let entry = match op.entry {
+                Some(v) => Entry::Value(v.to_vec()),
+                None => Entry::Tombstone,
+            };
+            let v = t.version();
+            v.active.apply(op.key, seqno, entry, t.merge.as_ref());
+            if v.active.approximate_size() >= opts.memtable_size {
+                t.freeze();
+                *to_freeze = true;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Cuts the log at a corrupt record: truncates its segment at the record and deletes
+/// every later segment. Returns a description, or `None` when `err` is not a corruption
+/// inside a segment file (nothing to salvage).
+fn salvage(log_dir: &Path, err: &Error, faults: &Faults) -> Result<Option<String>> {
+    let (path, offset) = match err {
+        Error::ChecksumMismatch { path, offset, .. } | Error::Corruption { path, offset, .. }
+            if path.parent() == Some(log_dir) && path.is_file() =>
+        {
+            (path.clone(), *offset)
+        }
+        _ => return Ok(None),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let mut later: Vec<PathBuf> = fs::read_dir(log_dir)
+        .map_err(|e| Error::io(log_dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n > name.as_os_str()))
+        .collect();
+    later.sort();
+    if offset <= commitlog::format::SEGMENT_HEADER_LEN as u64 {
+        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    } else {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        f.set_len(offset).map_err(|e| Error::io(&path, e))?;
+        faults.sync_all(&f).map_err(|e| Error::io(&path, e))?;
+    }
+    for p in &later {
+        fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+    }
+    faults
+        .sync_dir(log_dir)
+        .map_err(|e| Error::io(log_dir, e))?;
+    Ok(Some(format!(
+        "{err}; log cut at {}:{offset}, {} later segment(s) removed",
+        path.display(),
+        later.len()
+    )))
 }
