@@ -16,17 +16,28 @@
 //! max_siblings = 100
 //! memtable_mb = 64
 //! max_value_kb = 1024
+//! # cluster
+//! seeds = ["10.0.0.1:7401"] # peer addresses; empty = a new cluster of its own
+//! cluster_name = "sibyl"
+//! num_tokens = 16
+//! datacenter = "dc1"
+//! rack = "rack1"
+//! partitioner = "murmur3"    # or "md5"
+//! token_allocation = "balanced"  # or "random"
+//! phi_threshold = 8.0
 //! ```
 //!
 //! Pure data; read once at start-up.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
 use sibyl_storage::SyncMode;
+
+use crate::ring::{Partitioner, TokenAllocation};
 
 /// Default data directory (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "./sibyl-data";
@@ -44,6 +55,18 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 /// Default memtable size in MiB (the engine's default).
 pub const DEFAULT_MEMTABLE_MB: usize = 64;
+/// Default cluster name: nodes of clusters with other names refuse each other.
+pub const DEFAULT_CLUSTER_NAME: &str = "sibyl";
+/// Default virtual nodes per node (Cassandra 4's default `num_tokens`).
+pub const DEFAULT_NUM_TOKENS: usize = 16;
+/// Most tokens a node may own (a sanity bound; gossip carries every token).
+pub const MAX_NUM_TOKENS: usize = 1024;
+/// Default datacenter (Cassandra's single-DC default).
+pub const DEFAULT_DATACENTER: &str = "dc1";
+/// Default rack.
+pub const DEFAULT_RACK: &str = "rack1";
+/// Default phi-accrual conviction threshold (Cassandra's `phi_convict_threshold`).
+pub const DEFAULT_PHI_THRESHOLD: f64 = 8.0;
 
 /// Command-line flags of `sibyl`.
 #[derive(Debug, Clone, Default, Parser)]
@@ -92,6 +115,68 @@ pub struct Cli {
     /// Largest cell value accepted, KiB [default: 1024].
     #[arg(long, value_name = "KB")]
     pub max_value_kb: Option<usize>,
+    /// Peer addresses of seed nodes, comma separated; none = a new cluster of its own.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Cluster name; nodes of another cluster are refused [default: sibyl].
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Tokens (virtual nodes) this node takes when it first joins [default: 16].
+    #[arg(long, value_name = "N")]
+    pub num_tokens: Option<usize>,
+    /// Datacenter this node declares [default: dc1].
+    #[arg(long, value_name = "NAME")]
+    pub datacenter: Option<String>,
+    /// Rack this node declares [default: rack1].
+    #[arg(long, value_name = "NAME")]
+    pub rack: Option<String>,
+    /// Partitioner (the whole cluster must agree) [default: murmur3].
+    #[arg(long, value_name = "NAME")]
+    pub partitioner: Option<PartitionerName>,
+    /// How a joining node chooses its tokens [default: balanced].
+    #[arg(long, value_name = "HOW")]
+    pub token_allocation: Option<TokenAllocationName>,
+    /// Phi above which the failure detector marks a peer down [default: 8].
+    #[arg(long, value_name = "PHI")]
+    pub phi_threshold: Option<f64>,
+}
+
+/// The partitioner as named in flags and files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionerName {
+    /// Cassandra's Murmur3Partitioner (64-bit tokens).
+    Murmur3,
+    /// Dynamo's / Cassandra's RandomPartitioner (MD5, 127-bit tokens).
+    Md5,
+}
+
+impl From<PartitionerName> for Partitioner {
+    fn from(p: PartitionerName) -> Partitioner {
+        match p {
+            PartitionerName::Murmur3 => Partitioner::Murmur3,
+            PartitionerName::Md5 => Partitioner::Md5,
+        }
+    }
+}
+
+/// The token allocation as named in flags and files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAllocationName {
+    /// Split the most loaded nodes' ranges (keeps ownership balanced).
+    Balanced,
+    /// Uniformly random tokens.
+    Random,
+}
+
+impl From<TokenAllocationName> for TokenAllocation {
+    fn from(a: TokenAllocationName) -> TokenAllocation {
+        match a {
+            TokenAllocationName::Balanced => TokenAllocation::Balanced,
+            TokenAllocationName::Random => TokenAllocation::Random,
+        }
+    }
 }
 
 /// The commit log sync mode as named in flags and files.
@@ -132,6 +217,22 @@ pub struct FileConfig {
     pub memtable_mb: Option<usize>,
     /// See [`Cli::max_value_kb`].
     pub max_value_kb: Option<usize>,
+    /// See [`Cli::seeds`] (a list of `host:port` strings).
+    pub seeds: Option<Vec<String>>,
+    /// See [`Cli::cluster_name`].
+    pub cluster_name: Option<String>,
+    /// See [`Cli::num_tokens`].
+    pub num_tokens: Option<usize>,
+    /// See [`Cli::datacenter`].
+    pub datacenter: Option<String>,
+    /// See [`Cli::rack`].
+    pub rack: Option<String>,
+    /// See [`Cli::partitioner`].
+    pub partitioner: Option<PartitionerName>,
+    /// See [`Cli::token_allocation`].
+    pub token_allocation: Option<TokenAllocationName>,
+    /// See [`Cli::phi_threshold`].
+    pub phi_threshold: Option<f64>,
 }
 
 /// Why the configuration was refused.
@@ -191,6 +292,134 @@ pub struct Config {
     pub memtable_size: usize,
     /// Largest cell value in bytes.
     pub max_value_len: usize,
+    /// Cluster membership settings.
+    pub cluster: ClusterConfig,
+}
+
+/// How the node takes part in a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Seed peer addresses (resolved); empty = this node starts a cluster of its own.
+    pub seeds: Vec<SocketAddr>,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Tokens taken when the node first joins.
+    pub num_tokens: usize,
+    /// Declared datacenter.
+    pub datacenter: String,
+    /// Declared rack.
+    pub rack: String,
+    /// Partitioner.
+    pub partitioner: Partitioner,
+    /// Token choice when joining.
+    pub token_allocation: TokenAllocation,
+    /// Failure detector conviction threshold.
+    pub phi_threshold: f64,
+}
+
+/// Resolves `host:port` seed names to addresses (the first address of each name).
+fn resolve_seeds(names: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let addr = name
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid {
+                key: "seeds",
+                reason: format!("{name:?}: {e}"),
+            })?
+            .next()
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "seeds",
+                reason: format!("{name:?} resolves to no address"),
+            })?;
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    Ok(out)
+}
+
+fn location_name(key: &'static str, v: String) -> Result<String, ConfigError> {
+    if v.is_empty() || v.len() > 255 || v.chars().any(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("{v:?} must be 1..=255 bytes without spaces"),
+        });
+    }
+    Ok(v)
+}
+
+impl ClusterConfig {
+    /// Flags over file over defaults, validated.
+    fn resolve(cli: &Cli, file: &FileConfig) -> Result<ClusterConfig, ConfigError> {
+        let seeds = resolve_seeds(
+            cli.seeds
+                .as_deref()
+                .or(file.seeds.as_deref())
+                .unwrap_or_default(),
+        )?;
+        let cluster_name = cli
+            .cluster_name
+            .clone()
+            .or_else(|| file.cluster_name.clone())
+            .unwrap_or_else(|| DEFAULT_CLUSTER_NAME.into());
+        if cluster_name.is_empty() || cluster_name.len() > 255 {
+            return Err(ConfigError::Invalid {
+                key: "cluster_name",
+                reason: "must be 1..=255 bytes".into(),
+            });
+        }
+        let num_tokens = positive(
+            "num_tokens",
+            cli.num_tokens
+                .or(file.num_tokens)
+                .unwrap_or(DEFAULT_NUM_TOKENS),
+        )?;
+        if num_tokens > MAX_NUM_TOKENS {
+            return Err(ConfigError::Invalid {
+                key: "num_tokens",
+                reason: format!("must be at most {MAX_NUM_TOKENS}"),
+            });
+        }
+        let phi_threshold = cli
+            .phi_threshold
+            .or(file.phi_threshold)
+            .unwrap_or(DEFAULT_PHI_THRESHOLD);
+        if !(phi_threshold.is_finite() && phi_threshold > 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "phi_threshold",
+                reason: format!("must be a positive number, got {phi_threshold}"),
+            });
+        }
+        Ok(ClusterConfig {
+            seeds,
+            cluster_name,
+            num_tokens,
+            datacenter: location_name(
+                "datacenter",
+                cli.datacenter
+                    .clone()
+                    .or_else(|| file.datacenter.clone())
+                    .unwrap_or_else(|| DEFAULT_DATACENTER.into()),
+            )?,
+            rack: location_name(
+                "rack",
+                cli.rack
+                    .clone()
+                    .or_else(|| file.rack.clone())
+                    .unwrap_or_else(|| DEFAULT_RACK.into()),
+            )?,
+            partitioner: cli
+                .partitioner
+                .or(file.partitioner)
+                .map_or(Partitioner::Murmur3, Partitioner::from),
+            token_allocation: cli
+                .token_allocation
+                .or(file.token_allocation)
+                .map_or(TokenAllocation::Balanced, TokenAllocation::from),
+            phi_threshold,
+        })
+    }
 }
 
 fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
@@ -227,6 +456,7 @@ impl Config {
 
     /// Flags over file over defaults, validated.
     pub fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let cluster = ClusterConfig::resolve(&cli, &file)?;
         let parse_addr = |s: &str| s.parse::<SocketAddr>().ok();
         let listen = cli
             .listen
@@ -328,6 +558,7 @@ impl Config {
             )?,
             memtable_size: memtable_mb << 20,
             max_value_len: max_value_kb << 10,
+            cluster,
         })
     }
 }
@@ -370,7 +601,10 @@ mod tests {
         let text = "data_dir = \"d\"\nlisten = \"127.0.0.1:1\"\npeer_listen = \"127.0.0.1:2\"\n\
                     log_level = \"debug\"\nsync_mode = \"periodic\"\nsync_interval_ms = 5\n\
                     max_connections = 3\nmax_in_flight = 4\nidle_timeout_secs = 0\n\
-                    max_siblings = 5\nmemtable_mb = 6\nmax_value_kb = 7\n";
+                    max_siblings = 5\nmemtable_mb = 6\nmax_value_kb = 7\n\
+                    seeds = [\"127.0.0.1:9\"]\ncluster_name = \"c\"\nnum_tokens = 8\n\
+                    datacenter = \"east\"\nrack = \"r9\"\npartitioner = \"md5\"\n\
+                    token_allocation = \"random\"\nphi_threshold = 5.5\n";
         let c = Config::resolve(Cli::default(), toml::from_str(text).unwrap()).unwrap();
         assert_eq!(c.max_connections, 3);
         assert_eq!(c.max_in_flight, 4);
@@ -378,6 +612,51 @@ mod tests {
         assert_eq!(c.memtable_size, 6 << 20);
         assert_eq!(c.max_value_len, 7 << 10);
         assert_eq!(c.log_level, "debug");
+        assert_eq!(c.cluster.seeds, vec!["127.0.0.1:9".parse().unwrap()]);
+        assert_eq!(c.cluster.cluster_name, "c");
+        assert_eq!(c.cluster.num_tokens, 8);
+        assert_eq!(c.cluster.datacenter, "east");
+        assert_eq!(c.cluster.rack, "r9");
+        assert_eq!(c.cluster.partitioner, Partitioner::Md5);
+        assert_eq!(c.cluster.token_allocation, TokenAllocation::Random);
+        assert_eq!(c.cluster.phi_threshold, 5.5);
+    }
+
+    #[test]
+    fn config_cluster_defaults_match_the_issue() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert!(c.cluster.seeds.is_empty());
+        assert_eq!(c.cluster.cluster_name, "sibyl");
+        assert_eq!(c.cluster.num_tokens, 16);
+        assert_eq!(c.cluster.datacenter, "dc1");
+        assert_eq!(c.cluster.rack, "rack1");
+        assert_eq!(c.cluster.partitioner, Partitioner::Murmur3);
+        assert_eq!(c.cluster.token_allocation, TokenAllocation::Balanced);
+        assert_eq!(c.cluster.phi_threshold, 8.0);
+    }
+
+    #[test]
+    fn config_seeds_flag_splits_on_commas() {
+        let cli = Cli::parse_from(["sibyl", "--seeds", "127.0.0.1:7401,127.0.0.1:7411"]);
+        let c = Config::resolve(cli, FileConfig::default()).unwrap();
+        assert_eq!(c.cluster.seeds.len(), 2);
+        assert_eq!(c.cluster.seeds[1].port(), 7411);
+    }
+
+    #[test]
+    fn config_bad_cluster_values_are_refused() {
+        for args in [
+            &["sibyl", "--seeds", "no-port-here"][..],
+            &["sibyl", "--num-tokens", "0"],
+            &["sibyl", "--phi-threshold", "0"],
+            &["sibyl", "--rack", "a b"],
+        ] {
+            let cli = Cli::parse_from(args);
+            assert!(
+                Config::resolve(cli, FileConfig::default()).is_err(),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,22 +1,53 @@
 //! The `sibyl` node binary: parses flags and the config file, sets up logging, starts a
 //! [`sibyl::node::Node`] and runs it until SIGINT or SIGTERM, then shuts it down cleanly
-//! (stop accepting, finish requests in flight, sync the commit log).
+//! (stop accepting, announce the shutdown to peers, finish requests in flight, sync the
+//! commit log).
+//!
+//! `sibyl dev-cluster --nodes N` instead starts a local cluster of N child nodes (see
+//! [`dev_cluster`]).
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the node cannot start or stop cleanly,
 //! 2 for a configuration error.
 
+mod dev_cluster;
+
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use sibyl::config::{Cli, Config};
 use sibyl::node::Node;
+
+/// Flags of the node, or a subcommand.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sibyl",
+    version,
+    about = "Sibyl: a Dynamo-style wide-column store node",
+    args_conflicts_with_subcommands = true
+)]
+struct Args {
+    #[command(flatten)]
+    node: Cli,
+    #[command(subcommand)]
+    command: Option<SibylCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SibylCommand {
+    /// Start a local cluster of child nodes for development; Ctrl-C stops them all.
+    DevCluster(dev_cluster::DevClusterArgs),
+}
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Config::load(Cli::parse()) {
+    let args = Args::parse();
+    if let Some(SibylCommand::DevCluster(dev)) = args.command {
+        return dev_cluster::run(dev);
+    }
+    let config = match Config::load(args.node) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sibyl: {e}");
@@ -33,6 +64,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,13 +95,28 @@ async fn run(config: Config) -> ExitCode {
             format!("periodic {}ms", interval.as_millis())
         }
     };
+    let seeds = if config.cluster.seeds.is_empty() {
+        "none (a new cluster)".to_owned()
+    } else {
+        config
+            .cluster
+            .seeds
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     println!(
-        "sibyl {} ready: clients {}, peers {}, data {}, actor {}, sync {}",
+        "sibyl {} ready: clients {}, peers {}, data {}, actor {}, generation {}, cluster {:?}, \
+         seeds {}, sync {}",
         env!("CARGO_PKG_VERSION"),
         node.client_addr(),
         node.peer_addr(),
         config.data_dir.display(),
         node.service().actor(),
+        node.generation(),
+        config.cluster.cluster_name,
+        seeds,
         sync
     );
     let _ = std::io::stdout().flush();

@@ -1,34 +1,58 @@
-//! The running node: wires the configuration, the service (engine + schemas + actor) and
-//! the servers together, and takes them down in order.
+//! The running node: wires the configuration, the service (engine + schemas + actor),
+//! cluster membership (gossip over the peer port) and the client server together, and
+//! takes them down in order.
 //!
 //! Start-up order: open the service first (it takes the data directory's lock, so a
 //! second node on the same directory fails with a clear message before touching any
-//! port), then bind the client and peer ports, then start accepting. Shutdown order: stop
-//! accepting, let connections finish their requests in flight (bounded by a grace period),
-//! then close the engine, which syncs the commit log.
+//! port); read the ring state (partitioner, generation, tokens) and save the new
+//! generation; bind the client port and the peer transport; start gossip
+//! ([`ClusterRuntime`]) and attach it to the service; then start accepting clients.
 //!
-//! The peer port is bound (so the address is reserved and checked at start-up) but speaks
-//! nothing yet: connections to it are closed at once until the cluster layer serves it.
+//! Identity: the node id is the versioning actor's node id (stable across restarts and
+//! actor epoch bumps); the generation is `max(previous + 1, now in seconds)`; tokens are
+//! chosen once and kept in the data directory's `ring-state` file. A node without seeds
+//! starts a cluster of its own and takes evenly spaced tokens at once; a node with seeds
+//! listens to gossip first so balanced allocation sees the ring it joins.
 //!
-//! Threading: [`Node::start`] and [`Node::shutdown`] run on a tokio runtime; the service's
-//! blocking open and close run on the blocking pool.
+//! Shutdown order: stop accepting clients, announce the shutdown to peers and stop gossip
+//! (its thread may import schema into the engine), let connections finish their requests
+//! in flight (bounded by a grace period), then close the engine, which syncs the commit
+//! log.
+//!
+//! Threading: [`Node::start`] and [`Node::shutdown`] run on a tokio runtime; blocking work
+//! (service open and close, file writes, joining the gossip thread) runs on the blocking
+//! pool. Gossip runs on its own std thread; a tokio task announces the load periodically.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use sibyl_protocol::DEFAULT_MAX_FRAME_LEN;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::cluster::{
+    ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, SchemaSource, TokenPlan,
+};
+use crate::config::{ClusterConfig, Config};
+use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
+use crate::service::cluster::ClusterLink;
+use crate::service::ring_state::{next_generation, RingState, RingStateError};
 use crate::service::{Service, ServiceError, ServiceOptions};
-use crate::versioning::SystemClock;
+use crate::transport::{TcpTransport, Transport};
+use crate::versioning::{Clock, SystemClock};
 
 /// How long shutdown waits for client connections to finish their requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often the node announces its load (bytes held) through gossip.
+pub const LOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How long start-up waits for gossip to publish a restarted node as `normal` before
+/// serving clients (a few driver ticks; it only bounds a race, it is not a timeout).
+const READY_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +68,30 @@ pub enum NodeError {
         what: &'static str,
         /// The address.
         addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ring state file could not be read or written.
+    #[error(transparent)]
+    RingState(#[from] RingStateError),
+    /// The data directory was laid out with another partitioner.
+    #[error(
+        "data directory {data_dir} holds data placed by the {stored} partitioner, but \
+         --partitioner is {configured}: a node cannot change partitioner (and a node with \
+         another partitioner cannot join this cluster)"
+    )]
+    PartitionerMismatch {
+        /// The directory.
+        data_dir: PathBuf,
+        /// The partitioner in the ring state file.
+        stored: Partitioner,
+        /// The configured one.
+        configured: Partitioner,
+    },
+    /// The gossip thread could not start.
+    #[error("cannot start gossip: {source}")]
+    Gossip {
         /// The I/O error.
         #[source]
         source: std::io::Error,
@@ -64,15 +112,18 @@ pub enum NodeError {
 #[derive(Debug)]
 pub struct Node {
     service: Arc<Service>,
+    cluster: Arc<ClusterLink>,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
+    generation: u64,
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
-    peer: JoinHandle<()>,
+    load: JoinHandle<()>,
 }
 
 impl Node {
-    /// Opens the data directory, binds the ports and starts serving clients.
+    /// Opens the data directory, binds the ports, joins the cluster and starts serving
+    /// clients.
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
         let svc_opts = ServiceOptions {
             data_dir: config.data_dir.clone(),
@@ -85,10 +136,32 @@ impl Node {
         };
         let service =
             Arc::new(tokio::task::spawn_blocking(move || Service::open(svc_opts)).await??);
+        let data_dir = config.data_dir.clone();
+        let cluster_cfg = config.cluster.clone();
+        let ring = tokio::task::spawn_blocking(move || prepare_ring_state(&data_dir, &cluster_cfg))
+            .await??;
         let listener = bind("clients", config.listen).await?;
-        let peer_listener = bind("peers", config.peer_listen).await?;
         let client_addr = local_addr("clients", &listener, config.listen)?;
-        let peer_addr = local_addr("peers", &peer_listener, config.peer_listen)?;
+        let transport =
+            TcpTransport::bind(config.peer_listen).map_err(|e| transport_error(e, config))?;
+        let peer_addr = transport.local_addr();
+        for (what, addr) in [("client", client_addr), ("peer", peer_addr)] {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(
+                    %addr,
+                    "the {what} address is a wildcard; peers and clients are told this \
+                     address as is: listen on a routable address in a real cluster"
+                );
+            }
+        }
+        let generation = ring.generation;
+        let (link, tokens_known) =
+            start_gossip(config, &service, ring, transport, client_addr, peer_addr)?;
+        let link = Arc::new(link);
+        service.attach_cluster(link.clone());
+        if tokens_known {
+            wait_until_normal(&link).await;
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let opts = ServerOptions {
             max_connections: config.max_connections,
@@ -103,14 +176,16 @@ impl Node {
             opts,
             shutdown_rx.clone(),
         ));
-        let peer = tokio::spawn(refuse_peers(peer_listener, shutdown_rx));
+        let load = tokio::spawn(announce_load(service.clone(), link.clone(), shutdown_rx));
         Ok(Node {
             service,
+            cluster: link,
             client_addr,
             peer_addr,
+            generation,
             shutdown_tx,
             server,
-            peer,
+            load,
         })
     }
 
@@ -124,16 +199,29 @@ impl Node {
         self.peer_addr
     }
 
+    /// The gossip generation of this start.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The request handler.
     pub fn service(&self) -> &Arc<Service> {
         &self.service
     }
 
-    /// Stops accepting, drains connections, closes the engine (syncing the commit log).
+    /// The membership layer.
+    pub fn cluster(&self) -> &Arc<ClusterLink> {
+        &self.cluster
+    }
+
+    /// Stops accepting, announces the shutdown to peers, drains connections, closes the
+    /// engine (syncing the commit log).
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let _ = self.shutdown_tx.send(true);
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.shutdown()).await?;
         self.server.await?;
-        self.peer.await?;
+        self.load.await?;
         let service = self.service;
         tokio::task::spawn_blocking(move || service.close())
             .await?
@@ -144,6 +232,199 @@ impl Node {
             "storage engine closed; commit log synced"
         );
         Ok(())
+    }
+}
+
+/// The ring state of this start: the stored one with the next generation (saved before
+/// gossip starts, so the generation grows even if this start fails later), refusing a
+/// partitioner change.
+fn prepare_ring_state(
+    data_dir: &std::path::Path,
+    cluster: &ClusterConfig,
+) -> Result<RingState, NodeError> {
+    let stored = RingState::load(data_dir)?;
+    if let Some(s) = &stored {
+        if s.partitioner != cluster.partitioner {
+            return Err(NodeError::PartitionerMismatch {
+                data_dir: data_dir.to_path_buf(),
+                stored: s.partitioner,
+                configured: cluster.partitioner,
+            });
+        }
+    }
+    let state = RingState {
+        partitioner: cluster.partitioner,
+        generation: next_generation(
+            stored.as_ref().map(|s| s.generation),
+            SystemClock.now_secs(),
+        ),
+        tokens: stored.map(|s| s.tokens).unwrap_or_default(),
+    };
+    state.save(data_dir)?;
+    Ok(state)
+}
+
+/// Builds the gossiper and starts the runtime. Returns the link and whether the tokens
+/// were known before gossip started (a restart, or the first node of a new cluster; the
+/// caller then waits for the node to be published `normal`).
+fn start_gossip(
+    config: &Config,
+    service: &Arc<Service>,
+    mut ring: RingState,
+    transport: TcpTransport,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+) -> Result<(ClusterLink, bool), NodeError> {
+    let c = &config.cluster;
+    let id = NodeId(service.actor().node);
+    let seeds: Vec<SocketAddr> = c
+        .seeds
+        .iter()
+        .copied()
+        .filter(|s| *s != peer_addr)
+        .collect();
+    let generation = ring.generation;
+    let plan = if !ring.tokens.is_empty() {
+        if ring.tokens.len() != c.num_tokens {
+            tracing::info!(
+                saved = ring.tokens.len(),
+                configured = c.num_tokens,
+                "keeping the saved tokens; --num-tokens applies to a node's first join only"
+            );
+        }
+        tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting with saved tokens");
+        TokenPlan::Existing(ring.tokens.clone())
+    } else if seeds.is_empty() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(id.0 ^ generation);
+        ring.tokens = allocate_tokens(
+            &Ring::empty(c.partitioner),
+            c.num_tokens,
+            c.token_allocation,
+            &mut rng,
+        );
+        ring.save(&config.data_dir)?;
+        tracing::info!(
+            node = %id,
+            generation,
+            tokens = ring.tokens.len(),
+            "no seeds: starting a new cluster {:?} of my own",
+            c.cluster_name
+        );
+        TokenPlan::Existing(ring.tokens.clone())
+    } else {
+        tracing::info!(
+            node = %id,
+            generation,
+            seeds = ?seeds,
+            "joining cluster {:?}: listening to gossip before choosing {} tokens",
+            c.cluster_name,
+            c.num_tokens
+        );
+        TokenPlan::Allocate {
+            count: c.num_tokens,
+            allocation: c.token_allocation,
+        }
+    };
+    let existing = matches!(plan, TokenPlan::Existing(_));
+    let mut gossip = GossipConfig::new(
+        &c.cluster_name,
+        if seeds.is_empty() {
+            vec![peer_addr]
+        } else {
+            seeds
+        },
+    );
+    gossip.partitioner = c.partitioner;
+    gossip.failure_detector.phi_threshold = c.phi_threshold;
+    let local = LocalNode {
+        id,
+        generation,
+        peer_address: peer_addr,
+        client_address: Some(client_addr),
+        location: NodeLocation::new(&c.datacenter, &c.rack),
+        tokens: Vec::new(),
+        status: NodeStatus::Joining,
+        schema_version: service.schema_version(),
+        load: service.load_bytes(),
+    };
+    let gossiper = Gossiper::new(gossip, local, id.0 ^ generation.rotate_left(32), 0);
+    let data_dir = config.data_dir.clone();
+    let on_chosen = Box::new(move |tokens: &[Token]| {
+        if existing {
+            return;
+        }
+        let state = RingState {
+            partitioner: ring.partitioner,
+            generation: ring.generation,
+            tokens: tokens.to_vec(),
+        };
+        match state.save(&data_dir) {
+            Ok(()) => tracing::info!(
+                tokens = tokens.len(),
+                "tokens chosen and saved; this node owns its ranges from now on \
+                 (data already held elsewhere reaches it through repair)"
+            ),
+            Err(e) => tracing::error!(
+                error = %e,
+                "tokens chosen but not saved: a restart would choose new ones"
+            ),
+        }
+    });
+    let schema: Arc<dyn SchemaSource> = service.clone();
+    let runtime = ClusterRuntime::start(gossiper, transport, schema, plan, on_chosen)
+        .map_err(|source| NodeError::Gossip { source })?;
+    Ok((ClusterLink::new(runtime), existing))
+}
+
+/// Polls the view until the local node is published `normal` (bounded by
+/// [`READY_WAIT`]), so the first topology answer already shows it.
+async fn wait_until_normal(link: &ClusterLink) {
+    let deadline = Instant::now() + READY_WAIT;
+    while Instant::now() < deadline {
+        let normal = link.view().is_some_and(|v| {
+            v.node(v.local)
+                .is_some_and(|n| n.status == Some(NodeStatus::Normal))
+        });
+        if normal {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+    }
+}
+
+/// Announces the node's load every [`LOAD_INTERVAL`] until shutdown.
+async fn announce_load(
+    service: Arc<Service>,
+    link: Arc<ClusterLink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(LOAD_INTERVAL) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let svc = service.clone();
+        if let Ok(bytes) = tokio::task::spawn_blocking(move || svc.load_bytes()).await {
+            link.set_load(bytes);
+        }
+    }
+}
+
+fn transport_error(e: crate::transport::TransportError, config: &Config) -> NodeError {
+    match e {
+        crate::transport::TransportError::Io { addr, source } => NodeError::Bind {
+            what: "peers",
+            addr,
+            source,
+        },
+        other => NodeError::Bind {
+            what: "peers",
+            addr: config.peer_listen,
+            source: std::io::Error::other(other.to_string()),
+        },
     }
 }
 
@@ -160,24 +441,4 @@ fn local_addr(
 ) -> Result<SocketAddr, NodeError> {
     l.local_addr()
         .map_err(|source| NodeError::Bind { what, addr, source })
-}
-
-/// Accepts peer connections and closes them: no peer protocol is served yet.
-async fn refuse_peers(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((_, addr)) => {
-                        tracing::debug!(%addr, "peer connection closed: peer protocol not served yet");
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        }
-    }
 }

@@ -5,11 +5,20 @@
 //! # Layout
 //! - [`keys`]: the engine key of a cell (`token | key length | key | column`).
 //! - [`schema`]: table options stored in the engine's per-table metadata.
+//! - [`schema_sync`]: per-table stamps (last writer wins, tombstones for drops), the
+//!   schema export peers exchange and the schema version gossip compares.
+//! - [`cluster`]: the link to the node's membership runtime: topology answers, load,
+//!   schema import/export for gossip.
+//! - [`ring_state`]: the node's persisted generation, partitioner and tokens.
+//! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
 //! - [`read`]: GET with its selectors, slices and paging tokens.
 //! - [`write`]: INSERT, DELETE and BATCH for causal and lww tables.
 //!
 //! # Invariants
-//! - The schema cache mirrors the engine's tables: both change only under the DDL mutex.
+//! - The schema cache mirrors the engine's tables: both change only under the DDL mutex,
+//!   which also guards the schema stamps (every live table has a live stamp). Local DDL
+//!   and schema pushed by peers take the same mutex; gossip is told of a local change
+//!   only after the mutex is released.
 //! - A causal write is read-modify-write under the stripe locks of its cells (taken in
 //!   ascending stripe order, so two writes never deadlock); a dot is never minted twice.
 //! - The coordinator's actor is the node's persisted actor ([`ActorEpoch`]); a new or wiped
@@ -22,14 +31,18 @@
 //! No lock is held across anything but engine calls.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod atomic_file;
+pub mod cluster;
 pub mod keys;
 pub mod read;
+pub mod ring_state;
 pub mod schema;
+pub mod schema_sync;
 pub mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use sibyl_protocol::{
     Consistency, ConsistencyLevel, ErrorKind, NodeInfo, NodeState, Request, Response, ResponseMeta,
@@ -40,7 +53,9 @@ use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
 };
+use cluster::ClusterLink;
 use schema::{SchemaDecodeError, TableSchema};
+use schema_sync::{next_stamp, SchemaSyncError, Stamps};
 
 /// Largest value of one cell accepted (bytes). Riak and Cassandra both advise far smaller
 /// values; this bound keeps one request's memory predictable.
@@ -109,6 +124,9 @@ pub enum ServiceError {
         #[source]
         source: VersioningError,
     },
+    /// The schema stamps file could not be read.
+    #[error(transparent)]
+    SchemaStamps(#[from] SchemaSyncError),
 }
 
 /// Where a request should run.
@@ -124,7 +142,9 @@ pub enum Execution {
 pub struct Service {
     engine: Engine,
     tables: RwLock<HashMap<String, Arc<TableSchema>>>,
-    ddl: Mutex<()>,
+    /// The DDL mutex; it guards the schema stamps.
+    ddl: Mutex<Stamps>,
+    cluster: OnceLock<Arc<ClusterLink>>,
     actor: Actor,
     clock: Arc<dyn Clock>,
     stripes: Box<[Mutex<()>]>,
@@ -206,6 +226,14 @@ impl Service {
             }
             Err(source) => return Err(ServiceError::Actor { source }),
         };
+        let live: Vec<&str> = tables.keys().map(String::as_str).collect();
+        let (stamps, changed) =
+            schema_sync::reconcile(schema_sync::load_stamps(&opts.data_dir)?, &live);
+        if changed {
+            if let Err(e) = schema_sync::save_stamps(&opts.data_dir, &stamps) {
+                tracing::warn!(error = %e, "cannot save the reconciled schema stamps");
+            }
+        }
         let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
         let written_body = Response::Written {
@@ -219,7 +247,8 @@ impl Service {
         Ok(Service {
             engine,
             tables: RwLock::new(tables),
-            ddl: Mutex::new(()),
+            ddl: Mutex::new(stamps),
+            cluster: OnceLock::new(),
             actor,
             clock,
             stripes,
@@ -323,6 +352,10 @@ impl Service {
     }
 
     fn topology(&self) -> Topology {
+        if let Some(t) = self.cluster_topology() {
+            return t;
+        }
+        // No cluster attached (a service opened on its own, as in unit tests).
         Topology {
             partitioner: crate::ring::Partitioner::Murmur3.name().to_owned(),
             nodes: vec![NodeInfo {
@@ -345,7 +378,7 @@ impl Service {
         if_not_exists: bool,
     ) -> Result<Response, ServerError> {
         schema::validate(&name, &options).map_err(invalid)?;
-        let _ddl = lock(&self.ddl);
+        let mut stamps = lock(&self.ddl);
         if self.read_tables().contains_key(&name) {
             if if_not_exists {
                 return Ok(Response::SchemaChanged {
@@ -360,10 +393,26 @@ impl Service {
                 format!("table {name:?} already exists"),
             ));
         }
-        let schema = TableSchema {
+        let stamp = next_stamp(stamps.get(&name).copied(), self.clock.now_micros(), false);
+        self.create_engine_table(TableSchema {
             name: name.clone(),
             options,
-        };
+        })?;
+        stamps.insert(name.clone(), stamp);
+        self.persist_stamps(&stamps);
+        drop(stamps);
+        self.announce_schema_change();
+        tracing::info!(table = %name, "table created");
+        Ok(Response::SchemaChanged {
+            table: name,
+            applied: true,
+        })
+    }
+
+    /// Creates the engine table of `schema` and caches the schema. Caller holds the DDL
+    /// mutex.
+    fn create_engine_table(&self, schema: TableSchema) -> Result<(), ServerError> {
+        let name = schema.name.clone();
         let metadata = schema.encode_metadata();
         let compaction = match schema.options.compaction {
             sibyl_protocol::Compaction::SizeTiered => {
@@ -384,16 +433,22 @@ impl Service {
         self.tables
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone(), Arc::new(schema));
-        tracing::info!(table = %name, "table created");
-        Ok(Response::SchemaChanged {
-            table: name,
-            applied: true,
-        })
+            .insert(name, Arc::new(schema));
+        Ok(())
+    }
+
+    /// Forgets the schema of `name` and drops its engine table. Caller holds the DDL
+    /// mutex.
+    fn drop_engine_table(&self, name: &str) -> Result<(), ServerError> {
+        self.tables
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.engine.drop_table(name).map_err(storage_error)
     }
 
     fn drop_table(&self, name: String, if_exists: bool) -> Result<Response, ServerError> {
-        let _ddl = lock(&self.ddl);
+        let mut stamps = lock(&self.ddl);
         if !self.read_tables().contains_key(&name) {
             if if_exists {
                 return Ok(Response::SchemaChanged {
@@ -403,11 +458,12 @@ impl Service {
             }
             return Err(unknown_table(&name));
         }
-        self.tables
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
-        self.engine.drop_table(&name).map_err(storage_error)?;
+        let stamp = next_stamp(stamps.get(&name).copied(), self.clock.now_micros(), true);
+        self.drop_engine_table(&name)?;
+        stamps.insert(name.clone(), stamp);
+        self.persist_stamps(&stamps);
+        drop(stamps);
+        self.announce_schema_change();
         tracing::info!(table = %name, "table dropped");
         Ok(Response::SchemaChanged {
             table: name,

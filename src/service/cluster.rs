@@ -1,0 +1,327 @@
+//! The service's side of cluster membership: the [`ClusterLink`] to the node's running
+//! [`ClusterRuntime`], the topology answer built from its [`ClusterView`], the node's load,
+//! and the [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]).
+//!
+//! # Invariants
+//! - Schema import runs under the service's DDL mutex, like local DDL, so engine tables,
+//!   the schema cache and the stamps change together.
+//! - Nothing here calls into the runtime while holding the DDL mutex, and
+//!   [`ClusterLink::shutdown`] joins the gossip thread without holding the link's lock:
+//!   the gossip thread may be waiting for the DDL mutex inside `import`, and neither wait
+//!   can then close a cycle.
+//!
+//! # Threading
+//! `import`, `export` and `schema_version` run on the gossip thread; the rest on request
+//! handlers. All of it is blocking but short (engine DDL at most).
+
+use std::sync::{Arc, Mutex};
+
+use sibyl_protocol::{NodeInfo, NodeState, Topology};
+
+use super::schema::{self, TableSchema};
+use super::schema_sync::{decode_export, export, save_stamps, version_of, ExportEntry, Stamps};
+use super::{lock, Service};
+use crate::cluster::{ClusterRuntime, ClusterView, NodeStatus, NodeView, SchemaSource};
+use crate::ring::Token;
+
+/// The node's running membership layer, shared with the service.
+#[derive(Debug)]
+pub struct ClusterLink {
+    runtime: Mutex<Option<ClusterRuntime>>,
+}
+
+impl ClusterLink {
+    /// Wraps a started runtime.
+    pub fn new(runtime: ClusterRuntime) -> ClusterLink {
+        ClusterLink {
+            runtime: Mutex::new(Some(runtime)),
+        }
+    }
+
+    /// The latest membership snapshot (`None` after shutdown).
+    pub fn view(&self) -> Option<Arc<ClusterView>> {
+        lock(&self.runtime).as_ref().map(ClusterRuntime::view)
+    }
+
+    /// Tells gossip the local schema changed.
+    pub fn schema_changed(&self) {
+        if let Some(rt) = lock(&self.runtime).as_ref() {
+            rt.schema_changed();
+        }
+    }
+
+    /// Announces the node's load in bytes.
+    pub fn set_load(&self, bytes: u64) {
+        if let Some(rt) = lock(&self.runtime).as_ref() {
+            rt.set_load(bytes);
+        }
+    }
+
+    /// Announces the shutdown to peers and stops the gossip thread (blocking, one tick
+    /// at most). Idempotent.
+    pub fn shutdown(&self) {
+        let taken = lock(&self.runtime).take();
+        if let Some(mut rt) = taken {
+            rt.shutdown();
+        }
+    }
+}
+
+/// The protocol's state of a node.
+fn node_state(status: Option<NodeStatus>) -> NodeState {
+    match status {
+        None | Some(NodeStatus::Joining) => NodeState::Joining,
+        Some(NodeStatus::Normal) => NodeState::Normal,
+        Some(NodeStatus::Leaving) => NodeState::Leaving,
+        Some(NodeStatus::Left) | Some(NodeStatus::Removed) => NodeState::Left,
+    }
+}
+
+/// A token as the topology carries it: murmur3 sign-extended, md5 as is (2^127, the one
+/// md5 token above `i128::MAX`, saturates).
+pub fn token_value(t: &Token) -> i128 {
+    match *t {
+        Token::Murmur3(v) => i128::from(v),
+        Token::Md5(v) => i128::try_from(v).unwrap_or(i128::MAX),
+    }
+}
+
+fn node_info(n: &NodeView) -> NodeInfo {
+    let mut tokens: Vec<i128> = n.tokens.iter().map(token_value).collect();
+    tokens.sort_unstable();
+    NodeInfo {
+        id: n.id.to_string(),
+        address: n
+            .client_address
+            .or(n.peer_address)
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        datacenter: n.location.datacenter.to_string(),
+        rack: n.location.rack.to_string(),
+        state: node_state(n.status),
+        up: n.alive,
+        tokens,
+    }
+}
+
+/// The topology answer for a membership snapshot: every known node.
+pub fn topology_from_view(view: &ClusterView) -> Topology {
+    Topology {
+        partitioner: view.partitioner.name().to_owned(),
+        nodes: view.nodes.values().map(node_info).collect(),
+    }
+}
+
+impl Service {
+    /// Connects the service to the node's membership layer: topology answers come from
+    /// its view and local DDL is announced to it. Only the first call has an effect.
+    pub fn attach_cluster(&self, link: Arc<ClusterLink>) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// The membership layer, once attached.
+    pub fn cluster(&self) -> Option<&Arc<ClusterLink>> {
+        self.cluster.get()
+    }
+
+    /// The topology from the live view, when a cluster is attached.
+    pub(super) fn cluster_topology(&self) -> Option<Topology> {
+        let view = self.cluster.get()?.view()?;
+        Some(topology_from_view(&view))
+    }
+
+    /// Tells gossip the schema changed. Call without holding the DDL mutex.
+    pub(super) fn announce_schema_change(&self) {
+        if let Some(link) = self.cluster.get() {
+            link.schema_changed();
+        }
+    }
+
+    /// Bytes of data the node holds (SSTables plus memtables, all tables).
+    pub fn load_bytes(&self) -> u64 {
+        let names = self.engine.tables();
+        names
+            .iter()
+            .filter_map(|t| self.engine.stats(t).ok())
+            .map(|s| s.sstable_bytes.saturating_add(s.memtable_bytes))
+            .fold(0u64, u64::saturating_add)
+    }
+
+    fn export_locked(&self, stamps: &Stamps) -> Vec<u8> {
+        let tables = self.read_tables();
+        export(stamps, |name| {
+            tables.get(name).map(|s| TableSchema::clone(s))
+        })
+    }
+
+    pub(super) fn version_locked(&self, stamps: &Stamps) -> u64 {
+        version_of(&self.export_locked(stamps), stamps.is_empty())
+    }
+
+    pub(super) fn persist_stamps(&self, stamps: &Stamps) {
+        if let Err(e) = save_stamps(&self.opts.data_dir, stamps) {
+            tracing::error!(error = %e, "cannot save the schema stamps; a restart may see an older schema");
+        }
+    }
+
+    /// The local entry of `name` in export form.
+    fn local_entry(&self, stamps: &Stamps, name: &str) -> Option<ExportEntry> {
+        let stamp = *stamps.get(name)?;
+        let metadata = if stamp.dropped {
+            Vec::new()
+        } else {
+            self.read_tables().get(name)?.encode_metadata()
+        };
+        Some(ExportEntry {
+            name: name.to_owned(),
+            stamp,
+            metadata,
+        })
+    }
+
+    /// Applies one winning remote entry to the engine; false when it could not be.
+    fn apply_remote(&self, local: Option<&ExportEntry>, remote: &ExportEntry) -> bool {
+        let name = &remote.name;
+        let local_live = local.is_some_and(|l| !l.stamp.dropped);
+        if remote.stamp.dropped {
+            if local_live {
+                if let Err(e) = self.drop_engine_table(name) {
+                    tracing::warn!(table = %name, error = %e.message, "cannot drop a table dropped elsewhere");
+                    return false;
+                }
+                tracing::info!(table = %name, "table dropped (schema from a peer)");
+            }
+            return true;
+        }
+        let schema = match TableSchema::decode_metadata(name, &remote.metadata) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(table = %name, error = %e, "peer sent unreadable table options");
+                return false;
+            }
+        };
+        if let Err(e) = schema::validate(name, &schema.options) {
+            tracing::warn!(table = %name, error = %e, "peer sent invalid table options");
+            return false;
+        }
+        if local_live && local.is_some_and(|l| l.metadata == remote.metadata) {
+            return true;
+        }
+        if local_live {
+            tracing::warn!(
+                table = %name,
+                "a newer create of this table with other options won (last writer wins): \
+                 re-creating it empty"
+            );
+            if let Err(e) = self.drop_engine_table(name) {
+                tracing::warn!(table = %name, error = %e.message, "cannot replace a table");
+                return false;
+            }
+        }
+        match self.create_engine_table(schema) {
+            Ok(()) => {
+                tracing::info!(table = %name, "table created (schema from a peer)");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(table = %name, error = %e.message, "cannot create a table created elsewhere");
+                false
+            }
+        }
+    }
+}
+
+impl SchemaSource for Service {
+    fn schema_version(&self) -> u64 {
+        let stamps = lock(&self.ddl);
+        self.version_locked(&stamps)
+    }
+
+    fn export(&self) -> Vec<u8> {
+        let stamps = lock(&self.ddl);
+        self.export_locked(&stamps)
+    }
+
+    fn import(&self, bytes: &[u8]) -> Result<u64, String> {
+        let entries = decode_export(bytes).map_err(|e| e.to_string())?;
+        let mut stamps = lock(&self.ddl);
+        let mut changed = false;
+        for remote in entries {
+            let local = self.local_entry(&stamps, &remote.name);
+            if local.as_ref().is_some_and(|l| !remote.wins_over(l)) {
+                continue;
+            }
+            if self.apply_remote(local.as_ref(), &remote) {
+                stamps.insert(remote.name.clone(), remote.stamp);
+                changed = true;
+            }
+        }
+        if changed {
+            self.persist_stamps(&stamps);
+        }
+        Ok(self.version_locked(&stamps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::ClusterView;
+    use crate::ring::{NodeId, NodeLocation, Partitioner};
+
+    #[test]
+    fn topology_from_view_lists_every_node_with_state_and_sorted_tokens() {
+        let mut nodes = BTreeMap::new();
+        for (id, status, alive) in [
+            (1, Some(NodeStatus::Normal), true),
+            (2, Some(NodeStatus::Removed), false),
+            (3, None, true),
+        ] {
+            nodes.insert(
+                NodeId(id),
+                NodeView {
+                    id: NodeId(id),
+                    generation: 1,
+                    status,
+                    tokens: Arc::from(vec![Token::Murmur3(9), Token::Murmur3(-3)]),
+                    location: NodeLocation::new("east", "r2"),
+                    peer_address: Some("127.0.0.1:7401".parse().unwrap()),
+                    client_address: (id == 1).then(|| "127.0.0.1:7400".parse().unwrap()),
+                    schema_version: None,
+                    load: 0,
+                    alive,
+                },
+            );
+        }
+        let view = ClusterView {
+            local: NodeId(1),
+            partitioner: Partitioner::Murmur3,
+            nodes,
+        };
+        let t = topology_from_view(&view);
+        assert_eq!(t.partitioner, "murmur3");
+        let states: Vec<(NodeState, bool)> = t.nodes.iter().map(|n| (n.state, n.up)).collect();
+        assert_eq!(
+            states,
+            vec![
+                (NodeState::Normal, true),
+                (NodeState::Left, false),
+                (NodeState::Joining, true)
+            ]
+        );
+        assert_eq!(t.nodes[0].address, "127.0.0.1:7400");
+        assert_eq!(t.nodes[1].address, "127.0.0.1:7401");
+        assert_eq!(t.nodes[0].tokens, vec![-3, 9]);
+        assert_eq!(t.nodes[0].id, "0000000000000001");
+        assert_eq!(t.nodes[0].datacenter, "east");
+    }
+
+    #[test]
+    fn token_value_saturates_the_largest_md5_token() {
+        assert_eq!(token_value(&Token::Murmur3(-1)), -1);
+        assert_eq!(token_value(&Token::Md5(1 << 127)), i128::MAX);
+        assert_eq!(token_value(&Token::Md5(5)), 5);
+    }
+}
