@@ -288,9 +288,17 @@ impl Service {
             match prepared {
                 Ok((p, cells)) => {
                     let several = plans.len() > 1;
+                    let causal = p.schema.options.conflict_mode == ConflictMode::Causal;
                     for (k, v) in cells {
-                        batch.put(&p.schema.name, k, &v);
-                        if several && p.schema.options.conflict_mode == ConflictMode::Causal {
+                        if causal {
+                            // Prepared from the cell's merged state under its stripe
+                            // lock: it descends everything stored, so the memtable
+                            // needs no DVV merge.
+                            batch.put_superseding(&p.schema.name, k, &v);
+                        } else {
+                            batch.put(&p.schema.name, k, &v);
+                        }
+                        if several && causal {
                             overlay.insert((p.schema.name.as_str(), k), v);
                         }
                     }

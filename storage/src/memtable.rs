@@ -163,6 +163,12 @@ impl Memtable {
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
     }
 
+    /// Stores `entry` at `key` without merging: the caller guarantees it supersedes what
+    /// the key holds (see `WriteBatch::put_superseding`). Caller holds the write mutex.
+    pub fn replace(&self, key: &[u8], seqno: SeqNo, entry: Entry) {
+        self.apply(key, seqno, entry, &crate::merge::NewestWins);
+    }
+
     /// Looks `key` up.
     pub fn get(&self, key: &[u8]) -> Option<(SeqNo, Entry)> {
         self.read()

@@ -216,6 +216,55 @@ fn engine_merge_policy_applies_across_memtable_sstables_and_compaction() {
     assert_eq!(e.get("t", b"k").expect("get"), Some(b"abc".to_vec()));
 }
 
+/// Set union of bytes, counting its merges: `merge(x, y) == y` whenever `y ⊇ x`.
+#[derive(Default)]
+struct CountingUnion(std::sync::atomic::AtomicUsize);
+
+impl MergePolicy for CountingUnion {
+    fn merge(&self, _key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match (older, newer) {
+            (EntryRef::Value(a), EntryRef::Value(b)) => {
+                let mut v: Vec<u8> = a.iter().chain(b).copied().collect();
+                v.sort_unstable();
+                v.dedup();
+                Entry::Value(v)
+            }
+            (EntryRef::Tombstone, n) => n.to_owned(),
+            (o, EntryRef::Tombstone) => o.to_owned(),
+        }
+    }
+}
+
+#[test]
+fn engine_superseding_put_skips_the_memtable_merge_and_reads_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = Arc::new(CountingUnion::default());
+    let e = open_with(dir.path(), small_opts());
+    let topts = TableOptions {
+        merge: policy.clone(),
+        ..TableOptions::default()
+    };
+    e.create_table("t", topts).expect("create");
+    e.put("t", b"k", b"a").expect("put");
+    e.put("t", b"m", b"x").expect("put");
+    e.flush(None).expect("flush");
+    e.put("t", b"k", b"b").expect("put"); // memtable holds "b", the sstable "a"
+    let before = policy.0.load(std::sync::atomic::Ordering::SeqCst);
+    let mut b = WriteBatch::new();
+    b.put_superseding("t", b"k", b"ab");
+    e.write(&b).expect("write");
+    assert_eq!(
+        policy.0.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "no merge on write"
+    );
+    assert_eq!(e.get("t", b"k").expect("get"), Some(b"ab".to_vec()));
+    e.flush(None).expect("flush");
+    e.compact("t").expect("compact");
+    assert_eq!(e.get("t", b"k").expect("get"), Some(b"ab".to_vec()));
+}
+
 #[test]
 fn engine_major_compaction_drops_tombstones_and_old_versions() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -23,7 +23,7 @@ pub(crate) fn encoded_len_hint(batch: &WriteBatch) -> usize {
     batch
         .ops
         .iter()
-        .map(|(_, k, e)| k.len() + e.charge() + 12)
+        .map(|op| op.key.len() + op.entry.charge() + 12)
         .sum::<usize>()
         + 5
 }
@@ -31,9 +31,10 @@ pub(crate) fn encoded_len_hint(batch: &WriteBatch) -> usize {
 /// Encodes `batch` into `out`, naming tables by the ids `table_id` gives.
 pub(crate) fn encode(batch: &WriteBatch, table_id: impl Fn(&str) -> u32, out: &mut Vec<u8>) {
     put_varint(out, batch.ops.len() as u64);
-    for (table, key, entry) in &batch.ops {
-        put_varint(out, u64::from(table_id(table)));
-        match entry {
+    for op in &batch.ops {
+        let key = &op.key;
+        put_varint(out, u64::from(table_id(&op.table)));
+        match &op.entry {
             Entry::Tombstone => {
                 out.push(KIND_TOMBSTONE);
                 put_bytes(out, key);

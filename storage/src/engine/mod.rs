@@ -458,14 +458,14 @@ impl Inner {
         let mut resolved: Vec<Arc<Table>> = Vec::with_capacity(1);
         {
             let tables = self.read_tables();
-            for (name, key, _) in &batch.ops {
-                check_key(key)?;
-                if resolved.iter().any(|t| &t.name == name) {
+            for op in &batch.ops {
+                check_key(&op.key)?;
+                if resolved.iter().any(|t| t.name == op.table) {
                     continue;
                 }
-                let t = tables
-                    .get(name)
-                    .ok_or_else(|| Error::UnknownTable { name: name.clone() })?;
+                let t = tables.get(&op.table).ok_or_else(|| Error::UnknownTable {
+                    name: op.table.clone(),
+                })?;
                 resolved.push(t.clone());
             }
         }
@@ -477,11 +477,14 @@ impl Inner {
             &mut payload,
         );
         self.commit(&resolved, &payload, |seqno| {
-            for (name, key, entry) in &batch.ops {
-                if let Some(t) = find(name) {
-                    t.version()
-                        .active
-                        .apply(key, seqno, entry.clone(), t.merge.as_ref());
+            for op in &batch.ops {
+                if let Some(t) = find(&op.table) {
+                    let active = t.version().active.clone();
+                    if op.supersede {
+                        active.replace(&op.key, seqno, op.entry.clone());
+                    } else {
+                        active.apply(&op.key, seqno, op.entry.clone(), t.merge.as_ref());
+                    }
                 }
             }
         })
