@@ -1,0 +1,481 @@
+//! Real `sibyl` processes forming a cluster on loopback: free ports, a temp directory per
+//! test, conditions polled with deadlines (never slept for), every child killed by its own
+//! PID when the test ends. Membership is checked through the client protocol's topology
+//! request, the same answer `sibyl-admin status` renders.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use sibyl_protocol::{Client, ClientOptions, NodeInfo, NodeState, TableOptions, Topology};
+
+/// How long nodes may take to start and join (debug builds on a shared machine).
+const JOIN_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the failure detector may take to convict a killed node (phi 8 with one
+/// gossip round a second takes about 6-10 s).
+const DOWN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a process may take to exit.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+/// Polling interval of every wait.
+const POLL: Duration = Duration::from_millis(100);
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// One `sibyl` child with fixed ports and data directory (so it can be restarted).
+struct NodeProc {
+    name: String,
+    client: SocketAddr,
+    peer: SocketAddr,
+    data_dir: PathBuf,
+    dir: PathBuf,
+    starts: usize,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn new(root: &Path, name: &str) -> NodeProc {
+        let client = free_addr();
+        let mut peer = free_addr();
+        while peer == client {
+            peer = free_addr();
+        }
+        NodeProc {
+            name: name.into(),
+            client,
+            peer,
+            data_dir: root.join(name).join("data"),
+            dir: root.join(name),
+            starts: 0,
+            child: None,
+        }
+    }
+
+    fn stdout_path(&self) -> PathBuf {
+        self.dir.join(format!("stdout.{}", self.starts))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("log.{}", self.starts))
+    }
+
+    /// Starts the process (again) with `extra` flags.
+    fn start(&mut self, extra: &[String]) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        std::fs::create_dir_all(&self.dir).unwrap();
+        self.starts += 1;
+        let child = Command::new(env!("CARGO_BIN_EXE_sibyl"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.client.to_string())
+            .arg("--peer-listen")
+            .arg(self.peer.to_string())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(self.stdout_path()).unwrap()))
+            .stderr(Stdio::from(File::create(self.log_path()).unwrap()))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.starts {
+            let log = std::fs::read_to_string(self.dir.join(format!("log.{i}")));
+            out.push_str(&format!(
+                "--- {} start {i} ---\n{}\n",
+                self.name,
+                log.unwrap_or_default()
+            ));
+        }
+        out
+    }
+
+    /// The generation printed on the ready line of the latest start.
+    fn generation(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.stdout_path()).ok()?;
+        let rest = text.split("generation ").nth(1)?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) on our own, not yet reaped, child's PID.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EXIT_DEADLINE;
+        loop {
+            if let Some(s) = self.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            std::thread::sleep(POLL); // polling interval
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A blocking façade over the async client.
+struct Probe {
+    rt: tokio::runtime::Runtime,
+}
+
+impl Probe {
+    fn new() -> Probe {
+        Probe {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn client(&self, addr: SocketAddr) -> Option<Client> {
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            pool_size: 1,
+            ..ClientOptions::default()
+        };
+        self.rt
+            .block_on(Client::connect_with(&[addr.to_string()], options))
+            .ok()
+    }
+
+    fn topology(&self, addr: SocketAddr) -> Option<Topology> {
+        let c = self.client(addr)?;
+        self.rt.block_on(c.topology()).ok()
+    }
+
+    fn tables(&self, addr: SocketAddr) -> Option<Vec<String>> {
+        let c = self.client(addr)?;
+        self.rt.block_on(c.list_tables()).ok()
+    }
+
+    fn create_table(&self, addr: SocketAddr, name: &str) {
+        let c = self.client(addr).expect("connect");
+        self.rt
+            .block_on(c.create_table(name, TableOptions::default()))
+            .unwrap();
+    }
+}
+
+fn node_at<'a>(t: &'a Topology, n: &NodeProc) -> Option<&'a NodeInfo> {
+    let addr = n.client.to_string();
+    t.nodes.iter().find(|i| i.address == addr)
+}
+
+/// Polls `cond` until it holds; on the deadline fails with `what` and every node's log.
+fn wait_for(what: &str, deadline: Duration, nodes: &[&NodeProc], mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        if Instant::now() >= end {
+            let logs: String = nodes.iter().map(|n| n.logs()).collect();
+            panic!("timed out waiting for {what}\n{logs}");
+        }
+        std::thread::sleep(POLL); // polling interval
+    }
+}
+
+/// True when `t` lists exactly `nodes`, each up and normal with `tokens` tokens.
+fn all_up_normal(t: &Topology, nodes: &[&NodeProc], tokens: usize) -> bool {
+    t.nodes.len() == nodes.len()
+        && nodes.iter().all(|n| {
+            node_at(t, n)
+                .is_some_and(|i| i.up && i.state == NodeState::Normal && i.tokens.len() == tokens)
+        })
+}
+
+/// Starts nodes one at a time (node 1 alone, the others seeded by it), each once the
+/// previous ones are normal in its topology.
+fn start_cluster(probe: &Probe, root: &Path, count: usize, extra: &[String]) -> Vec<NodeProc> {
+    let mut nodes: Vec<NodeProc> = (1..=count)
+        .map(|i| NodeProc::new(root, &format!("node{i}")))
+        .collect();
+    let seed = nodes[0].peer.to_string();
+    for i in 0..count {
+        let mut args = extra.to_vec();
+        if i > 0 {
+            args.extend(["--seeds".to_owned(), seed.clone()]);
+        }
+        nodes[i].start(&args);
+        let started: Vec<&NodeProc> = nodes[..=i].iter().collect();
+        let addr = nodes[i].client;
+        wait_for(
+            &format!("node {} to join", i + 1),
+            JOIN_DEADLINE,
+            &started,
+            || {
+                probe
+                    .topology(addr)
+                    .is_some_and(|t| all_up_normal(&t, &started, 16))
+            },
+        );
+    }
+    nodes
+}
+
+#[test]
+fn cluster_three_processes_agree_on_a_ring_of_distinct_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("every node to see all three", JOIN_DEADLINE, &all, || {
+        nodes.iter().all(|n| {
+            probe
+                .topology(n.client)
+                .is_some_and(|t| all_up_normal(&t, &all, 16))
+        })
+    });
+    let t = probe.topology(nodes[2].client).unwrap();
+    assert_eq!(t.partitioner, "murmur3");
+    let tokens: BTreeSet<i128> = t.nodes.iter().flat_map(|n| n.tokens.clone()).collect();
+    assert_eq!(tokens.len(), 48, "tokens are distinct: {t:?}");
+    let ids: BTreeSet<&str> = t.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    for n in &t.nodes {
+        assert_eq!((n.datacenter.as_str(), n.rack.as_str()), ("dc1", "rack1"));
+    }
+}
+
+#[test]
+fn cluster_table_created_on_one_node_is_listed_by_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    probe.create_table(nodes[0].client, "users");
+    wait_for("node 3 to list the table", JOIN_DEADLINE, &all, || {
+        probe
+            .tables(nodes[2].client)
+            .is_some_and(|t| t == vec!["users".to_owned()])
+    });
+}
+
+#[test]
+fn cluster_killed_node_is_marked_down_then_up_after_restart_with_its_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    let before = probe.topology(nodes[0].client).unwrap();
+    let node2_before = node_at(&before, &nodes[1]).unwrap().clone();
+    let generation_before = nodes[1].generation().expect("ready line with a generation");
+
+    nodes[1].signal(libc::SIGKILL);
+    nodes[1].wait_exit();
+    {
+        let all: Vec<&NodeProc> = nodes.iter().collect();
+        wait_for(
+            "nodes 1 and 3 to mark node 2 down",
+            DOWN_DEADLINE,
+            &all,
+            || {
+                [&nodes[0], &nodes[2]].iter().all(|n| {
+                    probe.topology(n.client).is_some_and(|t| {
+                        node_at(&t, &nodes[1]).is_some_and(|i| !i.up)
+                            && node_at(&t, &nodes[0]).is_some_and(|i| i.up)
+                            && node_at(&t, &nodes[2]).is_some_and(|i| i.up)
+                    })
+                })
+            },
+        );
+    }
+
+    let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
+    nodes[1].start(&seed);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "every node to see node 2 up again",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    let after = probe.topology(nodes[2].client).unwrap();
+    let node2_after = node_at(&after, &nodes[1]).unwrap();
+    assert_eq!(
+        node2_after.id, node2_before.id,
+        "same node id after restart"
+    );
+    assert_eq!(
+        node2_after.tokens, node2_before.tokens,
+        "same tokens after restart"
+    );
+    let generation_after = nodes[1].generation().expect("ready line with a generation");
+    assert!(
+        generation_after > generation_before,
+        "generation {generation_after} after restart, {generation_before} before"
+    );
+}
+
+#[test]
+fn cluster_node_with_another_partitioner_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 1, &[]);
+    let mut md5 = NodeProc::new(tmp.path(), "md5");
+    md5.start(&[
+        "--partitioner".into(),
+        "md5".into(),
+        "--seeds".into(),
+        nodes[0].peer.to_string(),
+    ]);
+    wait_for(
+        "the md5 node to log that it was refused",
+        JOIN_DEADLINE,
+        &[&md5],
+        || {
+            std::fs::read_to_string(md5.log_path())
+                .is_ok_and(|l| l.contains("refused this node") && l.contains("murmur3"))
+        },
+    );
+    let t = probe.topology(nodes[0].client).unwrap();
+    assert_eq!(t.nodes.len(), 1, "the md5 node is not a member: {t:?}");
+}
+
+#[test]
+fn cluster_restart_with_another_partitioner_fails_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 1, &[]);
+    nodes[0].signal(libc::SIGTERM);
+    assert!(nodes[0].wait_exit().success());
+    nodes[0].start(&["--partitioner".into(), "md5".into()]);
+    let status = nodes[0].wait_exit();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(nodes[0].dir.join("stdout.2")).unwrap()
+        + &std::fs::read_to_string(nodes[0].log_path()).unwrap();
+    assert!(
+        log.contains("murmur3 partitioner") && log.contains("cannot change partitioner"),
+        "{log}"
+    );
+}
+
+#[test]
+fn cluster_dev_cluster_starts_nodes_and_stops_them_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    // A base port with its neighbours free: node i uses base + 10*(i-1) and one above.
+    let base = loop {
+        let a = free_addr().port();
+        if a < 60000
+            && [a + 1, a + 10, a + 11]
+                .iter()
+                .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            break a;
+        }
+    };
+    let out = tmp.path().join("dev.out");
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_sibyl"))
+        .args([
+            "dev-cluster",
+            "--nodes",
+            "2",
+            "--base-port",
+            &base.to_string(),
+            "--dir",
+        ])
+        .arg(tmp.path().join("dev"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(File::create(&out).unwrap()))
+        .stderr(Stdio::from(
+            File::create(tmp.path().join("dev.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(Some(dev.id()));
+    let first: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
+    let second: SocketAddr = format!("127.0.0.1:{}", base + 10).parse().unwrap();
+    let end = Instant::now() + JOIN_DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("sibyl-cli --host") {
+            break;
+        }
+        assert!(
+            dev.try_wait().unwrap().is_none(),
+            "dev-cluster exited:\n{text}"
+        );
+        assert!(Instant::now() < end, "dev-cluster not up:\n{text}");
+        std::thread::sleep(POLL); // polling interval
+    }
+    for addr in [first, second] {
+        let t = probe.topology(addr).expect("node answers");
+        assert_eq!(t.nodes.len(), 2, "{t:?}");
+        assert!(t.nodes.iter().all(|n| n.up && n.state == NodeState::Normal));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.split(" pid ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    // SAFETY: kill(2) on our own child's PID.
+    assert_eq!(unsafe { libc::kill(dev.id() as i32, libc::SIGTERM) }, 0);
+    let end = Instant::now() + EXIT_DEADLINE;
+    let status = loop {
+        if let Some(s) = dev.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "dev-cluster did not stop");
+        std::thread::sleep(POLL); // polling interval
+    };
+    drop(guard);
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        // SAFETY: signal 0 only checks whether the PID exists. The children were reaped
+        // by dev-cluster, so their PIDs are gone (reuse within this test is unlikely).
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "node pid {pid} still running");
+    }
+}
+
+/// Kills a process by PID when dropped (a failed assertion must not leak a dev cluster).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            if std::thread::panicking() {
+                // SAFETY: kill(2) on our own child's PID; SIGTERM lets it stop its nodes.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+    }
+}
