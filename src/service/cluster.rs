@@ -267,9 +267,156 @@ impl SchemaSource for Service {
 mod tests {
     use std::collections::BTreeMap;
 
+    use sibyl_protocol::{Request, Response};
+    use sibyl_storage::SyncMode;
+
     use super::*;
     use crate::cluster::ClusterView;
     use crate::ring::{NodeId, NodeLocation, Partitioner};
+    use crate::service::ServiceOptions;
+    use crate::versioning::ManualClock;
+
+    struct Peer {
+        _dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        svc: Service,
+    }
+
+    fn peer(secs: i64) -> Peer {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at_secs(secs));
+        let svc = Service::open(ServiceOptions {
+            data_dir: dir.path().to_path_buf(),
+            sync: SyncMode::default(),
+            memtable_size: 1 << 20,
+            max_siblings: 10,
+            max_value_len: 1024,
+            node_address: "127.0.0.1:7400".into(),
+            clock: clock.clone(),
+        })
+        .unwrap();
+        Peer {
+            _dir: dir,
+            clock,
+            svc,
+        }
+    }
+
+    fn ddl(svc: &Service, req: Request) {
+        let r = svc.handle(req);
+        assert!(
+            matches!(r, Response::SchemaChanged { applied: true, .. }),
+            "{r:?}"
+        );
+    }
+
+    fn create(svc: &Service, name: &str, rf: u16) {
+        let options = sibyl_protocol::TableOptions {
+            replication_factor: rf,
+            ..sibyl_protocol::TableOptions::default()
+        };
+        ddl(
+            svc,
+            Request::CreateTable {
+                name: name.into(),
+                options,
+                if_not_exists: false,
+            },
+        );
+    }
+
+    fn drop_table(svc: &Service, name: &str) {
+        ddl(
+            svc,
+            Request::DropTable {
+                name: name.into(),
+                if_exists: false,
+            },
+        );
+    }
+
+    fn tables(p: &Peer) -> Vec<(String, u16)> {
+        let t = p.svc.read_tables();
+        let mut v: Vec<(String, u16)> = t
+            .values()
+            .map(|s| (s.name.clone(), s.options.replication_factor))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn schema_import_creates_tables_and_versions_converge() {
+        let (a, b) = (peer(100), peer(100));
+        assert_eq!(a.svc.schema_version(), 0);
+        create(&a.svc, "users", 1);
+        assert_ne!(a.svc.schema_version(), b.svc.schema_version());
+        let v = b.svc.import(&a.svc.export()).unwrap();
+        assert_eq!(tables(&b), vec![("users".into(), 1)]);
+        assert_eq!(v, a.svc.schema_version());
+        assert_eq!(b.svc.schema_version(), a.svc.schema_version());
+    }
+
+    #[test]
+    fn schema_import_of_a_newer_drop_removes_the_table_and_an_older_create_does_not_revive_it() {
+        let (a, b) = (peer(100), peer(100));
+        create(&a.svc, "users", 1);
+        let with_table = a.svc.export();
+        b.svc.import(&with_table).unwrap();
+        b.clock.advance_secs(5);
+        drop_table(&b.svc, "users");
+        a.svc.import(&b.svc.export()).unwrap();
+        assert!(tables(&a).is_empty());
+        // A peer that missed the drop pushes its older schema: the tombstone wins.
+        a.svc.import(&with_table).unwrap();
+        assert!(tables(&a).is_empty());
+        assert_eq!(a.svc.schema_version(), b.svc.schema_version());
+    }
+
+    #[test]
+    fn schema_import_newer_create_with_other_options_wins_on_both_sides() {
+        let (a, b) = (peer(100), peer(200));
+        create(&a.svc, "t", 1);
+        create(&b.svc, "t", 2);
+        a.svc.import(&b.svc.export()).unwrap();
+        b.svc.import(&a.svc.export()).unwrap();
+        assert_eq!(tables(&a), vec![("t".into(), 2)]);
+        assert_eq!(tables(&b), vec![("t".into(), 2)]);
+        assert_eq!(a.svc.schema_version(), b.svc.schema_version());
+    }
+
+    #[test]
+    fn schema_stamps_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at_secs(100));
+        let open = || {
+            Service::open(ServiceOptions {
+                data_dir: dir.path().to_path_buf(),
+                sync: SyncMode::default(),
+                memtable_size: 1 << 20,
+                max_siblings: 10,
+                max_value_len: 1024,
+                node_address: "127.0.0.1:7400".into(),
+                clock: clock.clone(),
+            })
+            .unwrap()
+        };
+        let svc = open();
+        create(&svc, "kept", 1);
+        create(&svc, "gone", 1);
+        drop_table(&svc, "gone");
+        let version = svc.schema_version();
+        svc.close().unwrap();
+        drop(svc);
+        let reopened = open();
+        assert_eq!(reopened.schema_version(), version);
+    }
+
+    #[test]
+    fn schema_import_refuses_garbage() {
+        let a = peer(100);
+        assert!(a.svc.import(b"not a schema").is_err());
+    }
 
     #[test]
     fn topology_from_view_lists_every_node_with_state_and_sorted_tokens() {
