@@ -28,6 +28,8 @@ use crate::ring::Token;
 #[derive(Debug)]
 pub struct ClusterLink {
     runtime: Mutex<Option<ClusterRuntime>>,
+    /// The view at shutdown, so requests still draining see the cluster as it was.
+    last_view: Mutex<Option<Arc<ClusterView>>>,
 }
 
 impl ClusterLink {
@@ -35,12 +37,16 @@ impl ClusterLink {
     pub fn new(runtime: ClusterRuntime) -> ClusterLink {
         ClusterLink {
             runtime: Mutex::new(Some(runtime)),
+            last_view: Mutex::new(None),
         }
     }
 
-    /// The latest membership snapshot (`None` after shutdown).
+    /// The latest membership snapshot (after shutdown, the last one).
     pub fn view(&self) -> Option<Arc<ClusterView>> {
-        lock(&self.runtime).as_ref().map(ClusterRuntime::view)
+        match lock(&self.runtime).as_ref() {
+            Some(rt) => Some(rt.view()),
+            None => lock(&self.last_view).clone(),
+        }
     }
 
     /// Tells gossip the local schema changed.
@@ -60,7 +66,15 @@ impl ClusterLink {
     /// Announces the shutdown to peers and stops the gossip thread (blocking, one tick
     /// at most). Idempotent.
     pub fn shutdown(&self) {
-        let taken = lock(&self.runtime).take();
+        // Lock order: runtime, then last_view (as in `view`); the view is kept before the
+        // runtime is taken so no reader sees neither.
+        let taken = {
+            let mut runtime = lock(&self.runtime);
+            if let Some(rt) = runtime.as_ref() {
+                *lock(&self.last_view) = Some(rt.view());
+            }
+            runtime.take()
+        };
         if let Some(mut rt) = taken {
             rt.shutdown();
         }
