@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::table::{Table, TableFile, TableVersion};
-use super::{lock, Inner};
+use super::{lock, Background, Inner};
 use crate::error::{Error, Result};
 use crate::manifest::SsTableEntry;
 use crate::memtable::Memtable;
@@ -31,21 +31,27 @@ pub(crate) fn start(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
     ])
 }
 
+/// Waits until `pending(bg)` is set (and clears it) or shutdown; false on shutdown.
+fn wait_for_work(inner: &Inner, pending: impl Fn(&mut Background) -> &mut bool) -> bool {
+    let mut bg = lock(&inner.bg);
+    while !bg.shutdown && !*pending(&mut bg) {
+        bg = inner
+            .bg_cv
+            .wait_timeout(bg, IDLE_WAIT)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
+    if bg.shutdown {
+        return false;
+    }
+    *pending(&mut bg) = false;
+    true
+}
+
 fn flush_loop(inner: &Arc<Inner>) {
     loop {
-        {
-            let mut bg = lock(&inner.bg);
-            while !bg.shutdown && !bg.flush_pending {
-                bg = inner
-                    .bg_cv
-                    .wait_timeout(bg, IDLE_WAIT)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-            if bg.shutdown {
-                return;
-            }
-            bg.flush_pending = false;
+        if !wait_for_work(inner, |bg| &mut bg.flush_pending) {
+            return;
         }
         if inner.poisoned.load(Ordering::Acquire) {
             continue;
@@ -188,19 +194,8 @@ pub(crate) fn delete_obsolete_segments(inner: &Inner) -> Result<()> {
 
 fn compaction_loop(inner: &Arc<Inner>) {
     loop {
-        {
-            let mut bg = lock(&inner.bg);
-            while !bg.shutdown && !bg.compaction_pending {
-                bg = inner
-                    .bg_cv
-                    .wait_timeout(bg, IDLE_WAIT)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0);
-            }
-            if bg.shutdown {
-                return;
-            }
-            bg.compaction_pending = false;
+        if !wait_for_work(inner, |bg| &mut bg.compaction_pending) {
+            return;
         }
         if !inner.opts.auto_compaction || inner.poisoned.load(Ordering::Acquire) {
             continue;
