@@ -1,10 +1,11 @@
 //! `sibyl dev-cluster`: a local cluster for development. Starts N child `sibyl` processes
 //! (this same binary) on one host address, node i with client port `base + 10*(i-1)` and
 //! peer port one above, data in `DIR/nodeI` and its log in `DIR/nodeI.log`; node 1 is the
-//! seed of the others. Nodes start one at a time, each once the previous one is `normal`
-//! in its own topology, so balanced token allocation sees the ring it joins. Prints how
-//! to connect, then waits; on SIGINT or SIGTERM it sends SIGTERM to every child by its
-//! PID, waits up to [`STOP_GRACE`], and SIGKILLs the ones still running.
+//! seed of the others. Nodes start one at a time, each once it sees itself and the
+//! previous ones up and `normal`, so balanced token allocation sees the ring it joins.
+//! Once every node sees all of them it prints how to connect, then waits; on SIGINT or
+//! SIGTERM it sends SIGTERM to every child by its PID, waits up to [`STOP_GRACE`], and
+//! SIGKILLs the ones still running.
 //!
 //! A child that exits on its own (say, killed to watch failure detection) is reported and
 //! the others keep running. On Linux each child also gets SIGTERM if this process dies
@@ -194,6 +195,24 @@ async fn run_cluster(args: &DevClusterArgs, nodes: &mut Vec<DevNode>) -> ExitCod
         if let Err(e) = joined {
             eprintln!(
                 "sibyl dev-cluster: node {} did not join: {e}\n--- {} ---\n{}",
+                node.index,
+                node.log.display(),
+                node.log_tail()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    // Every node, not only the last, should see the whole cluster before it is "up".
+    let total = nodes.len();
+    for node in nodes.iter_mut() {
+        let agreed = tokio::select! {
+            r = wait_joined(node, total) => r,
+            _ = term.recv() => return ExitCode::SUCCESS,
+            _ = int.recv() => return ExitCode::SUCCESS,
+        };
+        if let Err(e) = agreed {
+            eprintln!(
+                "sibyl dev-cluster: node {} does not see all {total} nodes: {e}\n--- {} ---\n{}",
                 node.index,
                 node.log.display(),
                 node.log_tail()

@@ -213,7 +213,7 @@ fn all_up_normal(t: &Topology, nodes: &[&NodeProc], tokens: usize) -> bool {
 }
 
 /// Starts nodes one at a time (node 1 alone, the others seeded by it), each once the
-/// previous ones are normal in its topology.
+/// previous ones are normal in its topology; returns once every node sees all of them.
 fn start_cluster(probe: &Probe, root: &Path, count: usize, extra: &[String]) -> Vec<NodeProc> {
     let mut nodes: Vec<NodeProc> = (1..=count)
         .map(|i| NodeProc::new(root, &format!("node{i}")))
@@ -238,6 +238,20 @@ fn start_cluster(probe: &Probe, root: &Path, count: usize, extra: &[String]) -> 
             },
         );
     }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "every node to see all the others",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            all.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    drop(all);
     nodes
 }
 
@@ -246,14 +260,6 @@ fn cluster_three_processes_agree_on_a_ring_of_distinct_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let probe = Probe::new();
     let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_for("every node to see all three", JOIN_DEADLINE, &all, || {
-        nodes.iter().all(|n| {
-            probe
-                .topology(n.client)
-                .is_some_and(|t| all_up_normal(&t, &all, 16))
-        })
-    });
     let t = probe.topology(nodes[2].client).unwrap();
     assert_eq!(t.partitioner, "murmur3");
     let tokens: BTreeSet<i128> = t.nodes.iter().flat_map(|n| n.tokens.clone()).collect();
@@ -432,10 +438,14 @@ fn cluster_dev_cluster_starts_nodes_and_stops_them_on_sigterm() {
         assert!(Instant::now() < end, "dev-cluster not up:\n{text}");
         std::thread::sleep(POLL); // polling interval
     }
+    // dev-cluster reports "up" once every node sees both up and normal.
     for addr in [first, second] {
         let t = probe.topology(addr).expect("node answers");
         assert_eq!(t.nodes.len(), 2, "{t:?}");
-        assert!(t.nodes.iter().all(|n| n.up && n.state == NodeState::Normal));
+        assert!(
+            t.nodes.iter().all(|n| n.up && n.state == NodeState::Normal),
+            "{t:?}"
+        );
     }
     let text = std::fs::read_to_string(&out).unwrap();
     let pids: Vec<i32> = text
