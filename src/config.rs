@@ -108,6 +108,11 @@ pub struct Cli {
     /// Largest cell value accepted, KiB [default: 1024].
     #[arg(long, value_name = "KB")]
     pub max_value_kb: Option<usize>,
+    /// Start even if the commit log is corrupt in the middle: cut it at the bad record
+    /// (what follows is lost) and take a new actor epoch. Without it such a node refuses
+    /// to start and names the file and offset.
+    #[arg(long)]
+    pub salvage_commitlog: bool,
     /// Peer addresses of seed nodes, comma separated; none = a new cluster of its own.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub seeds: Option<Vec<String>>,
@@ -172,6 +177,8 @@ pub struct FileConfig {
     pub memtable_mb: Option<usize>,
     /// See [`Cli::max_value_kb`].
     pub max_value_kb: Option<usize>,
+    /// See [`Cli::salvage_commitlog`].
+    pub salvage_commitlog: Option<bool>,
     /// See [`Cli::seeds`] (a list of `host:port` strings).
     pub seeds: Option<Vec<String>>,
     /// See [`Cli::cluster_name`].
@@ -247,6 +254,8 @@ pub struct Config {
     pub memtable_size: usize,
     /// Largest cell value in bytes.
     pub max_value_len: usize,
+    /// Cut a corrupt commit log instead of refusing to start.
+    pub salvage_commitlog: bool,
     /// Cluster membership settings.
     pub cluster: ClusterConfig,
 }
@@ -387,6 +396,7 @@ impl Config {
             )?,
             memtable_size: memtable_mb << 20,
             max_value_len: max_value_kb << 10,
+            salvage_commitlog: cli.salvage_commitlog || file.salvage_commitlog.unwrap_or(false),
             cluster,
         })
     }

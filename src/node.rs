@@ -131,6 +131,7 @@ impl Node {
             memtable_size: config.memtable_size,
             max_siblings: config.max_siblings,
             max_value_len: config.max_value_len,
+            salvage_commitlog: config.salvage_commitlog,
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
         };

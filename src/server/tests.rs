@@ -32,6 +32,7 @@ async fn start(max_in_flight: usize) -> Harness {
         max_siblings: DEFAULT_MAX_SIBLINGS,
         max_value_len: DEFAULT_MAX_VALUE_LEN,
         node_address: "test".into(),
+        salvage_commitlog: false,
         clock: Arc::new(SystemClock),
     })
     .unwrap();

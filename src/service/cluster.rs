@@ -306,6 +306,7 @@ mod tests {
             max_siblings: 10,
             max_value_len: 1024,
             node_address: "127.0.0.1:7400".into(),
+            salvage_commitlog: false,
             clock: clock.clone(),
         })
         .unwrap();
@@ -411,6 +412,7 @@ mod tests {
                 max_siblings: 10,
                 max_value_len: 1024,
                 node_address: "127.0.0.1:7400".into(),
+                salvage_commitlog: false,
                 clock: clock.clone(),
             })
             .unwrap()

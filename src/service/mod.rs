@@ -82,6 +82,8 @@ pub struct ServiceOptions {
     pub max_value_len: usize,
     /// This node's client address, reported in response metadata and the topology.
     pub node_address: String,
+    /// Open even when the commit log is corrupt mid-log, cutting it there.
+    pub salvage_commitlog: bool,
     /// The time source for write timestamps and TTL.
     pub clock: Arc<dyn Clock>,
 }
@@ -187,6 +189,7 @@ impl Service {
             merge_resolver: Arc::new(move |_name: &str, metadata: &[u8]| {
                 merge_policy(&resolver_clock, metadata)
             }),
+            salvage_corrupt_log: opts.salvage_commitlog,
             ..EngineOptions::default()
         };
         let engine = Engine::open(&opts.data_dir, engine_opts).map_err(|e| match e {
@@ -212,7 +215,26 @@ impl Service {
             })?;
             tables.insert(name, Arc::new(schema));
         }
+        // Riak's KV679: if recovery may have dropped acknowledged writes, the versions
+        // this node minted before may be gone here but alive elsewhere; minting new dots
+        // under the old actor could reuse them. A new epoch makes every new dot unique.
+        let recovery = engine.recovery().clone();
+        let data_lost = recovery.data_may_be_lost(opts.sync);
         let actor = match ActorEpoch::open(&opts.data_dir) {
+            Ok((mut a, ActorOpen::Loaded)) if data_lost => {
+                let old = a.actor();
+                let new = a
+                    .bump_epoch()
+                    .map_err(|source| ServiceError::Actor { source })?;
+                tracing::warn!(
+                    %old,
+                    %new,
+                    truncated_tail = ?recovery.truncated_tail,
+                    salvaged = ?recovery.salvaged,
+                    "commit log recovery may have lost acknowledged writes; new actor epoch"
+                );
+                new
+            }
             Ok((a, ActorOpen::Loaded)) => a.actor(),
             Ok((a, ActorOpen::Created)) => {
                 tracing::info!(actor = %a.actor(), "new actor id (new or wiped data directory)");

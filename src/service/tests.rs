@@ -28,6 +28,7 @@ fn options(dir: &std::path::Path, clock: Arc<ManualClock>) -> ServiceOptions {
         max_siblings: DEFAULT_MAX_SIBLINGS,
         max_value_len: DEFAULT_MAX_VALUE_LEN,
         node_address: "127.0.0.1:7400".into(),
+        salvage_commitlog: false,
         clock,
     }
 }
@@ -528,4 +529,95 @@ fn service_table_default_ttl_applies_and_zero_ttl_overrides_it() {
     f.clock.advance_secs(5);
     assert!(f.cell("t", "k", "defaulted").is_none());
     assert!(f.cell("t", "k", "forever").is_some());
+}
+
+/// The newest commit log segment holding records.
+fn newest_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::metadata(p).map(|m| m.len() > 64).unwrap_or(false))
+        .collect();
+    segs.sort();
+    segs.pop().expect("a segment with records")
+}
+
+fn write_rows(svc: &Service, n: u32) {
+    for i in 0..n {
+        let r = svc.handle(Request::Insert {
+            insert: RowInsert {
+                table: "t".into(),
+                key: Bytes::from(format!("k{i}")),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns: vec![ColumnWrite {
+                    name: Bytes::from_static(b"c"),
+                    value: Bytes::from(vec![7u8; 100]),
+                    context: Bytes::new(),
+                }],
+            },
+            consistency: None,
+        });
+        assert!(matches!(r, Response::Written { .. }), "{r:?}");
+    }
+}
+
+#[test]
+fn service_torn_commit_log_tail_takes_a_new_actor_epoch() {
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    write_rows(&f.svc, 5);
+    let before = f.svc.actor();
+    f.svc.close().unwrap();
+    let Fixture { dir, clock, svc } = f;
+    drop(svc);
+    let seg = newest_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 2)
+        .unwrap();
+    let svc = Service::open(options(dir.path(), clock)).unwrap();
+    assert_eq!(svc.actor().node, before.node);
+    assert_eq!(svc.actor().epoch, before.epoch + 1);
+}
+
+#[test]
+fn service_clean_restart_keeps_the_actor_epoch() {
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    write_rows(&f.svc, 5);
+    let before = f.svc.actor();
+    f.svc.close().unwrap();
+    let Fixture { dir, clock, svc } = f;
+    drop(svc);
+    let svc = Service::open(options(dir.path(), clock)).unwrap();
+    assert_eq!(svc.actor(), before);
+}
+
+#[test]
+fn service_corrupt_commit_log_refuses_to_open_unless_salvaged_with_a_new_epoch() {
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    write_rows(&f.svc, 40);
+    let before = f.svc.actor();
+    f.svc.close().unwrap();
+    let Fixture { dir, clock, svc } = f;
+    drop(svc);
+    let seg = newest_segment(dir.path());
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let refused = Service::open(options(dir.path(), clock.clone()));
+    assert!(refused.is_err(), "a corrupt log must not open silently");
+    drop(refused);
+    let svc = Service::open(ServiceOptions {
+        salvage_commitlog: true,
+        ..options(dir.path(), clock)
+    })
+    .unwrap();
+    assert_eq!(svc.actor().epoch, before.epoch + 1);
 }
