@@ -207,9 +207,7 @@ impl<T: Transport> Driver<T> {
             }
             while let Ok(cmd) = self.commands.try_recv() {
                 match cmd {
-                    Command::SchemaChanged => self
-                        .gossiper
-                        .set_schema_version(self.schema.schema_version()),
+                    Command::SchemaChanged => self.announce_schema(),
                     Command::Load(bytes) => self.gossiper.set_load(bytes),
                     Command::RemoveNode(node, reply) => {
                         let _ = reply.send(self.gossiper.remove_node(node));
@@ -252,6 +250,29 @@ impl<T: Transport> Driver<T> {
                 let out = self.gossiper.on_message(env, now);
                 self.send_all(out);
             }
+        }
+    }
+
+    /// Publishes the new schema version in gossip and pushes the schema to every live
+    /// peer at once, so a table created here is usable elsewhere within a round trip
+    /// instead of a gossip round (peers that miss the push still pull on mismatch).
+    fn announce_schema(&mut self) {
+        let version = self.schema.schema_version();
+        self.gossiper.set_schema_version(version);
+        let schema: Arc<[u8]> = Arc::from(self.schema.export());
+        let view = self.gossiper.view();
+        let peers: Vec<SocketAddr> = self
+            .gossiper
+            .live_peers()
+            .iter()
+            .filter_map(|id| view.node(*id).and_then(|n| n.peer_address))
+            .collect();
+        for addr in peers {
+            let push = PeerMessage::SchemaPush {
+                version,
+                schema: schema.clone(),
+            };
+            self.send(addr, push);
         }
     }
 
