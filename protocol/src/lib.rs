@@ -67,7 +67,7 @@ pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
     NodeInfo, NodeState, Placement, QuorumMode, ResponseMeta, Selector, Sibling, TableOptions,
-    Topology,
+    TableStatistics, Topology,
 };
 
 /// The protocol version this build speaks by default.

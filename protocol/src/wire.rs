@@ -92,6 +92,12 @@ impl WireReader {
         Ok(self.buf.get_u32())
     }
 
+    /// Reads a big-endian `u64`.
+    pub fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
+        self.need(8, what)?;
+        Ok(self.buf.get_u64())
+    }
+
     /// Reads a big-endian `i64`.
     pub fn i64(&mut self, what: &'static str) -> Result<i64, ProtocolError> {
         self.need(8, what)?;
@@ -216,6 +222,11 @@ impl WireWriter {
     /// Writes a `u32`.
     pub fn u32(&mut self, v: u32) {
         self.buf.put_u32(v);
+    }
+
+    /// Writes a `u64`.
+    pub fn u64(&mut self, v: u64) {
+        self.buf.put_u64(v);
     }
 
     /// Writes an `i64`.

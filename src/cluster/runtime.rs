@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use tracing::{debug, info, warn};
 
+use super::endpoint::NodeStatus;
 use super::gossip_types::{GossipError, GossipEvent, Outgoing};
 use super::gossiper::Gossiper;
 use super::messages::{Envelope, PeerMessage};
@@ -68,6 +69,8 @@ enum Command {
     SchemaChanged,
     Load(u64),
     RemoveNode(NodeId, Sender<Result<(), GossipError>>),
+    /// Announces a new local status (decommission: `leaving`, then `left`).
+    SetStatus(NodeStatus),
 }
 
 /// The running membership layer of a node.
@@ -151,6 +154,12 @@ impl ClusterRuntime {
         let _ = self.commands.send(Command::Load(bytes));
     }
 
+    /// Announces a new status of the local node (decommission). Applied on the next tick;
+    /// the published view shows it from then on.
+    pub fn set_status(&self, status: NodeStatus) {
+        let _ = self.commands.send(Command::SetStatus(status));
+    }
+
     /// `removenode`: marks a dead node removed, cluster-wide.
     pub fn remove_node(&self, node: NodeId) -> Result<(), GossipError> {
         let (tx, rx) = mpsc::channel();
@@ -212,6 +221,7 @@ impl<T: Transport> Driver<T> {
                     Command::RemoveNode(node, reply) => {
                         let _ = reply.send(self.gossiper.remove_node(node));
                     }
+                    Command::SetStatus(status) => self.gossiper.set_status(status),
                 }
             }
             self.maybe_choose_tokens(now);

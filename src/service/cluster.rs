@@ -1,6 +1,7 @@
 //! The service's side of cluster membership: the [`ClusterLink`] to the node's running
-//! [`ClusterRuntime`], the topology answer built from its [`ClusterView`], the node's load,
-//! and the [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]).
+//! [`ClusterRuntime`] (including the operator's `removenode` and status changes), the
+//! topology answer built from its [`ClusterView`] with each node's gossiped load, and the
+//! [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]).
 //!
 //! # Invariants
 //! - Schema import runs under the service's DDL mutex, like local DDL, so engine tables,
@@ -21,8 +22,10 @@ use sibyl_protocol::{NodeInfo, NodeState, Topology};
 use super::schema::{self, TableSchema};
 use super::schema_sync::{decode_export, export, save_stamps, version_of, ExportEntry, Stamps};
 use super::{lock, Service};
-use crate::cluster::{ClusterRuntime, ClusterView, NodeStatus, NodeView, SchemaSource};
-use crate::ring::Token;
+use crate::cluster::{
+    ClusterRuntime, ClusterView, GossipError, NodeStatus, NodeView, SchemaSource,
+};
+use crate::ring::{NodeId, Token};
 
 /// The node's running membership layer, shared with the service.
 #[derive(Debug)]
@@ -60,6 +63,23 @@ impl ClusterLink {
     pub fn set_load(&self, bytes: u64) {
         if let Some(rt) = lock(&self.runtime).as_ref() {
             rt.set_load(bytes);
+        }
+    }
+
+    /// `removenode` through the runtime (blocking: waits for the gossip thread's answer,
+    /// about one tick). Holds the link's lock meanwhile, which only delays `view` and
+    /// `shutdown` by that tick. After shutdown the node is unknown.
+    pub fn remove_node(&self, node: NodeId) -> Result<(), GossipError> {
+        match lock(&self.runtime).as_ref() {
+            Some(rt) => rt.remove_node(node),
+            None => Err(GossipError::UnknownNode { node }),
+        }
+    }
+
+    /// Announces a new status of the local node (decommission); a no-op after shutdown.
+    pub fn set_status(&self, status: NodeStatus) {
+        if let Some(rt) = lock(&self.runtime).as_ref() {
+            rt.set_status(status);
         }
     }
 
@@ -115,6 +135,7 @@ fn node_info(n: &NodeView) -> NodeInfo {
         state: node_state(n.status),
         up: n.alive,
         tokens,
+        load_bytes: n.load,
     }
 }
 
@@ -453,7 +474,7 @@ mod tests {
                     peer_address: Some("127.0.0.1:7401".parse().unwrap()),
                     client_address: (id == 1).then(|| "127.0.0.1:7400".parse().unwrap()),
                     schema_version: None,
-                    load: 0,
+                    load: id * 1000,
                     alive,
                 },
             );
@@ -479,6 +500,8 @@ mod tests {
         assert_eq!(t.nodes[0].tokens, vec![-3, 9]);
         assert_eq!(t.nodes[0].id, "0000000000000001");
         assert_eq!(t.nodes[0].datacenter, "east");
+        let loads: Vec<u64> = t.nodes.iter().map(|n| n.load_bytes).collect();
+        assert_eq!(loads, vec![1000, 2000, 3000]);
     }
 
     #[test]

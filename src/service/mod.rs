@@ -13,6 +13,7 @@
 //! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
 //! - [`read`]: GET with its selectors, slices and paging tokens.
 //! - [`write`]: INSERT, DELETE and BATCH for causal and lww tables.
+//! - [`admin`]: operator commands (flush, compact, table stats, removenode, decommission).
 //!
 //! # Invariants
 //! - The schema cache mirrors the engine's tables: both change only under the DDL mutex,
@@ -31,6 +32,7 @@
 //! No lock is held across anything but engine calls.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod atomic_file;
 pub mod cluster;
 pub mod keys;
@@ -294,6 +296,11 @@ impl Service {
     pub fn execution(&self, request: &Request) -> Execution {
         match request {
             Request::CreateTable { .. } | Request::DropTable { .. } => Execution::Blocking,
+            // Operator commands wait for disk (flush, compaction) or for gossip.
+            Request::Flush { .. }
+            | Request::Compact { .. }
+            | Request::RemoveNode { .. }
+            | Request::Decommission => Execution::Blocking,
             Request::Insert { .. } | Request::Delete { .. } | Request::Batch { .. }
                 if self.batch_sync =>
             {
@@ -370,6 +377,11 @@ impl Service {
                 self.batch(&mutations, consistency)?;
                 Ok(self.written())
             }
+            admin @ (Request::Flush { .. }
+            | Request::Compact { .. }
+            | Request::TableStats { .. }
+            | Request::RemoveNode { .. }
+            | Request::Decommission) => self.admin(admin),
         }
     }
 
@@ -389,6 +401,7 @@ impl Service {
                 up: true,
                 // A single node owns the whole ring; one token places it.
                 tokens: vec![0],
+                load_bytes: self.load_bytes(),
             }],
         }
     }

@@ -5,7 +5,8 @@
 //! return (with `"`, `\` and those three escaped), else as `0x` followed by lowercase hex,
 //! so everything shown can be typed back. The shell's grammar reads both forms
 //! back: a quoted string is its UTF-8 bytes, an unquoted `0x..` word with an even number of
-//! hex digits is those bytes. Pure functions, no state.
+//! hex digits is those bytes. Sizes are shown in binary units ([`human_size`]). Pure
+//! functions, no state.
 
 use std::fmt::Write as _;
 
@@ -87,6 +88,21 @@ pub fn parse_hex(word: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A byte count in binary units for people: `512 B`, `1.2 KiB`, `3.0 MiB`, up to `EiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("EiB"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +143,15 @@ mod tests {
         assert_eq!(parse_hex("0xabc"), None);
         assert_eq!(parse_hex("0xzz"), None);
         assert_eq!(parse_hex("ab"), None);
+    }
+
+    #[test]
+    fn human_size_picks_the_largest_whole_unit() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1_258_291), "1.2 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16.0 EiB");
     }
 }

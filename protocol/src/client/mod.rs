@@ -7,11 +7,14 @@
 //! - [`connection`]: one connection, many requests in flight matched by stream id.
 //! - [`Table`] ([`table`]): `client.table("users").get(key).await`, `.put(key, cols)`,
 //!   with contexts carried from reads into writes by [`Row`].
+//! - [`admin`]: operator commands (flush, compact, table stats, removenode,
+//!   decommission).
 //!
 //! Threading: `Client` is `Clone + Send + Sync` (an `Arc` inside); use it from any task.
 //! It needs a tokio runtime; each connection owns a reader and a writer task that stop
 //! when the connection is dropped.
 
+pub mod admin;
 pub mod connection;
 pub mod error;
 pub mod pool;

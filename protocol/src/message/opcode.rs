@@ -1,5 +1,6 @@
 //! The opcode table: one byte per message kind, shared by a request and its response.
-//! Client opcodes live in `0x01..=0x7F` (0x00 is never used); `0x80..=0xFF` is reserved for
+//! Client opcodes live in `0x01..=0x7F` (0x00 is never used; operator commands use
+//! `0x30..=0x3F`); `0x80..=0xFF` is reserved for
 //! node-to-node messages on the peer port, defined by the cluster crate with the same
 //! framing ([`crate::frame::PEER_OPCODE_BASE`]).
 
@@ -32,11 +33,21 @@ pub enum Opcode {
     Delete = 0x22,
     /// Several inserts and deletes, several keys.
     Batch = 0x23,
+    /// Admin: flush memtables to SSTables (one table or all).
+    Flush = 0x30,
+    /// Admin: major compaction of one table.
+    Compact = 0x31,
+    /// Admin: storage statistics of one table.
+    TableStats = 0x32,
+    /// Admin: remove a dead node from the cluster on its behalf.
+    RemoveNode = 0x33,
+    /// Admin: the answering node leaves the ring.
+    Decommission = 0x34,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 11] = [
+    pub const ALL: [Opcode; 16] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -48,6 +59,11 @@ impl Opcode {
         Opcode::Get,
         Opcode::Delete,
         Opcode::Batch,
+        Opcode::Flush,
+        Opcode::Compact,
+        Opcode::TableStats,
+        Opcode::RemoveNode,
+        Opcode::Decommission,
     ];
 
     /// The byte on the wire.
@@ -80,6 +96,11 @@ impl Opcode {
             Opcode::Get => "GET",
             Opcode::Delete => "DELETE",
             Opcode::Batch => "BATCH",
+            Opcode::Flush => "FLUSH",
+            Opcode::Compact => "COMPACT",
+            Opcode::TableStats => "TABLE_STATS",
+            Opcode::RemoveNode => "REMOVE_NODE",
+            Opcode::Decommission => "DECOMMISSION",
         }
     }
 
@@ -94,6 +115,7 @@ impl Opcode {
                 | Opcode::ListTables
                 | Opcode::DescribeTable
                 | Opcode::Get
+                | Opcode::TableStats
         )
     }
 }

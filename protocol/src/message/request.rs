@@ -208,6 +208,32 @@ pub enum Request {
         /// `None` = each table's write consistency.
         consistency: Option<Consistency>,
     },
+    /// Admin: flushes the memtables of one table (all tables when `None`) on the answering
+    /// node and waits for the SSTables. Wire: `option<string>` table.
+    Flush {
+        /// The table; `None` = every table.
+        table: Option<String>,
+    },
+    /// Admin: merges all SSTables of a table on the answering node (a major compaction)
+    /// and waits for it. Wire: `string` table.
+    Compact {
+        /// The table.
+        table: String,
+    },
+    /// Admin: the answering node's storage statistics of a table. Wire: `string` table.
+    TableStats {
+        /// The table.
+        table: String,
+    },
+    /// Admin: announces a dead node as removed, cluster-wide (`removenode`). Wire:
+    /// `string` node id (16 hex digits, as the topology shows it).
+    RemoveNode {
+        /// The node's id.
+        node_id: String,
+    },
+    /// Admin: the answering node leaves the ring (announces `leaving`, then `left`).
+    /// Empty body.
+    Decommission,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -236,6 +262,11 @@ impl Request {
             Request::Get { .. } => Opcode::Get,
             Request::Delete { .. } => Opcode::Delete,
             Request::Batch { .. } => Opcode::Batch,
+            Request::Flush { .. } => Opcode::Flush,
+            Request::Compact { .. } => Opcode::Compact,
+            Request::TableStats { .. } => Opcode::TableStats,
+            Request::RemoveNode { .. } => Opcode::RemoveNode,
+            Request::Decommission => Opcode::Decommission,
         }
     }
 
@@ -247,7 +278,7 @@ impl Request {
                 w.u8(*version);
                 w.string("client name", client)?;
             }
-            Request::Ping | Request::Topology | Request::ListTables => {}
+            Request::Ping | Request::Topology | Request::ListTables | Request::Decommission => {}
             Request::CreateTable {
                 name,
                 options,
@@ -262,6 +293,11 @@ impl Request {
                 w.bool(*if_exists);
             }
             Request::DescribeTable { name } => w.string("table", name)?,
+            Request::Flush { table } => w.option(table.as_ref(), |w, t| w.string("table", t))?,
+            Request::Compact { table } | Request::TableStats { table } => {
+                w.string("table", table)?
+            }
+            Request::RemoveNode { node_id } => w.string("node id", node_id)?,
             Request::Insert {
                 insert,
                 consistency,
@@ -366,6 +402,19 @@ impl Request {
                     consistency,
                 }
             }
+            Opcode::Flush => Request::Flush {
+                table: r.option("table", |r| r.string("table"))?,
+            },
+            Opcode::Compact => Request::Compact {
+                table: r.string("table")?,
+            },
+            Opcode::TableStats => Request::TableStats {
+                table: r.string("table")?,
+            },
+            Opcode::RemoveNode => Request::RemoveNode {
+                node_id: r.string("node id")?,
+            },
+            Opcode::Decommission => Request::Decommission,
         };
         r.finish(opcode.name())?;
         Ok(req)
@@ -420,6 +469,15 @@ mod tests {
         };
         let frame = req.to_frame(9).unwrap();
         assert_eq!(frame.opcode, 0x21);
+        assert_eq!(Request::from_frame(&frame).unwrap(), req);
+    }
+
+    #[test]
+    fn request_admin_flush_of_all_tables_round_trips() {
+        let req = Request::Flush { table: None };
+        let frame = req.to_frame(4).unwrap();
+        assert_eq!(frame.opcode, 0x30);
+        assert_eq!(&frame.body[..], &[0]);
         assert_eq!(Request::from_frame(&frame).unwrap(), req);
     }
 

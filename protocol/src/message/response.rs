@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
-use crate::message::types::{Cell, ResponseMeta, TableOptions, Topology};
+use crate::message::types::{Cell, ResponseMeta, TableOptions, TableStatistics, Topology};
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 
@@ -38,7 +38,7 @@ pub enum Response {
         /// False when `if_not_exists` / `if_exists` made the request a no-op.
         applied: bool,
     },
-    /// To LIST_TABLES. Wire: `list<string>`.
+    /// To LIST_TABLES (every table) and FLUSH (the tables flushed). Wire: `list<string>`.
     Tables(Vec<String>),
     /// To DESCRIBE_TABLE. Wire: `string` name, table options.
     Table {
@@ -61,6 +61,15 @@ pub enum Response {
     Written {
         /// Which replicas acknowledged.
         meta: ResponseMeta,
+    },
+    /// To TABLE_STATS, and to COMPACT (the statistics once the compaction is done).
+    /// Wire: table statistics.
+    AdminTableStats(TableStatistics),
+    /// To REMOVE_NODE and DECOMMISSION: done, with what the node did in words (for the
+    /// operator). Wire: `string` message.
+    AdminDone {
+        /// What happened, for the operator.
+        message: String,
     },
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
@@ -199,12 +208,20 @@ impl Response {
                     Response::SchemaChanged { .. },
                     Opcode::CreateTable | Opcode::DropTable
                 )
-                | (Response::Tables(_), Opcode::ListTables)
+                | (Response::Tables(_), Opcode::ListTables | Opcode::Flush)
                 | (Response::Table { .. }, Opcode::DescribeTable)
                 | (Response::Row { .. }, Opcode::Get)
                 | (
                     Response::Written { .. },
                     Opcode::Insert | Opcode::Delete | Opcode::Batch
+                )
+                | (
+                    Response::AdminTableStats(_),
+                    Opcode::TableStats | Opcode::Compact
+                )
+                | (
+                    Response::AdminDone { .. },
+                    Opcode::RemoveNode | Opcode::Decommission
                 )
         )
     }
@@ -243,6 +260,8 @@ impl Response {
                 w.option(next_page.as_ref(), |w, p| w.bytes("next page", p))?;
             }
             Response::Written { meta } => meta.encode(&mut w)?,
+            Response::AdminTableStats(s) => s.encode(&mut w)?,
+            Response::AdminDone { message } => w.string("admin message", message)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -270,7 +289,9 @@ impl Response {
                     table: r.string("table")?,
                     applied: r.bool("applied")?,
                 },
-                Opcode::ListTables => Response::Tables(r.list("tables", 2, |r| r.string("table"))?),
+                Opcode::ListTables | Opcode::Flush => {
+                    Response::Tables(r.list("tables", 2, |r| r.string("table"))?)
+                }
                 Opcode::DescribeTable => Response::Table {
                     name: r.string("table")?,
                     options: TableOptions::decode(&mut r)?,
@@ -287,6 +308,12 @@ impl Response {
                 }
                 Opcode::Insert | Opcode::Delete | Opcode::Batch => Response::Written {
                     meta: ResponseMeta::decode(&mut r)?,
+                },
+                Opcode::TableStats | Opcode::Compact => {
+                    Response::AdminTableStats(TableStatistics::decode(&mut r)?)
+                }
+                Opcode::RemoveNode | Opcode::Decommission => Response::AdminDone {
+                    message: r.string("admin message")?,
                 },
             }
         };

@@ -1,5 +1,5 @@
 //! The cluster topology a client fetches for token-aware routing: nodes with their
-//! addresses, tokens, state, datacenter and rack, and the partitioner. Pure data with its
+//! addresses, tokens, state, datacenter, rack and load, and the partitioner. Pure data with its
 //! wire encoding.
 
 use crate::error::ProtocolError;
@@ -21,7 +21,7 @@ pub enum NodeState {
 
 /// One node of the cluster as the topology response describes it. Wire: `string` id,
 /// `string` address, `string` datacenter, `string` rack, `u8` state, `bool` up,
-/// `list<i128>` tokens.
+/// `list<i128>` tokens, `u64` load_bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeInfo {
     /// Stable node id.
@@ -39,10 +39,13 @@ pub struct NodeInfo {
     /// Tokens the node owns (murmur3 tokens are i64 values sign-extended; md5 tokens are
     /// non-negative 127-bit values).
     pub tokens: Vec<i128>,
+    /// Bytes of data the node holds (SSTables and memtables of every table), as it last
+    /// announced in gossip; 0 when not yet known.
+    pub load_bytes: u64,
 }
 
 impl NodeInfo {
-    pub(crate) const MIN_LEN: usize = 14;
+    pub(crate) const MIN_LEN: usize = 22;
 
     pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
         w.string("node id", &self.id)?;
@@ -59,7 +62,9 @@ impl NodeInfo {
         w.list("tokens", &self.tokens, |w, t| {
             w.i128(*t);
             Ok(())
-        })
+        })?;
+        w.u64(self.load_bytes);
+        Ok(())
     }
 
     pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
@@ -82,6 +87,7 @@ impl NodeInfo {
             },
             up: r.bool("node up")?,
             tokens: r.list("tokens", 16, |r| r.i128("token"))?,
+            load_bytes: r.u64("load bytes")?,
         })
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
 
+pub use crate::message::admin::TableStatistics;
 pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
 pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode};
 pub use crate::message::table_options::{Compaction, ConflictMode, Placement, TableOptions};

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use sibyl_protocol::message::types::{
     Cell, CellContext, ColumnWrite, ConflictMode, Consistency, NodeInfo, NodeState, Placement,
-    ResponseMeta, Selector, Sibling, TableOptions, Topology,
+    ResponseMeta, Selector, Sibling, TableOptions, TableStatistics, Topology,
 };
 use sibyl_protocol::{
     DeleteTarget, ErrorKind, Mutation, Opcode, Request, Response, RowDelete, RowInsert,
@@ -184,6 +184,32 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 consistency: Some(Consistency::LOCAL_QUORUM),
             },
         ),
+        ("flush-all", Request::Flush { table: None }),
+        (
+            "flush-table",
+            Request::Flush {
+                table: Some("users".into()),
+            },
+        ),
+        (
+            "compact",
+            Request::Compact {
+                table: "users".into(),
+            },
+        ),
+        (
+            "table-stats",
+            Request::TableStats {
+                table: "users".into(),
+            },
+        ),
+        (
+            "remove-node",
+            Request::RemoveNode {
+                node_id: "00000000000000ab".into(),
+            },
+        ),
+        ("decommission", Request::Decommission),
     ]
 }
 
@@ -235,6 +261,7 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                     state: NodeState::Normal,
                     up: true,
                     tokens: vec![-9_000_000_000_000_000_000, 0, 42],
+                    load_bytes: 1_234_567,
                 }],
             }),
         ),
@@ -378,6 +405,36 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
             "err-invalid",
             Opcode::Get,
             err(ErrorKind::Invalid, "empty key"),
+        ),
+        (
+            "flushed",
+            Opcode::Flush,
+            Response::Tables(vec!["users".into()]),
+        ),
+        (
+            "table-stats",
+            Opcode::TableStats,
+            Response::AdminTableStats(TableStatistics {
+                table: "users".into(),
+                sstables: 3,
+                sstables_per_level: vec![2, 1],
+                sstable_bytes: 4096,
+                sstable_entries: 100,
+                sstable_tombstones: 2,
+                memtable_bytes: 512,
+                memtable_entries: 5,
+                frozen_memtables: 0,
+                flushes: 3,
+                compactions: 1,
+                compacted_bytes: 2048,
+            }),
+        ),
+        (
+            "admin-done",
+            Opcode::Decommission,
+            Response::AdminDone {
+                message: "left the ring".into(),
+            },
         ),
     ]
 }

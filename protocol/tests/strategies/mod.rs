@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use sibyl_protocol::message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
     NodeInfo, NodeState, Placement, QuorumMode, ResponseMeta, Selector, Sibling, TableOptions,
-    Topology,
+    TableStatistics, Topology,
 };
 use sibyl_protocol::{
     DeleteTarget, ErrorCode, ErrorKind, Mutation, Request, Response, RowDelete, RowInsert,
@@ -176,7 +176,35 @@ pub fn request() -> impl Strategy<Value = Request> {
                 mutations,
                 consistency
             }),
+        proptest::option::of(name()).prop_map(|table| Request::Flush { table }),
+        name().prop_map(|table| Request::Compact { table }),
+        name().prop_map(|table| Request::TableStats { table }),
+        name().prop_map(|node_id| Request::RemoveNode { node_id }),
+        Just(Request::Decommission),
     ]
+}
+
+pub fn table_statistics() -> impl Strategy<Value = TableStatistics> {
+    (
+        (name(), any::<u32>(), vec(any::<u32>(), 0..4), any::<u32>()),
+        vec(any::<u64>(), 8),
+    )
+        .prop_map(
+            |((table, sstables, sstables_per_level, frozen_memtables), n)| TableStatistics {
+                table,
+                sstables,
+                sstables_per_level,
+                sstable_bytes: n[0],
+                sstable_entries: n[1],
+                sstable_tombstones: n[2],
+                memtable_bytes: n[3],
+                memtable_entries: n[4],
+                frozen_memtables,
+                flushes: n[5],
+                compactions: n[6],
+                compacted_bytes: n[7],
+            },
+        )
 }
 
 pub fn meta() -> impl Strategy<Value = ResponseMeta> {
@@ -219,9 +247,10 @@ pub fn topology() -> impl Strategy<Value = Topology> {
         state,
         any::<bool>(),
         vec(any::<i128>(), 0..4),
+        any::<u64>(),
     )
         .prop_map(
-            |(id, address, datacenter, rack, state, up, tokens)| NodeInfo {
+            |(id, address, datacenter, rack, state, up, tokens, load_bytes)| NodeInfo {
                 id,
                 address,
                 datacenter,
@@ -229,6 +258,7 @@ pub fn topology() -> impl Strategy<Value = Topology> {
                 state,
                 up,
                 tokens,
+                load_bytes,
             },
         );
     (name(), vec(node, 0..3)).prop_map(|(partitioner, nodes)| Topology { partitioner, nodes })
@@ -282,6 +312,8 @@ pub fn response() -> impl Strategy<Value = Response> {
             }
         ),
         meta().prop_map(|meta| Response::Written { meta }),
+        table_statistics().prop_map(Response::AdminTableStats),
+        name().prop_map(|message| Response::AdminDone { message }),
         server_error().prop_map(Response::Error),
     ]
 }

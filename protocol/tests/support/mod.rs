@@ -341,6 +341,14 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         }
         Request::Ping => Response::Pong,
         Request::Topology => Response::Topology(Default::default()),
+        Request::Flush { .. }
+        | Request::Compact { .. }
+        | Request::TableStats { .. }
+        | Request::RemoveNode { .. }
+        | Request::Decommission => Response::Error(ServerError::new(
+            ErrorKind::Invalid,
+            "the mock server has no admin commands",
+        )),
         Request::CreateTable {
             name,
             options,

@@ -93,6 +93,7 @@ mod tests {
             state: NodeState::Normal,
             up: true,
             tokens,
+            load_bytes: 0,
         }
     }
 

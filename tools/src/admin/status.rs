@@ -2,14 +2,15 @@
 //! [`Topology`]. Returns `String`s (no I/O); used by `sibyl-admin` and the shell's
 //! `topology` command.
 //!
-//! The protocol's `NodeInfo` carries no load figure yet, so `status` has no load column;
-//! it is added when the topology message carries one.
+//! `load` is the data a node holds (SSTables and memtables) as it last gossiped it, in
+//! binary units.
 
 use std::fmt::Write as _;
 
 use sibyl_protocol::{NodeInfo, NodeState, Topology};
 
 use crate::admin::ring::{ownership, ring_entries};
+use crate::text::human_size;
 
 /// `normal`, `joining`, `leaving`, `left`.
 pub fn state_name(s: NodeState) -> &'static str {
@@ -59,8 +60,8 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// One line per node: address, up/down, state, datacenter, rack, token count, owned share
-/// of the token space, node id; datacenters in name order.
+/// One line per node: address, up/down, state, load, datacenter, rack, token count, owned
+/// share of the token space, node id; datacenters in name order.
 pub fn render_status(t: &Topology) -> String {
     let own = ownership(t);
     let mut nodes: Vec<&NodeInfo> = t.nodes.iter().collect();
@@ -69,6 +70,7 @@ pub fn render_status(t: &Topology) -> String {
         "address",
         "status",
         "state",
+        "load",
         "datacenter",
         "rack",
         "tokens",
@@ -83,6 +85,7 @@ pub fn render_status(t: &Topology) -> String {
             n.address.clone(),
             liveness(n).to_owned(),
             state_name(n.state).to_owned(),
+            human_size(n.load_bytes),
             n.datacenter.clone(),
             n.rack.clone(),
             n.tokens.len().to_string(),
@@ -146,6 +149,7 @@ mod tests {
                     state: NodeState::Joining,
                     up: false,
                     tokens: vec![0],
+                    load_bytes: 0,
                 },
                 NodeInfo {
                     id: "n1".into(),
@@ -155,6 +159,7 @@ mod tests {
                     state: NodeState::Normal,
                     up: true,
                     tokens: vec![-(1i128 << 63)],
+                    load_bytes: 1_258_291,
                 },
             ],
         }
@@ -166,12 +171,16 @@ mod tests {
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines.len(), 4, "{s}");
         assert!(
-            lines[1].starts_with("127.0.0.1:7400  up      normal   dc1"),
+            lines[0].starts_with("address         status  state    load     datacenter"),
+            "{s}"
+        );
+        assert!(
+            lines[1].starts_with("127.0.0.1:7400  up      normal   1.2 MiB  dc1"),
             "{s}"
         );
         assert!(lines[1].contains("50.0%"), "{s}");
         assert!(
-            lines[2].starts_with("127.0.0.2:7400  down    joining  dc1"),
+            lines[2].starts_with("127.0.0.2:7400  down    joining  0 B      dc1"),
             "{s}"
         );
         assert_eq!(lines[3], "(2 nodes, 1 up; partitioner murmur3)");

@@ -1,0 +1,66 @@
+//! Operator commands on [`Client`] (what `sibyl-admin` sends): flush, compact, table
+//! statistics, removenode, decommission. Each one acts on the node that answers, so an
+//! admin client should be connected to exactly the node it means; these requests are
+//! never resent to another node after a timeout (only TABLE_STATS is idempotent).
+
+use crate::client::{unexpected, Client, ClientError};
+use crate::message::request::Request;
+use crate::message::response::Response;
+use crate::message::types::TableStatistics;
+
+impl Client {
+    /// Flushes one table's memtables (every table's when `None`) to SSTables on the node
+    /// and waits for it; returns the tables flushed.
+    pub async fn flush(&self, table: Option<&str>) -> Result<Vec<String>, ClientError> {
+        let request = Request::Flush {
+            table: table.map(str::to_owned),
+        };
+        match self.request(request).await? {
+            Response::Tables(t) => Ok(t),
+            other => Err(unexpected("FLUSH", other)),
+        }
+    }
+
+    /// Runs a major compaction of `table` on the node and waits for it; returns the
+    /// table's statistics afterwards.
+    pub async fn compact(&self, table: &str) -> Result<TableStatistics, ClientError> {
+        let request = Request::Compact {
+            table: table.to_owned(),
+        };
+        match self.request(request).await? {
+            Response::AdminTableStats(s) => Ok(s),
+            other => Err(unexpected("COMPACT", other)),
+        }
+    }
+
+    /// The node's storage statistics of `table`.
+    pub async fn table_stats(&self, table: &str) -> Result<TableStatistics, ClientError> {
+        let request = Request::TableStats {
+            table: table.to_owned(),
+        };
+        match self.request(request).await? {
+            Response::AdminTableStats(s) => Ok(s),
+            other => Err(unexpected("TABLE_STATS", other)),
+        }
+    }
+
+    /// Announces the dead node `node_id` (hex, as the topology shows it) as removed;
+    /// returns the node's account of what it did.
+    pub async fn remove_node(&self, node_id: &str) -> Result<String, ClientError> {
+        let request = Request::RemoveNode {
+            node_id: node_id.to_owned(),
+        };
+        match self.request(request).await? {
+            Response::AdminDone { message } => Ok(message),
+            other => Err(unexpected("REMOVE_NODE", other)),
+        }
+    }
+
+    /// Makes the answering node leave the ring; returns its account of what it did.
+    pub async fn decommission(&self) -> Result<String, ClientError> {
+        match self.request(Request::Decommission).await? {
+            Response::AdminDone { message } => Ok(message),
+            other => Err(unexpected("DECOMMISSION", other)),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Operator commands (what `sibyl-admin` sends): FLUSH, COMPACT, TABLE_STATS over the
+//! local storage engine, and REMOVE_NODE, DECOMMISSION over the membership layer
+//! ([`super::cluster::ClusterLink`]). Each acts on this node only; membership changes then
+//! spread by gossip.
+//!
+//! # Invariants
+//! - REMOVE_NODE only ever removes a node this node knows and believes down, never itself;
+//!   anything else is a typed `Invalid` error naming the node.
+//! - DECOMMISSION only starts from `normal` (a joining node would announce `normal` again
+//!   once its tokens are chosen) and always announces `leaving` before `left`. No data is
+//!   streamed (not implemented yet); the node says so in its log and its answer, and keeps
+//!   serving until it is stopped.
+//!
+//! # Threading
+//! Called from [`super::Service::handle`]. FLUSH, COMPACT, REMOVE_NODE and DECOMMISSION
+//! block (disk, or waiting for the gossip thread) and are [`super::Execution::Blocking`];
+//! TABLE_STATS reads counters and runs inline. No lock of the service is held while
+//! waiting for gossip.
+
+use std::time::{Duration, Instant};
+
+use sibyl_protocol::{Request, Response, ServerError, TableStatistics};
+
+use super::{invalid, storage_error, Service};
+use crate::cluster::{ClusterView, NodeStatus, GOSSIP_INTERVAL_MS};
+use crate::ring::NodeId;
+
+/// How long a decommissioning node stays `leaving` before it announces `left`: two gossip
+/// rounds at the default interval, so peers hear `leaving` first (Cassandra waits its
+/// RING_DELAY for the same reason).
+const LEAVING_ANNOUNCE: Duration = Duration::from_millis(2 * GOSSIP_INTERVAL_MS);
+
+/// How long to wait for the gossip thread to publish a status this node announced; it
+/// applies commands every tick (50 ms), so this bound is only reached if it is stuck.
+const STATUS_PUBLISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Polling interval while waiting for the published view.
+const STATUS_POLL: Duration = Duration::from_millis(10);
+
+impl Service {
+    /// Answers an operator request (see the module doc). Other requests are refused.
+    pub(super) fn admin(&self, request: Request) -> Result<Response, ServerError> {
+        match request {
+            Request::Flush { table } => self.flush(table.as_deref()).map(Response::Tables),
+            Request::Compact { table } => {
+                self.engine.compact(&table).map_err(storage_error)?;
+                tracing::info!(table = %table, "major compaction done (operator request)");
+                self.refresh_load();
+                self.table_statistics(&table).map(Response::AdminTableStats)
+            }
+            Request::TableStats { table } => {
+                self.table_statistics(&table).map(Response::AdminTableStats)
+            }
+            Request::RemoveNode { node_id } => self.remove_node(&node_id),
+            Request::Decommission => self.decommission(),
+            other => Err(invalid(format!(
+                "{} is not an operator command",
+                other.opcode().name()
+            ))),
+        }
+    }
+
+    /// Flushes one table (or all) and returns the names of the tables flushed, sorted.
+    fn flush(&self, table: Option<&str>) -> Result<Vec<String>, ServerError> {
+        let names = match table {
+            Some(t) => {
+                self.schema(t)?;
+                vec![t.to_owned()]
+            }
+            None => {
+                let mut names: Vec<String> = self.read_tables().keys().cloned().collect();
+                names.sort();
+                names
+            }
+        };
+        self.engine.flush(table).map_err(storage_error)?;
+        tracing::info!(tables = names.len(), "memtables flushed (operator request)");
+        self.refresh_load();
+        Ok(names)
+    }
+
+    /// The engine's statistics of `table` in protocol form.
+    pub(super) fn table_statistics(&self, table: &str) -> Result<TableStatistics, ServerError> {
+        // Only tables of the schema: the engine may hold internal tables.
+        self.schema(table)?;
+        let s = self.engine.stats(table).map_err(storage_error)?;
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(TableStatistics {
+            table: table.to_owned(),
+            sstables: count(s.sstables),
+            sstables_per_level: s.sstables_per_level.iter().copied().map(count).collect(),
+            sstable_bytes: s.sstable_bytes,
+            sstable_entries: s.sstable_entries,
+            sstable_tombstones: s.sstable_tombstones,
+            memtable_bytes: s.memtable_bytes,
+            memtable_entries: s.memtable_entries,
+            frozen_memtables: count(s.frozen_memtables),
+            flushes: s.flushes,
+            compactions: s.compactions,
+            compacted_bytes: s.compacted_bytes,
+        })
+    }
+
+    /// Announces the load at once after a flush or compaction changed it, so `status`
+    /// shows the new figure without waiting for the periodic announcement.
+    fn refresh_load(&self) {
+        if let Some(link) = self.cluster.get() {
+            link.set_load(self.load_bytes());
+        }
+    }
+
+    fn remove_node(&self, node_id: &str) -> Result<Response, ServerError> {
+        let id = parse_node_id(node_id)?;
+        let unknown = || invalid(format!("unknown node {id}: not in this node's view"));
+        let link = self.cluster.get().ok_or_else(unknown)?;
+        let view = link.view().ok_or_else(unknown)?;
+        if id == view.local {
+            return Err(invalid(format!(
+                "node {id} is the node answering: a node cannot remove itself; \
+                 decommission it, or removenode it from another node once it is down"
+            )));
+        }
+        let node = view.node(id).ok_or_else(unknown)?;
+        if node.alive {
+            return Err(invalid(format!(
+                "node {id} is up: removenode is for dead nodes; decommission it instead"
+            )));
+        }
+        link.remove_node(id)
+            .map_err(|e| invalid(format!("removenode {id}: {e}")))?;
+        tracing::warn!(node = %id, "removenode (operator request): node announced as removed; \
+             its ranges move to the remaining nodes without streaming (repair fills them)");
+        Ok(Response::AdminDone {
+            message: format!(
+                "node {id} announced as removed; its token ranges move to the remaining \
+                 nodes (no data is streamed: run repair on them)"
+            ),
+        })
+    }
+
+    fn decommission(&self) -> Result<Response, ServerError> {
+        let link = self.cluster.get().ok_or_else(|| {
+            invalid("this node is not part of a cluster (no membership layer attached)")
+        })?;
+        let view = link
+            .view()
+            .ok_or_else(|| invalid("the membership layer is stopped"))?;
+        let me = view.local;
+        match local_status(&view) {
+            Some(NodeStatus::Normal) => {}
+            Some(NodeStatus::Joining) | None => {
+                return Err(invalid(format!(
+                    "node {me} is still joining; decommission it once it is normal"
+                )))
+            }
+            Some(s) => {
+                return Err(invalid(format!(
+                    "node {me} is already {}; nothing to decommission",
+                    s.name()
+                )))
+            }
+        }
+        link.set_status(NodeStatus::Leaving);
+        tracing::warn!(node = %me, "decommission: leaving the ring. Data streaming is not \
+             implemented yet: this node's data is NOT moved to the new owners (run repair on \
+             them); the node keeps serving until it is stopped");
+        wait_for_status(link, NodeStatus::Leaving)?;
+        std::thread::sleep(LEAVING_ANNOUNCE);
+        link.set_status(NodeStatus::Left);
+        wait_for_status(link, NodeStatus::Left)?;
+        tracing::warn!(node = %me, "decommission: left the ring; stop this node when ready");
+        Ok(Response::AdminDone {
+            message: format!(
+                "node {me} announced leaving, then left; its data was not streamed (not \
+                 implemented yet: run repair on the remaining nodes); it keeps serving until \
+                 it is stopped"
+            ),
+        })
+    }
+}
+
+/// The local node's status in `view`.
+fn local_status(view: &ClusterView) -> Option<NodeStatus> {
+    view.node(view.local).and_then(|n| n.status)
+}
+
+/// Polls the published view until the local node shows `status`.
+fn wait_for_status(
+    link: &super::cluster::ClusterLink,
+    status: NodeStatus,
+) -> Result<(), ServerError> {
+    let deadline = Instant::now() + STATUS_PUBLISH_WAIT;
+    loop {
+        if link
+            .view()
+            .is_some_and(|v| local_status(&v) == Some(status))
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ServerError::new(
+                sibyl_protocol::ErrorKind::Server,
+                format!(
+                    "the gossip thread did not publish status {} in time",
+                    status.name()
+                ),
+            ));
+        }
+        std::thread::sleep(STATUS_POLL);
+    }
+}
+
+/// A node id as the topology shows it: 1 to 16 hex digits.
+fn parse_node_id(text: &str) -> Result<NodeId, ServerError> {
+    let t = text.trim();
+    let bad = || {
+        invalid(format!(
+            "node id {text:?} is not a node id: expected up to 16 hex digits, as \
+             `sibyl-admin status` shows them"
+        ))
+    };
+    if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    u64::from_str_radix(t, 16).map(NodeId).map_err(|_| bad())
+}
+
+#[cfg(test)]
+#[path = "admin_tests.rs"]
+mod tests;
