@@ -1,2 +1,330 @@
 //! Unit tests of the operator commands: a real engine in a temp dir; membership through
 //! real gossip runtimes on loopback TCP (ports chosen by the OS).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sibyl_protocol::{
+    ColumnWrite, ErrorKind, NodeState, Request, Response, RowInsert, TableOptions, TableStatistics,
+    Topology,
+};
+use sibyl_storage::SyncMode;
+
+use crate::cluster::{ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, TokenPlan};
+use crate::ring::{NodeId, NodeLocation, Token};
+use crate::service::cluster::ClusterLink;
+use crate::service::{Execution, Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
+use crate::transport::{TcpTransport, Transport};
+use crate::versioning::{ManualClock, DEFAULT_MAX_SIBLINGS};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    svc: Arc<Service>,
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::open(ServiceOptions {
+        data_dir: dir.path().to_path_buf(),
+        sync: SyncMode::default(),
+        memtable_size: 1 << 20,
+        max_siblings: DEFAULT_MAX_SIBLINGS,
+        max_value_len: DEFAULT_MAX_VALUE_LEN,
+        node_address: "127.0.0.1:7400".into(),
+        salvage_commitlog: false,
+        clock: Arc::new(ManualClock::at_secs(1_700_000_000)),
+    })
+    .unwrap();
+    Node {
+        _dir: dir,
+        svc: Arc::new(svc),
+    }
+}
+
+impl Node {
+    fn create(&self, table: &str) {
+        let r = self.svc.handle(Request::CreateTable {
+            name: table.into(),
+            options: TableOptions {
+                replication_factor: 1,
+                ..TableOptions::default()
+            },
+            if_not_exists: false,
+        });
+        assert!(matches!(r, Response::SchemaChanged { .. }), "{r:?}");
+    }
+
+    fn put(&self, table: &str, key: &str) {
+        let r = self.svc.handle(Request::Insert {
+            insert: RowInsert {
+                table: table.into(),
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns: vec![ColumnWrite {
+                    name: Bytes::from_static(b"c"),
+                    value: Bytes::from_static(b"some value"),
+                    context: Bytes::new(),
+                }],
+            },
+            consistency: None,
+        });
+        assert!(matches!(r, Response::Written { .. }), "{r:?}");
+    }
+
+    fn stats(&self, table: &str) -> TableStatistics {
+        match self.svc.handle(Request::TableStats {
+            table: table.into(),
+        }) {
+            Response::AdminTableStats(s) => s,
+            other => panic!("expected table stats, got {other:?}"),
+        }
+    }
+
+    fn topology(&self) -> Topology {
+        match self.svc.handle(Request::Topology) {
+            Response::Topology(t) => t,
+            other => panic!("expected a topology, got {other:?}"),
+        }
+    }
+
+    /// Starts gossip for this node (one token, so it is normal at once) and attaches it.
+    fn join(&self, id: u64, seed: Option<SocketAddr>) -> SocketAddr {
+        let transport = TcpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = transport.local_addr();
+        let mut config = GossipConfig::new("admin-test", vec![seed.unwrap_or(addr)]);
+        config.interval_ms = 100;
+        let local = LocalNode {
+            id: NodeId(id),
+            generation: 1,
+            peer_address: addr,
+            client_address: None,
+            location: NodeLocation::default(),
+            tokens: Vec::new(),
+            status: NodeStatus::Joining,
+            schema_version: 0,
+            load: 0,
+        };
+        let gossiper = Gossiper::new(config, local, id, 0);
+        let token = Token::Murmur3(i64::try_from(id).unwrap() * 1_000_000);
+        let rt = ClusterRuntime::start(
+            gossiper,
+            transport,
+            self.svc.clone(),
+            TokenPlan::Existing(vec![token]),
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        self.svc.attach_cluster(Arc::new(ClusterLink::new(rt)));
+        addr
+    }
+
+    fn stop_gossip(&self) {
+        self.svc.cluster().unwrap().shutdown();
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn state_of(t: &Topology, id: u64) -> Option<(NodeState, bool)> {
+    let id = format!("{id:016x}");
+    t.nodes.iter().find(|n| n.id == id).map(|n| (n.state, n.up))
+}
+
+fn invalid_message(r: Response) -> String {
+    match r {
+        Response::Error(e) if e.kind == ErrorKind::Invalid => e.message,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn flush_table_writes_an_sstable_that_table_stats_counts() {
+    let n = node();
+    n.create("t");
+    for k in ["a", "b", "c"] {
+        n.put("t", k);
+    }
+    assert_eq!(n.stats("t").sstables, 0);
+    let r = n.svc.handle(Request::Flush {
+        table: Some("t".into()),
+    });
+    assert_eq!(r, Response::Tables(vec!["t".into()]));
+    let s = n.stats("t");
+    assert!(s.sstables >= 1, "{s:?}");
+    assert_eq!(s.sstable_entries, 3, "{s:?}");
+    assert!(s.sstable_bytes > 0, "{s:?}");
+    assert_eq!(s.memtable_entries, 0, "{s:?}");
+    assert!(s.flushes >= 1, "{s:?}");
+    assert_eq!(s.sstables_per_level.iter().sum::<u32>(), s.sstables);
+}
+
+#[test]
+fn flush_all_names_every_table_in_order() {
+    let n = node();
+    n.create("zeta");
+    n.create("alpha");
+    n.put("zeta", "k");
+    let r = n.svc.handle(Request::Flush { table: None });
+    assert_eq!(r, Response::Tables(vec!["alpha".into(), "zeta".into()]));
+    assert!(n.stats("zeta").sstables >= 1);
+}
+
+#[test]
+fn flush_unknown_table_is_unknown_table() {
+    let n = node();
+    let r = n.svc.handle(Request::Flush {
+        table: Some("nope".into()),
+    });
+    assert!(
+        matches!(&r, Response::Error(e) if e.kind == ErrorKind::UnknownTable { table: "nope".into() }),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn compact_merges_sstables_into_one() {
+    let n = node();
+    n.create("t");
+    for k in ["a", "b"] {
+        n.put("t", k);
+        n.svc.handle(Request::Flush {
+            table: Some("t".into()),
+        });
+    }
+    assert_eq!(n.stats("t").sstables, 2);
+    let r = n.svc.handle(Request::Compact { table: "t".into() });
+    let Response::AdminTableStats(s) = r else {
+        panic!("expected table stats, got {r:?}")
+    };
+    assert_eq!(s.sstables, 1, "{s:?}");
+    assert_eq!(s.sstable_entries, 2, "{s:?}");
+    assert!(s.compactions >= 1, "{s:?}");
+}
+
+#[test]
+fn table_stats_unknown_table_is_unknown_table() {
+    let n = node();
+    let r = n.svc.handle(Request::TableStats {
+        table: "nope".into(),
+    });
+    assert!(
+        matches!(&r, Response::Error(e) if matches!(e.kind, ErrorKind::UnknownTable { .. })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn execution_runs_flush_compact_and_membership_commands_blocking() {
+    let n = node();
+    for req in [
+        Request::Flush { table: None },
+        Request::Compact { table: "t".into() },
+        Request::RemoveNode {
+            node_id: "1".into(),
+        },
+        Request::Decommission,
+    ] {
+        assert_eq!(n.svc.execution(&req), Execution::Blocking, "{req:?}");
+    }
+    let stats = Request::TableStats { table: "t".into() };
+    assert_eq!(n.svc.execution(&stats), Execution::Inline);
+}
+
+#[test]
+fn topology_without_cluster_reports_the_load() {
+    let n = node();
+    n.create("t");
+    n.put("t", "k");
+    let t = n.topology();
+    assert!(t.nodes[0].load_bytes > 0, "{t:?}");
+}
+
+#[test]
+fn remove_node_malformed_id_is_invalid() {
+    let n = node();
+    for bad in ["", "xyz", "00000000000000001"] {
+        let msg = invalid_message(n.svc.handle(Request::RemoveNode {
+            node_id: bad.into(),
+        }));
+        assert!(msg.contains("hex digits"), "{bad:?}: {msg}");
+    }
+}
+
+#[test]
+fn remove_node_without_cluster_is_an_unknown_node() {
+    let n = node();
+    let msg = invalid_message(n.svc.handle(Request::RemoveNode {
+        node_id: "00000000000000ab".into(),
+    }));
+    assert!(msg.contains("unknown node 00000000000000ab"), "{msg}");
+}
+
+#[test]
+fn decommission_without_cluster_is_invalid() {
+    let n = node();
+    let msg = invalid_message(n.svc.handle(Request::Decommission));
+    assert!(msg.contains("not part of a cluster"), "{msg}");
+}
+
+#[test]
+fn remove_node_refuses_up_unknown_and_self_then_removes_a_down_node() {
+    let (a, b) = (node(), node());
+    let seed = a.join(1, None);
+    b.join(2, Some(seed));
+    wait_for("a to see b up and normal", || {
+        state_of(&a.topology(), 2) == Some((NodeState::Normal, true))
+    });
+    let remove = |id: &str| a.svc.handle(Request::RemoveNode { node_id: id.into() });
+    let up = invalid_message(remove("0000000000000002"));
+    assert!(up.contains("is up"), "{up}");
+    let unknown = invalid_message(remove("0000000000000009"));
+    assert!(unknown.contains("unknown node"), "{unknown}");
+    let itself = invalid_message(remove("1"));
+    assert!(itself.contains("cannot remove itself"), "{itself}");
+
+    b.stop_gossip();
+    wait_for("a to see b down", || {
+        state_of(&a.topology(), 2).is_some_and(|(_, up)| !up)
+    });
+    let r = remove("2");
+    assert!(
+        matches!(&r, Response::AdminDone { message } if message.contains("removed")),
+        "{r:?}"
+    );
+    wait_for("a to show b left", || {
+        state_of(&a.topology(), 2) == Some((NodeState::Left, false))
+    });
+    a.stop_gossip();
+}
+
+#[test]
+fn decommission_announces_left_and_refuses_a_second_time() {
+    let a = node();
+    a.join(1, None);
+    wait_for("a normal", || {
+        state_of(&a.topology(), 1) == Some((NodeState::Normal, true))
+    });
+    let r = a.svc.handle(Request::Decommission);
+    assert!(
+        matches!(&r, Response::AdminDone { message } if message.contains("leaving, then left")),
+        "{r:?}"
+    );
+    assert_eq!(
+        state_of(&a.topology(), 1).map(|s| s.0),
+        Some(NodeState::Left)
+    );
+    let again = invalid_message(a.svc.handle(Request::Decommission));
+    assert!(again.contains("already left"), "{again}");
+    // It keeps serving.
+    assert_eq!(a.svc.handle(Request::Ping), Response::Pong);
+    a.stop_gossip();
+}
