@@ -1,9 +1,11 @@
 //! Operations views behind `sibyl-admin` (like nodetool): the cluster as the topology
-//! message describes it.
+//! message describes it, and a table's storage statistics.
 //!
 //! # Layout
 //! - [`ring`]: tokens in ring order, each token's range share, each node's ownership.
 //! - [`status`]: the `status` and `ring` tables as text.
+//! - [`tablestats`]: the `tablestats` report as text.
 
 pub mod ring;
 pub mod status;
+pub mod tablestats;

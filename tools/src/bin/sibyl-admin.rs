@@ -1,9 +1,14 @@
 //! `sibyl-admin`: operations on a Sibyl cluster (like nodetool). Subcommands are a clap
 //! enum; each one asks a node over the client protocol and prints a table.
 //!
-//! - `status`: every node with address, up/down, state, datacenter, rack, token count and
-//!   owned share of the token space.
+//! - `status`: every node with address, up/down, state, load, datacenter, rack, token
+//!   count and owned share of the token space.
 //! - `ring`: every token in ring order with its owner.
+//! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
+//!   asked (`--host`), not cluster-wide.
+//! - `removenode NODE_ID`: announces a dead node (id as `status` shows it) as removed.
+//! - `decommission`: the node asked leaves the ring (`leaving`, then `left`); no data is
+//!   streamed yet, and it keeps serving until stopped.
 
 use std::time::Duration;
 
@@ -11,6 +16,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sibyl_protocol::{Client, ClientOptions};
 use sibyl_tools::admin::status::{render_ring, render_status};
+use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
 
 /// Operations on a Sibyl cluster.
@@ -33,6 +39,30 @@ enum AdminCommand {
     Status,
     /// Tokens in ring order with their owners.
     Ring,
+    /// Writes the memtables of one table (every table when omitted) to SSTables on the
+    /// node asked.
+    Flush {
+        /// The table; every table when omitted.
+        table: Option<String>,
+    },
+    /// Merges all SSTables of a table on the node asked (a major compaction).
+    Compact {
+        /// The table.
+        table: String,
+    },
+    /// Storage statistics of a table on the node asked.
+    Tablestats {
+        /// The table.
+        table: String,
+    },
+    /// Announces a dead node as removed, cluster-wide (NODE_ID as `status` shows it).
+    Removenode {
+        /// The node's id (hex).
+        node_id: String,
+    },
+    /// Makes the node asked leave the ring. Its data is not streamed to the new owners
+    /// yet (run repair on them); it keeps serving until stopped.
+    Decommission,
 }
 
 fn main() {
@@ -63,13 +93,50 @@ fn real_main() -> Result<()> {
         let client = Client::connect_with(&[args.host.as_str()], options)
             .await
             .map_err(|e| anyhow::anyhow!(describe_client_error(&e)))?;
-        let topology = client
-            .topology()
-            .await
-            .map_err(|e| anyhow::anyhow!("topology: {}", describe_client_error(&e)))?;
+        let fail = |what: &str, e: sibyl_protocol::ClientError| {
+            anyhow::anyhow!("{what}: {}", describe_client_error(&e))
+        };
         anyhow::Ok(match args.command {
-            AdminCommand::Status => render_status(&topology),
-            AdminCommand::Ring => render_ring(&topology),
+            AdminCommand::Status | AdminCommand::Ring => {
+                let topology = client.topology().await.map_err(|e| fail("topology", e))?;
+                if matches!(args.command, AdminCommand::Status) {
+                    render_status(&topology)
+                } else {
+                    render_ring(&topology)
+                }
+            }
+            AdminCommand::Flush { table } => {
+                let flushed = client
+                    .flush(table.as_deref())
+                    .await
+                    .map_err(|e| fail("flush", e))?;
+                if flushed.is_empty() {
+                    "no tables to flush".to_owned()
+                } else {
+                    format!("flushed: {}", flushed.join(", "))
+                }
+            }
+            AdminCommand::Compact { table } => {
+                let stats = client
+                    .compact(&table)
+                    .await
+                    .map_err(|e| fail("compact", e))?;
+                format!("compacted {table}\n{}", render_table_stats(&stats))
+            }
+            AdminCommand::Tablestats { table } => render_table_stats(
+                &client
+                    .table_stats(&table)
+                    .await
+                    .map_err(|e| fail("tablestats", e))?,
+            ),
+            AdminCommand::Removenode { node_id } => client
+                .remove_node(&node_id)
+                .await
+                .map_err(|e| fail("removenode", e))?,
+            AdminCommand::Decommission => client
+                .decommission()
+                .await
+                .map_err(|e| fail("decommission", e))?,
         })
     })?;
     println!("{text}");
