@@ -585,7 +585,12 @@ impl Inner {
             if lock(&self.bg).shutdown {
                 return Err(Error::Closed);
             }
-            w = self.flushed.wait(w).unwrap_or_else(|e| e.into_inner());
+            // Timed: `poison` notifies without the write mutex, so a wake-up can be missed.
+            w = self
+                .flushed
+                .wait_timeout(w, STALL_RECHECK)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         drop(w);
         self.check_poisoned()?;
