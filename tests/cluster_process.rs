@@ -489,3 +489,76 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// `--cluster-name NAME`, so a test's nodes never gossip with another test's.
+fn own_cluster(name: &str) -> Vec<String> {
+    vec!["--cluster-name".to_owned(), name.to_owned()]
+}
+
+/// `removenode` and `decommission` through the client protocol (what `sibyl-admin` sends).
+impl Probe {
+    fn remove_node(&self, addr: SocketAddr, node_id: &str) -> Result<String, String> {
+        let c = self.client(addr).expect("connect");
+        self.rt
+            .block_on(c.remove_node(node_id))
+            .map_err(|e| e.to_string())
+    }
+
+    fn decommission(&self, addr: SocketAddr) -> String {
+        let c = self.client(addr).expect("connect");
+        self.rt.block_on(c.decommission()).unwrap()
+    }
+}
+
+#[test]
+fn cluster_removenode_of_a_stopped_node_shows_it_left_on_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    // A cluster name of its own: a peer port freed by the stopped node and reused by
+    // another test's node must not join the two clusters.
+    let mut nodes = start_cluster(&probe, tmp.path(), 2, &own_cluster("removenode"));
+    let t = probe.topology(nodes[0].client).unwrap();
+    let id2 = node_at(&t, &nodes[1]).unwrap().id.clone();
+
+    let refused = probe.remove_node(nodes[0].client, &id2).unwrap_err();
+    assert!(refused.contains("is up"), "{refused}");
+
+    nodes[1].signal(libc::SIGTERM);
+    nodes[1].wait_exit();
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 1 to see node 2 down", DOWN_DEADLINE, &all, || {
+        probe
+            .topology(nodes[0].client)
+            .is_some_and(|t| node_at(&t, &nodes[1]).is_some_and(|i| !i.up))
+    });
+    let done = probe.remove_node(nodes[0].client, &id2).unwrap();
+    assert!(done.contains("removed"), "{done}");
+    wait_for("node 1 to show node 2 left", JOIN_DEADLINE, &all, || {
+        probe.topology(nodes[0].client).is_some_and(|t| {
+            node_at(&t, &nodes[1]).is_some_and(|i| i.state == NodeState::Left && !i.up)
+        })
+    });
+}
+
+#[test]
+fn cluster_decommissioned_node_is_left_for_its_peer_and_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 2, &own_cluster("decommission"));
+    let said = probe.decommission(nodes[1].client);
+    assert!(said.contains("leaving, then left"), "{said}");
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 1 to see node 2 left", JOIN_DEADLINE, &all, || {
+        probe
+            .topology(nodes[0].client)
+            .is_some_and(|t| node_at(&t, &nodes[1]).is_some_and(|i| i.state == NodeState::Left))
+    });
+    // The leaving node still answers, and says it left.
+    let own = probe.topology(nodes[1].client).unwrap();
+    assert_eq!(node_at(&own, &nodes[1]).unwrap().state, NodeState::Left);
+    assert!(
+        nodes[1].logs().contains("streaming is not"),
+        "{}",
+        nodes[1].logs()
+    );
+}
