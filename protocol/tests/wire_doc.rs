@@ -10,7 +10,7 @@ use bytes::Bytes;
 use sibyl_protocol::message::types::{Cell, ColumnWrite, ResponseMeta, Selector, Sibling};
 use sibyl_protocol::{
     ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError,
-    DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    TableStatistics, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 const DOC: &str = include_str!("../doc/wire_format.md");
@@ -130,6 +130,25 @@ fn examples() -> BTreeMap<&'static str, Frame> {
             "1 of 2",
         ))
         .to_frame(3, Opcode::Insert)
+        .unwrap(),
+    );
+    m.insert(
+        "table-stats-response",
+        Response::AdminTableStats(TableStatistics {
+            table: "t".into(),
+            sstables: 2,
+            sstables_per_level: vec![2],
+            sstable_bytes: 4096,
+            sstable_entries: 10,
+            sstable_tombstones: 1,
+            memtable_bytes: 256,
+            memtable_entries: 3,
+            frozen_memtables: 0,
+            flushes: 2,
+            compactions: 0,
+            compacted_bytes: 0,
+        })
+        .to_frame(4, Opcode::TableStats)
         .unwrap(),
     );
     m
