@@ -76,6 +76,7 @@ impl NodeProc {
             .arg(self.client.to_string())
             .arg("--peer-listen")
             .arg(self.peer.to_string())
+            .args(self.default_cluster_name(extra))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::from(File::create(self.stdout_path()).unwrap()))
@@ -83,6 +84,21 @@ impl NodeProc {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Unless `extra` names a cluster, one per test directory: tests run in parallel and
+    /// a port freed by one test's stopped node may be reused by another test's node, which
+    /// must then refuse the first test's gossip instead of joining its cluster.
+    fn default_cluster_name(&self, extra: &[String]) -> Vec<String> {
+        if extra.iter().any(|a| a == "--cluster-name") {
+            return Vec::new();
+        }
+        let root = self.dir.parent().and_then(|p| p.file_name());
+        let name = format!(
+            "test-{}",
+            root.map(|n| n.to_string_lossy()).unwrap_or_default()
+        );
+        vec!["--cluster-name".to_owned(), name]
     }
 
     fn logs(&self) -> String {
