@@ -94,7 +94,9 @@ impl Node {
     fn join(&self, id: u64, seed: Option<SocketAddr>) -> SocketAddr {
         let transport = TcpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = transport.local_addr();
-        let mut config = GossipConfig::new("admin-test", vec![seed.unwrap_or(addr)]);
+        // One cluster name per seed: parallel tests never merge through a reused port.
+        let cluster = format!("admin-test-{}", seed.unwrap_or(addr));
+        let mut config = GossipConfig::new(&cluster, vec![seed.unwrap_or(addr)]);
         config.interval_ms = 100;
         let local = LocalNode {
             id: NodeId(id),
