@@ -395,6 +395,32 @@ fn engine_fsync_failure_poisons_batch_writes() {
 }
 
 #[test]
+fn engine_oversized_batch_is_refused_without_poisoning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open_with(
+        dir.path(),
+        EngineOptions {
+            max_batch_bytes: 4 << 10,
+            ..EngineOptions::default()
+        },
+    );
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    let mut b = WriteBatch::new();
+    for i in 0..100u32 {
+        b.put("t", &i.to_be_bytes(), &[0u8; 100]);
+    }
+    assert!(matches!(e.write(&b), Err(Error::InvalidArgument(_))));
+    assert!(!e.is_poisoned());
+    assert_eq!(
+        e.get("t", &0u32.to_be_bytes()).expect("get"),
+        None,
+        "nothing applied"
+    );
+    e.put("t", b"k", b"v").expect("later writes still work");
+}
+
+#[test]
 fn engine_write_failure_poisons() {
     let dir = tempfile::tempdir().expect("tempdir");
     let faults = Arc::new(Faults::default());

@@ -79,6 +79,10 @@ pub struct EngineOptions {
     /// (losing what follows it), opens, and says so in [`Engine::recovery`]. The node uses
     /// this for `--salvage-commitlog` and takes a new actor epoch when it happens.
     pub salvage_corrupt_log: bool,
+    /// Largest encoded write batch accepted (at most, and by default,
+    /// [`MAX_BATCH_BYTES`]); a larger one is refused with `InvalidArgument` and changes
+    /// nothing.
+    pub max_batch_bytes: usize,
 }
 
 /// What recovery found when the engine opened.
@@ -130,9 +134,13 @@ impl Default for EngineOptions {
             auto_compaction: true,
             faults: Arc::new(Faults::default()),
             salvage_corrupt_log: false,
+            max_batch_bytes: MAX_BATCH_BYTES,
         }
     }
 }
+
+/// Largest encoded write batch: one commit log record (`commitlog::format::MAX_RECORD_LEN`).
+pub const MAX_BATCH_BYTES: usize = crate::commitlog::format::MAX_RECORD_LEN as usize;
 
 /// How often a stalled writer re-checks, in case a wake-up was missed.
 const STALL_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -524,6 +532,13 @@ impl Inner {
         payload: &[u8],
         apply: impl FnOnce(SeqNo),
     ) -> Result<()> {
+        let limit = self.opts.max_batch_bytes.min(MAX_BATCH_BYTES);
+        if payload.len() > limit {
+            return Err(Error::InvalidArgument(format!(
+                "write batch of {} bytes exceeds the {limit} byte limit; split it",
+                payload.len()
+            )));
+        }
         let ticket = {
             let mut w = lock(&self.write);
             // Stall while flushes are far behind, so memory stays bounded.
@@ -540,10 +555,11 @@ impl Inner {
             }
             self.check_poisoned()?;
             let seqno = w.last_seqno + 1;
-            let ticket = self
-                .log
-                .append(seqno, payload)
-                .map_err(|e| self.poison(format!("commit log append: {e}")))?;
+            let ticket = self.log.append(seqno, payload).map_err(|e| match e {
+                // Refused before anything was written: nothing to poison.
+                Error::InvalidArgument(_) | Error::Closed => e,
+                e => self.poison(format!("commit log append: {e}")),
+            })?;
             w.last_seqno = seqno;
             apply(seqno);
             let mut froze = false;
