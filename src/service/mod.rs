@@ -637,6 +637,9 @@ pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
                  read the cell and write with its context to resolve them"
             ),
         ),
+        e @ VersioningError::CellTooLarge { .. } => invalid(format!(
+            "{e}; read the cell and write with its context to resolve its siblings"
+        )),
         other => {
             tracing::error!(error = %other, "versioning error");
             ServerError::new(ErrorKind::Server, other.to_string())

@@ -68,7 +68,7 @@ pub use dvv::{Dot, Dvv, DvvEntryParts, Sibling};
 pub use lww::LwwCell;
 pub use policy::{CausalMerge, LwwMerge};
 pub use vv::VersionVector;
-pub use write::{prepare_causal_write, prepare_lww_write, DEFAULT_MAX_SIBLINGS};
+pub use write::{prepare_causal_write, prepare_lww_write, DEFAULT_MAX_SIBLINGS, MAX_CELL_BYTES};
 
 /// Errors of the versioning layer.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,15 @@ pub enum VersioningError {
         /// Siblings the cell would hold after the write.
         count: usize,
         /// The table's sibling limit.
+        limit: usize,
+    },
+    /// The write would make the stored cell larger than a response can carry, so its
+    /// siblings could no longer be read and resolved.
+    #[error("cell too large: the write would make it {bytes} bytes (limit {limit})")]
+    CellTooLarge {
+        /// Encoded size the cell would have.
+        bytes: usize,
+        /// The limit.
         limit: usize,
     },
     /// The actor file exists but cannot be trusted.

@@ -16,6 +16,7 @@ use super::actor::Actor;
 use super::cell::{decode_causal_cell, encode_causal_cell};
 use super::context::Context;
 use super::dvv::Sibling;
+use super::format::MAX_ACTORS;
 use super::lww::LwwCell;
 use super::vv::VersionVector;
 use super::{count_sibling_limit_rejection, VersioningError};
@@ -65,8 +66,29 @@ pub fn prepare_causal_write(
             limit: max_siblings,
         });
     }
-    Ok(encode_causal_cell(&updated))
+    // A context claims what the client saw; it cannot be allowed to grow the cell past
+    // what the cell decoder accepts (a forged context would make the cell unreadable).
+    if updated.join().len() > MAX_ACTORS {
+        return Err(VersioningError::InvalidContext {
+            reason: "the write would give the cell more actors than a cell may hold",
+        });
+    }
+    let encoded = encode_causal_cell(&updated);
+    // A cell must stay small enough to be read back whole, or nobody could read its
+    // context to resolve its siblings. Writes that shrink it (resolutions) always pass.
+    let before = existing.map_or(0, <[u8]>::len);
+    if encoded.len() > MAX_CELL_BYTES && encoded.len() > before {
+        return Err(VersioningError::CellTooLarge {
+            bytes: encoded.len(),
+            limit: MAX_CELL_BYTES,
+        });
+    }
+    Ok(encoded)
 }
+
+/// Largest encoded causal cell a write may produce: well under the node's 8 MiB response
+/// budget, so the whole cell (all siblings and its context) can always be read.
+pub const MAX_CELL_BYTES: usize = 6 << 20;
 
 /// Builds the stored cell of an LWW write (`value: None` is a delete). The timestamp is the
 /// client's if it sent one, else the coordinator's clock.
@@ -92,6 +114,45 @@ mod tests {
 
     fn val(s: &str) -> Sibling {
         Sibling::value(s.as_bytes().to_vec(), 1)
+    }
+
+    #[test]
+    fn causal_write_with_a_forged_huge_context_is_refused() {
+        let c1 = prepare_causal_write(None, None, val("a"), A, 10, 0).unwrap();
+        let vv =
+            VersionVector::from_pairs((0..MAX_ACTORS as u64).map(|i| (Actor::new(1000 + i, 1), 1)));
+        let ctx = Context::from_vv(vv);
+        let r = prepare_causal_write(Some(&c1), Some(&ctx), val("b"), A, 10, 0);
+        assert!(
+            matches!(r, Err(VersioningError::InvalidContext { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn causal_write_refuses_to_grow_a_cell_past_the_byte_cap_but_accepts_resolution() {
+        let big = vec![7u8; 1 << 20];
+        let mut cell =
+            prepare_causal_write(None, None, Sibling::value(big.clone(), 1), A, 100, 0).unwrap();
+        let mut refused = false;
+        for _ in 0..10 {
+            match prepare_causal_write(Some(&cell), None, Sibling::value(big.clone(), 1), A, 100, 0)
+            {
+                Ok(c) => cell = c,
+                Err(VersioningError::CellTooLarge { bytes, limit }) => {
+                    assert!(bytes > limit);
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(refused, "the cell grew past the cap");
+        // A write with the cell's context replaces every sibling: accepted.
+        let ctx = Context::of(&decode_causal_cell(&cell).unwrap());
+        let resolved =
+            prepare_causal_write(Some(&cell), Some(&ctx), val("small"), A, 100, 0).unwrap();
+        assert!(resolved.len() < 1024);
     }
 
     #[test]
