@@ -621,3 +621,64 @@ fn service_corrupt_commit_log_refuses_to_open_unless_salvaged_with_a_new_epoch()
     .unwrap();
     assert_eq!(svc.actor().epoch, before.epoch + 1);
 }
+
+#[test]
+fn service_wide_row_delete_is_written_in_bounded_batches() {
+    // A row delete used to be one engine batch, and one over the commit log record cap
+    // poisoned the engine (review finding; the engine now refuses such a batch without
+    // poisoning, see storage's engine_oversized_batch_is_refused_without_poisoning). Here
+    // 560 cells of ~32 KiB keys (> the 16 MiB budget) go out in two batches.
+    let f = fixture();
+    f.create("t", ConflictMode::Causal);
+    let key = Bytes::from(vec![b'k'; 16 * 1024]);
+    for chunk in 0..14u32 {
+        let columns = (0..40u32)
+            .map(|i| {
+                let mut name = vec![b'c'; 16 * 1024];
+                name[..8].copy_from_slice(&(u64::from(chunk) * 1000 + u64::from(i)).to_be_bytes());
+                ColumnWrite {
+                    name: Bytes::from(name),
+                    value: Bytes::from_static(b"v"),
+                    context: Bytes::new(),
+                }
+            })
+            .collect();
+        let r = f.svc.handle(Request::Insert {
+            insert: RowInsert {
+                table: "t".into(),
+                key: key.clone(),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns,
+            },
+            consistency: None,
+        });
+        assert!(matches!(r, Response::Written { .. }), "{r:?}");
+    }
+    let r = f.svc.handle(Request::Delete {
+        delete: RowDelete {
+            table: "t".into(),
+            key: key.clone(),
+            timestamp_micros: None,
+            target: DeleteTarget::Row { contexts: vec![] },
+        },
+        consistency: None,
+    });
+    assert!(matches!(r, Response::Written { .. }), "{r:?}");
+    let r = f.svc.handle(Request::Get {
+        table: "t".into(),
+        key,
+        selector: Selector::Slice {
+            from: None,
+            to: None,
+            limit: 10,
+            paging: None,
+        },
+        consistency: None,
+    });
+    match r {
+        Response::Row { cells, .. } => assert!(cells.is_empty(), "{} cells left", cells.len()),
+        other => panic!("unexpected {other:?}"),
+    }
+    f.put("t", "after", "c", "v"); // the engine still takes writes
+}

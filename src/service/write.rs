@@ -8,8 +8,9 @@
 //!   "delete this row" removes it, while a concurrent write it never saw survives.
 //! - Lww tables: each cell is encoded with the client's timestamp (or the node clock's);
 //!   the engine's merge keeps the highest timestamp. Contexts are ignored.
-//! - All cells of one insert or delete go into one engine write batch: a row mutation is
-//!   applied whole or not at all.
+//! - All cells of one insert or delete go into one engine write batch, so a row mutation
+//!   is applied whole or not at all — up to `BATCH_BUDGET` (16 MiB) of cells; past that
+//!   (a wide row delete) the cells are written in several batches, each atomic.
 //! - A row delete tombstones every cell the row holds when the delete runs (plus any column
 //!   named by a context). Cells written later are not covered, even in lww tables with an
 //!   older client timestamp: Sibyl has no partition tombstone (Cassandra has); it keeps the
@@ -40,6 +41,12 @@ use super::{invalid, storage_error, versioning_error, Service};
 use crate::versioning::{
     decode_causal_cell, prepare_causal_write, prepare_lww_write, Context, Sibling,
 };
+
+/// Bytes of cells per engine write batch before the batch is written and a new one
+/// started (a commit log record stays far below its 256 MiB cap).
+const BATCH_BUDGET: usize = 16 << 20;
+/// Per-cell encoding overhead counted against [`BATCH_BUDGET`].
+const BATCH_OVERHEAD: usize = 16;
 
 /// One cell to write: its column, its new value (`None` = delete) and the raw context.
 struct CellWrite<'a> {
@@ -278,6 +285,7 @@ impl Service {
         let now_secs = self.clock.now_secs();
         let mut overlay = Overlay::new();
         let mut batch = WriteBatch::new();
+        let mut batch_bytes = 0usize;
         let mut in_batch = Vec::with_capacity(plans.len());
         let mut results = Vec::with_capacity(plans.len());
         for (i, plan) in plans.iter().enumerate() {
@@ -289,7 +297,22 @@ impl Service {
                 Ok((p, cells)) => {
                     let several = plans.len() > 1;
                     let causal = p.schema.options.conflict_mode == ConflictMode::Causal;
+                    results.push(Ok(()));
                     for (k, v) in cells {
+                        // Keep engine batches bounded: a wide row delete (or a large group)
+                        // is written in several batches. Each batch is atomic; a row delete
+                        // is not atomic anyway (see the module doc).
+                        let bytes = k.len() + v.len() + BATCH_OVERHEAD;
+                        if batch_bytes + bytes > BATCH_BUDGET && !batch.is_empty() {
+                            self.write_batch(&batch, &in_batch, &mut results);
+                            batch = WriteBatch::new();
+                            batch_bytes = 0;
+                            in_batch.clear();
+                        }
+                        if in_batch.last() != Some(&i) {
+                            in_batch.push(i);
+                        }
+                        batch_bytes += bytes;
                         if causal {
                             // Prepared from the cell's merged state under its stripe
                             // lock: it descends everything stored, so the memtable
@@ -302,24 +325,32 @@ impl Service {
                             overlay.insert((p.schema.name.as_str(), k), v);
                         }
                     }
-                    in_batch.push(i);
-                    results.push(Ok(()));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = self.engine.write(&batch) {
-                let e = storage_error(e);
-                for i in in_batch {
-                    if let Some(r) = results.get_mut(i) {
-                        *r = Err(e.clone());
-                    }
-                }
-            }
+            self.write_batch(&batch, &in_batch, &mut results);
         }
         drop(guards);
         results
+    }
+
+    /// Writes one engine batch; on failure every plan with cells in it fails.
+    fn write_batch(
+        &self,
+        batch: &WriteBatch,
+        plans_in_batch: &[usize],
+        results: &mut [Result<(), ServerError>],
+    ) {
+        if let Err(e) = self.engine.write(batch) {
+            let e = storage_error(e);
+            for &i in plans_in_batch {
+                if let Some(r) = results.get_mut(i) {
+                    *r = Err(e.clone());
+                }
+            }
+        }
     }
 
     /// The new stored cells of one plan, as (engine key, cell).
