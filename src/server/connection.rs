@@ -46,6 +46,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const OUT_HIGH_WATER: usize = 1024 * 1024;
 /// Most INSERTs answered as one group.
 const GROUP_MAX: usize = 64;
+/// Longest a write of queued responses may block when no idle timeout is configured.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An idle timer that is not configured sleeps this long (re-armed when it fires).
 const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -188,9 +190,20 @@ impl Connection {
         if self.out.is_empty() {
             return true;
         }
-        if let Err(e) = self.stream.write_all(&self.out).await {
-            tracing::debug!(peer = %self.peer, error = %e, "write failed");
-            return false;
+        // A client that stops reading must not hold its slot and buffers forever: the
+        // write gets a deadline (the idle timeout, else WRITE_TIMEOUT) and the connection
+        // is dropped when it passes.
+        let deadline = self.ctx.idle_timeout.unwrap_or(WRITE_TIMEOUT);
+        match tokio::time::timeout(deadline, self.stream.write_all(&self.out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "write failed");
+                return false;
+            }
+            Err(_) => {
+                tracing::info!(peer = %self.peer, ?deadline, "client not reading its responses; closing");
+                return false;
+            }
         }
         self.out.clear();
         if self.out.capacity() > 4 * OUT_HIGH_WATER {

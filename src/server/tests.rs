@@ -24,6 +24,14 @@ struct Harness {
 }
 
 async fn start(max_in_flight: usize) -> Harness {
+    start_with(max_in_flight, 8, None).await
+}
+
+async fn start_with(
+    max_in_flight: usize,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::open(ServiceOptions {
         data_dir: dir.path().to_path_buf(),
@@ -40,10 +48,10 @@ async fn start(max_in_flight: usize) -> Harness {
     let addr = listener.local_addr().unwrap();
     let (shutdown, rx) = watch::channel(false);
     let opts = ServerOptions {
-        max_connections: 8,
+        max_connections,
         max_in_flight,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
-        idle_timeout: None,
+        idle_timeout,
         shutdown_grace: Duration::from_secs(10),
     };
     let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
@@ -156,4 +164,89 @@ async fn server_shutdown_closes_connections_and_returns() {
         TcpStream::connect(h.addr).await.is_err(),
         "still accepting after shutdown"
     );
+}
+
+#[tokio::test]
+async fn server_drops_a_client_that_never_reads_its_responses() {
+    // Regression (review): the write of queued responses had no deadline, so a client
+    // that pipelined requests and never read held its connection slot forever.
+    let h = start_with(64, 1, Some(Duration::from_millis(300))).await;
+    let mut a = Client::connect(h.addr).await;
+    let table_opts = sibyl_protocol::TableOptions {
+        replication_factor: 1,
+        read_consistency: sibyl_protocol::Consistency::ONE,
+        write_consistency: sibyl_protocol::Consistency::ONE,
+        ..sibyl_protocol::TableOptions::default()
+    };
+    let r = a
+        .call(Request::CreateTable {
+            name: "t".into(),
+            options: table_opts,
+            if_not_exists: false,
+        })
+        .await;
+    assert!(matches!(r, Some(Response::SchemaChanged { .. })), "{r:?}");
+    let r = a
+        .call(Request::Insert {
+            insert: sibyl_protocol::RowInsert {
+                table: "t".into(),
+                key: bytes::Bytes::from_static(b"k"),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns: vec![sibyl_protocol::ColumnWrite {
+                    name: bytes::Bytes::from_static(b"c"),
+                    value: bytes::Bytes::from(vec![1u8; 1 << 20]),
+                    context: bytes::Bytes::new(),
+                }],
+            },
+            consistency: None,
+        })
+        .await;
+    assert!(matches!(r, Some(Response::Written { .. })), "{r:?}");
+    // 64 reads of a 1 MiB cell: far more than the socket buffers hold. Never read them.
+    let get = Request::Get {
+        table: "t".into(),
+        key: bytes::Bytes::from_static(b"k"),
+        selector: sibyl_protocol::Selector::All,
+        consistency: None,
+    };
+    for id in 10..74u32 {
+        a.send(&get, id).await;
+    }
+    // The only slot frees once the server gives up on A.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut b = TcpStream::connect(h.addr).await.unwrap();
+        let hs = Request::Handshake {
+            version: PROTOCOL_VERSION,
+            client: "b".into(),
+        };
+        b.write_all(
+            &hs.to_frame(1)
+                .unwrap()
+                .to_vec(DEFAULT_MAX_FRAME_LEN)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let mut codec = FrameCodec::with_max_frame_len(DEFAULT_MAX_FRAME_LEN);
+        let mut buf = BytesMut::new();
+        let frame = loop {
+            if let Some(f) = codec.decode(&mut buf).unwrap() {
+                break Some(f);
+            }
+            if b.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                break None;
+            }
+        };
+        if let Some(Response::Handshake { .. }) = frame.map(|f| Response::from_frame(&f).unwrap()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(a);
 }
