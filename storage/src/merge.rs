@@ -13,6 +13,10 @@ use crate::types::{Entry, EntryRef};
 /// included, so that the engine may fold them in any grouping (memtable, flush,
 /// compaction, read): `merge(merge(a, b), c) == merge(a, merge(b, c))`.
 ///
+/// It must also be commutative for policies other than newest-wins: size-tiered
+/// compaction merges files by size, not by age, so versions may meet out of sequence
+/// order (DVV sync and timestamp-ordered LWW are both commutative).
+///
 /// A consequence: with a policy other than newest-wins, an engine tombstone cannot "reset"
 /// older versions (`merge(T, v)` would have to remember the reset). Policies that need
 /// deletes encode them inside their values — the node's causal tombstones are DVV
@@ -23,7 +27,9 @@ pub trait MergePolicy: Send + Sync + 'static {
     fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry;
 
     /// True when `merge` always returns `newer`: the engine then skips reading older
-    /// versions (a plain overwrite in the memtable, the first hit wins on reads).
+    /// versions (a plain overwrite in the memtable, the first hit wins on reads). Scans of
+    /// a newest-wins table hide tombstones without calling [`MergePolicy::read`], so such a
+    /// policy must keep the default `read`.
     fn newest_wins(&self) -> bool {
         false
     }

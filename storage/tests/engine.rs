@@ -29,19 +29,6 @@ fn scan_all(e: &Engine, t: &str, dir: Direction) -> Vec<(Vec<u8>, Vec<u8>)> {
         .expect("scan entries")
 }
 
-/// Appends values; a tombstone resets. Not newest-wins, so every read and compaction path
-/// must fold versions.
-struct Concat;
-
-impl MergePolicy for Concat {
-    fn merge(&self, _key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
-        match (older, newer) {
-            (EntryRef::Value(a), EntryRef::Value(b)) => Entry::Value([a, b].concat()),
-            (_, n) => n.to_owned(),
-        }
-    }
-}
-
 #[test]
 fn engine_put_get_delete_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,13 +176,13 @@ fn engine_scan_both_directions_with_bounds() {
 fn engine_merge_policy_applies_across_memtable_sstables_and_compaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = EngineOptions {
-        merge_resolver: Arc::new(|_, _| Arc::new(Concat) as Arc<dyn MergePolicy>),
+        merge_resolver: Arc::new(|_, _| Arc::new(CountingUnion::default()) as Arc<dyn MergePolicy>),
         ..small_opts()
     };
     {
         let e = open_with(dir.path(), opts.clone());
         let topts = TableOptions {
-            merge: Arc::new(Concat),
+            merge: Arc::new(CountingUnion::default()),
             ..TableOptions::default()
         };
         e.create_table("t", topts).expect("create");
@@ -553,6 +540,25 @@ fn engine_salvage_cuts_the_log_at_mid_log_corruption_and_reports_it() {
 }
 
 #[test]
+fn engine_major_compaction_purges_tombstones_of_a_lone_sstable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open_with(dir.path(), EngineOptions::default());
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    e.put("t", b"a", b"1").expect("put");
+    e.delete("t", b"b").expect("delete");
+    e.flush(None).expect("flush");
+    assert_eq!(e.stats("t").expect("stats").sstable_tombstones, 1);
+    e.compact("t").expect("compact");
+    let s = e.stats("t").expect("stats");
+    assert_eq!(
+        (s.sstables, s.sstable_entries, s.sstable_tombstones),
+        (1, 1, 0),
+        "{s:?}"
+    );
+}
+
+#[test]
 fn engine_recovery_reports_a_torn_tail() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
@@ -712,4 +718,91 @@ fn only_sstable(dir: &std::path::Path) -> std::path::PathBuf {
         .collect();
     assert_eq!(ssts.len(), 1, "{ssts:?}");
     ssts.into_iter().next().expect("one sstable")
+}
+
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("commitlog"))
+        .expect("ls")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Regression (review): records of a dropped table are deleted from the log without the manifest ever
+/// recording their seqnos; a table created meanwhile has flushed_seqno above what the
+/// engine recovers, so its writes after a restart get seqnos the next replay skips.
+#[test]
+fn engine_seqno_never_regresses_below_a_flushed_seqno_after_a_drop() {
+    let dir = tempfile::tempdir().expect("ok");
+    {
+        let e = Engine::open(dir.path(), small_opts()).expect("ok");
+        e.create_table("b", TableOptions::default()).expect("ok");
+        for i in 0..20u32 {
+            e.put("b", &i.to_be_bytes(), b"x").expect("ok");
+        }
+        e.close().expect("ok");
+    }
+    {
+        let e = Engine::open(dir.path(), small_opts()).expect("ok");
+        e.drop_table("b").expect("ok");
+        e.create_table("c", TableOptions::default()).expect("ok"); // flushed_seqno(c) = 20
+        e.flush(None).expect("ok"); // deletes the closed segment holding seqnos 1..=20
+        e.close().expect("ok");
+    }
+    {
+        let e = Engine::open(dir.path(), small_opts()).expect("ok");
+        e.put("c", b"k", b"acked").expect("ok"); // gets seqno 1 (last_seqno regressed to 0)
+        assert_eq!(e.get("c", b"k").expect("ok"), Some(b"acked".to_vec()));
+        e.close().expect("ok");
+    }
+    let e = Engine::open(dir.path(), small_opts()).expect("ok");
+    assert_eq!(
+        e.get("c", b"k").expect("ok"),
+        Some(b"acked".to_vec()),
+        "acknowledged write lost on replay"
+    );
+}
+
+/// Regression (review): periodic sync + power loss. The manifest (fsynced) records
+/// flushed_seqno(c) = 20 while the log records 11..=20 were not yet on disk.
+#[test]
+fn engine_seqno_never_regresses_after_a_lost_log_tail() {
+    let dir = tempfile::tempdir().expect("ok");
+    let mut cut_at = 0u64;
+    {
+        let e = Engine::open(dir.path(), small_opts()).expect("ok");
+        e.create_table("a", TableOptions::default()).expect("ok");
+        for i in 0..20u32 {
+            e.put("a", &i.to_be_bytes(), b"x").expect("ok");
+            if i == 9 {
+                let segs = segment_files(dir.path());
+                cut_at = std::fs::metadata(segs.last().expect("ok"))
+                    .expect("ok")
+                    .len();
+            }
+        }
+        e.create_table("c", TableOptions::default()).expect("ok"); // flushed_seqno(c) = 20
+        e.close().expect("ok");
+    }
+    // Emulate the power loss: the log's last 10 records never reached the disk.
+    let seg = segment_files(dir.path()).last().expect("ok").clone();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("ok")
+        .set_len(cut_at)
+        .expect("ok");
+    {
+        let e = Engine::open(dir.path(), small_opts()).expect("ok");
+        e.put("c", b"k", b"acked").expect("ok"); // seqno 11 <= flushed_seqno(c)
+        e.close().expect("ok");
+    }
+    let e = Engine::open(dir.path(), small_opts()).expect("ok");
+    assert_eq!(
+        e.get("c", b"k").expect("ok"),
+        Some(b"acked".to_vec()),
+        "acknowledged (and fsynced) write lost on replay"
+    );
 }

@@ -44,7 +44,16 @@ impl Inner {
         let _guard = lock(&self.compacting);
         let v = t.version();
         let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
-        if let Some(p) = compaction::plan_major(&t.compaction, &descs) {
+        // A lone file is rewritten too when it holds tombstones: a major compaction is
+        // how an operator purges them.
+        let lone_with_tombstones = match v.files.as_slice() {
+            [f] if f.sst.info().tombstones > 0 => Some(CompactionPlan::Merge {
+                inputs: vec![f.file_id],
+                output_level: f.level,
+            }),
+            _ => None,
+        };
+        if let Some(p) = compaction::plan_major(&t.compaction, &descs).or(lone_with_tombstones) {
             self.execute(t, &v, p).map_err(|e| {
                 if matches!(e, Error::Io { .. }) {
                     self.poison(format!("compaction: {e}"))

@@ -421,6 +421,7 @@ impl Inner {
         let id = manifest.next_table_id;
         let mut next = manifest.clone();
         next.next_table_id += 1;
+        next.last_seqno = next.last_seqno.max(last_seqno);
         next.tables.push(crate::manifest::TableManifest {
             id,
             name: name.to_owned(),
@@ -447,7 +448,12 @@ impl Inner {
             .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
         *manifest = next;
         self.write_tables().remove(name);
-        t.dropped.store(true, Ordering::Release);
+        {
+            // Under the write mutex: a writer that resolved the table before the drop
+            // either committed already or sees `dropped` in `commit` and fails.
+            let _w = lock(&self.write);
+            t.dropped.store(true, Ordering::Release);
+        }
         for f in t.version().files.iter() {
             let path = self.sstable_path(f.file_id);
             if let Err(e) = std::fs::remove_file(&path) {
@@ -542,11 +548,22 @@ impl Inner {
         let ticket = {
             let mut w = lock(&self.write);
             // Stall while flushes are far behind, so memory stays bounded.
-            while tables
-                .iter()
-                .any(|t| t.version().frozen.len() >= self.opts.max_frozen_memtables)
-            {
+            loop {
+                if let Some(t) = tables.iter().find(|t| t.dropped.load(Ordering::Acquire)) {
+                    return Err(Error::UnknownTable {
+                        name: t.name.clone(),
+                    });
+                }
+                let stalled = tables
+                    .iter()
+                    .any(|t| t.version().frozen.len() >= self.opts.max_frozen_memtables);
+                if !stalled {
+                    break;
+                }
                 self.check_poisoned()?;
+                if lock(&self.bg).shutdown {
+                    return Err(Error::Closed);
+                }
                 w = self
                     .flushed
                     .wait_timeout(w, STALL_RECHECK)
@@ -592,11 +609,20 @@ impl Inner {
                 t.freeze();
             }
         }
-        self.wake_background(true, false);
-        while targets
+        // Wait for the memtables frozen up to now only: under sustained writes new ones
+        // keep coming, and waiting for an empty queue might never end.
+        let pending: Vec<(Arc<Table>, Vec<Arc<crate::memtable::Memtable>>)> = targets
             .iter()
-            .any(|t| !t.version().frozen.is_empty() && !t.dropped.load(Ordering::Acquire))
-        {
+            .map(|t| (t.clone(), t.version().frozen.clone()))
+            .collect();
+        self.wake_background(true, false);
+        while pending.iter().any(|(t, mems)| {
+            !t.dropped.load(Ordering::Acquire)
+                && t.version()
+                    .frozen
+                    .iter()
+                    .any(|f| mems.iter().any(|m| Arc::ptr_eq(f, m)))
+        }) {
             self.check_poisoned()?;
             if lock(&self.bg).shutdown {
                 return Err(Error::Closed);

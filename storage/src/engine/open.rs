@@ -52,6 +52,11 @@ fn lock_dir(dir: &Path) -> Result<fs::File> {
 }
 
 pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
+    if opts.max_frozen_memtables == 0 || opts.memtable_size == 0 {
+        return Err(Error::InvalidArgument(
+            "max_frozen_memtables and memtable_size must be at least 1".into(),
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let lock_file = lock_dir(dir)?;
     for sub in [COMMITLOG_DIR, SSTABLE_DIR] {
@@ -223,6 +228,10 @@ fn load_tables(dir: &Path, manifest: &Manifest, opts: &EngineOptions) -> Result<
             metadata,
         };
         let t = Arc::new(Table::new(tm.id, tm.name.clone(), options, version));
+        // A table's flushed_seqno is a seqno that was handed out: never restart below it,
+        // even when the log records that carried it are gone (dropped table, lost tail,
+        // salvage), or new writes would be skipped by the next replay.
+        out.max_seqno = out.max_seqno.max(tm.flushed_seqno);
         out.by_id.insert(tm.id, (t.clone(), tm.flushed_seqno));
         out.tables.insert(tm.name.clone(), t);
     }
@@ -287,6 +296,12 @@ fn salvage(log_dir: &Path, err: &Error, faults: &Faults) -> Result<Option<String
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.file_name().is_some_and(|n| n > name.as_os_str()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(commitlog::format::parse_segment_file_name)
+                .is_some()
+        })
         .collect();
     later.sort();
     if offset <= commitlog::format::SEGMENT_HEADER_LEN as u64 {
