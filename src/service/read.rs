@@ -35,6 +35,8 @@ use crate::versioning::{decode_causal_cell, Context, LwwCell};
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 /// Most cells one page returns.
 pub const MAX_PAGE_SIZE: u32 = 100_000;
+/// Most stored cells (live or deleted) one page steps over before it returns a token.
+pub const MAX_SCANNED_PER_PAGE: usize = 100_000;
 /// A page stops once its values pass this many bytes (well under the 16 MiB frame cap).
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
@@ -304,6 +306,8 @@ impl Service {
             .map_err(storage_error)?;
         let mut cells = Vec::new();
         let mut bytes = 0usize;
+        let mut scanned = 0usize;
+        let mut last_scanned: Vec<u8> = Vec::new();
         while let Some((k, v)) = iter.next_entry().map_err(storage_error)? {
             let Some(column) = prefix.column_of(k) else {
                 continue;
@@ -316,6 +320,15 @@ impl Service {
                     .unwrap_or_default();
                 return Ok((cells, Some(last)));
             }
+            // Deleted cells are skipped but still cost a step: bound the steps per page so
+            // a row full of tombstones cannot keep a worker busy; the token resumes after
+            // the last cell looked at.
+            if scanned >= MAX_SCANNED_PER_PAGE {
+                return Ok((cells, Some(last_scanned)));
+            }
+            scanned += 1;
+            last_scanned.clear();
+            last_scanned.extend_from_slice(column);
             let name = Bytes::copy_from_slice(column);
             if let Some(cell) = cell_from_stored(schema.options.conflict_mode, name, v, now)? {
                 bytes += cell_bytes(&cell);
