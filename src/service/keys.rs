@@ -29,7 +29,7 @@ pub const MAX_PARTITION_KEY_LEN: usize = 16 * 1024;
 pub const MAX_COLUMN_NAME_LEN: usize = 16 * 1024;
 
 /// Length of the token part for the murmur3 partitioner.
-const TOKEN_LEN: usize = 8;
+pub(crate) const TOKEN_LEN: usize = 8;
 
 /// The engine-key prefix shared by every cell of one row.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -461,6 +461,9 @@ impl Service {
             compaction,
             merge: merge_policy(&self.clock, &metadata),
             metadata,
+            // Every cell key starts with its row's token: memtables keep a bloom filter of
+            // tokens, so a read of a row they do not hold skips their search.
+            prefix_bloom_len: Some(keys::TOKEN_LEN),
         };
         self.engine
             .create_table(&name, engine_opts)

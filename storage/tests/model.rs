@@ -102,6 +102,7 @@ fn run(ops: Vec<Op>, concat: bool, leveled: bool) -> Result<(), TestCaseError> {
                 compaction,
                 merge: policy.clone(),
                 metadata: vec![],
+                prefix_bloom_len: Some(5),
             },
         )
         .expect("create");

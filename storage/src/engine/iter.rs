@@ -266,7 +266,7 @@ impl MergeCursor {
         let mut sources = Vec::with_capacity(1 + version.frozen.len() + files.len());
         if include_memtables {
             for m in std::iter::once(&version.active).chain(version.frozen.iter()) {
-                if !m.is_empty() {
+                if !m.is_empty() && m.may_contain_range(lower, upper) {
                     sources.push(Source::Mem(MemCursor::new(
                         m.clone(),
                         dir,

@@ -432,7 +432,8 @@ impl Inner {
         crate::manifest::store(&self.dir, &next, &self.opts.faults)
             .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
         *manifest = next;
-        let t = Table::new(id, name.to_owned(), options, TableVersion::empty());
+        let version = TableVersion::empty(options.prefix_bloom_len, self.opts.memtable_size);
+        let t = Table::new(id, name.to_owned(), options, version);
         self.write_tables().insert(name.to_owned(), Arc::new(t));
         Ok(())
     }

@@ -197,13 +197,18 @@ fn load_tables(dir: &Path, manifest: &Manifest, opts: &EngineOptions) -> Result<
         max_seqno: manifest.last_seqno,
     };
     for tm in &manifest.tables {
-        let (compaction, metadata) = decode_options(&tm.options).ok_or_else(|| {
+        let persisted = decode_options(&tm.options).ok_or_else(|| {
             Error::corruption(
                 dir.join("MANIFEST"),
                 0,
                 format!("bad options of table {:?}", tm.name),
             )
         })?;
+        let (compaction, metadata, prefix_bloom_len) = (
+            persisted.compaction,
+            persisted.metadata,
+            persisted.prefix_bloom_len,
+        );
         let merge = (opts.merge_resolver)(&tm.name, &metadata);
         let mut files = Vec::with_capacity(tm.sstables.len());
         for s in &tm.sstables {
@@ -220,12 +225,13 @@ fn load_tables(dir: &Path, manifest: &Manifest, opts: &EngineOptions) -> Result<
         TableVersion::sort_files(&mut files);
         let version = TableVersion {
             files,
-            ..TableVersion::empty()
+            ..TableVersion::empty(prefix_bloom_len, opts.memtable_size)
         };
         let options = TableOptions {
             compaction,
             merge,
             metadata,
+            prefix_bloom_len,
         };
         let t = Arc::new(Table::new(tm.id, tm.name.clone(), options, version));
         // A table's flushed_seqno is a seqno that was handed out: never restart below it,

@@ -22,6 +22,9 @@ pub struct TableOptions {
     pub merge: Arc<dyn MergePolicy>,
     /// Opaque bytes stored with the table (the node keeps its schema here).
     pub metadata: Vec<u8>,
+    /// Keep a bloom filter of the first N bytes of every key in each memtable, so reads
+    /// of a range within one such prefix (a row) skip memtables that cannot hold it.
+    pub prefix_bloom_len: Option<usize>,
 }
 
 impl Default for TableOptions {
@@ -30,6 +33,7 @@ impl Default for TableOptions {
             compaction: CompactionStrategy::default(),
             merge: Arc::new(NewestWins),
             metadata: Vec::new(),
+            prefix_bloom_len: None,
         }
     }
 }
@@ -43,20 +47,35 @@ impl std::fmt::Debug for TableOptions {
     }
 }
 
-/// Encodes the persisted part of the options (compaction name, metadata) for the manifest.
+/// Encodes the persisted part of the options for the manifest:
+/// `compaction:bytes metadata:bytes [prefix_bloom_len:varint]` (0 = none; absent in
+/// manifests written before it existed).
 pub(crate) fn encode_options(o: &TableOptions) -> Vec<u8> {
     let mut b = Vec::new();
     put_bytes(&mut b, o.compaction.name().as_bytes());
     put_bytes(&mut b, &o.metadata);
+    crate::coding::put_varint(&mut b, o.prefix_bloom_len.unwrap_or(0) as u64);
     b
 }
 
-/// Decodes what [`encode_options`] wrote: (compaction strategy, metadata).
-pub(crate) fn decode_options(b: &[u8]) -> Option<(CompactionStrategy, Vec<u8>)> {
+/// The options [`encode_options`] persisted.
+pub(crate) struct PersistedOptions {
+    pub compaction: CompactionStrategy,
+    pub metadata: Vec<u8>,
+    pub prefix_bloom_len: Option<usize>,
+}
+
+/// Decodes what [`encode_options`] wrote.
+pub(crate) fn decode_options(b: &[u8]) -> Option<PersistedOptions> {
     let mut r = Reader::new(b);
     let name = std::str::from_utf8(r.length_prefixed()?).ok()?;
-    let meta = r.length_prefixed()?.to_vec();
-    Some((CompactionStrategy::from_name(name)?, meta))
+    let metadata = r.length_prefixed()?.to_vec();
+    let prefix = if r.is_empty() { 0 } else { r.varint()? };
+    Some(PersistedOptions {
+        compaction: CompactionStrategy::from_name(name)?,
+        metadata,
+        prefix_bloom_len: usize::try_from(prefix).ok().filter(|&n| n > 0),
+    })
 }
 
 /// Counters and sizes of a table.
@@ -127,9 +146,9 @@ pub(crate) struct TableVersion {
 }
 
 impl TableVersion {
-    pub(crate) fn empty() -> Self {
+    pub(crate) fn empty(prefix_bloom_len: Option<usize>, memtable_size: usize) -> Self {
         TableVersion {
-            active: Arc::new(Memtable::new()),
+            active: Arc::new(Memtable::with_prefix_bloom(prefix_bloom_len, memtable_size)),
             frozen: Vec::new(),
             files: Vec::new(),
         }
@@ -200,7 +219,7 @@ impl Table {
             frozen.push(v.active.clone());
             frozen.extend(v.frozen.iter().cloned());
             TableVersion {
-                active: Arc::new(Memtable::new()),
+                active: Arc::new(v.active.fresh_like()),
                 frozen,
                 files: v.files.clone(),
             }
