@@ -482,20 +482,7 @@ fn engine_torn_commit_log_tail_is_truncated_on_open() {
 #[test]
 fn engine_mid_log_corruption_is_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let e = open_with(dir.path(), EngineOptions::default());
-        e.create_table("t", TableOptions::default())
-            .expect("create");
-        for i in 0..50u32 {
-            e.put("t", format!("k{i}").as_bytes(), &[1u8; 100])
-                .expect("put");
-        }
-    }
-    let seg = newest_segment(dir.path());
-    let mut bytes = std::fs::read(&seg).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&seg, &bytes).expect("write");
+    write_50_then_flip_a_bit_mid_log(dir.path());
     match Engine::open(dir.path(), EngineOptions::default()) {
         Err(Error::ChecksumMismatch { .. }) | Err(Error::Corruption { .. }) => {}
         other => panic!("expected corruption, got {other:?}"),
@@ -505,20 +492,7 @@ fn engine_mid_log_corruption_is_reported() {
 #[test]
 fn engine_salvage_cuts_the_log_at_mid_log_corruption_and_reports_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let e = open_with(dir.path(), EngineOptions::default());
-        e.create_table("t", TableOptions::default())
-            .expect("create");
-        for i in 0..50u32 {
-            e.put("t", format!("k{i:02}").as_bytes(), &[1u8; 100])
-                .expect("put");
-        }
-    }
-    let seg = newest_segment(dir.path());
-    let mut bytes = std::fs::read(&seg).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&seg, &bytes).expect("write");
+    write_50_then_flip_a_bit_mid_log(dir.path());
     let opts = EngineOptions {
         salvage_corrupt_log: true,
         ..EngineOptions::default()
@@ -696,6 +670,25 @@ fn engine_concurrent_writers_all_land() {
         }
     });
     assert_eq!(scan_all(&e, "t", Direction::Forward).len(), 1000);
+}
+
+/// Writes keys k00..k49 (100-byte values) to table "t", closes, and flips one bit in the
+/// middle of the commit log.
+fn write_50_then_flip_a_bit_mid_log(dir: &std::path::Path) {
+    {
+        let e = open_with(dir, EngineOptions::default());
+        e.create_table("t", TableOptions::default())
+            .expect("create");
+        for i in 0..50u32 {
+            e.put("t", format!("k{i:02}").as_bytes(), &[1u8; 100])
+                .expect("put");
+        }
+    }
+    let seg = newest_segment(dir);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&seg, &bytes).expect("write");
 }
 
 fn newest_segment(dir: &std::path::Path) -> std::path::PathBuf {
