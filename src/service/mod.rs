@@ -478,6 +478,11 @@ impl Service {
     /// Forgets the schema of `name` and drops its engine table. Caller holds the DDL
     /// mutex.
     fn drop_engine_table(&self, name: &str) -> Result<(), ServerError> {
+        // Writers hold the stripe locks of their cells from their schema check to their
+        // engine write (see `apply_group`). Holding every stripe here means a write either
+        // finished before the drop or finds its schema gone once it has its locks, so it
+        // can never land in a table re-created under the same name.
+        let _all: Vec<MutexGuard<'_, ()>> = self.stripes.iter().map(lock).collect();
         self.tables
             .write()
             .unwrap_or_else(|p| p.into_inner())

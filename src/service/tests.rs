@@ -20,7 +20,7 @@ struct Fixture {
     svc: Service,
 }
 
-fn options(dir: &std::path::Path, clock: Arc<ManualClock>) -> ServiceOptions {
+pub(super) fn options(dir: &std::path::Path, clock: Arc<ManualClock>) -> ServiceOptions {
     ServiceOptions {
         data_dir: dir.to_path_buf(),
         sync: SyncMode::default(),
@@ -40,7 +40,7 @@ fn fixture() -> Fixture {
     Fixture { dir, clock, svc }
 }
 
-fn table_options(mode: ConflictMode) -> TableOptions {
+pub(super) fn table_options(mode: ConflictMode) -> TableOptions {
     TableOptions {
         replication_factor: 1,
         read_consistency: Consistency::ONE,

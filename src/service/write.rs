@@ -275,13 +275,32 @@ impl Service {
         &self,
         plans: Vec<Result<RowPlan<'_>, ServerError>>,
     ) -> Vec<Result<(), ServerError>> {
+        // Every cell's stripe, LWW ones too: besides serialising causal read-modify-writes,
+        // the locks keep a concurrent drop of the table out until the write is done.
         let lock_keys: Vec<&[u8]> = plans
             .iter()
             .flatten()
-            .filter(|p| p.schema.options.conflict_mode == ConflictMode::Causal)
             .flat_map(|p| p.keys.iter().map(Vec::as_slice))
             .collect();
         let guards = self.lock_stripes(&lock_keys);
+        // Under the locks: a plan whose table was dropped (or dropped and re-created)
+        // since it was planned fails instead of writing into the wrong table.
+        let plans: Vec<Result<RowPlan<'_>, ServerError>> = plans
+            .into_iter()
+            .map(|plan| {
+                plan.and_then(|p| {
+                    let current = self.schema(&p.schema.name)?;
+                    if Arc::ptr_eq(&current, &p.schema) {
+                        Ok(p)
+                    } else {
+                        Err(invalid(format!(
+                            "table {:?} was re-created while the write ran; retry it",
+                            p.schema.name
+                        )))
+                    }
+                })
+            })
+            .collect();
         let now_secs = self.clock.now_secs();
         let mut overlay = Overlay::new();
         let mut batch = WriteBatch::new();
@@ -434,4 +453,76 @@ fn check_distinct<'a>(names: impl Iterator<Item = &'a Bytes>) -> Result<(), Serv
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod race_tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use sibyl_protocol::{ColumnWrite, ConflictMode, Request, Response, RowInsert};
+
+    use super::super::tests::{options, table_options};
+    use super::super::Service;
+    use crate::versioning::ManualClock;
+
+    fn ddl(svc: &Service, request: Request) {
+        let r = svc.handle(request);
+        assert!(
+            matches!(r, Response::SchemaChanged { applied: true, .. }),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn write_planned_before_a_drop_and_recreate_fails_instead_of_landing_in_the_new_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::open(options(
+            dir.path(),
+            Arc::new(ManualClock::at_secs(1_700_000_000)),
+        ))
+        .unwrap();
+        let create = |mode| Request::CreateTable {
+            name: "t".into(),
+            options: table_options(mode),
+            if_not_exists: false,
+        };
+        ddl(&svc, create(ConflictMode::Causal));
+        let insert = RowInsert {
+            table: "t".into(),
+            key: Bytes::from_static(b"k"),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![ColumnWrite {
+                name: Bytes::from_static(b"c"),
+                value: Bytes::from_static(b"causal"),
+                context: Bytes::new(),
+            }],
+        };
+        // Planned against the causal table...
+        let plan = svc.plan_insert(&insert, None);
+        assert!(plan.is_ok());
+        // ...which is dropped and re-created as LWW before the write runs.
+        ddl(
+            &svc,
+            Request::DropTable {
+                name: "t".into(),
+                if_exists: false,
+            },
+        );
+        ddl(&svc, create(ConflictMode::Lww));
+        let results = svc.apply_group(vec![plan]);
+        assert!(matches!(results.as_slice(), [Err(_)]), "{results:?}");
+        // Nothing of the causal write reached the new table.
+        let r = svc.handle(Request::Get {
+            table: "t".into(),
+            key: Bytes::from_static(b"k"),
+            selector: sibyl_protocol::Selector::All,
+            consistency: None,
+        });
+        match r {
+            Response::Row { cells, .. } => assert!(cells.is_empty(), "{cells:?}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
