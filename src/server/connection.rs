@@ -46,6 +46,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const OUT_HIGH_WATER: usize = 1024 * 1024;
 /// Most INSERTs answered as one group.
 const GROUP_MAX: usize = 64;
+/// How long a connection closed for a protocol error keeps draining its input.
+const LINGER_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// Longest a write of queued responses may block when no idle timeout is configured.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An idle timer that is not configured sleeps this long (re-armed when it fires).
@@ -177,6 +179,16 @@ impl Connection {
         }
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+        if self.fatal {
+            // Closing a socket with unread input makes the kernel send a reset, which can
+            // destroy the error frame just written before the client reads it. Read and
+            // discard what the client still sends, briefly, so it sees the error first.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(LINGER_AFTER_ERROR, async {
+                while matches!(self.stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
         tracing::debug!(peer = %self.peer, "connection closed");
     }
 
