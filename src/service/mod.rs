@@ -310,6 +310,20 @@ impl Service {
             Request::Batch { mutations, .. } if mutations.len() > INLINE_BATCH_MAX => {
                 Execution::Blocking
             }
+            // A row delete scans and rewrites the whole row, however wide.
+            Request::Delete { delete, .. }
+                if matches!(delete.target, sibyl_protocol::DeleteTarget::Row { .. }) =>
+            {
+                Execution::Blocking
+            }
+            Request::Batch { mutations, .. }
+                if mutations.iter().any(|m| {
+                    matches!(m, sibyl_protocol::Mutation::Delete(d)
+                        if matches!(d.target, sibyl_protocol::DeleteTarget::Row { .. }))
+                }) =>
+            {
+                Execution::Blocking
+            }
             _ => Execution::Inline,
         }
     }

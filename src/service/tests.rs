@@ -682,3 +682,26 @@ fn service_wide_row_delete_is_written_in_bounded_batches() {
     }
     f.put("t", "after", "c", "v"); // the engine still takes writes
 }
+
+#[test]
+fn service_row_deletes_run_off_the_async_workers() {
+    let f = fixture();
+    let delete = |target| Request::Delete {
+        delete: RowDelete {
+            table: "t".into(),
+            key: Bytes::from_static(b"k"),
+            timestamp_micros: None,
+            target,
+        },
+        consistency: None,
+    };
+    assert_eq!(
+        f.svc
+            .execution(&delete(DeleteTarget::Row { contexts: vec![] })),
+        super::Execution::Blocking
+    );
+    assert_eq!(
+        f.svc.execution(&delete(DeleteTarget::Columns(vec![]))),
+        super::Execution::Inline
+    );
+}
