@@ -562,15 +562,28 @@ fn write_rows(svc: &Service, n: u32) {
     }
 }
 
-#[test]
-fn service_torn_commit_log_tail_takes_a_new_actor_epoch() {
+/// A service that wrote `rows` rows to causal table "t" and was closed: its directory,
+/// clock and actor.
+fn closed_after_writes(
+    rows: u32,
+) -> (
+    tempfile::TempDir,
+    Arc<ManualClock>,
+    crate::versioning::Actor,
+) {
     let f = fixture();
     f.create("t", ConflictMode::Causal);
-    write_rows(&f.svc, 5);
+    write_rows(&f.svc, rows);
     let before = f.svc.actor();
     f.svc.close().unwrap();
     let Fixture { dir, clock, svc } = f;
     drop(svc);
+    (dir, clock, before)
+}
+
+#[test]
+fn service_torn_commit_log_tail_takes_a_new_actor_epoch() {
+    let (dir, clock, before) = closed_after_writes(5);
     let seg = newest_segment(dir.path());
     let len = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new()
@@ -586,26 +599,14 @@ fn service_torn_commit_log_tail_takes_a_new_actor_epoch() {
 
 #[test]
 fn service_clean_restart_keeps_the_actor_epoch() {
-    let f = fixture();
-    f.create("t", ConflictMode::Causal);
-    write_rows(&f.svc, 5);
-    let before = f.svc.actor();
-    f.svc.close().unwrap();
-    let Fixture { dir, clock, svc } = f;
-    drop(svc);
+    let (dir, clock, before) = closed_after_writes(5);
     let svc = Service::open(options(dir.path(), clock)).unwrap();
     assert_eq!(svc.actor(), before);
 }
 
 #[test]
 fn service_corrupt_commit_log_refuses_to_open_unless_salvaged_with_a_new_epoch() {
-    let f = fixture();
-    f.create("t", ConflictMode::Causal);
-    write_rows(&f.svc, 40);
-    let before = f.svc.actor();
-    f.svc.close().unwrap();
-    let Fixture { dir, clock, svc } = f;
-    drop(svc);
+    let (dir, clock, before) = closed_after_writes(40);
     let seg = newest_segment(dir.path());
     let mut bytes = std::fs::read(&seg).unwrap();
     let mid = bytes.len() / 2;

@@ -590,13 +590,7 @@ fn engine_bit_flipped_sstable_block_is_a_typed_error() {
 #[test]
 fn engine_truncated_sstable_fails_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let e = open_with(dir.path(), small_opts());
-        e.create_table("t", TableOptions::default())
-            .expect("create");
-        e.put("t", b"k", b"v").expect("put");
-        e.flush(None).expect("flush");
-    }
+    one_key_flushed(dir.path());
     let sst = only_sstable(dir.path());
     let len = std::fs::metadata(&sst).expect("stat").len();
     std::fs::OpenOptions::new()
@@ -614,13 +608,7 @@ fn engine_truncated_sstable_fails_open() {
 #[test]
 fn engine_sstable_missing_from_manifest_is_removed_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let e = open_with(dir.path(), small_opts());
-        e.create_table("t", TableOptions::default())
-            .expect("create");
-        e.put("t", b"k", b"v").expect("put");
-        e.flush(None).expect("flush");
-    }
+    one_key_flushed(dir.path());
     // An orphan: as left by a flush that crashed before its manifest update.
     let orphan = dir.path().join("sstables").join("000000999999.sst");
     std::fs::copy(only_sstable(dir.path()), &orphan).expect("copy");
@@ -632,13 +620,7 @@ fn engine_sstable_missing_from_manifest_is_removed_on_open() {
 #[test]
 fn engine_sstable_listed_but_missing_fails_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let e = open_with(dir.path(), small_opts());
-        e.create_table("t", TableOptions::default())
-            .expect("create");
-        e.put("t", b"k", b"v").expect("put");
-        e.flush(None).expect("flush");
-    }
+    one_key_flushed(dir.path());
     std::fs::remove_file(only_sstable(dir.path())).expect("rm");
     assert!(matches!(
         Engine::open(dir.path(), small_opts()),
@@ -670,6 +652,15 @@ fn engine_concurrent_writers_all_land() {
         }
     });
     assert_eq!(scan_all(&e, "t", Direction::Forward).len(), 1000);
+}
+
+/// Writes `k = v` to a new table "t", flushes it to one SSTable and closes.
+fn one_key_flushed(dir: &std::path::Path) {
+    let e = open_with(dir, small_opts());
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    e.put("t", b"k", b"v").expect("put");
+    e.flush(None).expect("flush");
 }
 
 /// Writes keys k00..k49 (100-byte values) to table "t", closes, and flips one bit in the
