@@ -492,9 +492,17 @@ impl Inner {
             &mut payload,
         );
         self.commit(&resolved, &payload, |seqno| {
+            // Under the write mutex no freeze can happen: each table's active memtable is
+            // fixed for the whole batch, so look it up once per table, not once per op.
+            let actives: Vec<_> = resolved
+                .iter()
+                .map(|t| t.version().active.clone())
+                .collect();
             for op in &batch.ops {
-                if let Some(t) = find(&op.table) {
-                    let active = t.version().active.clone();
+                let Some(i) = resolved.iter().position(|t| t.name == op.table) else {
+                    continue;
+                };
+                if let (Some(t), Some(active)) = (resolved.get(i), actives.get(i)) {
                     if op.supersede {
                         active.replace(&op.key, seqno, op.entry.clone());
                     } else {
