@@ -2,6 +2,7 @@
 //! test, conditions polled with deadlines (never slept for), every child killed by its own
 //! PID when the test ends. Membership is checked through the client protocol's topology
 //! request, the same answer `sibyl-admin status` renders.
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use std::collections::BTreeSet;
 use std::fs::File;

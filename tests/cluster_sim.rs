@@ -1,6 +1,7 @@
 //! Cluster-layer integration tests: ring balance, gossip convergence and failure detection
 //! under a deterministic simulated network. One behaviour per test; every randomised test
 //! prints its seed (override with `SIBYL_SIM_SEED`).
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -1,5 +1,6 @@
 //! Integration tests against the real `sibyl` binary: one node process per test, on free
 //! ports, in its own temp data directory.
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 mod common;
 

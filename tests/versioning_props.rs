@@ -5,6 +5,7 @@
 //!
 //! Proptest prints the failing input and its seed, and persists it under
 //! `proptest-regressions/` so a failure replays.
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

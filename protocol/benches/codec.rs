@@ -1,6 +1,7 @@
 //! Encode + decode throughput of whole frames through `FrameCodec`: a 100-byte-value
 //! insert request and a 10-column row response. Throughput is reported in frames per
 //! second (criterion's "elements").
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 use std::hint::black_box;
 

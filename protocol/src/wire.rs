@@ -9,7 +9,8 @@
 //! - `option<T>`: one byte, 0 (absent) or 1 (present, followed by `T`).
 //! - `list<T>`: `u32` count, then that many `T`.
 //!
-//! Invariants of [`WireReader`]: every read checks the remaining length first and returns
+//! Invariants of [`WireReader`]: fixed-width fields are decoded by the workspace's one
+//! panic-free cursor ([`sibyl_coding::ByteReader`]); every read checks the remaining length first and returns
 //! [`ProtocolError::Truncated`]; byte fields are zero-copy slices of the frame body; a list
 //! count is checked against the bytes left (each element needs at least `min_item_len`
 //! bytes) before anything is allocated; and every list and string is charged against a
@@ -18,6 +19,7 @@
 //! not copied) plus `MAX_DECODED_BYTES`, whatever the bytes say.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use sibyl_coding::ByteReader;
 
 use crate::error::ProtocolError;
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
@@ -74,40 +76,53 @@ impl WireReader {
         Ok(())
     }
 
+    /// Decodes one fixed-width field with the shared [`ByteReader`] and consumes it.
+    #[inline]
+    fn fixed<T>(
+        &mut self,
+        what: &'static str,
+        width: usize,
+        read: impl FnOnce(&mut ByteReader<'_>) -> Option<T>,
+    ) -> Result<T, ProtocolError> {
+        let mut r = ByteReader::new(&self.buf);
+        let value = read(&mut r).ok_or(ProtocolError::Truncated {
+            what,
+            needed: width as u64,
+            available: self.buf.len() as u64,
+        })?;
+        let used = r.position();
+        self.buf.advance(used);
+        Ok(value)
+    }
+
     /// Reads a `u8`.
     pub fn u8(&mut self, what: &'static str) -> Result<u8, ProtocolError> {
-        self.need(1, what)?;
-        Ok(self.buf.get_u8())
+        self.fixed(what, 1, |r| r.u8())
     }
 
     /// Reads a big-endian `u16`.
     pub fn u16(&mut self, what: &'static str) -> Result<u16, ProtocolError> {
-        self.need(2, what)?;
-        Ok(self.buf.get_u16())
+        self.fixed(what, 2, |r| r.u16_be())
     }
 
     /// Reads a big-endian `u32`.
     pub fn u32(&mut self, what: &'static str) -> Result<u32, ProtocolError> {
-        self.need(4, what)?;
-        Ok(self.buf.get_u32())
+        self.fixed(what, 4, |r| r.u32_be())
     }
 
     /// Reads a big-endian `u64`.
     pub fn u64(&mut self, what: &'static str) -> Result<u64, ProtocolError> {
-        self.need(8, what)?;
-        Ok(self.buf.get_u64())
+        self.fixed(what, 8, |r| r.u64_be())
     }
 
     /// Reads a big-endian `i64`.
     pub fn i64(&mut self, what: &'static str) -> Result<i64, ProtocolError> {
-        self.need(8, what)?;
-        Ok(self.buf.get_i64())
+        self.fixed(what, 8, |r| r.i64_be())
     }
 
     /// Reads a big-endian `i128`.
     pub fn i128(&mut self, what: &'static str) -> Result<i128, ProtocolError> {
-        self.need(16, what)?;
-        Ok(self.buf.get_i128())
+        self.fixed(what, 16, |r| r.i128_be())
     }
 
     /// Reads a `bool` (0 or 1).

@@ -1,6 +1,7 @@
 //! The client against an in-process server speaking the real wire format
 //! (`tests/support`): table operations, contexts, multiplexing, out-of-order replies,
 //! timeouts, reconnect and failover.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Decoder safety: every message round-trips through its frame; arbitrary and mutated bytes
 //! never panic the frame or message decoders; decoding stays within its memory bounds.
 //! proptest prints the failing seed and case; rerun with `PROPTEST_CASES` to go deeper.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 mod strategies;
 

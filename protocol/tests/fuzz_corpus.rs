@@ -1,6 +1,7 @@
 //! Replays the cargo-fuzz seed corpus (`fuzz/corpus/<target>/`) through the same harnesses
 //! the fuzz targets call, on stable Rust. `fuzz_corpus_regenerate` (ignored) rewrites the
 //! generated seeds from `tests/samples`.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 mod samples;
 

@@ -1,6 +1,7 @@
 //! Checks that `doc/wire_format.md` tells the truth: every worked hex example equals the
 //! encoder's output for the message it describes, and the error and opcode tables list
 //! every code with its number and retry safety.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 mod samples;
 

@@ -24,6 +24,7 @@
 //!
 //! Pure data; no threading concerns.
 
+use sibyl_coding::ByteReader;
 use sibyl_protocol::{
     Compaction, ConflictMode, Consistency, ConsistencyLevel, Placement, QuorumMode, TableOptions,
 };
@@ -142,53 +143,53 @@ impl TableSchema {
                 reason: "checksum mismatch",
             });
         }
-        let mut r = Cursor { rest: body };
-        if r.take(4)? != MAGIC {
+        let mut r = ByteReader::new(body);
+        if r.take(4).ok_or(TRUNCATED)? != MAGIC {
             return Err(SchemaDecodeError {
                 reason: "bad magic",
             });
         }
-        if r.u8()? != VERSION {
+        if r.u8().ok_or(TRUNCATED)? != VERSION {
             return Err(SchemaDecodeError {
                 reason: "unknown version",
             });
         }
-        let replication_factor = r.u16()?;
-        let read_consistency = r.consistency()?;
-        let write_consistency = r.consistency()?;
-        let conflict_mode = match r.u8()? {
+        let replication_factor = r.u16_be().ok_or(TRUNCATED)?;
+        let read_consistency = decode_consistency(&mut r)?;
+        let write_consistency = decode_consistency(&mut r)?;
+        let conflict_mode = match r.u8().ok_or(TRUNCATED)? {
             0 => ConflictMode::Causal,
             1 => ConflictMode::Lww,
             _ => return Err(bad("conflict mode")),
         };
-        let default_ttl_secs = match r.u8()? {
+        let default_ttl_secs = match r.u8().ok_or(TRUNCATED)? {
             0 => None,
-            1 => Some(r.u32()?),
+            1 => Some(r.u32_be().ok_or(TRUNCATED)?),
             _ => return Err(bad("ttl flag")),
         };
-        let compaction = match r.u8()? {
+        let compaction = match r.u8().ok_or(TRUNCATED)? {
             0 => Compaction::SizeTiered,
             1 => Compaction::Leveled,
             _ => return Err(bad("compaction")),
         };
-        let placement = match r.u8()? {
+        let placement = match r.u8().ok_or(TRUNCATED)? {
             0 => Placement::Simple,
             1 => Placement::RackAware,
             2 => {
-                let n = r.u16()?;
+                let n = r.u16_be().ok_or(TRUNCATED)?;
                 let mut dcs = Vec::new();
                 for _ in 0..n {
-                    let len = usize::from(r.u16()?);
-                    let dc = std::str::from_utf8(r.take(len)?)
+                    let len = usize::from(r.u16_be().ok_or(TRUNCATED)?);
+                    let dc = std::str::from_utf8(r.take(len).ok_or(TRUNCATED)?)
                         .map_err(|_| bad("datacenter name"))?
                         .to_owned();
-                    dcs.push((dc, r.u16()?));
+                    dcs.push((dc, r.u16_be().ok_or(TRUNCATED)?));
                 }
                 Placement::DcAware(dcs)
             }
             _ => return Err(bad("placement")),
         };
-        if !r.rest.is_empty() {
+        if !r.is_empty() {
             return Err(SchemaDecodeError {
                 reason: "trailing bytes",
             });
@@ -238,58 +239,30 @@ fn put_consistency(b: &mut Vec<u8>, c: Consistency) {
     });
 }
 
-struct Cursor<'a> {
-    rest: &'a [u8],
-}
+/// A read past the end of the metadata.
+const TRUNCATED: SchemaDecodeError = SchemaDecodeError {
+    reason: "truncated",
+};
 
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SchemaDecodeError> {
-        if self.rest.len() < n {
-            return Err(SchemaDecodeError {
-                reason: "truncated",
-            });
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, SchemaDecodeError> {
-        Ok(self.take(1)?.first().copied().unwrap_or(0))
-    }
-
-    fn u16(&mut self) -> Result<u16, SchemaDecodeError> {
-        let mut a = [0u8; 2];
-        a.copy_from_slice(self.take(2)?);
-        Ok(u16::from_be_bytes(a))
-    }
-
-    fn u32(&mut self) -> Result<u32, SchemaDecodeError> {
-        let mut a = [0u8; 4];
-        a.copy_from_slice(self.take(4)?);
-        Ok(u32::from_be_bytes(a))
-    }
-
-    fn consistency(&mut self) -> Result<Consistency, SchemaDecodeError> {
-        let level = self.u8()?;
-        let n = self.u16()?;
-        let level = match level {
-            1 => ConsistencyLevel::One,
-            2 => ConsistencyLevel::Two,
-            3 => ConsistencyLevel::Three,
-            4 => ConsistencyLevel::Quorum,
-            5 => ConsistencyLevel::All,
-            6 => ConsistencyLevel::LocalQuorum,
-            7 => ConsistencyLevel::Explicit(n),
-            _ => return Err(bad("consistency level")),
-        };
-        let mode = match self.u8()? {
-            0 => QuorumMode::Sloppy,
-            1 => QuorumMode::Strict,
-            _ => return Err(bad("quorum mode")),
-        };
-        Ok(Consistency { level, mode })
-    }
+fn decode_consistency(r: &mut ByteReader<'_>) -> Result<Consistency, SchemaDecodeError> {
+    let level = r.u8().ok_or(TRUNCATED)?;
+    let n = r.u16_be().ok_or(TRUNCATED)?;
+    let level = match level {
+        1 => ConsistencyLevel::One,
+        2 => ConsistencyLevel::Two,
+        3 => ConsistencyLevel::Three,
+        4 => ConsistencyLevel::Quorum,
+        5 => ConsistencyLevel::All,
+        6 => ConsistencyLevel::LocalQuorum,
+        7 => ConsistencyLevel::Explicit(n),
+        _ => return Err(bad("consistency level")),
+    };
+    let mode = match r.u8().ok_or(TRUNCATED)? {
+        0 => QuorumMode::Sloppy,
+        1 => QuorumMode::Strict,
+        _ => return Err(bad("quorum mode")),
+    };
+    Ok(Consistency { level, mode })
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 //! by the bytes present, trailing bytes are refused. Pure values; the service keeps its
 //! [`Stamps`] under its DDL mutex.
 
+use sibyl_coding::ByteReader;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -243,43 +244,44 @@ fn decode_entries(
     magic: [u8; 4],
     with_metadata: bool,
 ) -> Result<Vec<ExportEntry>, &'static str> {
+    const T: &str = "truncated";
     let body_len = bytes.len().checked_sub(4).ok_or("too short")?;
     let (body, crc) = bytes.split_at(body_len);
-    if crc32fast::hash(body) != u32::from_be_bytes(arr(crc)?) {
+    if crc32fast::hash(body) != u32::from_be_bytes(<[u8; 4]>::try_from(crc).map_err(|_| T)?) {
         return Err("checksum mismatch");
     }
-    let mut r = Cursor { rest: body };
-    if r.take(4)? != magic {
+    let mut r = ByteReader::new(body);
+    if r.take(4).ok_or(T)? != magic {
         return Err("bad magic");
     }
-    if r.u8()? != VERSION {
+    if r.u8().ok_or(T)? != VERSION {
         return Err("unknown version");
     }
-    let count = usize::try_from(u32::from_be_bytes(arr(r.take(4)?)?)).map_err(|_| "count")?;
-    if count > r.rest.len() / MIN_ENTRY_LEN {
+    let count = usize::try_from(r.u32_be().ok_or(T)?).map_err(|_| "count")?;
+    if count > r.remaining() / MIN_ENTRY_LEN {
         return Err("entry count exceeds the bytes present");
     }
     let mut out: Vec<ExportEntry> = Vec::with_capacity(count);
     for _ in 0..count {
-        let name_len = usize::from(r.u8()?);
+        let name_len = usize::from(r.u8().ok_or(T)?);
         if name_len == 0 || name_len > MAX_TABLE_NAME_LEN {
             return Err("table name length");
         }
-        let name = std::str::from_utf8(r.take(name_len)?)
+        let name = std::str::from_utf8(r.take(name_len).ok_or(T)?)
             .map_err(|_| "table name is not UTF-8")?
             .to_owned();
         if out.last().is_some_and(|prev| prev.name >= name) {
             return Err("entries not sorted by name");
         }
-        let micros = u64::from_be_bytes(arr(r.take(8)?)?);
-        let dropped = match r.u8()? {
+        let micros = r.u64_be().ok_or(T)?;
+        let dropped = match r.u8().ok_or(T)? {
             0 => false,
             1 => true,
             _ => return Err("dropped flag"),
         };
         let metadata = if with_metadata && !dropped {
-            let len = usize::from(u16::from_be_bytes(arr(r.take(2)?)?));
-            r.take(len)?.to_vec()
+            let len = usize::from(r.u16_be().ok_or(T)?);
+            r.take(len).ok_or(T)?.to_vec()
         } else {
             Vec::new()
         };
@@ -289,33 +291,10 @@ fn decode_entries(
             metadata,
         });
     }
-    if !r.rest.is_empty() {
+    if !r.is_empty() {
         return Err("trailing bytes");
     }
     Ok(out)
-}
-
-fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], &'static str> {
-    <[u8; N]>::try_from(b).map_err(|_| "truncated")
-}
-
-struct Cursor<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        if self.rest.len() < n {
-            return Err("truncated");
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, &'static str> {
-        self.take(1)?.first().copied().ok_or("truncated")
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use sibyl_storage::coding::Reader;
+use sibyl_coding::ByteReader;
 
 use super::format::{ACTOR_FILE_LEN, ACTOR_FILE_MAGIC, ACTOR_FILE_VERSION, ACTOR_LEN};
 use super::VersioningError;
@@ -52,9 +52,9 @@ impl Actor {
     }
 
     /// Reads an actor from `r`; `None` when fewer than 12 bytes are left.
-    pub fn decode_from(r: &mut Reader<'_>) -> Option<Actor> {
-        let node = r.u64()?;
-        let epoch = r.u32()?;
+    pub fn decode_from(r: &mut ByteReader<'_>) -> Option<Actor> {
+        let node = r.u64_le()?;
+        let epoch = r.u32_le()?;
         Some(Actor { node, epoch })
     }
 }
@@ -191,13 +191,13 @@ fn decode_actor_file(bytes: &[u8]) -> Result<Actor, &'static str> {
         return Err("wrong length");
     }
     let (body, crc) = bytes.split_at(ACTOR_FILE_LEN - 4);
-    let mut r = Reader::new(crc);
-    let stored = r.u32().ok_or("wrong length")?;
+    let mut r = ByteReader::new(crc);
+    let stored = r.u32_le().ok_or("wrong length")?;
     if crc32fast::hash(body) != stored {
         return Err("checksum mismatch");
     }
-    let mut r = Reader::new(body);
-    if r.bytes(ACTOR_FILE_MAGIC.len()) != Some(&ACTOR_FILE_MAGIC[..]) {
+    let mut r = ByteReader::new(body);
+    if r.take(ACTOR_FILE_MAGIC.len()) != Some(&ACTOR_FILE_MAGIC[..]) {
         return Err("bad magic");
     }
     if r.u8() != Some(ACTOR_FILE_VERSION) {
@@ -221,7 +221,7 @@ mod tests {
         let mut v = Vec::new();
         a.encode_to(&mut v);
         assert_eq!(&v[..], &bytes[..]);
-        let mut r = Reader::new(&bytes);
+        let mut r = ByteReader::new(&bytes);
         assert_eq!(Actor::decode_from(&mut r), Some(a));
         assert!(r.is_empty());
     }

@@ -2,7 +2,7 @@
 //! is specified in [`super::format`]. The decoder never panics and never allocates more
 //! than the input can describe; every violation is a [`VersioningError::CorruptCell`].
 
-use sibyl_storage::coding::{put_varint, Reader};
+use sibyl_coding::{put_varint, ByteReader};
 
 use super::actor::Actor;
 use super::dvv::{Dvv, DvvEntry, Sibling};
@@ -62,7 +62,7 @@ fn encode_sibling(buf: &mut Vec<u8>, s: &Sibling) {
 
 /// Decodes a causal cell, checking every invariant of the format.
 pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
-    let mut r = Reader::new(bytes);
+    let mut r = ByteReader::new(bytes);
     if r.u8().ok_or(corrupt("empty"))? != CAUSAL_CELL_V1 {
         return Err(corrupt("unknown format byte"));
     }
@@ -109,7 +109,7 @@ pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
 
 /// Reads a count, capped by `max` and by what the remaining bytes could hold.
 fn count(
-    r: &mut Reader<'_>,
+    r: &mut ByteReader<'_>,
     max: usize,
     min_item_len: usize,
     too_many: &'static str,
@@ -125,12 +125,12 @@ fn count(
     Ok(n)
 }
 
-fn decode_sibling(r: &mut Reader<'_>) -> Result<Sibling, VersioningError> {
+fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
     let flags = r.u8().ok_or(corrupt("truncated sibling"))?;
     if flags & !SIBLING_FLAGS_KNOWN != 0 {
         return Err(corrupt("unknown sibling flags"));
     }
-    let ts = r.u64().ok_or(corrupt("truncated timestamp"))?;
+    let ts = r.u64_le().ok_or(corrupt("truncated timestamp"))?;
     let expires_at_secs = if flags & SIBLING_HAS_EXPIRY != 0 {
         Some(r.varint().ok_or(corrupt("truncated expiry"))?)
     } else {
@@ -138,7 +138,7 @@ fn decode_sibling(r: &mut Reader<'_>) -> Result<Sibling, VersioningError> {
     };
     let value = if flags & SIBLING_HAS_VALUE != 0 {
         Some(
-            r.length_prefixed()
+            r.varint_prefixed()
                 .ok_or(corrupt("truncated value"))?
                 .to_vec(),
         )

@@ -12,7 +12,7 @@
 //! writes look already seen. The counter cap keeps such a claim from breaking the cell
 //! format; binding contexts to a cluster secret (a MAC) is future work.
 
-use sibyl_storage::coding::{put_varint, Reader};
+use sibyl_coding::{put_varint, ByteReader};
 
 use super::actor::Actor;
 use super::dvv::Dvv;
@@ -71,9 +71,9 @@ impl Context {
     pub fn decode(bytes: &[u8]) -> Result<Context, VersioningError> {
         let body_len = bytes.len().checked_sub(4).ok_or(invalid("too short"))?;
         let (body, crc) = bytes.split_at(body_len);
-        let stored = Reader::new(crc).u32().ok_or(invalid("too short"))?;
-        let mut r = Reader::new(body);
-        if r.bytes(CONTEXT_MAGIC.len()) != Some(&CONTEXT_MAGIC[..]) {
+        let stored = ByteReader::new(crc).u32_le().ok_or(invalid("too short"))?;
+        let mut r = ByteReader::new(body);
+        if r.take(CONTEXT_MAGIC.len()) != Some(&CONTEXT_MAGIC[..]) {
             return Err(invalid("not a context"));
         }
         if r.u8() != Some(CONTEXT_VERSION) {

@@ -2,7 +2,7 @@
 //! both encoders and decoders. This doc comment is the format spec.
 //!
 //! Integers: `u32le`/`u64le`/`i64le` are fixed-width little-endian; `varint` is LEB128
-//! (at most 10 bytes), as in `sibyl_storage::coding`.
+//! (at most 10 bytes), as in `sibyl_coding`.
 //!
 //! # Actor (12 bytes, fixed)
 //! ```text

@@ -11,7 +11,7 @@
 
 use std::cmp::Ordering;
 
-use sibyl_storage::coding::Reader;
+use sibyl_coding::ByteReader;
 
 use super::format::{LWW_CELL_V1, LWW_FLAGS_KNOWN, LWW_HAS_EXPIRY, LWW_TOMBSTONE};
 use super::VersioningError;
@@ -119,7 +119,7 @@ impl LwwCell {
 
     /// Decodes a cell; never panics.
     pub fn decode(bytes: &[u8]) -> Result<LwwCell, VersioningError> {
-        let mut r = Reader::new(bytes);
+        let mut r = ByteReader::new(bytes);
         if r.u8().ok_or(corrupt("empty"))? != LWW_CELL_V1 {
             return Err(corrupt("unknown format byte"));
         }
@@ -127,13 +127,13 @@ impl LwwCell {
         if flags & !LWW_FLAGS_KNOWN != 0 {
             return Err(corrupt("unknown flags"));
         }
-        let ts = r.u64().ok_or(corrupt("truncated timestamp"))? as i64;
+        let ts = r.u64_le().ok_or(corrupt("truncated timestamp"))? as i64;
         let expires_at_secs = if flags & LWW_HAS_EXPIRY != 0 {
-            Some(r.u64().ok_or(corrupt("truncated expiry"))?)
+            Some(r.u64_le().ok_or(corrupt("truncated expiry"))?)
         } else {
             None
         };
-        let rest = r.bytes(r.remaining()).unwrap_or_default();
+        let rest = r.take(r.remaining()).unwrap_or_default();
         let value = if flags & LWW_TOMBSTONE != 0 {
             if !rest.is_empty() {
                 return Err(corrupt("tombstone with value bytes"));

@@ -11,7 +11,6 @@
 //! - [`compaction`]: size-tiered and leveled strategies (pure planning, no I/O).
 //! - [`merge`]: the merge policy the engine is given per table (how versions of one key
 //!   combine, when a tombstone may be purged).
-//! - [`coding`]: varints and fixed-width integers shared by every on-disk format.
 //! - [`fault`]: the I/O seam used to inject fsync and write failures in tests.
 //!
 //! Threading: the engine is `Send + Sync`; writers may call it from many threads. It runs
@@ -21,7 +20,6 @@
 //! The on-disk formats are specified in `storage/doc/`.
 #![deny(clippy::unwrap_used)]
 
-pub mod coding;
 pub mod commitlog;
 pub mod compaction;
 pub mod engine;

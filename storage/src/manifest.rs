@@ -16,10 +16,10 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::coding::{get_u32, put_bytes, put_u32, put_varint, Reader};
 use crate::error::{Error, Result};
 use crate::fault::Faults;
 use crate::types::SeqNo;
+use sibyl_coding::{put_u32_le, put_varint, put_varint_prefixed, u32_le_at, ByteReader};
 
 /// Name of the manifest file in the data directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
@@ -125,15 +125,15 @@ pub fn store(dir: &Path, m: &Manifest, faults: &Faults) -> Result<()> {
 pub fn encode(m: &Manifest) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64 + m.tables.len() * 64);
     buf.extend_from_slice(&MANIFEST_MAGIC);
-    put_u32(&mut buf, MANIFEST_VERSION);
+    put_u32_le(&mut buf, MANIFEST_VERSION);
     put_varint(&mut buf, m.next_file_id);
     put_varint(&mut buf, u64::from(m.next_table_id));
     put_varint(&mut buf, m.last_seqno);
     put_varint(&mut buf, m.tables.len() as u64);
     for t in &m.tables {
         put_varint(&mut buf, u64::from(t.id));
-        put_bytes(&mut buf, t.name.as_bytes());
-        put_bytes(&mut buf, &t.options);
+        put_varint_prefixed(&mut buf, t.name.as_bytes());
+        put_varint_prefixed(&mut buf, &t.options);
         put_varint(&mut buf, t.flushed_seqno);
         put_varint(&mut buf, t.sstables.len() as u64);
         for s in &t.sstables {
@@ -142,7 +142,7 @@ pub fn encode(m: &Manifest) -> Vec<u8> {
         }
     }
     let crc = crc32fast::hash(&buf);
-    put_u32(&mut buf, crc);
+    put_u32_le(&mut buf, crc);
     buf
 }
 
@@ -206,12 +206,12 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
     if bytes.get(..8) != Some(&MANIFEST_MAGIC[..]) {
         return Err(corrupt(0, "bad manifest magic"));
     }
-    let version = get_u32(bytes, 8).ok_or_else(|| corrupt(8, "short version"))?;
+    let version = u32_le_at(bytes, 8).ok_or_else(|| corrupt(8, "short version"))?;
     if version != MANIFEST_VERSION {
         return Err(DecodeError::Version(version));
     }
     let crc_at = bytes.len() - CRC_LEN;
-    let expected = get_u32(bytes, crc_at).ok_or_else(|| corrupt(crc_at, "short crc"))?;
+    let expected = u32_le_at(bytes, crc_at).ok_or_else(|| corrupt(crc_at, "short crc"))?;
     let covered = bytes.get(..crc_at).unwrap_or_default();
     let got = crc32fast::hash(covered);
     if got != expected {
@@ -227,8 +227,8 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, DecodeError> {
 
 /// Decodes the body; errors carry the offset within the body.
 fn decode_body(body: &[u8]) -> Result<Manifest, (usize, String)> {
-    let mut r = Reader::new(body);
-    let err = |r: &Reader<'_>, what: &str| (r.position(), format!("bad or truncated {what}"));
+    let mut r = ByteReader::new(body);
+    let err = |r: &ByteReader<'_>, what: &str| (r.position(), format!("bad or truncated {what}"));
     let next_file_id = r.varint().ok_or_else(|| err(&r, "next_file_id"))?;
     let next_table_id = varint_u32(&mut r).ok_or_else(|| err(&r, "next_table_id"))?;
     let last_seqno = r.varint().ok_or_else(|| err(&r, "last_seqno"))?;
@@ -239,12 +239,12 @@ fn decode_body(body: &[u8]) -> Result<Manifest, (usize, String)> {
     for _ in 0..table_count {
         let id = varint_u32(&mut r).ok_or_else(|| err(&r, "table id"))?;
         let name_at = r.position();
-        let name = r.length_prefixed().ok_or_else(|| err(&r, "table name"))?;
+        let name = r.varint_prefixed().ok_or_else(|| err(&r, "table name"))?;
         let name = std::str::from_utf8(name)
             .map_err(|_| (name_at, "table name is not UTF-8".to_owned()))?
             .to_owned();
         let options = r
-            .length_prefixed()
+            .varint_prefixed()
             .ok_or_else(|| err(&r, "table options"))?
             .to_vec();
         let flushed_seqno = r.varint().ok_or_else(|| err(&r, "flushed_seqno"))?;
@@ -274,7 +274,7 @@ fn decode_body(body: &[u8]) -> Result<Manifest, (usize, String)> {
     })
 }
 
-fn varint_u32(r: &mut Reader<'_>) -> Option<u32> {
+fn varint_u32(r: &mut ByteReader<'_>) -> Option<u32> {
     u32::try_from(r.varint()?).ok()
 }
 
@@ -398,13 +398,13 @@ mod tests {
     fn manifest_body_with_valid_crc_but_huge_count_is_corruption() {
         // A well-checksummed body that lies about its table count must not allocate.
         let mut buf = MANIFEST_MAGIC.to_vec();
-        put_u32(&mut buf, MANIFEST_VERSION);
+        put_u32_le(&mut buf, MANIFEST_VERSION);
         put_varint(&mut buf, 1);
         put_varint(&mut buf, 1);
         put_varint(&mut buf, 1);
         put_varint(&mut buf, u64::MAX);
         let crc = crc32fast::hash(&buf);
-        put_u32(&mut buf, crc);
+        put_u32_le(&mut buf, crc);
         assert!(matches!(decode(&buf), Err(DecodeError::Corrupt { .. })));
     }
 

@@ -22,7 +22,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use crate::merge::MergePolicy;
 use crate::types::{Entry, EntryRef, SeqNo};
 
-/// Bytes charged per entry for the skip list node and bookkeeping (an estimate).
+/// Bytes charged per entry for its B-tree slot and bookkeeping (an estimate).
 const ENTRY_OVERHEAD: usize = 64;
 
 /// Bytes of a key kept inline in the B-tree node, as a big-endian integer.

@@ -7,6 +7,7 @@
 //! The child is this same test binary re-run with `SIBYL_CRASH_CHILD_DIR` set (the
 //! `crash_child_writer` test, ignored in ordinary runs). The seed is printed; set
 //! `SIBYL_CRASH_SEED` to replay a run.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 use std::io::{BufRead, BufReader};
 use std::ops::Bound;

@@ -1,5 +1,6 @@
 //! Integration tests of the storage engine: one behaviour per test, through the public
 //! API only (plus the fault seam and the files on disk).
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 use std::ops::Bound;
 use std::sync::Arc;

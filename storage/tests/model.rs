@@ -3,6 +3,7 @@
 //! with newest-wins and once with a set-union merge policy, under both compaction
 //! strategies, with a tiny memtable so that background flushes and compactions race the
 //! foreground operations.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap (workspace lint)
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

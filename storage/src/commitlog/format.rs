@@ -12,8 +12,8 @@
 //!
 //! Pure functions only: no I/O, no panics on any input.
 
-use crate::coding::{get_u32, get_u64, put_u32, put_u64};
 use crate::types::SeqNo;
+use sibyl_coding::{put_u32_le, put_u64_le, u32_le_at, u64_le_at};
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SBYLCLOG";
@@ -53,10 +53,10 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 pub fn encode_segment_header(id: u64) -> Vec<u8> {
     let mut buf = Vec::with_capacity(SEGMENT_HEADER_LEN);
     buf.extend_from_slice(&SEGMENT_MAGIC);
-    put_u32(&mut buf, FORMAT_VERSION);
-    put_u64(&mut buf, id);
+    put_u32_le(&mut buf, FORMAT_VERSION);
+    put_u64_le(&mut buf, id);
     let crc = crc32fast::hash(&buf);
-    put_u32(&mut buf, crc);
+    put_u32_le(&mut buf, crc);
     buf
 }
 
@@ -85,12 +85,12 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<u64, HeaderError> {
     if head.get(..8) != Some(&SEGMENT_MAGIC[..]) {
         return Err(HeaderError::BadMagic);
     }
-    let version = get_u32(head, 8).ok_or(HeaderError::Short)?;
+    let version = u32_le_at(head, 8).ok_or(HeaderError::Short)?;
     if version != FORMAT_VERSION {
         return Err(HeaderError::Version(version));
     }
-    let id = get_u64(head, 12).ok_or(HeaderError::Short)?;
-    let expected = get_u32(head, 20).ok_or(HeaderError::Short)?;
+    let id = u64_le_at(head, 12).ok_or(HeaderError::Short)?;
+    let expected = u32_le_at(head, 20).ok_or(HeaderError::Short)?;
     let got = crc32fast::hash(head.get(..20).ok_or(HeaderError::Short)?);
     if got != expected {
         return Err(HeaderError::Checksum { expected, got });
@@ -103,9 +103,9 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<u64, HeaderError> {
 pub fn encode_record(buf: &mut Vec<u8>, seqno: SeqNo, payload: &[u8]) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let start = buf.len();
-    put_u32(buf, 0); // crc, patched below
-    put_u32(buf, len);
-    put_u64(buf, seqno);
+    put_u32_le(buf, 0); // crc, patched below
+    put_u32_le(buf, len);
+    put_u64_le(buf, seqno);
     buf.extend_from_slice(payload);
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(buf.get(start + 4..).unwrap_or_default());
@@ -129,9 +129,9 @@ pub struct RecordHeader {
 /// Reads the record header at `pos`; `None` if fewer than [`RECORD_HEADER_LEN`] bytes remain.
 pub fn decode_record_header(buf: &[u8], pos: usize) -> Option<RecordHeader> {
     Some(RecordHeader {
-        crc: get_u32(buf, pos)?,
-        length: get_u32(buf, pos.checked_add(4)?)?,
-        seqno: get_u64(buf, pos.checked_add(8)?)?,
+        crc: u32_le_at(buf, pos)?,
+        length: u32_le_at(buf, pos.checked_add(4)?)?,
+        seqno: u64_le_at(buf, pos.checked_add(8)?)?,
     })
 }
 

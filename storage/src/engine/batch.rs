@@ -8,8 +8,8 @@
 //! kind  := 0 (tombstone) | 1 (value)
 //! ```
 
-use crate::coding::{put_bytes, put_varint, Reader};
 use crate::types::{Entry, WriteBatch};
+use sibyl_coding::{put_varint, put_varint_prefixed, ByteReader};
 
 /// Kind byte of a tombstone.
 pub(crate) const KIND_TOMBSTONE: u8 = 0;
@@ -37,12 +37,12 @@ pub(crate) fn encode(batch: &WriteBatch, table_id: impl Fn(&str) -> u32, out: &m
         match &op.entry {
             Entry::Tombstone => {
                 out.push(KIND_TOMBSTONE);
-                put_bytes(out, key);
+                put_varint_prefixed(out, key);
             }
             Entry::Value(v) => {
                 out.push(KIND_VALUE);
-                put_bytes(out, key);
-                put_bytes(out, v);
+                put_varint_prefixed(out, key);
+                put_varint_prefixed(out, v);
             }
         }
     }
@@ -56,12 +56,12 @@ pub(crate) fn encode_one(table_id: u32, key: &[u8], value: Option<&[u8]>, out: &
     match value {
         None => {
             out.push(KIND_TOMBSTONE);
-            put_bytes(out, key);
+            put_varint_prefixed(out, key);
         }
         Some(v) => {
             out.push(KIND_VALUE);
-            put_bytes(out, key);
-            put_bytes(out, v);
+            put_varint_prefixed(out, key);
+            put_varint_prefixed(out, v);
         }
     }
 }
@@ -75,17 +75,17 @@ pub(crate) struct DecodedOp<'a> {
 
 /// Decodes a payload; `None` when it is malformed.
 pub(crate) fn decode(payload: &[u8]) -> Option<Vec<DecodedOp<'_>>> {
-    let mut r = Reader::new(payload);
+    let mut r = ByteReader::new(payload);
     let count = usize::try_from(r.varint()?).ok()?;
     // Each op takes at least 3 bytes: cap the allocation by what the payload can hold.
     let mut ops = Vec::with_capacity(count.min(payload.len() / 3 + 1));
     for _ in 0..count {
         let table_id = u32::try_from(r.varint()?).ok()?;
         let kind = r.u8()?;
-        let key = r.length_prefixed()?;
+        let key = r.varint_prefixed()?;
         let entry = match kind {
             KIND_TOMBSTONE => None,
-            KIND_VALUE => Some(r.length_prefixed()?),
+            KIND_VALUE => Some(r.varint_prefixed()?),
             _ => return None,
         };
         ops.push(DecodedOp {

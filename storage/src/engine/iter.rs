@@ -2,8 +2,8 @@
 //! direction, that combines the versions of each key with the table's merge policy.
 //!
 //! Sources are consulted through one small interface (position, key, seqno, entry,
-//! advance). Memtables are read in chunks copied into a reusable buffer (a skip-list
-//! iterator cannot outlive a borrow of its map), SSTables through their own cursors over
+//! advance). Memtables are read in chunks copied into a reusable buffer (a B-tree
+//! iterator cannot outlive the read guard of its map), SSTables through their own cursors over
 //! the mmap. The cursor reuses its key and value buffers: no allocation per entry on the
 //! newest-wins path.
 

@@ -4,13 +4,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::coding::{put_bytes, Reader};
 use crate::compaction::{CompactCursors, CompactionStrategy, FileDesc};
 use crate::error::Result;
 use crate::memtable::Memtable;
 use crate::merge::{MergePolicy, NewestWins};
 use crate::sstable::SsTable;
 use crate::types::{Entry, SeqNo};
+use sibyl_coding::{put_varint_prefixed, ByteReader};
 
 /// Options of a table, fixed at creation.
 #[derive(Clone)]
@@ -52,9 +52,9 @@ impl std::fmt::Debug for TableOptions {
 /// manifests written before it existed).
 pub(crate) fn encode_options(o: &TableOptions) -> Vec<u8> {
     let mut b = Vec::new();
-    put_bytes(&mut b, o.compaction.name().as_bytes());
-    put_bytes(&mut b, &o.metadata);
-    crate::coding::put_varint(&mut b, o.prefix_bloom_len.unwrap_or(0) as u64);
+    put_varint_prefixed(&mut b, o.compaction.name().as_bytes());
+    put_varint_prefixed(&mut b, &o.metadata);
+    sibyl_coding::put_varint(&mut b, o.prefix_bloom_len.unwrap_or(0) as u64);
     b
 }
 
@@ -67,9 +67,9 @@ pub(crate) struct PersistedOptions {
 
 /// Decodes what [`encode_options`] wrote.
 pub(crate) fn decode_options(b: &[u8]) -> Option<PersistedOptions> {
-    let mut r = Reader::new(b);
-    let name = std::str::from_utf8(r.length_prefixed()?).ok()?;
-    let metadata = r.length_prefixed()?.to_vec();
+    let mut r = ByteReader::new(b);
+    let name = std::str::from_utf8(r.varint_prefixed()?).ok()?;
+    let metadata = r.varint_prefixed()?.to_vec();
     let prefix = if r.is_empty() { 0 } else { r.varint()? };
     Some(PersistedOptions {
         compaction: CompactionStrategy::from_name(name)?,

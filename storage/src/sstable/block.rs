@@ -13,8 +13,8 @@
 
 use super::block_builder::common_prefix;
 use super::format::{KIND_TOMBSTONE, KIND_VALUE, RESTART_LEN};
-use crate::coding::{self, Reader};
 use crate::types::{EntryRef, SeqNo};
+use sibyl_coding::ByteReader;
 
 /// A malformed block: where (relative to the block's first byte) and what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ impl BlockLayout {
         let Some(count_at) = data.len().checked_sub(RESTART_LEN) else {
             return err(0, "block shorter than its restart count");
         };
-        let n = coding::get_u32(data, count_at).unwrap_or(0) as usize;
+        let n = sibyl_coding::u32_le_at(data, count_at).unwrap_or(0) as usize;
         let restarts_len = n.saturating_mul(RESTART_LEN);
         if n == 0 || restarts_len > count_at {
             return err(count_at, "bad restart count");
@@ -69,7 +69,7 @@ impl BlockLayout {
     #[inline]
     pub fn restart(&self, data: &[u8], i: usize) -> BResult<usize> {
         let at = self.entries_end + i * RESTART_LEN;
-        match coding::get_u32(data, at) {
+        match sibyl_coding::u32_le_at(data, at) {
             Some(r) if (r as usize) < self.entries_end => Ok(r as usize),
             _ => err(at, "restart point out of range"),
         }
@@ -135,17 +135,17 @@ impl RawEntry {
         let Some(area) = data.get(pos..end) else {
             return err(pos, "entry offset out of range");
         };
-        let mut r = Reader::new(area);
+        let mut r = ByteReader::new(area);
         let parsed = (|| {
             let shared = usize::try_from(r.varint()?).ok()?;
-            let delta_len = r.len()?;
-            let value_len = r.len()?;
+            let delta_len = r.varint_len()?;
+            let value_len = r.varint_len()?;
             let kind = r.u8()?;
             let seqno = r.varint()?;
             let delta_start = pos + r.position();
-            r.bytes(delta_len)?;
+            r.take(delta_len)?;
             let value_start = pos + r.position();
-            r.bytes(value_len)?;
+            r.take(value_len)?;
             Some(RawEntry {
                 shared,
                 delta_start,

@@ -6,7 +6,6 @@
 //! (`shared == 0`). Single-threaded; owned by the [`super::SsTableBuilder`].
 
 use super::format::{KIND_TOMBSTONE, KIND_VALUE, RESTART_LEN};
-use crate::coding;
 use crate::types::{EntryRef, SeqNo};
 
 /// Accumulates the entries of one data block.
@@ -61,11 +60,11 @@ impl BlockBuilder {
             EntryRef::Tombstone => (KIND_TOMBSTONE, &[]),
         };
         let delta = key.get(shared..).unwrap_or_default();
-        coding::put_varint(&mut self.buf, shared as u64);
-        coding::put_varint(&mut self.buf, delta.len() as u64);
-        coding::put_varint(&mut self.buf, value.len() as u64);
+        sibyl_coding::put_varint(&mut self.buf, shared as u64);
+        sibyl_coding::put_varint(&mut self.buf, delta.len() as u64);
+        sibyl_coding::put_varint(&mut self.buf, value.len() as u64);
         self.buf.push(kind);
-        coding::put_varint(&mut self.buf, seqno);
+        sibyl_coding::put_varint(&mut self.buf, seqno);
         self.buf.extend_from_slice(delta);
         self.buf.extend_from_slice(value);
         self.last_key.truncate(shared);
@@ -77,9 +76,9 @@ impl BlockBuilder {
     /// builder is empty again afterwards (its buffers are reused).
     pub fn finish(&mut self) -> &[u8] {
         for r in &self.restarts {
-            coding::put_u32(&mut self.buf, *r);
+            sibyl_coding::put_u32_le(&mut self.buf, *r);
         }
-        coding::put_u32(&mut self.buf, self.restarts.len() as u32);
+        sibyl_coding::put_u32_le(&mut self.buf, self.restarts.len() as u32);
         self.restarts.clear();
         self.since_restart = 0;
         self.last_key.clear();
@@ -141,7 +140,7 @@ mod tests {
             b.add(k, 1, EntryRef::Tombstone);
         }
         let data = b.finish().to_vec();
-        let n = coding::get_u32(&data, data.len() - 4);
+        let n = sibyl_coding::u32_le_at(&data, data.len() - 4);
         assert_eq!(n, Some(3));
     }
 }

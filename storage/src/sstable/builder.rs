@@ -16,7 +16,6 @@ use std::sync::Arc;
 use super::block_builder::{common_prefix, BlockBuilder};
 use super::format::{self, BlockHandle, Footer, Properties};
 use super::{bloom, SsTableInfo, SsTableOptions};
-use crate::coding;
 use crate::error::{Error, Result};
 use crate::fault::Faults;
 use crate::types::{EntryRef, SeqNo};
@@ -189,7 +188,7 @@ impl SsTableBuilder {
         let bloom = bloom::build(&self.hashes, self.opts.bloom_bits_per_key);
         let bloom = self.w.write_block(&bloom)?;
         let mut index = std::mem::take(&mut self.index);
-        coding::put_u32(&mut index, self.index_count);
+        sibyl_coding::put_u32_le(&mut index, self.index_count);
         let index = self.w.write_block(&index)?;
         let mut props = Vec::new();
         self.props.encode(&mut props);
@@ -253,7 +252,7 @@ fn separator_len(a: &[u8], b: &[u8]) -> usize {
 /// Appends an index entry: the separator key (`key`, with its last byte incremented when
 /// `bump`), then the block handle as varints.
 fn push_index_entry(index: &mut Vec<u8>, key: &[u8], handle: BlockHandle, bump: bool) {
-    coding::put_varint(index, key.len() as u64);
+    sibyl_coding::put_varint(index, key.len() as u64);
     let start = index.len();
     index.extend_from_slice(key);
     if bump {
@@ -261,8 +260,8 @@ fn push_index_entry(index: &mut Vec<u8>, key: &[u8], handle: BlockHandle, bump: 
             *last += 1;
         }
     }
-    coding::put_varint(index, handle.offset);
-    coding::put_varint(index, handle.size);
+    sibyl_coding::put_varint(index, handle.offset);
+    sibyl_coding::put_varint(index, handle.size);
 }
 
 #[cfg(test)]
@@ -278,8 +277,8 @@ mod tests {
             BlockHandle::default(),
             n != a.len(),
         );
-        let mut r = coding::Reader::new(&v);
-        r.length_prefixed().unwrap_or_default().to_vec()
+        let mut r = sibyl_coding::ByteReader::new(&v);
+        r.varint_prefixed().unwrap_or_default().to_vec()
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! Decoders here never panic: they return `None` on malformed input and the reader turns
 //! that into [`crate::Error::Corruption`] naming the file and offset.
 
-use crate::coding::{self, Reader};
 use crate::types::SeqNo;
+use sibyl_coding::ByteReader;
 
 /// The 8 bytes every table file starts and ends with.
 pub const MAGIC: [u8; 8] = *b"SibylSST";
@@ -107,12 +107,12 @@ impl Footer {
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let start = buf.len();
         for h in [self.bloom, self.index, self.properties] {
-            coding::put_u64(buf, h.offset);
-            coding::put_u64(buf, h.size);
+            sibyl_coding::put_u64_le(buf, h.offset);
+            sibyl_coding::put_u64_le(buf, h.size);
         }
         let crc = crc32fast::hash(buf.get(start..).unwrap_or_default());
-        coding::put_u32(buf, crc);
-        coding::put_u32(buf, FORMAT_VERSION);
+        sibyl_coding::put_u32_le(buf, crc);
+        sibyl_coding::put_u32_le(buf, FORMAT_VERSION);
         buf.extend_from_slice(&MAGIC);
     }
 
@@ -123,20 +123,21 @@ impl Footer {
         if b.len() != FOOTER_LEN || b.get(FOOTER_LEN - MAGIC.len()..) != Some(&MAGIC[..]) {
             return Err(FooterError::BadMagic);
         }
-        let version = coding::get_u32(b, 3 * HANDLE_LEN + 4).ok_or(FooterError::BadMagic)?;
+        let version =
+            sibyl_coding::u32_le_at(b, 3 * HANDLE_LEN + 4).ok_or(FooterError::BadMagic)?;
         if version != FORMAT_VERSION {
             return Err(FooterError::Version(version));
         }
-        let expected = coding::get_u32(b, 3 * HANDLE_LEN).ok_or(FooterError::BadMagic)?;
+        let expected = sibyl_coding::u32_le_at(b, 3 * HANDLE_LEN).ok_or(FooterError::BadMagic)?;
         let got = crc32fast::hash(b.get(..3 * HANDLE_LEN).unwrap_or_default());
         if expected != got {
             return Err(FooterError::Checksum { expected, got });
         }
-        let mut r = Reader::new(b);
+        let mut r = ByteReader::new(b);
         let mut handle = || -> Option<BlockHandle> {
             Some(BlockHandle {
-                offset: r.u64()?,
-                size: r.u64()?,
+                offset: r.u64_le()?,
+                size: r.u64_le()?,
             })
         };
         let (Some(bloom), Some(index), Some(properties)) = (handle(), handle(), handle()) else {
@@ -153,7 +154,7 @@ impl Footer {
 /// Appends the file header: magic then version.
 pub fn encode_header(buf: &mut Vec<u8>) {
     buf.extend_from_slice(&MAGIC);
-    coding::put_u32(buf, FORMAT_VERSION);
+    sibyl_coding::put_u32_le(buf, FORMAT_VERSION);
 }
 
 /// What the properties block records about the table, so that opening it needs no scan.
@@ -178,27 +179,27 @@ pub struct Properties {
 impl Properties {
     /// Appends the properties block contents.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        coding::put_varint(buf, self.entries);
-        coding::put_varint(buf, self.tombstones);
-        coding::put_varint(buf, self.data_blocks);
-        coding::put_varint(buf, self.min_seqno);
-        coding::put_varint(buf, self.max_seqno);
-        coding::put_bytes(buf, &self.smallest);
-        coding::put_bytes(buf, &self.largest);
+        sibyl_coding::put_varint(buf, self.entries);
+        sibyl_coding::put_varint(buf, self.tombstones);
+        sibyl_coding::put_varint(buf, self.data_blocks);
+        sibyl_coding::put_varint(buf, self.min_seqno);
+        sibyl_coding::put_varint(buf, self.max_seqno);
+        sibyl_coding::put_varint_prefixed(buf, &self.smallest);
+        sibyl_coding::put_varint_prefixed(buf, &self.largest);
     }
 
     /// Decodes a properties block; `None` if it is malformed, has trailing bytes or
     /// contradicts itself.
     pub fn decode(b: &[u8]) -> Option<Properties> {
-        let mut r = Reader::new(b);
+        let mut r = ByteReader::new(b);
         let p = Properties {
             entries: r.varint()?,
             tombstones: r.varint()?,
             data_blocks: r.varint()?,
             min_seqno: r.varint()?,
             max_seqno: r.varint()?,
-            smallest: r.length_prefixed()?.to_vec(),
-            largest: r.length_prefixed()?.to_vec(),
+            smallest: r.varint_prefixed()?.to_vec(),
+            largest: r.varint_prefixed()?.to_vec(),
         };
         let consistent = r.is_empty()
             && p.tombstones <= p.entries

@@ -20,9 +20,9 @@ use memmap2::Mmap;
 use super::block::{self, BlockError, BlockLayout};
 use super::format::{self, BlockHandle, Footer, FooterError, Properties};
 use super::{bloom, SsTableInfo, SsTableIter};
-use crate::coding::{self, Reader};
 use crate::error::{Error, Result};
 use crate::types::{EntryRef, SeqNo};
+use sibyl_coding::ByteReader;
 
 /// One index entry: a separator key `>=` every key of the block and `<` every key of the
 /// next block, as a range of the mmap, and the block's place.
@@ -106,7 +106,7 @@ impl SsTable {
                 })
             }
         };
-        let version = coding::get_u32(header, format::MAGIC.len()).unwrap_or(0);
+        let version = sibyl_coding::u32_le_at(header, format::MAGIC.len()).unwrap_or(0);
         if version != format::FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.clone(),
@@ -261,7 +261,7 @@ impl SsTable {
             ));
         };
         if flags.load(Ordering::Relaxed) & bit == 0 {
-            let expected = coding::get_u32(&self.mmap, e.offset + e.size).unwrap_or(0);
+            let expected = sibyl_coding::u32_le_at(&self.mmap, e.offset + e.size).unwrap_or(0);
             let got = crc32fast::hash(data);
             if expected != got {
                 return Err(Error::ChecksumMismatch {
@@ -312,7 +312,7 @@ fn checked_block(path: &Path, mmap: &[u8], h: BlockHandle) -> Result<(usize, usi
     let start = h.offset as usize;
     let end = start + h.size as usize; // both below the footer: checked by the caller
     let data = mmap.get(start..end).unwrap_or_default();
-    let expected = coding::get_u32(mmap, end).unwrap_or(0);
+    let expected = sibyl_coding::u32_le_at(mmap, end).unwrap_or(0);
     let got = crc32fast::hash(data);
     if expected != got {
         return Err(Error::ChecksumMismatch {
@@ -337,19 +337,19 @@ fn decode_index(
     let Some(count_at) = block.len().checked_sub(4) else {
         return Err((start, "shorter than its count".into()));
     };
-    let count = coding::get_u32(block, count_at).unwrap_or(0) as usize;
+    let count = sibyl_coding::u32_le_at(block, count_at).unwrap_or(0) as usize;
     // Each entry takes at least 3 bytes: cap before allocating.
     if count > count_at / 3 {
         return Err((start + count_at, format!("entry count {count} too large")));
     }
-    let mut r = Reader::new(block.get(..count_at).unwrap_or_default());
+    let mut r = ByteReader::new(block.get(..count_at).unwrap_or_default());
     let mut out = Vec::with_capacity(count);
     let mut expect = format::HEADER_LEN;
     let mut prev_key: Option<&[u8]> = None;
     for i in 0..count {
         let at = start + r.position();
         let bad = |reason: &str| (at, format!("entry {i}: {reason}"));
-        let key = r.length_prefixed().ok_or_else(|| bad("truncated key"))?;
+        let key = r.varint_prefixed().ok_or_else(|| bad("truncated key"))?;
         let key_start = start + r.position() - key.len();
         let offset = r.varint().ok_or_else(|| bad("truncated offset"))?;
         let size = r.varint().ok_or_else(|| bad("truncated size"))?;

@@ -1,5 +1,6 @@
 //! Integration tests of the tools against a real `sibyl` node process (one node per test).
 //! Build the node first: `cargo build -p sibyl` with the same `CARGO_TARGET_DIR`.
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 mod admin;
 mod cli;
