@@ -3,8 +3,8 @@
 //! Accepts RocksDB `db_bench`'s core flags with its semantics — `--benchmarks=` (comma
 //! list of fillseq, fillrandom, overwrite, readrandom, readseq, readreverse, deleterandom),
 //! `--num=`, `--key_size=`, `--value_size=`, `--db=`, `--threads=`, `--sync=` — and prints
-//! one line per benchmark in db_bench's form, so `shared/bench/storage-vs-rocksdb` can run
-//! it beside RocksDB. fillseq and fillrandom start from an empty database; the others use
+//! one line per benchmark in db_bench's form, so a comparison script can run
+//! it beside RocksDB's db_bench with the same flags. fillseq and fillrandom start from an empty database; the others use
 //! what the previous step left. Unknown db_bench flags are accepted and ignored, like
 //! db_bench ignores flags that do not apply to the chosen benchmarks.
 //!
