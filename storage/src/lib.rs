@@ -11,6 +11,7 @@
 //! - [`compaction`]: size-tiered and leveled strategies (pure planning, no I/O).
 //! - [`merge`]: the merge policy the engine is given per table (how versions of one key
 //!   combine, when a tombstone may be purged).
+//! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
 //! - [`fault`]: the I/O seam used to inject fsync and write failures in tests.
 //!
 //! Threading: the engine is `Send + Sync`; writers may call it from many threads. It runs
@@ -20,6 +21,7 @@
 //! The on-disk formats are specified in `storage/doc/`.
 #![deny(clippy::unwrap_used)]
 
+pub mod atomic_file;
 pub mod commitlog;
 pub mod compaction;
 pub mod engine;

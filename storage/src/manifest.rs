@@ -12,10 +12,11 @@
 //! Threading: [`load`] and [`store`] are plain functions; the engine serialises calls to
 //! `store` (one writer of the directory's manifest at a time).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
+use crate::atomic_file;
 use crate::error::{Error, Result};
 use crate::fault::Faults;
 use crate::types::SeqNo;
@@ -24,6 +25,7 @@ use sibyl_coding::{put_u32_le, put_varint, put_varint_prefixed, u32_le_at, ByteR
 /// Name of the manifest file in the data directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Name of the snapshot being written; renamed over [`MANIFEST_FILE`] once durable.
+/// The temporary snapshot [`store`] writes (the name `atomic_file` gives it).
 pub const MANIFEST_TMP_FILE: &str = "MANIFEST.tmp";
 /// First 8 bytes of the manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"SBYLMANI";
@@ -97,28 +99,8 @@ pub fn load(dir: &Path) -> Result<Option<Manifest>> {
 /// on an error of the final directory fsync the new manifest may or may not survive a
 /// crash, so the caller must treat any error as fatal (poison).
 pub fn store(dir: &Path, m: &Manifest, faults: &Faults) -> Result<()> {
-    let bytes = encode(m);
-    let tmp = dir.join(MANIFEST_TMP_FILE);
-    let path = dir.join(MANIFEST_FILE);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        faults.check_write()?;
-        file.write_all(&bytes)?;
-        faults.sync_all(&file)
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    if let Err(e) = fs::rename(&tmp, &path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(&path, e));
-    }
-    faults.sync_dir(dir).map_err(|e| Error::io(dir, e))
+    atomic_file::replace(dir, MANIFEST_FILE, &encode(m), faults)
+        .map_err(|e| Error::io(&e.path, e.source))
 }
 
 /// Encodes a snapshot: `magic | version | body | crc32(all before)`.
@@ -325,6 +307,11 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn manifest_tmp_name_is_the_one_atomic_file_writes() {
+        assert_eq!(MANIFEST_TMP_FILE, atomic_file::tmp_name(MANIFEST_FILE));
     }
 
     #[test]
