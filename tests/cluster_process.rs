@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use sibyl_protocol::{Client, ClientOptions, NodeInfo, NodeState, TableOptions, Topology};
@@ -18,42 +18,34 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the failure detector may take to convict a killed node (phi 8 with one
 /// gossip round a second takes about 6-10 s).
 const DOWN_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a process may take to exit.
-const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 /// Polling interval of every wait.
 const POLL: Duration = Duration::from_millis(100);
 
-fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
+#[path = "common/launcher.rs"]
+mod launcher;
+use launcher::{free_addr, SibylProcess, EXIT_DEADLINE};
 
-/// One `sibyl` child with fixed ports and data directory (so it can be restarted).
+/// One `sibyl` child with fixed ports and data directory (so it can be restarted); each
+/// start writes its own `stdout.N` and `log.N` in the node's directory.
 struct NodeProc {
     name: String,
     client: SocketAddr,
     peer: SocketAddr,
-    data_dir: PathBuf,
     dir: PathBuf,
     starts: usize,
-    child: Option<Child>,
+    process: SibylProcess,
 }
 
 impl NodeProc {
     fn new(root: &Path, name: &str) -> NodeProc {
-        let client = free_addr();
-        let mut peer = free_addr();
-        while peer == client {
-            peer = free_addr();
-        }
+        let process = SibylProcess::new(&root.join(name).join("data"));
         NodeProc {
             name: name.into(),
-            client,
-            peer,
-            data_dir: root.join(name).join("data"),
+            client: process.client,
+            peer: process.peer,
             dir: root.join(name),
             starts: 0,
-            child: None,
+            process,
         }
     }
 
@@ -67,24 +59,13 @@ impl NodeProc {
 
     /// Starts the process (again) with `extra` flags.
     fn start(&mut self, extra: &[String]) {
-        assert!(self.child.is_none(), "{} already running", self.name);
+        assert!(!self.process.is_running(), "{} already running", self.name);
         std::fs::create_dir_all(&self.dir).unwrap();
         self.starts += 1;
-        let child = Command::new(env!("CARGO_BIN_EXE_sibyl"))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(self.client.to_string())
-            .arg("--peer-listen")
-            .arg(self.peer.to_string())
-            .args(self.default_cluster_name(extra))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(File::create(self.stdout_path()).unwrap()))
-            .stderr(Stdio::from(File::create(self.log_path()).unwrap()))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        let mut args = self.default_cluster_name(extra);
+        args.extend_from_slice(extra);
+        let (stdout, log) = (self.stdout_path(), self.log_path());
+        self.process.spawn(&args, &stdout, &log);
     }
 
     /// Unless `extra` names a cluster, one per test directory: tests run in parallel and
@@ -125,36 +106,13 @@ impl NodeProc {
             .ok()
     }
 
-    fn try_wait(&mut self) -> Option<ExitStatus> {
-        let status = self.child.as_mut()?.try_wait().unwrap()?;
-        self.child = None;
-        Some(status)
-    }
-
     fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: kill(2) on our own, not yet reaped, child's PID.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        self.process.signal(sig);
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        loop {
-            if let Some(s) = self.try_wait() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit", self.name);
-            std::thread::sleep(POLL); // polling interval
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let logs = self.logs();
+        self.process.wait_exit(|| logs.clone())
     }
 }
 
@@ -422,7 +380,7 @@ fn cluster_dev_cluster_starts_nodes_and_stops_them_on_sigterm() {
         }
     };
     let out = tmp.path().join("dev.out");
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_sibyl"))
+    let mut dev = Command::new(launcher::sibyl_binary())
         .args([
             "dev-cluster",
             "--nodes",

@@ -4,12 +4,15 @@
 //! A node is always killed on drop.
 #![allow(dead_code)]
 
-use std::fs::File;
+pub mod launcher;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use launcher::SibylProcess;
 
 use bytes::Bytes;
 use sibyl_protocol::frame::FrameHeader;
@@ -20,56 +23,36 @@ use sibyl_protocol::{
 
 /// How long a node may take to start answering.
 pub const START_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a node may take to exit after a signal.
-pub const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 /// Read timeout of the test client (a hung server fails the test instead of hanging it).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    launcher::free_addr().port()
 }
 
-/// A `sibyl` child process.
+/// A `sibyl` child process whose output (stdout and log) goes to one file.
 pub struct NodeProcess {
-    child: Option<Child>,
+    process: SibylProcess,
     /// Client address.
     pub addr: SocketAddr,
     /// Peer address.
     pub peer: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// File receiving the node's stderr.
+    /// File receiving the node's output.
     pub log: PathBuf,
 }
 
 impl NodeProcess {
     /// Spawns a node on fresh ports without waiting for it.
     pub fn spawn(data_dir: &Path, log: &Path, extra: &[&str]) -> NodeProcess {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut peer: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        while peer == addr {
-            peer = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        }
-        let stderr = File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sibyl"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--peer-listen")
-            .arg(peer.to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap();
+        let mut process = SibylProcess::new(data_dir);
+        process.spawn(extra, log, log);
         NodeProcess {
-            child: Some(child),
-            addr,
-            peer,
+            addr: process.client,
+            peer: process.peer,
+            process,
             data_dir: data_dir.to_path_buf(),
             log: log.to_path_buf(),
         }
@@ -85,68 +68,40 @@ impl NodeProcess {
     /// Polls until a handshake succeeds; panics with the node's log if it exits first or
     /// the deadline passes.
     pub fn wait_ready(&mut self) {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(status) = self.try_wait() {
-                panic!(
-                    "node exited with {status} before ready:\n{}",
-                    self.log_text()
-                );
-            }
-            if TestClient::connect(self.addr).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node not ready in time:\n{}",
-                self.log_text()
-            );
-            std::thread::yield_now();
-            std::thread::sleep(Duration::from_millis(20)); // polling interval, not a wait for a condition
-        }
+        let log = self.log.clone();
+        self.process.wait_until(
+            "ready",
+            START_DEADLINE,
+            |p| TestClient::connect(p.client).is_ok(),
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        );
     }
 
-    /// The node's stderr so far.
+    /// The node's output so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The exit status if the process has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.process.try_wait()
     }
 
     /// The process id.
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
+        self.process.pid()
     }
 
     /// Sends `sig` to the process (by its own PID).
     pub fn signal(&self, sig: i32) {
-        let pid = self.pid();
-        assert!(pid > 0);
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+        self.process.signal(sig);
     }
 
-    /// Waits for the process to exit (deadline [`EXIT_DEADLINE`]).
+    /// Waits for the process to exit (deadline [`launcher::EXIT_DEADLINE`]).
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        loop {
-            if let Some(s) = self.try_wait() {
-                self.child = None;
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node did not exit in time:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20)); // polling interval
-        }
+        let log = self.log.clone();
+        self.process
+            .wait_exit(|| std::fs::read_to_string(&log).unwrap_or_default())
     }
 
     /// SIGKILL and reap.
@@ -164,15 +119,6 @@ impl NodeProcess {
     /// A handshaken client.
     pub fn client(&self) -> TestClient {
         TestClient::connect(self.addr).unwrap()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

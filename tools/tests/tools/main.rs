@@ -2,6 +2,9 @@
 //! Build the node first: `cargo build -p sibyl` with the same `CARGO_TARGET_DIR`.
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
+#[path = "../../../tests/common/launcher.rs"]
+mod launcher;
+
 mod admin;
 mod cli;
 mod node;
