@@ -13,6 +13,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod net;
 pub mod node;
 pub mod ring;
 pub mod server;
