@@ -3,19 +3,22 @@
 //! # Layout
 //! - [`ring`]: tokens, partitioners, token allocation, placement strategies, preference lists.
 //! - [`cluster`]: gossip membership, endpoint state, phi-accrual failure detection.
-//! - [`transport`]: the node-to-node network seam (TCP and simulated).
+//! - [`net`]: the peer network: calls and one-way messages by family, over TCP or a
+//!   seeded simulator.
 //! - [`versioning`]: dotted version vector sets, LWW cells, TTL, contexts, and the merge
 //!   policies the storage engine is given for causal and LWW tables.
 //! - [`config`]: node configuration (flags and TOML).
+//! - [`identity`]: the node's persisted ring state (generation, tokens) and atomic files.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
 
 pub mod cluster;
 pub mod config;
+pub mod identity;
+pub mod net;
 pub mod node;
 pub mod ring;
 pub mod server;
 pub mod service;
-pub mod transport;
 pub mod versioning;

@@ -2,11 +2,13 @@
 //! cluster membership (gossip over the peer port) and the client server together, and
 //! takes them down in order.
 //!
-//! Start-up order: open the service first (it takes the data directory's lock, so a
-//! second node on the same directory fails with a clear message before touching any
-//! port); read the ring state (partitioner, generation, tokens) and save the new
-//! generation; bind the client port and the peer transport; start gossip
-//! ([`ClusterRuntime`]) and attach it to the service; then start accepting clients.
+//! Start-up order: create the membership handle ([`ClusterHandle`]: the published-view
+//! cell and command queue), open the service with it (the service takes the data
+//! directory's lock, so a second node on the same directory fails with a clear message
+//! before touching any port); read the ring state (partitioner, generation, tokens,
+//! [`crate::identity`]) and save the new generation; bind the client port and the peer
+//! network ([`TcpNetwork`]); start gossip ([`ClusterRuntime`]), which fills the handle;
+//! then start accepting clients.
 //!
 //! Identity: the node id is the versioning actor's node id (stable across restarts and
 //! actor epoch bumps); the generation is `max(previous + 1, now in seconds)`; tokens are
@@ -15,13 +17,14 @@
 //! listens to gossip first so balanced allocation sees the ring it joins.
 //!
 //! Shutdown order: stop accepting clients, announce the shutdown to peers and stop gossip
-//! (its thread may import schema into the engine), let connections finish their requests
-//! in flight (bounded by a grace period), then close the engine, which syncs the commit
-//! log.
+//! (its task may import schema into the engine), close the peer network, let connections
+//! finish their requests in flight (bounded by a grace period), then close the engine,
+//! which syncs the commit log.
 //!
 //! Threading: [`Node::start`] and [`Node::shutdown`] run on a tokio runtime; blocking work
 //! (service open and close, file writes, joining the gossip thread) runs on the blocking
-//! pool. Gossip runs on its own std thread; a tokio task announces the load periodically.
+//! pool. Gossip and the peer network are tokio tasks owned by the node; a tokio task
+//! announces the load periodically.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,15 +38,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{
-    ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, SchemaSource, TokenPlan,
+    ClusterHandle, ClusterRuntime, CommandInbox, GossipConfig, Gossiper, LocalNode, NodeStatus,
+    SchemaSource, TokenPlan,
 };
 use crate::config::{ClusterConfig, Config};
+use crate::identity::{next_generation, RingState, RingStateError};
+use crate::net::{NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
-use crate::service::cluster::ClusterLink;
-use crate::service::ring_state::{next_generation, RingState, RingStateError};
 use crate::service::{Service, ServiceError, ServiceOptions};
-use crate::transport::{TcpTransport, Transport};
 use crate::versioning::{Clock, SystemClock};
 
 /// How long shutdown waits for client connections to finish their requests.
@@ -89,12 +92,12 @@ pub enum NodeError {
         /// The configured one.
         configured: Partitioner,
     },
-    /// The gossip thread could not start.
+    /// Gossip could not start on the peer network.
     #[error("cannot start gossip: {source}")]
     Gossip {
-        /// The I/O error.
+        /// The network's error.
         #[source]
-        source: std::io::Error,
+        source: NetError,
     },
     /// Closing the storage engine failed (the commit log may not be synced).
     #[error("closing the storage engine: {source}")]
@@ -112,7 +115,9 @@ pub enum NodeError {
 #[derive(Debug)]
 pub struct Node {
     service: Arc<Service>,
-    cluster: Arc<ClusterLink>,
+    cluster: Arc<ClusterHandle>,
+    gossip: ClusterRuntime,
+    net: TcpNetwork,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
     generation: u64,
@@ -135,17 +140,32 @@ impl Node {
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
         };
-        let service =
-            Arc::new(tokio::task::spawn_blocking(move || Service::open(svc_opts)).await??);
+        let (handle, inbox) = ClusterHandle::new();
+        let svc_handle = handle.clone();
+        let service = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                Service::open_in_cluster(svc_opts, Some(svc_handle))
+            })
+            .await??,
+        );
         let data_dir = config.data_dir.clone();
         let cluster_cfg = config.cluster.clone();
         let ring = tokio::task::spawn_blocking(move || prepare_ring_state(&data_dir, &cluster_cfg))
             .await??;
         let listener = bind("clients", config.listen).await?;
         let client_addr = local_addr("clients", &listener, config.listen)?;
-        let transport =
-            TcpTransport::bind(config.peer_listen).map_err(|e| transport_error(e, config))?;
-        let peer_addr = transport.local_addr();
+        let node_id = NodeId(service.actor().node);
+        let net = TcpNetwork::bind(
+            config.peer_listen,
+            TcpOptions::new(&config.cluster.cluster_name, node_id),
+        )
+        .await
+        .map_err(|source| NodeError::Bind {
+            what: "peers",
+            addr: config.peer_listen,
+            source,
+        })?;
+        let peer_addr = net.local_addr();
         for (what, addr) in [("client", client_addr), ("peer", peer_addr)] {
             if addr.ip().is_unspecified() {
                 tracing::warn!(
@@ -156,12 +176,17 @@ impl Node {
             }
         }
         let generation = ring.generation;
-        let (link, tokens_known) =
-            start_gossip(config, &service, ring, transport, client_addr, peer_addr)?;
-        let link = Arc::new(link);
-        service.attach_cluster(link.clone());
+        let (gossip, tokens_known) = start_gossip(
+            config,
+            &service,
+            ring,
+            (&handle, inbox),
+            &net,
+            client_addr,
+            peer_addr,
+        )?;
         if tokens_known {
-            wait_until_normal(&link).await;
+            wait_until_normal(&handle).await;
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let opts = ServerOptions {
@@ -177,10 +202,12 @@ impl Node {
             opts,
             shutdown_rx.clone(),
         ));
-        let load = tokio::spawn(announce_load(service.clone(), link.clone(), shutdown_rx));
+        let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
-            cluster: link,
+            cluster: handle,
+            gossip,
+            net,
             client_addr,
             peer_addr,
             generation,
@@ -210,17 +237,17 @@ impl Node {
         &self.service
     }
 
-    /// The membership layer.
-    pub fn cluster(&self) -> &Arc<ClusterLink> {
+    /// The membership handle (published view, commands).
+    pub fn cluster(&self) -> &Arc<ClusterHandle> {
         &self.cluster
     }
 
     /// Stops accepting, announces the shutdown to peers, drains connections, closes the
     /// engine (syncing the commit log).
-    pub async fn shutdown(self) -> Result<(), NodeError> {
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
         let _ = self.shutdown_tx.send(true);
-        let cluster = self.cluster.clone();
-        tokio::task::spawn_blocking(move || cluster.shutdown()).await?;
+        self.gossip.shutdown().await;
+        self.net.shutdown().await;
         self.server.await?;
         self.load.await?;
         let service = self.service;
@@ -272,10 +299,11 @@ fn start_gossip(
     config: &Config,
     service: &Arc<Service>,
     mut ring: RingState,
-    transport: TcpTransport,
+    (handle, inbox): (&Arc<ClusterHandle>, CommandInbox),
+    net: &TcpNetwork,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
-) -> Result<(ClusterLink, bool), NodeError> {
+) -> Result<(ClusterRuntime, bool), NodeError> {
     let c = &config.cluster;
     let id = NodeId(service.actor().node);
     let seeds: Vec<SocketAddr> = c
@@ -372,14 +400,22 @@ fn start_gossip(
         }
     });
     let schema: Arc<dyn SchemaSource> = service.clone();
-    let runtime = ClusterRuntime::start(gossiper, transport, schema, plan, on_chosen)
-        .map_err(|source| NodeError::Gossip { source })?;
-    Ok((ClusterLink::new(runtime), existing))
+    let runtime = ClusterRuntime::start(
+        handle.clone(),
+        inbox,
+        gossiper,
+        Arc::new(net.clone()),
+        schema,
+        plan,
+        on_chosen,
+    )
+    .map_err(|source| NodeError::Gossip { source })?;
+    Ok((runtime, existing))
 }
 
 /// Polls the view until the local node is published `normal` (bounded by
 /// [`READY_WAIT`]), so the first topology answer already shows it.
-async fn wait_until_normal(link: &ClusterLink) {
+async fn wait_until_normal(link: &ClusterHandle) {
     let deadline = Instant::now() + READY_WAIT;
     while Instant::now() < deadline {
         let normal = link.view().is_some_and(|v| {
@@ -396,7 +432,7 @@ async fn wait_until_normal(link: &ClusterLink) {
 /// Announces the node's load every [`LOAD_INTERVAL`] until shutdown.
 async fn announce_load(
     service: Arc<Service>,
-    link: Arc<ClusterLink>,
+    link: Arc<ClusterHandle>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -411,21 +447,6 @@ async fn announce_load(
         if let Ok(bytes) = tokio::task::spawn_blocking(move || svc.load_bytes()).await {
             link.set_load(bytes);
         }
-    }
-}
-
-fn transport_error(e: crate::transport::TransportError, config: &Config) -> NodeError {
-    match e {
-        crate::transport::TransportError::Io { addr, source } => NodeError::Bind {
-            what: "peers",
-            addr,
-            source,
-        },
-        other => NodeError::Bind {
-            what: "peers",
-            addr: config.peer_listen,
-            source: std::io::Error::other(other.to_string()),
-        },
     }
 }
 

@@ -97,10 +97,10 @@ fn allocation_balanced_beats_random_with_replication() {
 
 use rand::Rng;
 use sibyl::cluster::simulation::{sim_addr, sim_config};
+use sibyl::cluster::SimConfig;
 use sibyl::cluster::{
     GossipConfig, GossipEvent, GossipSimulation, LocalNode, NodeStatus, GOSSIP_INTERVAL_MS,
 };
-use sibyl::transport::SimConfig;
 
 const SECOND: u64 = 1000;
 
@@ -391,47 +391,6 @@ fn gossip_1000_nodes_converge() {
         "1000 nodes, steady state: {:.1} KiB per node per round",
         steady / 1024.0
     );
-}
-
-#[test]
-fn tcp_two_gossipers_learn_each_other() {
-    use sibyl::cluster::Gossiper;
-    use sibyl::transport::{TcpTransport, Transport};
-    use std::time::{Duration, Instant};
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let ta = TcpTransport::bind(any).expect("bind a");
-    let tb = TcpTransport::bind(any).expect("bind b");
-    let mk = |i: usize, t: &TcpTransport, seeds: Vec<std::net::SocketAddr>| {
-        let mut local = local_node(
-            i,
-            NodeId(i as u64 + 1),
-            1,
-            vec![sibyl::ring::Token::Murmur3(i as i64)],
-        );
-        local.peer_address = t.local_addr();
-        Gossiper::new(GossipConfig::new("tcp", seeds), local, i as u64, 0)
-    };
-    let mut a = mk(0, &ta, vec![tb.local_addr()]);
-    let mut b = mk(1, &tb, vec![]);
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(20);
-    while Instant::now() < deadline && !(a.known_count() == 2 && b.known_count() == 2) {
-        let now = start.elapsed().as_millis() as u64;
-        for (g, t) in [(&mut a, &ta), (&mut b, &tb)] {
-            for o in g.tick(now) {
-                t.send(o.to, o.envelope).expect("send");
-            }
-            while let Some(env) = t.try_recv() {
-                for o in g.on_message(env, now) {
-                    t.send(o.to, o.envelope).expect("send");
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(a.known_count(), 2);
-    assert_eq!(b.known_count(), 2);
-    assert_eq!(a.view().ring(), b.view().ring());
 }
 
 #[test]

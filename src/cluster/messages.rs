@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::endpoint::{EndpointDelta, GossipDigest};
 use crate::ring::{NodeId, Partitioner};
 
-/// A message with its sender: what a [`crate::transport::Transport`] carries.
+/// A message with its sender: the body of every [`crate::net::Family::Gossip`] message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// Sending node.

@@ -1,37 +1,51 @@
-//! [`ClusterRuntime`]: runs a [`Gossiper`] for a live node over a real [`Transport`].
+//! [`ClusterRuntime`]: runs a node's [`Gossiper`] as a tokio task over a [`PeerNetwork`].
 //!
-//! The gossiper is a pure state machine; this module owns the thread that drives it: every
-//! [`TICK`] it delivers received envelopes, lets the gossiper run its round, sends what it
-//! asks, logs membership events, serves schema pulls and pushes through the node's
-//! [`SchemaSource`], chooses the node's tokens once it knows the ring (joining), and
-//! publishes a fresh [`ClusterView`] snapshot that request handling reads without locking
-//! the gossiper.
+//! The gossiper is a pure state machine; this module owns the task that drives it. The
+//! task wakes on a gossip message, a command from the [`ClusterHandle`], or its round
+//! timer (the next gossip round or liveness check, whichever is first): no polling. It
+//! logs membership events, serves schema pulls and pushes through the node's
+//! [`SchemaSource`] (on the blocking pool: importing a schema is engine DDL), chooses the
+//! node's tokens once it knows the ring (joining), closes the connections to nodes that
+//! left or were removed, and publishes each changed [`ClusterView`] into the handle.
 //!
-//! Threading: one std thread named `sibyl-gossip`, stopped by [`ClusterRuntime::shutdown`]
-//! (also on drop), which first announces the shutdown to peers so they mark this node down
-//! at once instead of waiting for the failure detector.
+//! Gossip messages travel as one-way messages of [`Family::Gossip`]; their body is an
+//! [`Envelope`] in the cluster's own encoding ([`super::codec`]). Received envelopes wait
+//! in a bounded inbox ([`GOSSIP_INBOX`]); when it is full the newest are dropped (gossip
+//! tolerates loss: the next round repeats them).
+//!
+//! Ownership: [`ClusterRuntime::shutdown`] announces the shutdown to peers, stops the
+//! task and waits for it. Time is tokio's clock, so the runtime runs under the simulated
+//! network with paused time exactly as over TCP.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::endpoint::NodeStatus;
-use super::gossip_types::{GossipError, GossipEvent, Outgoing};
+use super::codec;
+use super::gossip_types::{GossipEvent, Outgoing};
 use super::gossiper::Gossiper;
+use super::handle::{ClusterCommand, ClusterHandle, CommandInbox};
 use super::messages::{Envelope, PeerMessage};
 use super::view::ClusterView;
-use crate::ring::{allocate_tokens, NodeId, Token, TokenAllocation};
-use crate::transport::Transport;
+use crate::net::{BoxFuture, Family, HandlerError, NetError, PeerHandler, PeerInfo, PeerNetwork};
+use crate::ring::{allocate_tokens, Token, TokenAllocation};
 
-/// How often the driver wakes: delivers messages, ticks the gossiper (which runs a round
-/// every `interval_ms`), publishes the view.
-pub const TICK: Duration = Duration::from_millis(50);
+/// Longest the driver sleeps between liveness checks when no round is due (the failure
+/// detector convicts within this of phi passing its threshold).
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Gossip envelopes received and not yet handled, before new ones are dropped (a round
+/// brings one syn, ack or ack2 per peer it talks to; 1024 is many rounds of a big cluster).
+pub const GOSSIP_INBOX: usize = 1024;
 
 /// How long a joining node listens to gossip before choosing tokens when it has heard of
 /// no other node (it is then the first node of a new cluster). Three gossip rounds.
@@ -63,199 +77,230 @@ pub enum TokenPlan {
     },
 }
 
-type TokensChosen = Box<dyn FnOnce(&[Token]) + Send>;
+/// Called once with the tokens chosen (to persist them).
+pub type TokensChosen = Box<dyn FnOnce(&[Token]) + Send>;
 
-enum Command {
-    SchemaChanged,
-    Load(u64),
-    RemoveNode(NodeId, Sender<Result<(), GossipError>>),
-    /// Announces a new local status (decommission: `leaving`, then `left`).
-    SetStatus(NodeStatus),
+/// The [`Family::Gossip`] handler: decodes envelopes into the driver's inbox.
+struct GossipHandler {
+    inbox: mpsc::Sender<Envelope>,
+}
+
+impl PeerHandler for GossipHandler {
+    fn request(
+        &self,
+        _from: PeerInfo,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        Box::pin(async { Err(HandlerError::new("gossip takes one-way messages only")) })
+    }
+
+    fn message(&self, from: PeerInfo, body: Bytes) -> BoxFuture<'static, ()> {
+        match codec::decode(&body) {
+            Ok(env) => {
+                if let Err(mpsc::error::TrySendError::Full(env)) = self.inbox.try_send(env) {
+                    debug!(from = %from.addr, kind = env.message.name(), "gossip inbox full; message dropped");
+                }
+            }
+            Err(e) => warn!(from = %from.addr, error = %e, "undecodable gossip message dropped"),
+        }
+        Box::pin(async {})
+    }
 }
 
 /// The running membership layer of a node.
 pub struct ClusterRuntime {
-    view: Arc<RwLock<Arc<ClusterView>>>,
-    commands: Sender<Command>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    local: NodeId,
-    peer_address: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for ClusterRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterRuntime")
-            .field("local", &self.local)
-            .field("peer_address", &self.peer_address)
+            .field("running", &self.task.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl ClusterRuntime {
-    /// Starts driving `gossiper` over `transport`.
-    pub fn start<T: Transport + Send + 'static>(
+    /// Starts driving `gossiper` over `net`, publishing into `handle` and draining
+    /// `commands` (the inbox that came with the handle). Registers the gossip handler on
+    /// `net`, so it fails when one is already registered. Must run inside a tokio runtime.
+    pub fn start(
+        handle: Arc<ClusterHandle>,
+        commands: CommandInbox,
         gossiper: Gossiper,
-        transport: T,
+        net: Arc<dyn PeerNetwork>,
         schema: Arc<dyn SchemaSource>,
         tokens: TokenPlan,
         on_tokens_chosen: TokensChosen,
-    ) -> std::io::Result<ClusterRuntime> {
-        let view = Arc::new(RwLock::new(Arc::new(gossiper.view())));
-        let (tx, rx) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let local = gossiper.id();
-        let peer_address = gossiper.address();
+    ) -> Result<ClusterRuntime, NetError> {
+        let (tx, rx) = mpsc::channel(GOSSIP_INBOX);
+        net.register(Family::Gossip, Arc::new(GossipHandler { inbox: tx }))?;
+        handle.publish(Arc::new(gossiper.view()));
+        let cancel = CancellationToken::new();
         let driver = Driver {
             gossiper,
-            transport,
+            net,
             schema,
-            view: view.clone(),
-            commands: rx,
-            stop: stop.clone(),
+            handle,
+            commands: commands.0,
+            inbox: rx,
             start: Instant::now(),
             tokens: Some((tokens, on_tokens_chosen)),
+            departed: BTreeSet::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("sibyl-gossip".into())
-            .spawn(move || driver.run())?;
+        let task = tokio::spawn(driver.run(cancel.clone()));
         Ok(ClusterRuntime {
-            view,
-            commands: tx,
-            stop,
-            thread: Some(thread),
-            local,
-            peer_address,
+            cancel,
+            task: Some(task),
         })
     }
 
-    /// The latest membership snapshot.
-    pub fn view(&self) -> Arc<ClusterView> {
-        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// This node's id.
-    pub fn local_id(&self) -> NodeId {
-        self.local
-    }
-
-    /// Where peers reach this node.
-    pub fn peer_address(&self) -> SocketAddr {
-        self.peer_address
-    }
-
-    /// Tells gossip the local schema changed (a table was created or dropped here).
-    pub fn schema_changed(&self) {
-        let _ = self.commands.send(Command::SchemaChanged);
-    }
-
-    /// Announces the node's load (bytes on disk).
-    pub fn set_load(&self, bytes: u64) {
-        let _ = self.commands.send(Command::Load(bytes));
-    }
-
-    /// Announces a new status of the local node (decommission). Applied on the next tick;
-    /// the published view shows it from then on.
-    pub fn set_status(&self, status: NodeStatus) {
-        let _ = self.commands.send(Command::SetStatus(status));
-    }
-
-    /// `removenode`: marks a dead node removed, cluster-wide.
-    pub fn remove_node(&self, node: NodeId) -> Result<(), GossipError> {
-        let (tx, rx) = mpsc::channel();
-        if self.commands.send(Command::RemoveNode(node, tx)).is_err() {
-            return Err(GossipError::UnknownNode { node });
-        }
-        rx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or(Err(GossipError::UnknownNode { node }))
-    }
-
-    /// Announces the shutdown to peers and stops the gossip thread. Idempotent.
-    pub fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Announces the shutdown to peers and stops the gossip task. Idempotent.
+    pub async fn shutdown(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
         }
     }
 }
 
 impl Drop for ClusterRuntime {
     fn drop(&mut self) {
-        self.shutdown();
+        // Without `shutdown` the task still stops (without waiting for it here).
+        self.cancel.cancel();
     }
 }
 
-struct Driver<T: Transport> {
+struct Driver {
     gossiper: Gossiper,
-    transport: T,
+    net: Arc<dyn PeerNetwork>,
     schema: Arc<dyn SchemaSource>,
-    view: Arc<RwLock<Arc<ClusterView>>>,
-    commands: Receiver<Command>,
-    stop: Arc<AtomicBool>,
+    handle: Arc<ClusterHandle>,
+    commands: mpsc::Receiver<ClusterCommand>,
+    inbox: mpsc::Receiver<Envelope>,
     start: Instant,
     tokens: Option<(TokenPlan, TokensChosen)>,
+    /// Peers whose connections were closed because they departed.
+    departed: BTreeSet<SocketAddr>,
 }
 
-impl<T: Transport> Driver<T> {
+/// Runs `f` on the blocking pool (schema export and import take the service's DDL lock
+/// and may run engine DDL).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+impl Driver {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn run(mut self) {
+    fn wake_at(&self) -> Instant {
+        let now = self.now_ms();
+        let next = self.gossiper.next_round_ms().max(now);
+        let wait = Duration::from_millis(next - now).min(CHECK_INTERVAL);
+        Instant::now() + wait
+    }
+
+    async fn run(mut self, cancel: CancellationToken) {
         let mut last_view: Option<Arc<ClusterView>> = None;
+        self.on_timer().await;
         loop {
-            if self.stop.load(Ordering::SeqCst) {
-                let out = self.gossiper.shutdown();
-                self.send_all(out);
-                info!("gossip stopped; shutdown announced to peers");
-                return;
-            }
-            let now = self.now_ms();
-            while let Some(env) = self.transport.try_recv() {
-                self.deliver(env, now);
-            }
-            while let Ok(cmd) = self.commands.try_recv() {
-                match cmd {
-                    Command::SchemaChanged => self.announce_schema(),
-                    Command::Load(bytes) => self.gossiper.set_load(bytes),
-                    Command::RemoveNode(node, reply) => {
-                        let _ = reply.send(self.gossiper.remove_node(node));
-                    }
-                    Command::SetStatus(status) => self.gossiper.set_status(status),
+            let wake = self.wake_at();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
+                Some(env) = self.inbox.recv() => {
+                    let now = self.now_ms();
+                    self.deliver(env, now).await;
                 }
+                _ = tokio::time::sleep_until(wake) => self.on_timer().await,
             }
-            self.maybe_choose_tokens(now);
-            let out = self.gossiper.tick(now);
-            self.send_all(out);
             for event in self.gossiper.drain_events() {
                 self.on_event(event);
             }
             let view = self.gossiper.view();
             if last_view.as_deref() != Some(&view) {
                 let view = Arc::new(view);
-                *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
+                self.close_departed(&view);
+                self.handle.publish(view.clone());
                 last_view = Some(view);
             }
-            std::thread::sleep(TICK);
+        }
+        let out = self.gossiper.shutdown();
+        self.send_all(out);
+        self.handle.publish(Arc::new(self.gossiper.view()));
+        info!("gossip stopped; shutdown announced to peers");
+    }
+
+    async fn on_timer(&mut self) {
+        let now = self.now_ms();
+        self.maybe_choose_tokens(now);
+        let out = self.gossiper.tick(now);
+        self.send_all(out);
+    }
+
+    async fn on_command(&mut self, cmd: ClusterCommand) {
+        match cmd {
+            ClusterCommand::SchemaChanged => self.announce_schema().await,
+            ClusterCommand::Load(bytes) => self.gossiper.set_load(bytes),
+            ClusterCommand::RemoveNode(node, reply) => {
+                let _ = reply.try_send(self.gossiper.remove_node(node));
+            }
+            ClusterCommand::SetStatus(status) => self.gossiper.set_status(status),
         }
     }
 
-    fn deliver(&mut self, env: Envelope, now: u64) {
-        match &env.message {
+    /// Closes the connections to nodes that left or were removed (once per departure).
+    fn close_departed(&mut self, view: &ClusterView) {
+        for n in view.nodes.values() {
+            let Some(addr) = n.peer_address else { continue };
+            if n.id == view.local {
+                continue;
+            }
+            let gone = n.status.is_some_and(|s| s.is_departed());
+            if gone && self.departed.insert(addr) {
+                info!(node = %n.id, %addr, "node departed; closing its connections");
+                self.net.disconnect(addr);
+            } else if !gone {
+                self.departed.remove(&addr);
+            }
+        }
+    }
+
+    async fn deliver(&mut self, env: Envelope, now: u64) {
+        match env.message {
             PeerMessage::SchemaPull { .. } => {
+                let schema = self.schema.clone();
+                let Some((version, bytes)) =
+                    blocking(move || (schema.schema_version(), schema.export())).await
+                else {
+                    return;
+                };
                 let reply = PeerMessage::SchemaPush {
-                    version: self.schema.schema_version(),
-                    schema: Arc::from(self.schema.export()),
+                    version,
+                    schema: Arc::from(bytes),
                 };
                 self.send(env.from_addr, reply);
             }
-            PeerMessage::SchemaPush { version, schema } => match self.schema.import(schema) {
-                Ok(local) => {
-                    debug!(from = %env.from_addr, remote = version, local, "schema merged");
-                    self.gossiper.set_schema_version(local);
+            PeerMessage::SchemaPush {
+                version,
+                schema: pushed,
+            } => {
+                let schema = self.schema.clone();
+                match blocking(move || schema.import(&pushed)).await {
+                    Some(Ok(local)) => {
+                        debug!(from = %env.from_addr, remote = version, local, "schema merged");
+                        self.gossiper.set_schema_version(local);
+                    }
+                    Some(Err(e)) => {
+                        warn!(from = %env.from_addr, error = %e, "rejected a pushed schema")
+                    }
+                    None => {}
                 }
-                Err(e) => warn!(from = %env.from_addr, error = %e, "rejected a pushed schema"),
-            },
+            }
             _ => {
                 let out = self.gossiper.on_message(env, now);
                 self.send_all(out);
@@ -266,10 +311,15 @@ impl<T: Transport> Driver<T> {
     /// Publishes the new schema version in gossip and pushes the schema to every live
     /// peer at once, so a table created here is usable elsewhere within a round trip
     /// instead of a gossip round (peers that miss the push still pull on mismatch).
-    fn announce_schema(&mut self) {
-        let version = self.schema.schema_version();
+    async fn announce_schema(&mut self) {
+        let schema = self.schema.clone();
+        let Some((version, bytes)) =
+            blocking(move || (schema.schema_version(), schema.export())).await
+        else {
+            return;
+        };
         self.gossiper.set_schema_version(version);
-        let schema: Arc<[u8]> = Arc::from(self.schema.export());
+        let schema: Arc<[u8]> = Arc::from(bytes);
         let view = self.gossiper.view();
         let peers: Vec<SocketAddr> = self
             .gossiper
@@ -302,7 +352,7 @@ impl<T: Transport> Driver<T> {
             } => {
                 debug!(%node, version, "schema mismatch; pulling");
                 let pull = PeerMessage::SchemaPull {
-                    version: self.schema.schema_version(),
+                    version: self.gossiper_schema_version(),
                 };
                 self.send(address, pull);
             }
@@ -317,6 +367,13 @@ impl<T: Transport> Driver<T> {
                 "a peer refused this node: another cluster name or partitioner"
             ),
         }
+    }
+
+    fn gossiper_schema_version(&self) -> u64 {
+        self.gossiper
+            .endpoint(self.gossiper.id())
+            .and_then(|s| s.schema_version())
+            .unwrap_or(0)
     }
 
     /// Announces existing tokens at once; allocates new ones once the node has heard from
@@ -356,16 +413,19 @@ impl<T: Transport> Driver<T> {
             from_addr: self.gossiper.address(),
             message,
         };
-        if let Err(e) = self.transport.send(to, envelope) {
-            debug!(%to, error = %e, "peer send failed");
+        self.send_envelope(to, &envelope);
+    }
+
+    fn send_envelope(&self, to: SocketAddr, envelope: &Envelope) {
+        let body = Bytes::from(codec::encode(envelope));
+        if let Err(e) = self.net.send(to, Family::Gossip, body) {
+            debug!(%to, kind = envelope.message.name(), error = %e, "gossip send failed");
         }
     }
 
     fn send_all(&self, out: Vec<Outgoing>) {
         for o in out {
-            if let Err(e) = self.transport.send(o.to, o.envelope) {
-                debug!(to = %o.to, error = %e, "peer send failed");
-            }
+            self.send_envelope(o.to, &o.envelope);
         }
     }
 }
@@ -377,8 +437,8 @@ mod tests {
 
     use super::*;
     use crate::cluster::{GossipConfig, LocalNode, NodeStatus};
-    use crate::ring::NodeLocation;
-    use crate::transport::TcpTransport;
+    use crate::net::{TcpNetwork, TcpOptions};
+    use crate::ring::{NodeId, NodeLocation};
 
     /// A schema of table names; version = a hash of the sorted set (0 when empty).
     #[derive(Default)]
@@ -419,9 +479,20 @@ mod tests {
         }
     }
 
-    fn start(id: u64, seeds: Vec<SocketAddr>, schema: Arc<Names>) -> ClusterRuntime {
-        let transport = TcpTransport::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
-        let addr = transport.local_addr();
+    struct Running {
+        handle: Arc<ClusterHandle>,
+        runtime: ClusterRuntime,
+        net: TcpNetwork,
+    }
+
+    async fn start(id: u64, seeds: Vec<SocketAddr>, schema: Arc<Names>) -> Running {
+        let net = TcpNetwork::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            TcpOptions::new("test", NodeId(id)),
+        )
+        .await
+        .expect("bind");
+        let addr = net.local_addr();
         let mut config =
             GossipConfig::new("test", if seeds.is_empty() { vec![addr] } else { seeds });
         config.interval_ms = 200;
@@ -437,9 +508,12 @@ mod tests {
             load: 0,
         };
         let g = Gossiper::new(config, local, id, 0);
-        ClusterRuntime::start(
+        let (handle, inbox) = ClusterHandle::new();
+        let runtime = ClusterRuntime::start(
+            handle.clone(),
+            inbox,
             g,
-            transport,
+            Arc::new(net.clone()),
             schema,
             TokenPlan::Allocate {
                 count: 8,
@@ -447,34 +521,42 @@ mod tests {
             },
             Box::new(|_| {}),
         )
-        .expect("start runtime")
-    }
-
-    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
+        .expect("start runtime");
+        Running {
+            handle,
+            runtime,
+            net,
         }
     }
 
-    #[test]
-    fn runtime_two_nodes_over_tcp_form_a_ring_and_share_schema() {
+    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runtime_two_nodes_over_tcp_form_a_ring_and_share_schema() {
         let schema_a = Arc::new(Names::default());
         let schema_b = Arc::new(Names::default());
-        let a = start(1, Vec::new(), schema_a.clone());
-        let b = start(2, vec![a.peer_address()], schema_b.clone());
+        let mut a = start(1, Vec::new(), schema_a.clone()).await;
+        let b = start(2, vec![a.net.local_addr()], schema_b.clone()).await;
         wait_for("both nodes normal with 16 tokens", || {
-            let v = b.view();
-            v.ring().tokens().len() == 16 && v.up().len() == 2
-        });
+            b.handle
+                .view()
+                .is_some_and(|v| v.ring().tokens().len() == 16 && v.up().len() == 2)
+        })
+        .await;
         schema_a.add("users");
-        a.schema_changed();
-        wait_for("schema to reach b", || schema_b.has("users"));
-        let mut a = a;
-        a.shutdown();
+        a.handle.schema_changed();
+        wait_for("schema to reach b", || schema_b.has("users")).await;
+        a.runtime.shutdown().await;
+        a.net.shutdown().await;
         wait_for("b to see a down after its shutdown", || {
-            b.view().down() == vec![NodeId(1)]
-        });
+            b.handle.view().is_some_and(|v| v.down() == vec![NodeId(1)])
+        })
+        .await;
     }
 }

@@ -1,10 +1,10 @@
-//! [`GossipSimulation`]: many [`Gossiper`]s over one [`SimNetwork`], driven in simulated
+//! [`GossipSimulation`]: many [`Gossiper`]s over one [`GossipNetwork`], driven in simulated
 //! time. Deterministic for a given seed: node start phases, peer choices and network
 //! fates all come from seeded RNGs, and maps iterate in a fixed order.
 //!
 //! The driver repeatedly advances to the earliest of (next gossip round of a running node,
 //! next network delivery), hands delivered envelopes to their node through its
-//! [`Transport`], and sends what the gossiper returns back through the transport: the
+//! endpoint, and sends what the gossiper returns back through it: the
 //! gossipers run exactly as they would over TCP.
 //!
 //! It also models the node's schema layer, so schema propagation can be tested: each node
@@ -22,8 +22,8 @@ use std::sync::Arc;
 use super::gossip_types::{GossipConfig, GossipEvent, LocalNode, Outgoing};
 use super::gossiper::Gossiper;
 use super::messages::{Envelope, PeerMessage};
+use super::sim_network::{GossipEndpoint, GossipNetwork, SimConfig};
 use crate::ring::NodeId;
-use crate::transport::{SimConfig, SimNetwork, SimTransport, Transport};
 
 /// One simulated node.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ pub struct SimNode {
     /// Its gossiper.
     pub gossiper: Gossiper,
     /// Its network endpoint.
-    pub transport: SimTransport,
+    pub transport: GossipEndpoint,
     /// True while crashed (no rounds, no messages).
     pub crashed: bool,
     /// Events raised, with the simulated time they were raised (when recording is on).
@@ -76,7 +76,7 @@ pub const SIM_PEER_PORT: u16 = 7401;
 /// Gossipers over a simulated network.
 #[derive(Debug)]
 pub struct GossipSimulation {
-    net: SimNetwork,
+    net: GossipNetwork,
     nodes: Vec<SimNode>,
     by_addr: HashMap<SocketAddr, usize>,
     rounds: BinaryHeap<Reverse<(u64, usize)>>,
@@ -91,7 +91,7 @@ impl GossipSimulation {
     /// An empty simulation over a network with `config`, randomness from `seed`.
     pub fn new(config: SimConfig, seed: u64) -> GossipSimulation {
         GossipSimulation {
-            net: SimNetwork::new(config, seed),
+            net: GossipNetwork::new(config, seed),
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             rounds: BinaryHeap::new(),
@@ -150,7 +150,7 @@ impl GossipSimulation {
     }
 
     /// The network (for partitions, loss, jitter, statistics).
-    pub fn network(&mut self) -> &mut SimNetwork {
+    pub fn network(&mut self) -> &mut GossipNetwork {
         &mut self.net
     }
 
@@ -328,8 +328,7 @@ impl GossipSimulation {
             return;
         };
         for o in out {
-            // The simulated transport never fails to queue.
-            let _ = n.transport.send(o.to, o.envelope);
+            n.transport.send(o.to, o.envelope);
         }
     }
 

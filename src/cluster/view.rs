@@ -1,8 +1,9 @@
 //! [`ClusterView`]: an immutable snapshot of membership, and the ring it implies.
 //!
 //! The view lists every known node with its status, tokens, location, addresses, schema
-//! version, load and liveness. [`ClusterView::ring`] builds the [`Ring`] from the nodes
-//! whose status owns tokens (`normal`, `leaving`). If two nodes claim one token (two nodes
+//! version, load and liveness, and the [`Ring`] of the nodes whose status owns tokens
+//! (`normal`, `leaving`), built once when the view is built: request handling reads
+//! [`ClusterView::ring`] as a shared snapshot, never rebuilds it. If two nodes claim one token (two nodes
 //! joined at once and chose alike), the smaller node id keeps it; every node applies the
 //! same rule to the same gossip state, so all agree on the ring without a coordinator.
 //!
@@ -42,8 +43,9 @@ pub struct NodeView {
     pub alive: bool,
 }
 
-/// Snapshot of membership as one node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Snapshot of membership as one node sees it. Equality compares the membership (the
+/// ring is derived from it).
+#[derive(Debug, Clone)]
 pub struct ClusterView {
     /// The node whose view this is.
     pub local: NodeId,
@@ -51,7 +53,18 @@ pub struct ClusterView {
     pub partitioner: Partitioner,
     /// Every known node.
     pub nodes: BTreeMap<NodeId, NodeView>,
+    /// The ring of `nodes` (derived; built by [`ClusterView::new`]).
+    ring: Arc<Ring>,
 }
+
+impl PartialEq for ClusterView {
+    fn eq(&self, other: &Self) -> bool {
+        (self.local, self.partitioner, &self.nodes)
+            == (other.local, other.partitioner, &other.nodes)
+    }
+}
+
+impl Eq for ClusterView {}
 
 impl ClusterView {
     /// Builds a view from endpoint states and liveness.
@@ -82,10 +95,21 @@ impl ClusterView {
                 (id, view)
             })
             .collect();
+        ClusterView::new(local, partitioner, nodes)
+    }
+
+    /// A view of `nodes`; builds its ring.
+    pub fn new(
+        local: NodeId,
+        partitioner: Partitioner,
+        nodes: BTreeMap<NodeId, NodeView>,
+    ) -> ClusterView {
+        let ring = Arc::new(build_ring(partitioner, &nodes));
         ClusterView {
             local,
             partitioner,
             nodes,
+            ring,
         }
     }
 
@@ -121,38 +145,43 @@ impl ClusterView {
             .collect()
     }
 
-    /// The ring of nodes whose status owns tokens.
-    pub fn ring(&self) -> Ring {
-        let mut claimed: BTreeSet<Token> = BTreeSet::new();
-        let mut members = Vec::new();
-        // BTreeMap order: smaller node ids claim first, so they win a contested token.
-        for n in self.nodes.values() {
-            if !n.status.is_some_and(|s| s.owns_tokens()) {
-                continue;
-            }
-            let mut tokens = Vec::with_capacity(n.tokens.len());
-            for t in n.tokens.iter() {
-                if !self.partitioner.owns_token(t) {
-                    warn!(node = %n.id, token = %t, "ignoring a token of another partitioner");
-                } else if !claimed.insert(*t) {
-                    warn!(node = %n.id, token = %t, "token already claimed by a smaller node id");
-                } else {
-                    tokens.push(*t);
-                }
-            }
-            members.push(RingNode {
-                id: n.id,
-                location: n.location.clone(),
-                tokens,
-            });
+    /// The ring of nodes whose status owns tokens (a shared snapshot).
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.clone()
+    }
+}
+
+/// The ring of the nodes whose status owns tokens.
+fn build_ring(partitioner: Partitioner, nodes: &BTreeMap<NodeId, NodeView>) -> Ring {
+    let mut claimed: BTreeSet<Token> = BTreeSet::new();
+    let mut members = Vec::new();
+    // BTreeMap order: smaller node ids claim first, so they win a contested token.
+    for n in nodes.values() {
+        if !n.status.is_some_and(|s| s.owns_tokens()) {
+            continue;
         }
-        match Ring::new(self.partitioner, members) {
-            Ok(ring) => ring,
-            Err(e) => {
-                // Unreachable: tokens were deduplicated and filtered above.
-                warn!(error = %e, "could not build the ring from the view");
-                Ring::empty(self.partitioner)
+        let mut tokens = Vec::with_capacity(n.tokens.len());
+        for t in n.tokens.iter() {
+            if !partitioner.owns_token(t) {
+                warn!(node = %n.id, token = %t, "ignoring a token of another partitioner");
+            } else if !claimed.insert(*t) {
+                warn!(node = %n.id, token = %t, "token already claimed by a smaller node id");
+            } else {
+                tokens.push(*t);
             }
+        }
+        members.push(RingNode {
+            id: n.id,
+            location: n.location.clone(),
+            tokens,
+        });
+    }
+    match Ring::new(partitioner, members) {
+        Ok(ring) => ring,
+        Err(e) => {
+            // Unreachable: tokens were deduplicated and filtered above.
+            warn!(error = %e, "could not build the ring from the view");
+            Ring::empty(partitioner)
         }
     }
 }

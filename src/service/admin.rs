@@ -1,6 +1,6 @@
 //! Operator commands (what `sibyl-admin` sends): FLUSH, COMPACT, TABLE_STATS over the
 //! local storage engine, and REMOVE_NODE, DECOMMISSION over the membership layer
-//! ([`super::cluster::ClusterLink`]). Each acts on this node only; membership changes then
+//! ([`crate::cluster::ClusterHandle`]). Each acts on this node only; membership changes then
 //! spread by gossip.
 //!
 //! # Invariants
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use sibyl_protocol::{Request, Response, ServerError, TableStatistics};
 
 use super::{invalid, storage_error, Service};
-use crate::cluster::{ClusterView, NodeStatus, GOSSIP_INTERVAL_MS};
+use crate::cluster::{ClusterHandle, ClusterView, NodeStatus, GOSSIP_INTERVAL_MS};
 use crate::ring::NodeId;
 
 /// How long a decommissioning node stays `leaving` before it announces `left`: two gossip
@@ -104,7 +104,7 @@ impl Service {
     /// Announces the load at once after a flush or compaction changed it, so `status`
     /// shows the new figure without waiting for the periodic announcement.
     fn refresh_load(&self) {
-        if let Some(link) = self.cluster.get() {
+        if let Some(link) = self.cluster.as_ref() {
             link.set_load(self.load_bytes());
         }
     }
@@ -112,7 +112,7 @@ impl Service {
     fn remove_node(&self, node_id: &str) -> Result<Response, ServerError> {
         let id = parse_node_id(node_id)?;
         let unknown = || invalid(format!("unknown node {id}: not in this node's view"));
-        let link = self.cluster.get().ok_or_else(unknown)?;
+        let link = self.cluster.as_ref().ok_or_else(unknown)?;
         let view = link.view().ok_or_else(unknown)?;
         if id == view.local {
             return Err(invalid(format!(
@@ -139,7 +139,7 @@ impl Service {
     }
 
     fn decommission(&self) -> Result<Response, ServerError> {
-        let link = self.cluster.get().ok_or_else(|| {
+        let link = self.cluster.as_ref().ok_or_else(|| {
             invalid("this node is not part of a cluster (no membership layer attached)")
         })?;
         let view = link
@@ -185,10 +185,7 @@ fn local_status(view: &ClusterView) -> Option<NodeStatus> {
 }
 
 /// Polls the published view until the local node shows `status`.
-fn wait_for_status(
-    link: &super::cluster::ClusterLink,
-    status: NodeStatus,
-) -> Result<(), ServerError> {
+fn wait_for_status(link: &ClusterHandle, status: NodeStatus) -> Result<(), ServerError> {
     let deadline = Instant::now() + STATUS_PUBLISH_WAIT;
     loop {
         if link

@@ -2,7 +2,7 @@
 //! real gossip runtimes on loopback TCP (ports chosen by the OS).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,21 +12,38 @@ use sibyl_protocol::{
 };
 use sibyl_storage::SyncMode;
 
-use crate::cluster::{ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, TokenPlan};
+use crate::cluster::{
+    ClusterHandle, ClusterRuntime, CommandInbox, GossipConfig, Gossiper, LocalNode, NodeStatus,
+    TokenPlan,
+};
+use crate::net::{PeerNetwork, TcpNetwork, TcpOptions};
 use crate::ring::{NodeId, NodeLocation, Token};
-use crate::service::cluster::ClusterLink;
 use crate::service::{Execution, Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use crate::transport::{TcpTransport, Transport};
 use crate::versioning::{ManualClock, DEFAULT_MAX_SIBLINGS};
 
 struct Node {
     _dir: tempfile::TempDir,
     svc: Arc<Service>,
+    /// The membership handle's inbox, until gossip starts (members only).
+    inbox: Mutex<Option<(Arc<ClusterHandle>, CommandInbox)>>,
+    gossip: Mutex<Option<(ClusterRuntime, TcpNetwork)>>,
+    rt: tokio::runtime::Runtime,
 }
 
+/// A service on its own (no cluster).
 fn node() -> Node {
+    open_node(false)
+}
+
+/// A service opened with a membership handle, ready to [`Node::join`].
+fn member() -> Node {
+    open_node(true)
+}
+
+fn open_node(member: bool) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let svc = Service::open(ServiceOptions {
+    let (handle, inbox) = ClusterHandle::new();
+    let opts = ServiceOptions {
         data_dir: dir.path().to_path_buf(),
         sync: SyncMode::default(),
         memtable_size: 1 << 20,
@@ -35,11 +52,18 @@ fn node() -> Node {
         node_address: "127.0.0.1:7400".into(),
         salvage_commitlog: false,
         clock: Arc::new(ManualClock::at_secs(1_700_000_000)),
-    })
-    .unwrap();
+    };
+    let svc = Service::open_in_cluster(opts, member.then(|| handle.clone())).unwrap();
     Node {
         _dir: dir,
         svc: Arc::new(svc),
+        inbox: Mutex::new(member.then_some((handle, inbox))),
+        gossip: Mutex::new(None),
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap(),
     }
 }
 
@@ -91,11 +115,23 @@ impl Node {
     }
 
     /// Starts gossip for this node (one token, so it is normal at once) and attaches it.
-    fn join(&self, id: u64, seed: Option<SocketAddr>) -> SocketAddr {
-        let transport = TcpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = transport.local_addr();
-        // One cluster name per seed: parallel tests never merge through a reused port.
-        let cluster = format!("admin-test-{}", seed.unwrap_or(addr));
+    /// Starts gossip; `seed` is another member's `(address, cluster)`. Returns this
+    /// node's `(address, cluster)`.
+    fn join(&self, id: u64, seed: Option<(SocketAddr, String)>) -> (SocketAddr, String) {
+        static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let (handle, inbox) = self.inbox.lock().unwrap().take().expect("a member, once");
+        // One cluster name per first node: parallel tests never merge through a reused port.
+        let cluster = seed.as_ref().map(|s| s.1.clone()).unwrap_or_else(|| {
+            let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("admin-test-{}-{n}", std::process::id())
+        });
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let net = self
+            .rt
+            .block_on(TcpNetwork::bind(any, TcpOptions::new(&cluster, NodeId(id))))
+            .unwrap();
+        let addr = net.local_addr();
+        let seed = seed.map(|s| s.0);
         let mut config = GossipConfig::new(&cluster, vec![seed.unwrap_or(addr)]);
         config.interval_ms = 100;
         let local = LocalNode {
@@ -111,20 +147,27 @@ impl Node {
         };
         let gossiper = Gossiper::new(config, local, id, 0);
         let token = Token::Murmur3(i64::try_from(id).unwrap() * 1_000_000);
-        let rt = ClusterRuntime::start(
+        let _entered = self.rt.enter();
+        let runtime = ClusterRuntime::start(
+            handle,
+            inbox,
             gossiper,
-            transport,
+            Arc::new(net.clone()),
             self.svc.clone(),
             TokenPlan::Existing(vec![token]),
             Box::new(|_| {}),
         )
         .unwrap();
-        self.svc.attach_cluster(Arc::new(ClusterLink::new(rt)));
-        addr
+        *self.gossip.lock().unwrap() = Some((runtime, net));
+        (addr, cluster)
     }
 
     fn stop_gossip(&self) {
-        self.svc.cluster().unwrap().shutdown();
+        let (mut runtime, net) = self.gossip.lock().unwrap().take().expect("joined");
+        self.rt.block_on(async {
+            runtime.shutdown().await;
+            net.shutdown().await;
+        });
     }
 }
 
@@ -279,7 +322,7 @@ fn decommission_without_cluster_is_invalid() {
 
 #[test]
 fn remove_node_refuses_up_unknown_and_self_then_removes_a_down_node() {
-    let (a, b) = (node(), node());
+    let (a, b) = (member(), member());
     let seed = a.join(1, None);
     b.join(2, Some(seed));
     wait_for("a to see b up and normal", || {
@@ -310,7 +353,7 @@ fn remove_node_refuses_up_unknown_and_self_then_removes_a_down_node() {
 
 #[test]
 fn decommission_announces_left_and_refuses_a_second_time() {
-    let a = node();
+    let a = member();
     a.join(1, None);
     wait_for("a normal", || {
         state_of(&a.topology(), 1) == Some((NodeState::Normal, true))

@@ -1,105 +1,27 @@
-//! The service's side of cluster membership: the [`ClusterLink`] to the node's running
-//! [`ClusterRuntime`] (including the operator's `removenode` and status changes), the
+//! The service's side of cluster membership: the node's [`ClusterHandle`] (the published
+//! view, and the commands for the operator's `removenode` and status changes), the
 //! topology answer built from its [`ClusterView`] with each node's gossiped load, and the
 //! [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]).
 //!
 //! # Invariants
 //! - Schema import runs under the service's DDL mutex, like local DDL, so engine tables,
 //!   the schema cache and the stamps change together.
-//! - Nothing here calls into the runtime while holding the DDL mutex, and
-//!   [`ClusterLink::shutdown`] joins the gossip thread without holding the link's lock:
-//!   the gossip thread may be waiting for the DDL mutex inside `import`, and neither wait
-//!   can then close a cycle.
+//! - Nothing here waits for the runtime while holding the DDL mutex (the runtime may be
+//!   waiting for it inside `import`); announcements to the handle never wait.
 //!
 //! # Threading
-//! `import`, `export` and `schema_version` run on the gossip thread; the rest on request
-//! handlers. All of it is blocking but short (engine DDL at most).
+//! `import`, `export` and `schema_version` run on the blocking pool for the gossip task;
+//! the rest on request handlers. All of it is blocking but short (engine DDL at most).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sibyl_protocol::{NodeInfo, NodeState, Topology};
 
 use super::schema::{self, TableSchema};
 use super::schema_sync::{decode_export, export, save_stamps, version_of, ExportEntry, Stamps};
 use super::{lock, Service};
-use crate::cluster::{
-    ClusterRuntime, ClusterView, GossipError, NodeStatus, NodeView, SchemaSource,
-};
-use crate::ring::{NodeId, Token};
-
-/// The node's running membership layer, shared with the service.
-#[derive(Debug)]
-pub struct ClusterLink {
-    runtime: Mutex<Option<ClusterRuntime>>,
-    /// The view at shutdown, so requests still draining see the cluster as it was.
-    last_view: Mutex<Option<Arc<ClusterView>>>,
-}
-
-impl ClusterLink {
-    /// Wraps a started runtime.
-    pub fn new(runtime: ClusterRuntime) -> ClusterLink {
-        ClusterLink {
-            runtime: Mutex::new(Some(runtime)),
-            last_view: Mutex::new(None),
-        }
-    }
-
-    /// The latest membership snapshot (after shutdown, the last one).
-    pub fn view(&self) -> Option<Arc<ClusterView>> {
-        match lock(&self.runtime).as_ref() {
-            Some(rt) => Some(rt.view()),
-            None => lock(&self.last_view).clone(),
-        }
-    }
-
-    /// Tells gossip the local schema changed.
-    pub fn schema_changed(&self) {
-        if let Some(rt) = lock(&self.runtime).as_ref() {
-            rt.schema_changed();
-        }
-    }
-
-    /// Announces the node's load in bytes.
-    pub fn set_load(&self, bytes: u64) {
-        if let Some(rt) = lock(&self.runtime).as_ref() {
-            rt.set_load(bytes);
-        }
-    }
-
-    /// `removenode` through the runtime (blocking: waits for the gossip thread's answer,
-    /// about one tick). Holds the link's lock meanwhile, which only delays `view` and
-    /// `shutdown` by that tick. After shutdown the node is unknown.
-    pub fn remove_node(&self, node: NodeId) -> Result<(), GossipError> {
-        match lock(&self.runtime).as_ref() {
-            Some(rt) => rt.remove_node(node),
-            None => Err(GossipError::UnknownNode { node }),
-        }
-    }
-
-    /// Announces a new status of the local node (decommission); a no-op after shutdown.
-    pub fn set_status(&self, status: NodeStatus) {
-        if let Some(rt) = lock(&self.runtime).as_ref() {
-            rt.set_status(status);
-        }
-    }
-
-    /// Announces the shutdown to peers and stops the gossip thread (blocking, one tick
-    /// at most). Idempotent.
-    pub fn shutdown(&self) {
-        // Lock order: runtime, then last_view (as in `view`); the view is kept before the
-        // runtime is taken so no reader sees neither.
-        let taken = {
-            let mut runtime = lock(&self.runtime);
-            if let Some(rt) = runtime.as_ref() {
-                *lock(&self.last_view) = Some(rt.view());
-            }
-            runtime.take()
-        };
-        if let Some(mut rt) = taken {
-            rt.shutdown();
-        }
-    }
-}
+use crate::cluster::{ClusterHandle, ClusterView, NodeStatus, NodeView, SchemaSource};
+use crate::ring::Token;
 
 /// The protocol's state of a node.
 fn node_state(status: Option<NodeStatus>) -> NodeState {
@@ -148,26 +70,20 @@ pub fn topology_from_view(view: &ClusterView) -> Topology {
 }
 
 impl Service {
-    /// Connects the service to the node's membership layer: topology answers come from
-    /// its view and local DDL is announced to it. Only the first call has an effect.
-    pub fn attach_cluster(&self, link: Arc<ClusterLink>) {
-        let _ = self.cluster.set(link);
-    }
-
-    /// The membership layer, once attached.
-    pub fn cluster(&self) -> Option<&Arc<ClusterLink>> {
-        self.cluster.get()
+    /// The node's membership handle (given at open).
+    pub fn cluster(&self) -> Option<&Arc<ClusterHandle>> {
+        self.cluster.as_ref()
     }
 
     /// The topology from the live view, when a cluster is attached.
     pub(super) fn cluster_topology(&self) -> Option<Topology> {
-        let view = self.cluster.get()?.view()?;
+        let view = self.cluster.as_ref()?.view()?;
         Some(topology_from_view(&view))
     }
 
     /// Tells gossip the schema changed. Call without holding the DDL mutex.
     pub(super) fn announce_schema_change(&self) {
-        if let Some(link) = self.cluster.get() {
+        if let Some(link) = self.cluster.as_ref() {
             link.schema_changed();
         }
     }
@@ -479,11 +395,7 @@ mod tests {
                 },
             );
         }
-        let view = ClusterView {
-            local: NodeId(1),
-            partitioner: Partitioner::Murmur3,
-            nodes,
-        };
+        let view = ClusterView::new(NodeId(1), Partitioner::Murmur3, nodes);
         let t = topology_from_view(&view);
         assert_eq!(t.partitioner, "murmur3");
         let states: Vec<(NodeState, bool)> = t.nodes.iter().map(|n| (n.state, n.up)).collect();

@@ -7,10 +7,9 @@
 //! - [`schema`]: table options stored in the engine's per-table metadata.
 //! - [`schema_sync`]: per-table stamps (last writer wins, tombstones for drops), the
 //!   schema export peers exchange and the schema version gossip compares.
-//! - [`cluster`]: the link to the node's membership runtime: topology answers, load,
-//!   schema import/export for gossip.
-//! - [`ring_state`]: the node's persisted generation, partitioner and tokens.
-//! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
+//! - [`cluster`]: the service's side of membership (the node's
+//!   [`crate::cluster::ClusterHandle`], given at open): topology answers, load, schema
+//!   import/export for gossip.
 //! - [`read`]: GET with its selectors, slices and paging tokens.
 //! - [`write`]: INSERT, DELETE and BATCH for causal and lww tables.
 //! - [`admin`]: operator commands (flush, compact, table stats, removenode, decommission).
@@ -33,18 +32,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
-pub mod atomic_file;
 pub mod cluster;
 pub mod keys;
 pub mod read;
-pub mod ring_state;
 pub mod schema;
 pub mod schema_sync;
 pub mod write;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use sibyl_protocol::{
     Consistency, ConsistencyLevel, ErrorKind, NodeInfo, NodeState, Request, Response, ResponseMeta,
@@ -52,10 +49,10 @@ use sibyl_protocol::{
 };
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
+use crate::cluster::ClusterHandle;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
 };
-use cluster::ClusterLink;
 use schema::{SchemaDecodeError, TableSchema};
 use schema_sync::{next_stamp, SchemaSyncError, Stamps};
 
@@ -148,7 +145,8 @@ pub struct Service {
     tables: RwLock<HashMap<String, Arc<TableSchema>>>,
     /// The DDL mutex; it guards the schema stamps.
     ddl: Mutex<Stamps>,
-    cluster: OnceLock<Arc<ClusterLink>>,
+    /// The node's membership handle (`None` for a service opened on its own).
+    cluster: Option<Arc<ClusterHandle>>,
     actor: Actor,
     clock: Arc<dyn Clock>,
     stripes: Box<[Mutex<()>]>,
@@ -183,6 +181,16 @@ impl Service {
     /// Opens the engine in `opts.data_dir` (refusing a directory another process holds),
     /// loads the schemas and the actor. Blocking: recovery replays the commit log.
     pub fn open(opts: ServiceOptions) -> Result<Service, ServiceError> {
+        Service::open_in_cluster(opts, None)
+    }
+
+    /// Like [`Service::open`], for a node in a cluster: topology answers come from
+    /// `cluster`'s published view and local DDL is announced through it. The node creates
+    /// the handle before opening the service; gossip fills it once it runs.
+    pub fn open_in_cluster(
+        opts: ServiceOptions,
+        cluster: Option<Arc<ClusterHandle>>,
+    ) -> Result<Service, ServiceError> {
         let clock = opts.clock.clone();
         let resolver_clock = clock.clone();
         let engine_opts = EngineOptions {
@@ -272,7 +280,7 @@ impl Service {
             engine,
             tables: RwLock::new(tables),
             ddl: Mutex::new(stamps),
-            cluster: OnceLock::new(),
+            cluster,
             actor,
             clock,
             stripes,

@@ -26,7 +26,7 @@
 //!
 //! Writes are atomic ([`super::atomic_file`]); decoding never panics and rejects trailing
 //! bytes. Blocking I/O; the node writes it at start-up and once more from the gossip
-//! thread when tokens are chosen (never concurrently).
+//! task when tokens are chosen (never concurrently).
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,8 @@
-//! A deterministic simulated network (a discrete-event simulator, no threads, no clock).
+//! [`GossipNetwork`]: the pure discrete-event network behind [`super::GossipSimulation`]
+//! (no threads, no clock, no async): it carries gossip [`Envelope`]s as values, so a
+//! thousand gossipers simulate in milliseconds. Whole nodes (gossip, replicas, the
+//! coordinator) run instead over [`crate::net::GossipNetwork`], behind the real
+//! [`crate::net::PeerNetwork`] interface.
 //!
 //! Every send draws its fate from one seeded RNG: dropped with probability `loss`, else
 //! delivered after `latency_ms + uniform(0..=jitter_ms)`. Deliveries wait in a priority
@@ -10,7 +14,7 @@
 //! encoded and decoded on the way, so simulations exercise the codec.
 //!
 //! Threading: single-threaded (`Rc<RefCell<_>>` shared by the network and its endpoints);
-//! the driver advances time with [`SimNetwork::deliver_until`].
+//! the driver advances time with [`GossipNetwork::deliver_until`].
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -21,8 +25,7 @@ use std::rc::Rc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Transport, TransportError};
-use crate::cluster::{codec, Envelope};
+use super::{codec, Envelope};
 
 /// Network behaviour.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,14 +162,14 @@ impl SimState {
 
 /// The simulated network. Cloning gives another handle to the same network.
 #[derive(Debug, Clone)]
-pub struct SimNetwork {
+pub struct GossipNetwork {
     state: Rc<RefCell<SimState>>,
 }
 
-impl SimNetwork {
+impl GossipNetwork {
     /// A network with `config`, all randomness from `seed`.
-    pub fn new(config: SimConfig, seed: u64) -> SimNetwork {
-        SimNetwork {
+    pub fn new(config: SimConfig, seed: u64) -> GossipNetwork {
+        GossipNetwork {
             state: Rc::new(RefCell::new(SimState {
                 config,
                 now_ms: 0,
@@ -181,10 +184,10 @@ impl SimNetwork {
         }
     }
 
-    /// The endpoint of `addr` (its [`Transport`]).
-    pub fn endpoint(&self, addr: SocketAddr) -> SimTransport {
+    /// The endpoint of `addr`.
+    pub fn endpoint(&self, addr: SocketAddr) -> GossipEndpoint {
         self.state.borrow_mut().inboxes.entry(addr).or_default();
-        SimTransport {
+        GossipEndpoint {
             addr,
             net: self.clone(),
         }
@@ -277,24 +280,26 @@ impl SimNetwork {
     }
 }
 
-/// One node's endpoint on a [`SimNetwork`].
+/// One node's endpoint on a [`GossipNetwork`].
 #[derive(Debug, Clone)]
-pub struct SimTransport {
+pub struct GossipEndpoint {
     addr: SocketAddr,
-    net: SimNetwork,
+    net: GossipNetwork,
 }
 
-impl Transport for SimTransport {
-    fn local_addr(&self) -> SocketAddr {
+impl GossipEndpoint {
+    /// This endpoint's address.
+    pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    fn send(&self, to: SocketAddr, envelope: Envelope) -> Result<(), TransportError> {
+    /// Queues `envelope` for `to` (its fate is drawn now: lost, partitioned or delayed).
+    pub fn send(&self, to: SocketAddr, envelope: Envelope) {
         self.net.state.borrow_mut().send(self.addr, to, envelope);
-        Ok(())
     }
 
-    fn try_recv(&self) -> Option<Envelope> {
+    /// The next envelope delivered to this endpoint, if any.
+    pub fn try_recv(&self) -> Option<Envelope> {
         self.net
             .state
             .borrow_mut()
@@ -323,16 +328,16 @@ mod tests {
     }
 
     #[test]
-    fn sim_delivers_after_latency() {
+    fn gossip_network_delivers_after_latency() {
         let config = SimConfig {
             latency_ms: 10,
             jitter_ms: 0,
             ..SimConfig::default()
         };
-        let mut net = SimNetwork::new(config, 1);
+        let mut net = GossipNetwork::new(config, 1);
         let a = net.endpoint(addr(1));
         let b = net.endpoint(addr(2));
-        a.send(addr(2), env(1, 5)).unwrap();
+        a.send(addr(2), env(1, 5));
         assert!(net.deliver_until(9).is_empty());
         assert!(b.try_recv().is_none());
         assert_eq!(net.deliver_until(10), vec![addr(2)]);
@@ -340,27 +345,27 @@ mod tests {
     }
 
     #[test]
-    fn sim_partition_drops_cross_group_messages() {
-        let mut net = SimNetwork::new(SimConfig::default(), 1);
+    fn gossip_network_partition_drops_cross_group_messages() {
+        let mut net = GossipNetwork::new(SimConfig::default(), 1);
         let a = net.endpoint(addr(1));
         let b = net.endpoint(addr(2));
         net.partition(&[vec![addr(1)], vec![addr(2)]]);
-        a.send(addr(2), env(1, 1)).unwrap();
+        a.send(addr(2), env(1, 1));
         net.deliver_until(100);
         assert!(b.try_recv().is_none());
         assert_eq!(net.stats().partitioned, 1);
         net.heal();
-        a.send(addr(2), env(1, 2)).unwrap();
+        a.send(addr(2), env(1, 2));
         net.deliver_until(200);
         assert_eq!(b.try_recv(), Some(env(1, 2)));
     }
 
     #[test]
-    fn sim_crashed_node_receives_nothing() {
-        let mut net = SimNetwork::new(SimConfig::default(), 1);
+    fn gossip_network_crashed_node_receives_nothing() {
+        let mut net = GossipNetwork::new(SimConfig::default(), 1);
         let a = net.endpoint(addr(1));
         let b = net.endpoint(addr(2));
-        a.send(addr(2), env(1, 1)).unwrap();
+        a.send(addr(2), env(1, 1));
         net.crash(addr(2));
         net.deliver_until(100);
         assert!(b.try_recv().is_none());
@@ -368,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn sim_same_seed_same_schedule() {
+    fn gossip_network_same_seed_same_schedule() {
         let run = |seed| {
             let config = SimConfig {
                 latency_ms: 1,
@@ -376,11 +381,11 @@ mod tests {
                 loss: 0.3,
                 encode_messages: true,
             };
-            let mut net = SimNetwork::new(config, seed);
+            let mut net = GossipNetwork::new(config, seed);
             let a = net.endpoint(addr(1));
             let b = net.endpoint(addr(2));
             for v in 0..50 {
-                a.send(addr(2), env(1, v)).unwrap();
+                a.send(addr(2), env(1, v));
             }
             net.deliver_until(1000);
             let mut got = Vec::new();
