@@ -7,6 +7,8 @@
 //! - [`versioning`]: dotted version vector sets, LWW cells, TTL, contexts, and the merge
 //!   policies the storage engine is given for causal and LWW tables.
 //! - [`config`]: node configuration (flags and TOML).
+//! - [`replica`]: the local replica: engine keys by the cluster's partitioner, minting,
+//!   applying cells minted elsewhere, raw reads and digests, token-range scans.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
@@ -14,6 +16,7 @@
 pub mod cluster;
 pub mod config;
 pub mod node;
+pub mod replica;
 pub mod ring;
 pub mod server;
 pub mod service;

@@ -134,6 +134,7 @@ impl Node {
             salvage_commitlog: config.salvage_commitlog,
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
+            partitioner: config.cluster.partitioner,
         };
         let service =
             Arc::new(tokio::task::spawn_blocking(move || Service::open(svc_opts)).await??);

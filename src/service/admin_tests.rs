@@ -35,6 +35,7 @@ fn node() -> Node {
         node_address: "127.0.0.1:7400".into(),
         salvage_commitlog: false,
         clock: Arc::new(ManualClock::at_secs(1_700_000_000)),
+        partitioner: crate::ring::Partitioner::Murmur3,
     })
     .unwrap();
     Node {

@@ -329,6 +329,7 @@ mod tests {
             node_address: "127.0.0.1:7400".into(),
             salvage_commitlog: false,
             clock: clock.clone(),
+            partitioner: Partitioner::Murmur3,
         })
         .unwrap();
         Peer {
@@ -435,6 +436,7 @@ mod tests {
                 node_address: "127.0.0.1:7400".into(),
                 salvage_commitlog: false,
                 clock: clock.clone(),
+                partitioner: Partitioner::Murmur3,
             })
             .unwrap()
         };

@@ -35,12 +35,14 @@
 pub mod admin;
 pub mod atomic_file;
 pub mod cluster;
-pub mod keys;
 pub mod read;
 pub mod ring_state;
 pub mod schema;
 pub mod schema_sync;
 pub mod write;
+
+/// The engine key encoding (moved to [`crate::replica::keys`]).
+pub use crate::replica::keys;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -52,6 +54,7 @@ use sibyl_protocol::{
 };
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
+use crate::ring::Partitioner;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
 };
@@ -88,6 +91,8 @@ pub struct ServiceOptions {
     pub salvage_commitlog: bool,
     /// The time source for write timestamps and TTL.
     pub clock: Arc<dyn Clock>,
+    /// The cluster's partitioner: engine keys start with its token of the row.
+    pub partitioner: Partitioner,
 }
 
 /// Failure to open the service.
@@ -405,7 +410,7 @@ impl Service {
         }
         // No cluster attached (a service opened on its own, as in unit tests).
         Topology {
-            partitioner: crate::ring::Partitioner::Murmur3.name().to_owned(),
+            partitioner: self.opts.partitioner.name().to_owned(),
             nodes: vec![NodeInfo {
                 id: format!("{:016x}", self.actor.node),
                 address: self.opts.node_address.clone(),
@@ -477,7 +482,7 @@ impl Service {
             metadata,
             // Every cell key starts with its row's token: memtables keep a bloom filter of
             // tokens, so a read of a row they do not hold skips their search.
-            prefix_bloom_len: Some(keys::TOKEN_LEN),
+            prefix_bloom_len: Some(keys::token_len(self.opts.partitioner)),
         };
         self.engine
             .create_table(&name, engine_opts)
@@ -669,5 +674,7 @@ pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
     }
 }
 
+#[cfg(test)]
+mod partitioner_tests;
 #[cfg(test)]
 mod tests;

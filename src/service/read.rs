@@ -180,7 +180,7 @@ impl Service {
         let schema = self.schema(table)?;
         check_key(key)?;
         self.check_consistency(&schema, consistency, schema.options.read_consistency)?;
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let now = self.clock.now_secs();
         let (cells, next_page) = match selector {
             Selector::Columns(names) => (self.get_columns(&schema, &prefix, names, now)?, None),

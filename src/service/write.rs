@@ -209,7 +209,7 @@ impl Service {
 
     /// Column names of every live cell of a row.
     fn row_columns(&self, schema: &TableSchema, key: &[u8]) -> Result<Vec<Vec<u8>>, ServerError> {
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let upper = prefix.upper_bound();
         let mut iter = self
             .engine
@@ -242,7 +242,7 @@ impl Service {
         ttl_secs: Option<u32>,
         cells: Vec<CellWrite<'a>>,
     ) -> Result<RowPlan<'a>, ServerError> {
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let keys = cells.iter().map(|c| prefix.cell_key(c.column)).collect();
         let contexts = match schema.options.conflict_mode {
             ConflictMode::Lww => Vec::new(),

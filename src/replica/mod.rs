@@ -1,0 +1,3 @@
+//! The local replica (placeholder, filled in below).
+pub mod keys;
+pub mod range;
