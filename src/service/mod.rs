@@ -2,8 +2,12 @@
 //! never touches a socket (the [`crate::server`] owns connections), so it is unit-tested
 //! directly and can run under simulation.
 //!
+//! The local replica operations (minting, raw reads, applying cells from peers, range
+//! scans) live in [`crate::replica`]; the service keeps client validation, schemas and
+//! consistency, and calls the replica for every read and write.
+//!
 //! # Layout
-//! - [`keys`]: the engine key of a cell (`token | key length | key | column`).
+//! - [`keys`]: re-export of [`crate::replica::keys`] (the engine key of a cell).
 //! - [`schema`]: table options stored in the engine's per-table metadata.
 //! - [`schema_sync`]: per-table stamps (last writer wins, tombstones for drops), the
 //!   schema export peers exchange and the schema version gossip compares.
@@ -20,8 +24,9 @@
 //!   which also guards the schema stamps (every live table has a live stamp). Local DDL
 //!   and schema pushed by peers take the same mutex; gossip is told of a local change
 //!   only after the mutex is released.
-//! - A causal write is read-modify-write under the stripe locks of its cells (taken in
-//!   ascending stripe order, so two writes never deadlock); a dot is never minted twice.
+//! - A causal write is read-modify-write under the replica's stripe locks of its cells
+//!   (taken in ascending stripe order, so two writes never deadlock); a dot is never
+//!   minted twice. A table drop holds every stripe ([`Replica::lock_all`]).
 //! - The coordinator's actor is the node's persisted actor ([`ActorEpoch`]); a new or wiped
 //!   data directory gets a new one, so dots minted before a loss are never re-minted.
 //!
@@ -54,6 +59,7 @@ use sibyl_protocol::{
 };
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
+use crate::replica::{Replica, ReplicaError};
 use crate::ring::Partitioner;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
@@ -65,8 +71,6 @@ use schema_sync::{next_stamp, SchemaSyncError, Stamps};
 /// Largest value of one cell accepted (bytes). Riak and Cassandra both advise far smaller
 /// values; this bound keeps one request's memory predictable.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024;
-/// Stripes of the causal write lock: enough that unrelated keys rarely share one.
-const LOCK_STRIPES: usize = 4096;
 /// Largest BATCH run inline on an async worker (a few microseconds per mutation).
 const INLINE_BATCH_MAX: usize = 16;
 /// Replicas alive in a single-node deployment (the coordinator itself).
@@ -149,14 +153,16 @@ pub enum Execution {
 
 /// The request handler of one node.
 pub struct Service {
-    engine: Engine,
+    /// The engine, shared with the replica (admin commands and load reports use it).
+    engine: Arc<Engine>,
+    /// The local replica: minting, raw reads; every read and write goes through it.
+    replica: Replica,
     tables: RwLock<HashMap<String, Arc<TableSchema>>>,
     /// The DDL mutex; it guards the schema stamps.
     ddl: Mutex<Stamps>,
     cluster: OnceLock<Arc<ClusterLink>>,
     actor: Actor,
     clock: Arc<dyn Clock>,
-    stripes: Box<[Mutex<()>]>,
     opts: ServiceOptions,
     batch_sync: bool,
     /// The encoded body of every successful write's answer (it never changes).
@@ -263,7 +269,6 @@ impl Service {
                 tracing::warn!(error = %e, "cannot save the reconciled schema stamps");
             }
         }
-        let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
         let written_body = Response::Written {
             meta: ResponseMeta {
@@ -273,14 +278,16 @@ impl Service {
         }
         .encode_body()
         .unwrap_or_default();
+        let engine = Arc::new(engine);
+        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner);
         Ok(Service {
             engine,
+            replica,
             tables: RwLock::new(tables),
             ddl: Mutex::new(stamps),
             cluster: OnceLock::new(),
             actor,
             clock,
-            stripes,
             opts,
             batch_sync,
             written_body,
@@ -501,7 +508,7 @@ impl Service {
         // engine write (see `apply_group`). Holding every stripe here means a write either
         // finished before the drop or finds its schema gone once it has its locks, so it
         // can never land in a table re-created under the same name.
-        let _all: Vec<MutexGuard<'_, ()>> = self.stripes.iter().map(lock).collect();
+        let _all = self.replica.lock_all();
         self.tables
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -597,22 +604,6 @@ impl Service {
             read_repair: false,
         }
     }
-
-    /// The stripe lock index of an engine key.
-    fn stripe_of(&self, engine_key: &[u8]) -> usize {
-        crc32fast::hash(engine_key) as usize % self.stripes.len()
-    }
-
-    /// Locks the stripes of `keys` in ascending order (deadlock-free), each once.
-    fn lock_stripes(&self, keys: &[&[u8]]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| self.stripe_of(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter()
-            .filter_map(|i| self.stripes.get(i))
-            .map(lock)
-            .collect()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -647,6 +638,16 @@ pub(crate) fn storage_error(e: sibyl_storage::Error) -> ServerError {
         other => {
             tracing::error!(error = %other, "storage error");
             ServerError::new(ErrorKind::Server, format!("storage: {other}"))
+        }
+    }
+}
+
+impl From<ReplicaError> for ServerError {
+    fn from(e: ReplicaError) -> ServerError {
+        match e {
+            ReplicaError::Storage(e) => storage_error(e),
+            ReplicaError::Versioning(e) => versioning_error(e),
+            ReplicaError::InvalidCell(e) => invalid(e.to_string()),
         }
     }
 }
