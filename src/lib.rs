@@ -9,6 +9,8 @@
 //!   policies the storage engine is given for causal and LWW tables.
 //! - [`config`]: node configuration (flags and TOML).
 //! - [`identity`]: the node's persisted ring state (generation, tokens) and atomic files.
+//! - [`replica`]: the local replica: engine keys by the cluster's partitioner, minting,
+//!   applying cells minted elsewhere, raw reads and digests, token-range scans.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod replica;
 pub mod ring;
 pub mod server;
 pub mod service;

@@ -139,6 +139,7 @@ impl Node {
             salvage_commitlog: config.salvage_commitlog,
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
+            partitioner: config.cluster.partitioner,
         };
         let (handle, inbox) = ClusterHandle::new();
         let svc_handle = handle.clone();

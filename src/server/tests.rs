@@ -42,6 +42,7 @@ async fn start_with(
         node_address: "test".into(),
         salvage_commitlog: false,
         clock: Arc::new(SystemClock),
+        partitioner: crate::ring::Partitioner::Murmur3,
     })
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -52,6 +52,7 @@ fn open_node(member: bool) -> Node {
         node_address: "127.0.0.1:7400".into(),
         salvage_commitlog: false,
         clock: Arc::new(ManualClock::at_secs(1_700_000_000)),
+        partitioner: crate::ring::Partitioner::Murmur3,
     };
     let svc = Service::open_in_cluster(opts, member.then(|| handle.clone())).unwrap();
     Node {

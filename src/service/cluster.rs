@@ -245,6 +245,7 @@ mod tests {
             node_address: "127.0.0.1:7400".into(),
             salvage_commitlog: false,
             clock: clock.clone(),
+            partitioner: Partitioner::Murmur3,
         })
         .unwrap();
         Peer {
@@ -351,6 +352,7 @@ mod tests {
                 node_address: "127.0.0.1:7400".into(),
                 salvage_commitlog: false,
                 clock: clock.clone(),
+                partitioner: Partitioner::Murmur3,
             })
             .unwrap()
         };

@@ -2,8 +2,12 @@
 //! never touches a socket (the [`crate::server`] owns connections), so it is unit-tested
 //! directly and can run under simulation.
 //!
+//! The local replica operations (minting, raw reads, applying cells from peers, range
+//! scans) live in [`crate::replica`]; the service keeps client validation, schemas and
+//! consistency, and calls the replica for every read and write.
+//!
 //! # Layout
-//! - [`keys`]: the engine key of a cell (`token | key length | key | column`).
+//! - [`keys`]: re-export of [`crate::replica::keys`] (the engine key of a cell).
 //! - [`schema`]: table options stored in the engine's per-table metadata.
 //! - [`schema_sync`]: per-table stamps (last writer wins, tombstones for drops), the
 //!   schema export peers exchange and the schema version gossip compares.
@@ -19,8 +23,9 @@
 //!   which also guards the schema stamps (every live table has a live stamp). Local DDL
 //!   and schema pushed by peers take the same mutex; gossip is told of a local change
 //!   only after the mutex is released.
-//! - A causal write is read-modify-write under the stripe locks of its cells (taken in
-//!   ascending stripe order, so two writes never deadlock); a dot is never minted twice.
+//! - A causal write is read-modify-write under the replica's stripe locks of its cells
+//!   (taken in ascending stripe order, so two writes never deadlock); a dot is never
+//!   minted twice. A table drop holds every stripe ([`Replica::lock_all`]).
 //! - The coordinator's actor is the node's persisted actor ([`ActorEpoch`]); a new or wiped
 //!   data directory gets a new one, so dots minted before a loss are never re-minted.
 //!
@@ -33,11 +38,13 @@
 
 pub mod admin;
 pub mod cluster;
-pub mod keys;
 pub mod read;
 pub mod schema;
 pub mod schema_sync;
 pub mod write;
+
+/// The engine key encoding (moved to [`crate::replica::keys`]).
+pub use crate::replica::keys;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,6 +57,8 @@ use sibyl_protocol::{
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
 use crate::cluster::ClusterHandle;
+use crate::replica::{Replica, ReplicaError};
+use crate::ring::Partitioner;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
 };
@@ -59,8 +68,6 @@ use schema_sync::{next_stamp, SchemaSyncError, Stamps};
 /// Largest value of one cell accepted (bytes). Riak and Cassandra both advise far smaller
 /// values; this bound keeps one request's memory predictable.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024;
-/// Stripes of the causal write lock: enough that unrelated keys rarely share one.
-const LOCK_STRIPES: usize = 4096;
 /// Largest BATCH run inline on an async worker (a few microseconds per mutation).
 const INLINE_BATCH_MAX: usize = 16;
 /// Replicas alive in a single-node deployment (the coordinator itself).
@@ -85,6 +92,8 @@ pub struct ServiceOptions {
     pub salvage_commitlog: bool,
     /// The time source for write timestamps and TTL.
     pub clock: Arc<dyn Clock>,
+    /// The cluster's partitioner: engine keys start with its token of the row.
+    pub partitioner: Partitioner,
 }
 
 /// Failure to open the service.
@@ -141,7 +150,10 @@ pub enum Execution {
 
 /// The request handler of one node.
 pub struct Service {
-    engine: Engine,
+    /// The engine, shared with the replica (admin commands and load reports use it).
+    engine: Arc<Engine>,
+    /// The local replica: minting, raw reads; every read and write goes through it.
+    replica: Replica,
     tables: RwLock<HashMap<String, Arc<TableSchema>>>,
     /// The DDL mutex; it guards the schema stamps.
     ddl: Mutex<Stamps>,
@@ -149,7 +161,6 @@ pub struct Service {
     cluster: Option<Arc<ClusterHandle>>,
     actor: Actor,
     clock: Arc<dyn Clock>,
-    stripes: Box<[Mutex<()>]>,
     opts: ServiceOptions,
     batch_sync: bool,
     /// The encoded body of every successful write's answer (it never changes).
@@ -266,7 +277,6 @@ impl Service {
                 tracing::warn!(error = %e, "cannot save the reconciled schema stamps");
             }
         }
-        let stripes = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
         let written_body = Response::Written {
             meta: ResponseMeta {
@@ -276,14 +286,16 @@ impl Service {
         }
         .encode_body()
         .unwrap_or_default();
+        let engine = Arc::new(engine);
+        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner);
         Ok(Service {
             engine,
+            replica,
             tables: RwLock::new(tables),
             ddl: Mutex::new(stamps),
             cluster,
             actor,
             clock,
-            stripes,
             opts,
             batch_sync,
             written_body,
@@ -413,7 +425,7 @@ impl Service {
         }
         // No cluster attached (a service opened on its own, as in unit tests).
         Topology {
-            partitioner: crate::ring::Partitioner::Murmur3.name().to_owned(),
+            partitioner: self.opts.partitioner.name().to_owned(),
             nodes: vec![NodeInfo {
                 id: format!("{:016x}", self.actor.node),
                 address: self.opts.node_address.clone(),
@@ -485,7 +497,7 @@ impl Service {
             metadata,
             // Every cell key starts with its row's token: memtables keep a bloom filter of
             // tokens, so a read of a row they do not hold skips their search.
-            prefix_bloom_len: Some(keys::TOKEN_LEN),
+            prefix_bloom_len: Some(keys::token_len(self.opts.partitioner)),
         };
         self.engine
             .create_table(&name, engine_opts)
@@ -504,7 +516,7 @@ impl Service {
         // engine write (see `apply_group`). Holding every stripe here means a write either
         // finished before the drop or finds its schema gone once it has its locks, so it
         // can never land in a table re-created under the same name.
-        let _all: Vec<MutexGuard<'_, ()>> = self.stripes.iter().map(lock).collect();
+        let _all = self.replica.lock_all();
         self.tables
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -600,22 +612,6 @@ impl Service {
             read_repair: false,
         }
     }
-
-    /// The stripe lock index of an engine key.
-    fn stripe_of(&self, engine_key: &[u8]) -> usize {
-        crc32fast::hash(engine_key) as usize % self.stripes.len()
-    }
-
-    /// Locks the stripes of `keys` in ascending order (deadlock-free), each once.
-    fn lock_stripes(&self, keys: &[&[u8]]) -> Vec<MutexGuard<'_, ()>> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| self.stripe_of(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter()
-            .filter_map(|i| self.stripes.get(i))
-            .map(lock)
-            .collect()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -654,6 +650,16 @@ pub(crate) fn storage_error(e: sibyl_storage::Error) -> ServerError {
     }
 }
 
+impl From<ReplicaError> for ServerError {
+    fn from(e: ReplicaError) -> ServerError {
+        match e {
+            ReplicaError::Storage(e) => storage_error(e),
+            ReplicaError::Versioning(e) => versioning_error(e),
+            ReplicaError::InvalidCell(e) => invalid(e.to_string()),
+        }
+    }
+}
+
 /// Maps a versioning error to the client's error.
 pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
     match e {
@@ -677,5 +683,7 @@ pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
     }
 }
 
+#[cfg(test)]
+mod partitioner_tests;
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,6 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use sibyl_protocol::{Cell, ConflictMode, Consistency, Response, Selector, ServerError, Sibling};
-use sibyl_storage::{Direction, Entry};
 
 use super::keys::{RowPrefix, MAX_COLUMN_NAME_LEN, MAX_PARTITION_KEY_LEN};
 use super::schema::TableSchema;
@@ -180,7 +179,7 @@ impl Service {
         let schema = self.schema(table)?;
         check_key(key)?;
         self.check_consistency(&schema, consistency, schema.options.read_consistency)?;
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let now = self.clock.now_secs();
         let (cells, next_page) = match selector {
             Selector::Columns(names) => (self.get_columns(&schema, &prefix, names, now)?, None),
@@ -251,10 +250,9 @@ impl Service {
             // The raw merged entry: cell_from_stored filters tombstones and expired
             // siblings itself, so the engine's read filter would only decode it twice.
             let stored = self
-                .engine
-                .get_entry(&schema.name, &prefix.cell_key(name))
-                .map_err(storage_error)?;
-            if let Some(Entry::Value(stored)) = stored {
+                .replica
+                .read_raw(&schema.name, &prefix.cell_key(name))?;
+            if let Some(stored) = stored {
                 if let Some(cell) =
                     cell_from_stored(schema.options.conflict_mode, name.clone(), &stored, now)?
                 {
@@ -292,18 +290,14 @@ impl Service {
             Some(t) => Some(prefix.cell_key(t)),
             None => prefix.upper_bound(),
         };
-        let mut iter = self
-            .engine
-            .scan(
-                &schema.name,
-                as_ref_bound(&lower_key),
-                match &upper_key {
-                    Some(u) => Bound::Excluded(u.as_slice()),
-                    None => Bound::Unbounded,
-                },
-                Direction::Forward,
-            )
-            .map_err(storage_error)?;
+        let mut iter = self.replica.scan(
+            &schema.name,
+            as_ref_bound(&lower_key),
+            match &upper_key {
+                Some(u) => Bound::Excluded(u.as_slice()),
+                None => Bound::Unbounded,
+            },
+        )?;
         let mut cells = Vec::new();
         let mut bytes = 0usize;
         let mut scanned = 0usize;

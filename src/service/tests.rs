@@ -30,6 +30,7 @@ pub(super) fn options(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service
         node_address: "127.0.0.1:7400".into(),
         salvage_commitlog: false,
         clock,
+        partitioner: crate::ring::Partitioner::Murmur3,
     }
 }
 

@@ -1,7 +1,12 @@
 //! INSERT, DELETE and BATCH.
 //!
-//! - Causal tables: each cell is read, updated with [`prepare_causal_write`] under the
-//!   cell's stripe lock and written back; a column write carries the context of the read it
+//! The service validates, plans and checks consistency; minting (the read-modify-write of
+//! causal cells under stripe locks, engine batches) is the replica's
+//! ([`crate::replica::mint`]).
+//!
+//! - Causal tables: each cell is read, updated with
+//!   [`crate::versioning::prepare_causal_write`] under the cell's stripe lock and written
+//!   back; a column write carries the context of the read it
 //!   supersedes (none = a blind write, which becomes a sibling). A delete writes a causal
 //!   tombstone with the context given; a delete without a context supersedes what this
 //!   node holds for the cell (Riak's delete without a vclock reads it first), so a plain
@@ -9,7 +14,7 @@
 //! - Lww tables: each cell is encoded with the client's timestamp (or the node clock's);
 //!   the engine's merge keeps the highest timestamp. Contexts are ignored.
 //! - All cells of one insert or delete go into one engine write batch, so a row mutation
-//!   is applied whole or not at all — up to `BATCH_BUDGET` (16 MiB) of cells; past that
+//!   is applied whole or not at all — up to [`crate::replica::mint::BATCH_BUDGET`] (16 MiB) of cells; past that
 //!   (a wide row delete) the cells are written in several batches, each atomic.
 //! - A row delete tombstones every cell the row holds when the delete runs (plus any column
 //!   named by a context). Cells written later are not covered, even in lww tables with an
@@ -23,7 +28,7 @@
 //!   prepared under the stripe locks of every cell of the run, taken at once in stripe
 //!   order, and a later insert of the run sees the cells an earlier one prepared.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -32,21 +37,13 @@ use sibyl_protocol::{
     CellContext, ConflictMode, Consistency, DeleteTarget, Mutation, RowDelete, RowInsert,
     ServerError,
 };
-use sibyl_storage::{Direction, Entry, WriteBatch};
 
 use super::keys::RowPrefix;
 use super::read::{check_column, check_key};
 use super::schema::TableSchema;
-use super::{invalid, storage_error, versioning_error, Service};
-use crate::versioning::{
-    decode_causal_cell, prepare_causal_write, prepare_lww_write, Context, Sibling,
-};
-
-/// Bytes of cells per engine write batch before the batch is written and a new one
-/// started (a commit log record stays far below its 256 MiB cap).
-const BATCH_BUDGET: usize = 16 << 20;
-/// Per-cell encoding overhead counted against [`BATCH_BUDGET`].
-const BATCH_OVERHEAD: usize = 16;
+use super::{invalid, versioning_error, Service};
+use crate::replica::{MintCell, MintRow};
+use crate::versioning::Context;
 
 /// One cell to write: its column, its new value (`None` = delete) and the raw context.
 struct CellWrite<'a> {
@@ -55,23 +52,11 @@ struct CellWrite<'a> {
     context: &'a [u8],
 }
 
-/// A validated row mutation, ready to be prepared under its locks.
+/// A validated row mutation, ready to be minted under its locks.
 struct RowPlan<'a> {
     schema: Arc<TableSchema>,
-    /// Engine keys, one per cell.
-    keys: Vec<Vec<u8>>,
-    cells: Vec<CellWrite<'a>>,
-    /// Decoded contexts, one per cell (causal tables only).
-    contexts: Vec<Option<Context>>,
-    timestamp_micros: i64,
-    expires_at_secs: Option<u64>,
+    row: MintRow<'a>,
 }
-
-/// A cell ready for the engine: (engine key, stored cell).
-type PreparedCell<'k> = (&'k [u8], Vec<u8>);
-
-/// Cells prepared earlier in the same group, by (table, engine key).
-type Overlay<'p> = HashMap<(&'p str, &'p [u8]), Vec<u8>>;
 
 impl Service {
     /// INSERT of one row.
@@ -132,7 +117,14 @@ impl Service {
                 context: &c.context,
             })
             .collect();
-        self.plan(schema, &insert.key, insert.timestamp_micros, ttl, cells)
+        self.plan(
+            &insert.table,
+            schema,
+            &insert.key,
+            insert.timestamp_micros,
+            ttl,
+            cells,
+        )
     }
 
     /// DELETE of columns or of a whole row.
@@ -183,7 +175,14 @@ impl Service {
                 return Ok(());
             }
         }
-        let plan = self.plan(schema, &delete.key, delete.timestamp_micros, None, cells)?;
+        let plan = self.plan(
+            &delete.table,
+            schema,
+            &delete.key,
+            delete.timestamp_micros,
+            None,
+            cells,
+        )?;
         self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()))
     }
 
@@ -209,22 +208,18 @@ impl Service {
 
     /// Column names of every live cell of a row.
     fn row_columns(&self, schema: &TableSchema, key: &[u8]) -> Result<Vec<Vec<u8>>, ServerError> {
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let upper = prefix.upper_bound();
-        let mut iter = self
-            .engine
-            .scan(
-                &schema.name,
-                Bound::Included(prefix.as_bytes()),
-                match &upper {
-                    Some(u) => Bound::Excluded(u.as_slice()),
-                    None => Bound::Unbounded,
-                },
-                Direction::Forward,
-            )
-            .map_err(storage_error)?;
+        let mut iter = self.replica.scan(
+            &schema.name,
+            Bound::Included(prefix.as_bytes()),
+            match &upper {
+                Some(u) => Bound::Excluded(u.as_slice()),
+                None => Bound::Unbounded,
+            },
+        )?;
         let mut out = Vec::new();
-        while let Some((k, _)) = iter.next_entry().map_err(storage_error)? {
+        while let Some((k, _)) = iter.next_entry().map_err(super::storage_error)? {
             if let Some(c) = prefix.column_of(k) {
                 out.push(c.to_vec());
             }
@@ -236,207 +231,70 @@ impl Service {
     /// decoded here, before any lock: a forged one fails fast.
     fn plan<'a>(
         &self,
+        table: &'a str,
         schema: Arc<TableSchema>,
         key: &[u8],
         timestamp_micros: Option<i64>,
         ttl_secs: Option<u32>,
         cells: Vec<CellWrite<'a>>,
     ) -> Result<RowPlan<'a>, ServerError> {
-        let prefix = RowPrefix::new(key);
+        let prefix = RowPrefix::new(self.opts.partitioner, key);
         let keys = cells.iter().map(|c| prefix.cell_key(c.column)).collect();
-        let contexts = match schema.options.conflict_mode {
-            ConflictMode::Lww => Vec::new(),
-            ConflictMode::Causal => cells
-                .iter()
-                .map(|c| {
-                    if c.context.is_empty() {
-                        Ok(None)
-                    } else {
-                        Context::decode(c.context).map(Some)
-                    }
+        let causal = schema.options.conflict_mode == ConflictMode::Causal;
+        let cells = cells
+            .iter()
+            .map(|c| {
+                let context = if causal && !c.context.is_empty() {
+                    Some(Context::decode(c.context).map_err(versioning_error)?)
+                } else {
+                    None
+                };
+                Ok(MintCell {
+                    value: c.value,
+                    context,
                 })
-                .collect::<Result<Vec<Option<Context>>, _>>()
-                .map_err(versioning_error)?,
-        };
+            })
+            .collect::<Result<Vec<MintCell<'a>>, ServerError>>()?;
         let expires_at_secs = ttl_secs.map(|t| self.clock.now_secs().saturating_add(u64::from(t)));
-        Ok(RowPlan {
-            schema,
+        let row = MintRow {
+            table,
+            mode: schema.options.conflict_mode,
+            max_siblings: self.opts.max_siblings,
             keys,
             cells,
-            contexts,
             timestamp_micros: timestamp_micros.unwrap_or_else(|| self.clock.now_micros()),
             expires_at_secs,
-        })
+        };
+        Ok(RowPlan { schema, row })
     }
 
-    /// Prepares every plan under the stripe locks of all their causal cells and writes
-    /// them in one engine batch. A plan that fails keeps its error and writes nothing.
+    /// Mints every plan under the stripe locks of all their cells, in one engine batch
+    /// where it fits (see [`crate::replica::mint`]). A plan that fails keeps its error and
+    /// writes nothing.
     fn apply_group(
         &self,
         plans: Vec<Result<RowPlan<'_>, ServerError>>,
     ) -> Vec<Result<(), ServerError>> {
-        // Every cell's stripe, LWW ones too: besides serialising causal read-modify-writes,
-        // the locks keep a concurrent drop of the table out until the write is done.
-        let lock_keys: Vec<&[u8]> = plans
-            .iter()
-            .flatten()
-            .flat_map(|p| p.keys.iter().map(Vec::as_slice))
-            .collect();
-        let guards = self.lock_stripes(&lock_keys);
         // Under the locks: a plan whose table was dropped (or dropped and re-created)
         // since it was planned fails instead of writing into the wrong table.
-        let plans: Vec<Result<RowPlan<'_>, ServerError>> = plans
-            .into_iter()
-            .map(|plan| {
-                plan.and_then(|p| {
-                    let current = self.schema(&p.schema.name)?;
-                    if Arc::ptr_eq(&current, &p.schema) {
-                        Ok(p)
-                    } else {
-                        Err(invalid(format!(
-                            "table {:?} was re-created while the write ran; retry it",
-                            p.schema.name
-                        )))
-                    }
-                })
-            })
-            .collect();
-        let now_secs = self.clock.now_secs();
-        let mut overlay = Overlay::new();
-        let mut batch = WriteBatch::new();
-        let mut batch_bytes = 0usize;
-        let mut in_batch = Vec::with_capacity(plans.len());
-        let mut results = Vec::with_capacity(plans.len());
-        for (i, plan) in plans.iter().enumerate() {
-            let prepared = plan
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|p| self.prepare(p, &overlay, now_secs).map(|cells| (p, cells)));
-            match prepared {
-                Ok((p, cells)) => {
-                    let several = plans.len() > 1;
-                    let causal = p.schema.options.conflict_mode == ConflictMode::Causal;
-                    results.push(Ok(()));
-                    for (k, v) in cells {
-                        // Keep engine batches bounded: a wide row delete (or a large group)
-                        // is written in several batches. Each batch is atomic; a row delete
-                        // is not atomic anyway (see the module doc).
-                        let bytes = k.len() + v.len() + BATCH_OVERHEAD;
-                        if batch_bytes + bytes > BATCH_BUDGET && !batch.is_empty() {
-                            self.write_batch(&batch, &in_batch, &mut results);
-                            batch = WriteBatch::new();
-                            batch_bytes = 0;
-                            in_batch.clear();
-                        }
-                        if in_batch.last() != Some(&i) {
-                            in_batch.push(i);
-                        }
-                        batch_bytes += bytes;
-                        if causal {
-                            // Prepared from the cell's merged state under its stripe
-                            // lock: it descends everything stored, so the memtable
-                            // needs no DVV merge.
-                            batch.put_superseding(&p.schema.name, k, &v);
-                        } else {
-                            batch.put(&p.schema.name, k, &v);
-                        }
-                        if several && causal {
-                            overlay.insert((p.schema.name.as_str(), k), v);
-                        }
-                    }
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        if !batch.is_empty() {
-            self.write_batch(&batch, &in_batch, &mut results);
-        }
-        drop(guards);
-        results
-    }
-
-    /// Writes one engine batch; on failure every plan with cells in it fails.
-    fn write_batch(
-        &self,
-        batch: &WriteBatch,
-        plans_in_batch: &[usize],
-        results: &mut [Result<(), ServerError>],
-    ) {
-        if let Err(e) = self.engine.write(batch) {
-            let e = storage_error(e);
-            for &i in plans_in_batch {
-                if let Some(r) = results.get_mut(i) {
-                    *r = Err(e.clone());
-                }
-            }
-        }
-    }
-
-    /// The new stored cells of one plan, as (engine key, cell).
-    fn prepare<'p>(
-        &self,
-        plan: &'p RowPlan<'_>,
-        overlay: &Overlay<'_>,
-        now_secs: u64,
-    ) -> Result<Vec<PreparedCell<'p>>, ServerError> {
-        let mut out = Vec::with_capacity(plan.cells.len());
-        let ts = plan.timestamp_micros;
-        if plan.schema.options.conflict_mode == ConflictMode::Lww {
-            for (k, c) in plan.keys.iter().zip(&plan.cells) {
-                let cell = prepare_lww_write(c.value.map(<[u8]>::to_vec), ts, plan.expires_at_secs);
-                out.push((k.as_slice(), cell));
-            }
-            return Ok(out);
-        }
-        for ((k, c), ctx) in plan.keys.iter().zip(&plan.cells).zip(&plan.contexts) {
-            let earlier = if overlay.is_empty() {
-                None
+        let recheck = |p: &RowPlan<'_>| -> Result<(), ServerError> {
+            let current = self.schema(&p.schema.name)?;
+            if Arc::ptr_eq(&current, &p.schema) {
+                Ok(())
             } else {
-                overlay
-                    .get(&(plan.schema.name.as_str(), k.as_slice()))
-                    .cloned()
-            };
-            let existing = match earlier {
-                Some(v) => Some(v),
-                // The raw merged entry: prepare_causal_write drops expired siblings itself,
-                // so the engine's read filter would only decode it twice.
-                None => match self.engine.get_entry(&plan.schema.name, k) {
-                    Ok(Some(Entry::Value(v))) => Some(v),
-                    Ok(_) => None,
-                    Err(e) => return Err(storage_error(e)),
-                },
-            };
-            let local_ctx;
-            let ctx = match (c.value, ctx, &existing) {
-                // Deleting a cell that does not exist, with nothing seen: no-op.
-                (None, None, None) => continue,
-                // A delete without a context supersedes what this node holds.
-                (None, None, Some(stored)) => {
-                    let dvv = decode_causal_cell(stored).map_err(versioning_error)?;
-                    local_ctx = Context::of(&dvv);
-                    Some(&local_ctx)
-                }
-                (_, ctx, _) => ctx.as_ref(),
-            };
-            let mut sibling = match c.value {
-                Some(v) => Sibling::value(v.to_vec(), ts),
-                None => Sibling::tombstone(ts),
-            };
-            if let (Some(t), Some(_)) = (plan.expires_at_secs, c.value) {
-                sibling = sibling.with_expiry(t);
+                Err(invalid(format!(
+                    "table {:?} was re-created while the write ran; retry it",
+                    p.schema.name
+                )))
             }
-            let cell = prepare_causal_write(
-                existing.as_deref(),
-                ctx,
-                sibling,
-                self.actor,
-                self.opts.max_siblings,
-                now_secs,
-            )
-            .map_err(versioning_error)?;
-            out.push((k.as_slice(), cell));
-        }
-        Ok(out)
+        };
+        self.replica.mint_group(&plans, recheck, None)
+    }
+}
+
+impl<'a> std::borrow::Borrow<MintRow<'a>> for RowPlan<'a> {
+    fn borrow(&self) -> &MintRow<'a> {
+        &self.row
     }
 }
 

@@ -1,0 +1,240 @@
+//! Minting: new versions created at this node.
+//!
+//! - Causal cells: each cell is read (its merged state), updated with
+//!   [`prepare_causal_write`] under the cell's stripe lock and written back superseding
+//!   what the engine holds; a cell carries the context of the read it supersedes (none =
+//!   a blind write, which becomes a sibling). A delete without a context supersedes what
+//!   this node holds for the cell (Riak's delete without a vclock reads it first); deleting
+//!   a cell this node does not hold, with no context, mints nothing.
+//! - Lww cells: encoded with the row's timestamp; no read, the engine's merge keeps the
+//!   highest timestamp. Contexts are ignored.
+//! - Rows minted together ([`Replica::mint_group`]) share engine write batches: one
+//!   commit-log append for the group, up to [`BATCH_BUDGET`] of cells per batch. Each row
+//!   succeeds or fails on its own (contexts, sibling limit); only an engine failure fails
+//!   every row with cells in the failed batch. The causal cells of the group are prepared
+//!   under the stripe locks of every cell of the group, taken at once in stripe order, and
+//!   a later row of the group sees the cells an earlier one prepared.
+//! - Every cell written is handed to the caller's sink as `(row index, engine key,
+//!   stored bytes)`: exactly what a coordinator ships to the other replicas, whose
+//!   [`Replica::apply`] folds it in.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+
+use sibyl_protocol::ConflictMode;
+use sibyl_storage::{Entry, WriteBatch};
+
+use super::{Replica, ReplicaError};
+use crate::versioning::{
+    decode_causal_cell, prepare_causal_write, prepare_lww_write, Context, Sibling,
+};
+
+/// Bytes of cells per engine write batch before the batch is written and a new one
+/// started (a commit log record stays far below its 256 MiB cap).
+pub const BATCH_BUDGET: usize = 16 << 20;
+/// Per-cell encoding overhead counted against [`BATCH_BUDGET`].
+const BATCH_OVERHEAD: usize = 16;
+
+/// One cell to mint: its new value (`None` = delete) and the decoded context of the read
+/// it supersedes (causal tables; `None` = blind).
+#[derive(Debug, Clone)]
+pub struct MintCell<'a> {
+    /// The value; `None` is a delete.
+    pub value: Option<&'a [u8]>,
+    /// The context the client sent (causal tables only).
+    pub context: Option<Context>,
+}
+
+/// One row's cells to mint at this node.
+#[derive(Debug, Clone)]
+pub struct MintRow<'a> {
+    /// The engine table.
+    pub table: &'a str,
+    /// The table's conflict mode.
+    pub mode: ConflictMode,
+    /// The table's sibling limit (causal).
+    pub max_siblings: usize,
+    /// Engine keys, one per cell (see [`super::keys`]).
+    pub keys: Vec<Vec<u8>>,
+    /// The cells, in the order of `keys`.
+    pub cells: Vec<MintCell<'a>>,
+    /// The write timestamp (client's or the coordinator clock's), microseconds.
+    pub timestamp_micros: i64,
+    /// When the row's values expire (TTL), seconds since the epoch; deletes never expire.
+    pub expires_at_secs: Option<u64>,
+}
+
+/// Where minted cells go: `(row index, table, engine key, stored bytes)`.
+pub type MintSink<'s> = &'s mut dyn FnMut(usize, &str, &[u8], &[u8]);
+
+/// A cell ready for the engine: (engine key, stored cell).
+type PreparedCell<'k> = (&'k [u8], Vec<u8>);
+
+/// Cells prepared earlier in the same group, by (table, engine key).
+type Overlay<'p> = HashMap<(&'p str, &'p [u8]), Vec<u8>>;
+
+impl Replica {
+    /// Mints every row under the stripe locks of all their cells and writes them in as
+    /// few engine batches as [`BATCH_BUDGET`] allows; one result per row, in order. A row
+    /// given as `Err` keeps its error. `recheck(row)` runs under the locks before the row is
+    /// prepared (the service checks there that the table was not dropped meanwhile); a
+    /// row it refuses writes nothing. `sink`, if given, receives every cell written.
+    pub fn mint_group<'m, R, E>(
+        &self,
+        rows: &[Result<R, E>],
+        recheck: impl Fn(&R) -> Result<(), E>,
+        mut sink: Option<MintSink<'_>>,
+    ) -> Vec<Result<(), E>>
+    where
+        R: Borrow<MintRow<'m>>,
+        E: From<ReplicaError> + Clone,
+    {
+        // Every cell's stripe, LWW ones too: besides serialising causal read-modify-writes,
+        // the locks keep a concurrent drop of the table out until the write is done.
+        let guards = self.lock_stripes(
+            rows.iter()
+                .flatten()
+                .flat_map(|r| r.borrow().keys.iter().map(Vec::as_slice)),
+        );
+        let now_secs = self.clock.now_secs();
+        let several = rows.len() > 1;
+        let mut overlay = Overlay::new();
+        let mut batch = WriteBatch::new();
+        let mut batch_bytes = 0usize;
+        let mut in_batch: Vec<usize> = Vec::with_capacity(rows.len());
+        let mut results: Vec<Result<(), E>> = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let prepared = row
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|r| recheck(r).map(|()| r.borrow()))
+                .and_then(|r| {
+                    self.prepare(r, &overlay, now_secs)
+                        .map(|cells| (r, cells))
+                        .map_err(E::from)
+                });
+            let (r, cells) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            results.push(Ok(()));
+            let causal = r.mode == ConflictMode::Causal;
+            for (k, v) in cells {
+                // Keep engine batches bounded: a large group is written in several
+                // batches, each atomic.
+                let bytes = k.len() + v.len() + BATCH_OVERHEAD;
+                if batch_bytes + bytes > BATCH_BUDGET && !batch.is_empty() {
+                    self.write_batch(&batch, &in_batch, &mut results);
+                    batch = WriteBatch::new();
+                    batch_bytes = 0;
+                    in_batch.clear();
+                }
+                if in_batch.last() != Some(&i) {
+                    in_batch.push(i);
+                }
+                batch_bytes += bytes;
+                if causal {
+                    // Prepared from the cell's merged state under its stripe lock: it
+                    // descends everything stored, so the memtable needs no DVV merge.
+                    batch.put_superseding(r.table, k, &v);
+                } else {
+                    batch.put(r.table, k, &v);
+                }
+                if let Some(s) = sink.as_mut() {
+                    s(i, r.table, k, &v);
+                }
+                if several && causal {
+                    overlay.insert((r.table, k), v);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.write_batch(&batch, &in_batch, &mut results);
+        }
+        drop(guards);
+        results
+    }
+
+    /// Writes one engine batch; on failure every row with cells in it fails.
+    fn write_batch<E: From<ReplicaError> + Clone>(
+        &self,
+        batch: &WriteBatch,
+        rows_in_batch: &[usize],
+        results: &mut [Result<(), E>],
+    ) {
+        if let Err(e) = self.engine.write(batch) {
+            let e = E::from(ReplicaError::Storage(e));
+            for &i in rows_in_batch {
+                if let Some(r) = results.get_mut(i) {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+    }
+
+    /// The new stored cells of one row, as (engine key, cell).
+    fn prepare<'p>(
+        &self,
+        row: &'p MintRow<'_>,
+        overlay: &Overlay<'_>,
+        now_secs: u64,
+    ) -> Result<Vec<PreparedCell<'p>>, ReplicaError> {
+        let mut out = Vec::with_capacity(row.cells.len());
+        let ts = row.timestamp_micros;
+        if row.mode == ConflictMode::Lww {
+            for (k, c) in row.keys.iter().zip(&row.cells) {
+                let expiry = c.value.and(row.expires_at_secs);
+                let cell = prepare_lww_write(c.value.map(<[u8]>::to_vec), ts, expiry);
+                out.push((k.as_slice(), cell));
+            }
+            return Ok(out);
+        }
+        for (k, c) in row.keys.iter().zip(&row.cells) {
+            let earlier = if overlay.is_empty() {
+                None
+            } else {
+                overlay.get(&(row.table, k.as_slice())).cloned()
+            };
+            let existing = match earlier {
+                Some(v) => Some(v),
+                // The raw merged entry: prepare_causal_write drops expired siblings itself,
+                // so the engine's read filter would only decode it twice.
+                None => match self.engine.get_entry(row.table, k)? {
+                    Some(Entry::Value(v)) => Some(v),
+                    _ => None,
+                },
+            };
+            let local_ctx;
+            let ctx = match (c.value, &c.context, &existing) {
+                // Deleting a cell that does not exist, with nothing seen: no-op.
+                (None, None, None) => continue,
+                // A delete without a context supersedes what this node holds.
+                (None, None, Some(stored)) => {
+                    local_ctx = Context::of(&decode_causal_cell(stored)?);
+                    Some(&local_ctx)
+                }
+                (_, ctx, _) => ctx.as_ref(),
+            };
+            let mut sibling = match c.value {
+                Some(v) => Sibling::value(v.to_vec(), ts),
+                None => Sibling::tombstone(ts),
+            };
+            if let (Some(t), Some(_)) = (row.expires_at_secs, c.value) {
+                sibling = sibling.with_expiry(t);
+            }
+            let cell = prepare_causal_write(
+                existing.as_deref(),
+                ctx,
+                sibling,
+                self.actor,
+                row.max_siblings,
+                now_secs,
+            )?;
+            out.push((k.as_slice(), cell));
+        }
+        Ok(out)
+    }
+}
