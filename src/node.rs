@@ -43,7 +43,8 @@ use crate::cluster::{
 };
 use crate::config::{ClusterConfig, Config};
 use crate::identity::{next_generation, RingState, RingStateError};
-use crate::net::{NetError, PeerNetwork, TcpNetwork, TcpOptions};
+use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
+use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
 use crate::service::{Service, ServiceError, ServiceOptions};
@@ -95,6 +96,13 @@ pub enum NodeError {
     /// Gossip could not start on the peer network.
     #[error("cannot start gossip: {source}")]
     Gossip {
+        /// The network's error.
+        #[source]
+        source: NetError,
+    },
+    /// A component's handler could not be registered on the peer network.
+    #[error("cannot serve peers: {source}")]
+    PeerHandler {
         /// The network's error.
         #[source]
         source: NetError,
@@ -167,6 +175,14 @@ impl Node {
             source,
         })?;
         let peer_addr = net.local_addr();
+        net.register(
+            Family::Replica,
+            Arc::new(ReplicaHandler::new(
+                service.clone(),
+                ReplicaExecution::Blocking,
+            )),
+        )
+        .map_err(|source| NodeError::PeerHandler { source })?;
         for (what, addr) in [("client", client_addr), ("peer", peer_addr)] {
             if addr.ip().is_unspecified() {
                 tracing::warn!(

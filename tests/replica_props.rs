@@ -7,6 +7,7 @@
 //!
 //! proptest prints the failing input (the apply order comes from a seed inside it) and
 //! records it in `proptest-regressions/` for replay.
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

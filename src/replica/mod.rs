@@ -18,6 +18,8 @@
 //! - [`range`]: the ordered scan of a token range `(start, end]`, wrap-around handled.
 //! - [`keys`]: the engine key layout (token of the cluster's partitioner first).
 //! - [`codec`]: the byte encoding of [`RawCell`]s, for peer messages.
+//! - [`messages`]: the replica family's peer messages (apply, read, digest).
+//! - [`peer`]: [`ReplicaHandler`], which answers them from this node's replica.
 //!
 //! # Invariants
 //! - A dot is never minted twice: minting reads the cell's merged state and writes the
@@ -35,7 +37,9 @@
 pub mod apply;
 pub mod codec;
 pub mod keys;
+pub mod messages;
 pub mod mint;
+pub mod peer;
 pub mod range;
 pub mod read;
 
@@ -48,7 +52,9 @@ use crate::versioning::{Actor, Clock, VersioningError};
 
 pub use apply::InvalidCell;
 pub use codec::{CodecError, RawCell};
+pub use messages::{ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
 pub use mint::{MintCell, MintRow};
+pub use peer::{ReplicaExecution, ReplicaHandler, ReplicaHost};
 pub use range::{RangeScan, TokenRange};
 
 /// Stripes of the write lock: enough that unrelated keys rarely share one.

@@ -685,5 +685,18 @@ pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
 
 #[cfg(test)]
 mod partitioner_tests;
+/// The replica family's handler reads the replica and the schema of the service.
+impl crate::replica::ReplicaHost for Service {
+    fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    fn conflict_mode(&self, table: &str) -> Option<sibyl_protocol::ConflictMode> {
+        self.read_tables()
+            .get(table)
+            .map(|s| s.options.conflict_mode)
+    }
+}
+
 #[cfg(test)]
 mod tests;

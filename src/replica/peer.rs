@@ -1,0 +1,165 @@
+//! The replica family's receiving side: [`ReplicaHandler`] answers other nodes'
+//! [`ReplicaRequest`]s from this node's [`Replica`], registered on the peer network for
+//! [`Family::Replica`] by whoever owns the replica and the schema (the node, or a
+//! simulation).
+//!
+//! Engine calls may wait for disk (an fsync under `batch` sync, a memtable stall), so a
+//! live node runs them on the blocking pool ([`ReplicaExecution::Blocking`]); a
+//! deterministic simulation runs them inline on its single thread
+//! ([`ReplicaExecution::Inline`]), so that no real thread races its virtual clock.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sibyl_protocol::ConflictMode;
+
+use super::messages::{ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
+use super::{InvalidCell, Replica, ReplicaError};
+use crate::net::{BoxFuture, Family, HandlerError, PeerHandler, PeerInfo};
+
+/// What the handler needs of its owner: the replica, and each table's conflict mode from
+/// the schema (`None` for a table this node does not know).
+pub trait ReplicaHost: Send + Sync + 'static {
+    /// The local replica.
+    fn replica(&self) -> &Replica;
+    /// The conflict mode of `table`, `None` when the table is unknown here.
+    fn conflict_mode(&self, table: &str) -> Option<ConflictMode>;
+}
+
+/// Where the handler runs engine calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaExecution {
+    /// On the tokio blocking pool (a live node).
+    Blocking,
+    /// On the calling task (a single-threaded simulation).
+    Inline,
+}
+
+/// Answers [`Family::Replica`] requests from `host`'s replica.
+pub struct ReplicaHandler<H> {
+    host: Arc<H>,
+    execution: ReplicaExecution,
+}
+
+impl<H> std::fmt::Debug for ReplicaHandler<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaHandler")
+            .field("execution", &self.execution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: ReplicaHost> ReplicaHandler<H> {
+    /// A handler over `host`.
+    pub fn new(host: Arc<H>, execution: ReplicaExecution) -> ReplicaHandler<H> {
+        ReplicaHandler { host, execution }
+    }
+
+    /// The family this handler serves.
+    pub const FAMILY: Family = Family::Replica;
+}
+
+impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
+    fn request(
+        &self,
+        from: PeerInfo,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        let request = match ReplicaRequest::decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(from = %from.addr, error = %e, "undecodable replica request");
+                return Box::pin(async move { Err(HandlerError::new(e.to_string())) });
+            }
+        };
+        let host = self.host.clone();
+        match self.execution {
+            ReplicaExecution::Inline => {
+                let answer = answer(&*host, request).encode();
+                Box::pin(async move { Ok(answer) })
+            }
+            ReplicaExecution::Blocking => Box::pin(async move {
+                tokio::task::spawn_blocking(move || answer(&*host, request).encode())
+                    .await
+                    .map_err(|e| HandlerError::new(format!("replica task failed: {e}")))
+            }),
+        }
+    }
+
+    fn message(&self, from: PeerInfo, _body: Bytes) -> BoxFuture<'static, ()> {
+        tracing::warn!(from = %from.addr, "replica family takes requests only; one-way message dropped");
+        Box::pin(async {})
+    }
+}
+
+/// The answer of `host`'s replica to `request` (blocking: engine calls).
+pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: ReplicaRequest) -> ReplicaResponse {
+    let replica = host.replica();
+    let result =
+        match request {
+            ReplicaRequest::Apply { cells } => replica
+                .apply(&cells, |t| host.conflict_mode(t))
+                .map(|()| ReplicaResponse::Applied {
+                    count: u32::try_from(cells.len()).unwrap_or(u32::MAX),
+                }),
+            ReplicaRequest::Read { table, keys } => {
+                if host.conflict_mode(&table).is_none() {
+                    return unknown_table(&table);
+                }
+                let mut cells = Vec::new();
+                let mut result = Ok(());
+                for key in keys {
+                    match replica.read_raw(&table, &key) {
+                        Ok(Some(value)) => cells.push(super::RawCell {
+                            table: table.clone(),
+                            key,
+                            value,
+                        }),
+                        Ok(None) => {}
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                result.map(|()| ReplicaResponse::Found { cells })
+            }
+            ReplicaRequest::Digest { table, keys } => {
+                let Some(mode) = host.conflict_mode(&table) else {
+                    return unknown_table(&table);
+                };
+                keys.iter()
+                    .map(|k| replica.digest(&table, mode, k))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|digests| ReplicaResponse::Digests { digests })
+            }
+        };
+    result.unwrap_or_else(refusal)
+}
+
+fn unknown_table(table: &str) -> ReplicaResponse {
+    ReplicaResponse::Error {
+        code: ReplicaErrorCode::UnknownTable,
+        message: format!("unknown table {table:?}"),
+    }
+}
+
+fn refusal(e: ReplicaError) -> ReplicaResponse {
+    let code = match &e {
+        ReplicaError::InvalidCell(InvalidCell::UnknownTable { .. }) => {
+            ReplicaErrorCode::UnknownTable
+        }
+        ReplicaError::InvalidCell(_) | ReplicaError::Versioning(_) => ReplicaErrorCode::InvalidCell,
+        ReplicaError::Storage(sibyl_storage::Error::UnknownTable { .. }) => {
+            ReplicaErrorCode::UnknownTable
+        }
+        _ => ReplicaErrorCode::Storage,
+    };
+    if code == ReplicaErrorCode::Storage {
+        tracing::error!(error = %e, "replica request failed in storage");
+    }
+    ReplicaResponse::Error {
+        code,
+        message: e.to_string(),
+    }
+}
