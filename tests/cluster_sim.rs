@@ -428,3 +428,163 @@ fn gossip_nodes_join_one_by_one_and_agree_on_a_balanced_ring() {
     println!("12 nodes joined through gossip; max share / mean = {spread:.3}");
     assert!(spread <= 1.15, "spread {spread}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Whole gossip runtimes (the node's tokio task) over the message-level simulated network.
+// ---------------------------------------------------------------------------------------
+
+mod runtime_over_sim {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sibyl::cluster::{
+        ClusterHandle, ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, SchemaSource,
+        TokenPlan,
+    };
+    use sibyl::net::{SimConfig as NetConfig, SimNetwork, SimTraceEvent};
+    use sibyl::ring::{NodeId, NodeLocation, TokenAllocation};
+
+    use super::{seed, sim_addr};
+
+    /// An in-memory schema of table names (never blocks: runs on the gossip task).
+    #[derive(Default)]
+    struct Names(Mutex<BTreeSet<String>>);
+
+    impl Names {
+        fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    impl SchemaSource for Names {
+        fn schema_version(&self) -> u64 {
+            self.set().iter().fold(0u64, |h, n| {
+                n.bytes().fold(h.rotate_left(5) ^ 0x9e37, |h, b| {
+                    h.wrapping_mul(31) ^ u64::from(b)
+                })
+            })
+        }
+        fn export(&self) -> Vec<u8> {
+            self.set()
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes()
+        }
+        fn import(&self, schema: &[u8]) -> Result<u64, String> {
+            let text = std::str::from_utf8(schema).map_err(|e| e.to_string())?;
+            self.set().extend(
+                text.split('\n')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned),
+            );
+            Ok(self.schema_version())
+        }
+        fn may_block(&self) -> bool {
+            false
+        }
+    }
+
+    struct Outcome {
+        trace: Vec<SimTraceEvent>,
+        formed_at: Duration,
+    }
+
+    /// Starts `n` gossip runtimes over one simulated network (jitter, 5% loss, some
+    /// duplication and reordering), waits until every node sees the same ring of `n`
+    /// normal nodes and a table created on node 0; returns the network trace.
+    async fn run(n: usize, seed: u64) -> Outcome {
+        let config = NetConfig {
+            latency: Duration::from_millis(1),
+            jitter: Duration::from_millis(10),
+            loss: 0.05,
+            duplicate: 0.02,
+            reorder: 0.05,
+            reorder_delay: Duration::from_millis(30),
+        };
+        let world = SimNetwork::new(config, seed);
+        let start = tokio::time::Instant::now();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let id = NodeId(seed.rotate_left(i as u32) ^ (i as u64 + 1));
+            let net = Arc::new(world.node(sim_addr(i), id));
+            let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
+            gossip.interval_ms = 200;
+            let local = LocalNode {
+                id,
+                generation: 1,
+                peer_address: sim_addr(i),
+                client_address: None,
+                location: NodeLocation::default(),
+                tokens: Vec::new(),
+                status: NodeStatus::Joining,
+                schema_version: 0,
+                load: 0,
+            };
+            let schema = Arc::new(Names::default());
+            let (handle, inbox) = ClusterHandle::new();
+            let runtime = ClusterRuntime::start(
+                handle.clone(),
+                inbox,
+                Gossiper::new(gossip, local, id.0, 0),
+                net,
+                schema.clone(),
+                TokenPlan::Allocate {
+                    count: 8,
+                    allocation: TokenAllocation::Balanced,
+                },
+                Box::new(|_| {}),
+            )
+            .expect("start");
+            nodes.push((handle, runtime, schema));
+            // Nodes join one after the other, as an operator would start them.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let formed = |nodes: &[(Arc<ClusterHandle>, ClusterRuntime, Arc<Names>)]| {
+            let rings: Vec<_> = nodes
+                .iter()
+                .filter_map(|(h, _, _)| h.view())
+                .map(|v| v.ring())
+                .collect();
+            rings.len() == n && rings[0].nodes().len() == n && rings.iter().all(|r| *r == rings[0])
+        };
+        let deadline = start + Duration::from_secs(120);
+        while !formed(&nodes) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no common ring of {n} nodes"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let formed_at = start.elapsed();
+        nodes[0].2.set().insert("users".into());
+        nodes[0].0.schema_changed();
+        while !nodes.iter().all(|(_, _, s)| s.set().contains("users")) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "schema did not spread"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (_, runtime, _) in &mut nodes {
+            runtime.shutdown().await;
+        }
+        world.shutdown().await;
+        Outcome {
+            trace: world.trace(),
+            formed_at,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_nodes_over_the_sim_network_form_a_ring_and_replay_for_a_seed() {
+        let seed = seed();
+        let first = run(8, seed).await;
+        println!("ring formed after {:?} of simulated time", first.formed_at);
+        let again = run(8, seed).await;
+        assert_eq!(first.formed_at, again.formed_at);
+        assert!(first.trace == again.trace, "same seed, same trace");
+    }
+}

@@ -17,7 +17,7 @@
 //! task and waits for it. Time is tokio's clock, so the runtime runs under the simulated
 //! network with paused time exactly as over TCP.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ use super::handle::{ClusterCommand, ClusterHandle, CommandInbox};
 use super::messages::{Envelope, PeerMessage};
 use super::view::ClusterView;
 use crate::net::{BoxFuture, Family, HandlerError, NetError, PeerHandler, PeerInfo, PeerNetwork};
-use crate::ring::{allocate_tokens, Token, TokenAllocation};
+use crate::ring::{allocate_tokens, NodeId, Token, TokenAllocation};
 
 /// Longest the driver sleeps between liveness checks when no round is due (the failure
 /// detector convicts within this of phi passing its threshold).
@@ -46,6 +46,12 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Gossip envelopes received and not yet handled, before new ones are dropped (a round
 /// brings one syn, ack or ack2 per peer it talks to; 1024 is many rounds of a big cluster).
 pub const GOSSIP_INBOX: usize = 1024;
+
+/// Least time between two schema pulls from one node for one version: a pull answered
+/// by a push that makes no change would otherwise start the next pull at once (every
+/// mismatch check re-raises the event). A lost pull is retried by the gossiper's periodic
+/// re-check after this.
+pub const SCHEMA_PULL_SPACING: Duration = Duration::from_secs(1);
 
 /// How long a joining node listens to gossip before choosing tokens when it has heard of
 /// no other node (it is then the first node of a new cluster). Three gossip rounds.
@@ -60,6 +66,13 @@ pub trait SchemaSource: Send + Sync {
     fn export(&self) -> Vec<u8>;
     /// Merges a schema pushed by a peer; returns the new local version.
     fn import(&self, schema: &[u8]) -> Result<u64, String>;
+    /// True (the default) when the calls above may block (engine DDL, a mutex held by
+    /// DDL): the runtime then makes them on the blocking pool. An in-memory schema of a
+    /// simulation answers false, so its calls run on the gossip task and a simulated run
+    /// stays a pure function of its seed.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// How the local node gets its tokens.
@@ -148,6 +161,7 @@ impl ClusterRuntime {
             start: Instant::now(),
             tokens: Some((tokens, on_tokens_chosen)),
             departed: BTreeSet::new(),
+            pulls: BTreeMap::new(),
         };
         let task = tokio::spawn(driver.run(cancel.clone()));
         Ok(ClusterRuntime {
@@ -183,12 +197,21 @@ struct Driver {
     tokens: Option<(TokenPlan, TokensChosen)>,
     /// Peers whose connections were closed because they departed.
     departed: BTreeSet<SocketAddr>,
+    /// Last schema pull per node: the version asked for and when (ms).
+    pulls: BTreeMap<NodeId, (u64, u64)>,
 }
 
-/// Runs `f` on the blocking pool (schema export and import take the service's DDL lock
-/// and may run engine DDL).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
+/// Runs `f` on the blocking pool when `may_block` (schema export and import take the
+/// service's DDL lock and may run engine DDL), else right here.
+async fn blocking<T: Send + 'static>(
+    may_block: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if may_block {
+        tokio::task::spawn_blocking(f).await.ok()
+    } else {
+        Some(f())
+    }
 }
 
 impl Driver {
@@ -274,8 +297,10 @@ impl Driver {
         match env.message {
             PeerMessage::SchemaPull { .. } => {
                 let schema = self.schema.clone();
-                let Some((version, bytes)) =
-                    blocking(move || (schema.schema_version(), schema.export())).await
+                let Some((version, bytes)) = blocking(self.schema.may_block(), move || {
+                    (schema.schema_version(), schema.export())
+                })
+                .await
                 else {
                     return;
                 };
@@ -290,10 +315,12 @@ impl Driver {
                 schema: pushed,
             } => {
                 let schema = self.schema.clone();
-                match blocking(move || schema.import(&pushed)).await {
+                match blocking(self.schema.may_block(), move || schema.import(&pushed)).await {
                     Some(Ok(local)) => {
                         debug!(from = %env.from_addr, remote = version, local, "schema merged");
-                        self.gossiper.set_schema_version(local);
+                        if local != self.gossiper_schema_version() {
+                            self.gossiper.set_schema_version(local);
+                        }
                     }
                     Some(Err(e)) => {
                         warn!(from = %env.from_addr, error = %e, "rejected a pushed schema")
@@ -313,8 +340,10 @@ impl Driver {
     /// instead of a gossip round (peers that miss the push still pull on mismatch).
     async fn announce_schema(&mut self) {
         let schema = self.schema.clone();
-        let Some((version, bytes)) =
-            blocking(move || (schema.schema_version(), schema.export())).await
+        let Some((version, bytes)) = blocking(self.schema.may_block(), move || {
+            (schema.schema_version(), schema.export())
+        })
+        .await
         else {
             return;
         };
@@ -350,6 +379,14 @@ impl Driver {
                 address,
                 version,
             } => {
+                let now = self.now_ms();
+                let spacing = SCHEMA_PULL_SPACING.as_millis() as u64;
+                if let Some(&(v, at)) = self.pulls.get(&node) {
+                    if v == version && now < at.saturating_add(spacing) {
+                        return;
+                    }
+                }
+                self.pulls.insert(node, (version, now));
                 debug!(%node, version, "schema mismatch; pulling");
                 let pull = PeerMessage::SchemaPull {
                     version: self.gossiper_schema_version(),

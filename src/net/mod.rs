@@ -29,6 +29,7 @@
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod sim;
 pub mod tcp;
 
 use std::future::Future;
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 
 pub use error::{HandlerError, NetError};
 pub use handshake::{Lane, PEER_PROTOCOL_VERSION};
+pub use sim::{SimClock, SimConfig, SimFate, SimMessageKind, SimNetwork, SimNode, SimTraceEvent};
 pub use tcp::{TcpNetwork, TcpOptions};
 
 use crate::ring::NodeId;
