@@ -17,6 +17,8 @@
 //! - [`read`]: stored cells raw (the merged entry), and digests of their canonical form.
 //! - [`range`]: the ordered scan of a token range `(start, end]`, wrap-around handled.
 //! - [`keys`]: the engine key layout (token of the cluster's partitioner first).
+//! - [`row_tombstone`]: whole-row deletes: minting one, reading it, filtering what it
+//!   covers.
 //! - [`codec`]: the byte encoding of [`RawCell`]s, for peer messages.
 //!
 //! # Invariants
@@ -38,6 +40,7 @@ pub mod keys;
 pub mod mint;
 pub mod range;
 pub mod read;
+pub mod row_tombstone;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -64,11 +64,14 @@ fn mint_one(
     context: Option<Context>,
 ) -> Vec<RawCell> {
     let mode = mode_of(table).unwrap();
+    let prefix = RowPrefix::new(r.partitioner(), key);
     let row = MintRow {
         table,
+        row: prefix.clone(),
+        row_delete: None,
         mode,
         max_siblings: 100,
-        keys: vec![RowPrefix::new(r.partitioner(), key).cell_key(column)],
+        keys: vec![prefix.cell_key(column)],
         cells: vec![MintCell { value, context }],
         timestamp_micros: 5,
         expires_at_secs: None,

@@ -1,5 +1,6 @@
 //! Executing compaction plans: merge the input SSTables through a [`MergeCursor`], apply
-//! the policy's `compact` rule with a per-key bottommost check, write the outputs, then
+//! the policy's compaction filter (if any, in key order) and its `compact` rule with a
+//! per-key bottommost check, write the outputs, then
 //! swap them in through one manifest update.
 
 use std::collections::HashSet;
@@ -91,6 +92,8 @@ impl Inner {
             Direction::Forward,
         )?;
         let target = t.compaction.target_file_size();
+        // Sees the merged entries in key order (the cursor is forward).
+        let mut filter = t.merge.compaction_filter();
         let mut outputs: Vec<Arc<TableFile>> = Vec::new();
         let mut builder: Option<(u64, SsTableBuilder)> = None;
         let mut written = 0u64;
@@ -103,6 +106,13 @@ impl Inner {
                     .iter()
                     .any(|f| f.covers(key) && f.sst.may_contain(key));
                 let entry = cursor.entry().to_owned();
+                let entry = match filter.as_mut() {
+                    Some(f) => match f.filter(key, entry) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                    None => entry,
+                };
                 let Some(entry) = t.merge.compact(key, entry, bottommost) else {
                     continue;
                 };
