@@ -1,7 +1,8 @@
 //! Minting: new versions created at this node.
 //!
 //! - Causal cells: each cell is read (its merged state), updated with
-//!   [`prepare_causal_write`] under the cell's stripe lock and written back superseding
+//!   [`prepare_causal_write_above`] (a dot above the node's dot clock, see
+//!   [`Replica::next_dot_floor`], and above the row tombstone it folds in) under the cell's stripe lock and written back superseding
 //!   what the engine holds; a cell carries the context of the read it supersedes (none =
 //!   a blind write, which becomes a sibling). A delete without a context supersedes what
 //!   this node holds for the cell (Riak's delete without a vclock reads it first); deleting
@@ -32,7 +33,8 @@ use sibyl_storage::{Entry, WriteBatch};
 use super::keys::RowPrefix;
 use super::{Replica, ReplicaError};
 use crate::versioning::{
-    decode_causal_cell, prepare_causal_write, prepare_lww_write, Context, RowTombstone, Sibling,
+    decode_causal_cell, prepare_causal_write_above, prepare_lww_write, Context, RowTombstone,
+    Sibling,
 };
 
 /// Bytes of cells per engine write batch before the batch is written and a new one
@@ -270,11 +272,12 @@ impl Replica {
             if let (Some(t), Some(_)) = (row.expires_at_secs, c.value) {
                 sibling = sibling.with_expiry(t);
             }
-            let cell = prepare_causal_write(
+            let cell = prepare_causal_write_above(
                 existing.as_deref(),
                 ctx,
                 sibling,
                 self.actor,
+                self.next_dot_floor(),
                 row.max_siblings,
                 now_secs,
             )?;

@@ -678,4 +678,6 @@ pub(crate) fn versioning_error(e: VersioningError) -> ServerError {
 #[cfg(test)]
 mod partitioner_tests;
 #[cfg(test)]
+mod row_delete_tests;
+#[cfg(test)]
 mod tests;

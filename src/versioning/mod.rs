@@ -71,7 +71,10 @@ pub use lww::LwwCell;
 pub use policy::{CausalMerge, LwwMerge};
 pub use row_tombstone::{is_row_tombstone, RowTombstone};
 pub use vv::VersionVector;
-pub use write::{prepare_causal_write, prepare_lww_write, DEFAULT_MAX_SIBLINGS, MAX_CELL_BYTES};
+pub use write::{
+    prepare_causal_write, prepare_causal_write_above, prepare_lww_write, DEFAULT_MAX_SIBLINGS,
+    MAX_CELL_BYTES,
+};
 
 /// Errors of the versioning layer.
 #[derive(Debug, thiserror::Error)]

@@ -18,14 +18,21 @@
 //!   pointwise maximum (`S1 ∪ S2`), so the merge is commutative, associative and
 //!   idempotent, like DVV sync.
 //!
-//!   Dots are counted per cell, not per row, so `S[actor]` is the highest counter of
-//!   `actor` in any cell of the row the delete saw. A write concurrent with the delete,
-//!   to a column whose counter for its actor is lower than that, gets a dot below
-//!   `S[actor]` and is deleted too: the causal row delete may over-delete concurrent
-//!   writes to a row's less-written columns (never under-delete what it saw). A node
-//!   that holds the row tombstone never mints under it: a causal write folds `S` into its
-//!   context ([`crate::replica::mint`]), so its dot is above `S` and the write survives
-//!   the delete; reads hand `S` out in every cell's context for the same reason.
+//!   This is exact because a dot counter is a position in its actor's history, not a
+//!   per-cell count: a node mints every dot above its dot clock, which increases across
+//!   all the cells it writes (`crate::replica::Replica::next_dot_floor`). So a dot
+//!   `(actor, c)` with `c <= S[actor]` was minted before the write of `actor` the delete
+//!   saw — it happened before the delete (by the actor's own order), even in a column the
+//!   deleting node never received, and is deleted; a dot above `S[actor]` was minted
+//!   after, without the delete's knowledge, and survives. A node that holds the row
+//!   tombstone folds `S` into the context of every causal write it mints and every cell
+//!   context it hands to clients, so a write made after reading the deleted row survives
+//!   on every replica wherever it is coordinated.
+//!
+//!   The one assumption: a node's clock does not step back past its last mint across a
+//!   restart (within a process the dot clock never goes back). If it did, a write after
+//!   the delete could get a dot below what the delete saw of that node and be deleted
+//!   with it.
 //!
 //! Reads and slices skip what the row tombstone covers; compaction drops it
 //! ([`super::policy`]'s compaction filter). Row tombstones themselves are never purged

@@ -45,10 +45,12 @@ impl Inner {
         let _guard = lock(&self.compacting);
         let v = t.version();
         let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
-        // A lone file is rewritten too when it holds tombstones: a major compaction is
-        // how an operator purges them.
+        // A lone file is rewritten too when it holds tombstones, or when the policy has a
+        // compaction filter (which may drop entries the engine cannot see are dead): a
+        // major compaction is how an operator purges them.
+        let filtered = t.merge.compaction_filter().is_some();
         let lone_with_tombstones = match v.files.as_slice() {
-            [f] if f.sst.info().tombstones > 0 => Some(CompactionPlan::Merge {
+            [f] if f.sst.info().tombstones > 0 || filtered => Some(CompactionPlan::Merge {
                 inputs: vec![f.file_id],
                 output_level: f.level,
             }),
