@@ -3,7 +3,8 @@
 //! Each [`RawCell`] is checked before it reaches the engine — its key must be a
 //! well-formed key of this node's partitioner whose token is its partition key's token
 //! (a cell misrouted from a node with another partitioner, or damaged, is refused), and
-//! its value must decode as a cell of the table's conflict mode — then written with a
+//! its value must decode as a cell of the table's conflict mode (at a row's own key, an
+//! empty column, as a row tombstone of that mode) — then written with a
 //! plain put: the engine folds it into what it holds with the table's merge policy (DVV
 //! sync for causal tables, the LWW winner for lww tables). Both are commutative,
 //! associative and idempotent, so applying the same cells in any order, any number of
@@ -19,7 +20,7 @@ use super::codec::RawCell;
 use super::keys::split_engine_key;
 use super::mint::BATCH_BUDGET;
 use super::{Replica, ReplicaError};
-use crate::versioning::{decode_causal_cell, LwwCell};
+use crate::versioning::{decode_causal_cell, LwwCell, RowTombstone};
 
 /// A cell refused by [`Replica::apply`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +40,7 @@ pub enum InvalidCell {
     Value {
         /// The cell's position in the call.
         index: usize,
-        /// `"causal"` or `"lww"`.
+        /// `"causal"`, `"lww"` or `"row tombstone"`.
         mode: &'static str,
         /// The decoder's reason.
         reason: String,
@@ -76,6 +77,18 @@ impl Replica {
             mode,
             reason,
         };
+        if parts.column.is_empty() {
+            // The row's key: only its row tombstone lives there.
+            return match (mode, RowTombstone::decode(&cell.value)) {
+                (ConflictMode::Causal, Ok(RowTombstone::Causal { .. }))
+                | (ConflictMode::Lww, Ok(RowTombstone::Lww { .. })) => Ok(()),
+                (_, Ok(_)) => Err(value_error(
+                    "row tombstone",
+                    format!("a row tombstone of the other conflict mode in a {mode:?} table"),
+                )),
+                (_, Err(e)) => Err(value_error("row tombstone", e.to_string())),
+            };
+        }
         match mode {
             ConflictMode::Causal => decode_causal_cell(&cell.value)
                 .map(drop)

@@ -1,7 +1,8 @@
 //! Minting: new versions created at this node.
 //!
 //! - Causal cells: each cell is read (its merged state), updated with
-//!   [`prepare_causal_write`] under the cell's stripe lock and written back superseding
+//!   [`prepare_causal_write_above`] (a dot above the node's dot clock, see
+//!   [`Replica::next_dot_floor`], and above the row tombstone it folds in) under the cell's stripe lock and written back superseding
 //!   what the engine holds; a cell carries the context of the read it supersedes (none =
 //!   a blind write, which becomes a sibling). A delete without a context supersedes what
 //!   this node holds for the cell (Riak's delete without a vclock reads it first); deleting
@@ -14,6 +15,11 @@
 //!   every row with cells in the failed batch. The causal cells of the group are prepared
 //!   under the stripe locks of every cell of the group, taken at once in stripe order, and
 //!   a later row of the group sees the cells an earlier one prepared.
+//! - A row delete ([`MintRow::row_delete`]) writes the row tombstone at the row's key,
+//!   merged with the one stored: lww = the row's timestamp; causal = the contexts given,
+//!   joined with every version of every cell of the row this node holds (the row is
+//!   scanned, under the row's stripe lock) and the stored row tombstone
+//!   ([`crate::replica::row_tombstone`]). No cell is rewritten.
 //! - Every cell written is handed to the caller's sink as `(row index, engine key,
 //!   stored bytes)`: exactly what a coordinator ships to the other replicas, whose
 //!   [`Replica::apply`] folds it in.
@@ -24,9 +30,11 @@ use std::collections::HashMap;
 use sibyl_protocol::ConflictMode;
 use sibyl_storage::{Entry, WriteBatch};
 
+use super::keys::RowPrefix;
 use super::{Replica, ReplicaError};
 use crate::versioning::{
-    decode_causal_cell, prepare_causal_write, prepare_lww_write, Context, Sibling,
+    decode_causal_cell, prepare_causal_write_above, prepare_lww_write, Context, RowTombstone,
+    Sibling,
 };
 
 /// Bytes of cells per engine write batch before the batch is written and a new one
@@ -50,6 +58,8 @@ pub struct MintCell<'a> {
 pub struct MintRow<'a> {
     /// The engine table.
     pub table: &'a str,
+    /// The row (its prefix is the key of its row tombstone).
+    pub row: RowPrefix,
     /// The table's conflict mode.
     pub mode: ConflictMode,
     /// The table's sibling limit (causal).
@@ -62,6 +72,18 @@ pub struct MintRow<'a> {
     pub timestamp_micros: i64,
     /// When the row's values expire (TTL), seconds since the epoch; deletes never expire.
     pub expires_at_secs: Option<u64>,
+    /// A whole-row delete, with the contexts the client sent for it (causal tables; see
+    /// [`crate::versioning::row_tombstone`]); `None` for no row delete. Minted before the
+    /// row's cells, so a row mutation that deletes the row and writes cells keeps them.
+    pub row_delete: Option<Vec<Context>>,
+}
+
+impl MintRow<'_> {
+    /// True when minting reads the row tombstone: causal cells fold it into their
+    /// context, and a row delete merges into it.
+    fn reads_row_tombstone(&self) -> bool {
+        self.row_delete.is_some() || (self.mode == ConflictMode::Causal && !self.cells.is_empty())
+    }
 }
 
 /// Where minted cells go: `(row index, table, engine key, stored bytes)`.
@@ -91,11 +113,11 @@ impl Replica {
     {
         // Every cell's stripe, LWW ones too: besides serialising causal read-modify-writes,
         // the locks keep a concurrent drop of the table out until the write is done.
-        let guards = self.lock_stripes(
-            rows.iter()
-                .flatten()
-                .flat_map(|r| r.borrow().keys.iter().map(Vec::as_slice)),
-        );
+        let guards = self.lock_stripes(rows.iter().flatten().flat_map(|r| {
+            let r = r.borrow();
+            let row_key = r.reads_row_tombstone().then(|| r.row.as_bytes());
+            r.keys.iter().map(Vec::as_slice).chain(row_key)
+        }));
         let now_secs = self.clock.now_secs();
         let several = rows.len() > 1;
         let mut overlay = Overlay::new();
@@ -136,7 +158,8 @@ impl Replica {
                     in_batch.push(i);
                 }
                 batch_bytes += bytes;
-                if causal {
+                let row_tombstone = k == r.row.as_bytes();
+                if causal && !row_tombstone {
                     // Prepared from the cell's merged state under its stripe lock: it
                     // descends everything stored, so the memtable needs no DVV merge.
                     batch.put_superseding(r.table, k, &v);
@@ -146,7 +169,7 @@ impl Replica {
                 if let Some(s) = sink.as_mut() {
                     s(i, r.table, k, &v);
                 }
-                if several && causal {
+                if several && (causal || row_tombstone) {
                     overlay.insert((r.table, k), v);
                 }
             }
@@ -182,8 +205,18 @@ impl Replica {
         overlay: &Overlay<'_>,
         now_secs: u64,
     ) -> Result<Vec<PreparedCell<'p>>, ReplicaError> {
-        let mut out = Vec::with_capacity(row.cells.len());
+        let mut out = Vec::with_capacity(row.cells.len() + 1);
         let ts = row.timestamp_micros;
+        let mut tombstone = if row.reads_row_tombstone() {
+            self.stored_row_tombstone(row.table, row.row.as_bytes(), overlay)?
+        } else {
+            None
+        };
+        if let Some(contexts) = &row.row_delete {
+            let t = self.prepare_row_delete(row, contexts, tombstone.as_ref(), overlay)?;
+            out.push((row.row.as_bytes(), t.encode()));
+            tombstone = Some(t);
+        }
         if row.mode == ConflictMode::Lww {
             for (k, c) in row.keys.iter().zip(&row.cells) {
                 let expiry = c.value.and(row.expires_at_secs);
@@ -218,6 +251,20 @@ impl Replica {
                 }
                 (_, ctx, _) => ctx.as_ref(),
             };
+            // A write at a node that holds the row tombstone has seen it: folding it into
+            // the context mints the new dot above it (else the tombstone would cover the
+            // write) and drops the siblings it covers.
+            let folded;
+            let ctx = match tombstone.as_ref().and_then(RowTombstone::seen) {
+                Some(seen) => {
+                    folded = Context::from_vv(match ctx {
+                        Some(c) => c.vv().merge(seen),
+                        None => seen.clone(),
+                    });
+                    Some(&folded)
+                }
+                None => ctx,
+            };
             let mut sibling = match c.value {
                 Some(v) => Sibling::value(v.to_vec(), ts),
                 None => Sibling::tombstone(ts),
@@ -225,11 +272,12 @@ impl Replica {
             if let (Some(t), Some(_)) = (row.expires_at_secs, c.value) {
                 sibling = sibling.with_expiry(t);
             }
-            let cell = prepare_causal_write(
+            let cell = prepare_causal_write_above(
                 existing.as_deref(),
                 ctx,
                 sibling,
                 self.actor,
+                self.next_dot_floor(),
                 row.max_siblings,
                 now_secs,
             )?;

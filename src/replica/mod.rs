@@ -17,11 +17,16 @@
 //! - [`read`]: stored cells raw (the merged entry), and digests of their canonical form.
 //! - [`range`]: the ordered scan of a token range `(start, end]`, wrap-around handled.
 //! - [`keys`]: the engine key layout (token of the cluster's partitioner first).
+//! - [`row_tombstone`]: whole-row deletes: minting one, reading it, filtering what it
+//!   covers.
 //! - [`codec`]: the byte encoding of [`RawCell`]s, for peer messages.
 //! - [`messages`]: the replica family's peer messages (apply, read, digest).
 //! - [`peer`]: [`ReplicaHandler`], which answers them from this node's replica.
 //!
 //! # Invariants
+//! - An actor's dot counters increase across every cell it writes (a per-node dot clock,
+//!   floored by the clock in microseconds): a dot counter is not a per-cell event count
+//!   but a position in the actor's history, which is what a causal row tombstone needs.
 //! - A dot is never minted twice: minting reads the cell's merged state and writes the
 //!   superseding result under the cell's stripe lock; [`Replica::apply`] takes the same
 //!   locks, so a cell applied from a peer cannot slip between a mint's read and its write
@@ -42,7 +47,9 @@ pub mod mint;
 pub mod peer;
 pub mod range;
 pub mod read;
+pub mod row_tombstone;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sibyl_storage::Engine;
@@ -83,6 +90,8 @@ pub struct Replica {
     actor: Actor,
     clock: Arc<dyn Clock>,
     partitioner: Partitioner,
+    /// The last dot counter floor handed out ([`Replica::next_dot_floor`]).
+    dot_clock: AtomicU64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -109,7 +118,25 @@ impl Replica {
             actor,
             clock,
             partitioner,
+            dot_clock: AtomicU64::new(0),
         }
+    }
+
+    /// The floor of the next dot this node mints: strictly above every floor handed out
+    /// before, and at least the clock in microseconds, so this actor's dot counters
+    /// increase across all the cells it writes and across restarts (while the clock does
+    /// not step back past the last mint). That makes a causal row tombstone exact: a dot
+    /// at or below what it saw of an actor was minted before the write it saw
+    /// ([`crate::versioning::row_tombstone`]).
+    pub(crate) fn next_dot_floor(&self) -> u64 {
+        let now = u64::try_from(self.clock.now_micros()).unwrap_or(0);
+        let prev = self
+            .dot_clock
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(now.max(p.saturating_add(1)))
+            })
+            .unwrap_or_else(|p| p);
+        now.max(prev.saturating_add(1))
     }
 
     /// The engine.

@@ -699,4 +699,6 @@ impl crate::replica::ReplicaHost for Service {
 }
 
 #[cfg(test)]
+mod row_delete_tests;
+#[cfg(test)]
 mod tests;

@@ -5,6 +5,10 @@
 //! - A causal cell whose siblings are all tombstones (or expired) is omitted; a cell with
 //!   live and tombstone siblings is returned with both, so its context covers the delete.
 //! - An lww cell is one sibling; its context is empty (lww writes take none).
+//! - The row's tombstone ([`crate::versioning::row_tombstone`]) is applied to every cell
+//!   read: causal siblings it covers are not shown, and a causal cell's context includes
+//!   what the tombstone saw (so a write with it survives the delete on every replica); an
+//!   lww cell at or below its timestamp is not shown.
 //! - A slice returns at most `limit` cells (0 = [`DEFAULT_PAGE_SIZE`], capped at
 //!   [`MAX_PAGE_SIZE`]) and at most about [`MAX_RESPONSE_BYTES`] of values; when more
 //!   remain it returns a paging token.
@@ -28,7 +32,8 @@ use sibyl_protocol::{Cell, ConflictMode, Consistency, Response, Selector, Server
 use super::keys::{RowPrefix, MAX_COLUMN_NAME_LEN, MAX_PARTITION_KEY_LEN};
 use super::schema::TableSchema;
 use super::{invalid, storage_error, Service};
-use crate::versioning::{decode_causal_cell, Context, LwwCell};
+use crate::replica::row_tombstone::context_with_tombstone;
+use crate::versioning::{decode_causal_cell, LwwCell, RowTombstone};
 
 /// Cells of a slice page when the request says 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
@@ -112,15 +117,19 @@ pub(crate) fn cell_from_stored(
     name: Bytes,
     stored: &[u8],
     now_secs: u64,
+    row_tombstone: Option<&RowTombstone>,
 ) -> Result<Option<Cell>, ServerError> {
     let ttl_left = |expires: Option<u64>| {
         expires.map(|t| u32::try_from(t.saturating_sub(now_secs)).unwrap_or(u32::MAX))
     };
     match mode {
         ConflictMode::Causal => {
-            let dvv = decode_causal_cell(stored)
+            let mut dvv = decode_causal_cell(stored)
                 .map_err(super::versioning_error)?
                 .without_expired(now_secs);
+            if let Some(left) = row_tombstone.and_then(|t| t.remove_covered(&dvv)) {
+                dvv = left;
+            }
             if dvv.is_all_tombstones() {
                 return Ok(None);
             }
@@ -136,12 +145,15 @@ pub(crate) fn cell_from_stored(
             Ok(Some(Cell {
                 name,
                 siblings,
-                context: Bytes::from(Context::of(&dvv).encode()),
+                context: Bytes::from(context_with_tombstone(&dvv, row_tombstone).encode()),
             }))
         }
         ConflictMode::Lww => {
             let cell = LwwCell::decode(stored).map_err(super::versioning_error)?;
-            if cell.is_tombstone() || cell.is_expired(now_secs) {
+            if cell.is_tombstone()
+                || cell.is_expired(now_secs)
+                || row_tombstone.is_some_and(|t| t.covers_lww(&cell))
+            {
                 return Ok(None);
             }
             Ok(Some(Cell {
@@ -246,6 +258,9 @@ impl Service {
         names.dedup();
         let mut cells = Vec::with_capacity(names.len());
         let mut bytes = 0usize;
+        let tomb = self
+            .replica
+            .row_tombstone(&schema.name, prefix.as_bytes())?;
         for name in names {
             // The raw merged entry: cell_from_stored filters tombstones and expired
             // siblings itself, so the engine's read filter would only decode it twice.
@@ -253,9 +268,13 @@ impl Service {
                 .replica
                 .read_raw(&schema.name, &prefix.cell_key(name))?;
             if let Some(stored) = stored {
-                if let Some(cell) =
-                    cell_from_stored(schema.options.conflict_mode, name.clone(), &stored, now)?
-                {
+                if let Some(cell) = cell_from_stored(
+                    schema.options.conflict_mode,
+                    name.clone(),
+                    &stored,
+                    now,
+                    tomb.as_ref(),
+                )? {
                     bytes += cell_bytes(&cell);
                     if bytes > MAX_RESPONSE_BYTES {
                         return Err(invalid(format!(
@@ -302,8 +321,18 @@ impl Service {
         let mut bytes = 0usize;
         let mut scanned = 0usize;
         let mut last_scanned: Vec<u8> = Vec::new();
+        // A scan from the row's start meets the row tombstone first; otherwise read it.
+        let mut tomb = match lower {
+            Bound::Unbounded => None,
+            _ => self
+                .replica
+                .row_tombstone(&schema.name, prefix.as_bytes())?,
+        };
         while let Some((k, v)) = iter.next_entry().map_err(storage_error)? {
             let Some(column) = prefix.column_of(k) else {
+                if k == prefix.as_bytes() {
+                    tomb = Some(RowTombstone::decode(v).map_err(super::versioning_error)?);
+                }
                 continue;
             };
             let full = cells.len() >= limit as usize || bytes >= MAX_RESPONSE_BYTES;
@@ -324,7 +353,9 @@ impl Service {
             last_scanned.clear();
             last_scanned.extend_from_slice(column);
             let name = Bytes::copy_from_slice(column);
-            if let Some(cell) = cell_from_stored(schema.options.conflict_mode, name, v, now)? {
+            if let Some(cell) =
+                cell_from_stored(schema.options.conflict_mode, name, v, now, tomb.as_ref())?
+            {
                 bytes += cell_bytes(&cell);
                 cells.push(cell);
             }

@@ -16,10 +16,11 @@
 //! - All cells of one insert or delete go into one engine write batch, so a row mutation
 //!   is applied whole or not at all — up to [`crate::replica::mint::BATCH_BUDGET`] (16 MiB) of cells; past that
 //!   (a wide row delete) the cells are written in several batches, each atomic.
-//! - A row delete tombstones every cell the row holds when the delete runs (plus any column
-//!   named by a context). Cells written later are not covered, even in lww tables with an
-//!   older client timestamp: Sibyl has no partition tombstone (Cassandra has); it keeps the
-//!   store one-key-per-cell, at the cost of that corner of lww semantics.
+//! - A row delete writes one row tombstone ([`crate::versioning::row_tombstone`]): in lww
+//!   tables every cell of the row at or below the delete's timestamp is deleted, whenever
+//!   it arrives (Cassandra's partition deletion); in causal tables every version the
+//!   delete saw (the contexts given, plus every cell this node holds in the row) is
+//!   deleted, in any column, while a write it did not see survives.
 //! - TTL: the insert's TTL, else the table's default; 0 means "never expires".
 //! - Writes answered together (a run of pipelined INSERTs from one connection, see
 //!   [`Service::insert_group`]) share one engine write batch: one commit-log append for
@@ -29,7 +30,6 @@
 //!   order, and a later insert of the run sees the cells an earlier one prepared.
 
 use std::collections::HashSet;
-use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -149,7 +149,26 @@ impl Service {
             check_column(&c.name)?;
         }
         check_distinct(named.iter().map(|c| &c.name))?;
-        let mut cells: Vec<CellWrite<'_>> = named
+        if let DeleteTarget::Row { contexts } = &delete.target {
+            // One row tombstone; the contexts only add to what it saw (causal tables).
+            let causal = schema.options.conflict_mode == ConflictMode::Causal;
+            let seen = contexts
+                .iter()
+                .filter(|c| causal && !c.context.is_empty())
+                .map(|c| Context::decode(&c.context).map_err(versioning_error))
+                .collect::<Result<Vec<Context>, ServerError>>()?;
+            let mut plan = self.plan(
+                &delete.table,
+                schema,
+                &delete.key,
+                delete.timestamp_micros,
+                None,
+                Vec::new(),
+            )?;
+            plan.row.row_delete = Some(seen);
+            return self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()));
+        }
+        let cells: Vec<CellWrite<'_>> = named
             .iter()
             .map(|c| CellWrite {
                 column: &c.name,
@@ -157,24 +176,6 @@ impl Service {
                 context: &c.context,
             })
             .collect();
-        let existing;
-        if matches!(delete.target, DeleteTarget::Row { .. }) {
-            existing = self.row_columns(&schema, &delete.key)?;
-            let seen: HashSet<&[u8]> = named.iter().map(|c| &c.name[..]).collect();
-            cells.extend(
-                existing
-                    .iter()
-                    .filter(|c| !seen.contains(c.as_slice()))
-                    .map(|c| CellWrite {
-                        column: c,
-                        value: None,
-                        context: &[],
-                    }),
-            );
-            if cells.is_empty() {
-                return Ok(());
-            }
-        }
         let plan = self.plan(
             &delete.table,
             schema,
@@ -204,27 +205,6 @@ impl Service {
             }
         }
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// Column names of every live cell of a row.
-    fn row_columns(&self, schema: &TableSchema, key: &[u8]) -> Result<Vec<Vec<u8>>, ServerError> {
-        let prefix = RowPrefix::new(self.opts.partitioner, key);
-        let upper = prefix.upper_bound();
-        let mut iter = self.replica.scan(
-            &schema.name,
-            Bound::Included(prefix.as_bytes()),
-            match &upper {
-                Some(u) => Bound::Excluded(u.as_slice()),
-                None => Bound::Unbounded,
-            },
-        )?;
-        let mut out = Vec::new();
-        while let Some((k, _)) = iter.next_entry().map_err(super::storage_error)? {
-            if let Some(c) = prefix.column_of(k) {
-                out.push(c.to_vec());
-            }
-        }
-        Ok(out)
     }
 
     /// Keys, timestamp, expiry and decoded contexts of one row mutation. Contexts are
@@ -258,12 +238,14 @@ impl Service {
         let expires_at_secs = ttl_secs.map(|t| self.clock.now_secs().saturating_add(u64::from(t)));
         let row = MintRow {
             table,
+            row: prefix,
             mode: schema.options.conflict_mode,
             max_siblings: self.opts.max_siblings,
             keys,
             cells,
             timestamp_micros: timestamp_micros.unwrap_or_else(|| self.clock.now_micros()),
             expires_at_secs,
+            row_delete: None,
         };
         Ok(RowPlan { schema, row })
     }

@@ -263,7 +263,23 @@ impl Dvv {
     /// syncing it with a replica that still holds a sibling the client saw drops that
     /// sibling there too.
     pub fn update(&self, ctx: &VersionVector, value: Sibling, actor: Actor) -> Dvv {
-        let dot = self.next_dot(ctx, actor);
+        self.update_above(ctx, value, actor, 0)
+    }
+
+    /// [`Dvv::update`] minting a dot counter of at least `floor`: the replica passes a
+    /// per-node clock so an actor's counters increase across every cell it writes (see
+    /// [`super::row_tombstone`] for why). Counters may then skip values within a cell,
+    /// which the DVV rules allow: a counter says every event of its actor *on this cell*
+    /// up to it was seen, and the skipped values name no event on this cell.
+    pub fn update_above(
+        &self,
+        ctx: &VersionVector,
+        value: Sibling,
+        actor: Actor,
+        floor: u64,
+    ) -> Dvv {
+        let mut dot = self.next_dot(ctx, actor);
+        dot.counter = dot.counter.max(floor);
         let mut out = self.sync(&Dvv::from_context(ctx));
         match out.entries.binary_search_by(|e| e.actor.cmp(&actor)) {
             Ok(i) => {

@@ -47,6 +47,18 @@
 //! The value is the rest of the cell; a tombstone carries no value bytes. Example: value
 //! "hi" at timestamp 5 without expiry: `D1 00 05 00 00 00 00 00 00 00 68 69`.
 //!
+//! # Row tombstone (engine value at a row's key with an empty column)
+//! ```text
+//! causal_row_tombstone := CAUSAL_ROW_TOMBSTONE_V1:u8 timestamp:i64le count:varint
+//!                         (actor counter:varint){count}
+//! lww_row_tombstone    := LWW_ROW_TOMBSTONE_V1:u8 timestamp:i64le
+//! ```
+//! The causal form is a version vector (entries strictly ascending by actor, `1 <= counter
+//! <= MAX_CELL_COUNTER`, at most `MAX_ACTORS` entries) and the time of the newest delete
+//! it merges (shown to operators; not used for ordering). No trailing bytes. Meaning and
+//! merge rules: [`super::row_tombstone`]. Example: an lww row delete at timestamp 5 µs is
+//! `D2 05 00 00 00 00 00 00 00`.
+//!
 //! # Context (opaque to clients)
 //! ```text
 //! context := CONTEXT_MAGIC:2 CONTEXT_VERSION:u8 count:varint (actor counter:varint){count}
@@ -83,6 +95,11 @@ pub const LWW_TOMBSTONE: u8 = 0x01;
 pub const LWW_HAS_EXPIRY: u8 = 0x02;
 /// All LWW flags a decoder accepts.
 pub const LWW_FLAGS_KNOWN: u8 = LWW_TOMBSTONE | LWW_HAS_EXPIRY;
+
+/// First byte of a causal row tombstone.
+pub const CAUSAL_ROW_TOMBSTONE_V1: u8 = 0xC2;
+/// First byte of an lww row tombstone.
+pub const LWW_ROW_TOMBSTONE_V1: u8 = 0xD2;
 
 /// Magic of a context ("SC": Sibyl context).
 pub const CONTEXT_MAGIC: [u8; 2] = *b"SC";

@@ -37,6 +37,7 @@
 //! - [`lww`]: LWW cells and their ordering.
 //! - [`context`]: the opaque, checksummed contexts handed to clients.
 //! - [`policy`]: the [`sibyl_storage::MergePolicy`] implementations.
+//! - [`row_tombstone`]: whole-row deletes ([`RowTombstone`]) and what they cover.
 //! - [`write`]: the coordinator's read-modify-write helpers ([`prepare_causal_write`],
 //!   [`prepare_lww_write`]).
 //!
@@ -54,6 +55,7 @@ pub mod dvv;
 pub mod format;
 pub mod lww;
 pub mod policy;
+pub mod row_tombstone;
 pub mod vv;
 pub mod write;
 
@@ -67,8 +69,12 @@ pub use context::Context;
 pub use dvv::{Dot, Dvv, DvvEntryParts, Sibling};
 pub use lww::LwwCell;
 pub use policy::{CausalMerge, LwwMerge};
+pub use row_tombstone::{is_row_tombstone, RowTombstone};
 pub use vv::VersionVector;
-pub use write::{prepare_causal_write, prepare_lww_write, DEFAULT_MAX_SIBLINGS, MAX_CELL_BYTES};
+pub use write::{
+    prepare_causal_write, prepare_causal_write_above, prepare_lww_write, DEFAULT_MAX_SIBLINGS,
+    MAX_CELL_BYTES,
+};
 
 /// Errors of the versioning layer.
 #[derive(Debug, thiserror::Error)]

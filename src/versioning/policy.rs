@@ -28,6 +28,14 @@
 //! node shows it as "not found" with a context. An undecodable cell reads as absent (and is
 //! logged); read repair and anti-entropy then bring a good version, which the merge keeps.
 //!
+//! # Row tombstones
+//! A row's key (the row prefix, empty column) holds its row tombstone
+//! ([`super::row_tombstone`]), never a cell. Both policies recognise it by its format
+//! byte: versions of it merge by the tombstone join; `read` returns it as stored (the
+//! node filters the row's cells with it); `compact` keeps it. Each compaction gets a
+//! filter that sees entries in key order and removes from the cells following a row
+//! tombstone what it covers.
+//!
 //! # Purging tombstones
 //! `compact` drops a causal cell that holds no live value, and an LWW tombstone, only in a
 //! bottommost compaction. That is necessary but not sufficient: a replica that purges a
@@ -38,13 +46,14 @@
 
 use std::sync::Arc;
 
-use sibyl_storage::{Entry, EntryRef, MergePolicy};
+use sibyl_storage::{CompactionFilter, Entry, EntryRef, MergePolicy};
 
 use super::cell::{decode_causal_cell, encode_causal_cell};
 use super::clock::Clock;
 use super::count_corrupt_cell;
 use super::dvv::Dvv;
 use super::lww::LwwCell;
+use super::row_tombstone::{is_row_tombstone, RowTombstone};
 
 /// One version as the policies see it.
 enum Rank<T> {
@@ -110,6 +119,74 @@ fn merge_ranked<T>(
     }
 }
 
+/// True when the entry is a row tombstone (it lives at a row's key, where no cell is).
+fn is_row_entry(e: EntryRef<'_>) -> bool {
+    matches!(e, EntryRef::Value(v) if is_row_tombstone(v))
+}
+
+/// Merges two versions of a row's key: row tombstones join; the rank rule of the module
+/// doc keeps a good side over a corrupt one.
+fn merge_row_tombstones(key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+    let a = classify("row tombstone", key, older, RowTombstone::decode);
+    let b = classify("row tombstone", key, newer, RowTombstone::decode);
+    merge_ranked(older, newer, a, b, |x: RowTombstone, y: RowTombstone| {
+        x.merge(&y).encode()
+    })
+}
+
+/// The compaction filter of both policies: remembers the last row tombstone met (keys
+/// come in order, and a row tombstone's key is the prefix of every key of its row) and
+/// removes from the row's cells what it covers — covered siblings of a causal cell
+/// (counters kept), a covered lww cell whole. The row tombstone itself is kept (see
+/// [`super::row_tombstone`]), so what it covers stays deleted in files this compaction
+/// did not read.
+#[derive(Debug)]
+struct RowTombstoneFilter {
+    causal: bool,
+    current: Option<(Vec<u8>, RowTombstone)>,
+}
+
+impl CompactionFilter for RowTombstoneFilter {
+    fn filter(&mut self, key: &[u8], entry: Entry) -> Option<Entry> {
+        let Entry::Value(v) = &entry else {
+            return Some(entry);
+        };
+        if is_row_tombstone(v) {
+            self.current = RowTombstone::decode(v).ok().map(|t| (key.to_vec(), t));
+            return Some(entry);
+        }
+        let Some((row, tomb)) = &self.current else {
+            return Some(entry);
+        };
+        if !key.starts_with(row) {
+            // Past the row: rows are contiguous, its tombstone covers nothing further.
+            self.current = None;
+            return Some(entry);
+        }
+        if self.causal {
+            match decode_causal_cell(v)
+                .ok()
+                .and_then(|d| tomb.remove_covered(&d))
+            {
+                Some(left) => Some(Entry::Value(encode_causal_cell(&left))),
+                None => Some(entry),
+            }
+        } else {
+            match LwwCell::decode(v) {
+                Ok(c) if tomb.covers_lww(&c) => None,
+                _ => Some(entry),
+            }
+        }
+    }
+}
+
+fn entry_bytes(e: Entry) -> Vec<u8> {
+    match e {
+        Entry::Value(v) => v,
+        Entry::Tombstone => Vec::new(),
+    }
+}
+
 /// The merge policy of `causal` tables: cells are DVV sets (see [`super::dvv`]).
 #[derive(Debug, Clone)]
 pub struct CausalMerge {
@@ -128,6 +205,9 @@ impl MergePolicy for CausalMerge {
         if older == newer {
             return newer.to_owned();
         }
+        if is_row_entry(older) || is_row_entry(newer) {
+            return merge_row_tombstones(key, older, newer);
+        }
         let a = classify("causal", key, older, decode_causal_cell);
         let b = classify("causal", key, newer, decode_causal_cell);
         merge_ranked(older, newer, a, b, |x: Dvv, y: Dvv| {
@@ -136,6 +216,10 @@ impl MergePolicy for CausalMerge {
     }
 
     fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
+        if is_row_entry(entry.as_ref()) {
+            // Never purged yet (see the row_tombstone module).
+            return Some(entry);
+        }
         let dvv = match classify("causal", key, entry.as_ref(), decode_causal_cell) {
             Rank::Good(d) => d,
             // Keep what we cannot read: dropping it would be silent data loss.
@@ -154,7 +238,19 @@ impl MergePolicy for CausalMerge {
         }
     }
 
+    fn compaction_filter(&self) -> Option<Box<dyn CompactionFilter>> {
+        Some(Box::new(RowTombstoneFilter {
+            causal: true,
+            current: None,
+        }))
+    }
+
     fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
+        if let Entry::Value(v) = &entry {
+            if is_row_tombstone(v) {
+                return Some(entry_bytes(entry));
+            }
+        }
         match classify("causal", key, entry.as_ref(), decode_causal_cell) {
             Rank::Good(dvv) => {
                 let now = self.clock.now_secs();
@@ -188,6 +284,9 @@ impl LwwMerge {
 
 impl MergePolicy for LwwMerge {
     fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
+        if is_row_entry(older) || is_row_entry(newer) {
+            return merge_row_tombstones(key, older, newer);
+        }
         let a = classify("lww", key, older, LwwCell::decode);
         let b = classify("lww", key, newer, LwwCell::decode);
         // Return the winner's original bytes rather than re-encoding.
@@ -206,6 +305,10 @@ impl MergePolicy for LwwMerge {
     /// An expired value becomes a tombstone with the value's timestamp (it must keep
     /// shadowing older writes); tombstones are dropped when `bottommost`.
     fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
+        if is_row_entry(entry.as_ref()) {
+            // Never purged yet (see the row_tombstone module).
+            return Some(entry);
+        }
         let cell = match classify("lww", key, entry.as_ref(), LwwCell::decode) {
             Rank::Good(c) => c,
             Rank::Corrupt => return Some(entry),
@@ -221,7 +324,19 @@ impl MergePolicy for LwwMerge {
         }
     }
 
+    fn compaction_filter(&self) -> Option<Box<dyn CompactionFilter>> {
+        Some(Box::new(RowTombstoneFilter {
+            causal: false,
+            current: None,
+        }))
+    }
+
     fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
+        if let Entry::Value(v) = &entry {
+            if is_row_tombstone(v) {
+                return Some(entry_bytes(entry));
+            }
+        }
         match classify("lww", key, entry.as_ref(), LwwCell::decode) {
             Rank::Good(c) if !c.is_tombstone() && !c.is_expired(self.clock.now_secs()) => {
                 match entry {

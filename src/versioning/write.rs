@@ -46,13 +46,27 @@ pub fn prepare_causal_write(
     max_siblings: usize,
     now_secs: u64,
 ) -> Result<Vec<u8>, VersioningError> {
+    prepare_causal_write_above(existing, context, new, actor, 0, max_siblings, now_secs)
+}
+
+/// [`prepare_causal_write`] minting a dot counter of at least `floor` (see
+/// [`super::Dvv::update_above`]); the replica's mint passes its per-node dot clock.
+pub fn prepare_causal_write_above(
+    existing: Option<&[u8]>,
+    context: Option<&Context>,
+    new: Sibling,
+    actor: Actor,
+    floor: u64,
+    max_siblings: usize,
+    now_secs: u64,
+) -> Result<Vec<u8>, VersioningError> {
     let stored = match existing {
         Some(bytes) => decode_causal_cell(bytes)?.without_expired(now_secs),
         None => Default::default(),
     };
     let empty = VersionVector::new();
     let ctx = context.map_or(&empty, Context::vv);
-    let updated = stored.update(ctx, new, actor);
+    let updated = stored.update_above(ctx, new, actor, floor);
     let count = updated.sibling_count();
     if count > max_siblings {
         count_sibling_limit_rejection();

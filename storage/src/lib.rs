@@ -38,5 +38,5 @@ pub use engine::{
     TableOptions, TableStats,
 };
 pub use error::{Error, Result};
-pub use merge::{MergePolicy, NewestWins};
+pub use merge::{CompactionFilter, MergePolicy, NewestWins};
 pub use types::{Entry, EntryRef, SeqNo, WriteBatch};

@@ -5,6 +5,12 @@
 //! a key already in the memtable, when a read finds the key in several places, and in
 //! compaction. [`NewestWins`] is the classic LSM rule; the node plugs in version-vector
 //! merging for causal tables and timestamp comparison for LWW tables.
+//!
+//! A policy may also give each compaction a [`CompactionFilter`]: a stateful step that
+//! sees the compaction's merged entries one by one in ascending key order, so it can let
+//! one entry decide the fate of the keys that follow it (the node's row tombstones delete
+//! the cells of their row this way). No on-disk format changes: the filter only drops or
+//! rewrites entries, as `compact` does.
 
 use crate::types::{Entry, EntryRef};
 
@@ -47,6 +53,12 @@ pub trait MergePolicy: Send + Sync + 'static {
         }
     }
 
+    /// A filter for one compaction run (see [`CompactionFilter`]); `None` (the default)
+    /// means none. Called once per compaction, on the compaction thread.
+    fn compaction_filter(&self) -> Option<Box<dyn CompactionFilter>> {
+        None
+    }
+
     /// Called on the merged entry a read returns; `None` hides it (e.g. expired). The
     /// default returns values and hides tombstones.
     fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
@@ -56,6 +68,17 @@ pub trait MergePolicy: Send + Sync + 'static {
             Entry::Tombstone => None,
         }
     }
+}
+
+/// A per-compaction, row-aware step: [`CompactionFilter::filter`] is called on every
+/// merged entry of the compaction in ascending key order, before
+/// [`MergePolicy::compact`], and may keep, rewrite or drop it. It may keep state between
+/// calls (e.g. the last "range delete" seen), but must only drop or rewrite what would
+/// read the same without it: a compaction sees a subset of the table's files, so the
+/// entry that justifies a drop must stay readable (the node keeps its row tombstones).
+pub trait CompactionFilter: Send {
+    /// Decides the entry at `key`: `None` drops it.
+    fn filter(&mut self, key: &[u8], entry: Entry) -> Option<Entry>;
 }
 
 /// The classic rule: the newest version wins; tombstones are dropped in bottommost

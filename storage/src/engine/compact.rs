@@ -1,5 +1,6 @@
 //! Executing compaction plans: merge the input SSTables through a [`MergeCursor`], apply
-//! the policy's `compact` rule with a per-key bottommost check, write the outputs, then
+//! the policy's compaction filter (if any, in key order) and its `compact` rule with a
+//! per-key bottommost check, write the outputs, then
 //! swap them in through one manifest update.
 
 use std::collections::HashSet;
@@ -44,10 +45,12 @@ impl Inner {
         let _guard = lock(&self.compacting);
         let v = t.version();
         let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
-        // A lone file is rewritten too when it holds tombstones: a major compaction is
-        // how an operator purges them.
+        // A lone file is rewritten too when it holds tombstones, or when the policy has a
+        // compaction filter (which may drop entries the engine cannot see are dead): a
+        // major compaction is how an operator purges them.
+        let filtered = t.merge.compaction_filter().is_some();
         let lone_with_tombstones = match v.files.as_slice() {
-            [f] if f.sst.info().tombstones > 0 => Some(CompactionPlan::Merge {
+            [f] if f.sst.info().tombstones > 0 || filtered => Some(CompactionPlan::Merge {
                 inputs: vec![f.file_id],
                 output_level: f.level,
             }),
@@ -91,6 +94,8 @@ impl Inner {
             Direction::Forward,
         )?;
         let target = t.compaction.target_file_size();
+        // Sees the merged entries in key order (the cursor is forward).
+        let mut filter = t.merge.compaction_filter();
         let mut outputs: Vec<Arc<TableFile>> = Vec::new();
         let mut builder: Option<(u64, SsTableBuilder)> = None;
         let mut written = 0u64;
@@ -103,6 +108,13 @@ impl Inner {
                     .iter()
                     .any(|f| f.covers(key) && f.sst.may_contain(key));
                 let entry = cursor.entry().to_owned();
+                let entry = match filter.as_mut() {
+                    Some(f) => match f.filter(key, entry) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                    None => entry,
+                };
                 let Some(entry) = t.merge.compact(key, entry, bottommost) else {
                     continue;
                 };

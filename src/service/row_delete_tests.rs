@@ -1,0 +1,267 @@
+//! Whole-row deletes through the service: one row tombstone that covers columns the
+//! deleting node never saw (lww: by timestamp; causal: by what the delete saw), honoured
+//! by named-column reads, slices and compaction; and cells from another replica applied
+//! after it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sibyl_protocol::{
+    Cell, ColumnWrite, ConflictMode, DeleteTarget, Request, Response, RowDelete, RowInsert,
+    Selector,
+};
+
+use super::keys::RowPrefix;
+use super::tests::{options, table_options};
+use super::Service;
+use crate::replica::RawCell;
+use crate::ring::Partitioner;
+use crate::versioning::{decode_causal_cell, ManualClock};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    svc: Service,
+}
+
+fn node(mode: ConflictMode) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::open(options(
+        dir.path(),
+        Arc::new(ManualClock::at_secs(1_700_000_000)),
+    ))
+    .unwrap();
+    let r = svc.handle(Request::CreateTable {
+        name: "t".into(),
+        options: table_options(mode),
+        if_not_exists: false,
+    });
+    assert!(matches!(r, Response::SchemaChanged { .. }), "{r:?}");
+    Node { _dir: dir, svc }
+}
+
+fn insert(svc: &Service, column: &str, value: &str, ts: Option<i64>, context: Bytes) {
+    let r = svc.handle(Request::Insert {
+        insert: RowInsert {
+            table: "t".into(),
+            key: Bytes::from_static(b"k"),
+            ttl_secs: None,
+            timestamp_micros: ts,
+            columns: vec![ColumnWrite {
+                name: Bytes::copy_from_slice(column.as_bytes()),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+                context,
+            }],
+        },
+        consistency: None,
+    });
+    assert!(matches!(r, Response::Written { .. }), "{r:?}");
+}
+
+fn delete_row(svc: &Service, ts: Option<i64>) {
+    let r = svc.handle(Request::Delete {
+        delete: RowDelete {
+            table: "t".into(),
+            key: Bytes::from_static(b"k"),
+            timestamp_micros: ts,
+            target: DeleteTarget::Row { contexts: vec![] },
+        },
+        consistency: None,
+    });
+    assert!(matches!(r, Response::Written { .. }), "{r:?}");
+}
+
+fn get(svc: &Service, selector: Selector) -> Vec<Cell> {
+    match svc.handle(Request::Get {
+        table: "t".into(),
+        key: Bytes::from_static(b"k"),
+        selector,
+        consistency: None,
+    }) {
+        Response::Row { cells, .. } => cells,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The visible (column, values) of the row, read whole.
+fn row(svc: &Service) -> Vec<(String, Vec<String>)> {
+    get(svc, Selector::All)
+        .iter()
+        .map(|c| {
+            let mut v: Vec<String> = c
+                .values()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect();
+            v.sort();
+            (String::from_utf8_lossy(&c.name).into_owned(), v)
+        })
+        .collect()
+}
+
+fn key_of(column: &str) -> Vec<u8> {
+    RowPrefix::new(Partitioner::Murmur3, b"k").cell_key(column.as_bytes())
+}
+
+/// The stored cell at `column` as a coordinator would ship it.
+fn raw(svc: &Service, column: &str) -> RawCell {
+    let key = key_of(column);
+    let value = svc.replica.read_raw("t", &key).unwrap().expect("stored");
+    RawCell {
+        table: "t".into(),
+        key,
+        value,
+    }
+}
+
+fn apply(svc: &Service, cells: &[RawCell]) {
+    let mode = svc.schema("t").unwrap().options.conflict_mode;
+    svc.replica.apply(cells, |_| Some(mode)).unwrap();
+}
+
+fn flush_and_compact(svc: &Service) {
+    svc.engine.flush(None).unwrap();
+    svc.engine.compact("t").unwrap();
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| (*x).to_owned()).collect()
+}
+
+#[test]
+fn service_lww_row_delete_covers_columns_written_later_with_older_timestamps() {
+    let n = node(ConflictMode::Lww);
+    insert(&n.svc, "a", "1", Some(10), Bytes::new());
+    delete_row(&n.svc, Some(20));
+    // Never seen by the delete, but older: deleted (Cassandra's partition deletion).
+    insert(&n.svc, "b", "2", Some(15), Bytes::new());
+    insert(&n.svc, "c", "3", Some(20), Bytes::new());
+    insert(&n.svc, "d", "4", Some(21), Bytes::new());
+    assert_eq!(row(&n.svc), [("d".to_owned(), s(&["4"]))]);
+    let named = Selector::Columns(vec![Bytes::from_static(b"b"), Bytes::from_static(b"d")]);
+    assert_eq!(get(&n.svc, named.clone()).len(), 1);
+    flush_and_compact(&n.svc);
+    assert_eq!(row(&n.svc), [("d".to_owned(), s(&["4"]))]);
+    assert_eq!(get(&n.svc, named).len(), 1);
+    // Compaction dropped the covered cells; the tombstone stays.
+    for c in ["a", "b", "c"] {
+        assert_eq!(
+            n.svc.replica.read_raw("t", &key_of(c)).unwrap(),
+            None,
+            "{c}"
+        );
+    }
+    assert!(n
+        .svc
+        .replica
+        .row_tombstone("t", RowPrefix::new(Partitioner::Murmur3, b"k").as_bytes())
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn service_lww_row_delete_holds_on_a_replica_that_gets_an_older_cell_late() {
+    let a = node(ConflictMode::Lww);
+    let b = node(ConflictMode::Lww);
+    insert(&b.svc, "z", "late", Some(5), Bytes::new());
+    delete_row(&a.svc, Some(9));
+    // The tombstone reaches b, the cell reaches a: both hold the row deleted.
+    let tomb = RawCell {
+        table: "t".into(),
+        key: RowPrefix::new(Partitioner::Murmur3, b"k")
+            .as_bytes()
+            .to_vec(),
+        value: a
+            .svc
+            .replica
+            .read_raw("t", RowPrefix::new(Partitioner::Murmur3, b"k").as_bytes())
+            .unwrap()
+            .unwrap(),
+    };
+    apply(&a.svc, &[raw(&b.svc, "z")]);
+    apply(&b.svc, &[tomb]);
+    assert!(row(&a.svc).is_empty());
+    assert!(row(&b.svc).is_empty());
+}
+
+#[test]
+fn service_causal_row_delete_covers_what_it_saw_and_keeps_what_it_did_not() {
+    let a = node(ConflictMode::Causal);
+    let b = node(ConflictMode::Causal);
+    insert(&a.svc, "x", "seen-local", None, Bytes::new());
+    // b writes y, and a learns it before the delete: seen, so deleted.
+    insert(&b.svc, "y", "seen-remote", None, Bytes::new());
+    apply(&a.svc, &[raw(&b.svc, "y")]);
+    delete_row(&a.svc, None);
+    assert!(row(&a.svc).is_empty());
+    // b writes z concurrently (a never saw it) and its second version of y: both
+    // survive the delete when they arrive.
+    insert(&b.svc, "z", "concurrent", None, Bytes::new());
+    insert(&b.svc, "y", "concurrent-y", None, Bytes::new());
+    apply(&a.svc, &[raw(&b.svc, "z"), raw(&b.svc, "y")]);
+    assert_eq!(
+        row(&a.svc),
+        [
+            ("y".to_owned(), s(&["concurrent-y"])),
+            ("z".to_owned(), s(&["concurrent"]))
+        ]
+    );
+    // A write at a after the delete, blind, lands above the tombstone and survives.
+    insert(&a.svc, "x", "after", None, Bytes::new());
+    let before = row(&a.svc);
+    assert_eq!(before[0], ("x".to_owned(), s(&["after"])));
+    // Compaction drops the covered siblings but changes nothing a read sees.
+    flush_and_compact(&a.svc);
+    assert_eq!(row(&a.svc), before);
+    let y = decode_causal_cell(&raw(&a.svc, "y").value).unwrap();
+    assert_eq!(y.sibling_count(), 1, "the covered sibling of y is gone");
+}
+
+#[test]
+fn service_causal_context_read_after_a_row_delete_lets_another_node_write_above_it() {
+    let a = node(ConflictMode::Causal);
+    let b = node(ConflictMode::Causal);
+    insert(&a.svc, "x", "old", None, Bytes::new());
+    insert(&a.svc, "w", "old", None, Bytes::new());
+    insert(&a.svc, "w", "older", None, Bytes::new());
+    delete_row(&a.svc, None);
+    insert(&a.svc, "x", "new", None, Bytes::new());
+    // The context of x at a covers the tombstone; b, which has neither the tombstone nor
+    // any version, writes w with it: its dot is above the tombstone, so w survives on a.
+    let ctx = get(&a.svc, Selector::Columns(vec![Bytes::from_static(b"x")]))[0]
+        .context
+        .clone();
+    insert(&b.svc, "w", "from-b", None, ctx);
+    apply(&a.svc, &[raw(&b.svc, "w")]);
+    assert_eq!(
+        row(&a.svc),
+        [
+            ("w".to_owned(), s(&["from-b"])),
+            ("x".to_owned(), s(&["new"]))
+        ]
+    );
+}
+
+#[test]
+fn service_row_delete_is_honoured_by_slices_from_mid_row_and_named_columns() {
+    for mode in [ConflictMode::Causal, ConflictMode::Lww] {
+        let n = node(mode);
+        for c in ["a", "b", "c", "d"] {
+            insert(&n.svc, c, "v", Some(1), Bytes::new());
+        }
+        delete_row(&n.svc, Some(2));
+        insert(&n.svc, "c", "again", Some(3), Bytes::new());
+        let slice = Selector::Slice {
+            from: Some(Bytes::from_static(b"b")),
+            to: None,
+            limit: 0,
+            paging: None,
+        };
+        for round in 0..2 {
+            let cells = get(&n.svc, slice.clone());
+            let names: Vec<&[u8]> = cells.iter().map(|c| &c.name[..]).collect();
+            assert_eq!(names, [&b"c"[..]], "{mode:?} round {round}");
+            let named = Selector::Columns(vec![Bytes::from_static(b"a"), Bytes::from_static(b"c")]);
+            assert_eq!(get(&n.svc, named).len(), 1, "{mode:?} round {round}");
+            flush_and_compact(&n.svc);
+        }
+    }
+}
