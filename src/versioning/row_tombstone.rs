@@ -40,7 +40,7 @@
 //! anywhere (the repair watermark of the cluster issues, DESIGN §6); until then it costs a
 //! few bytes per deleted row.
 
-use sibyl_storage::coding::{put_varint, Reader};
+use sibyl_coding::{put_varint, ByteReader};
 
 use super::actor::Actor;
 use super::dvv::{Dvv, DvvEntry};
@@ -113,9 +113,9 @@ impl RowTombstone {
 
     /// Decodes a tombstone, checking every rule of the format; never panics.
     pub fn decode(bytes: &[u8]) -> Result<RowTombstone, VersioningError> {
-        let mut r = Reader::new(bytes);
+        let mut r = ByteReader::new(bytes);
         let kind = r.u8().ok_or(corrupt("empty"))?;
-        let ts = r.u64().ok_or(corrupt("truncated timestamp"))? as i64;
+        let ts = r.u64_le().ok_or(corrupt("truncated timestamp"))? as i64;
         let out = match kind {
             LWW_ROW_TOMBSTONE_V1 => RowTombstone::Lww {
                 timestamp_micros: ts,
