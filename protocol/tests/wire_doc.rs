@@ -7,11 +7,13 @@ mod samples;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
 use sibyl_protocol::message::types::{Cell, ColumnWrite, ResponseMeta, Selector, Sibling};
-use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE};
 use sibyl_protocol::{
-    ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError,
-    TableOptions, TableStatistics, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError, TableOptions,
+    TableStatistics, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 const DOC: &str = include_str!("../doc/wire_format.md");
@@ -193,8 +195,8 @@ fn frame_error(message: &str) -> Frame {
     Frame {
         version: PROTOCOL_VERSION,
         flags: FLAG_RESPONSE | FLAG_ERROR,
-        opcode: 0x00,
-        stream_id: 0,
+        opcode: CONNECTION_ERROR_OPCODE,
+        stream_id: CONNECTION_ERROR_STREAM_ID,
         body: Response::Error(ServerError::new(ErrorKind::Protocol, message))
             .encode_body()
             .unwrap(),
@@ -345,7 +347,10 @@ fn grammar_types_and_rules() -> (Vec<String>, Vec<String>) {
 #[test]
 fn wire_doc_every_field_type_is_listed_or_defined() {
     let listed = listed_types();
-    assert!(listed.contains(&"u64".to_owned()), "u64 missing: {listed:?}");
+    assert!(
+        listed.contains(&"u64".to_owned()),
+        "u64 missing: {listed:?}"
+    );
     let (types, rules) = grammar_types_and_rules();
     assert!(types.iter().any(|t| t == "u64"), "no u64 field found");
     for t in types {

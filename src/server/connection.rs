@@ -18,7 +18,9 @@
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
 //! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
-//!   closes (the process and other connections are unaffected).
+//!   closes (the process and other connections are unaffected). A frame that cannot be
+//!   read (bad header, over the cap, bad checksum) gets its error on stream 0 with opcode
+//!   0x00; an intact frame whose message is bad gets its own stream id and opcode echoed.
 //! - On shutdown, end of input or idle timeout the task stops reading, waits for the
 //!   answers of the requests in flight, writes them and closes.
 
@@ -26,7 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE, MAGIC, OFFSET_OPCODE, OFFSET_STREAM_ID};
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
 use sibyl_protocol::{
     Consistency, ErrorKind, Frame, FrameCodec, Opcode, ProtocolError, Request, Response, RowInsert,
     ServerError, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
@@ -235,9 +239,16 @@ impl Connection {
                 Ok(Some(frame)) => self.handle_frame(frame),
                 Ok(None) => break,
                 Err(e) => {
+                    // A frame error: the header is unverified (bad checksum, or never
+                    // checked because the frame is over the cap), so its stream id and
+                    // opcode are not echoed (wire spec, section 1).
                     self.run_group();
-                    let (stream_id, opcode) = self.header_guess();
-                    self.protocol_error(PROTOCOL_VERSION, stream_id, opcode, &e);
+                    self.protocol_error(
+                        PROTOCOL_VERSION,
+                        CONNECTION_ERROR_STREAM_ID,
+                        CONNECTION_ERROR_OPCODE,
+                        &e,
+                    );
                 }
             }
         }
@@ -269,30 +280,6 @@ impl Connection {
                 }
                 Err(e) => self.answer(g.stream_id, Opcode::Insert, &Response::Error(e)),
             }
-        }
-    }
-
-    /// Stream id and opcode of the undecodable frame at the head of the input, when its
-    /// header is readable; else 0 and HANDSHAKE (a connection-level error).
-    fn header_guess(&self) -> (u32, u8) {
-        let magic_ok = self.inbuf.get(..MAGIC.len()) == Some(&MAGIC[..]);
-        let opcode = self
-            .inbuf
-            .get(OFFSET_OPCODE)
-            .copied()
-            .filter(|b| magic_ok && Opcode::from_u8(*b).is_ok());
-        let stream = self
-            .inbuf
-            .get(OFFSET_STREAM_ID..OFFSET_STREAM_ID + 4)
-            .filter(|_| magic_ok)
-            .map(|b| {
-                let mut a = [0u8; 4];
-                a.copy_from_slice(b);
-                u32::from_be_bytes(a)
-            });
-        match (stream, opcode) {
-            (Some(s), Some(o)) => (s, o),
-            _ => (0, Opcode::Handshake.as_u8()),
         }
     }
 

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE};
-use sibyl_protocol::{ErrorKind, Frame, Opcode, Response, ServerError, PROTOCOL_VERSION};
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
+use sibyl_protocol::{ErrorKind, Frame, Response, ServerError, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -125,8 +127,8 @@ async fn refuse(mut stream: TcpStream) {
     let frame = Frame {
         version: PROTOCOL_VERSION,
         flags: FLAG_RESPONSE | FLAG_ERROR,
-        opcode: Opcode::Handshake.as_u8(),
-        stream_id: 0,
+        opcode: CONNECTION_ERROR_OPCODE,
+        stream_id: CONNECTION_ERROR_STREAM_ID,
         body,
     };
     let mut buf = BytesMut::new();

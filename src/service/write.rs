@@ -2,10 +2,11 @@
 //!
 //! - Causal tables: each cell is read, updated with [`prepare_causal_write`] under the
 //!   cell's stripe lock and written back; a column write carries the context of the read it
-//!   supersedes (none = a blind write, which becomes a sibling). A delete writes a causal
-//!   tombstone with the context given; a delete without a context supersedes what this
-//!   node holds for the cell (Riak's delete without a vclock reads it first), so a plain
-//!   "delete this row" removes it, while a concurrent write it never saw survives.
+//!   supersedes (none = a blind write: a sibling of the live versions the node holds; over
+//!   a cell the node holds only tombstones of, it supersedes them). A delete writes a
+//!   causal tombstone with the context given; a delete without a context supersedes what
+//!   this node holds for the cell (Riak's delete without a vclock reads it first), so a
+//!   plain "delete this row" removes it, while a concurrent write it never saw survives.
 //! - Lww tables: each cell is encoded with the client's timestamp (or the node clock's);
 //!   the engine's merge keeps the highest timestamp. Contexts are ignored.
 //! - All cells of one insert or delete go into one engine write batch, so a row mutation
@@ -15,7 +16,8 @@
 //!   named by a context). Cells written later are not covered, even in lww tables with an
 //!   older client timestamp: Sibyl has no partition tombstone (Cassandra has); it keeps the
 //!   store one-key-per-cell, at the cost of that corner of lww semantics.
-//! - TTL: the insert's TTL, else the table's default; 0 means "never expires".
+//! - TTL: the insert's TTL, else the table's default; 0 means "never expires". The expiry
+//!   is rounded up to a whole second ([`crate::versioning::ttl`]).
 //! - Writes answered together (a run of pipelined INSERTs from one connection, see
 //!   [`Service::insert_group`]) share one engine write batch: one commit-log append for
 //!   the run. Each insert still succeeds or fails on its own (validation, contexts, sibling
@@ -258,7 +260,9 @@ impl Service {
                 .collect::<Result<Vec<Option<Context>>, _>>()
                 .map_err(versioning_error)?,
         };
-        let expires_at_secs = ttl_secs.map(|t| self.clock.now_secs().saturating_add(u64::from(t)));
+        // Rounded up to a whole second: a value never lives less than its TTL.
+        let expires_at_secs =
+            ttl_secs.map(|t| crate::versioning::expires_at_secs(self.clock.now_micros(), t));
         Ok(RowPlan {
             schema,
             keys,
@@ -415,6 +419,21 @@ impl Service {
                     let dvv = decode_causal_cell(stored).map_err(versioning_error)?;
                     local_ctx = Context::of(&dvv);
                     Some(&local_ctx)
+                }
+                // A blind write over a cell this node holds only tombstones (or expired
+                // versions) of: the client read it as absent and can hold no context, so
+                // the write supersedes them instead of pairing with a tombstone sibling
+                // (wire spec 5.3). A cell with a live version keeps it as a sibling.
+                (Some(_), None, Some(stored)) => {
+                    let dvv = decode_causal_cell(stored)
+                        .map_err(versioning_error)?
+                        .without_expired(now_secs);
+                    if dvv.is_all_tombstones() {
+                        local_ctx = Context::of(&dvv);
+                        Some(&local_ctx)
+                    } else {
+                        None
+                    }
                 }
                 (_, ctx, _) => ctx.as_ref(),
             };

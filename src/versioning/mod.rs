@@ -37,6 +37,7 @@
 //! - [`lww`]: LWW cells and their ordering.
 //! - [`context`]: the opaque, checksummed contexts handed to clients.
 //! - [`policy`]: the [`sibyl_storage::MergePolicy`] implementations.
+//! - [`ttl`]: the expiry of a write with a TTL (rounded up to a whole second).
 //! - [`write`]: the coordinator's read-modify-write helpers ([`prepare_causal_write`],
 //!   [`prepare_lww_write`]).
 //!
@@ -54,6 +55,7 @@ pub mod dvv;
 pub mod format;
 pub mod lww;
 pub mod policy;
+pub mod ttl;
 pub mod vv;
 pub mod write;
 
@@ -67,6 +69,7 @@ pub use context::Context;
 pub use dvv::{Dot, Dvv, DvvEntryParts, Sibling};
 pub use lww::LwwCell;
 pub use policy::{CausalMerge, LwwMerge};
+pub use ttl::expires_at_secs;
 pub use vv::VersionVector;
 pub use write::{prepare_causal_write, prepare_lww_write, DEFAULT_MAX_SIBLINGS, MAX_CELL_BYTES};
 
