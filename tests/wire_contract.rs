@@ -653,6 +653,39 @@ fn contract_slice_limit_0_returns_the_default_page_of_1000_cells() {
 }
 
 #[test]
+fn contract_slice_page_ends_after_the_cell_that_passes_the_8_mib_budget() {
+    let f = fixture();
+    f.create("t", rf1(ConflictMode::Lww));
+    let value = "v".repeat(DEFAULT_MAX_VALUE_LEN);
+    for i in 0..10 {
+        f.insert("t", &format!("c{i}"), &value, Bytes::new(), None);
+    }
+    let slice = |paging| Selector::Slice {
+        from: None,
+        to: None,
+        limit: 0,
+        paging,
+    };
+    let (cells, next) = f.get_with("t", slice(None));
+    // Each cell counts its name, context, value and 16 bytes per sibling: the 8th passes
+    // 8 MiB and ends the page.
+    assert_eq!(cells.len(), 8);
+    let (rest, end) = f.get_with("t", slice(next));
+    assert_eq!(rest.len(), 2);
+    assert!(end.is_none());
+    // A whole-row GET of the same row is over the budget: refused, read it with slices.
+    assert_eq!(
+        error_kind(f.svc.handle(Request::Get {
+            table: "t".into(),
+            key: b("k"),
+            selector: Selector::All,
+            consistency: None,
+        })),
+        ErrorKind::Invalid
+    );
+}
+
+#[test]
 fn contract_value_over_1_mib_is_invalid_and_1_mib_is_accepted() {
     let f = fixture();
     f.create("t", rf1(ConflictMode::Lww));
