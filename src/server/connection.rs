@@ -27,7 +27,7 @@
 //!   tasks of its pending answers: it counts them and waits for each; a task outliving a
 //!   connection that failed finishes its request and finds nobody to answer.
 //! - Every pending request is answered: a task that panics or is cancelled answers a
-//!   `SERVER` error instead (its [`AnswerSlot`] does on drop).
+//!   `SERVER` error instead (its `AnswerSlot` does on drop).
 
 use std::sync::Arc;
 use std::time::Duration;
