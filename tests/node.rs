@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{insert_request, values, NodeProcess, TestClient};
-use sibyl_protocol::frame::{MAGIC, OFFSET_BODY_LEN};
+use sibyl_protocol::frame::{MAGIC, OFFSET_BODY_LEN, OFFSET_CHECKSUM, OFFSET_STREAM_ID};
 use sibyl_protocol::{
-    CellContext, ConflictMode, DeleteTarget, ErrorKind, Request, Response, RowDelete, Selector,
-    HEADER_LEN,
+    CellContext, ConflictMode, DeleteTarget, ErrorKind, Opcode, Request, Response, RowDelete,
+    Selector, HEADER_LEN,
 };
 
 fn node(extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
@@ -233,6 +233,112 @@ fn node_oversized_frame_is_refused_while_others_carry_on() {
     assert!(good.get("t", b"k", b"c").is_some());
 }
 
+/// Reads the one error frame a connection closed for a protocol error gets; returns its
+/// (stream id, opcode) after checking it is a `PROTOCOL` error and the server closes.
+fn protocol_error_frame(c: &mut TestClient) -> (u32, u8) {
+    let frame = c.recv_frame().unwrap().expect("an error frame");
+    assert!(frame.is_response() && frame.is_error(), "{frame:?}");
+    assert_eq!(frame.version, 1);
+    let resp = Response::from_frame(&frame).unwrap();
+    assert_eq!(error_kind(resp), ErrorKind::Protocol);
+    assert!(c.is_closed_by_server());
+    (frame.stream_id, frame.opcode)
+}
+
+/// An encoded PING on `stream_id`.
+fn ping_bytes(stream_id: u32) -> Vec<u8> {
+    Request::Ping
+        .to_frame(stream_id)
+        .unwrap()
+        .to_vec(sibyl_protocol::DEFAULT_MAX_FRAME_LEN)
+        .unwrap()
+}
+
+#[test]
+fn node_bad_checksum_gets_its_error_on_stream_0_with_opcode_0() {
+    let (_tmp, n) = node(&[]);
+    let mut c = n.client();
+    let mut frame = ping_bytes(7);
+    frame[OFFSET_CHECKSUM] ^= 0xff;
+    c.stream.write_all(&frame).unwrap();
+    assert_eq!(protocol_error_frame(&mut c), (0, 0x00));
+}
+
+#[test]
+fn node_oversized_header_gets_its_error_on_stream_0_with_opcode_0() {
+    let (_tmp, n) = node(&[]);
+    // After the handshake the cap is 16 MiB: announce a 32 MiB GET on stream 9.
+    let mut c = n.client();
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4] = 1;
+    header[6] = Opcode::Get.as_u8();
+    header[OFFSET_STREAM_ID..OFFSET_STREAM_ID + 4].copy_from_slice(&9u32.to_be_bytes());
+    header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 4].copy_from_slice(&(32u32 << 20).to_be_bytes());
+    c.stream.write_all(&header).unwrap();
+    assert_eq!(protocol_error_frame(&mut c), (0, 0x00));
+    // Before the handshake (64 KiB cap) the same rule.
+    let mut raw = TestClient::connect_raw(n.addr).unwrap();
+    header[OFFSET_BODY_LEN..OFFSET_BODY_LEN + 4].copy_from_slice(&(1u32 << 20).to_be_bytes());
+    raw.stream.write_all(&header).unwrap();
+    assert_eq!(protocol_error_frame(&mut raw), (0, 0x00));
+}
+
+#[test]
+fn node_bad_header_bytes_get_their_error_on_stream_0_with_opcode_0() {
+    let (_tmp, n) = node(&[]);
+    for (offset, value) in [(0usize, b'X'), (5, 0x80), (7, 0x01)] {
+        let mut c = n.client();
+        let mut frame = ping_bytes(5);
+        frame[offset] = value;
+        c.stream.write_all(&frame).unwrap();
+        assert_eq!(
+            protocol_error_frame(&mut c),
+            (0, 0x00),
+            "header byte {offset} = {value:#04x}"
+        );
+    }
+}
+
+#[test]
+fn node_intact_frame_with_a_bad_message_gets_its_stream_and_opcode_echoed() {
+    let (_tmp, n) = node(&[]);
+    // An unassigned opcode with a correct checksum.
+    let mut c = n.client();
+    let unassigned = sibyl_protocol::Frame {
+        version: 1,
+        flags: 0,
+        opcode: 0x7e,
+        stream_id: 11,
+        body: Bytes::new(),
+    };
+    c.stream
+        .write_all(
+            &unassigned
+                .to_vec(sibyl_protocol::DEFAULT_MAX_FRAME_LEN)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(protocol_error_frame(&mut c), (11, 0x7e));
+    // A PING whose body is not empty (trailing bytes) on stream 12.
+    let mut c = n.client();
+    let bad_body = sibyl_protocol::Frame {
+        version: 1,
+        flags: 0,
+        opcode: Opcode::Ping.as_u8(),
+        stream_id: 12,
+        body: Bytes::from_static(b"x"),
+    };
+    c.stream
+        .write_all(
+            &bad_body
+                .to_vec(sibyl_protocol::DEFAULT_MAX_FRAME_LEN)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(protocol_error_frame(&mut c), (12, Opcode::Ping.as_u8()));
+}
+
 #[test]
 fn node_first_frame_must_be_a_handshake() {
     let (_tmp, n) = node(&[]);
@@ -438,7 +544,10 @@ fn node_connection_over_the_limit_is_refused_with_overloaded() {
         std::thread::sleep(Duration::from_millis(10)); // polling interval
     };
     let mut second = TestClient::connect_raw(n.addr).unwrap();
-    let (_, r) = second.recv().unwrap();
+    let frame = second.recv_frame().unwrap().expect("an error frame");
+    // It answers no request: stream 0, opcode 0x00 (wire spec, section 1).
+    assert_eq!((frame.stream_id, frame.opcode), (0, 0x00));
+    let r = Response::from_frame(&frame).unwrap();
     assert_eq!(error_kind(r), ErrorKind::Overloaded);
     assert!(matches!(first.call(Request::Ping).unwrap(), Response::Pong));
 }

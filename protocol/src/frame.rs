@@ -58,6 +58,13 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
 /// Cap on a frame before the handshake completes: 64 KiB, so an unauthenticated peer
 /// cannot make the server buffer much.
 pub const HANDSHAKE_MAX_FRAME_LEN: usize = 64 * 1024;
+/// Opcode of an error frame that answers no request: a frame the server could not read
+/// (its header is unverified, so its opcode and stream id are not echoed) or a connection
+/// refused over the limit. Never assigned to a message, so it cannot be mistaken for the
+/// answer to one.
+pub const CONNECTION_ERROR_OPCODE: u8 = 0x00;
+/// Stream id of an error frame that answers no request (see [`CONNECTION_ERROR_OPCODE`]).
+pub const CONNECTION_ERROR_STREAM_ID: u32 = 0;
 /// Opcodes below this value are client messages; this value and above are reserved for
 /// node-to-node (peer) messages on the peer port.
 pub const PEER_OPCODE_BASE: u8 = 0x80;

@@ -8,13 +8,18 @@ mod samples;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
 use sibyl_protocol::message::types::{Cell, ColumnWrite, ResponseMeta, Selector, Sibling};
 use sibyl_protocol::{
-    ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError,
+    ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError, TableOptions,
     TableStatistics, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 const DOC: &str = include_str!("../doc/wire_format.md");
+/// The node id the examples' response metadata names (a topology `node.id`).
+const NODE_ID: &str = "3f2a9c0e5b7d1846";
 
 /// The frames the doc's examples show, by example name.
 fn examples() -> BTreeMap<&'static str, Frame> {
@@ -70,7 +75,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         "written-response",
         Response::Written {
             meta: ResponseMeta {
-                replicas: vec!["n1".into()],
+                replicas: vec![NODE_ID.into()],
                 read_repair: false,
             },
         }
@@ -114,7 +119,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
             }],
             next_page: Some(Bytes::from_static(b"email\0")),
             meta: ResponseMeta {
-                replicas: vec!["n1".into()],
+                replicas: vec![NODE_ID.into()],
                 read_repair: true,
             },
         }
@@ -133,6 +138,36 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         .to_frame(3, Opcode::Insert)
         .unwrap(),
     );
+    m.insert(
+        "create-table-defaults",
+        Request::CreateTable {
+            name: "users".into(),
+            if_not_exists: false,
+            options: TableOptions::default(),
+        }
+        .to_frame(5)
+        .unwrap(),
+    );
+    m.insert(
+        "insert-no-ttl",
+        Request::Insert {
+            insert: RowInsert {
+                table: "users".into(),
+                key: Bytes::from_static(b"alice"),
+                ttl_secs: Some(0),
+                timestamp_micros: None,
+                columns: vec![ColumnWrite {
+                    name: Bytes::from_static(b"email"),
+                    value: Bytes::from_static(b"a@x.io"),
+                    context: Bytes::new(),
+                }],
+            },
+            consistency: None,
+        }
+        .to_frame(6)
+        .unwrap(),
+    );
+    m.insert("frame-error", frame_error("bad checksum"));
     m.insert(
         "table-stats-response",
         Response::AdminTableStats(TableStatistics {
@@ -153,6 +188,20 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         .unwrap(),
     );
     m
+}
+
+/// The error frame a server sends for a frame it cannot read (section 1): stream 0,
+/// opcode 0x00, whatever the unreadable header said.
+fn frame_error(message: &str) -> Frame {
+    Frame {
+        version: PROTOCOL_VERSION,
+        flags: FLAG_RESPONSE | FLAG_ERROR,
+        opcode: CONNECTION_ERROR_OPCODE,
+        stream_id: CONNECTION_ERROR_STREAM_ID,
+        body: Response::Error(ServerError::new(ErrorKind::Protocol, message))
+            .encode_body()
+            .unwrap(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -243,4 +292,104 @@ fn wire_doc_print_examples() {
         );
     }
     let _ = samples::requests();
+}
+
+/// The fixed-width and composite types the field-encodings table (section 3) lists.
+fn listed_types() -> Vec<String> {
+    let start = DOC.find("## 3. Field encodings").expect("section 3");
+    let end = start + DOC[start..].find("\n## 4.").expect("section 4");
+    let mut out = Vec::new();
+    for line in DOC[start..end].lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split('|').nth(1).unwrap_or("");
+        for (i, part) in first.split('`').enumerate() {
+            if i % 2 == 1 {
+                out.push(part.split('<').next().unwrap_or(part).to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Every `name:type` of the grammar blocks, with the names grammar rules define.
+fn grammar_types_and_rules() -> (Vec<String>, Vec<String>) {
+    let mut types = Vec::new();
+    let mut rules = Vec::new();
+    // (inside a fence, it is a grammar block)
+    let mut fence: Option<bool> = None;
+    for line in DOC.lines() {
+        if line.starts_with("```") {
+            fence = match fence {
+                Some(_) => None,
+                None => Some(line == "```"),
+            };
+            continue;
+        }
+        if fence != Some(true) {
+            continue;
+        }
+        let code = line.split(';').next().unwrap_or("");
+        if let Some((lhs, _)) = code.split_once(" = ") {
+            let lhs = lhs.trim();
+            if !lhs.is_empty() && !lhs.contains(' ') {
+                rules.push(lhs.to_owned());
+            }
+        }
+        for word in code.split_whitespace() {
+            if let Some((_, ty)) = word.split_once(':') {
+                for t in ty.split(['<', '>']).filter(|t| !t.is_empty()) {
+                    types.push(t.to_owned());
+                }
+            }
+        }
+    }
+    (types, rules)
+}
+
+#[test]
+fn wire_doc_every_field_type_is_listed_or_defined() {
+    let listed = listed_types();
+    assert!(
+        listed.contains(&"u64".to_owned()),
+        "u64 missing: {listed:?}"
+    );
+    let (types, rules) = grammar_types_and_rules();
+    assert!(types.iter().any(|t| t == "u64"), "no u64 field found");
+    for t in types {
+        assert!(
+            listed.contains(&t) || rules.contains(&t),
+            "field type {t:?} is neither in the field encodings table nor a grammar rule"
+        );
+    }
+}
+
+#[test]
+fn wire_doc_table_option_defaults_are_the_client_defaults() {
+    // The default table of section 5.1 lists each option's wire bytes; together, in order,
+    // they are TableOptions::default() encoded (the create-table-defaults example checks
+    // the same bytes inside a frame).
+    let start = DOC.find("### 5.1").expect("section 5.1");
+    let end = start + DOC[start..].find("### 5.2").expect("section 5.2");
+    let mut doc_bytes = Vec::new();
+    let mut rows = 0;
+    for line in DOC[start..end].lines().filter(|l| l.starts_with("| ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let Some(wire) = cells.get(3).and_then(|c| c.strip_prefix('`')) else {
+            continue;
+        };
+        let wire = wire.trim_end_matches('`');
+        for tok in wire.split_whitespace() {
+            doc_bytes.push(u8::from_str_radix(tok, 16).unwrap());
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 7, "one row per table option");
+    let frame = Request::CreateTable {
+        name: String::new(),
+        if_not_exists: false,
+        options: TableOptions::default(),
+    }
+    .to_frame(0)
+    .unwrap();
+    // Body: name "" (2 bytes), if_not_exists (1), then the options.
+    assert_eq!(&frame.body[3..], &doc_bytes[..]);
 }

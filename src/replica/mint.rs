@@ -249,6 +249,19 @@ impl Replica {
                     local_ctx = Context::of(&decode_causal_cell(stored)?);
                     Some(&local_ctx)
                 }
+                // A blind write over a cell this node holds only tombstones (or expired
+                // versions) of: the client read it as absent and can hold no context, so
+                // the write supersedes them instead of pairing with a tombstone sibling
+                // (wire spec 5.3). A cell with a live version keeps it as a sibling.
+                (Some(_), None, Some(stored)) => {
+                    let dvv = decode_causal_cell(stored)?.without_expired(now_secs);
+                    if dvv.is_all_tombstones() {
+                        local_ctx = Context::of(&dvv);
+                        Some(&local_ctx)
+                    } else {
+                        None
+                    }
+                }
                 (_, ctx, _) => ctx.as_ref(),
             };
             // A write at a node that holds the row tombstone has seen it: folding it into

@@ -1,16 +1,17 @@
-//! One client connection: reads frames, runs requests through the service, writes the
-//! responses back coalesced.
+//! One client connection: reads frames, runs requests through the request handler, writes
+//! the responses back coalesced.
 //!
 //! One task owns the socket. It reads whatever bytes are available, decodes every complete
-//! frame, and for each request either answers it on the spot (quick requests: the answer
-//! is appended to the output buffer) or hands it to a blocking thread whose encoded answer
-//! comes back through a channel. Before waiting again the task writes everything queued in
-//! one `write_all`, so a pipelining client gets many responses per system call.
+//! frame, and hands each request to the [`RequestHandler`]: a ready answer is appended to
+//! the output buffer on the spot; a pending one (a future) runs on a task of its own whose
+//! encoded answer comes back through a channel. Before waiting again the task writes
+//! everything queued in one `write_all`, so a pipelining client gets many responses per
+//! system call.
 //!
 //! Quick INSERTs that arrive together (a pipelining client's burst) are answered as one
-//! group: [`Service::insert_group`] writes them with one engine batch (one commit-log
-//! append), each still answered on its own. A group only holds frames already received;
-//! nothing waits for more.
+//! group: [`RequestHandler::insert_group`] writes them with one engine batch (one
+//! commit-log append), each still answered on its own. A group only holds frames already
+//! received; nothing waits for more.
 //!
 //! Invariants:
 //! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
@@ -18,15 +19,23 @@
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
 //! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
-//!   closes (the process and other connections are unaffected).
+//!   closes (the process and other connections are unaffected). A frame that cannot be
+//!   read (bad header, over the cap, bad checksum) gets its error on stream 0 with opcode
+//!   0x00; an intact frame whose message is bad gets its own stream id and opcode echoed.
 //! - On shutdown, end of input or idle timeout the task stops reading, waits for the
-//!   answers of the requests in flight, writes them and closes.
+//!   answers of the requests in flight, writes them and closes. The connection owns the
+//!   tasks of its pending answers: it counts them and waits for each; a task outliving a
+//!   connection that failed finishes its request and finds nobody to answer.
+//! - Every pending request is answered: a task that panics or is cancelled answers a
+//!   `SERVER` error instead (its `AnswerSlot` does on drop).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE, MAGIC, OFFSET_OPCODE, OFFSET_STREAM_ID};
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
 use sibyl_protocol::{
     Consistency, ErrorKind, Frame, FrameCodec, Opcode, ProtocolError, Request, Response, RowInsert,
     ServerError, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
@@ -37,7 +46,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use crate::service::{Execution, Service};
+use super::handler::{RequestHandler, Started};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -54,10 +63,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const NO_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// What a connection needs from its server.
-#[derive(Debug, Clone)]
-pub struct ConnectionContext {
+#[derive(Debug)]
+pub struct ConnectionContext<H> {
     /// The request handler.
-    pub service: Arc<Service>,
+    pub handler: Arc<H>,
     /// Node-wide bound on requests executing at once.
     pub in_flight: Arc<Semaphore>,
     /// Frame cap after the handshake (header + body).
@@ -66,6 +75,18 @@ pub struct ConnectionContext {
     pub idle_timeout: Option<Duration>,
     /// Name announced in the handshake response.
     pub server_name: String,
+}
+
+impl<H> Clone for ConnectionContext<H> {
+    fn clone(&self) -> Self {
+        ConnectionContext {
+            handler: Arc::clone(&self.handler),
+            in_flight: Arc::clone(&self.in_flight),
+            max_frame_len: self.max_frame_len,
+            idle_timeout: self.idle_timeout,
+            server_name: self.server_name.clone(),
+        }
+    }
 }
 
 /// An INSERT waiting for its group to run.
@@ -77,17 +98,17 @@ struct GroupedInsert {
 }
 
 /// The state of one connection.
-pub struct Connection {
+pub struct Connection<H> {
     stream: TcpStream,
     peer: String,
-    ctx: ConnectionContext,
+    ctx: ConnectionContext<H>,
     codec: FrameCodec,
     inbuf: BytesMut,
     out: BytesMut,
     handshaken: bool,
     /// Set after a protocol error: write what is queued, then close.
     fatal: bool,
-    /// Requests handed to blocking threads whose answers have not come back.
+    /// Requests running on tasks of their own whose answers have not come back.
     pending: usize,
     tx: mpsc::UnboundedSender<Bytes>,
     rx: mpsc::UnboundedReceiver<Bytes>,
@@ -95,9 +116,9 @@ pub struct Connection {
     group: Vec<GroupedInsert>,
 }
 
-impl Connection {
+impl<H: RequestHandler> Connection<H> {
     /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, ctx: ConnectionContext) -> Connection {
+    pub fn new(stream: TcpStream, ctx: ConnectionContext<H>) -> Connection<H> {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -235,9 +256,16 @@ impl Connection {
                 Ok(Some(frame)) => self.handle_frame(frame),
                 Ok(None) => break,
                 Err(e) => {
+                    // A frame error: the header is unverified (bad checksum, or never
+                    // checked because the frame is over the cap), so its stream id and
+                    // opcode are not echoed (wire spec, section 1).
                     self.run_group();
-                    let (stream_id, opcode) = self.header_guess();
-                    self.protocol_error(PROTOCOL_VERSION, stream_id, opcode, &e);
+                    self.protocol_error(
+                        PROTOCOL_VERSION,
+                        CONNECTION_ERROR_STREAM_ID,
+                        CONNECTION_ERROR_OPCODE,
+                        &e,
+                    );
                 }
             }
         }
@@ -251,10 +279,10 @@ impl Connection {
             return;
         }
         let group = std::mem::take(&mut self.group);
-        let service = self.ctx.service.clone();
+        let handler = Arc::clone(&self.ctx.handler);
         let inserts: Vec<(&RowInsert, Option<Consistency>)> =
             group.iter().map(|g| (&g.insert, g.consistency)).collect();
-        let results = service.insert_group(&inserts);
+        let results = handler.insert_group(&inserts);
         for (g, result) in group.iter().zip(results) {
             match result {
                 Ok(()) => {
@@ -263,36 +291,12 @@ impl Connection {
                         flags: FLAG_RESPONSE,
                         opcode: Opcode::Insert.as_u8(),
                         stream_id: g.stream_id,
-                        body: service.written_body(),
+                        body: handler.written_body(),
                     };
                     let _ = frame.encode(&mut self.out, usize::MAX);
                 }
                 Err(e) => self.answer(g.stream_id, Opcode::Insert, &Response::Error(e)),
             }
-        }
-    }
-
-    /// Stream id and opcode of the undecodable frame at the head of the input, when its
-    /// header is readable; else 0 and HANDSHAKE (a connection-level error).
-    fn header_guess(&self) -> (u32, u8) {
-        let magic_ok = self.inbuf.get(..MAGIC.len()) == Some(&MAGIC[..]);
-        let opcode = self
-            .inbuf
-            .get(OFFSET_OPCODE)
-            .copied()
-            .filter(|b| magic_ok && Opcode::from_u8(*b).is_ok());
-        let stream = self
-            .inbuf
-            .get(OFFSET_STREAM_ID..OFFSET_STREAM_ID + 4)
-            .filter(|_| magic_ok)
-            .map(|b| {
-                let mut a = [0u8; 4];
-                a.copy_from_slice(b);
-                u32::from_be_bytes(a)
-            });
-        match (stream, opcode) {
-            (Some(s), Some(o)) => (s, o),
-            _ => (0, Opcode::Handshake.as_u8()),
         }
     }
 
@@ -334,48 +338,55 @@ impl Connection {
                     self.answer(stream_id, opcode, &Response::Error(overloaded));
                     return;
                 };
-                match self.ctx.service.execution(&request) {
-                    Execution::Inline => {
-                        if let Request::Insert {
-                            insert,
-                            consistency,
-                        } = request
-                        {
-                            self.group.push(GroupedInsert {
-                                stream_id,
-                                insert,
-                                consistency,
-                                _permit: permit,
-                            });
-                            if self.group.len() >= GROUP_MAX {
-                                self.run_group();
-                            }
-                            return;
-                        }
-                        let response = self.ctx.service.handle(request);
+                match self.ctx.handler.start(request) {
+                    Started::Ready(response) => {
                         self.answer(stream_id, opcode, &response);
                         drop(permit);
                     }
-                    Execution::Blocking => self.spawn_blocking(stream_id, request, permit),
+                    Started::Insert {
+                        insert,
+                        consistency,
+                    } => {
+                        self.group.push(GroupedInsert {
+                            stream_id,
+                            insert,
+                            consistency,
+                            _permit: permit,
+                        });
+                        if self.group.len() >= GROUP_MAX {
+                            self.run_group();
+                        }
+                    }
+                    Started::Pending(answer) => {
+                        self.spawn_pending(stream_id, opcode, answer, permit);
+                    }
                 }
             }
         }
     }
 
-    fn spawn_blocking(&mut self, stream_id: u32, request: Request, permit: OwnedSemaphorePermit) {
-        let service = self.ctx.service.clone();
-        let tx = self.tx.clone();
-        let max = self.ctx.max_frame_len;
-        let opcode = request.opcode();
+    /// Runs a pending answer on a task of its own; its encoded answer comes back through
+    /// the connection's channel.
+    fn spawn_pending(
+        &mut self,
+        stream_id: u32,
+        opcode: Opcode,
+        answer: H::Pending,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let slot = AnswerSlot {
+            tx: Some(self.tx.clone()),
+            stream_id,
+            opcode,
+            max_frame_len: self.ctx.max_frame_len,
+        };
         self.pending += 1;
-        // Owned by the connection: it waits for every pending answer before it closes.
-        tokio::task::spawn_blocking(move || {
-            let response = service.handle(request);
-            let mut buf = BytesMut::new();
-            encode_response(&mut buf, stream_id, opcode, &response, max);
+        // Owned by the connection: it counts the task and waits for its answer before it
+        // closes (see the module documentation).
+        tokio::spawn(async move {
+            let response = answer.await;
+            slot.fill(&response);
             drop(permit);
-            // The connection may be gone (protocol error, socket failure): nothing to do.
-            let _ = tx.send(buf.freeze());
         });
     }
 
@@ -451,6 +462,49 @@ impl Connection {
             body,
         };
         let _ = frame.encode(&mut self.out, usize::MAX);
+    }
+}
+
+/// Where a pending answer goes: the connection's channel, with the request's stream id
+/// and opcode. Dropped unfilled (the task panicked or was cancelled) it answers a
+/// `SERVER` error, so the client and the connection's count of pending answers are never
+/// left waiting.
+struct AnswerSlot {
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+    stream_id: u32,
+    opcode: Opcode,
+    max_frame_len: usize,
+}
+
+impl AnswerSlot {
+    fn fill(mut self, response: &Response) {
+        self.send(response);
+    }
+
+    fn send(&mut self, response: &Response) {
+        if let Some(tx) = self.tx.take() {
+            let mut buf = BytesMut::new();
+            encode_response(
+                &mut buf,
+                self.stream_id,
+                self.opcode,
+                response,
+                self.max_frame_len,
+            );
+            // The connection may be gone (protocol error, socket failure): nothing to do.
+            let _ = tx.send(buf.freeze());
+        }
+    }
+}
+
+impl Drop for AnswerSlot {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.send(&Response::Error(ServerError::new(
+                ErrorKind::Server,
+                "the request was abandoned in the server; it may have been applied",
+            )));
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! The client server: accepts connections on the client port and runs one
-//! [`connection::Connection`] task per client.
+//! [`connection::Connection`] task per client; each answers its requests through a
+//! [`handler::RequestHandler`] (the node-local [`crate::service::Service`] today; a coordinator can take
+//! its place without a change here).
 //!
 //! It owns the limits: a cap on open connections (a client over it gets an `Overloaded`
 //! error frame and is closed), the node-wide in-flight semaphore shared by all connections,
@@ -8,23 +10,26 @@
 //! writes their answers and closes; [`serve`] returns once all connections are gone or the
 //! grace period ends.
 //!
-//! Threading: runs on the tokio runtime; the service's blocking calls go to the blocking
-//! pool (see [`crate::service::Execution`]).
+//! Threading: runs on the tokio runtime; a handler's answers that wait (the service's
+//! blocking calls, see [`crate::service::Execution`]) run as futures on tasks of their own.
 
 pub mod connection;
+pub mod handler;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sibyl_protocol::frame::{FLAG_ERROR, FLAG_RESPONSE};
-use sibyl_protocol::{ErrorKind, Frame, Opcode, Response, ServerError, PROTOCOL_VERSION};
+use sibyl_protocol::frame::{
+    CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
+};
+use sibyl_protocol::{ErrorKind, Frame, Response, ServerError, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::service::Service;
 use connection::{Connection, ConnectionContext};
+use handler::RequestHandler;
 
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -47,15 +52,16 @@ pub struct ServerOptions {
 }
 
 /// Accepts clients on `listener` until `shutdown` turns true, then drains connections.
-pub async fn serve(
+/// Every request is answered by `handler`.
+pub async fn serve<H: RequestHandler>(
     listener: TcpListener,
-    service: Arc<Service>,
+    handler: Arc<H>,
     opts: ServerOptions,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(opts.max_connections));
     let ctx = ConnectionContext {
-        service,
+        handler,
         in_flight: Arc::new(Semaphore::new(opts.max_in_flight)),
         max_frame_len: opts.max_frame_len,
         idle_timeout: opts.idle_timeout,
@@ -125,8 +131,8 @@ async fn refuse(mut stream: TcpStream) {
     let frame = Frame {
         version: PROTOCOL_VERSION,
         flags: FLAG_RESPONSE | FLAG_ERROR,
-        opcode: Opcode::Handshake.as_u8(),
-        stream_id: 0,
+        opcode: CONNECTION_ERROR_OPCODE,
+        stream_id: CONNECTION_ERROR_STREAM_ID,
         body,
     };
     let mut buf = BytesMut::new();

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 
+use super::handler::{RequestHandler, Started};
 use super::{serve, ServerOptions};
 use crate::service::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
 use crate::versioning::{SystemClock, DEFAULT_MAX_SIBLINGS};
@@ -250,4 +251,114 @@ async fn server_drops_a_client_that_never_reads_its_responses() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(a);
+}
+
+/// A handler that answers every request from a future which waits for `release`, or
+/// panics when the request is a DROP_TABLE: the seam a coordinator awaiting its peers
+/// plugs into.
+struct Awaiting {
+    release: Arc<tokio::sync::Notify>,
+}
+
+type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+impl RequestHandler for Awaiting {
+    type Pending = BoxedAnswer;
+
+    fn start(self: &Arc<Self>, request: Request) -> Started<BoxedAnswer> {
+        let release = Arc::clone(&self.release);
+        Started::Pending(Box::pin(async move {
+            if matches!(request, Request::DropTable { .. }) {
+                panic!("handler failure (expected by the test)");
+            }
+            release.notified().await;
+            Response::Tables(vec!["answered".into()])
+        }))
+    }
+
+    fn insert_group(
+        &self,
+        inserts: &[(
+            &sibyl_protocol::RowInsert,
+            Option<sibyl_protocol::Consistency>,
+        )],
+    ) -> Vec<Result<(), sibyl_protocol::ServerError>> {
+        inserts.iter().map(|_| Ok(())).collect()
+    }
+
+    fn written_body(&self) -> bytes::Bytes {
+        bytes::Bytes::new()
+    }
+}
+
+async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
+    let dir = tempfile::tempdir().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, rx) = watch::channel(false);
+    let opts = ServerOptions {
+        max_connections: 8,
+        max_in_flight: 64,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        idle_timeout: None,
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let handler = Arc::new(Awaiting {
+        release: Arc::clone(&release),
+    });
+    let server = tokio::spawn(serve(listener, handler, opts, rx));
+    let h = Harness {
+        _dir: dir,
+        addr,
+        shutdown,
+        server,
+    };
+    (h, release)
+}
+
+#[tokio::test]
+async fn server_async_handler_answer_waits_without_blocking_the_connection() {
+    let (h, release) = start_awaiting().await;
+    let mut c = Client::connect(h.addr).await;
+    c.send(&Request::ListTables, 7).await;
+    // The pending answer does not hold up the connection: a PING on it is answered first.
+    c.send(&Request::Ping, 8).await;
+    let f = c.recv().await.unwrap();
+    assert_eq!(f.stream_id, 8);
+    assert_eq!(Response::from_frame(&f).unwrap(), Response::Pong);
+    release.notify_one();
+    let f = c.recv().await.unwrap();
+    assert_eq!(f.stream_id, 7);
+    assert_eq!(
+        Response::from_frame(&f).unwrap(),
+        Response::Tables(vec!["answered".into()])
+    );
+}
+
+#[tokio::test]
+async fn server_handler_future_that_panics_is_answered_with_a_server_error() {
+    let (h, _release) = start_awaiting().await;
+    let mut c = Client::connect(h.addr).await;
+    c.send(
+        &Request::DropTable {
+            name: "t".into(),
+            if_exists: false,
+        },
+        3,
+    )
+    .await;
+    let f = c.recv().await.unwrap();
+    assert_eq!(f.stream_id, 3);
+    let Response::Error(e) = Response::from_frame(&f).unwrap() else {
+        panic!("expected an error")
+    };
+    assert_eq!(e.kind, ErrorKind::Server);
+    // The connection carries on, and shuts down cleanly (no pending answer left counted).
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+    h.shutdown.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), h.server)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
 }

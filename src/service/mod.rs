@@ -86,7 +86,7 @@ pub struct ServiceOptions {
     pub max_siblings: usize,
     /// Largest cell value accepted (bytes).
     pub max_value_len: usize,
-    /// This node's client address, reported in response metadata and the topology.
+    /// This node's client address, reported in the topology when no cluster is attached.
     pub node_address: String,
     /// Open even when the commit log is corrupt mid-log, cutting it there.
     pub salvage_commitlog: bool,
@@ -280,7 +280,7 @@ impl Service {
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
         let written_body = Response::Written {
             meta: ResponseMeta {
-                replicas: vec![opts.node_address.clone()],
+                replicas: vec![node_id(actor)],
                 read_repair: false,
             },
         }
@@ -427,7 +427,7 @@ impl Service {
         Topology {
             partitioner: self.opts.partitioner.name().to_owned(),
             nodes: vec![NodeInfo {
-                id: format!("{:016x}", self.actor.node),
+                id: node_id(self.actor),
                 address: self.opts.node_address.clone(),
                 datacenter: "dc1".into(),
                 rack: "rack1".into(),
@@ -608,10 +608,16 @@ impl Service {
 
     fn meta(&self) -> ResponseMeta {
         ResponseMeta {
-            replicas: vec![self.opts.node_address.clone()],
+            replicas: vec![node_id(self.actor)],
             read_repair: false,
         }
     }
+}
+
+/// The node id clients see, in the topology's `node.id` and in `response-meta.replicas`:
+/// the actor's node part as 16 lowercase hex digits (as `ring::NodeId` displays it).
+fn node_id(actor: Actor) -> String {
+    format!("{:016x}", actor.node)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -6,8 +6,9 @@
 //!
 //! - Causal tables: each cell is read, updated with
 //!   [`crate::versioning::prepare_causal_write`] under the cell's stripe lock and written
-//!   back; a column write carries the context of the read it
-//!   supersedes (none = a blind write, which becomes a sibling). A delete writes a causal
+//!   back; a column write carries the context of the read it supersedes (none = a blind
+//!   write: a sibling of the live versions the node holds; over a cell the node holds only
+//!   tombstones of, it supersedes them). A delete writes a causal
 //!   tombstone with the context given; a delete without a context supersedes what this
 //!   node holds for the cell (Riak's delete without a vclock reads it first), so a plain
 //!   "delete this row" removes it, while a concurrent write it never saw survives.
@@ -21,7 +22,8 @@
 //!   it arrives (Cassandra's partition deletion); in causal tables every version the
 //!   delete saw (the contexts given, plus every cell this node holds in the row) is
 //!   deleted, in any column, while a write it did not see survives.
-//! - TTL: the insert's TTL, else the table's default; 0 means "never expires".
+//! - TTL: the insert's TTL, else the table's default; 0 means "never expires". The expiry
+//!   is rounded up to a whole second ([`crate::versioning::ttl`]).
 //! - Writes answered together (a run of pipelined INSERTs from one connection, see
 //!   [`Service::insert_group`]) share one engine write batch: one commit-log append for
 //!   the run. Each insert still succeeds or fails on its own (validation, contexts, sibling
@@ -235,7 +237,9 @@ impl Service {
                 })
             })
             .collect::<Result<Vec<MintCell<'a>>, ServerError>>()?;
-        let expires_at_secs = ttl_secs.map(|t| self.clock.now_secs().saturating_add(u64::from(t)));
+        // Rounded up to a whole second: a value never lives less than its TTL.
+        let expires_at_secs =
+            ttl_secs.map(|t| crate::versioning::expires_at_secs(self.clock.now_micros(), t));
         let row = MintRow {
             table,
             row: prefix,

@@ -38,6 +38,7 @@
 //! - [`context`]: the opaque, checksummed contexts handed to clients.
 //! - [`policy`]: the [`sibyl_storage::MergePolicy`] implementations.
 //! - [`row_tombstone`]: whole-row deletes ([`RowTombstone`]) and what they cover.
+//! - [`ttl`]: the expiry of a write with a TTL (rounded up to a whole second).
 //! - [`write`]: the coordinator's read-modify-write helpers ([`prepare_causal_write`],
 //!   [`prepare_lww_write`]).
 //!
@@ -56,6 +57,7 @@ pub mod format;
 pub mod lww;
 pub mod policy;
 pub mod row_tombstone;
+pub mod ttl;
 pub mod vv;
 pub mod write;
 
@@ -70,6 +72,7 @@ pub use dvv::{Dot, Dvv, DvvEntryParts, Sibling};
 pub use lww::LwwCell;
 pub use policy::{CausalMerge, LwwMerge};
 pub use row_tombstone::{is_row_tombstone, RowTombstone};
+pub use ttl::expires_at_secs;
 pub use vv::VersionVector;
 pub use write::{
     prepare_causal_write, prepare_causal_write_above, prepare_lww_write, DEFAULT_MAX_SIBLINGS,
