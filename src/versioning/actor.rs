@@ -117,7 +117,12 @@ impl ActorEpoch {
 
     /// Writes a new random actor at epoch 1, replacing any existing file.
     pub fn create_fresh(dir: &Path) -> Result<ActorEpoch, VersioningError> {
-        let actor = Actor::new(rand::random::<u64>(), 1);
+        Self::create(dir, Actor::new(rand::random::<u64>(), 1))
+    }
+
+    /// Writes `actor`, replacing any existing file. For a deterministic simulation, which
+    /// derives its nodes' ids from its seed; a real node always takes a random id.
+    pub fn create(dir: &Path, actor: Actor) -> Result<ActorEpoch, VersioningError> {
         let me = ActorEpoch {
             dir: dir.to_path_buf(),
             actor,
