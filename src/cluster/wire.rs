@@ -9,8 +9,8 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Longest string (cluster name, datacenter, rack) accepted, in bytes.
 pub const MAX_STRING_BYTES: usize = 1024;
 
-/// Message kinds; equal to the peer opcodes of the protocol frame (`0x80..=0xFF` are
-/// reserved for peer traffic).
+/// Message kinds: the byte after the sender's address in an envelope (gossip's own
+/// numbering; the peer frame around it says only that the family is gossip).
 pub mod kind {
     /// [`crate::cluster::PeerMessage::GossipSyn`].
     pub const GOSSIP_SYN: u8 = 0x80;
