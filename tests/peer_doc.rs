@@ -10,6 +10,7 @@ use sibyl::cluster::{codec, Envelope, GossipDigest, GossipSyn, PeerMessage};
 use sibyl::net::frame::{ErrorCode, Frame, FrameKind};
 use sibyl::net::handshake::{HandshakeStatus, Hello, Lane, Welcome, PEER_PROTOCOL_VERSION};
 use sibyl::net::Family;
+use sibyl::replica::{RawCell, ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
 use sibyl::ring::{NodeId, Partitioner};
 
 const DOC: &str = include_str!("../doc/peer-messages.md");
@@ -111,6 +112,47 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     m.insert(
         "overloaded-frame",
         Frame::error(Family::Replica, 2, ErrorCode::Overloaded, "busy").to_vec(),
+    );
+    let cell = RawCell {
+        table: "t".into(),
+        key: vec![0xab, 0xcd],
+        value: vec![0x01],
+    };
+    m.insert(
+        "replica-apply",
+        ReplicaRequest::Apply { cells: vec![cell] }
+            .encode()
+            .to_vec(),
+    );
+    m.insert(
+        "replica-applied",
+        ReplicaResponse::Applied { count: 1 }.encode().to_vec(),
+    );
+    m.insert(
+        "replica-read",
+        ReplicaRequest::Read {
+            table: "t".into(),
+            keys: vec![vec![0xab, 0xcd]],
+        }
+        .encode()
+        .to_vec(),
+    );
+    m.insert(
+        "replica-digests",
+        ReplicaResponse::Digests {
+            digests: vec![None, Some([0x11; 16])],
+        }
+        .encode()
+        .to_vec(),
+    );
+    m.insert(
+        "replica-error",
+        ReplicaResponse::Error {
+            code: ReplicaErrorCode::UnknownTable,
+            message: "unknown table \"t\"".into(),
+        }
+        .encode()
+        .to_vec(),
     );
     m
 }
