@@ -4,7 +4,10 @@
 //! checks the remaining length, and every count is checked against the bytes left (times
 //! the smallest encoding of one item) before anything is allocated. Trailing bytes are an
 //! error. All integers are big-endian. Pure functions.
+// Bytes from the network: decoding never panics, so no unwrap and no unchecked indexing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+use sibyl_coding::ByteReader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -150,7 +153,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             max: wire::MAX_MESSAGE_BYTES,
         });
     }
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader::new(bytes);
     let version = r.u8()?;
     if version != wire::FORMAT_VERSION {
         return Err(DecodeError::BadVersion { version });
@@ -205,7 +208,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             })
         }
     };
-    let left = r.buf.len() - r.pos;
+    let left = r.remaining();
     if left != 0 {
         return Err(DecodeError::TrailingBytes { count: left });
     }
@@ -316,7 +319,7 @@ fn put_deltas(out: &mut Vec<u8>, deltas: &[EndpointDelta]) {
             }
             None => out.push(0),
         }
-        let states = &d.states[..d.states.len().min(u16::MAX as usize)];
+        let states = d.states.get(..u16::MAX as usize).unwrap_or(&d.states);
         out.extend_from_slice(&(states.len() as u16).to_be_bytes());
         for s in states {
             out.extend_from_slice(&s.version.to_be_bytes());
@@ -333,7 +336,7 @@ fn put_state(out: &mut Vec<u8>, s: &AppState) {
         }
         AppState::Tokens(ts) => {
             out.push(key::TOKENS);
-            let ts = &ts[..ts.len().min(u16::MAX as usize)];
+            let ts = ts.get(..u16::MAX as usize).unwrap_or(ts);
             out.extend_from_slice(&(ts.len() as u16).to_be_bytes());
             for t in ts {
                 put_token(out, t);
@@ -397,50 +400,56 @@ fn deltas_len(deltas: &[EndpointDelta]) -> usize {
         .sum::<usize>()
 }
 
+/// The gossip decoder's cursor: the workspace's panic-free [`ByteReader`] with this
+/// codec's errors and field readers on top.
 struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    r: ByteReader<'a>,
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader {
+            r: ByteReader::new(buf),
+        }
+    }
+
     fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.r.remaining()
+    }
+
+    fn truncated(&self, needed: usize) -> DecodeError {
+        DecodeError::Truncated {
+            offset: self.r.position(),
+            needed,
+            remaining: self.r.remaining(),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let slice =
-            self.buf
-                .get(self.pos..self.pos.saturating_add(n))
-                .ok_or(DecodeError::Truncated {
-                    offset: self.pos,
-                    needed: n,
-                    remaining: self.remaining(),
-                })?;
-        self.pos += n;
-        Ok(slice)
+        let err = self.truncated(n);
+        self.r.take(n).ok_or(err)
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+        let err = self.truncated(N);
+        self.r.array().ok_or(err)
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
+        let err = self.truncated(1);
+        self.r.u8().ok_or(err)
     }
 
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array()?))
+        self.array().map(u16::from_be_bytes)
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?))
+        self.array().map(u32::from_be_bytes)
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array()?))
+        self.array().map(u64::from_be_bytes)
     }
 
     /// Reads a u32 count and checks `count * min_item` bytes remain.

@@ -4,10 +4,10 @@
 //! # Layout
 //! - [`ring_state`]: [`RingState`], the persisted partitioner, generation and tokens
 //!   (spec: `doc/node-files.md`).
-//! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir),
-//!   also used by the service's schema stamps.
+//!
+//! Files are replaced atomically by the storage engine's helper
+//! ([`sibyl_storage::atomic_file`]), the same one the engine's manifest uses.
 
-pub mod atomic_file;
 pub mod ring_state;
 
 pub use ring_state::{next_generation, RingState, RingStateError, RING_STATE_FILE};

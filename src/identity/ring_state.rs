@@ -24,14 +24,14 @@
 //! a node restarted with another `--partitioner` refuses to start instead of placing keys
 //! where its data is not.
 //!
-//! Writes are atomic ([`super::atomic_file`]); decoding never panics and rejects trailing
+//! Writes are atomic ([`sibyl_storage::atomic_file`]); decoding never panics and rejects trailing
 //! bytes. Blocking I/O; the node writes it at start-up and once more from the gossip
 //! task when tokens are chosen (never concurrently).
 
 use std::path::{Path, PathBuf};
 
-use super::atomic_file::{read_if_exists, write_atomically};
 use crate::ring::{Partitioner, Token};
+use sibyl_storage::atomic_file::{read_if_exists, write_atomically};
 
 /// File name in the data directory.
 pub const RING_STATE_FILE: &str = "ring-state";

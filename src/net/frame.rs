@@ -12,6 +12,8 @@
 //! An error body is `code:u8 len:u16 utf8[len]`. Decoding checks the header (family,
 //! kind, flags, length cap) before the body is buffered, then the checksum; it never
 //! panics on any input. Both the TCP network and the tests use these functions.
+// Bytes from the network: decoding never panics, so no unwrap and no unchecked indexing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -13,6 +13,8 @@
 //!
 //! The version is read right after the magic: a hello of another version is refused
 //! before the rest (whose layout that version may change) is read.
+// Bytes from the network: decoding never panics, so no unwrap and no unchecked indexing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -16,6 +16,8 @@
 //!
 //! Worked example: one cell of table `t`, key `01 02`, value `d1 00 ..` (an lww cell):
 //! `01 01 01 74 02 01 02 <len> d1 00 ..`.
+// Bytes from the network: decoding never panics, so no unwrap and no unchecked indexing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use sibyl_coding::{put_varint, put_varint_prefixed, ByteReader};
 

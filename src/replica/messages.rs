@@ -25,6 +25,8 @@
 //! cannot take writes: try another replica).
 //!
 //! Decoding never panics and allocates no more than the input holds.
+// Bytes from the network: decoding never panics, so no unwrap and no unchecked indexing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use bytes::Bytes;
 use sibyl_coding::ByteReader;

@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::schema::{TableSchema, MAX_TABLE_NAME_LEN};
-use crate::identity::atomic_file::{read_if_exists, write_atomically};
+use sibyl_storage::atomic_file::{read_if_exists, write_atomically};
 
 /// File name in the data directory.
 pub const STAMPS_FILE: &str = "schema-stamps";

@@ -13,8 +13,8 @@
 //! not shared.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use sibyl_coding::ByteReader;
@@ -84,7 +84,6 @@ pub struct ActorEpoch {
 impl ActorEpoch {
     /// Name of the file in the data directory.
     pub const FILE_NAME: &'static str = "actor";
-    const TMP_NAME: &'static str = "actor.tmp";
 
     /// Reads `<dir>/actor`, or creates it with a random node id and epoch 1 when absent.
     /// A present but invalid file is an error ([`VersioningError::CorruptActorFile`]): the
@@ -157,27 +156,17 @@ impl ActorEpoch {
 
     /// Write to a temporary file, fsync it, rename over the real one, fsync the directory.
     fn persist(&self) -> Result<(), VersioningError> {
-        let tmp = self.dir.join(Self::TMP_NAME);
-        let path = self.dir.join(Self::FILE_NAME);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| VersioningError::Io { path, source }
-        };
         let bytes = encode_actor_file(self.actor);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        sibyl_storage::atomic_file::replace(
+            &self.dir,
+            Self::FILE_NAME,
+            &bytes,
+            &sibyl_storage::fault::Faults::default(),
+        )
+        .map_err(|e| VersioningError::Io {
+            path: e.path,
+            source: e.source,
+        })
     }
 }
 
@@ -240,7 +229,10 @@ mod tests {
         let (again, how) = ActorEpoch::open(dir.path()).unwrap();
         assert_eq!(how, ActorOpen::Loaded);
         assert_eq!(again.actor(), first.actor());
-        assert!(!dir.path().join(ActorEpoch::TMP_NAME).exists());
+        assert!(!dir
+            .path()
+            .join(sibyl_storage::atomic_file::tmp_name(ActorEpoch::FILE_NAME))
+            .exists());
     }
 
     #[test]

@@ -75,7 +75,8 @@
 //! ```text
 //! actor_file := ACTOR_FILE_MAGIC:8 ACTOR_FILE_VERSION:u8 actor crc:u32le   ; 25 bytes
 //! ```
-//! Written to `actor.tmp`, fsynced, renamed over `actor`, then the directory is fsynced.
+//! Written to `actor.tmp`, fsynced, renamed over `actor`, then the directory is fsynced
+//! (`sibyl_storage::atomic_file`, the one helper every small file of the node uses).
 
 /// First byte of a causal cell: identifies the format and its version.
 pub const CAUSAL_CELL_V1: u8 = 0xC1;
