@@ -8,9 +8,10 @@
 //! - [`versioning`]: dotted version vector sets, LWW cells, TTL, contexts, and the merge
 //!   policies the storage engine is given for causal and LWW tables.
 //! - [`config`]: node configuration (flags and TOML).
-//! - [`identity`]: the node's persisted ring state (generation, tokens) and atomic files.
+//! - [`identity`]: the node's persisted ring state (generation, tokens).
 //! - [`replica`]: the local replica: engine keys by the cluster's partitioner, minting,
-//!   applying cells minted elsewhere, raw reads and digests, token-range scans.
+//!   applying cells minted elsewhere, raw reads and digests, token-range scans, and the
+//!   replica family's peer messages and handler.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
