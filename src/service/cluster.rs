@@ -47,9 +47,10 @@ fn node_info(n: &NodeView) -> NodeInfo {
     tokens.sort_unstable();
     NodeInfo {
         id: n.id.to_string(),
+        // Empty until the node's client address reaches this node: the peer address
+        // accepts no clients, so it is never offered in its place (wire spec 5.6).
         address: n
             .client_address
-            .or(n.peer_address)
             .map(|a| a.to_string())
             .unwrap_or_default(),
         datacenter: n.location.datacenter.to_string(),
@@ -410,7 +411,7 @@ mod tests {
             ]
         );
         assert_eq!(t.nodes[0].address, "127.0.0.1:7400");
-        assert_eq!(t.nodes[1].address, "127.0.0.1:7401");
+        assert_eq!(t.nodes[1].address, "", "no client address known yet: empty");
         assert_eq!(t.nodes[0].tokens, vec![-3, 9]);
         assert_eq!(t.nodes[0].id, "0000000000000001");
         assert_eq!(t.nodes[0].datacenter, "east");
