@@ -74,7 +74,8 @@ pub struct MintRow<'a> {
     pub expires_at_secs: Option<u64>,
     /// A whole-row delete, with the contexts the client sent for it (causal tables; see
     /// [`crate::versioning::row_tombstone`]); `None` for no row delete. Minted before the
-    /// row's cells, so a row mutation that deletes the row and writes cells keeps them.
+    /// row's cells: causal cells minted with it land above it and are kept; lww cells at
+    /// its timestamp are covered (a delete wins a timestamp tie, as in Cassandra).
     pub row_delete: Option<Vec<Context>>,
 }
 
