@@ -259,7 +259,7 @@ impl Replica {
                 ctx,
                 sibling,
                 self.actor,
-                self.next_dot_floor(),
+                self.next_dot_floor()?,
                 row.max_siblings,
                 now_secs,
             )?;

@@ -42,7 +42,13 @@ fn fixture(node: u64, partitioner: Partitioner) -> Fixture {
             )
             .unwrap();
     }
-    let replica = Replica::new(Arc::new(engine), Actor::new(node, 1), clock, partitioner);
+    let replica = Replica::new(
+        Arc::new(engine),
+        Actor::new(node, 1),
+        clock.clone(),
+        partitioner,
+        DotClock::in_memory(clock),
+    );
     Fixture { _dir: dir, replica }
 }
 

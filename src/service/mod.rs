@@ -59,7 +59,7 @@ use sibyl_protocol::{
 };
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{DotClock, DotClockError, Replica, ReplicaError};
 use crate::ring::Partitioner;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
@@ -136,6 +136,13 @@ pub enum ServiceError {
         /// The versioning layer's error.
         #[source]
         source: VersioningError,
+    },
+    /// The dot clock's reservation file could not be read or written.
+    #[error("dot clock: {source}")]
+    DotClock {
+        /// The replica's error.
+        #[source]
+        source: DotClockError,
     },
     /// The schema stamps file could not be read.
     #[error(transparent)]
@@ -279,7 +286,24 @@ impl Service {
         .encode_body()
         .unwrap_or_default();
         let engine = Arc::new(engine);
-        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner);
+        let (actor, dots) = match DotClock::open(&opts.data_dir, clock.clone()) {
+            Ok(d) => (actor, d),
+            // Dots minted before cannot be known to stay below new ones: a new actor epoch
+            // has no dots at all.
+            Err(DotClockError::Corrupt { path, reason }) => {
+                let (mut a, _) = ActorEpoch::open(&opts.data_dir)
+                    .map_err(|source| ServiceError::Actor { source })?;
+                let new = a
+                    .bump_epoch()
+                    .map_err(|source| ServiceError::Actor { source })?;
+                tracing::error!(path = %path.display(), reason, %new, "dot clock file unreadable; new actor epoch");
+                let dots = DotClock::reset(&opts.data_dir, clock.clone())
+                    .map_err(|source| ServiceError::DotClock { source })?;
+                (new, dots)
+            }
+            Err(source) => return Err(ServiceError::DotClock { source }),
+        };
+        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner, dots);
         Ok(Service {
             engine,
             replica,
@@ -648,6 +672,10 @@ impl From<ReplicaError> for ServerError {
             ReplicaError::Storage(e) => storage_error(e),
             ReplicaError::Versioning(e) => versioning_error(e),
             ReplicaError::InvalidCell(e) => invalid(e.to_string()),
+            ReplicaError::DotClock(e) => {
+                tracing::error!(error = %e, "dot clock");
+                ServerError::new(ErrorKind::Server, e.to_string())
+            }
         }
     }
 }
