@@ -5,8 +5,9 @@
 //!
 //! # Operations
 //! - [`Replica::mint_group`] ([`mint`]): mint new versions at this node. A causal cell is
-//!   read, updated with a new dot of this node's [`Actor`] and written back, under the
-//!   stripe lock of the cell (and of its row, for the row tombstone); an lww cell is
+//!   read, updated with a new dot of this node's [`Actor`] (above its [`dot_clock`]) and
+//!   written back, under the stripe lock of the cell; a row delete writes the row's
+//!   tombstone under the stripe lock of the row's key; an lww cell is
 //!   encoded with its timestamp. Each minted cell is handed to a sink, so a coordinator can
 //!   ship exactly the bytes stored here.
 //! - [`Replica::apply`] ([`apply`]): fold in cells minted elsewhere, by the engine's merge

@@ -346,7 +346,8 @@ impl Service {
             Request::Batch { mutations, .. } if mutations.len() > INLINE_BATCH_MAX => {
                 Execution::Blocking
             }
-            // A row delete scans and rewrites the whole row, however wide.
+            // A row delete of a causal table scans the whole row, however wide, to learn
+            // what its tombstone covers.
             Request::Delete { delete, .. }
                 if matches!(delete.target, sibyl_protocol::DeleteTarget::Row { .. }) =>
             {
