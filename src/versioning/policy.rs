@@ -556,4 +556,76 @@ mod tests {
         assert_eq!(p.read(K, lcell(&LwwCell::tombstone(1))), None);
         assert_eq!(p.read(K, Entry::Tombstone), None);
     }
+
+    fn row_tomb(pairs: &[(Actor, u64)], ts: i64) -> Entry {
+        Entry::Value(
+            RowTombstone::Causal {
+                seen: VersionVector::from_pairs(pairs.iter().copied()),
+                timestamp_micros: ts,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn row_tombstones_merge_by_join_in_either_order_and_are_kept_by_compaction_and_reads() {
+        let clock = clock_at(0);
+        let p = causal(&clock);
+        let x = row_tomb(&[(A, 3)], 1);
+        let y = row_tomb(&[(A, 1), (B, 2)], 2);
+        let xy = p.merge(K, x.as_ref(), y.as_ref());
+        assert_eq!(xy, p.merge(K, y.as_ref(), x.as_ref()));
+        assert_eq!(xy, row_tomb(&[(A, 3), (B, 2)], 2));
+        assert_eq!(p.compact(K, xy.clone(), true), Some(xy.clone()));
+        let Entry::Value(bytes) = &xy else { panic!() };
+        assert_eq!(p.read(K, xy.clone()).as_ref(), Some(bytes));
+        let l = lww(&clock);
+        let t = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 4,
+            }
+            .encode(),
+        );
+        let u = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 9,
+            }
+            .encode(),
+        );
+        assert_eq!(l.merge(K, t.as_ref(), u.as_ref()), u);
+        assert_eq!(l.merge(K, u.as_ref(), t.as_ref()), u);
+        assert_eq!(l.compact(K, t.clone(), true), Some(t.clone()));
+        assert!(l.read(K, t).is_some());
+    }
+
+    #[test]
+    fn compaction_filter_strips_what_the_row_tombstone_covers_within_its_row_only() {
+        let p = causal(&clock_at(0));
+        let mut f = p.compaction_filter().unwrap();
+        let row = b"row".to_vec();
+        assert!(f.filter(&row, row_tomb(&[(A, 1)], 0)).is_some());
+        let d = blind(&Dvv::new(), val("old"), A);
+        let d = blind(&d, val("new"), A);
+        let inside = [row.clone(), b"c".to_vec()].concat();
+        let left = decoded(&f.filter(&inside, cell(&d)).unwrap());
+        assert_eq!(left.values(), [&val("new")]);
+        assert_eq!(left.join(), d.join());
+        // The next row is untouched.
+        assert_eq!(f.filter(b"rox", cell(&d)), Some(cell(&d)));
+        let l = lww(&clock_at(0));
+        let mut f = l.compaction_filter().unwrap();
+        let tomb = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 5,
+            }
+            .encode(),
+        );
+        assert!(f.filter(&row, tomb).is_some());
+        assert_eq!(
+            f.filter(&inside, lcell(&LwwCell::value(b"a".to_vec(), 5))),
+            None
+        );
+        let newer = lcell(&LwwCell::value(b"a".to_vec(), 6));
+        assert_eq!(f.filter(&inside, newer.clone()), Some(newer));
+    }
 }
