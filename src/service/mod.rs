@@ -137,6 +137,19 @@ pub enum ServiceError {
         #[source]
         source: VersioningError,
     },
+    /// A table's keys were laid out with another partitioner's tokens.
+    #[error(
+        "table {table:?} was created with {token_len}-byte tokens, not the {partitioner} \
+         partitioner's: this data directory belongs to a node with another --partitioner"
+    )]
+    KeyLayout {
+        /// The table.
+        table: String,
+        /// The partitioner configured.
+        partitioner: Partitioner,
+        /// The token length the table was created with.
+        token_len: usize,
+    },
     /// The dot clock's reservation file could not be read or written.
     #[error("dot clock: {source}")]
     DotClock {
@@ -227,6 +240,24 @@ impl Service {
                     path: opts.data_dir.clone(),
                     source,
                 })?;
+            // Keys start with the token of the partitioner the table was created under, and
+            // its prefix bloom was sized to that token: a data directory laid out by another
+            // partitioner would read as garbage.
+            let bloom =
+                engine
+                    .table_prefix_bloom_len(&name)
+                    .map_err(|source| ServiceError::Storage {
+                        path: opts.data_dir.clone(),
+                        source,
+                    })?;
+            let expected = keys::token_len(opts.partitioner);
+            if let Some(found) = bloom.filter(|&n| n != expected) {
+                return Err(ServiceError::KeyLayout {
+                    table: name,
+                    partitioner: opts.partitioner,
+                    token_len: found,
+                });
+            }
             let schema = TableSchema::decode_metadata(&name, &meta).map_err(|source| {
                 ServiceError::Schema {
                     table: name.clone(),
