@@ -2,7 +2,7 @@
 //!
 //! - Causal cells: each cell is read (its merged state), updated with
 //!   [`prepare_causal_write_above`] (a dot above the node's dot clock, see
-//!   [`Replica::next_dot_floor`]) under the cell's stripe lock and written back superseding
+//!   [`super::dot_clock`]) under the cell's stripe lock and written back superseding
 //!   what the engine holds; a cell carries the context of the read it supersedes (none =
 //!   a blind write, which becomes a sibling). A delete without a context supersedes what
 //!   this node holds for the cell (Riak's delete without a vclock reads it first); deleting
@@ -81,7 +81,7 @@ pub struct MintRow<'a> {
 impl MintRow<'_> {
     /// True when minting reads the row tombstone: a row delete merges into it. Cell
     /// writes never read it: their dots come from the node's dot clock, above every dot a
-    /// row tombstone can have seen of this node (see [`Replica::next_dot_floor`]).
+    /// row tombstone can have seen of this node (see [`super::dot_clock`]).
     fn reads_row_tombstone(&self) -> bool {
         self.row_delete.is_some()
     }
