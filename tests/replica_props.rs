@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sibyl::replica::keys::{split_engine_key, RowPrefix};
 use sibyl::replica::read::cell_digest;
-use sibyl::replica::{MintCell, MintRow, RawCell, Replica, ReplicaError, TokenRange};
+use sibyl::replica::{DotClock, MintCell, MintRow, RawCell, Replica, ReplicaError, TokenRange};
 use sibyl::ring::Partitioner;
 use sibyl::versioning::{
     decode_causal_cell, Actor, CausalMerge, Clock, Context, LwwCell, LwwMerge, ManualClock,
@@ -65,7 +65,13 @@ fn node(id: u64, partitioner: Partitioner) -> Node {
     }
     Node {
         _dir: dir,
-        replica: Replica::new(Arc::new(engine), Actor::new(id, 1), clock, partitioner),
+        replica: Replica::new(
+            Arc::new(engine),
+            Actor::new(id, 1),
+            clock.clone(),
+            partitioner,
+            DotClock::in_memory(clock),
+        ),
     }
 }
 

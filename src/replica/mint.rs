@@ -2,7 +2,7 @@
 //!
 //! - Causal cells: each cell is read (its merged state), updated with
 //!   [`prepare_causal_write_above`] (a dot above the node's dot clock, see
-//!   [`Replica::next_dot_floor`], and above the row tombstone it folds in) under the cell's stripe lock and written back superseding
+//!   [`super::dot_clock`]) under the cell's stripe lock and written back superseding
 //!   what the engine holds; a cell carries the context of the read it supersedes (none =
 //!   a blind write, which becomes a sibling). A delete without a context supersedes what
 //!   this node holds for the cell (Riak's delete without a vclock reads it first); deleting
@@ -33,8 +33,7 @@ use sibyl_storage::{Entry, WriteBatch};
 use super::keys::RowPrefix;
 use super::{Replica, ReplicaError};
 use crate::versioning::{
-    decode_causal_cell, prepare_causal_write_above, prepare_lww_write, Context, RowTombstone,
-    Sibling,
+    decode_causal_cell, prepare_causal_write_above, prepare_lww_write, Context, Sibling,
 };
 
 /// Bytes of cells per engine write batch before the batch is written and a new one
@@ -74,15 +73,17 @@ pub struct MintRow<'a> {
     pub expires_at_secs: Option<u64>,
     /// A whole-row delete, with the contexts the client sent for it (causal tables; see
     /// [`crate::versioning::row_tombstone`]); `None` for no row delete. Minted before the
-    /// row's cells, so a row mutation that deletes the row and writes cells keeps them.
+    /// row's cells: causal cells minted with it land above it and are kept; lww cells at
+    /// its timestamp are covered (a delete wins a timestamp tie, as in Cassandra).
     pub row_delete: Option<Vec<Context>>,
 }
 
 impl MintRow<'_> {
-    /// True when minting reads the row tombstone: causal cells fold it into their
-    /// context, and a row delete merges into it.
+    /// True when minting reads the row tombstone: a row delete merges into it. Cell
+    /// writes never read it: their dots come from the node's dot clock, above every dot a
+    /// row tombstone can have seen of this node (see [`super::dot_clock`]).
     fn reads_row_tombstone(&self) -> bool {
-        self.row_delete.is_some() || (self.mode == ConflictMode::Causal && !self.cells.is_empty())
+        self.row_delete.is_some()
     }
 }
 
@@ -207,15 +208,10 @@ impl Replica {
     ) -> Result<Vec<PreparedCell<'p>>, ReplicaError> {
         let mut out = Vec::with_capacity(row.cells.len() + 1);
         let ts = row.timestamp_micros;
-        let mut tombstone = if row.reads_row_tombstone() {
-            self.stored_row_tombstone(row.table, row.row.as_bytes(), overlay)?
-        } else {
-            None
-        };
         if let Some(contexts) = &row.row_delete {
-            let t = self.prepare_row_delete(row, contexts, tombstone.as_ref(), overlay)?;
+            let stored = self.stored_row_tombstone(row.table, row.row.as_bytes(), overlay)?;
+            let t = self.prepare_row_delete(row, contexts, stored.as_ref(), overlay)?;
             out.push((row.row.as_bytes(), t.encode()));
-            tombstone = Some(t);
         }
         if row.mode == ConflictMode::Lww {
             for (k, c) in row.keys.iter().zip(&row.cells) {
@@ -264,20 +260,6 @@ impl Replica {
                 }
                 (_, ctx, _) => ctx.as_ref(),
             };
-            // A write at a node that holds the row tombstone has seen it: folding it into
-            // the context mints the new dot above it (else the tombstone would cover the
-            // write) and drops the siblings it covers.
-            let folded;
-            let ctx = match tombstone.as_ref().and_then(RowTombstone::seen) {
-                Some(seen) => {
-                    folded = Context::from_vv(match ctx {
-                        Some(c) => c.vv().merge(seen),
-                        None => seen.clone(),
-                    });
-                    Some(&folded)
-                }
-                None => ctx,
-            };
             let mut sibling = match c.value {
                 Some(v) => Sibling::value(v.to_vec(), ts),
                 None => Sibling::tombstone(ts),
@@ -290,7 +272,7 @@ impl Replica {
                 ctx,
                 sibling,
                 self.actor,
-                self.next_dot_floor(),
+                self.next_dot_floor()?,
                 row.max_siblings,
                 now_secs,
             )?;

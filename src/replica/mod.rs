@@ -5,8 +5,9 @@
 //!
 //! # Operations
 //! - [`Replica::mint_group`] ([`mint`]): mint new versions at this node. A causal cell is
-//!   read, updated with a new dot of this node's [`Actor`] and written back, under the
-//!   stripe lock of the cell (and of its row, for the row tombstone); an lww cell is
+//!   read, updated with a new dot of this node's [`Actor`] (above its [`dot_clock`]) and
+//!   written back, under the stripe lock of the cell; a row delete writes the row's
+//!   tombstone under the stripe lock of the row's key; an lww cell is
 //!   encoded with its timestamp. Each minted cell is handed to a sink, so a coordinator can
 //!   ship exactly the bytes stored here.
 //! - [`Replica::apply`] ([`apply`]): fold in cells minted elsewhere, by the engine's merge
@@ -24,8 +25,8 @@
 //! - [`peer`]: [`ReplicaHandler`], which answers them from this node's replica.
 //!
 //! # Invariants
-//! - An actor's dot counters increase across every cell it writes (a per-node dot clock,
-//!   floored by the clock in microseconds): a dot counter is not a per-cell event count
+//! - An actor's dot counters increase across every cell it writes ([`dot_clock`]: floored
+//!   by the clock in microseconds, persisted ahead across restarts): a dot counter is not a per-cell event count
 //!   but a position in the actor's history, which is what a causal row tombstone needs.
 //! - A dot is never minted twice: minting reads the cell's merged state and writes the
 //!   superseding result under the cell's stripe lock; [`Replica::apply`] takes the same
@@ -41,6 +42,7 @@
 
 pub mod apply;
 pub mod codec;
+pub mod dot_clock;
 pub mod keys;
 pub mod messages;
 pub mod mint;
@@ -49,7 +51,6 @@ pub mod range;
 pub mod read;
 pub mod row_tombstone;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sibyl_storage::Engine;
@@ -59,6 +60,7 @@ use crate::versioning::{Actor, Clock, VersioningError};
 
 pub use apply::InvalidCell;
 pub use codec::{CodecError, RawCell};
+pub use dot_clock::{DotClock, DotClockError};
 pub use messages::{ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
 pub use mint::{MintCell, MintRow};
 pub use peer::{ReplicaExecution, ReplicaHandler, ReplicaHost};
@@ -81,6 +83,9 @@ pub enum ReplicaError {
     /// A cell given to [`Replica::apply`] is malformed.
     #[error(transparent)]
     InvalidCell(#[from] InvalidCell),
+    /// The dot clock's reservation could not be written.
+    #[error(transparent)]
+    DotClock(#[from] DotClockError),
 }
 
 /// The local replica of one node. See the module documentation.
@@ -90,8 +95,8 @@ pub struct Replica {
     actor: Actor,
     clock: Arc<dyn Clock>,
     partitioner: Partitioner,
-    /// The last dot counter floor handed out ([`Replica::next_dot_floor`]).
-    dot_clock: AtomicU64,
+    /// Where dot counters come from ([`dot_clock`]).
+    dots: DotClock,
 }
 
 impl std::fmt::Debug for Replica {
@@ -104,13 +109,14 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    /// A replica over an open engine, minting with `actor`, reading time from `clock`,
-    /// laying keys out by `partitioner`.
+    /// A replica over an open engine, minting with `actor` above `dots`, reading time
+    /// from `clock`, laying keys out by `partitioner`.
     pub fn new(
         engine: Arc<Engine>,
         actor: Actor,
         clock: Arc<dyn Clock>,
         partitioner: Partitioner,
+        dots: DotClock,
     ) -> Replica {
         Replica {
             engine,
@@ -118,25 +124,13 @@ impl Replica {
             actor,
             clock,
             partitioner,
-            dot_clock: AtomicU64::new(0),
+            dots,
         }
     }
 
-    /// The floor of the next dot this node mints: strictly above every floor handed out
-    /// before, and at least the clock in microseconds, so this actor's dot counters
-    /// increase across all the cells it writes and across restarts (while the clock does
-    /// not step back past the last mint). That makes a causal row tombstone exact: a dot
-    /// at or below what it saw of an actor was minted before the write it saw
-    /// ([`crate::versioning::row_tombstone`]).
-    pub(crate) fn next_dot_floor(&self) -> u64 {
-        let now = u64::try_from(self.clock.now_micros()).unwrap_or(0);
-        let prev = self
-            .dot_clock
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                Some(now.max(p.saturating_add(1)))
-            })
-            .unwrap_or_else(|p| p);
-        now.max(prev.saturating_add(1))
+    /// The floor of the next dot this node mints (see [`dot_clock`]).
+    pub(crate) fn next_dot_floor(&self) -> Result<u64, ReplicaError> {
+        Ok(self.dots.next()?)
     }
 
     /// The engine.

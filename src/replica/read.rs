@@ -12,7 +12,12 @@
 //!   `key_len:u32be key canonical_len:u32be canonical`; binding the key means a digest of
 //!   a range or row can be a plain fold of its cells' digests.
 //!
-//! An undecodable stored value has itself as canonical form (it is never rewritten).
+//! An undecodable stored value has itself as canonical form (it is never rewritten). A
+//! row tombstone is its own canonical form. A cell's digest does not apply its row's
+//! tombstone: until both have compacted, a replica whose compaction already removed the
+//! covered siblings of a cell digests it differently from one that has not, though both
+//! read the same; a row-level digest that filters by the tombstone first is for the read
+//! repair issue to add if it compares rows.
 
 use std::borrow::Cow;
 use std::ops::Bound;

@@ -42,7 +42,13 @@ fn fixture(node: u64, partitioner: Partitioner) -> Fixture {
             )
             .unwrap();
     }
-    let replica = Replica::new(Arc::new(engine), Actor::new(node, 1), clock, partitioner);
+    let replica = Replica::new(
+        Arc::new(engine),
+        Actor::new(node, 1),
+        clock.clone(),
+        partitioner,
+        DotClock::in_memory(clock),
+    );
     Fixture { _dir: dir, replica }
 }
 
@@ -241,4 +247,66 @@ fn replica_scan_range_returns_the_range_in_ring_order() {
     }
     let expected: Vec<Token> = tokens[41..].iter().chain(&tokens[..=10]).copied().collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn replica_apply_takes_row_tombstones_only_at_a_rows_key_and_of_the_tables_mode() {
+    use crate::versioning::{RowTombstone, VersionVector};
+    let f = fixture(1, Partitioner::Murmur3);
+    let row = RowPrefix::new(Partitioner::Murmur3, b"k");
+    let causal = RowTombstone::Causal {
+        seen: VersionVector::from_pairs([(Actor::new(9, 1), 3)]),
+        timestamp_micros: 1,
+    }
+    .encode();
+    let lww = RowTombstone::Lww {
+        timestamp_micros: 1,
+    }
+    .encode();
+    let cell = |table: &str, key: &[u8], value: &[u8]| RawCell {
+        table: table.into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+    };
+    f.replica
+        .apply(&[cell("c", row.as_bytes(), &causal)], mode_of)
+        .unwrap();
+    f.replica
+        .apply(&[cell("l", row.as_bytes(), &lww)], mode_of)
+        .unwrap();
+    for bad in [
+        cell("c", row.as_bytes(), &lww),
+        cell("l", row.as_bytes(), &causal),
+        cell("c", &row.cell_key(b"col"), &causal),
+        cell(
+            "l",
+            row.as_bytes(),
+            &LwwCell::value(b"v".to_vec(), 1).encode(),
+        ),
+    ] {
+        let r = f.replica.apply(std::slice::from_ref(&bad), mode_of);
+        assert!(
+            matches!(r, Err(ReplicaError::InvalidCell(_))),
+            "{bad:?}: {r:?}"
+        );
+    }
+    // Applying the same tombstone again, or a smaller one, changes nothing.
+    let smaller = RowTombstone::Causal {
+        seen: VersionVector::from_pairs([(Actor::new(9, 1), 1)]),
+        timestamp_micros: 0,
+    }
+    .encode();
+    f.replica
+        .apply(
+            &[
+                cell("c", row.as_bytes(), &smaller),
+                cell("c", row.as_bytes(), &causal),
+            ],
+            mode_of,
+        )
+        .unwrap();
+    assert_eq!(
+        f.replica.read_raw("c", row.as_bytes()).unwrap(),
+        Some(causal.clone())
+    );
 }

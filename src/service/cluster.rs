@@ -49,10 +49,7 @@ fn node_info(n: &NodeView) -> NodeInfo {
         id: n.id.to_string(),
         // Empty until the node's client address reaches this node: the peer address
         // accepts no clients, so it is never offered in its place (wire spec 5.6).
-        address: n
-            .client_address
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
+        address: n.client_address.map(|a| a.to_string()).unwrap_or_default(),
         datacenter: n.location.datacenter.to_string(),
         rack: n.location.rack.to_string(),
         state: node_state(n.status),

@@ -57,7 +57,7 @@ use sibyl_protocol::{
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
 use crate::cluster::ClusterHandle;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{DotClock, DotClockError, Replica, ReplicaError};
 use crate::ring::Partitioner;
 use crate::versioning::{
     Actor, ActorEpoch, ActorOpen, CausalMerge, Clock, LwwMerge, VersioningError,
@@ -133,6 +133,26 @@ pub enum ServiceError {
         /// The versioning layer's error.
         #[source]
         source: VersioningError,
+    },
+    /// A table's keys were laid out with another partitioner's tokens.
+    #[error(
+        "table {table:?} was created with {token_len}-byte tokens, not the {partitioner} \
+         partitioner's: this data directory belongs to a node with another --partitioner"
+    )]
+    KeyLayout {
+        /// The table.
+        table: String,
+        /// The partitioner configured.
+        partitioner: Partitioner,
+        /// The token length the table was created with.
+        token_len: usize,
+    },
+    /// The dot clock's reservation file could not be read or written.
+    #[error("dot clock: {source}")]
+    DotClock {
+        /// The replica's error.
+        #[source]
+        source: DotClockError,
     },
     /// The schema stamps file could not be read.
     #[error(transparent)]
@@ -228,6 +248,24 @@ impl Service {
                     path: opts.data_dir.clone(),
                     source,
                 })?;
+            // Keys start with the token of the partitioner the table was created under, and
+            // its prefix bloom was sized to that token: a data directory laid out by another
+            // partitioner would read as garbage.
+            let bloom =
+                engine
+                    .table_prefix_bloom_len(&name)
+                    .map_err(|source| ServiceError::Storage {
+                        path: opts.data_dir.clone(),
+                        source,
+                    })?;
+            let expected = keys::token_len(opts.partitioner);
+            if let Some(found) = bloom.filter(|&n| n != expected) {
+                return Err(ServiceError::KeyLayout {
+                    table: name,
+                    partitioner: opts.partitioner,
+                    token_len: found,
+                });
+            }
             let schema = TableSchema::decode_metadata(&name, &meta).map_err(|source| {
                 ServiceError::Schema {
                     table: name.clone(),
@@ -287,7 +325,24 @@ impl Service {
         .encode_body()
         .unwrap_or_default();
         let engine = Arc::new(engine);
-        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner);
+        let (actor, dots) = match DotClock::open(&opts.data_dir, clock.clone()) {
+            Ok(d) => (actor, d),
+            // Dots minted before cannot be known to stay below new ones: a new actor epoch
+            // has no dots at all.
+            Err(DotClockError::Corrupt { path, reason }) => {
+                let (mut a, _) = ActorEpoch::open(&opts.data_dir)
+                    .map_err(|source| ServiceError::Actor { source })?;
+                let new = a
+                    .bump_epoch()
+                    .map_err(|source| ServiceError::Actor { source })?;
+                tracing::error!(path = %path.display(), reason, %new, "dot clock file unreadable; new actor epoch");
+                let dots = DotClock::reset(&opts.data_dir, clock.clone())
+                    .map_err(|source| ServiceError::DotClock { source })?;
+                (new, dots)
+            }
+            Err(source) => return Err(ServiceError::DotClock { source }),
+        };
+        let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner, dots);
         Ok(Service {
             engine,
             replica,
@@ -330,7 +385,8 @@ impl Service {
             Request::Batch { mutations, .. } if mutations.len() > INLINE_BATCH_MAX => {
                 Execution::Blocking
             }
-            // A row delete scans and rewrites the whole row, however wide.
+            // A row delete of a causal table scans the whole row, however wide, to learn
+            // what its tombstone covers.
             Request::Delete { delete, .. }
                 if matches!(delete.target, sibyl_protocol::DeleteTarget::Row { .. }) =>
             {
@@ -662,6 +718,10 @@ impl From<ReplicaError> for ServerError {
             ReplicaError::Storage(e) => storage_error(e),
             ReplicaError::Versioning(e) => versioning_error(e),
             ReplicaError::InvalidCell(e) => invalid(e.to_string()),
+            ReplicaError::DotClock(e) => {
+                tracing::error!(error = %e, "dot clock");
+                ServerError::new(ErrorKind::Server, e.to_string())
+            }
         }
     }
 }

@@ -119,3 +119,29 @@ fn service_md5_node_scans_a_token_range_in_token_order() {
 fn service_murmur3_node_scans_a_token_range_in_token_order() {
     check_partitioner(Partitioner::Murmur3);
 }
+
+#[test]
+fn service_refuses_a_data_directory_laid_out_by_another_partitioner() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(service(dir.path(), Partitioner::Murmur3));
+    let clock = Arc::new(ManualClock::at_secs(1_700_000_000));
+    let r = Service::open(super::ServiceOptions {
+        partitioner: Partitioner::Md5,
+        ..options(dir.path(), clock.clone())
+    });
+    assert!(
+        matches!(r, Err(super::ServiceError::KeyLayout { token_len: 8, .. })),
+        "{r:?}"
+    );
+    // The same partitioner opens it, data intact.
+    let svc = Service::open(options(dir.path(), clock)).unwrap();
+    let got = scanned_rows(
+        &svc,
+        Partitioner::Murmur3,
+        TokenRange {
+            start: Partitioner::Murmur3.min_token(),
+            end: Partitioner::Murmur3.min_token(),
+        },
+    );
+    assert_eq!(got.len(), ROWS as usize);
+}

@@ -265,3 +265,24 @@ fn service_row_delete_is_honoured_by_slices_from_mid_row_and_named_columns() {
         }
     }
 }
+
+#[test]
+fn service_corrupt_dot_clock_file_takes_a_new_actor_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at_secs(1_700_000_000));
+    let before = Service::open(options(dir.path(), clock.clone()))
+        .unwrap()
+        .actor();
+    let again = Service::open(options(dir.path(), clock.clone()))
+        .unwrap()
+        .actor();
+    assert_eq!(again, before, "a valid dot clock file keeps the actor");
+    std::fs::write(
+        dir.path().join(crate::replica::dot_clock::DOT_CLOCK_FILE),
+        b"damaged",
+    )
+    .unwrap();
+    let after = Service::open(options(dir.path(), clock)).unwrap().actor();
+    assert_eq!(after.node, before.node);
+    assert_eq!(after.epoch, before.epoch + 1);
+}

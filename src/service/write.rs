@@ -110,15 +110,11 @@ impl Service {
             Some(0) | None => None,
             Some(t) => Some(t),
         };
-        let cells = insert
-            .columns
-            .iter()
-            .map(|c| CellWrite {
-                column: &c.name,
-                value: Some(&c.value),
-                context: &c.context,
-            })
-            .collect();
+        let cells = insert.columns.iter().map(|c| CellWrite {
+            column: &c.name,
+            value: Some(&c.value),
+            context: &c.context,
+        });
         self.plan(
             &insert.table,
             schema,
@@ -165,19 +161,16 @@ impl Service {
                 &delete.key,
                 delete.timestamp_micros,
                 None,
-                Vec::new(),
+                std::iter::empty(),
             )?;
             plan.row.row_delete = Some(seen);
             return self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()));
         }
-        let cells: Vec<CellWrite<'_>> = named
-            .iter()
-            .map(|c| CellWrite {
-                column: &c.name,
-                value: None,
-                context: &c.context,
-            })
-            .collect();
+        let cells = named.iter().map(|c| CellWrite {
+            column: &c.name,
+            value: None,
+            context: &c.context,
+        });
         let plan = self.plan(
             &delete.table,
             schema,
@@ -218,25 +211,25 @@ impl Service {
         key: &[u8],
         timestamp_micros: Option<i64>,
         ttl_secs: Option<u32>,
-        cells: Vec<CellWrite<'a>>,
+        cells: impl ExactSizeIterator<Item = CellWrite<'a>>,
     ) -> Result<RowPlan<'a>, ServerError> {
         let prefix = RowPrefix::new(self.opts.partitioner, key);
-        let keys = cells.iter().map(|c| prefix.cell_key(c.column)).collect();
         let causal = schema.options.conflict_mode == ConflictMode::Causal;
-        let cells = cells
-            .iter()
-            .map(|c| {
-                let context = if causal && !c.context.is_empty() {
-                    Some(Context::decode(c.context).map_err(versioning_error)?)
-                } else {
-                    None
-                };
-                Ok(MintCell {
-                    value: c.value,
-                    context,
-                })
-            })
-            .collect::<Result<Vec<MintCell<'a>>, ServerError>>()?;
+        let mut keys = Vec::with_capacity(cells.len());
+        let mut mint_cells = Vec::with_capacity(cells.len());
+        for c in cells {
+            let context = if causal && !c.context.is_empty() {
+                Some(Context::decode(c.context).map_err(versioning_error)?)
+            } else {
+                None
+            };
+            keys.push(prefix.cell_key(c.column));
+            mint_cells.push(MintCell {
+                value: c.value,
+                context,
+            });
+        }
+        let cells = mint_cells;
         // Rounded up to a whole second: a value never lives less than its TTL.
         let expires_at_secs =
             ttl_secs.map(|t| crate::versioning::expires_at_secs(self.clock.now_micros(), t));

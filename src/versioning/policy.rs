@@ -12,7 +12,8 @@
 //!    tables (deletes are cells), so it carries no information.
 //!
 //! The result of merging a group is: the merge of its decodable cells if it has any; else
-//! its newest undecodable cell; else an engine tombstone. Because that description does not
+//! the join of its row tombstones if it has any; else its newest undecodable cell; else an
+//! engine tombstone. Because that description does not
 //! depend on grouping, the merge stays associative even with garbage in it, and a corrupt
 //! version never hides a good one (the good side is kept). Neither policy is
 //! `newest_wins`.
@@ -31,7 +32,9 @@
 //! # Row tombstones
 //! A row's key (the row prefix, empty column) holds its row tombstone
 //! ([`super::row_tombstone`]), never a cell. Both policies recognise it by its format
-//! byte: versions of it merge by the tombstone join; `read` returns it as stored (the
+//! byte and rank it between good cells and undecodable versions (so the rank rule stays
+//! associative even if corruption mixes kinds at one key): versions of it merge by the
+//! tombstone join; `read` returns it as stored (the
 //! node filters the row's cells with it); `compact` keeps it. Each compaction gets a
 //! filter that sees entries in key order and removes from the cells following a row
 //! tombstone what it covers.
@@ -55,9 +58,12 @@ use super::dvv::Dvv;
 use super::lww::LwwCell;
 use super::row_tombstone::{is_row_tombstone, RowTombstone};
 
-/// One version as the policies see it.
+/// One version as the policies see it, highest rank first.
 enum Rank<T> {
     Good(T),
+    /// A row tombstone (by its format byte, decoded). A key holds cells or a row
+    /// tombstone, never both; if corruption mixes them, cells outrank it.
+    Row(RowTombstone),
     Corrupt,
     EngineTombstone,
 }
@@ -70,6 +76,19 @@ fn classify<T, E: std::fmt::Display>(
 ) -> Rank<T> {
     match entry {
         EntryRef::Tombstone => Rank::EngineTombstone,
+        EntryRef::Value(bytes) if is_row_tombstone(bytes) => match RowTombstone::decode(bytes) {
+            Ok(t) => Rank::Row(t),
+            Err(e) => {
+                count_corrupt_cell();
+                tracing::error!(
+                    table_kind,
+                    key = ?KeyHex(key),
+                    error = %e,
+                    "undecodable row tombstone; keeping the other version"
+                );
+                Rank::Corrupt
+            }
+        },
         EntryRef::Value(bytes) => match decode(bytes) {
             Ok(t) => Rank::Good(t),
             Err(e) => {
@@ -113,25 +132,13 @@ fn merge_ranked<T>(
         (Rank::Good(x), Rank::Good(y)) => Entry::Value(join(x, y)),
         (Rank::Good(_), _) => older.to_owned(),
         (_, Rank::Good(_)) => newer.to_owned(),
+        (Rank::Row(x), Rank::Row(y)) => Entry::Value(x.merge(&y).encode()),
+        (Rank::Row(_), _) => older.to_owned(),
+        (_, Rank::Row(_)) => newer.to_owned(),
         (_, Rank::Corrupt) => newer.to_owned(),
         (Rank::Corrupt, Rank::EngineTombstone) => older.to_owned(),
         (Rank::EngineTombstone, Rank::EngineTombstone) => Entry::Tombstone,
     }
-}
-
-/// True when the entry is a row tombstone (it lives at a row's key, where no cell is).
-fn is_row_entry(e: EntryRef<'_>) -> bool {
-    matches!(e, EntryRef::Value(v) if is_row_tombstone(v))
-}
-
-/// Merges two versions of a row's key: row tombstones join; the rank rule of the module
-/// doc keeps a good side over a corrupt one.
-fn merge_row_tombstones(key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
-    let a = classify("row tombstone", key, older, RowTombstone::decode);
-    let b = classify("row tombstone", key, newer, RowTombstone::decode);
-    merge_ranked(older, newer, a, b, |x: RowTombstone, y: RowTombstone| {
-        x.merge(&y).encode()
-    })
 }
 
 /// The compaction filter of both policies: remembers the last row tombstone met (keys
@@ -205,9 +212,6 @@ impl MergePolicy for CausalMerge {
         if older == newer {
             return newer.to_owned();
         }
-        if is_row_entry(older) || is_row_entry(newer) {
-            return merge_row_tombstones(key, older, newer);
-        }
         let a = classify("causal", key, older, decode_causal_cell);
         let b = classify("causal", key, newer, decode_causal_cell);
         merge_ranked(older, newer, a, b, |x: Dvv, y: Dvv| {
@@ -216,14 +220,11 @@ impl MergePolicy for CausalMerge {
     }
 
     fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
-        if is_row_entry(entry.as_ref()) {
-            // Never purged yet (see the row_tombstone module).
-            return Some(entry);
-        }
         let dvv = match classify("causal", key, entry.as_ref(), decode_causal_cell) {
             Rank::Good(d) => d,
-            // Keep what we cannot read: dropping it would be silent data loss.
-            Rank::Corrupt => return Some(entry),
+            // Keep what we cannot read: dropping it would be silent data loss. Row
+            // tombstones are never purged yet (see the row_tombstone module).
+            Rank::Corrupt | Rank::Row(_) => return Some(entry),
             Rank::EngineTombstone => return (!bottommost).then_some(entry),
         };
         let now = self.clock.now_secs();
@@ -246,11 +247,6 @@ impl MergePolicy for CausalMerge {
     }
 
     fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
-        if let Entry::Value(v) = &entry {
-            if is_row_tombstone(v) {
-                return Some(entry_bytes(entry));
-            }
-        }
         match classify("causal", key, entry.as_ref(), decode_causal_cell) {
             Rank::Good(dvv) => {
                 let now = self.clock.now_secs();
@@ -263,6 +259,8 @@ impl MergePolicy for CausalMerge {
                     }
                 }
             }
+            // The node reads the row tombstone to filter the row's cells.
+            Rank::Row(_) => Some(entry_bytes(entry)),
             Rank::Corrupt | Rank::EngineTombstone => None,
         }
     }
@@ -284,9 +282,6 @@ impl LwwMerge {
 
 impl MergePolicy for LwwMerge {
     fn merge(&self, key: &[u8], older: EntryRef<'_>, newer: EntryRef<'_>) -> Entry {
-        if is_row_entry(older) || is_row_entry(newer) {
-            return merge_row_tombstones(key, older, newer);
-        }
         let a = classify("lww", key, older, LwwCell::decode);
         let b = classify("lww", key, newer, LwwCell::decode);
         // Return the winner's original bytes rather than re-encoding.
@@ -305,13 +300,10 @@ impl MergePolicy for LwwMerge {
     /// An expired value becomes a tombstone with the value's timestamp (it must keep
     /// shadowing older writes); tombstones are dropped when `bottommost`.
     fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
-        if is_row_entry(entry.as_ref()) {
-            // Never purged yet (see the row_tombstone module).
-            return Some(entry);
-        }
         let cell = match classify("lww", key, entry.as_ref(), LwwCell::decode) {
             Rank::Good(c) => c,
-            Rank::Corrupt => return Some(entry),
+            // Row tombstones are never purged yet (see the row_tombstone module).
+            Rank::Corrupt | Rank::Row(_) => return Some(entry),
             Rank::EngineTombstone => return (!bottommost).then_some(entry),
         };
         let dead = cell.is_tombstone() || cell.is_expired(self.clock.now_secs());
@@ -332,11 +324,6 @@ impl MergePolicy for LwwMerge {
     }
 
     fn read(&self, key: &[u8], entry: Entry) -> Option<Vec<u8>> {
-        if let Entry::Value(v) = &entry {
-            if is_row_tombstone(v) {
-                return Some(entry_bytes(entry));
-            }
-        }
         match classify("lww", key, entry.as_ref(), LwwCell::decode) {
             Rank::Good(c) if !c.is_tombstone() && !c.is_expired(self.clock.now_secs()) => {
                 match entry {
@@ -344,6 +331,7 @@ impl MergePolicy for LwwMerge {
                     Entry::Tombstone => None,
                 }
             }
+            Rank::Row(_) => Some(entry_bytes(entry)),
             _ => None,
         }
     }
@@ -555,5 +543,102 @@ mod tests {
         assert_eq!(p.read(K, v), None);
         assert_eq!(p.read(K, lcell(&LwwCell::tombstone(1))), None);
         assert_eq!(p.read(K, Entry::Tombstone), None);
+    }
+
+    fn row_tomb(pairs: &[(Actor, u64)], ts: i64) -> Entry {
+        Entry::Value(
+            RowTombstone::Causal {
+                seen: VersionVector::from_pairs(pairs.iter().copied()),
+                timestamp_micros: ts,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn row_tombstones_merge_by_join_in_either_order_and_are_kept_by_compaction_and_reads() {
+        let clock = clock_at(0);
+        let p = causal(&clock);
+        let x = row_tomb(&[(A, 3)], 1);
+        let y = row_tomb(&[(A, 1), (B, 2)], 2);
+        let xy = p.merge(K, x.as_ref(), y.as_ref());
+        assert_eq!(xy, p.merge(K, y.as_ref(), x.as_ref()));
+        assert_eq!(xy, row_tomb(&[(A, 3), (B, 2)], 2));
+        assert_eq!(p.compact(K, xy.clone(), true), Some(xy.clone()));
+        let Entry::Value(bytes) = &xy else { panic!() };
+        assert_eq!(p.read(K, xy.clone()).as_ref(), Some(bytes));
+        let l = lww(&clock);
+        let t = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 4,
+            }
+            .encode(),
+        );
+        let u = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 9,
+            }
+            .encode(),
+        );
+        assert_eq!(l.merge(K, t.as_ref(), u.as_ref()), u);
+        assert_eq!(l.merge(K, u.as_ref(), t.as_ref()), u);
+        assert_eq!(l.compact(K, t.clone(), true), Some(t.clone()));
+        assert!(l.read(K, t).is_some());
+    }
+
+    #[test]
+    fn compaction_filter_strips_what_the_row_tombstone_covers_within_its_row_only() {
+        let p = causal(&clock_at(0));
+        let mut f = p.compaction_filter().unwrap();
+        let row = b"row".to_vec();
+        assert!(f.filter(&row, row_tomb(&[(A, 1)], 0)).is_some());
+        let d = blind(&Dvv::new(), val("old"), A);
+        let d = blind(&d, val("new"), A);
+        let inside = [row.clone(), b"c".to_vec()].concat();
+        let left = decoded(&f.filter(&inside, cell(&d)).unwrap());
+        assert_eq!(left.values(), [&val("new")]);
+        assert_eq!(left.join(), d.join());
+        // The next row is untouched.
+        assert_eq!(f.filter(b"rox", cell(&d)), Some(cell(&d)));
+        let l = lww(&clock_at(0));
+        let mut f = l.compaction_filter().unwrap();
+        let tomb = Entry::Value(
+            RowTombstone::Lww {
+                timestamp_micros: 5,
+            }
+            .encode(),
+        );
+        assert!(f.filter(&row, tomb).is_some());
+        assert_eq!(
+            f.filter(&inside, lcell(&LwwCell::value(b"a".to_vec(), 5))),
+            None
+        );
+        let newer = lcell(&LwwCell::value(b"a".to_vec(), 6));
+        assert_eq!(f.filter(&inside, newer.clone()), Some(newer));
+    }
+
+    /// Regression (versioning_props found it): garbage starting with the row tombstone's
+    /// format byte, between two cells, once made the merge depend on grouping.
+    #[test]
+    fn causal_merge_stays_associative_with_garbage_that_looks_like_a_row_tombstone() {
+        let p = causal(&clock_at(0));
+        let a = cell(&blind(&Dvv::new(), val("a"), A));
+        let junk = Entry::Value(vec![0xC2]);
+        let b = cell(&Dvv::new());
+        let left = p.merge(
+            K,
+            p.merge(K, a.as_ref(), junk.as_ref()).as_ref(),
+            b.as_ref(),
+        );
+        let right = p.merge(
+            K,
+            a.as_ref(),
+            p.merge(K, junk.as_ref(), b.as_ref()).as_ref(),
+        );
+        assert_eq!(left, right);
+        // A good row tombstone mixed with cells (corruption) also keeps the cells.
+        let t = row_tomb(&[(A, 1)], 0);
+        assert_eq!(p.merge(K, a.as_ref(), t.as_ref()), a);
+        assert_eq!(p.merge(K, t.as_ref(), a.as_ref()), a);
     }
 }

@@ -24,15 +24,17 @@
 //!   `(actor, c)` with `c <= S[actor]` was minted before the write of `actor` the delete
 //!   saw — it happened before the delete (by the actor's own order), even in a column the
 //!   deleting node never received, and is deleted; a dot above `S[actor]` was minted
-//!   after, without the delete's knowledge, and survives. A node that holds the row
-//!   tombstone folds `S` into the context of every causal write it mints and every cell
-//!   context it hands to clients, so a write made after reading the deleted row survives
-//!   on every replica wherever it is coordinated.
+//!   after, without the delete's knowledge, and survives. So a write after the delete,
+//!   at any node, survives it without that node reading (or holding) the tombstone. A
+//!   read hands out `S` merged into every cell's context, so a write made with such a
+//!   context also drops the covered siblings it supersedes (they are deleted anyway).
 //!
-//!   The one assumption: a node's clock does not step back past its last mint across a
-//!   restart (within a process the dot clock never goes back). If it did, a write after
-//!   the delete could get a dot below what the delete saw of that node and be deleted
-//!   with it.
+//!   The dot clock never goes back, within a process or across restarts (it persists a
+//!   reservation ahead of its last value; a lost reservation means a new actor epoch).
+//!
+//!   Cost of the exact semantics: dot counters are clock-sized (about 2^51), so each
+//!   actor entry of a causal cell and of a context takes about 7 bytes more than a small
+//!   per-cell count would.
 //!
 //! Reads and slices skip what the row tombstone covers; compaction drops it
 //! ([`super::policy`]'s compaction filter). Row tombstones themselves are never purged

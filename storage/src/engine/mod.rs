@@ -251,6 +251,12 @@ impl Engine {
         Ok(self.inner.table(name)?.metadata.clone())
     }
 
+    /// The memtable prefix bloom length a table was created with (`None`: none, or a
+    /// table from before the option existed).
+    pub fn table_prefix_bloom_len(&self, name: &str) -> Result<Option<usize>> {
+        Ok(self.inner.table(name)?.prefix_bloom_len)
+    }
+
     /// Applies a batch atomically; returns once it is durable per the sync mode.
     pub fn write(&self, batch: &WriteBatch) -> Result<()> {
         self.inner.write(batch)

@@ -171,6 +171,8 @@ pub(crate) struct Table {
     pub merge: Arc<dyn MergePolicy>,
     pub compaction: CompactionStrategy,
     pub metadata: Vec<u8>,
+    /// The memtable prefix bloom length the table was created with.
+    pub prefix_bloom_len: Option<usize>,
     version: RwLock<Arc<TableVersion>>,
     pub dropped: AtomicBool,
     pub cursors: Mutex<CompactCursors>,
@@ -186,6 +188,7 @@ impl Table {
             name,
             merge: options.merge,
             compaction: options.compaction,
+            prefix_bloom_len: options.prefix_bloom_len,
             metadata: options.metadata,
             version: RwLock::new(Arc::new(version)),
             dropped: AtomicBool::new(false),
