@@ -27,12 +27,11 @@ use sibyl::replica::{
     RawCell, ReplicaExecution, ReplicaHandler, ReplicaHost, ReplicaRequest, ReplicaResponse,
 };
 use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, TokenAllocation};
-use sibyl::service::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use sibyl::versioning::{Actor, ActorEpoch, DEFAULT_MAX_SIBLINGS};
+use sibyl::service::{Service, ServiceOptions};
+use sibyl::versioning::{Actor, ActorEpoch};
 use sibyl_protocol::{
     ColumnWrite, ConflictMode, Consistency, Request, Response, RowInsert, Selector, TableOptions,
 };
-use sibyl_storage::SyncMode;
 
 const NODES: usize = 5;
 const KEYS: usize = 12;
@@ -89,15 +88,9 @@ fn start_node(world: &SimNetwork, i: usize, seed: u64) -> SimulatedNode {
     let service = Arc::new(
         Service::open_in_cluster(
             ServiceOptions {
-                data_dir: dir.path().to_path_buf(),
-                sync: SyncMode::default(),
                 memtable_size: 1 << 20,
-                max_siblings: DEFAULT_MAX_SIBLINGS,
-                max_value_len: DEFAULT_MAX_VALUE_LEN,
                 node_address: addr.to_string(),
-                salvage_commitlog: false,
-                clock: Arc::new(world.clock(addr)),
-                partitioner: Partitioner::Murmur3,
+                ..ServiceOptions::new(dir.path().to_path_buf(), Arc::new(world.clock(addr)))
             },
             Some(handle.clone()),
         )

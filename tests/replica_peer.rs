@@ -14,13 +14,12 @@ use sibyl::replica::{
     RawCell, ReplicaErrorCode, ReplicaExecution, ReplicaHandler, ReplicaHost, ReplicaRequest,
     ReplicaResponse, TokenRange,
 };
-use sibyl::ring::{NodeId, Partitioner, Token};
-use sibyl::service::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use sibyl::versioning::{ManualClock, DEFAULT_MAX_SIBLINGS};
+use sibyl::ring::{NodeId, Token};
+use sibyl::service::{Service, ServiceOptions};
+use sibyl::versioning::ManualClock;
 use sibyl_protocol::{
     ColumnWrite, ConflictMode, Consistency, Request, Response, RowInsert, TableOptions,
 };
-use sibyl_storage::SyncMode;
 
 const T0: i64 = 1_700_000_000;
 const CALL_DEADLINE: Duration = Duration::from_secs(20);
@@ -34,15 +33,8 @@ struct Peer {
 async fn peer(id: u64) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::open(ServiceOptions {
-        data_dir: dir.path().to_path_buf(),
-        sync: SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: DEFAULT_MAX_SIBLINGS,
-        max_value_len: DEFAULT_MAX_VALUE_LEN,
-        node_address: "127.0.0.1:7400".into(),
-        salvage_commitlog: false,
-        clock: Arc::new(ManualClock::at_secs(T0)),
-        partitioner: Partitioner::Murmur3,
+        ..ServiceOptions::new(dir.path().to_path_buf(), Arc::new(ManualClock::at_secs(T0)))
     })
     .unwrap();
     let svc = Arc::new(svc);

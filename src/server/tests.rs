@@ -14,8 +14,8 @@ use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
 use super::{serve, ServerOptions};
-use crate::service::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use crate::versioning::{SystemClock, DEFAULT_MAX_SIBLINGS};
+use crate::service::{Service, ServiceOptions};
+use crate::versioning::SystemClock;
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -35,15 +35,10 @@ async fn start_with(
 ) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::open(ServiceOptions {
-        data_dir: dir.path().to_path_buf(),
         sync: sibyl_storage::SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: DEFAULT_MAX_SIBLINGS,
-        max_value_len: DEFAULT_MAX_VALUE_LEN,
         node_address: "test".into(),
-        salvage_commitlog: false,
-        clock: Arc::new(SystemClock),
-        partitioner: crate::ring::Partitioner::Murmur3,
+        ..ServiceOptions::new(dir.path().to_path_buf(), Arc::new(SystemClock))
     })
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

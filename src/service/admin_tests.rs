@@ -10,7 +10,6 @@ use sibyl_protocol::{
     ColumnWrite, ErrorKind, NodeState, Request, Response, RowInsert, TableOptions, TableStatistics,
     Topology,
 };
-use sibyl_storage::SyncMode;
 
 use crate::cluster::{
     ClusterHandle, ClusterRuntime, CommandInbox, GossipConfig, Gossiper, LocalNode, NodeStatus,
@@ -18,8 +17,8 @@ use crate::cluster::{
 };
 use crate::net::{PeerNetwork, TcpNetwork, TcpOptions};
 use crate::ring::{NodeId, NodeLocation, Token};
-use crate::service::{Execution, Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use crate::versioning::{ManualClock, DEFAULT_MAX_SIBLINGS};
+use crate::service::{Execution, Service, ServiceOptions};
+use crate::versioning::ManualClock;
 
 struct Node {
     _dir: tempfile::TempDir,
@@ -44,15 +43,11 @@ fn open_node(member: bool) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let (handle, inbox) = ClusterHandle::new();
     let opts = ServiceOptions {
-        data_dir: dir.path().to_path_buf(),
-        sync: SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: DEFAULT_MAX_SIBLINGS,
-        max_value_len: DEFAULT_MAX_VALUE_LEN,
-        node_address: "127.0.0.1:7400".into(),
-        salvage_commitlog: false,
-        clock: Arc::new(ManualClock::at_secs(1_700_000_000)),
-        partitioner: crate::ring::Partitioner::Murmur3,
+        ..ServiceOptions::new(
+            dir.path().to_path_buf(),
+            Arc::new(ManualClock::at_secs(1_700_000_000)),
+        )
     };
     let svc = Service::open_in_cluster(opts, member.then(|| handle.clone())).unwrap();
     Node {

@@ -217,7 +217,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use sibyl_protocol::{Request, Response};
-    use sibyl_storage::SyncMode;
 
     use super::*;
     use crate::cluster::ClusterView;
@@ -235,15 +234,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::at_secs(secs));
         let svc = Service::open(ServiceOptions {
-            data_dir: dir.path().to_path_buf(),
-            sync: SyncMode::default(),
             memtable_size: 1 << 20,
             max_siblings: 10,
             max_value_len: 1024,
-            node_address: "127.0.0.1:7400".into(),
-            salvage_commitlog: false,
-            clock: clock.clone(),
-            partitioner: Partitioner::Murmur3,
+            ..ServiceOptions::new(dir.path().to_path_buf(), clock.clone())
         })
         .unwrap();
         Peer {
@@ -342,15 +336,10 @@ mod tests {
         let clock = Arc::new(ManualClock::at_secs(100));
         let open = || {
             Service::open(ServiceOptions {
-                data_dir: dir.path().to_path_buf(),
-                sync: SyncMode::default(),
                 memtable_size: 1 << 20,
                 max_siblings: 10,
                 max_value_len: 1024,
-                node_address: "127.0.0.1:7400".into(),
-                salvage_commitlog: false,
-                clock: clock.clone(),
-                partitioner: Partitioner::Murmur3,
+                ..ServiceOptions::new(dir.path().to_path_buf(), clock.clone())
             })
             .unwrap()
         };

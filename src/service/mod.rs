@@ -96,6 +96,29 @@ pub struct ServiceOptions {
     pub partitioner: Partitioner,
 }
 
+/// The default memtable flush threshold (the node's `--memtable-mb` default).
+pub const DEFAULT_MEMTABLE_SIZE: usize = 64 << 20;
+
+impl ServiceOptions {
+    /// Options for a service in `data_dir` on `clock`, every other field at the node's
+    /// default: periodic sync, 64 MiB memtables, 100 siblings, 1 MiB values, no salvage,
+    /// murmur3, the default client address. Callers override fields with struct update
+    /// syntax.
+    pub fn new(data_dir: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> ServiceOptions {
+        ServiceOptions {
+            data_dir: data_dir.into(),
+            sync: SyncMode::default(),
+            memtable_size: DEFAULT_MEMTABLE_SIZE,
+            max_siblings: crate::versioning::DEFAULT_MAX_SIBLINGS,
+            max_value_len: DEFAULT_MAX_VALUE_LEN,
+            node_address: crate::config::DEFAULT_LISTEN.to_owned(),
+            salvage_commitlog: false,
+            clock,
+            partitioner: Partitioner::Murmur3,
+        }
+    }
+}
+
 /// Failure to open the service.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

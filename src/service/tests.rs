@@ -7,10 +7,9 @@ use sibyl_protocol::{
     Cell, CellContext, ColumnWrite, ConflictMode, Consistency, DeleteTarget, ErrorKind, Mutation,
     Request, Response, RowDelete, RowInsert, Selector, TableOptions,
 };
-use sibyl_storage::SyncMode;
 
 use super::{Service, ServiceOptions, DEFAULT_MAX_VALUE_LEN};
-use crate::versioning::{ManualClock, DEFAULT_MAX_SIBLINGS};
+use crate::versioning::ManualClock;
 
 const T0: i64 = 1_700_000_000;
 
@@ -22,15 +21,8 @@ struct Fixture {
 
 pub(super) fn options(dir: &std::path::Path, clock: Arc<ManualClock>) -> ServiceOptions {
     ServiceOptions {
-        data_dir: dir.to_path_buf(),
-        sync: SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: DEFAULT_MAX_SIBLINGS,
-        max_value_len: DEFAULT_MAX_VALUE_LEN,
-        node_address: "127.0.0.1:7400".into(),
-        salvage_commitlog: false,
-        clock,
-        partitioner: crate::ring::Partitioner::Murmur3,
+        ..ServiceOptions::new(dir, clock)
     }
 }
 

@@ -25,7 +25,6 @@ use sibyl_protocol::{
     Cell, CellContext, ColumnWrite, ConflictMode, Consistency, ConsistencyLevel, DeleteTarget,
     ErrorKind, Request, Response, RowDelete, RowInsert, Selector, TableOptions,
 };
-use sibyl_storage::SyncMode;
 
 const DOC: &str = include_str!("../../protocol/doc/wire_format.md");
 /// A whole second, in µs since the Unix epoch (2023-11-14).
@@ -41,15 +40,8 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0_MICROS));
     let svc = Service::open(ServiceOptions {
-        data_dir: dir.path().to_path_buf(),
-        sync: SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: DEFAULT_MAX_SIBLINGS,
-        max_value_len: DEFAULT_MAX_VALUE_LEN,
-        node_address: "127.0.0.1:7400".into(),
-        salvage_commitlog: false,
-        clock: clock.clone(),
-        partitioner: sibyl::ring::Partitioner::Murmur3,
+        ..ServiceOptions::new(dir.path().to_path_buf(), clock.clone())
     })
     .unwrap();
     Fixture {
