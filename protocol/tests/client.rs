@@ -272,6 +272,31 @@ async fn client_reconnects_after_the_server_drops_the_connection() {
 }
 
 #[tokio::test]
+async fn client_connection_error_fails_every_waiting_request_with_the_servers_reason() {
+    let server = TestServer::start("n1").await;
+    let client = client_for(&[&server], 1).await;
+    let t = client.table("t");
+    let waiting = {
+        let t = client.table("t");
+        tokio::spawn(async move { t.get("hang").timeout(Duration::from_secs(30)).await })
+    };
+    // Poll until the hanging request has reached the server (no sleep for a condition).
+    while server.state.requests.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    let err = t.get("connection-error").await.unwrap_err();
+    let reason = |e: &ClientError| match e {
+        ClientError::ConnectionClosed { reason, .. } => reason.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(reason(&err).contains("input unreadable"), "{err:?}");
+    let other = waiting.await.unwrap().unwrap_err();
+    assert!(reason(&other).contains("input unreadable"), "{other:?}");
+    // The next request reconnects.
+    t.put("k", [("c", "v")]).await.unwrap();
+}
+
+#[tokio::test]
 async fn client_fails_over_when_a_node_goes_away() {
     let s1 = TestServer::start("n1").await;
     let s2 = TestServer::start("n2").await;

@@ -27,7 +27,9 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::client::error::ClientError;
 use crate::client::ClientOptions;
 use crate::codec::FrameCodec;
-use crate::frame::{Frame, HANDSHAKE_MAX_FRAME_LEN};
+use crate::frame::{
+    Frame, CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, HANDSHAKE_MAX_FRAME_LEN,
+};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::PROTOCOL_VERSION;
@@ -295,6 +297,20 @@ async fn read_loop(
                         "server sent a non-response frame (opcode {:#04x})",
                         frame.opcode
                     );
+                }
+                // An error on stream 0 with opcode 0x00 answers no request: the server
+                // found this connection's input unreadable and closes it (wire spec,
+                // error frames). Every waiting request fails with the server's reason.
+                if frame.is_error()
+                    && frame.stream_id == CONNECTION_ERROR_STREAM_ID
+                    && frame.opcode == CONNECTION_ERROR_OPCODE
+                {
+                    break match Response::decode_error_body(frame.body.clone()) {
+                        Ok(e) => format!("server closed the connection: {}", e.message),
+                        Err(_) => {
+                            "server closed the connection after a connection error".to_owned()
+                        }
+                    };
                 }
                 let waiter = shared.pending().remove(&frame.stream_id);
                 match waiter {

@@ -10,7 +10,10 @@
 //! - `hang`: never answered;
 //! - `drop`: the server closes the connection instead of answering;
 //! - `overload`: answered with an OVERLOADED error;
-//! - `corrupt`: answered with a frame whose checksum is wrong.
+//! - `corrupt`: answered with a frame whose checksum is wrong;
+//! - `connection-error`: the server sends a connection error (stream 0, opcode 0x00,
+//!   message "input unreadable") and closes the connection, as a real node does after
+//!   unreadable input.
 //!
 //! Every response's `meta.replicas` holds the server's name and the consistency the request
 //! carried (`"{name}"`, `"{consistency:?}"`) so tests can check what arrived.
@@ -287,6 +290,17 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
             }
             state.requests.fetch_add(1, Ordering::SeqCst);
             if request_key(&request).is_some_and(|k| k.as_ref() == b"drop") {
+                return;
+            }
+            if request_key(&request).is_some_and(|k| k.as_ref() == b"connection-error") {
+                let err = ServerError::new(ErrorKind::Protocol, "input unreadable");
+                let frame = Response::error_frame(
+                    sibyl_protocol::frame::CONNECTION_ERROR_STREAM_ID,
+                    sibyl_protocol::frame::CONNECTION_ERROR_OPCODE,
+                    &err,
+                )
+                .unwrap();
+                let _ = tx.send((frame, false));
                 return;
             }
             let st = Arc::clone(&state);
