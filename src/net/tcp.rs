@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -493,15 +494,30 @@ async fn connect(inner: &Inner, out: &Outbound) -> Result<TcpStream, NetError> {
 }
 
 /// Runs a connected lane until it breaks or is cancelled; returns why it ended.
+/// Aborts a connection's helper task when the connection's own task ends.
+struct AbortOnDrop(tokio::task::JoinHandle<String>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The reader runs as a task of its own, so answers are read while the lane task
+/// writes (on a multi-thread runtime, in parallel); it ends with the lane task.
 async fn run_outbound(
-    out: &Outbound,
+    out: &Arc<Outbound>,
     stream: TcpStream,
     first: Frame,
     rx: &mut mpsc::Receiver<Frame>,
     cancel: &CancellationToken,
 ) -> String {
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
+    let reader_out = out.clone();
+    let mut reader = AbortOnDrop(tokio::spawn(async move {
+        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
+        read_answers(&reader_out, &mut reader).await
+    }));
     tokio::select! {
         biased;
         _ = cancel.cancelled() => "closed".into(),
@@ -509,7 +525,7 @@ async fn run_outbound(
             Ok(()) => "queue closed".into(),
             Err(e) => format!("write: {e}"),
         },
-        r = read_answers(out, &mut reader) => r,
+        r = &mut reader.0 => r.unwrap_or_else(|e| format!("reader task: {e}")),
     }
 }
 
@@ -744,6 +760,16 @@ async fn serve_inbound(inner: &Arc<Inner>, mut stream: TcpStream, remote: Socket
     debug!(peer = %from.addr, %reason, "peer connection ended");
 }
 
+/// The frame answering request `h` with a handler's result.
+fn answer_frame(h: &FrameHeader, result: Result<Bytes, super::HandlerError>) -> Frame {
+    match result {
+        Ok(body) => Frame::new(h.family, FrameKind::Response, h.stream, body).unwrap_or_else(|e| {
+            Frame::error(h.family, h.stream, ErrorCode::Handler, &e.to_string())
+        }),
+        Err(e) => Frame::error(h.family, h.stream, ErrorCode::Handler, &e.message),
+    }
+}
+
 async fn run_inbound(
     inner: &Arc<Inner>,
     stream: TcpStream,
@@ -793,29 +819,29 @@ async fn run_inbound(
                         ));
                         continue;
                     };
+                    // Fast path: a handler that answers without waiting (most small
+                    // requests) is answered here, without a task of its own. A pending
+                    // future is moved into a task, whose polls register real wakers.
+                    let mut answer = handler.request(from, body);
+                    let ready = answer
+                        .as_mut()
+                        .poll(&mut Context::from_waker(Waker::noop()));
+                    if let Poll::Ready(result) = ready {
+                        drop(permit);
+                        if tx.send(answer_frame(&h, result)).await.is_err() {
+                            return "closed".to_string();
+                        }
+                        continue;
+                    }
                     let tx = tx.clone();
                     let cancel = cancel.clone();
                     inner.tracker.spawn(async move {
-                        let answer = tokio::select! {
+                        let result = tokio::select! {
                             biased;
                             _ = cancel.cancelled() => return,
-                            a = handler.request(from, body) => a,
+                            a = answer => a,
                         };
-                        let frame = match answer {
-                            Ok(b) => Frame::new(h.family, FrameKind::Response, h.stream, b)
-                                .unwrap_or_else(|e| {
-                                    Frame::error(
-                                        h.family,
-                                        h.stream,
-                                        ErrorCode::Handler,
-                                        &e.to_string(),
-                                    )
-                                }),
-                            Err(e) => {
-                                Frame::error(h.family, h.stream, ErrorCode::Handler, &e.message)
-                            }
-                        };
-                        let _ = tx.send(frame).await;
+                        let _ = tx.send(answer_frame(&h, result)).await;
                         drop(permit);
                     });
                 }
@@ -826,17 +852,20 @@ async fn run_inbound(
             }
         }
     };
-    let write_loop = write_frames(&mut write, &mut rx, None);
-    let reason = tokio::select! {
+    // The writer runs as a task of its own, so answers are written while requests are
+    // read; it ends with the connection's task.
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
+        match write_frames(&mut write, &mut rx, None).await {
+            Ok(()) => "closed".to_string(),
+            Err(e) => format!("write: {e}"),
+        }
+    }));
+    tokio::select! {
         biased;
         _ = cancel.cancelled() => "closed".to_string(),
         r = read_loop => r,
-        r = write_loop => match r {
-            Ok(()) => "closed".to_string(),
-            Err(e) => format!("write: {e}"),
-        },
-    };
-    reason
+        r = &mut writer.0 => r.unwrap_or_else(|e| format!("writer task: {e}")),
+    }
 }
 
 #[cfg(test)]
