@@ -34,11 +34,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -128,7 +129,10 @@ struct Inner {
     opts: TcpOptions,
     local: SocketAddr,
     handlers: Handlers,
-    peers: Mutex<BTreeMap<SocketAddr, Arc<Peer>>>,
+    /// Outbound peers: a snapshot read without a lock on every message, replaced whole
+    /// (under `peers_write`) when a peer is added or removed.
+    peers: ArcSwap<BTreeMap<SocketAddr, Arc<Peer>>>,
+    peers_write: Mutex<()>,
     inbound: Mutex<HashMap<u64, InboundEntry>>,
     next_conn: AtomicU64,
     closed: AtomicBool,
@@ -192,7 +196,8 @@ impl TcpNetwork {
             opts,
             local,
             handlers: Handlers::default(),
-            peers: Mutex::new(BTreeMap::new()),
+            peers: ArcSwap::from_pointee(BTreeMap::new()),
+            peers_write: Mutex::new(()),
             inbound: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -215,7 +220,7 @@ impl TcpNetwork {
 
     /// Outbound lanes to `peer` currently connected (0, 1 or 2).
     pub fn outbound_to(&self, peer: SocketAddr) -> usize {
-        lock(&self.inner.peers).get(&peer).map_or(0, |p| {
+        self.inner.peers.load().get(&peer).map_or(0, |p| {
             [&p.small, &p.bulk]
                 .iter()
                 .filter(|o| o.connected.load(Ordering::SeqCst))
@@ -227,13 +232,21 @@ impl TcpNetwork {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(NetError::Closed);
         }
-        let mut peers = lock(&self.inner.peers);
-        let peer = match peers.get(&to) {
-            Some(p) => p.clone(),
+        let known = self.inner.peers.load().get(&to).cloned();
+        let peer = match known {
+            Some(p) => p,
             None => {
-                let p = Arc::new(self.inner.start_peer(to));
-                peers.insert(to, p.clone());
-                p
+                let _w = lock(&self.inner.peers_write);
+                match self.inner.peers.load().get(&to) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = Arc::new(self.inner.start_peer(to));
+                        let mut map = BTreeMap::clone(&self.inner.peers.load());
+                        map.insert(to, p.clone());
+                        self.inner.peers.store(Arc::new(map));
+                        p
+                    }
+                }
             }
         };
         Ok(match lane {
@@ -361,7 +374,14 @@ impl PeerNetwork for TcpNetwork {
     }
 
     fn disconnect(&self, peer: SocketAddr) {
-        if let Some(p) = lock(&self.inner.peers).remove(&peer) {
+        let removed = {
+            let _w = lock(&self.inner.peers_write);
+            let mut map = BTreeMap::clone(&self.inner.peers.load());
+            let removed = map.remove(&peer);
+            self.inner.peers.store(Arc::new(map));
+            removed
+        };
+        if let Some(p) = removed {
             p.cancel.cancel();
         }
         for e in lock(&self.inner.inbound).values() {
@@ -379,7 +399,8 @@ impl PeerNetwork for TcpNetwork {
             inner.cancel.cancel();
             inner.tracker.close();
             inner.tracker.wait().await;
-            lock(&inner.peers).clear();
+            let _w = lock(&inner.peers_write);
+            inner.peers.store(Arc::new(BTreeMap::new()));
         })
     }
 }
@@ -515,8 +536,7 @@ async fn run_outbound(
     let (read, mut write) = stream.into_split();
     let reader_out = out.clone();
     let mut reader = AbortOnDrop(tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
-        read_answers(&reader_out, &mut reader).await
+        read_answers(&reader_out, &mut FrameReader::new(read)).await
     }));
     tokio::select! {
         biased;
@@ -574,30 +594,61 @@ async fn push_frame(
     Ok(())
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-async fn read_frame(
-    r: &mut BufReader<OwnedReadHalf>,
-) -> Result<Option<(FrameHeader, Bytes)>, String> {
-    let mut head = [0u8; HEADER_BYTES];
-    match r.read_exact(&mut head).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(format!("read: {e}")),
+/// Reads frames from one connection into a growing buffer; each body is split off the
+/// buffer without a copy.
+struct FrameReader {
+    r: OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn new(r: OwnedReadHalf) -> FrameReader {
+        FrameReader {
+            r,
+            buf: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        }
     }
-    let h = FrameHeader::decode(&head).map_err(|e| format!("malformed frame: {e}"))?;
-    let mut body = BytesMut::zeroed(h.len as usize);
-    r.read_exact(&mut body)
-        .await
-        .map_err(|e| format!("read body: {e}"))?;
-    h.verify(&head, &body)
-        .map_err(|e| format!("malformed frame: {e}"))?;
-    Ok(Some((h, body.freeze())))
+
+    /// The next frame; `Ok(None)` at a clean end of stream. The header is checked
+    /// (length cap included) before room for the body is reserved.
+    async fn next(&mut self) -> Result<Option<(FrameHeader, Bytes)>, String> {
+        loop {
+            if let Some(head) = self.buf.get(..HEADER_BYTES) {
+                let head: [u8; HEADER_BYTES] = head.try_into().unwrap_or([0; HEADER_BYTES]);
+                let h = FrameHeader::decode(&head).map_err(|e| format!("malformed frame: {e}"))?;
+                let total = HEADER_BYTES + h.len as usize;
+                if self.buf.len() >= total {
+                    let mut frame = self.buf.split_to(total);
+                    let body = frame.split_off(HEADER_BYTES).freeze();
+                    h.verify(&head, &body)
+                        .map_err(|e| format!("malformed frame: {e}"))?;
+                    return Ok(Some((h, body)));
+                }
+                self.buf.reserve(total - self.buf.len());
+            }
+            if self.buf.capacity() - self.buf.len() < HEADER_BYTES {
+                self.buf.reserve(READ_BUFFER_BYTES);
+            }
+            let n = self
+                .r
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err("read: connection closed inside a frame".into())
+                };
+            }
+        }
+    }
 }
 
 /// Reads answers on an outbound connection and completes their calls.
-async fn read_answers(out: &Outbound, r: &mut BufReader<OwnedReadHalf>) -> String {
+async fn read_answers(out: &Outbound, r: &mut FrameReader) -> String {
     loop {
-        let (h, body) = match read_frame(r).await {
+        let (h, body) = match r.next().await {
             Ok(Some(f)) => f,
             Ok(None) => return "peer closed the connection".into(),
             Err(e) => {
@@ -760,6 +811,15 @@ async fn serve_inbound(inner: &Arc<Inner>, mut stream: TcpStream, remote: Socket
     debug!(peer = %from.addr, %reason, "peer connection ended");
 }
 
+/// One running request of a connection; counted down when its task ends.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The frame answering request `h` with a handler's result.
 fn answer_frame(h: &FrameHeader, result: Result<Bytes, super::HandlerError>) -> Frame {
     match result {
@@ -777,13 +837,14 @@ async fn run_inbound(
     cancel: &CancellationToken,
 ) -> String {
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, read);
+    let mut reader = FrameReader::new(read);
     let in_flight = inner.opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Frame>(in_flight * 2);
-    let permits = Arc::new(Semaphore::new(in_flight));
+    // Requests whose handler is still running (those answered at once never count).
+    let running = Arc::new(AtomicUsize::new(0));
     let read_loop = async {
         loop {
-            let (h, body) = match read_frame(&mut reader).await {
+            let (h, body) = match reader.next().await {
                 Ok(Some(f)) => f,
                 Ok(None) => return "peer closed the connection".to_string(),
                 Err(e) => {
@@ -810,7 +871,7 @@ async fn run_inbound(
                         ));
                         continue;
                     };
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    if running.load(Ordering::Acquire) >= in_flight {
                         let _ = tx.try_send(Frame::error(
                             h.family,
                             h.stream,
@@ -818,7 +879,7 @@ async fn run_inbound(
                             "too many requests in flight",
                         ));
                         continue;
-                    };
+                    }
                     // Fast path: a handler that answers without waiting (most small
                     // requests) is answered here, without a task of its own. A pending
                     // future is moved into a task, whose polls register real wakers.
@@ -827,22 +888,23 @@ async fn run_inbound(
                         .as_mut()
                         .poll(&mut Context::from_waker(Waker::noop()));
                     if let Poll::Ready(result) = ready {
-                        drop(permit);
                         if tx.send(answer_frame(&h, result)).await.is_err() {
                             return "closed".to_string();
                         }
                         continue;
                     }
+                    running.fetch_add(1, Ordering::AcqRel);
+                    let slot = Running(running.clone());
                     let tx = tx.clone();
                     let cancel = cancel.clone();
                     inner.tracker.spawn(async move {
+                        let _slot = slot;
                         let result = tokio::select! {
                             biased;
                             _ = cancel.cancelled() => return,
                             a = answer => a,
                         };
                         let _ = tx.send(answer_frame(&h, result)).await;
-                        drop(permit);
                     });
                 }
                 FrameKind::Response | FrameKind::Error => {
