@@ -587,4 +587,72 @@ mod runtime_over_sim {
         assert_eq!(first.formed_at, again.formed_at);
         assert!(first.trace == again.trace, "same seed, same trace");
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn runtime_closes_connections_to_a_node_that_left() {
+        let world = SimNetwork::new(NetConfig::default(), seed());
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let id = NodeId(i as u64 + 1);
+            let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
+            gossip.interval_ms = 200;
+            let local = LocalNode {
+                id,
+                generation: 1,
+                peer_address: sim_addr(i),
+                client_address: None,
+                location: NodeLocation::default(),
+                tokens: Vec::new(),
+                status: NodeStatus::Joining,
+                schema_version: 0,
+                load: 0,
+            };
+            let (handle, inbox) = ClusterHandle::new();
+            let token = sibyl::ring::Token::Murmur3(i as i64 * 1000);
+            let runtime = ClusterRuntime::start(
+                handle.clone(),
+                inbox,
+                Gossiper::new(gossip, local, id.0, 0),
+                Arc::new(world.node(sim_addr(i), id)),
+                Arc::new(Names::default()),
+                TokenPlan::Existing(vec![token]),
+                Box::new(|_| {}),
+            )
+            .expect("start");
+            nodes.push((handle, runtime));
+        }
+        let all_see = |nodes: &[(Arc<ClusterHandle>, ClusterRuntime)], id: u64, status| {
+            nodes.iter().all(|(h, _)| {
+                h.view()
+                    .and_then(|v| v.node(NodeId(id)).and_then(|n| n.status))
+                    == Some(status)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !(1..=3).all(|id| all_see(&nodes, id, NodeStatus::Normal)) {
+            assert!(tokio::time::Instant::now() < deadline, "never all normal");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(world.disconnects().is_empty());
+        nodes[2].0.set_status(NodeStatus::Leaving);
+        nodes[2].0.set_status(NodeStatus::Left);
+        while !all_see(&nodes, 3, NodeStatus::Left) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node 3 never seen left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let closed = world.disconnects();
+        for i in 0..2 {
+            assert!(
+                closed.contains(&(sim_addr(i), sim_addr(2))),
+                "node {i} did not close its connections to the departed node: {closed:?}"
+            );
+        }
+        for (_, runtime) in &mut nodes {
+            runtime.shutdown().await;
+        }
+        world.shutdown().await;
+    }
 }

@@ -24,7 +24,8 @@
 //! - Clock skew: [`SimNetwork::clock`] is a [`Clock`] per node, the simulated time plus
 //!   that node's skew ([`SimNetwork::set_skew`]).
 //!
-//! Every message's fate is recorded in a trace ([`SimNetwork::trace`]).
+//! Every message's fate is recorded in a trace ([`SimNetwork::trace`]), and every
+//! `disconnect` in [`SimNetwork::disconnects`].
 //!
 //! # Tasks
 //! One router task delivers due messages; each delivered message's handler runs as its
@@ -196,6 +197,7 @@ struct World {
     nodes: BTreeMap<SocketAddr, Slot>,
     blocked: BTreeSet<(SocketAddr, SocketAddr)>,
     trace: Vec<SimTraceEvent>,
+    disconnects: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl World {
@@ -298,6 +300,7 @@ impl SimNetwork {
                 nodes: BTreeMap::new(),
                 blocked: BTreeSet::new(),
                 trace: Vec::new(),
+                disconnects: Vec::new(),
             }),
             wake: Notify::new(),
             cancel: CancellationToken::new(),
@@ -402,6 +405,12 @@ impl SimNetwork {
     /// Every message's fate so far.
     pub fn trace(&self) -> Vec<SimTraceEvent> {
         lock(&self.shared).trace.clone()
+    }
+
+    /// Every `disconnect(peer)` made so far, as `(node, peer)` (a simulated network has
+    /// no connections to close, so it records what a TCP network would have closed).
+    pub fn disconnects(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        lock(&self.shared).disconnects.clone()
     }
 
     /// Stops the router and every handler task.
@@ -560,8 +569,9 @@ impl PeerNetwork for SimNode {
         }
     }
 
-    fn disconnect(&self, _peer: SocketAddr) {
-        // Messages carry no connection state here: nothing to close.
+    fn disconnect(&self, peer: SocketAddr) {
+        // Messages carry no connection state here: the call is only recorded.
+        lock(&self.shared).disconnects.push((self.addr, peer));
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {

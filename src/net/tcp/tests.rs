@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::*;
-use crate::net::HandlerError;
+use crate::net::frame::HEADER_BYTES;
+use crate::net::{HandlerError, PeerInfo};
 
 /// Requests whose body starts with `wait` take a permit of `gate` first; others answer
 /// at once; every answer echoes the body. One-way messages take a permit of `msg_gate`
