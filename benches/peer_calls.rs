@@ -112,14 +112,8 @@ async fn peer_path(total: usize) -> f64 {
 async fn client_path(total: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = ServiceOptions {
-        data_dir: dir.path().to_path_buf(),
-        sync: sibyl_storage::SyncMode::default(),
         memtable_size: 1 << 20,
-        max_siblings: sibyl::versioning::DEFAULT_MAX_SIBLINGS,
-        max_value_len: sibyl::service::DEFAULT_MAX_VALUE_LEN,
-        node_address: "127.0.0.1:0".into(),
-        salvage_commitlog: false,
-        clock: Arc::new(sibyl::versioning::SystemClock),
+        ..ServiceOptions::new(dir.path(), Arc::new(sibyl::versioning::SystemClock))
     };
     let service = Arc::new(Service::open(opts).expect("service"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
