@@ -286,3 +286,41 @@ fn service_corrupt_dot_clock_file_takes_a_new_actor_epoch() {
     assert_eq!(after.node, before.node);
     assert_eq!(after.epoch, before.epoch + 1);
 }
+
+/// Regression: the engine's read hid an undecodable row tombstone, so a whole-row read
+/// (which meets the tombstone in its scan) showed the cells it deleted, while a named
+/// read refused the row.
+#[test]
+fn service_whole_row_read_refuses_an_undecodable_row_tombstone() {
+    for mode in [ConflictMode::Causal, ConflictMode::Lww] {
+        let n = node(mode);
+        insert(&n.svc, "a", "deleted", Some(1), Bytes::new());
+        delete_row(&n.svc, Some(2));
+        // The tombstone's bytes damaged on disk: right format byte, truncated body.
+        let row_key = RowPrefix::new(Partitioner::Murmur3, b"k");
+        let stored = n
+            .svc
+            .replica
+            .read_raw("t", row_key.as_bytes())
+            .unwrap()
+            .unwrap();
+        let mut batch = sibyl_storage::WriteBatch::new();
+        batch.put_superseding("t", row_key.as_bytes(), &stored[..3]);
+        n.svc.engine.write(&batch).unwrap();
+        for selector in [
+            Selector::All,
+            Selector::Columns(vec![Bytes::from_static(b"a")]),
+        ] {
+            let r = n.svc.handle(Request::Get {
+                table: "t".into(),
+                key: Bytes::from_static(b"k"),
+                selector: selector.clone(),
+                consistency: None,
+            });
+            assert!(
+                matches!(r, Response::Error(_)),
+                "{mode:?} {selector:?}: {r:?}"
+            );
+        }
+    }
+}

@@ -35,7 +35,8 @@
 //! byte and rank it between good cells and undecodable versions (so the rank rule stays
 //! associative even if corruption mixes kinds at one key): versions of it merge by the
 //! tombstone join; `read` returns it as stored (the
-//! node filters the row's cells with it); `compact` keeps it. Each compaction gets a
+//! node filters the row's cells with it), an undecodable one too (the node then refuses
+//! the row rather than read past the delete); `compact` keeps it. Each compaction gets a
 //! filter that sees entries in key order and removes from the cells following a row
 //! tombstone what it covers.
 //!
@@ -187,6 +188,17 @@ impl CompactionFilter for RowTombstoneFilter {
     }
 }
 
+/// What `read` returns for an undecodable version: an undecodable cell reads as absent,
+/// but one in the row tombstone's format is returned as stored, so the node's decoder
+/// refuses the row. Hiding it would make a scan of the row read past it and show the
+/// cells it deleted.
+fn undecodable_row_tombstone(e: Entry) -> Option<Vec<u8>> {
+    match e {
+        Entry::Value(v) if is_row_tombstone(&v) => Some(v),
+        _ => None,
+    }
+}
+
 fn entry_bytes(e: Entry) -> Vec<u8> {
     match e {
         Entry::Value(v) => v,
@@ -261,7 +273,8 @@ impl MergePolicy for CausalMerge {
             }
             // The node reads the row tombstone to filter the row's cells.
             Rank::Row(_) => Some(entry_bytes(entry)),
-            Rank::Corrupt | Rank::EngineTombstone => None,
+            Rank::Corrupt => undecodable_row_tombstone(entry),
+            Rank::EngineTombstone => None,
         }
     }
 }
@@ -332,6 +345,7 @@ impl MergePolicy for LwwMerge {
                 }
             }
             Rank::Row(_) => Some(entry_bytes(entry)),
+            Rank::Corrupt => undecodable_row_tombstone(entry),
             _ => None,
         }
     }
