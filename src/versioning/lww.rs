@@ -2,10 +2,17 @@
 //! updates to one cell are lost by design; tables that cannot afford that use `causal`.
 //!
 //! Which of two cells wins is a total order ([`LwwCell::wins_over`]): the higher timestamp;
-//! on equal timestamps a tombstone beats a value; then the greater value bytes; then the
-//! later expiry (no expiry counting as latest). Being a total order, "keep the winner" is
-//! commutative, associative and idempotent, so replicas and compactions agree whatever
-//! order they meet the versions in.
+//! on equal timestamps a tombstone beats a value, a value with an expiry beats one
+//! without, the earlier expiry beats the later; then the greater value bytes. Being a
+//! total order, "keep the winner" is commutative, associative and idempotent, so replicas
+//! and compactions agree whatever order they meet the versions in.
+//!
+//! Why expiring values rank between tombstones and plain values, earliest expiry first:
+//! compaction rewrites an expired value as a tombstone of its timestamp
+//! ([`super::policy`]), which beats every value of that timestamp. So an expired value
+//! must already beat every value its tombstone would beat, or a replica's outcome would
+//! depend on whether it had compacted (a later-expiring or never-expiring value of the
+//! same timestamp would survive on one replica and be deleted on another).
 //!
 //! Format in [`super::format`].
 
@@ -72,21 +79,14 @@ impl LwwCell {
 
     /// The LWW order (see the module documentation); `Greater` means `self` wins.
     pub fn lww_cmp(&self, other: &LwwCell) -> Ordering {
+        // Expiring before never-expiring, then the earlier expiry: `Reverse` of the
+        // expiry with "none" as the largest.
+        let expiry = |c: &LwwCell| std::cmp::Reverse(c.expires_at_secs.map_or((1, 0), |t| (0, t)));
         self.timestamp_micros
             .cmp(&other.timestamp_micros)
             .then_with(|| self.is_tombstone().cmp(&other.is_tombstone()))
+            .then_with(|| expiry(self).cmp(&expiry(other)))
             .then_with(|| self.value.cmp(&other.value))
-            .then_with(|| {
-                let key = |c: &LwwCell| c.expires_at_secs.unwrap_or(u64::MAX);
-                key(self).cmp(&key(other))
-            })
-            // Only "no expiry" vs "expires at u64::MAX" is left: prefer no expiry.
-            .then_with(|| {
-                other
-                    .expires_at_secs
-                    .is_some()
-                    .cmp(&self.expires_at_secs.is_some())
-            })
     }
 
     /// True when `self` beats `other` or equals it.
@@ -208,14 +208,15 @@ mod tests {
     }
 
     #[test]
-    fn lww_tie_on_value_later_expiry_wins() {
+    fn lww_tie_expiring_value_wins_earliest_expiry_first() {
         let soon = LwwCell::value(b"a".to_vec(), 5).with_expiry(10);
-        let late = LwwCell::value(b"a".to_vec(), 5).with_expiry(20);
-        let never = LwwCell::value(b"a".to_vec(), 5);
+        let late = LwwCell::value(b"z".to_vec(), 5).with_expiry(20);
+        let never = LwwCell::value(b"zz".to_vec(), 5);
         let max = LwwCell::value(b"a".to_vec(), 5).with_expiry(u64::MAX);
-        assert_eq!(late.lww_cmp(&soon), Ordering::Greater);
-        assert_eq!(never.lww_cmp(&late), Ordering::Greater);
-        assert_eq!(never.lww_cmp(&max), Ordering::Greater);
-        assert_eq!(max.lww_cmp(&never), Ordering::Less);
+        assert_eq!(soon.lww_cmp(&late), Ordering::Greater);
+        assert_eq!(late.lww_cmp(&never), Ordering::Greater);
+        assert_eq!(max.lww_cmp(&never), Ordering::Greater);
+        assert_eq!(never.lww_cmp(&max), Ordering::Less);
+        assert!(LwwCell::tombstone(5).wins_over(&soon));
     }
 }

@@ -536,6 +536,32 @@ mod tests {
         assert_eq!(p.compact(K, fresh.clone(), true), Some(fresh));
     }
 
+    /// Regression: on equal timestamps a value without expiry (or with a later one, or
+    /// greater bytes) beat an expiring value, but compaction turns an expired value into
+    /// a tombstone, which beats everything of its timestamp: whether a replica had
+    /// compacted decided whether the other value survived.
+    #[test]
+    fn lww_merge_winner_does_not_depend_on_compacting_an_expired_value() {
+        let p = lww(&clock_at(11));
+        let expired = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(10));
+        let compacted = p.compact(K, expired.clone(), false).unwrap();
+        for other in [
+            LwwCell::value(b"b".to_vec(), 7),
+            LwwCell::value(b"a".to_vec(), 7),
+            LwwCell::value(b"a".to_vec(), 7).with_expiry(20),
+            LwwCell::value(b"0".to_vec(), 7).with_expiry(12),
+        ] {
+            let other = lcell(&other);
+            let seen = |x: &Entry| {
+                let a = p.read(K, p.merge(K, x.as_ref(), other.as_ref()));
+                let b = p.read(K, p.merge(K, other.as_ref(), x.as_ref()));
+                assert_eq!(a, b);
+                a
+            };
+            assert_eq!(seen(&expired), seen(&compacted), "{other:?}");
+        }
+    }
+
     #[test]
     fn lww_compact_drops_tombstones_only_bottommost() {
         let p = lww(&clock_at(0));
