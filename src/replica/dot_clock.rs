@@ -171,9 +171,20 @@ impl DotClock {
 
     /// The next floor: above every value handed out before, at least the clock.
     pub fn next(&self) -> Result<u64, DotClockError> {
+        self.next_above(0)
+    }
+
+    /// [`DotClock::next`], and also above `seen`: the highest counter of this node's
+    /// actor that the dot about to be minted must exceed (what the write's context or the
+    /// stored cell names). The clock moves up to the value handed out, so every later dot
+    /// stays above it too; otherwise a dot minted above the clock would be followed by
+    /// lower ones in other cells, and a row tombstone that saw it would delete them.
+    pub fn next_above(&self, seen: u64) -> Result<u64, DotClockError> {
         let now = now_micros(self.clock.as_ref());
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let next = now.max(s.last.saturating_add(1));
+        let next = now
+            .max(s.last.saturating_add(1))
+            .max(seen.saturating_add(1));
         if next >= s.reserved {
             if let Some(dir) = &self.dir {
                 let reserved = next.saturating_add(DOT_RESERVATION);

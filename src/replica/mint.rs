@@ -267,12 +267,15 @@ impl Replica {
             if let (Some(t), Some(_)) = (row.expires_at_secs, c.value) {
                 sibling = sibling.with_expiry(t);
             }
+            // The dot must exceed what the context names of this node (the stored
+            // cell's own counter is below the dot clock: every dot came from it).
+            let seen = ctx.map_or(0, |c| c.vv().get(&self.actor));
             let cell = prepare_causal_write_above(
                 existing.as_deref(),
                 ctx,
                 sibling,
                 self.actor,
-                self.next_dot_floor()?,
+                self.next_dot_floor(seen)?,
                 row.max_siblings,
                 now_secs,
             )?;

@@ -128,9 +128,10 @@ impl Replica {
         }
     }
 
-    /// The floor of the next dot this node mints (see [`dot_clock`]).
-    pub(crate) fn next_dot_floor(&self) -> Result<u64, ReplicaError> {
-        Ok(self.dots.next()?)
+    /// The floor of the next dot this node mints (see [`dot_clock`]), above `seen`, the
+    /// highest counter of this node's actor the new dot must exceed.
+    pub(crate) fn next_dot_floor(&self, seen: u64) -> Result<u64, ReplicaError> {
+        Ok(self.dots.next_above(seen)?)
     }
 
     /// The engine.

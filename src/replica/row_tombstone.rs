@@ -124,6 +124,9 @@ impl Replica {
                         seen = seen.merge(&decode_causal_cell(v)?.join());
                     }
                 }
+                // Every later dot of this node must land above what the tombstone saw of
+                // it, even if a context named more than the node ever minted.
+                self.next_dot_floor(seen.get(&self.actor()))?;
                 RowTombstone::Causal {
                     seen,
                     timestamp_micros: ts,

@@ -310,3 +310,84 @@ fn replica_apply_takes_row_tombstones_only_at_a_rows_key_and_of_the_tables_mode(
         Some(causal.clone())
     );
 }
+
+/// Regression: a dot minted above the dot clock (a context naming a counter of this
+/// node above it) did not move the clock, so the node's next dot in another cell came
+/// out lower, and a row delete that saw the first cell deleted the later write.
+#[test]
+fn replica_write_after_a_row_delete_survives_a_context_that_outran_the_dot_clock() {
+    let f = fixture(1, Partitioner::Murmur3);
+    let me = Actor::new(1, 1);
+    let ahead = (T0 as u64) * 1_000_000 + 3_600_000_000;
+    let ctx = Context::from_vv(crate::versioning::VersionVector::from_pairs([(me, ahead)]));
+    mint_one(&f.replica, "c", b"k", b"a", Some(b"old"), Some(ctx));
+    let prefix = RowPrefix::new(f.replica.partitioner(), b"k");
+    let delete = MintRow {
+        table: "c",
+        row: prefix.clone(),
+        row_delete: Some(Vec::new()),
+        mode: ConflictMode::Causal,
+        max_siblings: 100,
+        keys: Vec::new(),
+        cells: Vec::new(),
+        timestamp_micros: 6,
+        expires_at_secs: None,
+    };
+    let r =
+        f.replica
+            .mint_group::<_, ReplicaErrorClone>(&[Ok(delete)], |_: &MintRow<'_>| Ok(()), None);
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    // Written after the delete, blind, in another column: it must survive it.
+    let minted = mint_one(&f.replica, "c", b"k", b"b", Some(b"after"), None);
+    let tomb = f
+        .replica
+        .row_tombstone("c", prefix.as_bytes())
+        .unwrap()
+        .unwrap();
+    let dvv = decode_causal_cell(&minted[0].value).unwrap();
+    let left = tomb.remove_covered(&dvv).unwrap_or(dvv);
+    assert_eq!(
+        left.sibling_count(),
+        1,
+        "the write after the delete was deleted"
+    );
+}
+
+/// Regression: a row delete whose context named a counter of this node above its dot
+/// clock deleted the node's later writes to the row.
+#[test]
+fn replica_write_after_a_row_delete_survives_a_delete_context_that_outran_the_dot_clock() {
+    let f = fixture(1, Partitioner::Murmur3);
+    let me = Actor::new(1, 1);
+    let ahead = (T0 as u64) * 1_000_000 + 3_600_000_000;
+    let ctx = Context::from_vv(crate::versioning::VersionVector::from_pairs([(me, ahead)]));
+    let prefix = RowPrefix::new(f.replica.partitioner(), b"k");
+    let delete = MintRow {
+        table: "c",
+        row: prefix.clone(),
+        row_delete: Some(vec![ctx]),
+        mode: ConflictMode::Causal,
+        max_siblings: 100,
+        keys: Vec::new(),
+        cells: Vec::new(),
+        timestamp_micros: 6,
+        expires_at_secs: None,
+    };
+    let r =
+        f.replica
+            .mint_group::<_, ReplicaErrorClone>(&[Ok(delete)], |_: &MintRow<'_>| Ok(()), None);
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    let minted = mint_one(&f.replica, "c", b"k", b"b", Some(b"after"), None);
+    let tomb = f
+        .replica
+        .row_tombstone("c", prefix.as_bytes())
+        .unwrap()
+        .unwrap();
+    let dvv = decode_causal_cell(&minted[0].value).unwrap();
+    let left = tomb.remove_covered(&dvv).unwrap_or(dvv);
+    assert_eq!(
+        left.sibling_count(),
+        1,
+        "the write after the delete was deleted"
+    );
+}
