@@ -100,13 +100,20 @@ impl Replica {
     }
 
     /// Folds `cells` (minted elsewhere) into this replica by merge. `mode_of` gives each
-    /// table's conflict mode (`None` = unknown table). Every cell is checked first; one bad
-    /// cell refuses the whole call and writes nothing.
+    /// table's conflict mode (`None` = unknown table); it is called under the cells'
+    /// stripe locks, so it must not take them. Every cell is checked first; one bad cell
+    /// refuses the whole call and writes nothing.
     pub fn apply(
         &self,
         cells: &[RawCell],
         mode_of: impl Fn(&str) -> Option<ConflictMode>,
     ) -> Result<(), ReplicaError> {
+        // Mints read-modify-write under these locks and replace the memtable entry: an
+        // applied cell must not land between a mint's read and its write. A table drop
+        // holds every stripe, so the tables are checked under them: a table dropped and
+        // re-created with another conflict mode never receives cells checked against the
+        // old one.
+        let _guards = self.lock_stripes(cells.iter().map(|c| c.key.as_slice()));
         for (index, c) in cells.iter().enumerate() {
             let mode = mode_of(&c.table).ok_or_else(|| InvalidCell::UnknownTable {
                 index,
@@ -114,9 +121,6 @@ impl Replica {
             })?;
             self.check_cell(index, c, mode)?;
         }
-        // Mints read-modify-write under these locks and replace the memtable entry: an
-        // applied cell must not land between a mint's read and its write.
-        let _guards = self.lock_stripes(cells.iter().map(|c| c.key.as_slice()));
         let mut batch = WriteBatch::new();
         let mut bytes = 0usize;
         for c in cells {

@@ -391,3 +391,25 @@ fn replica_write_after_a_row_delete_survives_a_delete_context_that_outran_the_do
         "the write after the delete was deleted"
     );
 }
+
+/// Regression: apply asked for the table's conflict mode before it took the stripe
+/// locks, so a table dropped and re-created (with another mode) in between received
+/// cells checked against the old one. A drop holds every stripe: the check must run
+/// under them, as a mint's recheck does.
+#[test]
+fn replica_apply_checks_the_table_under_the_stripe_locks() {
+    let f = fixture(1, Partitioner::Murmur3);
+    let cell = mint_one(&f.replica, "l", b"k", b"a", Some(b"v"), None).remove(0);
+    let stripe = f.replica.stripe_of(&cell.key);
+    let held = std::cell::Cell::new(true);
+    f.replica
+        .apply(std::slice::from_ref(&cell), |t| {
+            held.set(held.get() && f.replica.stripes[stripe].try_lock().is_err());
+            mode_of(t)
+        })
+        .unwrap();
+    assert!(
+        held.get(),
+        "the table's mode was read outside the stripe lock"
+    );
+}
