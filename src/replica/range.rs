@@ -100,8 +100,10 @@ impl TokenRange {
     }
 }
 
-/// The raw entries of a token range, in ring order: `(engine key, stored bytes)` as the
-/// table's merge policy returns them on a read (expired versions hidden).
+/// The raw entries of a token range, in ring order: `(engine key, stored bytes)`, every
+/// version of a key merged by the table's policy but not filtered by its read (lww
+/// tombstones, causal cells of tombstones and expired versions included), so a replica
+/// that receives them by apply learns every delete.
 pub struct RangeScan {
     /// The span after `start` (absent when `start` is the largest token).
     first: Option<ScanIter>,
@@ -149,14 +151,14 @@ impl RangeScan {
     pub fn next_entry(&mut self) -> sibyl_storage::Result<Option<(&[u8], &[u8])>> {
         if !self.first_done {
             if let Some(scan) = self.first.as_mut() {
-                if let Some(entry) = scan.next_entry()? {
+                if let Some(entry) = scan.next_merged()? {
                     return Ok(Some(entry));
                 }
             }
             self.first_done = true;
         }
         match self.second.as_mut() {
-            Some(scan) => scan.next_entry(),
+            Some(scan) => scan.next_merged(),
             None => Ok(None),
         }
     }

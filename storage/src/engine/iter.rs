@@ -458,6 +458,21 @@ impl ScanIter {
             }
         }
     }
+
+    /// The next merged (key, value) as stored, without the policy's `read` filter: every
+    /// version of the key folded by the merge policy, deletes encoded in values and
+    /// expired values included (what a replica ships to another). Engine tombstones are
+    /// skipped. `None` at the end.
+    pub fn next_merged(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        loop {
+            if !self.cursor.advance()? {
+                return Ok(None);
+            }
+            if !self.cursor.tombstone {
+                return Ok(Some((&self.cursor.key, &self.cursor.value)));
+            }
+        }
+    }
 }
 
 impl Iterator for ScanIter {
