@@ -103,7 +103,9 @@ impl TokenRange {
 /// The raw entries of a token range, in ring order: `(engine key, stored bytes)`, every
 /// version of a key merged by the table's policy but not filtered by its read (lww
 /// tombstones, causal cells of tombstones and expired versions included), so a replica
-/// that receives them by apply learns every delete.
+/// that receives them by apply learns every delete. An undecodable stored value is
+/// yielded too; [`super::Replica::check_cell`] tells a sender which ones a receiver's
+/// apply would refuse.
 pub struct RangeScan {
     /// The span after `start` (absent when `start` is the largest token).
     first: Option<ScanIter>,
