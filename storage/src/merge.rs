@@ -41,7 +41,8 @@ pub trait MergePolicy: Send + Sync + 'static {
     }
 
     /// Called on each merged entry a compaction writes. `bottommost` is true when the
-    /// compaction's output holds every older version of the key (nothing below it can be
+    /// compaction's output holds every version of the key the engine had when it looked:
+    /// no other SSTable and no memtable may hold one (nothing it shadows can be
     /// resurrected). Return `None` to drop the entry, or the entry to keep (possibly
     /// rewritten, e.g. an expired cell turned into a tombstone). The default drops
     /// tombstones in bottommost compactions and keeps everything else.

@@ -1,6 +1,7 @@
 //! Executing compaction plans: merge the input SSTables through a [`MergeCursor`], apply
 //! the policy's compaction filter (if any, in key order) and its `compact` rule with a
-//! per-key bottommost check, write the outputs, then
+//! per-key bottommost check (no other SSTable and no memtable holds the key), write the
+//! outputs, then
 //! swap them in through one manifest update.
 
 use std::collections::HashSet;
@@ -93,6 +94,16 @@ impl Inner {
             Bound::Unbounded,
             Direction::Forward,
         )?;
+        // Memtables hold versions too (a merge policy's memtable merges only with its own
+        // entry, so an older version applied late sits there above a flushed tombstone):
+        // those of the plan's version and of the current one (after a rotation).
+        let current = t.version();
+        let memtables: Vec<_> = [&v.active, &current.active]
+            .into_iter()
+            .chain(v.frozen.iter())
+            .chain(current.frozen.iter())
+            .cloned()
+            .collect();
         let target = t.compaction.target_file_size();
         // Sees the merged entries in key order (the cursor is forward).
         let mut filter = t.merge.compaction_filter();
@@ -103,10 +114,16 @@ impl Inner {
         let result: Result<()> = (|| {
             while cursor.advance()? {
                 let key = cursor.key();
-                // Bottommost for this key: no file outside the compaction may hold it.
+                // Bottommost for this key: no file outside the compaction and no memtable
+                // may hold it, so nothing an entry dropped here shadows can come back. (A
+                // version written to a memtable while the compaction runs is not seen: the
+                // node holds purges back by its repair watermark, see its merge policy.)
                 let bottommost = !others
                     .iter()
-                    .any(|f| f.covers(key) && f.sst.may_contain(key));
+                    .any(|f| f.covers(key) && f.sst.may_contain(key))
+                    && !memtables
+                        .iter()
+                        .any(|m| m.may_contain_key(key) && m.with_entry(key, |_, _| ()).is_some());
                 let entry = cursor.entry().to_owned();
                 let entry = match filter.as_mut() {
                     Some(f) => match f.filter(key, entry) {
