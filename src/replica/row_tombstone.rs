@@ -13,7 +13,9 @@ use sibyl_protocol::ConflictMode;
 
 use super::mint::MintRow;
 use super::{Replica, ReplicaError};
+use crate::versioning::format::MAX_ACTORS;
 use crate::versioning::row_tombstone::is_row_tombstone;
+use crate::versioning::VersioningError;
 use crate::versioning::{decode_causal_cell, Context, Dvv, LwwCell, RowTombstone, VersionVector};
 
 /// A stored cell after its row tombstone was applied.
@@ -133,9 +135,18 @@ impl Replica {
                 }
             }
         };
-        Ok(match stored {
+        let merged = match stored {
             Some(s) => s.merge(&new),
             None => new,
-        })
+        };
+        // Contexts claim what the client saw; together they cannot be allowed to grow the
+        // tombstone past what its decoder accepts (the row would become unreadable).
+        if merged.seen().is_some_and(|s| s.len() > MAX_ACTORS) {
+            return Err(VersioningError::InvalidContext {
+                reason: "the row delete would give the row tombstone more actors than it may hold",
+            }
+            .into());
+        }
+        Ok(merged)
     }
 }

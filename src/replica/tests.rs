@@ -438,3 +438,38 @@ fn replica_scan_range_ships_lww_tombstones() {
     }
     assert_eq!(got, [(deleted.key, deleted.value)]);
 }
+
+/// Regression: a row delete joined its contexts without a bound, so contexts naming
+/// more actors together than a row tombstone may hold produced a tombstone its own
+/// decoder refuses (the row became unreadable). Such a delete is refused instead.
+#[test]
+fn replica_row_delete_refuses_contexts_naming_more_actors_than_a_tombstone_holds() {
+    use crate::versioning::format::MAX_ACTORS;
+    use crate::versioning::VersionVector;
+    let f = fixture(1, Partitioner::Murmur3);
+    let ctx = |from: u64| {
+        Context::from_vv(VersionVector::from_pairs(
+            (from..from + MAX_ACTORS as u64).map(|n| (Actor::new(n + 100, 1), 1)),
+        ))
+    };
+    let prefix = RowPrefix::new(f.replica.partitioner(), b"k");
+    let delete = MintRow {
+        table: "c",
+        row: prefix.clone(),
+        row_delete: Some(vec![ctx(0), ctx(MAX_ACTORS as u64)]),
+        mode: ConflictMode::Causal,
+        max_siblings: 100,
+        keys: Vec::new(),
+        cells: Vec::new(),
+        timestamp_micros: 6,
+        expires_at_secs: None,
+    };
+    let r =
+        f.replica
+            .mint_group::<_, ReplicaErrorClone>(&[Ok(delete)], |_: &MintRow<'_>| Ok(()), None);
+    assert!(matches!(r.as_slice(), [Err(_)]), "{r:?}");
+    assert_eq!(
+        f.replica.row_tombstone("c", prefix.as_bytes()).unwrap(),
+        None
+    );
+}
