@@ -258,9 +258,9 @@ impl Service {
         names.dedup();
         let mut cells = Vec::with_capacity(names.len());
         let mut bytes = 0usize;
-        let tomb = self
-            .replica
-            .row_tombstone(&schema.name, prefix.as_bytes())?;
+        // Read only once a cell is found: a row tombstone changes nothing about cells
+        // that are absent, so a read of missing columns costs no extra engine get.
+        let mut tomb: Option<Option<RowTombstone>> = None;
         for name in names {
             // The raw merged entry: cell_from_stored filters tombstones and expired
             // siblings itself, so the engine's read filter would only decode it twice.
@@ -268,6 +268,13 @@ impl Service {
                 .replica
                 .read_raw(&schema.name, &prefix.cell_key(name))?;
             if let Some(stored) = stored {
+                let tomb = match &tomb {
+                    Some(t) => t,
+                    None => tomb.insert(
+                        self.replica
+                            .row_tombstone(&schema.name, prefix.as_bytes())?,
+                    ),
+                };
                 if let Some(cell) = cell_from_stored(
                     schema.options.conflict_mode,
                     name.clone(),

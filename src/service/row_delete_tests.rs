@@ -353,3 +353,25 @@ fn service_compaction_keeps_a_tombstone_that_shadows_an_older_cell_in_the_memtab
     a.svc.engine.compact("t").unwrap();
     assert!(row(&a.svc).is_empty(), "the deleted value came back");
 }
+
+/// The named-column read looks the row tombstone up only once it finds a stored cell:
+/// absent names before a deleted one must not skip it.
+#[test]
+fn service_named_read_applies_the_row_tombstone_after_absent_columns() {
+    for mode in [ConflictMode::Causal, ConflictMode::Lww] {
+        let n = node(mode);
+        insert(&n.svc, "m", "deleted", Some(1), Bytes::new());
+        insert(&n.svc, "z", "deleted", Some(1), Bytes::new());
+        delete_row(&n.svc, Some(2));
+        insert(&n.svc, "z", "kept", Some(3), Bytes::new());
+        let named = Selector::Columns(vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"m"),
+            Bytes::from_static(b"z"),
+        ]);
+        let cells = get(&n.svc, named);
+        let names: Vec<&[u8]> = cells.iter().map(|c| &c.name[..]).collect();
+        assert_eq!(names, [&b"z"[..]], "{mode:?}");
+        assert_eq!(cells[0].values().count(), 1, "{mode:?}");
+    }
+}
