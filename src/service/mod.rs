@@ -223,11 +223,20 @@ impl std::fmt::Debug for Service {
 /// causal policy, which keeps (never drops) cells it cannot read; [`Service::open`] then
 /// refuses to start, naming the table.
 fn merge_policy(clock: &Arc<dyn Clock>, metadata: &[u8]) -> Arc<dyn MergePolicy> {
+    let clock = clock.clone();
     match TableSchema::decode_metadata("", metadata) {
+        // A tombstone purged on one replica before the others hold it lets the deleted
+        // value come back through read repair, hints or anti-entropy: a replicated table
+        // keeps its tombstones until the repair watermark exists.
+        Ok(s) if s.options.replication_factor > 1 => match s.options.conflict_mode {
+            sibyl_protocol::ConflictMode::Lww => Arc::new(LwwMerge::replicated(clock)),
+            sibyl_protocol::ConflictMode::Causal => Arc::new(CausalMerge::replicated(clock)),
+        },
         Ok(s) if s.options.conflict_mode == sibyl_protocol::ConflictMode::Lww => {
-            Arc::new(LwwMerge::new(clock.clone()))
+            Arc::new(LwwMerge::new(clock))
         }
-        _ => Arc::new(CausalMerge::new(clock.clone())),
+        // Undecodable metadata included: the open then refuses the table, naming it.
+        _ => Arc::new(CausalMerge::new(clock)),
     }
 }
 

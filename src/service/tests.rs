@@ -699,3 +699,57 @@ fn service_row_deletes_run_off_the_async_workers() {
         super::Execution::Inline
     );
 }
+
+/// A replicated table keeps its tombstones through a major compaction (a replica that
+/// purged a delete before the others hold it would let the value come back through read
+/// repair, hints or repair); a table with one replica purges them.
+#[test]
+fn service_major_compaction_keeps_tombstones_only_of_replicated_tables() {
+    use crate::replica::keys::RowPrefix;
+    use crate::replica::ReplicaHost;
+    for mode in [ConflictMode::Causal, ConflictMode::Lww] {
+        let f = fixture();
+        for (name, rf) in [("single", 1u16), ("replicated", 3)] {
+            let r = f.svc.handle(Request::CreateTable {
+                name: name.into(),
+                options: TableOptions {
+                    replication_factor: rf,
+                    ..table_options(mode)
+                },
+                if_not_exists: false,
+            });
+            assert!(matches!(r, Response::SchemaChanged { .. }), "{r:?}");
+            f.put(name, "k", "c", "v");
+            let r = f.svc.handle(Request::Delete {
+                delete: RowDelete {
+                    table: name.into(),
+                    key: Bytes::from_static(b"k"),
+                    timestamp_micros: None,
+                    target: DeleteTarget::Columns(vec![CellContext {
+                        name: Bytes::from_static(b"c"),
+                        context: Bytes::new(),
+                    }]),
+                },
+                consistency: None,
+            });
+            assert!(matches!(r, Response::Written { .. }), "{r:?}");
+            for admin in [
+                Request::Flush {
+                    table: Some(name.into()),
+                },
+                Request::Compact { table: name.into() },
+            ] {
+                let r = f.svc.handle(admin);
+                assert!(!matches!(r, Response::Error(_)), "{r:?}");
+            }
+            assert!(f.cell(name, "k", "c").is_none(), "{mode:?} {name}: deleted");
+        }
+        let key = RowPrefix::new(crate::ring::Partitioner::Murmur3, b"k").cell_key(b"c");
+        let raw = |table: &str| f.svc.replica().read_raw(table, &key).unwrap();
+        assert_eq!(raw("single"), None, "{mode:?}: rf 1 purges the tombstone");
+        assert!(
+            raw("replicated").is_some(),
+            "{mode:?}: rf 3 keeps the tombstone"
+        );
+    }
+}

@@ -46,7 +46,10 @@
 //! tombstone before every other replica has it can see the deleted value come back through
 //! repair, and a causal cell purged early forgets its counters. The node must therefore
 //! additionally hold purges back until the range's repair watermark says every replica has
-//! the tombstone (DESIGN §6); the cluster issues add that condition.
+//! the tombstone. Until that watermark exists, a table with more than one replica gets the
+//! `replicated` form of its policy, which never purges a tombstone (an expired value
+//! still becomes one, and expired causal siblings still go, their counters kept): space
+//! is traded for never resurrecting a delete. A table with one replica purges as before.
 
 use std::sync::Arc;
 
@@ -210,12 +213,26 @@ fn entry_bytes(e: Entry) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct CausalMerge {
     clock: Arc<dyn Clock>,
+    purge_tombstones: bool,
 }
 
 impl CausalMerge {
-    /// A policy reading expiry against `clock`.
+    /// A policy reading expiry against `clock` that purges tombstones in bottommost
+    /// compactions (a table with one replica).
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        CausalMerge { clock }
+        CausalMerge {
+            clock,
+            purge_tombstones: true,
+        }
+    }
+
+    /// The same policy for a table with more than one replica: it never purges a
+    /// tombstone (see "Purging tombstones" in the module doc).
+    pub fn replicated(clock: Arc<dyn Clock>) -> Self {
+        CausalMerge {
+            clock,
+            purge_tombstones: false,
+        }
     }
 }
 
@@ -241,7 +258,7 @@ impl MergePolicy for CausalMerge {
         };
         let now = self.clock.now_secs();
         let live = dvv.without_expired(now);
-        if bottommost && live.is_all_tombstones() {
+        if bottommost && self.purge_tombstones && live.is_all_tombstones() {
             return None;
         }
         if dvv.has_expired(now) {
@@ -284,12 +301,26 @@ impl MergePolicy for CausalMerge {
 #[derive(Debug, Clone)]
 pub struct LwwMerge {
     clock: Arc<dyn Clock>,
+    purge_tombstones: bool,
 }
 
 impl LwwMerge {
-    /// A policy reading expiry against `clock`.
+    /// A policy reading expiry against `clock` that purges tombstones in bottommost
+    /// compactions (a table with one replica).
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        LwwMerge { clock }
+        LwwMerge {
+            clock,
+            purge_tombstones: true,
+        }
+    }
+
+    /// The same policy for a table with more than one replica: it never purges a
+    /// tombstone (see "Purging tombstones" in the module doc).
+    pub fn replicated(clock: Arc<dyn Clock>) -> Self {
+        LwwMerge {
+            clock,
+            purge_tombstones: false,
+        }
     }
 }
 
@@ -311,7 +342,8 @@ impl MergePolicy for LwwMerge {
     }
 
     /// An expired value becomes a tombstone with the value's timestamp (it must keep
-    /// shadowing older writes); tombstones are dropped when `bottommost`.
+    /// shadowing older writes); tombstones are dropped when `bottommost`, unless the
+    /// table is replicated.
     fn compact(&self, key: &[u8], entry: Entry, bottommost: bool) -> Option<Entry> {
         let cell = match classify("lww", key, entry.as_ref(), LwwCell::decode) {
             Rank::Good(c) => c,
@@ -320,7 +352,7 @@ impl MergePolicy for LwwMerge {
             Rank::EngineTombstone => return (!bottommost).then_some(entry),
         };
         let dead = cell.is_tombstone() || cell.is_expired(self.clock.now_secs());
-        match (dead, bottommost) {
+        match (dead, bottommost && self.purge_tombstones) {
             (true, true) => None,
             (true, false) if !cell.is_tombstone() => Some(Entry::Value(
                 LwwCell::tombstone(cell.timestamp_micros).encode(),
@@ -455,6 +487,19 @@ mod tests {
     }
 
     #[test]
+    fn causal_compact_of_a_replicated_table_keeps_tombstones_even_bottommost() {
+        let p = CausalMerge::replicated(clock_at(10));
+        let d = blind(&Dvv::new(), val("x"), A);
+        let d = d.update(&d.join(), Sibling::tombstone(1), A);
+        let e = cell(&d);
+        assert_eq!(p.compact(K, e.clone(), true), Some(e));
+        let expired = blind(&Dvv::new(), val("x").with_expiry(5), A);
+        let out = decoded(&p.compact(K, cell(&expired), true).unwrap());
+        assert_eq!(out.sibling_count(), 0, "the expired value goes");
+        assert_eq!(out.join(), expired.join(), "its counters stay");
+    }
+
+    #[test]
     fn causal_compact_drops_fully_expired_cell_only_bottommost() {
         let p = causal(&clock_at(10));
         let d = blind(&Dvv::new(), val("x").with_expiry(5), A);
@@ -534,6 +579,19 @@ mod tests {
         assert_eq!(p.compact(K, c, true), None);
         let fresh = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(21));
         assert_eq!(p.compact(K, fresh.clone(), true), Some(fresh));
+    }
+
+    #[test]
+    fn lww_compact_of_a_replicated_table_keeps_tombstones_even_bottommost() {
+        let p = LwwMerge::replicated(clock_at(20));
+        let t = lcell(&LwwCell::tombstone(7));
+        assert_eq!(p.compact(K, t.clone(), true), Some(t));
+        let expired = lcell(&LwwCell::value(b"a".to_vec(), 7).with_expiry(20));
+        assert_eq!(
+            p.compact(K, expired, true),
+            Some(lcell(&LwwCell::tombstone(7))),
+            "an expired value becomes a tombstone that stays"
+        );
     }
 
     /// Regression: on equal timestamps a value without expiry (or with a later one, or
