@@ -13,7 +13,9 @@
 //! Accepted connections read requests and one-way frames: a request runs as its own task
 //! (at most `max_in_flight` per connection, `Overloaded` beyond), a one-way message is
 //! handed to its handler before the next frame is read. Answers go back through the
-//! connection's bounded writer queue. A malformed frame closes that connection only.
+//! connection's bounded writer queue. A malformed frame closes that connection only. A
+//! handler that panics fails only its own request (an error frame `Handler`) or message
+//! (dropped); the connection keeps serving.
 //!
 //! # Bounds
 //! Per lane: `small_queue` / `bulk_queue` frames queued, `max_pending_calls` calls
