@@ -504,6 +504,22 @@ impl SimNode {
     }
 }
 
+/// A call's entry in its node's pending map, removed when the call ends (answered,
+/// timed out, or its future dropped), so lost answers leave nothing behind.
+struct PendingCall {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    call: u64,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(slot) = lock(&self.shared).nodes.get_mut(&self.addr) {
+            slot.pending.remove(&self.call);
+        }
+    }
+}
+
 impl PeerNetwork for SimNode {
     fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -535,22 +551,22 @@ impl PeerNetwork for SimNode {
             posted.map(|()| call)
         };
         self.shared.wake.notify_one();
-        let shared = self.shared.clone();
-        let addr = self.addr;
+        let pending = posted.map(|call| PendingCall {
+            shared: self.shared.clone(),
+            addr: self.addr,
+            call,
+        });
         Box::pin(async move {
-            let call = posted?;
+            // Held to the end: the entry goes however the call ends (answer, timeout, or
+            // the caller dropping this future).
+            let _pending = pending?;
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => Err(NetError::Closed),
-                Err(_) => {
-                    if let Some(slot) = lock(&shared).nodes.get_mut(&addr) {
-                        slot.pending.remove(&call);
-                    }
-                    Err(NetError::Timeout {
-                        addr: to,
-                        after: deadline.saturating_duration_since(started),
-                    })
-                }
+                Err(_) => Err(NetError::Timeout {
+                    addr: to,
+                    after: deadline.saturating_duration_since(started),
+                }),
             }
         })
     }

@@ -254,3 +254,23 @@ async fn sim_clock_skew_shows_in_a_nodes_clock() {
         "clocks follow simulated time"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn sim_dropped_call_leaves_no_pending_entry() {
+    // Seed 13 (printed for replay); every message is lost, so no answer ever comes.
+    let world = SimNetwork::new(
+        SimConfig {
+            loss: 1.0,
+            ..quiet()
+        },
+        13,
+    );
+    let (a, b) = (peer(&world, 1), peer(&world, 2));
+    let call = a
+        .net
+        .call(b.net.local_addr(), Family::Replica, body(1), within(60_000));
+    assert_eq!(lock(&world.shared).nodes[&addr(1)].pending.len(), 1);
+    // A caller that stops waiting (a quorum reached elsewhere, a select) drops it.
+    drop(call);
+    assert_eq!(lock(&world.shared).nodes[&addr(1)].pending.len(), 0);
+}

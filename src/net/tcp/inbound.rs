@@ -259,8 +259,7 @@ pub(super) async fn run_inbound(
                             continue;
                         }
                     };
-                    let ready =
-                        Pin::new(&mut answer).poll(&mut Context::from_waker(Waker::noop()));
+                    let ready = Pin::new(&mut answer).poll(&mut Context::from_waker(Waker::noop()));
                     if let Poll::Ready(result) = ready {
                         let result = unwound(&from, &h, result);
                         if tx.send(answer_frame(&h, result)).await.is_err() {

@@ -187,6 +187,20 @@ impl Outbound {
     }
 }
 
+/// A call's entry in its lane's pending map, removed when the call ends (answered, timed
+/// out, or its future dropped by a caller that stopped waiting), so the map holds only
+/// calls someone still waits for.
+struct PendingCall {
+    out: Arc<Outbound>,
+    stream: u32,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        lock(&self.out.pending).remove(&self.stream);
+    }
+}
+
 impl TcpNetwork {
     /// Listens on `addr` (port 0 picks a free one) and starts accepting peers. Must run
     /// inside a tokio runtime.
@@ -350,20 +364,19 @@ impl PeerNetwork for TcpNetwork {
                     mpsc::error::TrySendError::Closed(_) => NetError::Closed,
                 });
             }
-            Ok((out, stream, rx))
+            Ok((PendingCall { out, stream }, rx))
         })();
         Box::pin(async move {
-            let (out, stream, rx) = prepared?;
+            // Held to the end: the entry goes however the call ends (answer, timeout, or
+            // the caller dropping this future).
+            let (_pending, rx) = prepared?;
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => Err(NetError::Closed),
-                Err(_) => {
-                    lock(&out.pending).remove(&stream);
-                    Err(NetError::Timeout {
-                        addr: to,
-                        after: deadline.saturating_duration_since(started),
-                    })
-                }
+                Err(_) => Err(NetError::Timeout {
+                    addr: to,
+                    after: deadline.saturating_duration_since(started),
+                }),
             }
         })
     }

@@ -449,3 +449,6 @@ async fn tcp_disconnect_closes_a_departed_peers_connections() {
 
 #[path = "tests_handler_panics.rs"]
 mod handler_panics;
+
+#[path = "tests_cancelled_calls.rs"]
+mod cancelled_calls;

@@ -30,7 +30,10 @@ async fn tcp_request_handler_panic_keeps_the_connection() {
         matches!(r, Err(NetError::Remote { ref message, .. }) if message.contains("panicked")),
         "{r:?}"
     );
-    assert_eq!(call(&a, &b, b"after").await, Ok(Bytes::from_static(b"after")));
+    assert_eq!(
+        call(&a, &b, b"after").await,
+        Ok(Bytes::from_static(b"after"))
+    );
     assert_eq!(b.net.inbound_from(a.net.local_addr()), 1);
 }
 
@@ -46,6 +49,9 @@ async fn tcp_message_handler_panic_keeps_the_connection() {
         .expect("send");
     let next = tokio::time::timeout(Duration::from_secs(5), b.seen.recv()).await;
     assert_eq!(next, Ok(Some(Bytes::from_static(b"next"))));
-    assert_eq!(call(&a, &b, b"after").await, Ok(Bytes::from_static(b"after")));
+    assert_eq!(
+        call(&a, &b, b"after").await,
+        Ok(Bytes::from_static(b"after"))
+    );
     assert_eq!(b.net.inbound_from(a.net.local_addr()), 1);
 }
