@@ -18,8 +18,9 @@
 //!   [`SimNetwork::partition`] cuts both ways between groups. Checked at send and at
 //!   delivery. A message lost to a partition or to `loss` makes a call time out.
 //! - [`SimNetwork::crash`] kills a node: its handle answers `Closed`, messages to or from
-//!   it in flight are dropped, calls to it fail `Unreachable` (connection refused), its
-//!   pending calls fail. [`SimNetwork::restart`] gives a fresh handle (a new process:
+//!   it in flight are dropped, calls to it fail `Unreachable` (connection refused; those
+//!   already waiting on it at once, as when a TCP connection breaks), its own pending
+//!   calls fail `Closed`. [`SimNetwork::restart`] gives a fresh handle (a new process:
 //!   handlers must be registered again).
 //! - Clock skew: [`SimNetwork::clock`] is a [`Clock`] per node, the simulated time plus
 //!   that node's skew ([`SimNetwork::set_skew`]).
@@ -183,7 +184,8 @@ struct Slot {
     incarnation: u64,
     up: bool,
     handlers: Arc<Handlers>,
-    pending: BTreeMap<u64, Reply>,
+    /// Calls this node waits on: the callee and where its answer goes.
+    pending: BTreeMap<u64, (SocketAddr, Reply)>,
     skew_micros: i64,
 }
 
@@ -336,16 +338,38 @@ impl SimNetwork {
 
     /// Crashes the node at `addr` (kill -9): see the module doc.
     pub fn crash(&self, addr: SocketAddr) {
-        let pending = {
+        let (own, to_it) = {
             let mut w = lock(&self.shared);
             let Some(slot) = w.nodes.get_mut(&addr) else {
                 return;
             };
             slot.up = false;
-            std::mem::take(&mut slot.pending)
+            let own = std::mem::take(&mut slot.pending);
+            // Calls other nodes wait on from it: their connection to it broke.
+            let mut to_it = Vec::new();
+            for slot in w.nodes.values_mut() {
+                let calls: Vec<u64> = slot
+                    .pending
+                    .iter()
+                    .filter(|(_, (callee, _))| *callee == addr)
+                    .map(|(call, _)| *call)
+                    .collect();
+                for call in calls {
+                    if let Some((_, reply)) = slot.pending.remove(&call) {
+                        to_it.push(reply);
+                    }
+                }
+            }
+            (own, to_it)
         };
-        for (_, reply) in pending {
+        for (_, (_, reply)) in own {
             let _ = reply.send(Err(NetError::Closed));
+        }
+        for reply in to_it {
+            let _ = reply.send(Err(NetError::Unreachable {
+                addr,
+                reason: "connection lost (node crashed)".into(),
+            }));
         }
     }
 
@@ -545,7 +569,7 @@ impl PeerNetwork for SimNode {
             let posted = self.post(&mut w, to, family, Payload::Request { call, body });
             if posted.is_ok() {
                 if let Some(slot) = w.nodes.get_mut(&self.addr) {
-                    slot.pending.insert(call, tx);
+                    slot.pending.insert(call, (to, tx));
                 }
             }
             posted.map(|()| call)
@@ -684,7 +708,7 @@ fn deliver(shared: &Arc<Shared>, d: Delivery) {
             });
         }
         Payload::Response { call, answer } => {
-            if let Some(reply) = slot.pending.remove(&call) {
+            if let Some((_, reply)) = slot.pending.remove(&call) {
                 drop(w);
                 let answer = answer.map_err(|(code, message)| match code {
                     ErrorCode::Overloaded => NetError::Overloaded {

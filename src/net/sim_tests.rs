@@ -274,3 +274,22 @@ async fn sim_dropped_call_leaves_no_pending_entry() {
     drop(call);
     assert_eq!(lock(&world.shared).nodes[&addr(1)].pending.len(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sim_crash_fails_calls_outstanding_to_it_unreachable() {
+    // Over TCP a crashed peer's connection breaks and its outstanding calls fail
+    // `Unreachable` at once; the simulation must not turn that into a timeout.
+    let world = SimNetwork::new(quiet(), 1);
+    let (a, _b) = (peer(&world, 1), peer(&world, 2));
+    let started = Instant::now();
+    let call = a
+        .net
+        .call(addr(2), Family::Replica, body(1), within(60_000));
+    world.crash(addr(2));
+    let r = call.await;
+    assert!(
+        matches!(r, Err(NetError::Unreachable { addr: to, .. }) if to == addr(2)),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "failed at once");
+}
