@@ -228,22 +228,27 @@ pub(super) async fn run_inbound(
                     }
                 },
                 FrameKind::Request => {
+                    // Error answers wait for room in the answer queue like any answer
+                    // (backpressure on this reader): dropping one would leave its caller
+                    // waiting until its deadline.
                     let Some(handler) = inner.handlers.get(h.family).cloned() else {
-                        let _ = tx.try_send(Frame::error(
-                            h.family,
-                            h.stream,
-                            ErrorCode::NoHandler,
-                            "no handler",
-                        ));
+                        let refusal =
+                            Frame::error(h.family, h.stream, ErrorCode::NoHandler, "no handler");
+                        if tx.send(refusal).await.is_err() {
+                            return "closed".to_string();
+                        }
                         continue;
                     };
                     if running.load(Ordering::Acquire) >= in_flight {
-                        let _ = tx.try_send(Frame::error(
+                        let refusal = Frame::error(
                             h.family,
                             h.stream,
                             ErrorCode::Overloaded,
                             "too many requests in flight",
-                        ));
+                        );
+                        if tx.send(refusal).await.is_err() {
+                            return "closed".to_string();
+                        }
                         continue;
                     }
                     // Fast path: a handler that answers without waiting (most small

@@ -452,3 +452,6 @@ mod handler_panics;
 
 #[path = "tests_cancelled_calls.rs"]
 mod cancelled_calls;
+
+#[path = "tests_error_answers.rs"]
+mod error_answers;
