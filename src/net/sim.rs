@@ -30,7 +30,8 @@
 //!
 //! # Tasks
 //! One router task delivers due messages; each delivered message's handler runs as its
-//! own task. [`SimNetwork::shutdown`] stops them all. Locks are held for queue and map
+//! own task. A handler that panics fails only its request (`Handler` error) or message
+//! (lost), as over TCP; the router keeps delivering. [`SimNetwork::shutdown`] stops them all. Locks are held for queue and map
 //! operations only, never across an `.await`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame::ErrorCode;
+use super::unwind::{call_catching, CatchUnwind};
 use super::{BoxFuture, Family, Handlers, NetError, PeerHandler, PeerInfo, PeerNetwork};
 use crate::ring::NodeId;
 use crate::versioning::Clock;
@@ -680,7 +682,13 @@ fn deliver(shared: &Arc<Shared>, d: Delivery) {
         Payload::OneWay(body) => {
             drop(w);
             if let Some(h) = handler {
-                spawn(shared, h.message(from, body));
+                // A panicking handler loses its message, not the router (as over TCP).
+                match call_catching(|| h.message(from, body)) {
+                    Ok(fut) => spawn(shared, async move {
+                        let _ = CatchUnwind(fut).await;
+                    }),
+                    Err(panic) => tracing::warn!(%panic, "sim message handler panicked"),
+                }
             }
         }
         Payload::Request { call, body } => {
@@ -699,10 +707,23 @@ fn deliver(shared: &Arc<Shared>, d: Delivery) {
                 return;
             };
             drop(w);
-            let answer = h.request(from, body);
+            // A panicking handler fails its request `Handler`, as over TCP.
+            let panicked =
+                |panic: String| (ErrorCode::Handler, format!("handler panicked: {panic}"));
+            let answer = match call_catching(|| h.request(from, body)) {
+                Ok(fut) => CatchUnwind(fut),
+                Err(panic) => {
+                    lock(shared).schedule(back(Err(panicked(panic))));
+                    shared.wake.notify_one();
+                    return;
+                }
+            };
             let shared2 = shared.clone();
             spawn(shared, async move {
-                let answer = answer.await.map_err(|e| (ErrorCode::Handler, e.message));
+                let answer = match answer.await {
+                    Ok(result) => result.map_err(|e| (ErrorCode::Handler, e.message)),
+                    Err(panic) => Err(panicked(panic)),
+                };
                 lock(&shared2).schedule(back(answer));
                 shared2.wake.notify_one();
             });

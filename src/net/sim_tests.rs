@@ -293,3 +293,44 @@ async fn sim_crash_fails_calls_outstanding_to_it_unreachable() {
     );
     assert!(started.elapsed() < Duration::from_secs(1), "failed at once");
 }
+
+/// Panics while taking a message or a request, before returning its future.
+struct Panicking;
+
+impl PeerHandler for Panicking {
+    fn request(
+        &self,
+        _from: PeerInfo,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        panic!("asked to panic");
+    }
+
+    fn message(&self, _from: PeerInfo, _body: Bytes) -> BoxFuture<'static, ()> {
+        panic!("asked to panic");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim_handler_panic_fails_only_its_message() {
+    let world = SimNetwork::new(quiet(), 1);
+    let (a, b) = (peer(&world, 1), peer(&world, 2));
+    b.net
+        .register(Family::Gossip, Arc::new(Panicking))
+        .expect("register");
+    a.net.send(addr(2), Family::Gossip, body(1)).expect("send");
+    let r = a
+        .net
+        .call(addr(2), Family::Gossip, body(2), within(1_000))
+        .await;
+    assert!(
+        matches!(r, Err(NetError::Remote { ref message, .. }) if message.contains("panicked")),
+        "{r:?}"
+    );
+    // The router survived both: other families are still delivered.
+    let r = a
+        .net
+        .call(addr(2), Family::Replica, body(3), within(1_000))
+        .await;
+    assert_eq!(r, Ok(body(3)));
+}
