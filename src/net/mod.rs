@@ -14,6 +14,7 @@
 //! - [`sim`]: [`SimNetwork`], a seeded message-level simulator behind the same trait
 //!   (latency, jitter, loss, duplication, reordering, one-way partitions, crashes, skew).
 //! - [`error`]: [`NetError`], [`HandlerError`].
+//! - `unwind`: a handler's panic becomes an error of its own request or message.
 //!
 //! # Contract
 //! - `call` returns the answer or a typed error before its deadline; answers may come
@@ -31,6 +32,7 @@ pub mod frame;
 pub mod handshake;
 pub mod sim;
 pub mod tcp;
+mod unwind;
 
 use std::future::Future;
 use std::net::SocketAddr;

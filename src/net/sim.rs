@@ -18,8 +18,9 @@
 //!   [`SimNetwork::partition`] cuts both ways between groups. Checked at send and at
 //!   delivery. A message lost to a partition or to `loss` makes a call time out.
 //! - [`SimNetwork::crash`] kills a node: its handle answers `Closed`, messages to or from
-//!   it in flight are dropped, calls to it fail `Unreachable` (connection refused), its
-//!   pending calls fail. [`SimNetwork::restart`] gives a fresh handle (a new process:
+//!   it in flight are dropped, calls to it fail `Unreachable` (connection refused; those
+//!   already waiting on it at once, as when a TCP connection breaks), its own pending
+//!   calls fail `Closed`. [`SimNetwork::restart`] gives a fresh handle (a new process:
 //!   handlers must be registered again).
 //! - Clock skew: [`SimNetwork::clock`] is a [`Clock`] per node, the simulated time plus
 //!   that node's skew ([`SimNetwork::set_skew`]).
@@ -29,7 +30,8 @@
 //!
 //! # Tasks
 //! One router task delivers due messages; each delivered message's handler runs as its
-//! own task. [`SimNetwork::shutdown`] stops them all. Locks are held for queue and map
+//! own task. A handler that panics fails only its request (`Handler` error) or message
+//! (lost), as over TCP; the router keeps delivering. [`SimNetwork::shutdown`] stops them all. Locks are held for queue and map
 //! operations only, never across an `.await`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frame::ErrorCode;
+use super::unwind::{call_catching, CatchUnwind};
 use super::{BoxFuture, Family, Handlers, NetError, PeerHandler, PeerInfo, PeerNetwork};
 use crate::ring::NodeId;
 use crate::versioning::Clock;
@@ -183,7 +186,8 @@ struct Slot {
     incarnation: u64,
     up: bool,
     handlers: Arc<Handlers>,
-    pending: BTreeMap<u64, Reply>,
+    /// Calls this node waits on: the callee and where its answer goes.
+    pending: BTreeMap<u64, (SocketAddr, Reply)>,
     skew_micros: i64,
 }
 
@@ -336,16 +340,38 @@ impl SimNetwork {
 
     /// Crashes the node at `addr` (kill -9): see the module doc.
     pub fn crash(&self, addr: SocketAddr) {
-        let pending = {
+        let (own, to_it) = {
             let mut w = lock(&self.shared);
             let Some(slot) = w.nodes.get_mut(&addr) else {
                 return;
             };
             slot.up = false;
-            std::mem::take(&mut slot.pending)
+            let own = std::mem::take(&mut slot.pending);
+            // Calls other nodes wait on from it: their connection to it broke.
+            let mut to_it = Vec::new();
+            for slot in w.nodes.values_mut() {
+                let calls: Vec<u64> = slot
+                    .pending
+                    .iter()
+                    .filter(|(_, (callee, _))| *callee == addr)
+                    .map(|(call, _)| *call)
+                    .collect();
+                for call in calls {
+                    if let Some((_, reply)) = slot.pending.remove(&call) {
+                        to_it.push(reply);
+                    }
+                }
+            }
+            (own, to_it)
         };
-        for (_, reply) in pending {
+        for (_, (_, reply)) in own {
             let _ = reply.send(Err(NetError::Closed));
+        }
+        for reply in to_it {
+            let _ = reply.send(Err(NetError::Unreachable {
+                addr,
+                reason: "connection lost (node crashed)".into(),
+            }));
         }
     }
 
@@ -504,6 +530,22 @@ impl SimNode {
     }
 }
 
+/// A call's entry in its node's pending map, removed when the call ends (answered,
+/// timed out, or its future dropped), so lost answers leave nothing behind.
+struct PendingCall {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    call: u64,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if let Some(slot) = lock(&self.shared).nodes.get_mut(&self.addr) {
+            slot.pending.remove(&self.call);
+        }
+    }
+}
+
 impl PeerNetwork for SimNode {
     fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -529,28 +571,28 @@ impl PeerNetwork for SimNode {
             let posted = self.post(&mut w, to, family, Payload::Request { call, body });
             if posted.is_ok() {
                 if let Some(slot) = w.nodes.get_mut(&self.addr) {
-                    slot.pending.insert(call, tx);
+                    slot.pending.insert(call, (to, tx));
                 }
             }
             posted.map(|()| call)
         };
         self.shared.wake.notify_one();
-        let shared = self.shared.clone();
-        let addr = self.addr;
+        let pending = posted.map(|call| PendingCall {
+            shared: self.shared.clone(),
+            addr: self.addr,
+            call,
+        });
         Box::pin(async move {
-            let call = posted?;
+            // Held to the end: the entry goes however the call ends (answer, timeout, or
+            // the caller dropping this future).
+            let _pending = pending?;
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(_)) => Err(NetError::Closed),
-                Err(_) => {
-                    if let Some(slot) = lock(&shared).nodes.get_mut(&addr) {
-                        slot.pending.remove(&call);
-                    }
-                    Err(NetError::Timeout {
-                        addr: to,
-                        after: deadline.saturating_duration_since(started),
-                    })
-                }
+                Err(_) => Err(NetError::Timeout {
+                    addr: to,
+                    after: deadline.saturating_duration_since(started),
+                }),
             }
         })
     }
@@ -640,7 +682,13 @@ fn deliver(shared: &Arc<Shared>, d: Delivery) {
         Payload::OneWay(body) => {
             drop(w);
             if let Some(h) = handler {
-                spawn(shared, h.message(from, body));
+                // A panicking handler loses its message, not the router (as over TCP).
+                match call_catching(|| h.message(from, body)) {
+                    Ok(fut) => spawn(shared, async move {
+                        let _ = CatchUnwind(fut).await;
+                    }),
+                    Err(panic) => tracing::warn!(%panic, "sim message handler panicked"),
+                }
             }
         }
         Payload::Request { call, body } => {
@@ -659,16 +707,29 @@ fn deliver(shared: &Arc<Shared>, d: Delivery) {
                 return;
             };
             drop(w);
-            let answer = h.request(from, body);
+            // A panicking handler fails its request `Handler`, as over TCP.
+            let panicked =
+                |panic: String| (ErrorCode::Handler, format!("handler panicked: {panic}"));
+            let answer = match call_catching(|| h.request(from, body)) {
+                Ok(fut) => CatchUnwind(fut),
+                Err(panic) => {
+                    lock(shared).schedule(back(Err(panicked(panic))));
+                    shared.wake.notify_one();
+                    return;
+                }
+            };
             let shared2 = shared.clone();
             spawn(shared, async move {
-                let answer = answer.await.map_err(|e| (ErrorCode::Handler, e.message));
+                let answer = match answer.await {
+                    Ok(result) => result.map_err(|e| (ErrorCode::Handler, e.message)),
+                    Err(panic) => Err(panicked(panic)),
+                };
                 lock(&shared2).schedule(back(answer));
                 shared2.wake.notify_one();
             });
         }
         Payload::Response { call, answer } => {
-            if let Some(reply) = slot.pending.remove(&call) {
+            if let Some((_, reply)) = slot.pending.remove(&call) {
                 drop(w);
                 let answer = answer.map_err(|(code, message)| match code {
                     ErrorCode::Overloaded => NetError::Overloaded {

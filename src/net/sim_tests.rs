@@ -254,3 +254,83 @@ async fn sim_clock_skew_shows_in_a_nodes_clock() {
         "clocks follow simulated time"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn sim_dropped_call_leaves_no_pending_entry() {
+    // Seed 13 (printed for replay); every message is lost, so no answer ever comes.
+    let world = SimNetwork::new(
+        SimConfig {
+            loss: 1.0,
+            ..quiet()
+        },
+        13,
+    );
+    let (a, b) = (peer(&world, 1), peer(&world, 2));
+    let call = a
+        .net
+        .call(b.net.local_addr(), Family::Replica, body(1), within(60_000));
+    assert_eq!(lock(&world.shared).nodes[&addr(1)].pending.len(), 1);
+    // A caller that stops waiting (a quorum reached elsewhere, a select) drops it.
+    drop(call);
+    assert_eq!(lock(&world.shared).nodes[&addr(1)].pending.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim_crash_fails_calls_outstanding_to_it_unreachable() {
+    // Over TCP a crashed peer's connection breaks and its outstanding calls fail
+    // `Unreachable` at once; the simulation must not turn that into a timeout.
+    let world = SimNetwork::new(quiet(), 1);
+    let (a, _b) = (peer(&world, 1), peer(&world, 2));
+    let started = Instant::now();
+    let call = a
+        .net
+        .call(addr(2), Family::Replica, body(1), within(60_000));
+    world.crash(addr(2));
+    let r = call.await;
+    assert!(
+        matches!(r, Err(NetError::Unreachable { addr: to, .. }) if to == addr(2)),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "failed at once");
+}
+
+/// Panics while taking a message or a request, before returning its future.
+struct Panicking;
+
+impl PeerHandler for Panicking {
+    fn request(
+        &self,
+        _from: PeerInfo,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        panic!("asked to panic");
+    }
+
+    fn message(&self, _from: PeerInfo, _body: Bytes) -> BoxFuture<'static, ()> {
+        panic!("asked to panic");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn sim_handler_panic_fails_only_its_message() {
+    let world = SimNetwork::new(quiet(), 1);
+    let (a, b) = (peer(&world, 1), peer(&world, 2));
+    b.net
+        .register(Family::Gossip, Arc::new(Panicking))
+        .expect("register");
+    a.net.send(addr(2), Family::Gossip, body(1)).expect("send");
+    let r = a
+        .net
+        .call(addr(2), Family::Gossip, body(2), within(1_000))
+        .await;
+    assert!(
+        matches!(r, Err(NetError::Remote { ref message, .. }) if message.contains("panicked")),
+        "{r:?}"
+    );
+    // The router survived both: other families are still delivered.
+    let r = a
+        .net
+        .call(addr(2), Family::Replica, body(3), within(1_000))
+        .await;
+    assert_eq!(r, Ok(body(3)));
+}

@@ -2,7 +2,9 @@
 //! per accepted connection a reader that dispatches requests and one-way messages to
 //! their handlers and a writer task for the answers.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -19,6 +21,7 @@ use super::outbound::AbortOnDrop;
 use super::{lock, InboundEntry, Inner};
 use crate::net::frame::{ErrorCode, Frame, FrameHeader, FrameKind};
 use crate::net::handshake::{self, HandshakeError, HandshakeStatus, Hello, Welcome};
+use crate::net::unwind::{call_catching, CatchUnwind};
 use crate::net::{HandlerError, PeerInfo};
 
 pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
@@ -45,10 +48,11 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         open.fetch_add(1, Ordering::SeqCst);
         let task = {
             let inner = inner.clone();
-            let open = open.clone();
+            // Counted down however the connection's task ends.
+            let slot = Running(open.clone());
             async move {
+                let _slot = slot;
                 serve_inbound(&inner, stream, remote).await;
-                open.fetch_sub(1, Ordering::SeqCst);
             }
         };
         inner.tracker.spawn(task);
@@ -130,6 +134,7 @@ pub(super) async fn serve_inbound(inner: &Arc<Inner>, mut stream: TcpStream, rem
             cancel: cancel.clone(),
         },
     );
+    let _entry = InboundGuard { inner, id };
     let from = PeerInfo {
         node: hello.node,
         addr: hello.listen,
@@ -137,17 +142,40 @@ pub(super) async fn serve_inbound(inner: &Arc<Inner>, mut stream: TcpStream, rem
     debug!(peer = %from.addr, node = %from.node, lane = ?hello.lane, "peer connected");
     let reason = run_inbound(inner, stream, from, &cancel).await;
     cancel.cancel();
-    lock(&inner.inbound).remove(&id);
     debug!(peer = %from.addr, %reason, "peer connection ended");
 }
 
-/// One running request of a connection; counted down when its task ends.
+/// Removes an accepted connection from the network's map however its task ends.
+struct InboundGuard<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for InboundGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.inbound).remove(&self.id);
+    }
+}
+
+/// One running request (or accepted connection); counted down when its task ends.
 pub(super) struct Running(Arc<AtomicUsize>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// A handler's result, its panic (caught by [`CatchUnwind`]) made a handler error.
+fn unwound(
+    from: &PeerInfo,
+    h: &FrameHeader,
+    result: Result<Result<Bytes, HandlerError>, String>,
+) -> Result<Bytes, HandlerError> {
+    result.unwrap_or_else(|panic| {
+        warn!(peer = %from.addr, family = ?h.family, %panic, "request handler panicked");
+        Err(HandlerError::new(format!("handler panicked: {panic}")))
+    })
 }
 
 /// The frame answering request `h` with a handler's result.
@@ -186,38 +214,59 @@ pub(super) async fn run_inbound(
             };
             match h.kind {
                 FrameKind::OneWay => match inner.handlers.get(h.family) {
-                    Some(handler) => handler.message(from, body).await,
+                    Some(handler) => {
+                        let done = match call_catching(|| handler.message(from, body)) {
+                            Ok(fut) => CatchUnwind(fut).await,
+                            Err(panic) => Err(panic),
+                        };
+                        if let Err(panic) = done {
+                            warn!(peer = %from.addr, family = ?h.family, %panic, "message handler panicked; message dropped");
+                        }
+                    }
                     None => {
                         debug!(peer = %from.addr, family = ?h.family, "no handler; one-way message dropped")
                     }
                 },
                 FrameKind::Request => {
+                    // Error answers wait for room in the answer queue like any answer
+                    // (backpressure on this reader): dropping one would leave its caller
+                    // waiting until its deadline.
                     let Some(handler) = inner.handlers.get(h.family).cloned() else {
-                        let _ = tx.try_send(Frame::error(
-                            h.family,
-                            h.stream,
-                            ErrorCode::NoHandler,
-                            "no handler",
-                        ));
+                        let refusal =
+                            Frame::error(h.family, h.stream, ErrorCode::NoHandler, "no handler");
+                        if tx.send(refusal).await.is_err() {
+                            return "closed".to_string();
+                        }
                         continue;
                     };
                     if running.load(Ordering::Acquire) >= in_flight {
-                        let _ = tx.try_send(Frame::error(
+                        let refusal = Frame::error(
                             h.family,
                             h.stream,
                             ErrorCode::Overloaded,
                             "too many requests in flight",
-                        ));
+                        );
+                        if tx.send(refusal).await.is_err() {
+                            return "closed".to_string();
+                        }
                         continue;
                     }
                     // Fast path: a handler that answers without waiting (most small
                     // requests) is answered here, without a task of its own. A pending
                     // future is moved into a task, whose polls register real wakers.
-                    let mut answer = handler.request(from, body);
-                    let ready = answer
-                        .as_mut()
-                        .poll(&mut Context::from_waker(Waker::noop()));
+                    let mut answer = match call_catching(|| handler.request(from, body)) {
+                        Ok(fut) => CatchUnwind(fut),
+                        Err(panic) => {
+                            let result = unwound(&from, &h, Err(panic));
+                            if tx.send(answer_frame(&h, result)).await.is_err() {
+                                return "closed".to_string();
+                            }
+                            continue;
+                        }
+                    };
+                    let ready = Pin::new(&mut answer).poll(&mut Context::from_waker(Waker::noop()));
                     if let Poll::Ready(result) = ready {
+                        let result = unwound(&from, &h, result);
                         if tx.send(answer_frame(&h, result)).await.is_err() {
                             return "closed".to_string();
                         }
@@ -232,7 +281,7 @@ pub(super) async fn run_inbound(
                         let result = tokio::select! {
                             biased;
                             _ = cancel.cancelled() => return,
-                            a = answer => a,
+                            a = answer => unwound(&from, &h, a),
                         };
                         let _ = tx.send(answer_frame(&h, result)).await;
                     });

@@ -13,7 +13,9 @@
 //! Accepted connections read requests and one-way frames: a request runs as its own task
 //! (at most `max_in_flight` per connection, `Overloaded` beyond), a one-way message is
 //! handed to its handler before the next frame is read. Answers go back through the
-//! connection's bounded writer queue. A malformed frame closes that connection only.
+//! connection's bounded writer queue. A malformed frame closes that connection only. A
+//! handler that panics fails only its own request (an error frame `Handler`) or message
+//! (dropped); the connection keeps serving.
 //!
 //! # Bounds
 //! Per lane: `small_queue` / `bulk_queue` frames queued, `max_pending_calls` calls
@@ -185,6 +187,20 @@ impl Outbound {
     }
 }
 
+/// A call's entry in its lane's pending map, removed when the call ends (answered, timed
+/// out, or its future dropped by a caller that stopped waiting), so the map holds only
+/// calls someone still waits for.
+struct PendingCall {
+    out: Arc<Outbound>,
+    stream: u32,
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        lock(&self.out.pending).remove(&self.stream);
+    }
+}
+
 impl TcpNetwork {
     /// Listens on `addr` (port 0 picks a free one) and starts accepting peers. Must run
     /// inside a tokio runtime.
@@ -253,6 +269,82 @@ impl TcpNetwork {
             Lane::Bulk => peer.bulk.clone(),
         })
     }
+
+    /// Starts a call on lane `out` (the half of [`PeerNetwork::call`] after the lane
+    /// lookup).
+    fn call_on(
+        &self,
+        out: Arc<Outbound>,
+        family: Family,
+        body: Bytes,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Bytes, NetError>> {
+        let started = Instant::now();
+        let to = out.addr;
+        let prepared = (|| {
+            out.check_backoff()?;
+            check_size(&body)?;
+            let (tx, rx) = oneshot::channel();
+            let stream = {
+                let mut pending = lock(&out.pending);
+                if pending.len() >= out.max_pending {
+                    return Err(NetError::Overloaded {
+                        addr: to,
+                        what: "calls waiting for an answer",
+                    });
+                }
+                // Non-zero and not outstanding (ids wrap after 2^32 calls).
+                let mut id = out.next_stream.fetch_add(1, Ordering::Relaxed);
+                while id == 0 || pending.contains_key(&id) {
+                    id = out.next_stream.fetch_add(1, Ordering::Relaxed);
+                }
+                pending.insert(id, tx);
+                id
+            };
+            let frame = Frame {
+                family,
+                kind: FrameKind::Request,
+                stream,
+                body,
+            };
+            if let Err(e) = out.queue.try_send(frame) {
+                lock(&out.pending).remove(&stream);
+                return Err(self.queue_error(to, e));
+            }
+            Ok((PendingCall { out, stream }, rx))
+        })();
+        Box::pin(async move {
+            // Held to the end: the entry goes however the call ends (answer, timeout, or
+            // the caller dropping this future).
+            let (_pending, rx) = prepared?;
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) => Err(NetError::Closed),
+                Err(_) => Err(NetError::Timeout {
+                    addr: to,
+                    after: deadline.saturating_duration_since(started),
+                }),
+            }
+        })
+    }
+
+    /// The error of a frame the lane's queue refused: `Closed` only when this network
+    /// was shut down; a lane stopped by `disconnect` (a call racing it) is `Unreachable`.
+    fn queue_error(&self, to: SocketAddr, e: mpsc::error::TrySendError<Frame>) -> NetError {
+        match e {
+            mpsc::error::TrySendError::Full(_) => NetError::Overloaded {
+                addr: to,
+                what: "outbound queue",
+            },
+            mpsc::error::TrySendError::Closed(_) if self.inner.closed.load(Ordering::SeqCst) => {
+                NetError::Closed
+            }
+            mpsc::error::TrySendError::Closed(_) => NetError::Unreachable {
+                addr: to,
+                reason: "connection closed (peer departed)".into(),
+            },
+        }
+    }
 }
 
 impl Inner {
@@ -310,60 +402,10 @@ impl PeerNetwork for TcpNetwork {
         body: Bytes,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Bytes, NetError>> {
-        let started = Instant::now();
-        let prepared = (|| {
-            let out = self.outbound(to, lane_for(family, body.len()))?;
-            out.check_backoff()?;
-            check_size(&body)?;
-            let (tx, rx) = oneshot::channel();
-            let stream = {
-                let mut pending = lock(&out.pending);
-                if pending.len() >= out.max_pending {
-                    return Err(NetError::Overloaded {
-                        addr: to,
-                        what: "calls waiting for an answer",
-                    });
-                }
-                // Non-zero and not outstanding (ids wrap after 2^32 calls).
-                let mut id = out.next_stream.fetch_add(1, Ordering::Relaxed);
-                while id == 0 || pending.contains_key(&id) {
-                    id = out.next_stream.fetch_add(1, Ordering::Relaxed);
-                }
-                pending.insert(id, tx);
-                id
-            };
-            let frame = Frame {
-                family,
-                kind: FrameKind::Request,
-                stream,
-                body,
-            };
-            if let Err(e) = out.queue.try_send(frame) {
-                lock(&out.pending).remove(&stream);
-                return Err(match e {
-                    mpsc::error::TrySendError::Full(_) => NetError::Overloaded {
-                        addr: to,
-                        what: "outbound queue",
-                    },
-                    mpsc::error::TrySendError::Closed(_) => NetError::Closed,
-                });
-            }
-            Ok((out, stream, rx))
-        })();
-        Box::pin(async move {
-            let (out, stream, rx) = prepared?;
-            match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) => Err(NetError::Closed),
-                Err(_) => {
-                    lock(&out.pending).remove(&stream);
-                    Err(NetError::Timeout {
-                        addr: to,
-                        after: deadline.saturating_duration_since(started),
-                    })
-                }
-            }
-        })
+        match self.outbound(to, lane_for(family, body.len())) {
+            Ok(out) => self.call_on(out, family, body, deadline),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
     }
 
     fn send(&self, to: SocketAddr, family: Family, body: Bytes) -> Result<(), NetError> {
@@ -376,13 +418,9 @@ impl PeerNetwork for TcpNetwork {
             stream: 0,
             body,
         };
-        out.queue.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => NetError::Overloaded {
-                addr: to,
-                what: "outbound queue",
-            },
-            mpsc::error::TrySendError::Closed(_) => NetError::Closed,
-        })
+        out.queue
+            .try_send(frame)
+            .map_err(|e| self.queue_error(to, e))
     }
 
     fn register(&self, family: Family, handler: Arc<dyn PeerHandler>) -> Result<(), NetError> {

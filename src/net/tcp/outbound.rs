@@ -70,6 +70,10 @@ pub(super) async fn lane_task(
         }
     }
     out.connected.store(false, Ordering::SeqCst);
+    // Closed before the last fail_pending: a call racing this end either finds the queue
+    // closed (and fails at once) or registered before it (and is failed here), never
+    // waits on a queue nobody reads.
+    rx.close();
     out.fail_pending(&NetError::Unreachable {
         addr: out.addr,
         reason: "connection closed (peer departed or network shut down)".into(),

@@ -13,8 +13,9 @@ use crate::net::frame::HEADER_BYTES;
 use crate::net::{HandlerError, PeerInfo};
 
 /// Requests whose body starts with `wait` take a permit of `gate` first; others answer
-/// at once; every answer echoes the body. One-way messages take a permit of `msg_gate`
-/// (when set) and are reported on `seen`.
+/// at once; every answer echoes the body. A request or one-way body containing `panic`
+/// makes the handler panic (after the gate). One-way messages take a permit of
+/// `msg_gate` (when set) and are reported on `seen`.
 struct TestHandler {
     gate: Arc<Semaphore>,
     msg_gate: Option<Arc<Semaphore>>,
@@ -38,6 +39,9 @@ impl PeerHandler for TestHandler {
             if body.starts_with(b"fail") {
                 return Err(HandlerError::new("asked to fail"));
             }
+            if body.windows(5).any(|w| w == b"panic") {
+                panic!("asked to panic");
+            }
             Ok(body)
         })
     }
@@ -50,6 +54,9 @@ impl PeerHandler for TestHandler {
                 if let Ok(p) = g.acquire().await {
                     p.forget();
                 }
+            }
+            if body.windows(5).any(|w| w == b"panic") {
+                panic!("asked to panic");
             }
             let _ = seen.send(body);
         })
@@ -439,3 +446,12 @@ async fn tcp_disconnect_closes_a_departed_peers_connections() {
     a.net.disconnect(b_addr);
     assert_eq!(a.net.outbound_to(b_addr), 0);
 }
+
+#[path = "tests_handler_panics.rs"]
+mod handler_panics;
+
+#[path = "tests_cancelled_calls.rs"]
+mod cancelled_calls;
+
+#[path = "tests_error_answers.rs"]
+mod error_answers;
