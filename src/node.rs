@@ -175,14 +175,20 @@ impl Node {
             source,
         })?;
         let peer_addr = net.local_addr();
-        net.register(
-            Family::Replica,
-            Arc::new(ReplicaHandler::new(
-                service.clone(),
-                ReplicaExecution::Blocking,
-            )),
-        )
-        .map_err(|source| NodeError::PeerHandler { source })?;
+        let registered = net
+            .register(
+                Family::Replica,
+                Arc::new(ReplicaHandler::new(
+                    service.clone(),
+                    ReplicaExecution::Blocking,
+                )),
+            )
+            .map_err(|source| NodeError::PeerHandler { source });
+        if let Err(e) = registered {
+            // Stop the network's tasks and free the peer port before giving up.
+            net.shutdown().await;
+            return Err(e);
+        }
         for (what, addr) in [("client", client_addr), ("peer", peer_addr)] {
             if addr.ip().is_unspecified() {
                 tracing::warn!(
@@ -193,7 +199,7 @@ impl Node {
             }
         }
         let generation = ring.generation;
-        let (gossip, tokens_known) = start_gossip(
+        let started = start_gossip(
             config,
             &service,
             ring,
@@ -201,7 +207,14 @@ impl Node {
             &net,
             client_addr,
             peer_addr,
-        )?;
+        );
+        let (gossip, tokens_known) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                net.shutdown().await;
+                return Err(e);
+            }
+        };
         if tokens_known {
             wait_until_normal(&handle).await;
         }
