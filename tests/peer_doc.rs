@@ -13,6 +13,10 @@ use sibyl::net::Family;
 use sibyl::replica::{RawCell, ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
 use sibyl::ring::{NodeId, Partitioner};
 
+#[path = "../protocol/tests/support/doc_examples.rs"]
+mod doc_examples;
+use doc_examples::{doc_example, hex};
+
 const DOC: &str = include_str!("../doc/peer-messages.md");
 
 fn syn_envelope() -> Envelope {
@@ -157,41 +161,10 @@ fn examples() -> BTreeMap<&'static str, Vec<u8>> {
     m
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|c| {
-            c.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The hex block following `<!-- example: name -->` in the doc, normalised to bytes.
-fn doc_example(name: &str) -> Option<Vec<u8>> {
-    let marker = format!("<!-- example: {name} -->");
-    let start = DOC.find(&marker)? + marker.len();
-    let rest = DOC.get(start..)?;
-    let open = rest.find("```hex")? + "```hex".len();
-    let close = open + rest.get(open..)?.find("```")?;
-    let mut out = Vec::new();
-    for line in rest.get(open..close)?.lines() {
-        // Anything after `|` on a line is an annotation.
-        let data = line.split('|').next().unwrap_or("");
-        for tok in data.split_whitespace() {
-            out.push(u8::from_str_radix(tok, 16).ok()?);
-        }
-    }
-    Some(out)
-}
-
 #[test]
 fn peer_doc_examples_match_the_encoders() {
     for (name, expected) in examples() {
-        let Some(in_doc) = doc_example(name) else {
+        let Some(in_doc) = doc_example(DOC, name) else {
             panic!(
                 "doc lacks example {name}; the encoder says:\n{}",
                 hex(&expected)
@@ -208,7 +181,7 @@ fn peer_doc_examples_match_the_encoders() {
 
 #[test]
 fn peer_doc_examples_decode_back() {
-    let frame = doc_example("gossip-frame").expect("example");
+    let frame = doc_example(DOC, "gossip-frame").expect("example");
     let decoded = Frame::decode(&frame).expect("a valid frame");
     assert_eq!(codec::decode(&decoded.body), Ok(syn_envelope()));
 }

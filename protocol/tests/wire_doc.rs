@@ -12,6 +12,10 @@ use sibyl_protocol::frame::{
     CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, FLAG_ERROR, FLAG_RESPONSE,
 };
 use sibyl_protocol::message::types::{Cell, ColumnWrite, ResponseMeta, Selector, Sibling};
+
+#[path = "support/doc_examples.rs"]
+mod doc_examples;
+use doc_examples::{doc_example, hex};
 use sibyl_protocol::{
     ErrorCode, ErrorKind, Frame, Opcode, Request, Response, RowInsert, ServerError, TableOptions,
     TableStatistics, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -204,42 +208,11 @@ fn frame_error(message: &str) -> Frame {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|c| {
-            c.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The hex block following `<!-- example: name -->` in the doc, normalised to bytes.
-fn doc_example(name: &str) -> Option<Vec<u8>> {
-    let marker = format!("<!-- example: {name} -->");
-    let start = DOC.find(&marker)? + marker.len();
-    let rest = &DOC[start..];
-    let open = rest.find("```hex")? + "```hex".len();
-    let close = open + rest[open..].find("```")?;
-    let mut out = Vec::new();
-    for line in rest[open..close].lines() {
-        // Anything after `|` on a line is an annotation.
-        let data = line.split('|').next().unwrap_or("");
-        for tok in data.split_whitespace() {
-            out.push(u8::from_str_radix(tok, 16).ok()?);
-        }
-    }
-    Some(out)
-}
-
 #[test]
 fn wire_doc_examples_match_the_encoder() {
     for (name, frame) in examples() {
         let expected = frame.to_vec(DEFAULT_MAX_FRAME_LEN).unwrap();
-        let Some(in_doc) = doc_example(name) else {
+        let Some(in_doc) = doc_example(DOC, name) else {
             panic!(
                 "doc lacks example {name}; the encoder says:\n{}",
                 hex(&expected)
