@@ -492,6 +492,11 @@ mod runtime_over_sim {
         formed_at: Duration,
     }
 
+    /// Bound of the storm regression test: five gossip rounds a second, each a syn, an ack
+    /// and an ack2 sent or received, plus schema pulls, pushes and probes, stay far below
+    /// this; the storm it guards against was thousands.
+    const MAX_GOSSIP_MESSAGES_PER_NODE_PER_SEC: f64 = 100.0;
+
     /// Starts `n` gossip runtimes over one simulated network (jitter, 5% loss, some
     /// duplication and reordering), waits until every node sees the same ring of `n`
     /// normal nodes and a table created on node 0; returns the network trace.
@@ -586,6 +591,27 @@ mod runtime_over_sim {
         let again = run(8, seed).await;
         assert_eq!(first.formed_at, again.formed_at);
         assert!(first.trace == again.trace, "same seed, same trace");
+    }
+
+    /// Regression (found by the simulator): every schema push re-announced the version and
+    /// every mismatched peer pulled at once, a pull/push storm of tens of thousands of
+    /// messages per node in seconds. Gossip traffic must stay a few messages per node per
+    /// round (a round is 200 ms here) while a ring forms and a schema change spreads.
+    #[tokio::test(start_paused = true)]
+    async fn runtime_gossip_traffic_stays_bounded_while_a_schema_change_spreads() {
+        const NODES: usize = 8;
+        let outcome = run(NODES, seed()).await;
+        let last_ms = outcome.trace.iter().map(|e| e.at_ms).max().unwrap_or(0);
+        let secs = (last_ms as f64 / 1000.0).max(1.0);
+        let per_node_per_sec = outcome.trace.len() as f64 / NODES as f64 / secs;
+        println!(
+            "{} messages over {secs:.1} simulated s: {per_node_per_sec:.1} per node per s",
+            outcome.trace.len()
+        );
+        assert!(
+            per_node_per_sec < MAX_GOSSIP_MESSAGES_PER_NODE_PER_SEC,
+            "gossip storm: {per_node_per_sec:.1} messages per node per second"
+        );
     }
 
     #[tokio::test(start_paused = true)]
