@@ -487,6 +487,25 @@ mod runtime_over_sim {
         }
     }
 
+    /// Gossip settings (seed node 0, a round every 200 ms) and the local state of sim node
+    /// `i`, joining with no tokens yet.
+    fn joining(i: usize, id: NodeId) -> (GossipConfig, LocalNode) {
+        let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
+        gossip.interval_ms = 200;
+        let local = LocalNode {
+            id,
+            generation: 1,
+            peer_address: sim_addr(i),
+            client_address: None,
+            location: NodeLocation::default(),
+            tokens: Vec::new(),
+            status: NodeStatus::Joining,
+            schema_version: 0,
+            load: 0,
+        };
+        (gossip, local)
+    }
+
     struct Outcome {
         trace: Vec<SimTraceEvent>,
         formed_at: Duration,
@@ -515,19 +534,7 @@ mod runtime_over_sim {
         for i in 0..n {
             let id = NodeId(seed.rotate_left(i as u32) ^ (i as u64 + 1));
             let net = Arc::new(world.node(sim_addr(i), id));
-            let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
-            gossip.interval_ms = 200;
-            let local = LocalNode {
-                id,
-                generation: 1,
-                peer_address: sim_addr(i),
-                client_address: None,
-                location: NodeLocation::default(),
-                tokens: Vec::new(),
-                status: NodeStatus::Joining,
-                schema_version: 0,
-                load: 0,
-            };
+            let (gossip, local) = joining(i, id);
             let schema = Arc::new(Names::default());
             let (handle, inbox) = ClusterHandle::new();
             let runtime = ClusterRuntime::start(
@@ -620,19 +627,7 @@ mod runtime_over_sim {
         let mut nodes = Vec::new();
         for i in 0..3 {
             let id = NodeId(i as u64 + 1);
-            let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
-            gossip.interval_ms = 200;
-            let local = LocalNode {
-                id,
-                generation: 1,
-                peer_address: sim_addr(i),
-                client_address: None,
-                location: NodeLocation::default(),
-                tokens: Vec::new(),
-                status: NodeStatus::Joining,
-                schema_version: 0,
-                load: 0,
-            };
+            let (gossip, local) = joining(i, id);
             let (handle, inbox) = ClusterHandle::new();
             let token = sibyl::ring::Token::Murmur3(i as i64 * 1000);
             let runtime = ClusterRuntime::start(

@@ -321,11 +321,18 @@ fn replica_write_after_a_row_delete_survives_a_context_that_outran_the_dot_clock
     let ahead = (T0 as u64) * 1_000_000 + 3_600_000_000;
     let ctx = Context::from_vv(crate::versioning::VersionVector::from_pairs([(me, ahead)]));
     mint_one(&f.replica, "c", b"k", b"a", Some(b"old"), Some(ctx));
+    let prefix = delete_row_k(&f, Vec::new());
+    // Written after the delete, blind, in another column: it must survive it.
+    assert_write_after_the_delete_survives(&f, &prefix);
+}
+
+/// Deletes row `k` of table `c` with `contexts` (a row delete minted at this node).
+fn delete_row_k(f: &Fixture, contexts: Vec<Context>) -> RowPrefix {
     let prefix = RowPrefix::new(f.replica.partitioner(), b"k");
     let delete = MintRow {
         table: "c",
         row: prefix.clone(),
-        row_delete: Some(Vec::new()),
+        row_delete: Some(contexts),
         mode: ConflictMode::Causal,
         max_siblings: 100,
         keys: Vec::new(),
@@ -337,7 +344,12 @@ fn replica_write_after_a_row_delete_survives_a_context_that_outran_the_dot_clock
         f.replica
             .mint_group::<_, ReplicaErrorClone>(&[Ok(delete)], |_: &MintRow<'_>| Ok(()), None);
     assert!(r.iter().all(Result::is_ok), "{r:?}");
-    // Written after the delete, blind, in another column: it must survive it.
+    prefix
+}
+
+/// Writes column `b` of row `k` blind, after a row delete: the row tombstone must not
+/// cover it.
+fn assert_write_after_the_delete_survives(f: &Fixture, prefix: &RowPrefix) {
     let minted = mint_one(&f.replica, "c", b"k", b"b", Some(b"after"), None);
     let tomb = f
         .replica
@@ -361,35 +373,8 @@ fn replica_write_after_a_row_delete_survives_a_delete_context_that_outran_the_do
     let me = Actor::new(1, 1);
     let ahead = (T0 as u64) * 1_000_000 + 3_600_000_000;
     let ctx = Context::from_vv(crate::versioning::VersionVector::from_pairs([(me, ahead)]));
-    let prefix = RowPrefix::new(f.replica.partitioner(), b"k");
-    let delete = MintRow {
-        table: "c",
-        row: prefix.clone(),
-        row_delete: Some(vec![ctx]),
-        mode: ConflictMode::Causal,
-        max_siblings: 100,
-        keys: Vec::new(),
-        cells: Vec::new(),
-        timestamp_micros: 6,
-        expires_at_secs: None,
-    };
-    let r =
-        f.replica
-            .mint_group::<_, ReplicaErrorClone>(&[Ok(delete)], |_: &MintRow<'_>| Ok(()), None);
-    assert!(r.iter().all(Result::is_ok), "{r:?}");
-    let minted = mint_one(&f.replica, "c", b"k", b"b", Some(b"after"), None);
-    let tomb = f
-        .replica
-        .row_tombstone("c", prefix.as_bytes())
-        .unwrap()
-        .unwrap();
-    let dvv = decode_causal_cell(&minted[0].value).unwrap();
-    let left = tomb.remove_covered(&dvv).unwrap_or(dvv);
-    assert_eq!(
-        left.sibling_count(),
-        1,
-        "the write after the delete was deleted"
-    );
+    let prefix = delete_row_k(&f, vec![ctx]);
+    assert_write_after_the_delete_survives(&f, &prefix);
 }
 
 /// Regression: apply asked for the table's conflict mode before it took the stripe
