@@ -45,6 +45,7 @@ fn row_10_columns() -> Response {
         meta: ResponseMeta {
             replicas: vec!["10.0.0.1:7400".into(), "10.0.0.2:7400".into()],
             read_repair: false,
+            stand_ins: Vec::new(),
         },
     }
 }

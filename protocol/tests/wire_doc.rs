@@ -81,6 +81,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
             meta: ResponseMeta {
                 replicas: vec![NODE_ID.into()],
                 read_repair: false,
+                stand_ins: Vec::new(),
             },
         }
         .to_frame(1, Opcode::Insert)
@@ -125,6 +126,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
             meta: ResponseMeta {
                 replicas: vec![NODE_ID.into()],
                 read_repair: true,
+                stand_ins: Vec::new(),
             },
         }
         .to_frame(2, Opcode::Get)

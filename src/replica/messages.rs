@@ -6,19 +6,37 @@
 //!
 //! # Format (all integers big-endian; `cells` is [`super::codec`]'s raw cell list)
 //! ```text
-//! request   = apply | read | digest
+//! request   = apply | read | digest | read_row | digest_row | coordinate
 //! apply     = 0x01 cells
 //! read      = 0x02 table:str count:u32 key:bytes{count}
 //! digest    = 0x03 table:str count:u32 key:bytes{count}
-//! response  = applied | found | digests | error
+//! read_row  = 0x04 slice
+//! digest_row = 0x05 slice
+//! coordinate = 0x06 opcode:u8 body:byte*          a client request (opcode and body as
+//!                                                 in the client protocol), forwarded
+//! slice     = table:str key:bytes lower to limit:u32
+//! lower     = 0x00 (row start) | 0x01 column:bytes (from, inclusive)
+//!           | 0x02 column:bytes (after, exclusive)
+//! to        = 0x00 (row end) | 0x01 column:bytes (exclusive)
+//! response  = applied | found | digests | row | row_digest | answer | error
 //! applied   = 0x81 count:u32                      cells applied
 //! found     = 0x82 cells                          the keys present, in request order
 //! digests   = 0x83 count:u32 entry{count}         one per key, in request order
 //! entry     = 0x00 (nothing stored) | 0x01 md5:16
+//! row       = 0x84 tombstone:(0x00 | 0x01 value:bytes) count:u32
+//!             (column:bytes value:bytes){count} more:u8
+//! row_digest = 0x85 md5:16
+//! answer    = 0x86 error:u8 opcode:u8 body:byte*  the client response (error 1: an
+//!                                                 error body)
 //! error     = 0xFF code:u8 message:str
 //! str       = len:u16 utf8{len}                   (a table name: 1..=255 bytes)
-//! bytes     = len:u32 byte{len}                   (an engine key: 1..=65536 bytes)
+//! bytes     = len:u32 byte{len}                   (an engine key: 1..=65536 bytes; a
+//!                                                 stored value: at most 8 MiB)
 //! ```
+//! `read_row` answers a slice of one row ([`super::row_read`]); `digest_row` its digest.
+//! `coordinate` asks a replica of the key to coordinate a write the sender received but
+//! cannot coordinate (it is not a replica of the key); the receiver never forwards it
+//! again.
 //! At most [`MAX_KEYS`] keys per read or digest. Error codes ([`ReplicaErrorCode`]):
 //! 1 unknown table (the schema may not have reached this node yet: retry later), 2 invalid
 //! cell (a bug or a forged message: do not retry), 3 storage failure at the replica (it
@@ -33,6 +51,8 @@ use sibyl_coding::ByteReader;
 
 use super::codec::{decode_raw_cells, encode_raw_cells, CodecError, RawCell, MAX_RAW_KEY_LEN};
 use super::read::CellDigest;
+use super::row_read::{RowCells, RowSlice, MAX_ROW_CELLS};
+use std::ops::Bound;
 
 /// Most keys one read or digest request names.
 pub const MAX_KEYS: usize = 10_000;
@@ -44,9 +64,15 @@ const MAX_MESSAGE_LEN: usize = 1024;
 const APPLY: u8 = 0x01;
 const READ: u8 = 0x02;
 const DIGEST: u8 = 0x03;
+const READ_ROW: u8 = 0x04;
+const DIGEST_ROW: u8 = 0x05;
+const COORDINATE: u8 = 0x06;
 const APPLIED: u8 = 0x81;
 const FOUND: u8 = 0x82;
 const DIGESTS: u8 = 0x83;
+const ROW: u8 = 0x84;
+const ROW_DIGEST: u8 = 0x85;
+const ANSWER: u8 = 0x86;
 const ERROR: u8 = 0xFF;
 
 /// A request to a peer's local replica.
@@ -70,6 +96,18 @@ pub enum ReplicaRequest {
         table: String,
         /// Engine keys.
         keys: Vec<Vec<u8>>,
+    },
+    /// The stored cells of a slice of one row ([`super::row_read`]).
+    ReadRow(RowSlice),
+    /// The digest of a slice of one row ([`super::row_read::row_digest`]).
+    DigestRow(RowSlice),
+    /// Coordinate this client request (forwarded by a node that is not a replica of its
+    /// key).
+    Coordinate {
+        /// The client protocol opcode.
+        opcode: u8,
+        /// The client request body.
+        body: Bytes,
     },
 }
 
@@ -120,6 +158,22 @@ pub enum ReplicaResponse {
     Digests {
         /// The digests.
         digests: Vec<Option<CellDigest>>,
+    },
+    /// `ReadRow`: the slice's stored cells.
+    Row(RowCells),
+    /// `DigestRow`: the slice's digest.
+    RowDigest {
+        /// The digest.
+        digest: CellDigest,
+    },
+    /// `Coordinate`: the client response.
+    Answer {
+        /// The body is an error body.
+        error: bool,
+        /// The client protocol opcode.
+        opcode: u8,
+        /// The client response body.
+        body: Bytes,
     },
     /// The request was refused.
     Error {
@@ -185,6 +239,19 @@ impl ReplicaRequest {
                 out.push(DIGEST);
                 put_keys(&mut out, table, keys);
             }
+            ReplicaRequest::ReadRow(slice) => {
+                out.push(READ_ROW);
+                put_slice(&mut out, slice);
+            }
+            ReplicaRequest::DigestRow(slice) => {
+                out.push(DIGEST_ROW);
+                put_slice(&mut out, slice);
+            }
+            ReplicaRequest::Coordinate { opcode, body } => {
+                out.push(COORDINATE);
+                out.push(*opcode);
+                out.extend_from_slice(body);
+            }
         }
         Bytes::from(out)
     }
@@ -207,6 +274,19 @@ impl ReplicaRequest {
                     ReplicaRequest::Digest { table, keys }
                 }
             }
+            READ_ROW | DIGEST_ROW => {
+                let slice = slice(&mut r)?;
+                finish(&r)?;
+                if kind == READ_ROW {
+                    ReplicaRequest::ReadRow(slice)
+                } else {
+                    ReplicaRequest::DigestRow(slice)
+                }
+            }
+            COORDINATE => ReplicaRequest::Coordinate {
+                opcode: r.u8().ok_or(malformed("truncated opcode", &r))?,
+                body: Bytes::copy_from_slice(r.rest()),
+            },
             kind => return Err(MessageError::UnknownKind { kind }),
         };
         Ok(request)
@@ -238,6 +318,36 @@ impl ReplicaResponse {
                         }
                     }
                 }
+            }
+            ReplicaResponse::Row(row) => {
+                out.push(ROW);
+                match &row.tombstone {
+                    None => out.push(0),
+                    Some(t) => {
+                        out.push(1);
+                        put_bytes(&mut out, t);
+                    }
+                }
+                out.extend_from_slice(&(row.cells.len() as u32).to_be_bytes());
+                for (column, value) in &row.cells {
+                    put_bytes(&mut out, column);
+                    put_bytes(&mut out, value);
+                }
+                out.push(u8::from(row.more));
+            }
+            ReplicaResponse::RowDigest { digest } => {
+                out.push(ROW_DIGEST);
+                out.extend_from_slice(digest);
+            }
+            ReplicaResponse::Answer {
+                error,
+                opcode,
+                body,
+            } => {
+                out.push(ANSWER);
+                out.push(u8::from(*error));
+                out.push(*opcode);
+                out.extend_from_slice(body);
             }
             ReplicaResponse::Error { code, message } => {
                 out.push(ERROR);
@@ -272,6 +382,48 @@ impl ReplicaResponse {
                     });
                 }
                 ReplicaResponse::Digests { digests }
+            }
+            ROW => {
+                let tombstone = match r.u8() {
+                    Some(0) => None,
+                    Some(1) => Some(value(&mut r)?),
+                    _ => return Err(malformed("bad tombstone flag", &r)),
+                };
+                let n = r.u32_be().ok_or(malformed("truncated count", &r))? as usize;
+                if n > MAX_ROW_CELLS as usize || n.saturating_mul(8) > r.remaining() {
+                    return Err(malformed("count exceeds the limit or the input", &r));
+                }
+                let mut cells = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let column = value(&mut r)?;
+                    cells.push((column, value(&mut r)?));
+                }
+                let more = match r.u8() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(malformed("bad more flag", &r)),
+                };
+                ReplicaResponse::Row(RowCells {
+                    tombstone,
+                    cells,
+                    more,
+                })
+            }
+            ROW_DIGEST => ReplicaResponse::RowDigest {
+                digest: r.array().ok_or(malformed("truncated digest", &r))?,
+            },
+            ANSWER => {
+                let error = match r.u8() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(malformed("bad error flag", &r)),
+                };
+                let opcode = r.u8().ok_or(malformed("truncated opcode", &r))?;
+                return Ok(ReplicaResponse::Answer {
+                    error,
+                    opcode,
+                    body: Bytes::copy_from_slice(r.rest()),
+                });
             }
             ERROR => {
                 let code = r
@@ -328,6 +480,77 @@ fn count(r: &mut ByteReader<'_>, min_len: usize) -> Result<usize, MessageError> 
     Ok(n)
 }
 
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_slice(out: &mut Vec<u8>, s: &RowSlice) {
+    put_str(out, &s.table);
+    put_bytes(out, &s.partition_key);
+    match &s.lower {
+        Bound::Unbounded => out.push(0),
+        Bound::Included(c) => {
+            out.push(1);
+            put_bytes(out, c);
+        }
+        Bound::Excluded(c) => {
+            out.push(2);
+            put_bytes(out, c);
+        }
+    }
+    match &s.to {
+        None => out.push(0),
+        Some(c) => {
+            out.push(1);
+            put_bytes(out, c);
+        }
+    }
+    out.extend_from_slice(&s.limit.to_be_bytes());
+}
+
+/// A length-prefixed byte string of at most a stored value's size.
+fn value(r: &mut ByteReader<'_>) -> Result<Vec<u8>, MessageError> {
+    let len = r.u32_be().ok_or(malformed("truncated bytes", r))? as usize;
+    if len > super::codec::MAX_RAW_VALUE_LEN {
+        return Err(malformed("bytes longer than a stored value", r));
+    }
+    Ok(r.take(len).ok_or(malformed("truncated bytes", r))?.to_vec())
+}
+
+/// A non-empty key or column of at most [`MAX_RAW_KEY_LEN`] bytes.
+fn key_bytes(r: &mut ByteReader<'_>) -> Result<Vec<u8>, MessageError> {
+    let len = r.u32_be().ok_or(malformed("truncated key", r))? as usize;
+    if len == 0 || len > MAX_RAW_KEY_LEN {
+        return Err(malformed("key length out of range", r));
+    }
+    Ok(r.take(len).ok_or(malformed("truncated key", r))?.to_vec())
+}
+
+fn slice(r: &mut ByteReader<'_>) -> Result<RowSlice, MessageError> {
+    let table = table_name(r)?;
+    let partition_key = key_bytes(r)?;
+    let lower = match r.u8() {
+        Some(0) => Bound::Unbounded,
+        Some(1) => Bound::Included(key_bytes(r)?),
+        Some(2) => Bound::Excluded(key_bytes(r)?),
+        _ => return Err(malformed("bad lower bound", r)),
+    };
+    let to = match r.u8() {
+        Some(0) => None,
+        Some(1) => Some(key_bytes(r)?),
+        _ => return Err(malformed("bad upper bound", r)),
+    };
+    let limit = r.u32_be().ok_or(malformed("truncated limit", r))?;
+    Ok(RowSlice {
+        table,
+        partition_key,
+        lower,
+        to,
+        limit,
+    })
+}
+
 fn keys(r: &mut ByteReader<'_>) -> Result<Vec<Vec<u8>>, MessageError> {
     let n = count(r, 5)?;
     let mut keys = Vec::with_capacity(n);
@@ -368,6 +591,24 @@ mod tests {
                 table: "users".into(),
                 keys: vec![],
             },
+            ReplicaRequest::ReadRow(RowSlice {
+                table: "t".into(),
+                partition_key: b"k".to_vec(),
+                lower: Bound::Excluded(b"c".to_vec()),
+                to: Some(b"z".to_vec()),
+                limit: 10,
+            }),
+            ReplicaRequest::DigestRow(RowSlice {
+                table: "t".into(),
+                partition_key: b"k".to_vec(),
+                lower: Bound::Unbounded,
+                to: None,
+                limit: 1,
+            }),
+            ReplicaRequest::Coordinate {
+                opcode: 0x20,
+                body: Bytes::from_static(b"body"),
+            },
         ];
         for r in requests {
             assert_eq!(ReplicaRequest::decode(&r.encode()).unwrap(), r);
@@ -383,6 +624,17 @@ mod tests {
             ReplicaResponse::Error {
                 code: ReplicaErrorCode::UnknownTable,
                 message: "unknown table \"x\"".into(),
+            },
+            ReplicaResponse::Row(RowCells {
+                tombstone: Some(vec![1]),
+                cells: vec![(b"a".to_vec(), vec![2]), (b"b".to_vec(), vec![])],
+                more: true,
+            }),
+            ReplicaResponse::RowDigest { digest: [3; 16] },
+            ReplicaResponse::Answer {
+                error: true,
+                opcode: 0x21,
+                body: Bytes::from_static(b"x"),
             },
         ];
         for r in responses {

@@ -49,6 +49,7 @@ pub mod mint;
 pub mod peer;
 pub mod range;
 pub mod read;
+pub mod row_read;
 pub mod row_tombstone;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,7 +64,7 @@ pub use codec::{CodecError, RawCell};
 pub use dot_clock::{DotClock, DotClockError};
 pub use messages::{ReplicaErrorCode, ReplicaRequest, ReplicaResponse};
 pub use mint::{MintCell, MintRow};
-pub use peer::{ReplicaExecution, ReplicaHandler, ReplicaHost};
+pub use peer::{ForwardTarget, ReplicaExecution, ReplicaHandler, ReplicaHost};
 pub use range::{RangeScan, TokenRange};
 
 /// Stripes of the write lock: enough that unrelated keys rarely share one.

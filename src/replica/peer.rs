@@ -7,8 +7,12 @@
 //! live node runs them on the blocking pool ([`ReplicaExecution::Blocking`]); a
 //! deterministic simulation runs them inline on its single thread
 //! ([`ReplicaExecution::Inline`]), so that no real thread races its virtual clock.
+//!
+//! A forwarded client request ([`ReplicaRequest::Coordinate`]) goes to the
+//! [`ForwardTarget`] set with [`ReplicaHandler::set_forward_target`] (the node's
+//! coordinator); until one is set it is refused as `Overloaded`-style unknown work.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use sibyl_protocol::ConflictMode;
@@ -26,6 +30,13 @@ pub trait ReplicaHost: Send + Sync + 'static {
     fn conflict_mode(&self, table: &str) -> Option<ConflictMode>;
 }
 
+/// What answers forwarded client requests: the node's coordinator.
+pub trait ForwardTarget: Send + Sync + 'static {
+    /// Coordinates a client request another node forwarded here, never forwarding it
+    /// again; the answer is the encoded client response.
+    fn coordinate(&self, opcode: u8, body: Bytes) -> BoxFuture<'static, ReplicaResponse>;
+}
+
 /// Where the handler runs engine calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaExecution {
@@ -39,6 +50,7 @@ pub enum ReplicaExecution {
 pub struct ReplicaHandler<H> {
     host: Arc<H>,
     execution: ReplicaExecution,
+    forward: OnceLock<Arc<dyn ForwardTarget>>,
 }
 
 impl<H> std::fmt::Debug for ReplicaHandler<H> {
@@ -52,7 +64,16 @@ impl<H> std::fmt::Debug for ReplicaHandler<H> {
 impl<H: ReplicaHost> ReplicaHandler<H> {
     /// A handler over `host`.
     pub fn new(host: Arc<H>, execution: ReplicaExecution) -> ReplicaHandler<H> {
-        ReplicaHandler { host, execution }
+        ReplicaHandler {
+            host,
+            execution,
+            forward: OnceLock::new(),
+        }
+    }
+
+    /// Sets what coordinates forwarded client requests (once; later calls are ignored).
+    pub fn set_forward_target(&self, target: Arc<dyn ForwardTarget>) {
+        let _ = self.forward.set(target);
     }
 
     /// The family this handler serves.
@@ -72,6 +93,19 @@ impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
                 return Box::pin(async move { Err(HandlerError::new(e.to_string())) });
             }
         };
+        if let ReplicaRequest::Coordinate { opcode, body } = request {
+            return match self.forward.get() {
+                Some(target) => {
+                    let answer = target.coordinate(opcode, body);
+                    Box::pin(async move { Ok(answer.await.encode()) })
+                }
+                None => Box::pin(async move {
+                    Err(HandlerError::new(
+                        "this node does not coordinate forwarded requests yet",
+                    ))
+                }),
+            };
+        }
         let host = self.host.clone();
         match self.execution {
             ReplicaExecution::Inline => {
@@ -95,45 +129,70 @@ impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
 /// The answer of `host`'s replica to `request` (blocking: engine calls).
 pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: ReplicaRequest) -> ReplicaResponse {
     let replica = host.replica();
-    let result =
-        match request {
-            ReplicaRequest::Apply { cells } => replica
+    let result = match request {
+        ReplicaRequest::Apply { cells } => {
+            replica
                 .apply(&cells, |t| host.conflict_mode(t))
                 .map(|()| ReplicaResponse::Applied {
                     count: u32::try_from(cells.len()).unwrap_or(u32::MAX),
-                }),
-            ReplicaRequest::Read { table, keys } => {
-                if host.conflict_mode(&table).is_none() {
-                    return unknown_table(&table);
-                }
-                let mut cells = Vec::new();
-                let mut result = Ok(());
-                for key in keys {
-                    match replica.read_raw(&table, &key) {
-                        Ok(Some(value)) => cells.push(super::RawCell {
-                            table: table.clone(),
-                            key,
-                            value,
-                        }),
-                        Ok(None) => {}
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+                })
+        }
+        ReplicaRequest::Read { table, keys } => {
+            if host.conflict_mode(&table).is_none() {
+                return unknown_table(&table);
+            }
+            let mut cells = Vec::new();
+            let mut result = Ok(());
+            for key in keys {
+                match replica.read_raw(&table, &key) {
+                    Ok(Some(value)) => cells.push(super::RawCell {
+                        table: table.clone(),
+                        key,
+                        value,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
                     }
                 }
-                result.map(|()| ReplicaResponse::Found { cells })
             }
-            ReplicaRequest::Digest { table, keys } => {
-                let Some(mode) = host.conflict_mode(&table) else {
-                    return unknown_table(&table);
-                };
-                keys.iter()
-                    .map(|k| replica.digest(&table, mode, k))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|digests| ReplicaResponse::Digests { digests })
+            result.map(|()| ReplicaResponse::Found { cells })
+        }
+        ReplicaRequest::Digest { table, keys } => {
+            let Some(mode) = host.conflict_mode(&table) else {
+                return unknown_table(&table);
+            };
+            keys.iter()
+                .map(|k| replica.digest(&table, mode, k))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|digests| ReplicaResponse::Digests { digests })
+        }
+        ReplicaRequest::ReadRow(slice) => {
+            if host.conflict_mode(&slice.table).is_none() {
+                return unknown_table(&slice.table);
             }
-        };
+            replica.read_row(&slice).map(ReplicaResponse::Row)
+        }
+        ReplicaRequest::DigestRow(slice) => {
+            let Some(mode) = host.conflict_mode(&slice.table) else {
+                return unknown_table(&slice.table);
+            };
+            let prefix = super::keys::RowPrefix::new(replica.partitioner(), &slice.partition_key);
+            let now = replica.clock().now_secs();
+            replica
+                .read_row(&slice)
+                .map(|cells| ReplicaResponse::RowDigest {
+                    digest: super::row_read::row_digest(mode, &prefix, &cells, now),
+                })
+        }
+        ReplicaRequest::Coordinate { .. } => {
+            return ReplicaResponse::Error {
+                code: ReplicaErrorCode::Storage,
+                message: "a forwarded request is answered by the coordinator".into(),
+            }
+        }
+    };
     result.unwrap_or_else(refusal)
 }
 

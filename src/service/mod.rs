@@ -352,6 +352,7 @@ impl Service {
             meta: ResponseMeta {
                 replicas: vec![node_id(actor)],
                 read_repair: false,
+                stand_ins: Vec::new(),
             },
         }
         .encode_body()
@@ -698,6 +699,7 @@ impl Service {
         ResponseMeta {
             replicas: vec![node_id(self.actor)],
             read_repair: false,
+            stand_ins: Vec::new(),
         }
     }
 }

@@ -26,7 +26,7 @@
 
 use sibyl_coding::ByteReader;
 use sibyl_protocol::{
-    Compaction, ConflictMode, Consistency, ConsistencyLevel, Placement, QuorumMode, TableOptions,
+    Compaction, ConflictMode, Consistency, ConsistencyLevel, Placement, TableOptions,
 };
 
 /// Magic of the metadata bytes.
@@ -233,10 +233,7 @@ fn put_consistency(b: &mut Vec<u8>, c: Consistency) {
     };
     b.push(level);
     b.extend_from_slice(&n.to_be_bytes());
-    b.push(match c.mode {
-        QuorumMode::Sloppy => 0,
-        QuorumMode::Strict => 1,
-    });
+    b.push(c.mode_byte());
 }
 
 /// A read past the end of the metadata.
@@ -257,12 +254,13 @@ fn decode_consistency(r: &mut ByteReader<'_>) -> Result<Consistency, SchemaDecod
         7 => ConsistencyLevel::Explicit(n),
         _ => return Err(bad("consistency level")),
     };
-    let mode = match r.u8().ok_or(TRUNCATED)? {
-        0 => QuorumMode::Sloppy,
-        1 => QuorumMode::Strict,
-        _ => return Err(bad("quorum mode")),
-    };
-    Ok(Consistency { level, mode })
+    let (mode, read_repair) =
+        Consistency::modes_of(r.u8().ok_or(TRUNCATED)?).ok_or(bad("quorum mode"))?;
+    Ok(Consistency {
+        level,
+        mode,
+        read_repair,
+    })
 }
 
 #[cfg(test)]

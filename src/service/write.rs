@@ -89,8 +89,14 @@ impl Service {
         consistency: Option<Consistency>,
     ) -> Result<RowPlan<'a>, ServerError> {
         let schema = self.schema(&insert.table)?;
-        check_key(&insert.key)?;
         self.check_consistency(&schema, consistency, schema.options.write_consistency)?;
+        self.plan_insert_unchecked(insert)
+    }
+
+    /// Validates and plans an INSERT, the consistency left to the caller.
+    fn plan_insert_unchecked<'a>(&self, insert: &'a RowInsert) -> Result<RowPlan<'a>, ServerError> {
+        let schema = self.schema(&insert.table)?;
+        check_key(&insert.key)?;
         if insert.columns.is_empty() {
             return Err(invalid("an insert must write at least one column"));
         }
@@ -132,8 +138,42 @@ impl Service {
         consistency: Option<Consistency>,
     ) -> Result<(), ServerError> {
         let schema = self.schema(&delete.table)?;
-        check_key(&delete.key)?;
         self.check_consistency(&schema, consistency, schema.options.write_consistency)?;
+        let plan = self.plan_delete(delete)?;
+        self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Validates and mints one INSERT or DELETE at this node for a coordinator (no
+    /// consistency check: the coordinator counts replicas); returns the cells written,
+    /// which the coordinator ships to the other replicas.
+    #[allow(dead_code)] // the coordinator (issue 9) is its caller; not wired yet
+    pub(crate) fn mint_mutation(
+        &self,
+        mutation: &Mutation,
+    ) -> Result<Vec<crate::replica::RawCell>, ServerError> {
+        let plan = match mutation {
+            Mutation::Insert(i) => self.plan_insert_unchecked(i)?,
+            Mutation::Delete(d) => self.plan_delete(d)?,
+        };
+        let mut cells = Vec::new();
+        let mut sink = |_row: usize, table: &str, key: &[u8], value: &[u8]| {
+            cells.push(crate::replica::RawCell {
+                table: table.to_owned(),
+                key: key.to_vec(),
+                value: value.to_vec(),
+            })
+        };
+        let result = self
+            .apply_group_into(vec![Ok(plan)], Some(&mut sink))
+            .pop()
+            .unwrap_or(Ok(()));
+        result.map(|()| cells)
+    }
+
+    /// Validates and plans a DELETE, the consistency left to the caller.
+    fn plan_delete<'a>(&self, delete: &'a RowDelete) -> Result<RowPlan<'a>, ServerError> {
+        let schema = self.schema(&delete.table)?;
+        check_key(&delete.key)?;
         let named: &[CellContext] = match &delete.target {
             DeleteTarget::Columns(cells) => {
                 if cells.is_empty() {
@@ -164,22 +204,21 @@ impl Service {
                 std::iter::empty(),
             )?;
             plan.row.row_delete = Some(seen);
-            return self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()));
+            return Ok(plan);
         }
         let cells = named.iter().map(|c| CellWrite {
             column: &c.name,
             value: None,
             context: &c.context,
         });
-        let plan = self.plan(
+        self.plan(
             &delete.table,
             schema,
             &delete.key,
             delete.timestamp_micros,
             None,
             cells,
-        )?;
-        self.apply_group(vec![Ok(plan)]).pop().unwrap_or(Ok(()))
+        )
     }
 
     /// BATCH: each mutation applied on its own; the first failure is returned after all
@@ -254,6 +293,15 @@ impl Service {
         &self,
         plans: Vec<Result<RowPlan<'_>, ServerError>>,
     ) -> Vec<Result<(), ServerError>> {
+        self.apply_group_into(plans, None)
+    }
+
+    /// [`Service::apply_group`], handing every cell written to `sink`.
+    fn apply_group_into(
+        &self,
+        plans: Vec<Result<RowPlan<'_>, ServerError>>,
+        sink: Option<crate::replica::mint::MintSink<'_>>,
+    ) -> Vec<Result<(), ServerError>> {
         // Under the locks: a plan whose table was dropped (or dropped and re-created)
         // since it was planned fails instead of writing into the wrong table.
         let recheck = |p: &RowPlan<'_>| -> Result<(), ServerError> {
@@ -267,7 +315,7 @@ impl Service {
                 )))
             }
         };
-        self.replica.mint_group(&plans, recheck, None)
+        self.replica.mint_group(&plans, recheck, sink)
     }
 }
 

@@ -35,6 +35,7 @@ pub fn parse_consistency(s: &str) -> Result<Consistency, ConsistencyParseError> 
     Ok(Consistency {
         level: parse_level(level).ok_or_else(err)?,
         mode,
+        read_repair: sibyl_protocol::ReadRepair::Background,
     })
 }
 

@@ -1,5 +1,6 @@
-//! Consistency requirements: how many replicas must answer ([`ConsistencyLevel`]) and
-//! which of them count ([`QuorumMode`]). Pure data with its wire encoding.
+//! Consistency requirements: how many replicas must answer ([`ConsistencyLevel`]), which
+//! of them count ([`QuorumMode`]) and whether a read waits for its repairs
+//! ([`ReadRepair`]). Pure data with its wire encoding.
 
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
@@ -34,13 +35,29 @@ pub enum QuorumMode {
     Strict,
 }
 
-/// A consistency requirement: a level and a quorum mode. Wire: level, then mode.
+/// When a read that found stale replicas repairs them. Wire: bit 1 of the mode byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReadRepair {
+    /// The answer goes out at once; the stale replicas are repaired after it (the
+    /// default, as in Riak).
+    #[default]
+    Background,
+    /// The coordinator writes the reconciled cells to the stale replicas it read and
+    /// waits for them before answering, so a read at R followed by a read at R sees the
+    /// same cells (Cassandra's blocking read repair). Writes ignore it.
+    Blocking,
+}
+
+/// A consistency requirement: a level, a quorum mode and the read-repair mode. Wire:
+/// level, then the mode byte (bit 0: strict; bit 1: blocking read repair; other bits 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Consistency {
     /// How many replicas.
     pub level: ConsistencyLevel,
     /// Which replicas count.
     pub mode: QuorumMode,
+    /// When a read repairs the stale replicas it found.
+    pub read_repair: ReadRepair,
 }
 
 impl Consistency {
@@ -62,6 +79,7 @@ impl Consistency {
         Consistency {
             level,
             mode: QuorumMode::Sloppy,
+            read_repair: ReadRepair::Background,
         }
     }
 
@@ -73,9 +91,48 @@ impl Consistency {
     /// The same level, counting home replicas only.
     pub const fn strict(self) -> Self {
         Consistency {
-            level: self.level,
             mode: QuorumMode::Strict,
+            ..self
         }
+    }
+
+    /// The same level and mode, waiting for read repair before answering.
+    pub const fn blocking_read_repair(self) -> Self {
+        Consistency {
+            read_repair: ReadRepair::Blocking,
+            ..self
+        }
+    }
+
+    /// The mode byte: bit 0 strict, bit 1 blocking read repair.
+    pub const fn mode_byte(&self) -> u8 {
+        let strict = match self.mode {
+            QuorumMode::Sloppy => 0,
+            QuorumMode::Strict => 1,
+        };
+        let repair = match self.read_repair {
+            ReadRepair::Background => 0,
+            ReadRepair::Blocking => 2,
+        };
+        strict | repair
+    }
+
+    /// The quorum and read-repair modes of a mode byte; `None` if a reserved bit is set.
+    pub const fn modes_of(byte: u8) -> Option<(QuorumMode, ReadRepair)> {
+        if byte & !3 != 0 {
+            return None;
+        }
+        let mode = if byte & 1 == 1 {
+            QuorumMode::Strict
+        } else {
+            QuorumMode::Sloppy
+        };
+        let repair = if byte & 2 == 2 {
+            ReadRepair::Blocking
+        } else {
+            ReadRepair::Background
+        };
+        Some((mode, repair))
     }
 
     pub(crate) fn encode(&self, w: &mut WireWriter) {
@@ -91,10 +148,7 @@ impl Consistency {
                 w.u16(n);
             }
         }
-        w.u8(match self.mode {
-            QuorumMode::Sloppy => 0,
-            QuorumMode::Strict => 1,
-        });
+        w.u8(self.mode_byte());
     }
 
     pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
@@ -113,17 +167,18 @@ impl Consistency {
                 })
             }
         };
-        let mode = match r.u8("quorum mode")? {
-            0 => QuorumMode::Sloppy,
-            1 => QuorumMode::Strict,
-            tag => {
-                return Err(ProtocolError::InvalidTag {
-                    what: "quorum mode",
-                    tag: u64::from(tag),
-                })
-            }
+        let tag = r.u8("quorum mode")?;
+        let Some((mode, read_repair)) = Consistency::modes_of(tag) else {
+            return Err(ProtocolError::InvalidTag {
+                what: "quorum mode",
+                tag: u64::from(tag),
+            });
         };
-        Ok(Consistency { level, mode })
+        Ok(Consistency {
+            level,
+            mode,
+            read_repair,
+        })
     }
 }
 
@@ -142,5 +197,29 @@ mod tests {
         let c = Consistency::explicit(2).strict();
         assert_eq!(c.level, ConsistencyLevel::Explicit(2));
         assert_eq!(c.mode, QuorumMode::Strict);
+        assert_eq!(c.read_repair, ReadRepair::Background);
+    }
+
+    #[test]
+    fn consistency_mode_byte_round_trips_and_refuses_reserved_bits() {
+        for c in [
+            Consistency::QUORUM,
+            Consistency::QUORUM.strict(),
+            Consistency::ONE.blocking_read_repair(),
+            Consistency::ALL.strict().blocking_read_repair(),
+        ] {
+            assert_eq!(
+                Consistency::modes_of(c.mode_byte()),
+                Some((c.mode, c.read_repair))
+            );
+        }
+        assert_eq!(
+            Consistency::QUORUM
+                .strict()
+                .blocking_read_repair()
+                .mode_byte(),
+            3
+        );
+        assert_eq!(Consistency::modes_of(4), None);
     }
 }

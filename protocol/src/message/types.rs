@@ -12,7 +12,7 @@ use crate::wire::{WireReader, WireWriter};
 
 pub use crate::message::admin::TableStatistics;
 pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
-pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode};
+pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode, ReadRepair};
 pub use crate::message::table_options::{Compaction, ConflictMode, Placement, TableOptions};
 pub use crate::message::topology::{NodeInfo, NodeState, Topology};
 
@@ -83,19 +83,25 @@ impl Selector {
     }
 }
 
-/// Metadata on every data response. Wire: `list<string>` replicas, `bool` read_repair.
+/// Metadata on every data response. Wire: `list<string>` replicas, `bool` read_repair,
+/// `list<string>` stand_ins.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ResponseMeta {
-    /// Replicas (node addresses or ids) that answered the coordinator.
+    /// Node ids of the replicas that answered the coordinator (home replicas and
+    /// stand-ins).
     pub replicas: Vec<String>,
     /// Whether the coordinator repaired stale replicas during this read.
     pub read_repair: bool,
+    /// Node ids of the `replicas` that answered as stand-ins (they hold a hint for a home
+    /// replica that was down); empty when every answer came from a home replica.
+    pub stand_ins: Vec<String>,
 }
 
 impl ResponseMeta {
     pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
         w.list("replicas", &self.replicas, |w, s| w.string("replica", s))?;
         w.bool(self.read_repair);
+        w.list("stand-ins", &self.stand_ins, |w, s| w.string("stand-in", s))?;
         Ok(())
     }
 
@@ -103,6 +109,7 @@ impl ResponseMeta {
         Ok(ResponseMeta {
             replicas: r.list("replicas", 2, |r| r.string("replica"))?,
             read_repair: r.bool("read repair")?,
+            stand_ins: r.list("stand-ins", 2, |r| r.string("stand-in"))?,
         })
     }
 }

@@ -231,6 +231,7 @@ pub fn row(n: usize) -> Response {
         meta: ResponseMeta {
             replicas: vec!["10.0.0.1:7400".into()],
             read_repair: false,
+            stand_ins: Vec::new(),
         },
     }
 }
@@ -310,6 +311,7 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                 meta: ResponseMeta {
                     replicas: vec!["n1".into(), "n2".into()],
                     read_repair: true,
+                    stand_ins: Vec::new(),
                 },
             },
         ),
@@ -321,6 +323,7 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                 meta: ResponseMeta {
                     replicas: vec!["n1".into()],
                     read_repair: false,
+                    stand_ins: Vec::new(),
                 },
             },
         ),

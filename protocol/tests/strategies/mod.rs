@@ -7,8 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use sibyl_protocol::message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
-    NodeInfo, NodeState, Placement, QuorumMode, ResponseMeta, Selector, Sibling, TableOptions,
-    TableStatistics, Topology,
+    NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, ResponseMeta, Selector, Sibling,
+    TableOptions, TableStatistics, Topology,
 };
 use sibyl_protocol::{
     DeleteTarget, ErrorCode, ErrorKind, Mutation, Request, Response, RowDelete, RowInsert,
@@ -34,7 +34,12 @@ pub fn consistency() -> impl Strategy<Value = Consistency> {
         any::<u16>().prop_map(ConsistencyLevel::Explicit),
     ];
     let mode = prop_oneof![Just(QuorumMode::Sloppy), Just(QuorumMode::Strict)];
-    (level, mode).prop_map(|(level, mode)| Consistency { level, mode })
+    let repair = prop_oneof![Just(ReadRepair::Background), Just(ReadRepair::Blocking)];
+    (level, mode, repair).prop_map(|(level, mode, read_repair)| Consistency {
+        level,
+        mode,
+        read_repair,
+    })
 }
 
 pub fn table_options() -> impl Strategy<Value = TableOptions> {
@@ -208,10 +213,13 @@ pub fn table_statistics() -> impl Strategy<Value = TableStatistics> {
 }
 
 pub fn meta() -> impl Strategy<Value = ResponseMeta> {
-    (vec(name(), 0..3), any::<bool>()).prop_map(|(replicas, read_repair)| ResponseMeta {
-        replicas,
-        read_repair,
-    })
+    (vec(name(), 0..3), any::<bool>(), vec(name(), 0..2)).prop_map(
+        |(replicas, read_repair, stand_ins)| ResponseMeta {
+            replicas,
+            read_repair,
+            stand_ins,
+        },
+    )
 }
 
 pub fn cell() -> impl Strategy<Value = Cell> {

@@ -329,6 +329,7 @@ fn meta(state: &ServerState, consistency: Option<Consistency>) -> ResponseMeta {
     ResponseMeta {
         replicas: vec![state.name.clone(), format!("{consistency:?}")],
         read_repair: false,
+        stand_ins: Vec::new(),
     }
 }
 
