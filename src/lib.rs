@@ -18,6 +18,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod hints;
 pub mod identity;
 pub mod net;
 pub mod node;
