@@ -19,6 +19,7 @@
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod hints;
 pub mod identity;
 pub mod net;
 pub mod node;
