@@ -8,7 +8,9 @@
 //! - [`error`]: [`ProtocolError`] (bytes we cannot decode), [`ServerError`] with the stable
 //!   [`ErrorCode`] table and retry safety.
 //! - [`fuzzing`]: the fuzz harnesses (used by `fuzz/` and by the corpus replay test).
-//! - [`client`]: the async client: multiplexed connections, a pool per node, table handles.
+//! - [`token`]: the token of a partition key (murmur3 and md5), as clients route by it.
+//! - [`client`]: the async client: multiplexed connections, a pool per node, token-aware
+//!   routing over the topology, table handles.
 //!
 //! The byte-level contract is `doc/wire_format.md`; a third-party client needs nothing else.
 //! A server reads frames with `Framed<TcpStream, FrameCodec>`, decodes them with
@@ -55,6 +57,7 @@ pub mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod message;
+pub mod token;
 pub mod wire;
 
 pub use client::{Client, ClientError, ClientOptions, Page, Row, Table};

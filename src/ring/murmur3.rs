@@ -5,81 +5,17 @@
 //! bits before it is shifted into place. The reference MurmurHash3 reads them unsigned. The
 //! two agree on every key whose length is a multiple of 16 or whose tail bytes are all below
 //! `0x80`, and differ otherwise. Sibyl must map a key to the same token Cassandra does, so
-//! this module implements the Cassandra variant (blocks are read unsigned, as in both).
+//! this module exposes the Cassandra variant (blocks are read unsigned, as in both).
 //!
-//! Pure functions; no state.
-
-const C1: u64 = 0x87c3_7b91_1142_53d5;
-const C2: u64 = 0x4cf5_ad43_2745_937f;
-
-fn fmix(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^= k >> 33;
-    k
-}
-
-fn mix_k1(k1: u64) -> u64 {
-    k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2)
-}
-
-fn mix_k2(k2: u64) -> u64 {
-    k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1)
-}
+//! Pure functions; no state. The hash itself is [`sibyl_protocol::token`]'s, shared with
+//! the client library.
 
 /// Cassandra's `hash3_x64_128(key, seed)`: returns `(h1, h2)` as signed 64-bit values.
-/// The murmur3 partitioner uses `h1` with seed 0.
+/// The murmur3 partitioner uses `h1` with seed 0. The implementation lives in the
+/// protocol crate ([`sibyl_protocol::token::cassandra_x64_128`]) so clients compute the
+/// same tokens without depending on the node.
 pub fn cassandra_x64_128(key: &[u8], seed: u64) -> (i64, i64) {
-    let mut h1 = seed;
-    let mut h2 = seed;
-    let mut blocks = key.chunks_exact(16);
-    for block in &mut blocks {
-        let (lo, hi) = block.split_at(8);
-        let k1 = u64::from_le_bytes(lo.try_into().unwrap_or([0; 8]));
-        let k2 = u64::from_le_bytes(hi.try_into().unwrap_or([0; 8]));
-        h1 ^= mix_k1(k1);
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
-        h2 ^= mix_k2(k2);
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
-    }
-    let tail = blocks.remainder();
-    let mut k1: u64 = 0;
-    let mut k2: u64 = 0;
-    for (i, &b) in tail.iter().enumerate() {
-        // The Cassandra quirk: `(long) byte` sign-extends.
-        let signed = b as i8 as i64 as u64;
-        if i < 8 {
-            k1 ^= signed << (8 * i);
-        } else {
-            k2 ^= signed << (8 * (i - 8));
-        }
-    }
-    if tail.len() > 8 {
-        h2 ^= mix_k2(k2);
-    }
-    if !tail.is_empty() {
-        h1 ^= mix_k1(k1);
-    }
-    let len = key.len() as u64;
-    h1 ^= len;
-    h2 ^= len;
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    h1 = fmix(h1);
-    h2 = fmix(h2);
-    h1 = h1.wrapping_add(h2);
-    h2 = h2.wrapping_add(h1);
-    (h1 as i64, h2 as i64)
+    sibyl_protocol::token::cassandra_x64_128(key, seed)
 }
 
 #[cfg(test)]

@@ -17,12 +17,10 @@
 //! The partitioner is chosen once per cluster and travels in every gossip SYN; a node with
 //! another partitioner is refused.
 
-use md5::{Digest, Md5};
 use rand::Rng;
 use std::fmt;
 use std::str::FromStr;
 
-use super::murmur3::cassandra_x64_128;
 use super::token::Token;
 
 /// The hash function from partition keys to tokens. Chosen once per cluster.
@@ -44,7 +42,7 @@ pub struct UnknownPartitioner {
     pub name: String,
 }
 
-const MD5_MAX: u128 = 1u128 << 127;
+const MD5_MAX: u128 = sibyl_protocol::token::MD5_MAX_TOKEN;
 
 impl Partitioner {
     /// Short name used in configuration and on the wire: `murmur3` or `md5`.
@@ -55,27 +53,12 @@ impl Partitioner {
         }
     }
 
-    /// The token of a partition key.
+    /// The token of a partition key (computed by [`sibyl_protocol::token`], which clients
+    /// use to route requests).
     pub fn token(&self, key: &[u8]) -> Token {
-        if key.is_empty() {
-            return self.min_token();
-        }
         match self {
-            Partitioner::Murmur3 => {
-                let h1 = cassandra_x64_128(key, 0).0;
-                Token::Murmur3(if h1 == i64::MIN { i64::MAX } else { h1 })
-            }
-            Partitioner::Md5 => {
-                let digest: [u8; 16] = Md5::digest(key).into();
-                let v = u128::from_be_bytes(digest);
-                // abs() of the two's-complement value; 0x80..00 becomes 2^127.
-                let abs = if v & MD5_MAX != 0 {
-                    (!v).wrapping_add(1)
-                } else {
-                    v
-                };
-                Token::Md5(abs)
-            }
+            Partitioner::Murmur3 => Token::Murmur3(sibyl_protocol::token::murmur3_token(key)),
+            Partitioner::Md5 => Token::Md5(sibyl_protocol::token::md5_token(key)),
         }
     }
 

@@ -73,15 +73,78 @@ impl ClientError {
     }
 
     /// Whether the client may send the same request to another node after this failure:
-    /// the request never left (connect failure, closed before sending), the node shed it
-    /// (overloaded), or it is idempotent and only the transport failed.
+    /// the request never left (connect failure, closed before sending), it is idempotent
+    /// and only the transport failed, or the server answered a retry-safe code
+    /// ([`ErrorCode::retry_safe`]: `UNAVAILABLE` and `OVERLOADED` changed nothing,
+    /// `READ_TIMEOUT` only for reads). `WRITE_TIMEOUT` and `SERVER` never: the write may
+    /// have been applied.
     pub(crate) fn may_retry_elsewhere(&self, opcode: Opcode) -> bool {
         match self {
             ClientError::Connect { .. } => true,
             ClientError::ConnectionClosed { sent, .. } => !sent || opcode.is_idempotent(),
             ClientError::Timeout { .. } => opcode.is_idempotent(),
-            ClientError::Server(e) => e.kind.error_code() == Some(ErrorCode::Overloaded),
+            ClientError::Server(e) => match e.kind.error_code() {
+                Some(ErrorCode::ReadTimeout) => opcode.is_idempotent(),
+                Some(code) => code.retry_safe(),
+                None => false,
+            },
             _ => false,
         }
+    }
+
+    /// Whether this failure says the node may be gone, so the topology is worth fetching
+    /// again: a connect failure or a connection that closed.
+    pub(crate) fn suggests_topology_change(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::ConnectionClosed { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{ErrorKind, ServerError};
+
+    fn server(kind: ErrorKind) -> ClientError {
+        ClientError::Server(ServerError::new(kind, "x"))
+    }
+
+    #[test]
+    fn client_error_retry_rule_follows_the_code_table() {
+        let unavailable = server(ErrorKind::Unavailable {
+            required: 2,
+            alive: 1,
+        });
+        assert!(unavailable.may_retry_elsewhere(Opcode::Insert));
+        assert!(unavailable.may_retry_elsewhere(Opcode::Get));
+        assert!(server(ErrorKind::Overloaded).may_retry_elsewhere(Opcode::Insert));
+        let read_timeout = server(ErrorKind::ReadTimeout {
+            acks: 0,
+            required: 1,
+        });
+        assert!(read_timeout.may_retry_elsewhere(Opcode::Get));
+        assert!(!read_timeout.may_retry_elsewhere(Opcode::Insert));
+        let write_timeout = server(ErrorKind::WriteTimeout {
+            acks: 0,
+            required: 1,
+        });
+        assert!(!write_timeout.may_retry_elsewhere(Opcode::Insert));
+        assert!(!server(ErrorKind::Server).may_retry_elsewhere(Opcode::Insert));
+        assert!(!server(ErrorKind::Invalid).may_retry_elsewhere(Opcode::Get));
+        let closed = |sent| ClientError::ConnectionClosed {
+            addr: "a".into(),
+            reason: "r".into(),
+            sent,
+        };
+        assert!(closed(false).may_retry_elsewhere(Opcode::Insert));
+        assert!(!closed(true).may_retry_elsewhere(Opcode::Insert));
+        assert!(closed(true).may_retry_elsewhere(Opcode::Get));
+        let timeout = ClientError::Timeout {
+            after: Duration::from_secs(1),
+        };
+        assert!(!timeout.may_retry_elsewhere(Opcode::Batch));
+        assert!(timeout.may_retry_elsewhere(Opcode::Get));
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! A slot holds at most one [`Connection`]. A request takes the next slot; if the slot is
 //! empty or its connection closed, it connects anew (this is how the client reconnects
-//! after a failure). Two callers may race to refill the same slot; the later one wins and
-//! the earlier connection is dropped once its in-flight requests finish with it. After a
-//! connect failure the node is marked down for `reconnect_backoff`, so other nodes are
-//! preferred meanwhile. The slot mutexes are never held across an `.await`.
+//! after a failure). Refilling a slot is serialised by the slot's async connect lock: a
+//! caller that finds the slot empty waits for a refill already under way and uses its
+//! connection, so concurrent callers (a request and a topology refresh, say) open one
+//! connection, not one each. After a connect failure the node is marked down for
+//! `reconnect_backoff`, so other nodes are preferred meanwhile. The slot mutexes are never
+//! held across an `.await`; the connect lock is held only across the connect.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,8 @@ use crate::client::ClientOptions;
 pub struct NodePool {
     addr: SocketAddr,
     slots: Vec<Mutex<Option<Arc<Connection>>>>,
+    /// One per slot: held while that slot is being refilled.
+    connecting: Vec<tokio::sync::Mutex<()>>,
     next: AtomicUsize,
     down_until: Mutex<Option<Instant>>,
 }
@@ -31,6 +35,9 @@ impl NodePool {
         NodePool {
             addr,
             slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            connecting: (0..size.max(1))
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             next: AtomicUsize::new(0),
             down_until: Mutex::new(None),
         }
@@ -69,11 +76,16 @@ impl NodePool {
         let Some(slot) = self.slots.get(i) else {
             return Err(ClientError::NoNodes);
         };
-        let current = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(conn) = current {
-            if !conn.is_closed() {
-                return Ok(conn);
-            }
+        if let Some(conn) = live(slot) {
+            return Ok(conn);
+        }
+        let Some(connecting) = self.connecting.get(i) else {
+            return Err(ClientError::NoNodes);
+        };
+        let _refilling = connecting.lock().await;
+        // Someone else may have refilled the slot while this caller waited.
+        if let Some(conn) = live(slot) {
+            return Ok(conn);
         }
         match Connection::connect(self.addr, options).await {
             Ok(conn) => {
@@ -89,4 +101,13 @@ impl NodePool {
             }
         }
     }
+}
+
+/// The slot's connection if it is open.
+fn live(slot: &Mutex<Option<Arc<Connection>>>) -> Option<Arc<Connection>> {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .filter(|c| !c.is_closed())
+        .cloned()
 }

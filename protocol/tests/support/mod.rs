@@ -31,7 +31,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sibyl_protocol::message::types::{Cell, ResponseMeta, Selector, Sibling};
 use sibyl_protocol::{
     Consistency, DeleteTarget, ErrorKind, Frame, FrameCodec, Mutation, Opcode, Request, Response,
-    RowDelete, RowInsert, ServerError, TableOptions, DEFAULT_MAX_FRAME_LEN,
+    RowDelete, RowInsert, ServerError, TableOptions, Topology, DEFAULT_MAX_FRAME_LEN,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -126,8 +126,19 @@ pub struct ServerState {
     gates: Mutex<HashMap<String, Arc<Notify>>>,
     /// Connections that completed a handshake.
     pub handshakes: AtomicUsize,
-    /// Requests (other than handshakes) received.
+    /// Requests (other than handshakes and TOPOLOGY) received.
     pub requests: AtomicUsize,
+    /// TOPOLOGY requests received (a token-aware client sends them on its own).
+    pub topology_requests: AtomicUsize,
+    /// The answer to TOPOLOGY (empty unless a test sets one).
+    pub topology: Mutex<Topology>,
+}
+
+impl ServerState {
+    /// Answers TOPOLOGY with `t` from now on.
+    pub fn set_topology(&self, t: Topology) {
+        *self.topology.lock().unwrap() = t;
+    }
 }
 
 impl ServerState {
@@ -173,6 +184,8 @@ impl TestServer {
             gates: Mutex::new(HashMap::new()),
             handshakes: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            topology_requests: AtomicUsize::new(0),
+            topology: Mutex::new(Topology::default()),
         });
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -288,7 +301,11 @@ async fn serve_connection(sock: TcpStream, state: Arc<ServerState>) {
                 let _ = tx.send((ok.to_frame(frame.stream_id, opcode).unwrap(), false));
                 continue;
             }
-            state.requests.fetch_add(1, Ordering::SeqCst);
+            if matches!(request, Request::Topology) {
+                state.topology_requests.fetch_add(1, Ordering::SeqCst);
+            } else {
+                state.requests.fetch_add(1, Ordering::SeqCst);
+            }
             if request_key(&request).is_some_and(|k| k.as_ref() == b"drop") {
                 return;
             }
@@ -355,7 +372,7 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
             Response::Error(ServerError::new(ErrorKind::Protocol, "second handshake"))
         }
         Request::Ping => Response::Pong,
-        Request::Topology => Response::Topology(Default::default()),
+        Request::Topology => Response::Topology(state.topology.lock().unwrap().clone()),
         Request::Flush { .. }
         | Request::Compact { .. }
         | Request::TableStats { .. }
