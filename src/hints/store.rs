@@ -279,17 +279,7 @@ impl HintStore {
         owner: NodeId,
         max_bytes: usize,
     ) -> Result<Vec<(HintId, Vec<RawCell>)>, HintError> {
-        let (start, end) = owner_bounds(owner);
-        let upper = match &end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let mut scan = self.engine.scan(
-            HINTS_TABLE,
-            Bound::Included(start.as_slice()),
-            upper,
-            Direction::Forward,
-        )?;
+        let mut scan = self.owner_scan(owner)?;
         let mut out = Vec::new();
         let mut corrupt = Vec::new();
         let mut total = 0usize;
@@ -379,19 +369,24 @@ impl HintStore {
         self.record_drop(owner, reason, cells, bytes, self.clock.now_micros())
     }
 
-    /// The written time of `owner`'s first stored hint.
-    fn first_written(&self, owner: NodeId) -> Result<Option<i64>, HintError> {
+    /// An ordered scan of `owner`'s stored hints.
+    fn owner_scan(&self, owner: NodeId) -> Result<sibyl_storage::ScanIter, HintError> {
         let (start, end) = owner_bounds(owner);
         let upper = match &end {
             Some(e) => Bound::Excluded(e.as_slice()),
             None => Bound::Unbounded,
         };
-        let mut scan = self.engine.scan(
+        Ok(self.engine.scan(
             HINTS_TABLE,
             Bound::Included(start.as_slice()),
             upper,
             Direction::Forward,
-        )?;
+        )?)
+    }
+
+    /// The written time of `owner`'s first stored hint.
+    fn first_written(&self, owner: NodeId) -> Result<Option<i64>, HintError> {
+        let mut scan = self.owner_scan(owner)?;
         Ok(scan
             .next_entry()?
             .map(|(_, v)| check_record(v).map(|(w, _)| w).unwrap_or(i64::MIN)))

@@ -555,11 +555,7 @@ fn keys(r: &mut ByteReader<'_>) -> Result<Vec<Vec<u8>>, MessageError> {
     let n = count(r, 5)?;
     let mut keys = Vec::with_capacity(n);
     for _ in 0..n {
-        let len = r.u32_be().ok_or(malformed("truncated key", r))? as usize;
-        if len == 0 || len > MAX_RAW_KEY_LEN {
-            return Err(malformed("key length out of range", r));
-        }
-        keys.push(r.take(len).ok_or(malformed("truncated key", r))?.to_vec());
+        keys.push(key_bytes(r)?);
     }
     Ok(keys)
 }

@@ -72,7 +72,7 @@ impl Replica {
         };
         let mut iter = self.engine.scan(
             &slice.table,
-            as_ref(&lower),
+            lower.as_ref().map(Vec::as_slice),
             match &upper {
                 Some(u) => Bound::Excluded(u.as_slice()),
                 None => Bound::Unbounded,
@@ -122,12 +122,4 @@ pub fn row_digest(
     }
     h.update([u8::from(cells.more)]);
     h.finalize().into()
-}
-
-fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
 }

@@ -51,8 +51,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use sibyl_protocol::{
-    Consistency, ConsistencyLevel, ErrorKind, NodeInfo, NodeState, Request, Response, ResponseMeta,
-    ServerError, TableOptions, Topology,
+    Consistency, ErrorKind, NodeInfo, NodeState, Request, Response, ResponseMeta, ServerError,
+    TableOptions, Topology,
 };
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
@@ -658,18 +658,8 @@ impl Service {
         default: Consistency,
     ) -> Result<(), ServerError> {
         let c = requested.unwrap_or(default);
-        let rf = u32::from(schema.options.replication_factor);
-        let required = match c.level {
-            ConsistencyLevel::One => 1,
-            ConsistencyLevel::Two => 2,
-            ConsistencyLevel::Three => 3,
-            ConsistencyLevel::Quorum | ConsistencyLevel::LocalQuorum => rf / 2 + 1,
-            ConsistencyLevel::All => rf,
-            ConsistencyLevel::Explicit(0) => {
-                return Err(invalid("explicit consistency must name at least 1 replica"))
-            }
-            ConsistencyLevel::Explicit(n) => u32::from(n),
-        };
+        let required =
+            crate::coordinator::placement::required(c.level, schema.options.replication_factor)?;
         if required > SINGLE_NODE_ALIVE {
             return Err(ServerError::new(
                 ErrorKind::Unavailable {

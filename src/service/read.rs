@@ -318,7 +318,7 @@ impl Service {
         };
         let mut iter = self.replica.scan(
             &schema.name,
-            as_ref_bound(&lower_key),
+            lower_key.as_ref().map(Vec::as_slice),
             match &upper_key {
                 Some(u) => Bound::Excluded(u.as_slice()),
                 None => Bound::Unbounded,
@@ -368,14 +368,6 @@ impl Service {
             }
         }
         Ok((cells, None))
-    }
-}
-
-fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
