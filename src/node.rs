@@ -42,6 +42,8 @@ use crate::cluster::{
     SchemaSource, TokenPlan,
 };
 use crate::config::{ClusterConfig, Config};
+use crate::coordinator::{Coordinator, CoordinatorOptions};
+use crate::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
 use crate::identity::{next_generation, RingState, RingStateError};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::replica::{ReplicaExecution, ReplicaHandler};
@@ -107,6 +109,13 @@ pub enum NodeError {
         #[source]
         source: NetError,
     },
+    /// The hint store could not open.
+    #[error("cannot open the hint store: {source}")]
+    Hints {
+        /// The store's error.
+        #[source]
+        source: crate::hints::HintError,
+    },
     /// Closing the storage engine failed (the commit log may not be synced).
     #[error("closing the storage engine: {source}")]
     Close {
@@ -132,6 +141,9 @@ pub struct Node {
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
     load: JoinHandle<()>,
+    coordinator: Arc<Coordinator>,
+    hints: Arc<HintStore>,
+    delivery: HintDelivery,
 }
 
 impl Node {
@@ -175,14 +187,44 @@ impl Node {
             source,
         })?;
         let peer_addr = net.local_addr();
-        let registered = net
-            .register(
-                Family::Replica,
-                Arc::new(ReplicaHandler::new(
-                    service.clone(),
-                    ReplicaExecution::Blocking,
-                )),
+        let hints_dir = crate::hints::hints_dir(&config.data_dir);
+        let sync = config.sync;
+        let hints = match tokio::task::spawn_blocking(move || {
+            HintStore::open(
+                &hints_dir,
+                sync,
+                HintLimits::default(),
+                Arc::new(SystemClock),
             )
+        })
+        .await?
+        {
+            Ok(h) => Arc::new(h),
+            Err(source) => {
+                net.shutdown().await;
+                return Err(NodeError::Hints { source });
+            }
+        };
+        let coordinator = Arc::new(Coordinator::new(
+            service.clone(),
+            Arc::new(net.clone()),
+            handle.clone(),
+            hints.clone(),
+            CoordinatorOptions::default(),
+        ));
+        let replica_handler = Arc::new(ReplicaHandler::new(
+            service.clone(),
+            ReplicaExecution::Blocking,
+        ));
+        replica_handler.set_forward_target(coordinator.clone());
+        let registered = net
+            .register(Family::Replica, replica_handler)
+            .and_then(|()| {
+                net.register(
+                    Family::Hints,
+                    Arc::new(HintsHandler::new(hints.clone(), ReplicaExecution::Blocking)),
+                )
+            })
             .map_err(|source| NodeError::PeerHandler { source });
         if let Err(e) = registered {
             // Stop the network's tasks and free the peer port before giving up.
@@ -228,10 +270,19 @@ impl Node {
         };
         let server = tokio::spawn(server::serve(
             listener,
-            service.clone(),
+            coordinator.clone(),
             opts,
             shutdown_rx.clone(),
         ));
+        let exists_service = service.clone();
+        let delivery = HintDelivery::start(
+            hints.clone(),
+            Arc::new(net.clone()),
+            handle.clone(),
+            Arc::new(move |table: &str| exists_service.has_table(table)),
+            DeliveryOptions::default(),
+            shutdown_rx.clone(),
+        );
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -244,7 +295,25 @@ impl Node {
             shutdown_tx,
             server,
             load,
+            coordinator,
+            hints,
+            delivery,
         })
+    }
+
+    /// The coordinator of this node's client requests.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Hint delivery counters.
+    pub fn hint_delivery(&self) -> crate::hints::DeliveryStats {
+        self.delivery.stats()
+    }
+
+    /// The hint store's counters.
+    pub fn hint_stats(&self) -> crate::hints::HintStats {
+        self.hints.stats()
     }
 
     /// The bound client address.
@@ -280,6 +349,11 @@ impl Node {
         self.net.shutdown().await;
         self.server.await?;
         self.load.await?;
+        self.delivery.join().await;
+        let hints = self.hints;
+        if let Err(e) = tokio::task::spawn_blocking(move || hints.close()).await? {
+            tracing::error!(error = %e, "closing the hint store");
+        }
         let service = self.service;
         tokio::task::spawn_blocking(move || service.close())
             .await?

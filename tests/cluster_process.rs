@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use sibyl_protocol::{Client, ClientOptions, NodeInfo, NodeState, TableOptions, Topology};
+use bytes::Bytes;
+use sibyl_protocol::{
+    Client, ClientOptions, ColumnWrite, Consistency, ConsistencyLevel, ErrorKind, NodeInfo,
+    NodeState, Request, Response, RowInsert, Selector, TableOptions, Topology,
+};
 
 /// How long nodes may take to start and join (debug builds on a shared machine).
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
@@ -536,4 +540,144 @@ fn cluster_decommissioned_node_is_left_for_its_peer_and_keeps_serving() {
         "{}",
         nodes[1].logs()
     );
+}
+
+/// Requests to one node exactly (no token-aware routing), at a chosen consistency.
+impl Probe {
+    fn direct(&self, addr: SocketAddr) -> Client {
+        let options = ClientOptions {
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            pool_size: 1,
+            token_aware: false,
+            ..ClientOptions::default()
+        };
+        self.rt
+            .block_on(Client::connect_with(&[addr.to_string()], options))
+            .unwrap()
+    }
+
+    fn put(&self, addr: SocketAddr, key: &str, value: &str, level: ConsistencyLevel) -> Response {
+        let c = self.direct(addr);
+        let request = Request::Insert {
+            insert: RowInsert {
+                table: "kv".into(),
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                ttl_secs: None,
+                timestamp_micros: None,
+                columns: vec![ColumnWrite {
+                    name: Bytes::from_static(b"c"),
+                    value: Bytes::copy_from_slice(value.as_bytes()),
+                    context: Bytes::new(),
+                }],
+            },
+            consistency: Some(Consistency::sloppy(level).strict()),
+        };
+        match self.rt.block_on(c.request(request)) {
+            Ok(r) => r,
+            Err(sibyl_protocol::ClientError::Server(e)) => Response::Error(e),
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+
+    /// The values of column `c` of `key` read through `addr` at ONE.
+    fn values_at_one(&self, addr: SocketAddr, key: &str) -> Option<Vec<String>> {
+        let c = self.client(addr)?;
+        let request = Request::Get {
+            table: "kv".into(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+            consistency: Some(Consistency::sloppy(ConsistencyLevel::One).strict()),
+        };
+        match self.rt.block_on(c.request(request)).ok()? {
+            Response::Row { cells, .. } => Some(
+                cells
+                    .iter()
+                    .flat_map(|c| c.values())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    {
+        let c = probe.client(nodes[0].client).unwrap();
+        let options = TableOptions {
+            replication_factor: 3,
+            ..TableOptions::default()
+        };
+        probe.rt.block_on(c.create_table("kv", options)).unwrap();
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
+        nodes.iter().all(|n| {
+            probe
+                .tables(n.client)
+                .is_some_and(|t| t == vec!["kv".to_owned()])
+        })
+    });
+    drop(all);
+
+    // A write at ALL through node 1 is on every replica: each node reads it at ONE from
+    // its own replica (every node is a home replica at rf 3 on 3 nodes).
+    match probe.put(nodes[0].client, "k1", "v1", ConsistencyLevel::All) {
+        Response::Written { meta } => assert_eq!(meta.replicas.len(), 3, "{meta:?}"),
+        other => panic!("write at ALL: {other:?}"),
+    }
+    for n in &nodes {
+        assert_eq!(
+            probe.values_at_one(n.client, "k1"),
+            Some(vec!["v1".to_owned()]),
+            "{} reads its replica",
+            n.name
+        );
+    }
+
+    // Node 3 down: QUORUM still writes (and hints node 3), ALL is refused up front.
+    nodes[2].signal(libc::SIGKILL);
+    nodes[2].wait_exit();
+    {
+        let all: Vec<&NodeProc> = nodes.iter().collect();
+        wait_for("node 1 to mark node 3 down", DOWN_DEADLINE, &all, || {
+            probe
+                .topology(nodes[0].client)
+                .is_some_and(|t| node_at(&t, &nodes[2]).is_some_and(|i| !i.up))
+        });
+    }
+    match probe.put(nodes[0].client, "k2", "v2", ConsistencyLevel::Quorum) {
+        Response::Written { meta } => assert_eq!(meta.replicas.len(), 2, "{meta:?}"),
+        other => panic!("write at QUORUM with one replica down: {other:?}"),
+    }
+    match probe.put(nodes[0].client, "k3", "v3", ConsistencyLevel::All) {
+        Response::Error(e) => assert!(
+            matches!(
+                e.kind,
+                ErrorKind::Unavailable {
+                    required: 3,
+                    alive: 2
+                }
+            ),
+            "{e:?}"
+        ),
+        other => panic!("write at ALL with one replica down: {other:?}"),
+    }
+    assert_eq!(
+        probe.values_at_one(nodes[1].client, "k2"),
+        Some(vec!["v2".to_owned()])
+    );
+
+    // Node 3 back: its hint is replayed, so its own replica holds k2.
+    let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
+    nodes[2].start(&seed);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 3 to receive its hint", JOIN_DEADLINE, &all, || {
+        probe.values_at_one(nodes[2].client, "k2") == Some(vec!["v2".to_owned()])
+    });
 }

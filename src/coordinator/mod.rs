@@ -1,10 +1,411 @@
-//! The coordinator of replicated requests (work in progress: issue 9). What exists so far:
-//! - [`placement`]: a key's home replicas, its stand-ins for the down ones, and how many
-//!   answers a consistency level needs;
-//! - [`latency`]: per-peer recent latencies, the threshold of speculative retry.
+//! The coordinator of replicated requests: what turns one client request into calls on
+//! the key's replicas and their answers into one answer (Dynamo's coordinator; spec:
+//! `protocol/doc/wire_format.md`, section 5.2).
 //!
-//! The request path does not call it yet: every node still answers from its own
-//! replica (see `doc/architecture.md`, "Status").
+//! # Layout
+//! - [`placement`]: a key's home replicas, its stand-ins for the down ones, and how many
+//!   answers a consistency level needs.
+//! - [`latency`]: per-peer recent latencies, the threshold of speculative retry.
+//! - [`write`]: INSERT, DELETE and BATCH: mint at this replica, ship to the others, hint
+//!   the down ones, answer at W.
+//! - [`read`]: GET: data from one replica, digests from the others, full reads and
+//!   reconciliation on a mismatch, read repair, speculative retry, paging.
+//! - [`reconcile`]: merging the stored cells several replicas returned (pure functions).
+//!
+//! # Which node does what
+//! - A request whose key needs no peer (the table's only replica is this node, or the
+//!   node is on its own) goes straight to the [`Service`], as on a single node.
+//! - A write is coordinated by a home replica of its key: another node forwards it to
+//!   one (the replica family's `coordinate`), trying the alive home replicas in
+//!   preference order. A forwarded write is never forwarded again.
+//! - A read is coordinated by whichever node received it.
+//! - Schema and operator requests go to the [`Service`] (schema spreads by gossip).
+//!
+//! # Threading
+//! [`Coordinator`] is shared behind an `Arc`. Its answers are futures on the tokio
+//! runtime; engine calls run on the blocking pool ([`ReplicaExecution::Blocking`], a live
+//! node) or inline ([`ReplicaExecution::Inline`], a single-threaded simulation). Calls to
+//! replicas are spawned tasks, so a call still outstanding when the client is answered
+//! (a write acknowledged at W, a background read repair) finishes on its own.
 
 pub mod latency;
 pub mod placement;
+pub mod read;
+pub mod reconcile;
+pub mod write;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sibyl_protocol::{Consistency, ErrorKind, Opcode, Request, Response, RowInsert, ServerError};
+use tokio::time::Instant;
+
+use crate::cluster::{ClusterHandle, ClusterView};
+use crate::hints::HintStore;
+use crate::net::{BoxFuture, Family, NetError, PeerNetwork};
+use crate::replica::{ForwardTarget, ReplicaExecution, ReplicaRequest, ReplicaResponse};
+use crate::ring::NodeId;
+use crate::server::handler::{RequestHandler, Started};
+use crate::service::Service;
+use latency::Latencies;
+use placement::{KeyPlacement, Target};
+
+/// How long a write waits for W acknowledgements (Cassandra's default).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a read waits for R answers (Cassandra's default).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the coordinator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoordinatorOptions {
+    /// How long a write waits for its acknowledgements.
+    pub write_timeout: Duration,
+    /// How long a read waits for its answers.
+    pub read_timeout: Duration,
+    /// Where engine calls run.
+    pub execution: ReplicaExecution,
+}
+
+impl Default for CoordinatorOptions {
+    fn default() -> Self {
+        CoordinatorOptions {
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            execution: ReplicaExecution::Blocking,
+        }
+    }
+}
+
+/// Counters of one coordinator (since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoordinatorStats {
+    /// Writes coordinated here (forwarded ones included).
+    pub writes: u64,
+    /// Writes forwarded to a home replica.
+    pub forwarded: u64,
+    /// Hints sent to stand-ins or stored here for home replicas that were down or did
+    /// not answer.
+    pub hints: u64,
+    /// Reads coordinated here that needed a peer.
+    pub reads: u64,
+    /// Reads whose replicas disagreed (a full read of each followed).
+    pub digest_mismatches: u64,
+    /// Replicas sent the reconciled cells by a read.
+    pub read_repairs: u64,
+    /// Extra replicas asked because one was slower than its recent latency.
+    pub speculative_retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    forwarded: AtomicU64,
+    hints: AtomicU64,
+    reads: AtomicU64,
+    digest_mismatches: AtomicU64,
+    read_repairs: AtomicU64,
+    speculative_retries: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The node's coordinator (see the module documentation).
+pub struct Coordinator {
+    service: Arc<Service>,
+    net: Arc<dyn PeerNetwork>,
+    cluster: Arc<ClusterHandle>,
+    hints: Arc<HintStore>,
+    latencies: Latencies,
+    options: CoordinatorOptions,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one call to a replica failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The network did not carry it or no answer came in time.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The answer could not be decoded.
+    #[error("undecodable answer: {0}")]
+    Decode(String),
+    /// The replica refused the request.
+    #[error("replica refused: {0}")]
+    Refused(String),
+    /// The node's address is not known yet.
+    #[error("no peer address known for node {0}")]
+    NoAddress(NodeId),
+    /// The local engine call did not complete.
+    #[error("local replica task failed: {0}")]
+    Task(String),
+}
+
+impl Coordinator {
+    /// A coordinator over `service`, calling peers on `net`, placing keys with
+    /// `cluster`'s published view and keeping hints in `hints`.
+    pub fn new(
+        service: Arc<Service>,
+        net: Arc<dyn PeerNetwork>,
+        cluster: Arc<ClusterHandle>,
+        hints: Arc<HintStore>,
+        options: CoordinatorOptions,
+    ) -> Coordinator {
+        Coordinator {
+            service,
+            net,
+            cluster,
+            hints,
+            latencies: Latencies::default(),
+            options,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CoordinatorStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CoordinatorStats {
+            writes: l(&c.writes),
+            forwarded: l(&c.forwarded),
+            hints: l(&c.hints),
+            reads: l(&c.reads),
+            digest_mismatches: l(&c.digest_mismatches),
+            read_repairs: l(&c.read_repairs),
+            speculative_retries: l(&c.speculative_retries),
+        }
+    }
+
+    /// The service the coordinator answers from locally.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// The placement of `key` in `table` when the request needs a peer: `None` when this
+    /// node answers it alone (no cluster view yet, an unknown table, or a table whose
+    /// only replica of the key is this node).
+    fn placement(&self, table: &str, key: &[u8]) -> Option<(Arc<ClusterView>, KeyPlacement)> {
+        let view = self.cluster.view()?;
+        let schema = self.service.schema(table).ok()?;
+        let placement = KeyPlacement::of(&view, &schema.options, key);
+        if placement.home.is_empty() || placement.only_local() {
+            return None;
+        }
+        Some((view, placement))
+    }
+
+    /// Runs `f` on the local service per the execution mode.
+    pub(crate) async fn local<T, F>(&self, f: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service) -> T + Send + 'static,
+    {
+        let service = self.service.clone();
+        self.blocking(move || f(&service)).await
+    }
+
+    /// Runs `f`, which may wait for disk, per the execution mode.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match self.options.execution {
+            ReplicaExecution::Inline => Ok(f()),
+            ReplicaExecution::Blocking => tokio::task::spawn_blocking(f)
+                .await
+                .map_err(|e| CallError::Task(e.to_string())),
+        }
+    }
+
+    /// Asks `target`'s replica `request` (this node's own replica directly), recording
+    /// the latency of peers.
+    pub(crate) async fn ask(
+        &self,
+        target: &Target,
+        request: ReplicaRequest,
+        deadline: Instant,
+    ) -> Result<ReplicaResponse, CallError> {
+        let response = if target.local {
+            self.local(move |svc| crate::replica::peer::answer(svc, request))
+                .await?
+        } else {
+            let addr = target.addr.ok_or(CallError::NoAddress(target.id))?;
+            let started = Instant::now();
+            let body = self
+                .net
+                .call(addr, Family::Replica, request.encode(), deadline)
+                .await?;
+            self.latencies.record(target.id, started.elapsed());
+            ReplicaResponse::decode(&body).map_err(|e| CallError::Decode(e.to_string()))?
+        };
+        match response {
+            ReplicaResponse::Error { code, message } => {
+                Err(CallError::Refused(format!("{code:?}: {message}")))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Whether `request` needs a peer, and the future answering it when it does.
+    fn route(self: &Arc<Self>, request: Request) -> Result<BoxFuture<'static, Response>, Request> {
+        let this = self.clone();
+        match request {
+            Request::Insert {
+                insert,
+                consistency,
+            } => match self.placement(&insert.table, &insert.key) {
+                Some((_, placement)) => Ok(Box::pin(async move {
+                    let request = Request::Insert {
+                        insert,
+                        consistency,
+                    };
+                    this.write_request(request, placement).await
+                })),
+                None => Err(Request::Insert {
+                    insert,
+                    consistency,
+                }),
+            },
+            Request::Delete {
+                delete,
+                consistency,
+            } => match self.placement(&delete.table, &delete.key) {
+                Some((_, placement)) => Ok(Box::pin(async move {
+                    let request = Request::Delete {
+                        delete,
+                        consistency,
+                    };
+                    this.write_request(request, placement).await
+                })),
+                None => Err(Request::Delete {
+                    delete,
+                    consistency,
+                }),
+            },
+            Request::Batch {
+                mutations,
+                consistency,
+            } => {
+                let replicated = mutations
+                    .iter()
+                    .any(|m| self.placement(m.table(), m.key()).is_some());
+                if replicated {
+                    Ok(Box::pin(
+                        async move { this.batch(mutations, consistency).await },
+                    ))
+                } else {
+                    Err(Request::Batch {
+                        mutations,
+                        consistency,
+                    })
+                }
+            }
+            Request::Get {
+                table,
+                key,
+                selector,
+                consistency,
+            } => match self.placement(&table, &key) {
+                Some((_, placement)) => Ok(Box::pin(async move {
+                    match this
+                        .read(&table, &key, &selector, consistency, placement)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => Response::Error(e),
+                    }
+                })),
+                None => Err(Request::Get {
+                    table,
+                    key,
+                    selector,
+                    consistency,
+                }),
+            },
+            other => Err(other),
+        }
+    }
+}
+
+impl RequestHandler for Coordinator {
+    type Pending = BoxFuture<'static, Response>;
+
+    fn start(self: &Arc<Self>, request: Request) -> Started<Self::Pending> {
+        let request = match self.route(request) {
+            Ok(pending) => return Started::Pending(pending),
+            Err(request) => request,
+        };
+        match RequestHandler::start(&self.service, request) {
+            Started::Ready(r) => Started::Ready(r),
+            Started::Insert {
+                insert,
+                consistency,
+            } => Started::Insert {
+                insert,
+                consistency,
+            },
+            Started::Pending(p) => Started::Pending(Box::pin(p)),
+        }
+    }
+
+    fn insert_group(
+        &self,
+        inserts: &[(&RowInsert, Option<Consistency>)],
+    ) -> Vec<Result<(), ServerError>> {
+        self.service.insert_group(inserts)
+    }
+
+    fn written_body(&self) -> Bytes {
+        self.service.written_body()
+    }
+}
+
+impl ForwardTarget for Coordinator {
+    fn coordinate(self: Arc<Self>, opcode: u8, body: Bytes) -> BoxFuture<'static, ReplicaResponse> {
+        Box::pin(async move {
+            let response = match Opcode::from_u8(opcode)
+                .and_then(|op| Request::decode_body(op, body).map(|r| (op, r)))
+            {
+                Err(e) => (
+                    opcode,
+                    Response::Error(ServerError::new(
+                        ErrorKind::Protocol,
+                        format!("forwarded request: {e}"),
+                    )),
+                ),
+                Ok((op, request)) => (op.as_u8(), self.coordinate_forwarded(request).await),
+            };
+            let (opcode, response) = response;
+            let error = matches!(response, Response::Error(_));
+            match response.encode_body() {
+                Ok(body) => ReplicaResponse::Answer {
+                    error,
+                    opcode,
+                    body,
+                },
+                Err(e) => ReplicaResponse::Error {
+                    code: crate::replica::ReplicaErrorCode::Storage,
+                    message: format!("cannot encode the answer: {e}"),
+                },
+            }
+        })
+    }
+}
+
+/// A `SERVER` error.
+fn server_error(message: impl Into<String>) -> ServerError {
+    ServerError::new(ErrorKind::Server, message)
+}

@@ -34,7 +34,7 @@ pub trait ReplicaHost: Send + Sync + 'static {
 pub trait ForwardTarget: Send + Sync + 'static {
     /// Coordinates a client request another node forwarded here, never forwarding it
     /// again; the answer is the encoded client response.
-    fn coordinate(&self, opcode: u8, body: Bytes) -> BoxFuture<'static, ReplicaResponse>;
+    fn coordinate(self: Arc<Self>, opcode: u8, body: Bytes) -> BoxFuture<'static, ReplicaResponse>;
 }
 
 /// Where the handler runs engine calls.
@@ -96,7 +96,7 @@ impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
         if let ReplicaRequest::Coordinate { opcode, body } = request {
             return match self.forward.get() {
                 Some(target) => {
-                    let answer = target.coordinate(opcode, body);
+                    let answer = target.clone().coordinate(opcode, body);
                     Box::pin(async move { Ok(answer.await.encode()) })
                 }
                 None => Box::pin(async move {

@@ -395,6 +395,11 @@ impl Service {
         self.actor
     }
 
+    /// Whether `table` is in this node's schema.
+    pub fn has_table(&self, table: &str) -> bool {
+        self.read_tables().contains_key(table)
+    }
+
     /// The options the service was opened with.
     pub fn options(&self) -> &ServiceOptions {
         &self.opts
@@ -642,7 +647,7 @@ impl Service {
     }
 
     /// The schema of `table`, or `UnknownTable`.
-    fn schema(&self, table: &str) -> Result<Arc<TableSchema>, ServerError> {
+    pub(crate) fn schema(&self, table: &str) -> Result<Arc<TableSchema>, ServerError> {
         self.read_tables()
             .get(table)
             .cloned()

@@ -74,6 +74,38 @@ pub(crate) fn check_column(name: &[u8]) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// Where a slice starts: the later of `from` (inclusive) and the paging token's column
+/// (exclusive); `Invalid` for a bad column or a token not made for this row.
+pub(crate) fn slice_start<'a>(
+    table: &str,
+    key: &[u8],
+    from: Option<&'a [u8]>,
+    paging: Option<&'a [u8]>,
+) -> Result<Bound<&'a [u8]>, ServerError> {
+    if let Some(f) = from {
+        check_column(f)?;
+    }
+    let after = match paging {
+        Some(t) => Some(decode_paging_token(table, key, t)?),
+        None => None,
+    };
+    Ok(match (from, after) {
+        (Some(f), Some(a)) if f > a => Bound::Included(f),
+        (_, Some(a)) => Bound::Excluded(a),
+        (Some(f), None) => Bound::Included(f),
+        (None, None) => Bound::Unbounded,
+    })
+}
+
+/// The cells a slice page holds at most: the request's limit, 0 meaning
+/// [`DEFAULT_PAGE_SIZE`], capped at [`MAX_PAGE_SIZE`].
+pub(crate) fn page_limit(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
 fn paging_crc(table: &str, key: &[u8], column: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(table.as_bytes());
@@ -169,7 +201,7 @@ pub(crate) fn cell_from_stored(
     }
 }
 
-fn cell_bytes(cell: &Cell) -> usize {
+pub(crate) fn cell_bytes(cell: &Cell) -> usize {
     cell.name.len()
         + cell.context.len()
         + cell
@@ -212,24 +244,8 @@ impl Service {
                 limit,
                 paging,
             } => {
-                if let Some(f) = from {
-                    check_column(f)?;
-                }
-                let after = match paging {
-                    Some(t) => Some(decode_paging_token(table, key, t)?),
-                    None => None,
-                };
-                // Start at the later of `from` (inclusive) and the token (exclusive).
-                let lower = match (from.as_deref(), after) {
-                    (Some(f), Some(a)) if f > a => Bound::Included(f),
-                    (_, Some(a)) => Bound::Excluded(a),
-                    (Some(f), None) => Bound::Included(f),
-                    (None, None) => Bound::Unbounded,
-                };
-                let limit = match *limit {
-                    0 => DEFAULT_PAGE_SIZE,
-                    n => n.min(MAX_PAGE_SIZE),
-                };
+                let lower = slice_start(table, key, from.as_deref(), paging.as_deref())?;
+                let limit = page_limit(*limit);
                 let (cells, more) =
                     self.scan_row(&schema, &prefix, lower, to.as_deref(), limit, now)?;
                 let next = more.map(|last| encode_paging_token(table, key, &last));

@@ -146,7 +146,6 @@ impl Service {
     /// Validates and mints one INSERT or DELETE at this node for a coordinator (no
     /// consistency check: the coordinator counts replicas); returns the cells written,
     /// which the coordinator ships to the other replicas.
-    #[allow(dead_code)] // the coordinator (issue 9) is its caller; not wired yet
     pub(crate) fn mint_mutation(
         &self,
         mutation: &Mutation,

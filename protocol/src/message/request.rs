@@ -137,6 +137,24 @@ pub enum Mutation {
     Delete(RowDelete),
 }
 
+impl Mutation {
+    /// The table it writes.
+    pub fn table(&self) -> &str {
+        match self {
+            Mutation::Insert(i) => &i.table,
+            Mutation::Delete(d) => &d.table,
+        }
+    }
+
+    /// The partition key it writes.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Mutation::Insert(i) => &i.key,
+            Mutation::Delete(d) => &d.key,
+        }
+    }
+}
+
 /// A client request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Request {

@@ -1,0 +1,466 @@
+//! Coordinating INSERT, DELETE and BATCH across a key's replicas.
+//!
+//! 1. A node that is not a home replica of the key forwards the write to the first alive
+//!    home replica in preference order (the replica family's `coordinate`); when that
+//!    replica cannot be reached before it takes the request, the next one.
+//! 2. The coordinator counts who can take the write: the alive home replicas, plus in
+//!    `sloppy` mode one stand-in per down home replica. Fewer than W: `UNAVAILABLE`,
+//!    nothing written.
+//! 3. It mints the new version at its own replica ([`Service::mint_mutation`]: the
+//!    client's context, this node's actor) and ships the exact cells minted: `apply` to
+//!    each other alive home replica, `store_hint` (naming the owner) to the stand-in of
+//!    each down one.
+//! 4. It answers once W replicas acknowledged, its own included (stand-ins count in
+//!    `sloppy` mode only), or `WRITE_TIMEOUT { acks, required }` when the deadline passes
+//!    first (the write may still land: its calls go on).
+//! 5. A home replica that refuses or does not answer, or a stand-in that cannot keep the
+//!    hint, gets a hint in this node's own hint store; the hint is replayed when gossip
+//!    says the owner is up.
+//!
+//! A BATCH is each mutation coordinated on its own, concurrently; the answer is the first
+//! error in mutation order, or success with every replica that acknowledged.
+
+use std::sync::Arc;
+
+use sibyl_protocol::{
+    Consistency, ErrorKind, Mutation, Opcode, QuorumMode, Request, Response, ResponseMeta,
+    ServerError,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::placement::{required, unavailable, KeyPlacement, Target};
+use super::{bump, server_error, CallError, Coordinator};
+use crate::hints::{HintsRequest, HintsResponse};
+use crate::net::{Family, NetError};
+use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
+use crate::ring::NodeId;
+
+/// What one replica did with a write.
+#[derive(Debug, Clone, Copy)]
+enum Ack {
+    /// A home replica applied it.
+    Home(NodeId),
+    /// A stand-in keeps it as a hint.
+    StandIn(NodeId),
+    /// Neither (a hint is kept here instead, or was dropped at a bound).
+    Missed,
+}
+
+impl Coordinator {
+    /// An INSERT or DELETE whose key needs peers.
+    pub(super) async fn write_request(
+        self: Arc<Self>,
+        request: Request,
+        placement: KeyPlacement,
+    ) -> Response {
+        if !placement.is_home() {
+            return self.forward(request, &placement).await;
+        }
+        let Some((mutation, consistency)) = into_mutation(request) else {
+            return Response::Error(server_error("not a write"));
+        };
+        match self.write(mutation, consistency, &placement).await {
+            Ok(meta) => Response::Written { meta },
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    /// A write another node forwarded here: coordinated, never forwarded again.
+    pub(super) async fn coordinate_forwarded(self: Arc<Self>, request: Request) -> Response {
+        let (table, key) = match &request {
+            Request::Insert { insert, .. } => (insert.table.clone(), insert.key.clone()),
+            Request::Delete { delete, .. } => (delete.table.clone(), delete.key.clone()),
+            _ => {
+                return Response::Error(ServerError::new(
+                    ErrorKind::Protocol,
+                    "only INSERT and DELETE are forwarded between nodes",
+                ))
+            }
+        };
+        match self.placement(&table, &key) {
+            // This node alone holds the key (or the table is unknown here): the local
+            // service answers, with its own errors.
+            None => self
+                .local(move |svc| svc.handle(request))
+                .await
+                .unwrap_or_else(|e| Response::Error(server_error(e.to_string()))),
+            Some((_, placement)) if !placement.is_home() => Response::Error(ServerError::new(
+                ErrorKind::Unavailable {
+                    required: 1,
+                    alive: 0,
+                },
+                "the forwarding node and this one disagree on the key's replicas (a ring \
+                 change in progress); retry",
+            )),
+            Some((_, placement)) => {
+                let Some((mutation, consistency)) = into_mutation(request) else {
+                    return Response::Error(server_error("not a write"));
+                };
+                match self.write(mutation, consistency, &placement).await {
+                    Ok(meta) => Response::Written { meta },
+                    Err(e) => Response::Error(e),
+                }
+            }
+        }
+    }
+
+    /// Sends a write to a home replica to coordinate.
+    async fn forward(&self, request: Request, placement: &KeyPlacement) -> Response {
+        bump(&self.counters.forwarded);
+        let opcode = request.opcode();
+        let required = match write_target(&request).map(|(t, c)| self.write_level(t, c)) {
+            Some(Ok((_, _, r))) => r,
+            Some(Err(e)) => return Response::Error(e),
+            None => return Response::Error(server_error("not a write")),
+        };
+        let body = match request.encode_body() {
+            Ok(b) => b,
+            Err(e) => return Response::Error(server_error(format!("cannot forward: {e}"))),
+        };
+        let message = ReplicaRequest::Coordinate {
+            opcode: opcode.as_u8(),
+            body,
+        }
+        .encode();
+        // The remote coordinator waits for its own replicas first.
+        let deadline = Instant::now() + self.options.write_timeout * 2;
+        let mut last = None;
+        for target in placement.home.iter().filter(|t| t.alive && !t.local) {
+            let Some(addr) = target.addr else { continue };
+            match self
+                .net
+                .call(addr, Family::Replica, message.clone(), deadline)
+                .await
+            {
+                Ok(bytes) => match ReplicaResponse::decode(&bytes) {
+                    Ok(ReplicaResponse::Answer {
+                        error,
+                        opcode,
+                        body,
+                    }) => {
+                        return Opcode::from_u8(opcode)
+                            .and_then(|op| Response::decode_body(op, error, body))
+                            .unwrap_or_else(|e| {
+                                Response::Error(server_error(format!(
+                                    "undecodable answer from {}: {e}",
+                                    target.id
+                                )))
+                            })
+                    }
+                    // Refused before coordinating: nothing was written there.
+                    Ok(other) => last = Some(format!("{}: {other:?}", target.id)),
+                    Err(e) => last = Some(format!("{}: {e}", target.id)),
+                },
+                // Never reached the peer's coordinator: try the next home replica.
+                Err(
+                    e @ (NetError::Overloaded { .. }
+                    | NetError::Refused { .. }
+                    | NetError::NoHandler { .. }
+                    | NetError::Remote { .. }),
+                ) => last = Some(e.to_string()),
+                Err(e) => {
+                    return Response::Error(ServerError::new(
+                        ErrorKind::WriteTimeout { acks: 0, required },
+                        format!(
+                            "the write was forwarded to replica {} and no answer came: {e}; \
+                             it may have been applied",
+                            target.id
+                        ),
+                    ))
+                }
+            }
+        }
+        Response::Error(ServerError::new(
+            ErrorKind::Unavailable { required, alive: 0 },
+            format!(
+                "no home replica of the key could coordinate the write{}",
+                last.map(|l| format!(" (last: {l})")).unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// The schema, consistency and acknowledgements of a write to `table`.
+    fn write_level(
+        &self,
+        table: &str,
+        consistency: Option<Consistency>,
+    ) -> Result<(Arc<crate::service::schema::TableSchema>, Consistency, u32), ServerError> {
+        let schema = self.service.schema(table)?;
+        let c = consistency.unwrap_or(schema.options.write_consistency);
+        let required = required(c.level, schema.options.replication_factor)?;
+        Ok((schema, c, required))
+    }
+
+    /// Coordinates one mutation at a home replica (steps 2 to 5 of the module
+    /// documentation).
+    async fn write(
+        self: &Arc<Self>,
+        mutation: Mutation,
+        consistency: Option<Consistency>,
+        placement: &KeyPlacement,
+    ) -> Result<ResponseMeta, ServerError> {
+        bump(&self.counters.writes);
+        let (schema, c, required) = self.write_level(mutation.table(), consistency)?;
+        let sloppy = c.mode == QuorumMode::Sloppy;
+        let stand_ins = if sloppy { placement.stand_ins.len() } else { 0 };
+        let able = u32::try_from(placement.alive_home() + stand_ins).unwrap_or(u32::MAX);
+        if able < required {
+            return Err(unavailable(c, required, able, &schema.name));
+        }
+        let cells = self
+            .local(move |svc| svc.mint_mutation(&mutation))
+            .await
+            .map_err(|e| server_error(e.to_string()))??;
+        let cells = Arc::new(cells);
+        let apply = ReplicaRequest::Apply {
+            cells: cells.to_vec(),
+        }
+        .encode();
+        let deadline = Instant::now() + self.options.write_timeout;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
+        let mut outstanding = 0usize;
+        let mut spare = placement.stand_ins.iter();
+        for home in placement.home.iter().filter(|t| !t.local) {
+            outstanding += 1;
+            let (this, cells, tx, home) = (self.clone(), cells.clone(), tx.clone(), *home);
+            if home.alive {
+                let body = apply.clone();
+                tokio::spawn(async move {
+                    let ack = this.replicate(home, body, cells, deadline).await;
+                    let _ = tx.send(ack);
+                });
+            } else {
+                let stand_in = spare.next().copied();
+                tokio::spawn(async move {
+                    let ack = match stand_in {
+                        Some(s) => this.hint_at(s, home.id, cells, deadline).await,
+                        None => {
+                            this.hint_here(home.id, cells).await;
+                            Ack::Missed
+                        }
+                    };
+                    let _ = tx.send(ack);
+                });
+            }
+        }
+        drop(tx);
+        let local = self.net.local_node();
+        let mut homes = vec![local];
+        let mut helpers: Vec<NodeId> = Vec::new();
+        let counted = |homes: &Vec<NodeId>, helpers: &Vec<NodeId>| {
+            homes.len() + if sloppy { helpers.len() } else { 0 }
+        };
+        while (counted(&homes, &helpers) as u32) < required && outstanding > 0 {
+            tokio::select! {
+                ack = rx.recv() => {
+                    match ack {
+                        Some(Ack::Home(id)) => homes.push(id),
+                        Some(Ack::StandIn(id)) => helpers.push(id),
+                        Some(Ack::Missed) => {}
+                        None => break,
+                    }
+                    outstanding -= 1;
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let acks = counted(&homes, &helpers) as u32;
+        if acks < required {
+            return Err(ServerError::new(
+                ErrorKind::WriteTimeout { acks, required },
+                format!(
+                    "{acks} of the {required} acknowledgements needed came in time; the \
+                     write may have been applied, and replicas that missed it get hints"
+                ),
+            ));
+        }
+        let mut replicas: Vec<String> = homes.iter().map(NodeId::to_string).collect();
+        let stand_ins: Vec<String> = if sloppy {
+            helpers.iter().map(NodeId::to_string).collect()
+        } else {
+            Vec::new()
+        };
+        replicas.extend(stand_ins.iter().cloned());
+        Ok(ResponseMeta {
+            replicas,
+            read_repair: false,
+            stand_ins,
+        })
+    }
+
+    /// Ships minted cells to a home replica; a hint here when it does not apply them.
+    async fn replicate(
+        &self,
+        home: Target,
+        body: bytes::Bytes,
+        cells: Arc<Vec<RawCell>>,
+        deadline: Instant,
+    ) -> Ack {
+        let result = match home.addr {
+            Some(addr) => {
+                let started = Instant::now();
+                let r = self.net.call(addr, Family::Replica, body, deadline).await;
+                if r.is_ok() {
+                    self.latencies.record(home.id, started.elapsed());
+                }
+                r.map_err(CallError::from).and_then(|b| {
+                    ReplicaResponse::decode(&b).map_err(|e| CallError::Decode(e.to_string()))
+                })
+            }
+            None => Err(CallError::NoAddress(home.id)),
+        };
+        match result {
+            Ok(ReplicaResponse::Applied { .. }) => Ack::Home(home.id),
+            other => {
+                tracing::debug!(replica = %home.id, answer = ?other, "replica did not apply a write; hinting it");
+                self.hint_here(home.id, cells).await;
+                Ack::Missed
+            }
+        }
+    }
+
+    /// Asks `stand_in` to keep the cells as a hint for `owner`; a hint here when it
+    /// cannot.
+    async fn hint_at(
+        &self,
+        stand_in: Target,
+        owner: NodeId,
+        cells: Arc<Vec<RawCell>>,
+        deadline: Instant,
+    ) -> Ack {
+        let Some(addr) = stand_in.addr else {
+            self.hint_here(owner, cells).await;
+            return Ack::Missed;
+        };
+        let body = HintsRequest::StoreHint {
+            owner,
+            cells: cells.to_vec(),
+        }
+        .encode();
+        let answer = self.net.call(addr, Family::Hints, body, deadline).await;
+        match answer.map(|b| HintsResponse::decode(&b)) {
+            Ok(Ok(HintsResponse::Stored)) => {
+                bump(&self.counters.hints);
+                Ack::StandIn(stand_in.id)
+            }
+            // Dropped at a bound: counted there, the range marked for repair.
+            Ok(Ok(HintsResponse::Dropped { reason })) => {
+                tracing::debug!(%owner, stand_in = %stand_in.id, ?reason, "stand-in dropped a hint");
+                Ack::Missed
+            }
+            other => {
+                tracing::debug!(%owner, stand_in = %stand_in.id, answer = ?other, "stand-in did not keep a hint; keeping it here");
+                self.hint_here(owner, cells).await;
+                Ack::Missed
+            }
+        }
+    }
+
+    /// Keeps a hint for `owner` in this node's hint store.
+    async fn hint_here(&self, owner: NodeId, cells: Arc<Vec<RawCell>>) {
+        let store = self.hints.clone();
+        let stored = self.blocking(move || store.store(owner, &cells)).await;
+        match stored {
+            Ok(Ok(crate::hints::Stored::Kept(_))) => bump(&self.counters.hints),
+            Ok(Ok(crate::hints::Stored::Dropped(reason))) => {
+                tracing::debug!(%owner, ?reason, "hint dropped at a bound");
+            }
+            Ok(Err(e)) => tracing::error!(%owner, error = %e, "cannot keep a hint"),
+            Err(e) => tracing::error!(%owner, error = %e, "cannot keep a hint"),
+        }
+    }
+
+    /// BATCH: every mutation coordinated on its own, concurrently.
+    pub(super) async fn batch(
+        self: Arc<Self>,
+        mutations: Vec<Mutation>,
+        consistency: Option<Consistency>,
+    ) -> Response {
+        let mut tasks = Vec::with_capacity(mutations.len());
+        for m in mutations {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let placement = this.placement(m.table(), m.key());
+                let request = match m {
+                    Mutation::Insert(insert) => Request::Insert {
+                        insert,
+                        consistency,
+                    },
+                    Mutation::Delete(delete) => Request::Delete {
+                        delete,
+                        consistency,
+                    },
+                };
+                match placement {
+                    Some((_, placement)) => this.write_request(request, placement).await,
+                    None => this
+                        .local(move |svc| svc.handle(request))
+                        .await
+                        .unwrap_or_else(|e| Response::Error(server_error(e.to_string()))),
+                }
+            }));
+        }
+        let mut meta = ResponseMeta::default();
+        let mut first_error = None;
+        for t in tasks {
+            match t.await {
+                Ok(Response::Written { meta: m }) => {
+                    for r in m.replicas {
+                        if !meta.replicas.contains(&r) {
+                            meta.replicas.push(r);
+                        }
+                    }
+                    for s in m.stand_ins {
+                        if !meta.stand_ins.contains(&s) {
+                            meta.stand_ins.push(s);
+                        }
+                    }
+                }
+                Ok(Response::Error(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(other) => {
+                    first_error.get_or_insert(server_error(format!("unexpected answer {other:?}")));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(server_error(format!("batch task failed: {e}")));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Response::Error(e),
+            None => Response::Written { meta },
+        }
+    }
+}
+
+/// The mutation of an INSERT or DELETE request.
+fn into_mutation(request: Request) -> Option<(Mutation, Option<Consistency>)> {
+    match request {
+        Request::Insert {
+            insert,
+            consistency,
+        } => Some((Mutation::Insert(insert), consistency)),
+        Request::Delete {
+            delete,
+            consistency,
+        } => Some((Mutation::Delete(delete), consistency)),
+        _ => None,
+    }
+}
+
+/// The table and consistency of an INSERT or DELETE request.
+fn write_target(request: &Request) -> Option<(&str, Option<Consistency>)> {
+    match request {
+        Request::Insert {
+            insert,
+            consistency,
+        } => Some((&insert.table, *consistency)),
+        Request::Delete {
+            delete,
+            consistency,
+        } => Some((&delete.table, *consistency)),
+        _ => None,
+    }
+}
