@@ -260,21 +260,21 @@ impl Coordinator {
     }
 
     /// Whether `request` needs a peer, and the future answering it when it does.
-    fn route(self: &Arc<Self>, request: Request) -> Result<BoxFuture<'static, Response>, Request> {
+    fn route(self: &Arc<Self>, request: Request) -> Route {
         let this = self.clone();
         match request {
             Request::Insert {
                 insert,
                 consistency,
             } => match self.placement(&insert.table, &insert.key) {
-                Some((_, placement)) => Ok(Box::pin(async move {
+                Some((_, placement)) => Route::Peers(Box::pin(async move {
                     let request = Request::Insert {
                         insert,
                         consistency,
                     };
                     this.write_request(request, placement).await
                 })),
-                None => Err(Request::Insert {
+                None => Route::Local(Request::Insert {
                     insert,
                     consistency,
                 }),
@@ -283,14 +283,14 @@ impl Coordinator {
                 delete,
                 consistency,
             } => match self.placement(&delete.table, &delete.key) {
-                Some((_, placement)) => Ok(Box::pin(async move {
+                Some((_, placement)) => Route::Peers(Box::pin(async move {
                     let request = Request::Delete {
                         delete,
                         consistency,
                     };
                     this.write_request(request, placement).await
                 })),
-                None => Err(Request::Delete {
+                None => Route::Local(Request::Delete {
                     delete,
                     consistency,
                 }),
@@ -303,11 +303,11 @@ impl Coordinator {
                     .iter()
                     .any(|m| self.placement(m.table(), m.key()).is_some());
                 if replicated {
-                    Ok(Box::pin(
+                    Route::Peers(Box::pin(
                         async move { this.batch(mutations, consistency).await },
                     ))
                 } else {
-                    Err(Request::Batch {
+                    Route::Local(Request::Batch {
                         mutations,
                         consistency,
                     })
@@ -319,7 +319,7 @@ impl Coordinator {
                 selector,
                 consistency,
             } => match self.placement(&table, &key) {
-                Some((_, placement)) => Ok(Box::pin(async move {
+                Some((_, placement)) => Route::Peers(Box::pin(async move {
                     match this
                         .read(&table, &key, &selector, consistency, placement)
                         .await
@@ -328,16 +328,24 @@ impl Coordinator {
                         Err(e) => Response::Error(e),
                     }
                 })),
-                None => Err(Request::Get {
+                None => Route::Local(Request::Get {
                     table,
                     key,
                     selector,
                     consistency,
                 }),
             },
-            other => Err(other),
+            other => Route::Local(other),
         }
     }
+}
+
+/// Where a request is answered.
+enum Route {
+    /// With peers: the future of the answer.
+    Peers(BoxFuture<'static, Response>),
+    /// By the local service alone.
+    Local(Request),
 }
 
 impl RequestHandler for Coordinator {
@@ -345,8 +353,8 @@ impl RequestHandler for Coordinator {
 
     fn start(self: &Arc<Self>, request: Request) -> Started<Self::Pending> {
         let request = match self.route(request) {
-            Ok(pending) => return Started::Pending(pending),
-            Err(request) => request,
+            Route::Peers(pending) => return Started::Pending(pending),
+            Route::Local(request) => request,
         };
         match RequestHandler::start(&self.service, request) {
             Started::Ready(r) => Started::Ready(r),
