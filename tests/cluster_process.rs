@@ -544,7 +544,13 @@ fn cluster_decommissioned_node_is_left_for_its_peer_and_keeps_serving() {
 
 /// Requests to one node exactly (no token-aware routing), at a chosen consistency.
 impl Probe {
+    /// A client of `addr` alone: the node reached coordinates every request, and at ONE
+    /// it reads its own replica first.
     fn direct(&self, addr: SocketAddr) -> Client {
+        self.try_direct(addr).expect("connect")
+    }
+
+    fn try_direct(&self, addr: SocketAddr) -> Option<Client> {
         let options = ClientOptions {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(2),
@@ -554,7 +560,7 @@ impl Probe {
         };
         self.rt
             .block_on(Client::connect_with(&[addr.to_string()], options))
-            .unwrap()
+            .ok()
     }
 
     fn put(&self, addr: SocketAddr, key: &str, value: &str, level: ConsistencyLevel) -> Response {
@@ -582,7 +588,7 @@ impl Probe {
 
     /// The values of column `c` of `key` read through `addr` at ONE.
     fn values_at_one(&self, addr: SocketAddr, key: &str) -> Option<Vec<String>> {
-        let c = self.client(addr)?;
+        let c = self.try_direct(addr)?;
         let request = Request::Get {
             table: "kv".into(),
             key: Bytes::copy_from_slice(key.as_bytes()),
@@ -680,4 +686,92 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
     wait_for("node 3 to receive its hint", JOIN_DEADLINE, &all, || {
         probe.values_at_one(nodes[2].client, "k2") == Some(vec!["v2".to_owned()])
     });
+}
+
+#[test]
+fn cluster_a_quorum_read_repairs_the_replica_that_missed_a_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    {
+        let c = probe.client(nodes[0].client).unwrap();
+        let options = TableOptions {
+            replication_factor: 3,
+            ..TableOptions::default()
+        };
+        probe.rt.block_on(c.create_table("kv", options)).unwrap();
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
+        nodes.iter().all(|n| {
+            probe
+                .tables(n.client)
+                .is_some_and(|t| t == vec!["kv".to_owned()])
+        })
+    });
+    drop(all);
+
+    // Node 3 misses a write; node 1, which coordinated it and holds its hint, dies
+    // before node 3 is back, so only a read can repair node 3.
+    nodes[2].signal(libc::SIGKILL);
+    nodes[2].wait_exit();
+    {
+        let all: Vec<&NodeProc> = nodes.iter().collect();
+        wait_for("node 1 to mark node 3 down", DOWN_DEADLINE, &all, || {
+            probe
+                .topology(nodes[0].client)
+                .is_some_and(|t| node_at(&t, &nodes[2]).is_some_and(|i| !i.up))
+        });
+    }
+    match probe.put(nodes[0].client, "k", "v", ConsistencyLevel::Quorum) {
+        Response::Written { meta } => assert_eq!(meta.replicas.len(), 2, "{meta:?}"),
+        other => panic!("write at QUORUM with one replica down: {other:?}"),
+    }
+    nodes[0].signal(libc::SIGKILL);
+    nodes[0].wait_exit();
+    let seed = vec!["--seeds".to_owned(), nodes[1].peer.to_string()];
+    nodes[2].start(&seed);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "node 3 to serve with node 2 up",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            probe
+                .topology(nodes[2].client)
+                .is_some_and(|t| node_at(&t, &nodes[1]).is_some_and(|i| i.up))
+        },
+    );
+    assert_eq!(
+        probe.values_at_one(nodes[2].client, "k"),
+        Some(Vec::new()),
+        "node 3 missed the write"
+    );
+
+    // QUORUM through node 3: its own replica and node 2's disagree; the answer is the
+    // reconciled value, and the blocking repair leaves node 3's replica holding it.
+    let c = probe.direct(nodes[2].client);
+    let request = Request::Get {
+        table: "kv".into(),
+        key: Bytes::from_static(b"k"),
+        selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+        consistency: Some(Consistency::sloppy(ConsistencyLevel::Quorum).blocking_read_repair()),
+    };
+    match probe.rt.block_on(c.request(request)).unwrap() {
+        Response::Row { cells, meta, .. } => {
+            let values: Vec<&[u8]> = cells
+                .iter()
+                .flat_map(|c| c.values())
+                .map(|v| &v[..])
+                .collect();
+            assert_eq!(values, vec![&b"v"[..]]);
+            assert!(meta.read_repair, "{meta:?}");
+        }
+        other => panic!("read at QUORUM: {other:?}"),
+    }
+    assert_eq!(
+        probe.values_at_one(nodes[2].client, "k"),
+        Some(vec!["v".to_owned()]),
+        "node 3 was repaired"
+    );
 }
