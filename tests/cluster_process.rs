@@ -775,3 +775,50 @@ fn cluster_a_quorum_read_repairs_the_replica_that_missed_a_write() {
         "node 3 was repaired"
     );
 }
+
+#[test]
+fn cluster_any_node_writes_and_reads_keys_it_does_not_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    {
+        // rf 1: each key on one node; the two others forward its writes and read it
+        // from its owner.
+        let c = probe.client(nodes[0].client).unwrap();
+        let options = TableOptions {
+            replication_factor: 1,
+            ..TableOptions::default()
+        };
+        probe.rt.block_on(c.create_table("kv", options)).unwrap();
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
+        nodes.iter().all(|n| {
+            probe
+                .tables(n.client)
+                .is_some_and(|t| t == vec!["kv".to_owned()])
+        })
+    });
+    for (i, n) in nodes.iter().enumerate() {
+        for k in 0..10 {
+            let key = format!("k{i}-{k}");
+            match probe.put(n.client, &key, &key, ConsistencyLevel::One) {
+                Response::Written { meta } => assert_eq!(meta.replicas.len(), 1, "{meta:?}"),
+                other => panic!("write of {key} through {}: {other:?}", n.name),
+            }
+        }
+    }
+    for i in 0..nodes.len() {
+        for k in 0..10 {
+            let key = format!("k{i}-{k}");
+            for n in &nodes {
+                assert_eq!(
+                    probe.values_at_one(n.client, &key),
+                    Some(vec![key.clone()]),
+                    "{key} read through {}",
+                    n.name
+                );
+            }
+        }
+    }
+}
