@@ -427,31 +427,35 @@ impl Coordinator {
         // Phase 2: the replicas disagree; full data from those that sent digests.
         bump(&self.counters.digest_mismatches);
         let mut data: Vec<(usize, ReplicaAnswer)> = Vec::new();
-        let mut waiting = 0usize;
+        let mut waiting: Vec<usize> = Vec::new();
         for (i, reply) in replies {
             match reply {
                 Reply::Data { answer, .. } => data.push((i, answer)),
                 Reply::Digest(_) => {
                     send(i, true);
-                    waiting += 1;
+                    waiting.push(i);
                 }
             }
         }
-        while waiting > 0 {
+        while !waiting.is_empty() {
             tokio::select! {
                 got = rx.recv() => {
                     let Some((i, reply)) = got else { break };
                     // Late answers of phase 1 are welcome too.
+                    let failed = reply.is_err() && waiting.contains(&i);
                     match reply {
                         Ok(Reply::Data { answer, .. }) => {
                             if !data.iter().any(|(j, _)| *j == i) {
                                 data.push((i, answer));
                             }
                         }
-                        Ok(Reply::Digest(_)) => continue,
+                        Ok(Reply::Digest(_)) => {}
                         Err(e) => tracing::debug!(replica = %targets[i].id, error = %e, "read replica failed"),
                     }
-                    waiting = waiting.saturating_sub(1);
+                    // Done with `i` once it sent its data or failed its data request.
+                    if failed || data.iter().any(|(j, _)| *j == i) {
+                        waiting.retain(|&j| j != i);
+                    }
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
             }
