@@ -13,6 +13,8 @@
 //! max_connections = 1024
 //! max_in_flight = 4096
 //! idle_timeout_secs = 300    # 0 = never
+//! write_timeout_ms = 2000    # a replicated write waits this long for W acks
+//! read_timeout_ms = 5000     # a replicated read waits this long for R answers
 //! max_siblings = 100
 //! memtable_mb = 64
 //! max_value_kb = 1024
@@ -99,6 +101,14 @@ pub struct Cli {
     /// Close connections idle this long, seconds; 0 = never [default: 300].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// How long a replicated write waits for its W acknowledgements before it answers
+    /// WRITE_TIMEOUT, milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub write_timeout_ms: Option<usize>,
+    /// How long a replicated read waits for its R answers before it answers
+    /// READ_TIMEOUT, milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub read_timeout_ms: Option<usize>,
     /// Most siblings a causal cell may hold [default: 100].
     #[arg(long, value_name = "N")]
     pub max_siblings: Option<usize>,
@@ -171,6 +181,10 @@ pub struct FileConfig {
     pub max_in_flight: Option<usize>,
     /// See [`Cli::idle_timeout_secs`].
     pub idle_timeout_secs: Option<u64>,
+    /// See [`Cli::write_timeout_ms`].
+    pub write_timeout_ms: Option<usize>,
+    /// See [`Cli::read_timeout_ms`].
+    pub read_timeout_ms: Option<usize>,
     /// See [`Cli::max_siblings`].
     pub max_siblings: Option<usize>,
     /// See [`Cli::memtable_mb`].
@@ -248,6 +262,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Idle timeout of a connection; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// How long a replicated write waits for W acknowledgements.
+    pub write_timeout: Duration,
+    /// How long a replicated read waits for R answers.
+    pub read_timeout: Duration,
     /// Sibling limit of causal cells.
     pub max_siblings: usize,
     /// Memtable flush size in bytes.
@@ -258,6 +276,11 @@ pub struct Config {
     pub salvage_commitlog: bool,
     /// Cluster membership settings.
     pub cluster: ClusterConfig,
+}
+
+/// A duration of `ms` milliseconds.
+fn millis(ms: usize) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 pub(crate) fn positive(key: &'static str, v: usize) -> Result<usize, ConfigError> {
@@ -388,6 +411,18 @@ impl Config {
                     .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             )?,
             idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
+            write_timeout: millis(positive(
+                "write_timeout_ms",
+                cli.write_timeout_ms
+                    .or(file.write_timeout_ms)
+                    .unwrap_or(crate::coordinator::DEFAULT_WRITE_TIMEOUT.as_millis() as usize),
+            )?),
+            read_timeout: millis(positive(
+                "read_timeout_ms",
+                cli.read_timeout_ms
+                    .or(file.read_timeout_ms)
+                    .unwrap_or(crate::coordinator::DEFAULT_READ_TIMEOUT.as_millis() as usize),
+            )?),
             max_siblings: positive(
                 "max_siblings",
                 cli.max_siblings
@@ -432,6 +467,25 @@ mod tests {
     }
 
     #[test]
+    fn config_coordinator_timeouts_default_and_override_and_refuse_zero() {
+        let c = Config::resolve(Cli::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.write_timeout, Duration::from_secs(2));
+        assert_eq!(c.read_timeout, Duration::from_secs(5));
+        let cli = Cli::parse_from([
+            "sibyl",
+            "--write-timeout-ms",
+            "250",
+            "--read-timeout-ms",
+            "750",
+        ]);
+        let c = Config::resolve(cli, FileConfig::default()).unwrap();
+        assert_eq!(c.write_timeout, Duration::from_millis(250));
+        assert_eq!(c.read_timeout, Duration::from_millis(750));
+        let cli = Cli::parse_from(["sibyl", "--write-timeout-ms", "0"]);
+        assert!(Config::resolve(cli, FileConfig::default()).is_err());
+    }
+
+    #[test]
     fn config_unknown_file_key_is_refused() {
         assert!(toml::from_str::<FileConfig>("no_such_key = 1").is_err());
     }
@@ -442,6 +496,7 @@ mod tests {
                     log_level = \"debug\"\nsync_mode = \"periodic\"\nsync_interval_ms = 5\n\
                     max_connections = 3\nmax_in_flight = 4\nidle_timeout_secs = 0\n\
                     max_siblings = 5\nmemtable_mb = 6\nmax_value_kb = 7\n\
+                    write_timeout_ms = 300\nread_timeout_ms = 400\n\
                     seeds = [\"127.0.0.1:9\"]\ncluster_name = \"c\"\nnum_tokens = 8\n\
                     datacenter = \"east\"\nrack = \"r9\"\npartitioner = \"md5\"\n\
                     token_allocation = \"random\"\nphi_threshold = 5.5\n";

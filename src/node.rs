@@ -210,7 +210,11 @@ impl Node {
             Arc::new(net.clone()),
             handle.clone(),
             hints.clone(),
-            CoordinatorOptions::default(),
+            CoordinatorOptions {
+                write_timeout: config.write_timeout,
+                read_timeout: config.read_timeout,
+                ..CoordinatorOptions::default()
+            },
         ));
         let replica_handler = Arc::new(ReplicaHandler::new(
             service.clone(),
