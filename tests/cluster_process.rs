@@ -608,19 +608,15 @@ impl Probe {
     }
 }
 
-#[test]
-fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
-    let tmp = tempfile::tempdir().unwrap();
-    let probe = Probe::new();
-    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
-    {
-        let c = probe.client(nodes[0].client).unwrap();
-        let options = TableOptions {
-            replication_factor: 3,
-            ..TableOptions::default()
-        };
-        probe.rt.block_on(c.create_table("kv", options)).unwrap();
-    }
+/// Creates table `kv` of replication factor `rf` through node 1 and waits until every
+/// node lists it.
+fn create_kv(probe: &Probe, nodes: &[NodeProc], rf: u16) {
+    let c = probe.client(nodes[0].client).unwrap();
+    let options = TableOptions {
+        replication_factor: rf,
+        ..TableOptions::default()
+    };
+    probe.rt.block_on(c.create_table("kv", options)).unwrap();
     let all: Vec<&NodeProc> = nodes.iter().collect();
     wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
         nodes.iter().all(|n| {
@@ -629,7 +625,26 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
                 .is_some_and(|t| t == vec!["kv".to_owned()])
         })
     });
-    drop(all);
+}
+
+/// SIGKILLs node 3 and waits until node 1 marks it down.
+fn kill_node_3(probe: &Probe, nodes: &mut [NodeProc]) {
+    nodes[2].signal(libc::SIGKILL);
+    nodes[2].wait_exit();
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 1 to mark node 3 down", DOWN_DEADLINE, &all, || {
+        probe
+            .topology(nodes[0].client)
+            .is_some_and(|t| node_at(&t, all[2]).is_some_and(|i| !i.up))
+    });
+}
+
+#[test]
+fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    create_kv(&probe, &nodes, 3);
 
     // A write at ALL through node 1 is on every replica: each node reads it at ONE from
     // its own replica (every node is a home replica at rf 3 on 3 nodes).
@@ -647,16 +662,7 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
     }
 
     // Node 3 down: QUORUM still writes (and hints node 3), ALL is refused up front.
-    nodes[2].signal(libc::SIGKILL);
-    nodes[2].wait_exit();
-    {
-        let all: Vec<&NodeProc> = nodes.iter().collect();
-        wait_for("node 1 to mark node 3 down", DOWN_DEADLINE, &all, || {
-            probe
-                .topology(nodes[0].client)
-                .is_some_and(|t| node_at(&t, &nodes[2]).is_some_and(|i| !i.up))
-        });
-    }
+    kill_node_3(&probe, &mut nodes);
     match probe.put(nodes[0].client, "k2", "v2", ConsistencyLevel::Quorum) {
         Response::Written { meta } => assert_eq!(meta.replicas.len(), 2, "{meta:?}"),
         other => panic!("write at QUORUM with one replica down: {other:?}"),
@@ -693,36 +699,11 @@ fn cluster_a_quorum_read_repairs_the_replica_that_missed_a_write() {
     let tmp = tempfile::tempdir().unwrap();
     let probe = Probe::new();
     let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
-    {
-        let c = probe.client(nodes[0].client).unwrap();
-        let options = TableOptions {
-            replication_factor: 3,
-            ..TableOptions::default()
-        };
-        probe.rt.block_on(c.create_table("kv", options)).unwrap();
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
-        nodes.iter().all(|n| {
-            probe
-                .tables(n.client)
-                .is_some_and(|t| t == vec!["kv".to_owned()])
-        })
-    });
-    drop(all);
+    create_kv(&probe, &nodes, 3);
 
     // Node 3 misses a write; node 1, which coordinated it and holds its hint, dies
     // before node 3 is back, so only a read can repair node 3.
-    nodes[2].signal(libc::SIGKILL);
-    nodes[2].wait_exit();
-    {
-        let all: Vec<&NodeProc> = nodes.iter().collect();
-        wait_for("node 1 to mark node 3 down", DOWN_DEADLINE, &all, || {
-            probe
-                .topology(nodes[0].client)
-                .is_some_and(|t| node_at(&t, &nodes[2]).is_some_and(|i| !i.up))
-        });
-    }
+    kill_node_3(&probe, &mut nodes);
     match probe.put(nodes[0].client, "k", "v", ConsistencyLevel::Quorum) {
         Response::Written { meta } => assert_eq!(meta.replicas.len(), 2, "{meta:?}"),
         other => panic!("write at QUORUM with one replica down: {other:?}"),
@@ -781,24 +762,9 @@ fn cluster_any_node_writes_and_reads_keys_it_does_not_hold() {
     let tmp = tempfile::tempdir().unwrap();
     let probe = Probe::new();
     let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
-    {
-        // rf 1: each key on one node; the two others forward its writes and read it
-        // from its owner.
-        let c = probe.client(nodes[0].client).unwrap();
-        let options = TableOptions {
-            replication_factor: 1,
-            ..TableOptions::default()
-        };
-        probe.rt.block_on(c.create_table("kv", options)).unwrap();
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_for("every node to list the table", JOIN_DEADLINE, &all, || {
-        nodes.iter().all(|n| {
-            probe
-                .tables(n.client)
-                .is_some_and(|t| t == vec!["kv".to_owned()])
-        })
-    });
+    // rf 1: each key on one node; the two others forward its writes and read it from
+    // its owner.
+    create_kv(&probe, &nodes, 1);
     for (i, n) in nodes.iter().enumerate() {
         for k in 0..10 {
             let key = format!("k{i}-{k}");

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use sibyl_protocol::{Consistency, ErrorKind, Opcode, Request, Response, RowInsert, ServerError};
 use tokio::time::Instant;
 
-use crate::cluster::{ClusterHandle, ClusterView};
+use crate::cluster::ClusterHandle;
 use crate::hints::HintStore;
 use crate::net::{BoxFuture, Family, NetError, PeerNetwork};
 use crate::replica::{ForwardTarget, ReplicaExecution, ReplicaRequest, ReplicaResponse};
@@ -196,14 +196,14 @@ impl Coordinator {
     /// The placement of `key` in `table` when the request needs a peer: `None` when this
     /// node answers it alone (no cluster view yet, an unknown table, or a table whose
     /// only replica of the key is this node).
-    fn placement(&self, table: &str, key: &[u8]) -> Option<(Arc<ClusterView>, KeyPlacement)> {
+    fn placement(&self, table: &str, key: &[u8]) -> Option<KeyPlacement> {
         let view = self.cluster.view()?;
         let schema = self.service.schema(table).ok()?;
         let placement = KeyPlacement::of(&view, &schema.options, key);
         if placement.home.is_empty() || placement.only_local() {
             return None;
         }
-        Some((view, placement))
+        Some(placement)
     }
 
     /// Runs `f` on the local service per the execution mode.
@@ -263,49 +263,24 @@ impl Coordinator {
     fn route(self: &Arc<Self>, request: Request) -> Route {
         let this = self.clone();
         match request {
-            Request::Insert {
-                insert,
-                consistency,
-            } => match self.placement(&insert.table, &insert.key) {
-                Some((_, placement)) => Route::Peers(Box::pin(async move {
-                    let request = Request::Insert {
-                        insert,
-                        consistency,
-                    };
-                    this.write_request(request, placement).await
-                })),
-                None => Route::Local(Request::Insert {
-                    insert,
-                    consistency,
-                }),
-            },
-            Request::Delete {
-                delete,
-                consistency,
-            } => match self.placement(&delete.table, &delete.key) {
-                Some((_, placement)) => Route::Peers(Box::pin(async move {
-                    let request = Request::Delete {
-                        delete,
-                        consistency,
-                    };
-                    this.write_request(request, placement).await
-                })),
-                None => Route::Local(Request::Delete {
-                    delete,
-                    consistency,
-                }),
-            },
+            write @ (Request::Insert { .. } | Request::Delete { .. }) => {
+                let placement = write::write_parts(&write)
+                    .and_then(|(table, key, _)| self.placement(table, key));
+                match placement {
+                    Some(placement) => Route::Peers(Box::pin(this.write_request(write, placement))),
+                    None => Route::Local(write),
+                }
+            }
             Request::Batch {
                 mutations,
                 consistency,
             } => {
-                let replicated = mutations
+                let placements: Vec<Option<KeyPlacement>> = mutations
                     .iter()
-                    .any(|m| self.placement(m.table(), m.key()).is_some());
-                if replicated {
-                    Route::Peers(Box::pin(
-                        async move { this.batch(mutations, consistency).await },
-                    ))
+                    .map(|m| self.placement(m.table(), m.key()))
+                    .collect();
+                if placements.iter().any(Option::is_some) {
+                    Route::Peers(Box::pin(this.batch(mutations, placements, consistency)))
                 } else {
                     Route::Local(Request::Batch {
                         mutations,
@@ -319,7 +294,7 @@ impl Coordinator {
                 selector,
                 consistency,
             } => match self.placement(&table, &key) {
-                Some((_, placement)) => Route::Peers(Box::pin(async move {
+                Some(placement) => Route::Peers(Box::pin(async move {
                     match this
                         .read(&table, &key, &selector, consistency, placement)
                         .await

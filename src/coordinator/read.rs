@@ -37,10 +37,10 @@ use crate::replica::read::{cell_digest, CellDigest};
 use crate::replica::row_read::{row_digest, RowSlice, MAX_ROW_CELLS};
 use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
 use crate::service::read::{
-    cell_bytes, cell_from_stored, check_column, check_key, encode_paging_token, page_limit,
-    slice_start, MAX_PAGE_SIZE, MAX_RESPONSE_BYTES,
+    cell_bytes, cell_from_stored, check_column, check_key, columns_too_large, encode_paging_token,
+    page_limit, row_too_large, slice_start, MAX_PAGE_SIZE, MAX_RESPONSE_BYTES,
 };
-use crate::service::{invalid, versioning_error};
+use crate::service::versioning_error;
 use crate::versioning::{CausalMerge, LwwMerge, RowTombstone};
 
 /// What the read asks and how its answers compare.
@@ -238,24 +238,15 @@ impl ReadPlan {
                     if let Some(c) = cell(name, stored)? {
                         bytes += cell_bytes(&c);
                         if bytes > MAX_RESPONSE_BYTES {
-                            return Err(invalid(format!(
-                                "the columns asked for hold over {MAX_RESPONSE_BYTES} bytes; \
-                                 ask for fewer"
-                            )));
+                            return Err(columns_too_large());
                         }
                         cells.push(c);
                     }
                 }
             }
             Shape::All => {
-                let too_large = || {
-                    invalid(format!(
-                        "row is too large for one response (over {MAX_PAGE_SIZE} cells or \
-                         {MAX_RESPONSE_BYTES} bytes); read it with a slice"
-                    ))
-                };
                 if cut.is_some() {
-                    return Err(too_large());
+                    return Err(row_too_large());
                 }
                 for (key, stored) in merged {
                     let Some(column) = self.prefix.column_of(key) else {
@@ -264,7 +255,7 @@ impl ReadPlan {
                     if let Some(c) = cell(column, stored)? {
                         bytes += cell_bytes(&c);
                         if bytes > MAX_RESPONSE_BYTES || cells.len() >= MAX_PAGE_SIZE as usize {
-                            return Err(too_large());
+                            return Err(row_too_large());
                         }
                         cells.push(c);
                     }

@@ -68,24 +68,20 @@ impl Coordinator {
 
     /// A write another node forwarded here: coordinated, never forwarded again.
     pub(super) async fn coordinate_forwarded(self: Arc<Self>, request: Request) -> Response {
-        let (table, key) = match &request {
-            Request::Insert { insert, .. } => (insert.table.clone(), insert.key.clone()),
-            Request::Delete { delete, .. } => (delete.table.clone(), delete.key.clone()),
-            _ => {
-                return Response::Error(ServerError::new(
-                    ErrorKind::Protocol,
-                    "only INSERT and DELETE are forwarded between nodes",
-                ))
-            }
+        let Some((table, key, _)) = write_parts(&request) else {
+            return Response::Error(ServerError::new(
+                ErrorKind::Protocol,
+                "only INSERT and DELETE are forwarded between nodes",
+            ));
         };
-        match self.placement(&table, &key) {
+        match self.placement(table, key) {
             // This node alone holds the key (or the table is unknown here): the local
             // service answers, with its own errors.
             None => self
                 .local(move |svc| svc.handle(request))
                 .await
                 .unwrap_or_else(|e| Response::Error(server_error(e.to_string()))),
-            Some((_, placement)) if !placement.is_home() => Response::Error(ServerError::new(
+            Some(placement) if !placement.is_home() => Response::Error(ServerError::new(
                 ErrorKind::Unavailable {
                     required: 1,
                     alive: 0,
@@ -93,15 +89,7 @@ impl Coordinator {
                 "the forwarding node and this one disagree on the key's replicas (a ring \
                  change in progress); retry",
             )),
-            Some((_, placement)) => {
-                let Some((mutation, consistency)) = into_mutation(request) else {
-                    return Response::Error(server_error("not a write"));
-                };
-                match self.write(mutation, consistency, &placement).await {
-                    Ok(meta) => Response::Written { meta },
-                    Err(e) => Response::Error(e),
-                }
-            }
+            Some(placement) => self.write_request(request, placement).await,
         }
     }
 
@@ -109,7 +97,7 @@ impl Coordinator {
     async fn forward(&self, request: Request, placement: &KeyPlacement) -> Response {
         bump(&self.counters.forwarded);
         let opcode = request.opcode();
-        let required = match write_target(&request).map(|(t, c)| self.write_level(t, c)) {
+        let required = match write_parts(&request).map(|(t, _, c)| self.write_level(t, c)) {
             Some(Ok((_, _, r))) => r,
             Some(Err(e)) => return Response::Error(e),
             None => return Response::Error(server_error("not a write")),
@@ -371,17 +359,18 @@ impl Coordinator {
         }
     }
 
-    /// BATCH: every mutation coordinated on its own, concurrently.
+    /// BATCH: every mutation coordinated on its own, concurrently (`placements`: each
+    /// mutation's, `None` where this node alone holds its key).
     pub(super) async fn batch(
         self: Arc<Self>,
         mutations: Vec<Mutation>,
+        placements: Vec<Option<KeyPlacement>>,
         consistency: Option<Consistency>,
     ) -> Response {
         let mut tasks = Vec::with_capacity(mutations.len());
-        for m in mutations {
+        for (m, placement) in mutations.into_iter().zip(placements) {
             let this = self.clone();
             tasks.push(tokio::spawn(async move {
-                let placement = this.placement(m.table(), m.key());
                 let request = match m {
                     Mutation::Insert(insert) => Request::Insert {
                         insert,
@@ -393,7 +382,7 @@ impl Coordinator {
                     },
                 };
                 match placement {
-                    Some((_, placement)) => this.write_request(request, placement).await,
+                    Some(placement) => this.write_request(request, placement).await,
                     None => this
                         .local(move |svc| svc.handle(request))
                         .await
@@ -450,17 +439,17 @@ fn into_mutation(request: Request) -> Option<(Mutation, Option<Consistency>)> {
     }
 }
 
-/// The table and consistency of an INSERT or DELETE request.
-fn write_target(request: &Request) -> Option<(&str, Option<Consistency>)> {
+/// The table, partition key and consistency of an INSERT or DELETE request.
+pub(super) fn write_parts(request: &Request) -> Option<(&str, &[u8], Option<Consistency>)> {
     match request {
         Request::Insert {
             insert,
             consistency,
-        } => Some((&insert.table, *consistency)),
+        } => Some((&insert.table, &insert.key, *consistency)),
         Request::Delete {
             delete,
             consistency,
-        } => Some((&delete.table, *consistency)),
+        } => Some((&delete.table, &delete.key, *consistency)),
         _ => None,
     }
 }

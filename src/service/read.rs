@@ -74,6 +74,21 @@ pub(crate) fn check_column(name: &[u8]) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The `Invalid` answer to named columns holding more than one response may carry.
+pub(crate) fn columns_too_large() -> ServerError {
+    invalid(format!(
+        "the columns asked for hold over {MAX_RESPONSE_BYTES} bytes; ask for fewer"
+    ))
+}
+
+/// The `Invalid` answer to a whole-row read larger than one response may carry.
+pub(crate) fn row_too_large() -> ServerError {
+    invalid(format!(
+        "row is too large for one response (over {MAX_PAGE_SIZE} cells or \
+         {MAX_RESPONSE_BYTES} bytes); read it with a slice"
+    ))
+}
+
 /// Where a slice starts: the later of `from` (inclusive) and the paging token's column
 /// (exclusive); `Invalid` for a bad column or a token not made for this row.
 pub(crate) fn slice_start<'a>(
@@ -231,10 +246,7 @@ impl Service {
                 let (cells, more) =
                     self.scan_row(&schema, &prefix, Bound::Unbounded, None, MAX_PAGE_SIZE, now)?;
                 if more.is_some() {
-                    return Err(invalid(format!(
-                        "row is too large for one response (over {MAX_PAGE_SIZE} cells or \
-                         {MAX_RESPONSE_BYTES} bytes); read it with a slice"
-                    )));
+                    return Err(row_too_large());
                 }
                 (cells, None)
             }
@@ -300,10 +312,7 @@ impl Service {
                 )? {
                     bytes += cell_bytes(&cell);
                     if bytes > MAX_RESPONSE_BYTES {
-                        return Err(invalid(format!(
-                            "the columns asked for hold over {MAX_RESPONSE_BYTES} bytes; \
-                             ask for fewer"
-                        )));
+                        return Err(columns_too_large());
                     }
                     cells.push(cell);
                 }
