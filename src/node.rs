@@ -44,7 +44,7 @@ use crate::cluster::{
 use crate::config::{ClusterConfig, Config};
 use crate::coordinator::{Coordinator, CoordinatorOptions};
 use crate::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
-use crate::identity::{next_generation, RingState, RingStateError};
+use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
@@ -56,6 +56,8 @@ use crate::versioning::{Clock, SystemClock};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often the node announces its load (bytes held) through gossip.
 pub const LOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the node checks whether the ring changed and saves it (the `peers` file).
+pub const PEERS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long start-up waits for gossip to publish a restarted node as `normal` before
 /// serving clients (a few driver ticks; it only bounds a race, it is not a timeout).
 const READY_WAIT: Duration = Duration::from_secs(2);
@@ -141,6 +143,7 @@ pub struct Node {
     shutdown_tx: watch::Sender<bool>,
     server: JoinHandle<()>,
     load: JoinHandle<()>,
+    peers: JoinHandle<()>,
     coordinator: Arc<Coordinator>,
     hints: Arc<HintStore>,
     delivery: HintDelivery,
@@ -287,6 +290,13 @@ impl Node {
             DeliveryOptions::default(),
             shutdown_rx.clone(),
         );
+        let peers = keep_saved(
+            handle.clone(),
+            config.data_dir.clone(),
+            PEERS_SAVE_INTERVAL,
+            ReplicaExecution::Blocking,
+            shutdown_rx.clone(),
+        );
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -299,6 +309,7 @@ impl Node {
             shutdown_tx,
             server,
             load,
+            peers,
             coordinator,
             hints,
             delivery,
@@ -353,6 +364,7 @@ impl Node {
         self.net.shutdown().await;
         self.server.await?;
         self.load.await?;
+        self.peers.await?;
         self.delivery.join().await;
         let hints = self.hints;
         if let Err(e) = tokio::task::spawn_blocking(move || hints.close()).await? {
@@ -484,7 +496,10 @@ fn start_gossip(
         schema_version: service.schema_version(),
         load: service.load_bytes(),
     };
-    let gossiper = Gossiper::new(gossip, local, id.0 ^ generation.rotate_left(32), 0);
+    let mut gossiper = Gossiper::new(gossip, local, id.0 ^ generation.rotate_left(32), 0);
+    if existing {
+        remember_saved_peers(&mut gossiper, &config.data_dir, c.partitioner);
+    }
     let data_dir = config.data_dir.clone();
     let on_chosen = Box::new(move |tokens: &[Token]| {
         if existing {
@@ -519,6 +534,28 @@ fn start_gossip(
     )
     .map_err(|source| NodeError::Gossip { source })?;
     Ok((runtime, existing))
+}
+
+/// Seeds `gossiper` with the ring saved by the last run (down until heard from), so a
+/// restarted node that reaches no peer yet does not take their keys as its own. A
+/// missing, corrupt or foreign-partitioner file is logged and left to gossip.
+fn remember_saved_peers(gossiper: &mut Gossiper, dir: &std::path::Path, partitioner: Partitioner) {
+    match SavedPeers::load(dir) {
+        Ok(Some(saved)) if saved.partitioner == partitioner => {
+            tracing::info!(
+                peers = saved.peers.len(),
+                "remembering the ring of the last run"
+            );
+            gossiper.remember(&saved.peers);
+        }
+        Ok(Some(_)) => {
+            tracing::warn!("the saved peers use another partitioner; ignored");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "the saved peers are unreadable; learning the ring from gossip")
+        }
+    }
 }
 
 /// Polls the view until the local node is published `normal` (bounded by

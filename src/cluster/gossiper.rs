@@ -260,6 +260,38 @@ impl Gossiper {
         self.publish(AppState::Load(bytes));
     }
 
+    /// Adds nodes known from an earlier run (the saved ring, [`crate::identity::peers`])
+    /// that gossip has not told of yet: down, under generation 0, so the first state
+    /// gossip brings of each (any real generation) replaces it. Until then the ring
+    /// holds their tokens and requests for their ranges treat them as down replicas
+    /// (hints, `UNAVAILABLE`) instead of this node taking their keys as its own. Like
+    /// `removenode`, this writes states of nodes other than the local one.
+    pub fn remember(&mut self, peers: &[crate::identity::peers::SavedPeer]) {
+        for p in peers {
+            if p.id == self.me || self.peers.contains_key(&p.id) {
+                continue;
+            }
+            let mut state = EndpointState::new(0);
+            let states = [
+                AppState::Status(p.status),
+                AppState::Tokens(Arc::from(p.tokens.clone())),
+                AppState::PeerAddress(p.peer_address),
+                AppState::Datacenter(p.location.datacenter.clone()),
+                AppState::Rack(p.location.rack.clone()),
+            ];
+            let mut v = 0;
+            for s in states {
+                v += 1;
+                state.set(s, v);
+            }
+            state.set_heartbeat(Heartbeat {
+                value: 0,
+                version: v + 1,
+            });
+            self.peers.insert(p.id, Peer::new(state));
+        }
+    }
+
     /// `removenode`: publishes a dead node's departure on its behalf, under a higher
     /// generation, so its ranges move to the remaining nodes.
     pub fn remove_node(&mut self, node: NodeId) -> Result<(), GossipError> {

@@ -259,6 +259,19 @@ impl Coordinator {
         }
     }
 
+    /// Answers `request` as a client connection would be answered, without one: with
+    /// peers when it needs them, from the local service otherwise (an embedding, or a
+    /// simulated cluster driving its nodes directly).
+    pub async fn answer(self: &Arc<Self>, request: Request) -> Response {
+        match self.route(request) {
+            Route::Peers(pending) => pending.await,
+            Route::Local(request) => match self.local(move |svc| svc.handle(request)).await {
+                Ok(response) => response,
+                Err(e) => Response::Error(server_error(e.to_string())),
+            },
+        }
+    }
+
     /// Whether `request` needs a peer, and the future answering it when it does.
     fn route(self: &Arc<Self>, request: Request) -> Route {
         let this = self.clone();

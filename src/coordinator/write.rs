@@ -196,6 +196,7 @@ impl Coordinator {
         if able < required {
             return Err(unavailable(c, required, able, &schema.name));
         }
+        tracing::trace!(?placement, required, "coordinating a write");
         let cells = self
             .local(move |svc| svc.mint_mutation(&mutation))
             .await
@@ -350,7 +351,10 @@ impl Coordinator {
         let store = self.hints.clone();
         let stored = self.blocking(move || store.store(owner, &cells)).await;
         match stored {
-            Ok(Ok(crate::hints::Stored::Kept(_))) => bump(&self.counters.hints),
+            Ok(Ok(crate::hints::Stored::Kept(id))) => {
+                tracing::debug!(%owner, ?id, "hint kept here");
+                bump(&self.counters.hints);
+            }
             Ok(Ok(crate::hints::Stored::Dropped(reason))) => {
                 tracing::debug!(%owner, ?reason, "hint dropped at a bound");
             }

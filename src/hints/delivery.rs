@@ -537,6 +537,7 @@ impl Worker {
                 if !self.remove(owner, ids).await {
                     return Sent::Failed;
                 }
+                tracing::debug!(%owner, hints = n, bytes = len, "hints delivered");
                 add(&self.counters.delivered_hints, n);
                 add(&self.counters.delivered_bytes, len);
                 Sent::Applied

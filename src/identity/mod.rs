@@ -4,10 +4,15 @@
 //! # Layout
 //! - [`ring_state`]: [`RingState`], the persisted partitioner, generation and tokens
 //!   (spec: `doc/node-files.md`).
+//! - [`peers`]: [`SavedPeers`], the ring as last seen (the other nodes' addresses,
+//!   locations and tokens), so a restarted node knows whose keys are whose before
+//!   gossip reaches anyone.
 //!
 //! Files are replaced atomically by the storage engine's helper
 //! ([`sibyl_storage::atomic_file`]), the same one the engine's manifest uses.
 
+pub mod peers;
 pub mod ring_state;
 
+pub use peers::{keep_saved, PeersFileError, SavedPeer, SavedPeers, PEERS_FILE};
 pub use ring_state::{next_generation, RingState, RingStateError, RING_STATE_FILE};
