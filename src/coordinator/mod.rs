@@ -96,6 +96,10 @@ pub struct CoordinatorStats {
     pub read_repairs: u64,
     /// Extra replicas asked because one was slower than its recent latency.
     pub speculative_retries: u64,
+    /// Shipments of writes still under way: calls to replicas and stand-ins (and the
+    /// hints kept here when they fail) that outlive the answer to the client. Zero
+    /// once every write coordinated here has reached its replicas or a hint store.
+    pub shipments_in_flight: u64,
 }
 
 #[derive(Debug, Default)]
@@ -107,10 +111,28 @@ struct Counters {
     digest_mismatches: AtomicU64,
     read_repairs: AtomicU64,
     speculative_retries: AtomicU64,
+    shipments_in_flight: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts one unit of `c` for as long as it lives (a task that may be dropped midway
+/// still gives its unit back).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn start(c: &'a AtomicU64) -> InFlight<'a> {
+        bump(c);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The node's coordinator (see the module documentation).
@@ -185,6 +207,7 @@ impl Coordinator {
             digest_mismatches: l(&c.digest_mismatches),
             read_repairs: l(&c.read_repairs),
             speculative_retries: l(&c.speculative_retries),
+            shipments_in_flight: l(&c.shipments_in_flight),
         }
     }
 

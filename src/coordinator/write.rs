@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::placement::{required, unavailable, KeyPlacement, Target};
-use super::{bump, server_error, CallError, Coordinator};
+use super::{bump, server_error, CallError, Coordinator, InFlight};
 use crate::hints::{HintsRequest, HintsResponse};
 use crate::net::{Family, NetError};
 use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
@@ -216,12 +216,14 @@ impl Coordinator {
             if home.alive {
                 let body = apply.clone();
                 tokio::spawn(async move {
+                    let _shipping = InFlight::start(&this.counters.shipments_in_flight);
                     let ack = this.replicate(home, body, cells, deadline).await;
                     let _ = tx.send(ack);
                 });
             } else {
                 let stand_in = spare.next().copied();
                 tokio::spawn(async move {
+                    let _shipping = InFlight::start(&this.counters.shipments_in_flight);
                     let ack = match stand_in {
                         Some(s) => this.hint_at(s, home.id, cells, deadline).await,
                         None => {
