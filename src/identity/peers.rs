@@ -403,6 +403,43 @@ mod tests {
     }
 
     #[test]
+    fn remembered_peers_are_down_on_the_ring_until_gossip_replaces_them() {
+        use crate::cluster::{GossipConfig, Gossiper, LocalNode};
+        let me = LocalNode {
+            id: NodeId(1),
+            generation: 5,
+            peer_address: "127.0.0.1:7401".parse().unwrap(),
+            client_address: None,
+            location: NodeLocation::default(),
+            tokens: vec![Token::Murmur3(100)],
+            status: NodeStatus::Normal,
+            schema_version: 0,
+            load: 0,
+        };
+        let mut g = Gossiper::new(GossipConfig::new("c", vec![]), me, 1, 0);
+        let saved = sample();
+        g.remember(&saved.peers);
+        let view = g.view();
+        for p in &saved.peers {
+            let n = view.node(p.id).unwrap();
+            assert!(!n.alive, "a remembered peer is down until heard from");
+            assert_eq!(&n.tokens[..], &p.tokens[..]);
+            assert_eq!(n.peer_address, Some(p.peer_address));
+            assert_eq!(n.generation, 0, "any real generation replaces it");
+        }
+        assert_eq!(view.ring().nodes().len(), 3, "their tokens are on the ring");
+        // What gossip already knows is not overwritten.
+        let mut again = saved.peers.clone();
+        again[0].tokens = vec![Token::Murmur3(1)];
+        g.remember(&again);
+        assert_eq!(
+            &g.view().node(NodeId(7)).unwrap().tokens[..],
+            &saved.peers[0].tokens[..]
+        );
+        assert_eq!(SavedPeers::from_view(&g.view()), saved);
+    }
+
+    #[test]
     fn peers_file_saves_and_loads_atomically() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(SavedPeers::load(dir.path()).unwrap(), None);
