@@ -788,3 +788,105 @@ fn cluster_any_node_writes_and_reads_keys_it_does_not_hold() {
         }
     }
 }
+
+impl Probe {
+    /// The values of column `c` of `key` read through `addr` at QUORUM with blocking read
+    /// repair.
+    fn values_at_quorum(&self, addr: SocketAddr, key: &str) -> Option<Vec<String>> {
+        let c = self.try_direct(addr)?;
+        let request = Request::Get {
+            table: "kv".into(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+            consistency: Some(Consistency::sloppy(ConsistencyLevel::Quorum).blocking_read_repair()),
+        };
+        match self.rt.block_on(c.request(request)).ok()? {
+            Response::Row { cells, .. } => {
+                let mut v: Vec<String> = cells
+                    .iter()
+                    .flat_map(|c| c.values())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                v.sort();
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Riak's KV679: a replica that lost its disk and came back must never make the others
+/// drop new writes. Node 3's data directory is wiped (its identity with it) and it
+/// starts again at the same address: it refuses to join while the old node owns tokens
+/// there, joins as a new node once the operator removes the old one, and a write with an
+/// empty context through it is concurrent with the value the other replicas held, so
+/// both survive as siblings on every read.
+#[test]
+fn cluster_kv679_a_wiped_replica_writing_again_keeps_both_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    create_kv(&probe, &nodes, 3);
+    match probe.put(nodes[2].client, "k", "old", ConsistencyLevel::All) {
+        Response::Written { meta } => assert_eq!(meta.replicas.len(), 3, "{meta:?}"),
+        other => panic!("write at ALL: {other:?}"),
+    }
+    let old_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
+        .unwrap()
+        .id
+        .clone();
+
+    kill_node_3(&probe, &mut nodes);
+    let data = nodes[2].dir.join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
+    nodes[2].start(&seed);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "the wiped node to refuse the join",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            std::fs::read_to_string(nodes[2].log_path())
+                .is_ok_and(|l| l.contains("not joining the ring") && l.contains(old_id.as_str()))
+        },
+    );
+    let removed = probe.remove_node(nodes[0].client, &old_id);
+    assert!(removed.is_ok(), "removenode {old_id}: {removed:?}");
+    wait_for(
+        "the wiped node to join as a new node",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes.iter().all(|n| {
+                probe.topology(n.client).is_some_and(|t| {
+                    t.nodes
+                        .iter()
+                        .filter(|i| i.up && i.state == NodeState::Normal && i.tokens.len() == 16)
+                        .count()
+                        == 3
+                        && t.nodes.iter().any(|i| {
+                            i.address == nodes[2].client.to_string()
+                                && i.id != old_id
+                                && i.state == NodeState::Normal
+                        })
+                })
+            })
+        },
+    );
+
+    match probe.put(nodes[2].client, "k", "new", ConsistencyLevel::Quorum) {
+        Response::Written { meta } => assert!(meta.replicas.len() >= 2, "{meta:?}"),
+        other => panic!("write through the wiped node: {other:?}"),
+    }
+    let both = Some(vec!["new".to_owned(), "old".to_owned()]);
+    for n in &nodes {
+        assert_eq!(
+            probe.values_at_quorum(n.client, "k"),
+            both,
+            "both values through {}",
+            n.name
+        );
+    }
+}

@@ -56,6 +56,9 @@ pub const SCHEMA_PULL_SPACING: Duration = Duration::from_secs(1);
 /// How long a joining node listens to gossip before choosing tokens when it has heard of
 /// no other node (it is then the first node of a new cluster). Three gossip rounds.
 pub const JOIN_LISTEN: Duration = Duration::from_secs(3);
+/// Gossip rounds between two logs of a join refused because another node owns the
+/// address.
+const REFUSAL_LOG_ROUNDS: u64 = 30;
 
 /// The node's schema, as gossip sees it: a version hash and an opaque encoding that
 /// another node can import.
@@ -160,6 +163,7 @@ impl ClusterRuntime {
             inbox: rx,
             start: Instant::now(),
             tokens: Some((tokens, on_tokens_chosen)),
+            next_refusal_log: 0,
             departed: BTreeSet::new(),
             pulls: BTreeMap::new(),
         };
@@ -195,6 +199,8 @@ struct Driver {
     inbox: mpsc::Receiver<Envelope>,
     start: Instant,
     tokens: Option<(TokenPlan, TokensChosen)>,
+    /// The gossip round from which a refused join is logged again.
+    next_refusal_log: u64,
     /// Peers whose connections were closed because they departed.
     departed: BTreeSet<SocketAddr>,
     /// Last schema pull per node: the version asked for and when (ms).
@@ -428,6 +434,24 @@ impl Driver {
         if !ready {
             return;
         }
+        if matches!(self.tokens, Some((TokenPlan::Allocate { .. }, _))) {
+            if let Some(owner) = self.address_owner() {
+                // A node that lost its data directory comes back with a new id at the
+                // old one's address; calls meant for the old node would reach it. It
+                // waits until the old node is removed (Cassandra refuses the same join).
+                if self.gossiper.rounds() >= self.next_refusal_log {
+                    self.next_refusal_log = self.gossiper.rounds() + REFUSAL_LOG_ROUNDS;
+                    tracing::error!(
+                        address = %self.gossiper.address(),
+                        %owner,
+                        "not joining the ring: node {owner} owns tokens at this node's peer \
+                         address (was its data directory wiped?); run `sibyl-admin \
+                         removenode {owner}` on a live node, and this node joins as a new one"
+                    );
+                }
+                return;
+            }
+        }
         let Some((plan, callback)) = self.tokens.take() else {
             return;
         };
@@ -442,6 +466,18 @@ impl Driver {
         };
         callback(&tokens);
         self.gossiper.join_ring(tokens);
+    }
+
+    /// Another node owning tokens at this node's peer address, if gossip knows one.
+    fn address_owner(&self) -> Option<NodeId> {
+        let me = self.gossiper.id();
+        let address = self.gossiper.address();
+        self.gossiper.view().nodes.values().find_map(|n| {
+            (n.id != me
+                && n.peer_address == Some(address)
+                && n.status.is_some_and(|s| s.owns_tokens()))
+            .then_some(n.id)
+        })
     }
 
     fn send(&self, to: SocketAddr, message: PeerMessage) {
