@@ -567,6 +567,7 @@ impl Probe {
         let c = self.direct(addr);
         let request = Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "kv".into(),
                 key: Bytes::copy_from_slice(key.as_bytes()),
                 ttl_secs: None,

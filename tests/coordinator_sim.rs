@@ -32,13 +32,14 @@ use sibyl::coordinator::{Coordinator, CoordinatorOptions};
 use sibyl::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
 use sibyl::identity::{keep_saved, SavedPeers};
 use sibyl::net::{Family, PeerNetwork, SimConfig, SimNetwork};
-use sibyl::replica::{ReplicaExecution, ReplicaHandler};
+use sibyl::replica::keys::RowPrefix;
+use sibyl::replica::{ReplicaExecution, ReplicaHandler, ReplicaHost};
 use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, Token, TokenAllocation};
 use sibyl::service::{Service, ServiceOptions};
-use sibyl::versioning::{Actor, ActorEpoch};
+use sibyl::versioning::{decode_causal_cell, Actor, ActorEpoch};
 use sibyl_protocol::{
     Cell, ColumnWrite, ConflictMode, Consistency, ErrorKind, Request, Response, ResponseMeta,
-    RowInsert, Selector, TableOptions,
+    RowInsert, Selector, TableOptions, WriteId,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -422,6 +423,7 @@ async fn wait_for(what: &str, start: Instant, mut cond: impl FnMut() -> bool) {
 fn insert(key: &[u8], column: &str, value: &str, context: Bytes, c: Consistency) -> Request {
     Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: TABLE.into(),
             key: Bytes::copy_from_slice(key),
             ttl_secs: None,
@@ -963,4 +965,184 @@ async fn coordinator_sim_randomised_sets_keep_every_acknowledged_element_under_f
     );
     assert!(totals.0 > 0, "some writes were acknowledged");
     assert!(totals.3 > 0, "the nemesis injected faults");
+}
+
+/// The versions stored for column `name` of `key` on node `i` (every dot, duplicates of
+/// one write id included), as (write id, value).
+fn stored_versions(sim: &Sim, i: usize, key: &[u8], name: &str) -> Vec<(Option<u128>, String)> {
+    let engine_key = RowPrefix::new(Partitioner::Murmur3, key).cell_key(name.as_bytes());
+    let Some(raw) = sim
+        .node(i)
+        .service
+        .replica()
+        .read_raw(TABLE, &engine_key)
+        .unwrap()
+    else {
+        return Vec::new();
+    };
+    decode_causal_cell(&raw)
+        .unwrap()
+        .values()
+        .into_iter()
+        .map(|s| {
+            let v = s.value.as_deref().map(String::from_utf8_lossy);
+            (s.write_id, v.unwrap_or_default().into_owned())
+        })
+        .collect()
+}
+
+fn with_write_id(request: Request, id: u128) -> Request {
+    match request {
+        Request::Insert {
+            mut insert,
+            consistency,
+        } => {
+            insert.write_id = Some(WriteId(id));
+            Request::Insert {
+                insert,
+                consistency,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Safe retries: a write through a coordinator cut off from its peers times out after
+/// the coordinator minted it; the coordinator is killed (its hints survive on disk); the
+/// client retries the same write, with the same write id, through another replica. When
+/// the first coordinator returns and its hints land, every replica holds both versions
+/// (two coordinators minted them), but they are one write: every read shows one value,
+/// and a retry through a coordinator that holds the write mints nothing. The same
+/// history without a write id leaves two siblings of the value (the control).
+#[tokio::test(start_paused = true)]
+async fn coordinator_sim_a_write_retried_through_another_coordinator_after_a_crash_is_one_version()
+{
+    let seed = seed();
+    let mut sim = Sim::start(5, seed, quiet(), FAST_DELIVERY).await;
+    let with_id = b"cart-retried".as_slice();
+    let control = b"cart-control".as_slice();
+    // Both keys need the same first home (the coordinator to kill): find a control key.
+    let homes = sim.homes(with_id);
+    let control = (0..)
+        .map(|n| format!("{}-{n}", String::from_utf8_lossy(control)).into_bytes())
+        .find(|k| sim.homes(k)[0] == homes[0] && sim.homes(k)[1] == homes[1])
+        .unwrap();
+    let (first, second) = (homes[0], homes[1]);
+    let write = |key: &[u8]| insert(key, "item", "book", Bytes::new(), Consistency::QUORUM);
+    let attempt_with_id = with_write_id(write(with_id), 0x1d_2026);
+
+    // The first coordinator is cut off before anyone notices: it mints both writes at its
+    // own replica, the shipments never arrive, and the client sees WRITE_TIMEOUT.
+    let cut_off: Vec<SocketAddr> = sim.slots.iter().map(|s| s.addr).collect();
+    sim.world.partition(&[
+        vec![sim.slots[first].addr],
+        cut_off
+            .into_iter()
+            .filter(|a| *a != sim.slots[first].addr)
+            .collect(),
+    ]);
+    let c = sim.node(first).coordinator.clone();
+    for request in [attempt_with_id.clone(), write(&control)] {
+        match c.answer(request).await {
+            Response::Error(e) => assert!(
+                matches!(
+                    e.kind,
+                    ErrorKind::WriteTimeout {
+                        acks: 1,
+                        required: 2
+                    }
+                ),
+                "{e:?}"
+            ),
+            other => panic!("a cut-off coordinator: {other:?}"),
+        }
+    }
+    drop(c);
+    sim.crash(first).await;
+    sim.world.heal();
+    sim.settle().await;
+
+    // The client retries each write as it was (the same write id) through the next home.
+    let c = sim.node(second).coordinator.clone();
+    written(c.answer(attempt_with_id.clone()).await);
+    written(c.answer(write(&control)).await);
+
+    sim.restart(first).await;
+    sim.settle().await;
+    wait_for("every hint delivered", Instant::now(), || {
+        sim.pending_hints() == 0
+    })
+    .await;
+
+    for h in &homes {
+        let stored = stored_versions(&sim, *h, with_id, "item");
+        assert_eq!(
+            stored.len(),
+            2,
+            "home {h} holds both coordinators' versions: {stored:?}"
+        );
+        assert!(
+            stored.iter().all(|(id, _)| *id == Some(0x1d_2026)),
+            "{stored:?}"
+        );
+        assert_eq!(
+            values(&sim.stored(*h, with_id), "item"),
+            vec!["book".to_string()]
+        );
+        assert_eq!(
+            values(&sim.stored(*h, &control), "item"),
+            vec!["book".to_string(), "book".to_string()],
+            "without a write id the retry is a second sibling (home {h})"
+        );
+    }
+    for (i, _) in sim.running() {
+        let (cells, _) = row(sim
+            .node(i)
+            .coordinator
+            .answer(get(with_id, Some(Consistency::ALL)))
+            .await);
+        assert_eq!(
+            values(&cells, "item"),
+            vec!["book".to_string()],
+            "ALL through node {i}"
+        );
+    }
+    // One more retry through the first coordinator, which holds the write: nothing new.
+    written(sim.node(first).coordinator.answer(attempt_with_id).await);
+    wait_for("every hint delivered", Instant::now(), || {
+        sim.pending_hints() == 0
+    })
+    .await;
+    for h in &homes {
+        assert_eq!(
+            stored_versions(&sim, *h, with_id, "item").len(),
+            2,
+            "home {h}"
+        );
+    }
+    // A write with the read's context supersedes every copy.
+    let (cells, _) = row(sim
+        .node(first)
+        .coordinator
+        .answer(get(with_id, Some(Consistency::ALL)))
+        .await);
+    written(
+        sim.node(first)
+            .coordinator
+            .answer(insert(
+                with_id,
+                "item",
+                "two books",
+                cells[0].context.clone(),
+                Consistency::ALL,
+            ))
+            .await,
+    );
+    for h in &homes {
+        assert_eq!(
+            values(&sim.stored(*h, with_id), "item"),
+            vec!["two books".to_string()]
+        );
+    }
+    sim.shutdown().await;
 }

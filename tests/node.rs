@@ -78,6 +78,7 @@ fn node_causal_delete_hides_the_value() {
     let r = c
         .call(Request::Delete {
             delete: RowDelete {
+                write_id: None,
                 table: "t".into(),
                 key: Bytes::from_static(b"k"),
                 timestamp_micros: None,

@@ -176,6 +176,7 @@ async fn call(from: &SimulatedNode, to: SocketAddr, request: &ReplicaRequest) ->
 fn blind_insert(svc: &Service, key: &[u8], value: String) {
     let r = svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "users".into(),
             key: Bytes::copy_from_slice(key),
             ttl_secs: None,

@@ -73,6 +73,7 @@ async fn peer(id: u64) -> Peer {
 fn insert(svc: &Service, table: &str, key: &str, column: &str, value: &str) {
     let r = svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: table.into(),
             key: Bytes::copy_from_slice(key.as_bytes()),
             ttl_secs: None,

@@ -166,6 +166,7 @@ fn mint(at: &Replica, op: &Op) -> Vec<RawCell> {
             cells: Vec::new(),
             timestamp_micros: op.timestamp,
             expires_at_secs: None,
+            write_id: None,
             row_delete: Some(context.into_iter().collect()),
         }
     } else {
@@ -181,6 +182,7 @@ fn mint(at: &Replica, op: &Op) -> Vec<RawCell> {
             }],
             timestamp_micros: op.timestamp,
             expires_at_secs: expires,
+            write_id: None,
             row_delete: None,
         }
     };

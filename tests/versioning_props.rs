@@ -40,6 +40,8 @@ fn sibling_for(actor: Actor, dot: u64, variant: u8) -> Sibling {
         value,
         timestamp_micros: dot as i64,
         expires_at_secs: dot.is_multiple_of(3).then_some(dot * 10),
+        // Some versions carry a write id (so the cell codec and the join see them).
+        write_id: dot.is_multiple_of(2).then_some(u128::from(dot) << 70 | 5),
     }
 }
 
@@ -251,6 +253,7 @@ proptest! {
                         value: (!delete).then(|| id.to_le_bytes().to_vec()),
                         timestamp_micros: id,
                         expires_at_secs: None,
+                        write_id: None,
                     };
                     let existing = replicas[coordinator].as_deref();
                     let stored = existing.map_or_else(Dvv::new, |c| decode_causal_cell(c).expect("valid"));

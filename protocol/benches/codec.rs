@@ -14,6 +14,7 @@ use tokio_util::codec::{Decoder, Encoder};
 fn insert_100_bytes() -> Request {
     Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "users".into(),
             key: Bytes::from_static(b"user:000042"),
             ttl_secs: None,

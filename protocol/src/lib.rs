@@ -65,7 +65,7 @@ pub use codec::FrameCodec;
 pub use error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_FRAME_LEN, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN};
 pub use message::opcode::Opcode;
-pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert};
+pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert, WriteId};
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,

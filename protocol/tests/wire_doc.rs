@@ -60,6 +60,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         "insert-request",
         Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "users".into(),
                 key: Bytes::from_static(b"alice"),
                 ttl_secs: None,
@@ -158,6 +159,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         "insert-no-ttl",
         Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "users".into(),
                 key: Bytes::from_static(b"alice"),
                 ttl_secs: Some(0),

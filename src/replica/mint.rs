@@ -71,6 +71,9 @@ pub struct MintRow<'a> {
     pub timestamp_micros: i64,
     /// When the row's values expire (TTL), seconds since the epoch; deletes never expire.
     pub expires_at_secs: Option<u64>,
+    /// The client's write id, given to every version the row mints (causal tables): a
+    /// cell already holding a version of it is left as it is (the write is a retry).
+    pub write_id: Option<u128>,
     /// A whole-row delete, with the contexts the client sent for it (causal tables; see
     /// [`crate::versioning::row_tombstone`]); `None` for no row delete. Minted before the
     /// row's cells: causal cells minted with it land above it and are kept; lww cells at
@@ -263,7 +266,8 @@ impl Replica {
             let mut sibling = match c.value {
                 Some(v) => Sibling::value(v.to_vec(), ts),
                 None => Sibling::tombstone(ts),
-            };
+            }
+            .with_write_id(row.write_id);
             if let (Some(t), Some(_)) = (row.expires_at_secs, c.value) {
                 sibling = sibling.with_expiry(t);
             }

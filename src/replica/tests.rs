@@ -74,6 +74,7 @@ fn mint_one(
     let row = MintRow {
         table,
         row: prefix.clone(),
+        write_id: None,
         row_delete: None,
         mode,
         max_siblings: 100,
@@ -332,6 +333,7 @@ fn delete_row_k(f: &Fixture, contexts: Vec<Context>) -> RowPrefix {
     let delete = MintRow {
         table: "c",
         row: prefix.clone(),
+        write_id: None,
         row_delete: Some(contexts),
         mode: ConflictMode::Causal,
         max_siblings: 100,
@@ -441,6 +443,7 @@ fn replica_row_delete_refuses_contexts_naming_more_actors_than_a_tombstone_holds
     let delete = MintRow {
         table: "c",
         row: prefix.clone(),
+        write_id: None,
         row_delete: Some(vec![ctx(0), ctx(MAX_ACTORS as u64)]),
         mode: ConflictMode::Causal,
         max_siblings: 100,

@@ -186,6 +186,7 @@ async fn server_drops_a_client_that_never_reads_its_responses() {
     let r = a
         .call(Request::Insert {
             insert: sibyl_protocol::RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: bytes::Bytes::from_static(b"k"),
                 ttl_secs: None,

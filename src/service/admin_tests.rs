@@ -79,6 +79,7 @@ impl Node {
     fn put(&self, table: &str, key: &str) {
         let r = self.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: table.into(),
                 key: Bytes::copy_from_slice(key.as_bytes()),
                 ttl_secs: None,

@@ -31,6 +31,7 @@ fn service(dir: &std::path::Path, partitioner: Partitioner) -> Service {
     for i in 0..ROWS {
         let r = svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: Bytes::from(format!("row{i}")),
                 ttl_secs: None,

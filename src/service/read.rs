@@ -181,7 +181,7 @@ pub(crate) fn cell_from_stored(
                 return Ok(None);
             }
             let siblings = dvv
-                .values()
+                .shown_values()
                 .into_iter()
                 .map(|s| Sibling {
                     value: s.value.as_ref().map(|v| Bytes::copy_from_slice(v)),

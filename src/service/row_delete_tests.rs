@@ -42,6 +42,7 @@ fn node(mode: ConflictMode) -> Node {
 fn insert(svc: &Service, column: &str, value: &str, ts: Option<i64>, context: Bytes) {
     let r = svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             ttl_secs: None,
@@ -60,6 +61,7 @@ fn insert(svc: &Service, column: &str, value: &str, ts: Option<i64>, context: By
 fn delete_row(svc: &Service, ts: Option<i64>) {
     let r = svc.handle(Request::Delete {
         delete: RowDelete {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             timestamp_micros: ts,
@@ -335,6 +337,7 @@ fn service_compaction_keeps_a_tombstone_that_shadows_an_older_cell_in_the_memtab
     insert(&b.svc, "c", "old", Some(5), Bytes::new());
     let r = a.svc.handle(Request::Delete {
         delete: RowDelete {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             timestamp_micros: Some(10),

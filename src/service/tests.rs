@@ -59,6 +59,7 @@ impl Fixture {
     fn put_with(&self, table: &str, key: &str, col: &str, value: &str, ctx: Bytes) -> Response {
         self.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: table.into(),
                 key: Bytes::copy_from_slice(key.as_bytes()),
                 ttl_secs: None,
@@ -168,6 +169,7 @@ fn service_causal_delete_hides_cell() {
     let ctx = f.cell("t", "k", "c").unwrap().context;
     let r = f.svc.handle(Request::Delete {
         delete: RowDelete {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             timestamp_micros: None,
@@ -196,6 +198,7 @@ fn service_row_delete_removes_every_cell() {
         f.clock.advance_secs(1);
         let r = f.svc.handle(Request::Delete {
             delete: RowDelete {
+                write_id: None,
                 table: "t".into(),
                 key: Bytes::from_static(b"k"),
                 timestamp_micros: None,
@@ -215,6 +218,7 @@ fn service_ttl_expires_cells() {
     f.create("t", ConflictMode::Causal);
     let r = f.svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             ttl_secs: Some(10),
@@ -241,6 +245,7 @@ fn service_lww_highest_timestamp_wins() {
     let put_at = |v: &str, ts: i64| {
         f.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: Bytes::from_static(b"k"),
                 ttl_secs: None,
@@ -412,6 +417,7 @@ fn service_batch_applies_each_mutation_and_reports_failure() {
     f.create("t", ConflictMode::Causal);
     let ins = |table: &str, key: &'static [u8]| {
         Mutation::Insert(RowInsert {
+            write_id: None,
             table: table.into(),
             key: Bytes::from_static(key),
             ttl_secs: None,
@@ -443,6 +449,7 @@ fn service_duplicate_column_in_insert_is_invalid() {
     };
     let r = f.svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             ttl_secs: None,
@@ -456,6 +463,7 @@ fn service_duplicate_column_in_insert_is_invalid() {
 
 fn row_insert(table: &str, key: &'static [u8], value: &'static [u8]) -> RowInsert {
     RowInsert {
+        write_id: None,
         table: table.into(),
         key: Bytes::from_static(key),
         ttl_secs: None,
@@ -539,6 +547,7 @@ fn write_rows(svc: &Service, n: u32) {
     for i in 0..n {
         let r = svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: Bytes::from(format!("k{i}")),
                 ttl_secs: None,
@@ -639,6 +648,7 @@ fn service_wide_row_delete_is_written_in_bounded_batches() {
             .collect();
         let r = f.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: key.clone(),
                 ttl_secs: None,
@@ -651,6 +661,7 @@ fn service_wide_row_delete_is_written_in_bounded_batches() {
     }
     let r = f.svc.handle(Request::Delete {
         delete: RowDelete {
+            write_id: None,
             table: "t".into(),
             key: key.clone(),
             timestamp_micros: None,
@@ -682,6 +693,7 @@ fn service_row_deletes_run_off_the_async_workers() {
     let f = fixture();
     let delete = |target| Request::Delete {
         delete: RowDelete {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             timestamp_micros: None,
@@ -722,6 +734,7 @@ fn service_major_compaction_keeps_tombstones_only_of_replicated_tables() {
             f.put(name, "k", "c", "v");
             let r = f.svc.handle(Request::Delete {
                 delete: RowDelete {
+                    write_id: None,
                     table: name.into(),
                     key: Bytes::from_static(b"k"),
                     timestamp_micros: None,

@@ -121,14 +121,16 @@ impl Service {
             value: Some(&c.value),
             context: &c.context,
         });
-        self.plan(
+        let mut plan = self.plan(
             &insert.table,
             schema,
             &insert.key,
             insert.timestamp_micros,
             ttl,
             cells,
-        )
+        )?;
+        plan.row.write_id = insert.write_id.map(|w| w.0);
+        Ok(plan)
     }
 
     /// DELETE of columns or of a whole row.
@@ -210,14 +212,16 @@ impl Service {
             value: None,
             context: &c.context,
         });
-        self.plan(
+        let mut plan = self.plan(
             &delete.table,
             schema,
             &delete.key,
             delete.timestamp_micros,
             None,
             cells,
-        )
+        )?;
+        plan.row.write_id = delete.write_id.map(|w| w.0);
+        Ok(plan)
     }
 
     /// BATCH: each mutation applied on its own; the first failure is returned after all
@@ -280,6 +284,7 @@ impl Service {
             cells,
             timestamp_micros: timestamp_micros.unwrap_or_else(|| self.clock.now_micros()),
             expires_at_secs,
+            write_id: None,
             row_delete: None,
         };
         Ok(RowPlan { schema, row })
@@ -373,6 +378,7 @@ mod race_tests {
         };
         ddl(&svc, create(ConflictMode::Causal));
         let insert = RowInsert {
+            write_id: None,
             table: "t".into(),
             key: Bytes::from_static(b"k"),
             ttl_secs: None,

@@ -8,7 +8,7 @@ use super::actor::Actor;
 use super::dvv::{Dvv, DvvEntry, Sibling};
 use super::format::{
     ACTOR_LEN, CAUSAL_CELL_V1, MAX_ACTORS, MAX_CELL_COUNTER, MAX_CELL_SIBLINGS,
-    SIBLING_FLAGS_KNOWN, SIBLING_HAS_EXPIRY, SIBLING_HAS_VALUE,
+    SIBLING_FLAGS_KNOWN, SIBLING_HAS_EXPIRY, SIBLING_HAS_VALUE, SIBLING_HAS_WRITE_ID,
 };
 use super::VersioningError;
 
@@ -49,10 +49,16 @@ fn encode_sibling(buf: &mut Vec<u8>, s: &Sibling) {
     if s.expires_at_secs.is_some() {
         flags |= SIBLING_HAS_EXPIRY;
     }
+    if s.write_id.is_some() {
+        flags |= SIBLING_HAS_WRITE_ID;
+    }
     buf.push(flags);
     buf.extend_from_slice(&s.timestamp_micros.to_le_bytes());
     if let Some(t) = s.expires_at_secs {
         put_varint(buf, t);
+    }
+    if let Some(id) = s.write_id {
+        buf.extend_from_slice(&id.to_le_bytes());
     }
     if let Some(v) = &s.value {
         put_varint(buf, v.len() as u64);
@@ -136,6 +142,13 @@ fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
     } else {
         None
     };
+    let write_id = if flags & SIBLING_HAS_WRITE_ID != 0 {
+        let low = r.u64_le().ok_or(corrupt("truncated write id"))?;
+        let high = r.u64_le().ok_or(corrupt("truncated write id"))?;
+        Some((u128::from(high) << 64) | u128::from(low))
+    } else {
+        None
+    };
     let value = if flags & SIBLING_HAS_VALUE != 0 {
         Some(
             r.varint_prefixed()
@@ -149,6 +162,7 @@ fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
         value,
         timestamp_micros: ts as i64,
         expires_at_secs,
+        write_id,
     })
 }
 

@@ -39,6 +39,10 @@ pub struct Sibling {
     pub timestamp_micros: i64,
     /// The second (since the Unix epoch) from which the value is expired, if it has a TTL.
     pub expires_at_secs: Option<u64>,
+    /// The client's id of the write that made this version (`None`: none was given).
+    /// Versions with one id are one write and its retries: a coordinator holding one
+    /// does not mint another, and reads show one of them.
+    pub write_id: Option<u128>,
 }
 
 impl Sibling {
@@ -48,6 +52,7 @@ impl Sibling {
             value: Some(value),
             timestamp_micros,
             expires_at_secs: None,
+            write_id: None,
         }
     }
 
@@ -57,12 +62,19 @@ impl Sibling {
             value: None,
             timestamp_micros,
             expires_at_secs: None,
+            write_id: None,
         }
     }
 
     /// The same sibling with an expiry.
     pub fn with_expiry(mut self, expires_at_secs: u64) -> Self {
         self.expires_at_secs = Some(expires_at_secs);
+        self
+    }
+
+    /// The same sibling made by the write `write_id`.
+    pub fn with_write_id(mut self, write_id: Option<u128>) -> Self {
+        self.write_id = write_id;
         self
     }
 
@@ -150,6 +162,33 @@ impl Dvv {
             });
         }
         Ok(Dvv { entries: out })
+    }
+
+    /// The versions a reader is shown: every sibling in dot order, except that of
+    /// several with one write id (a write and its retries, minted by different
+    /// coordinators) only the first is shown. The context still covers them all, so a
+    /// write with it supersedes every copy.
+    pub fn shown_values(&self) -> Vec<&Sibling> {
+        let mut seen: Vec<u128> = Vec::new();
+        self.values()
+            .into_iter()
+            .filter(|s| match s.write_id {
+                None => true,
+                Some(id) if seen.contains(&id) => false,
+                Some(id) => {
+                    seen.push(id);
+                    true
+                }
+            })
+            .collect()
+    }
+
+    /// Whether a version made by the write `write_id` is here.
+    pub fn holds_write(&self, write_id: u128) -> bool {
+        self.entries
+            .iter()
+            .flat_map(|e| e.dots.iter())
+            .any(|(_, s)| s.write_id == Some(write_id))
     }
 
     /// The causal context: actor -> highest counter seen.

@@ -15,9 +15,12 @@
 //! causal_cell := CAUSAL_CELL_V1:u8 entry_count:varint entry{entry_count}
 //! entry       := actor counter:varint dot_count:varint dot{dot_count}
 //! dot         := age:varint sibling              ; dot counter = counter - age
-//! sibling     := flags:u8 timestamp:i64le [expires_at:varint] [value_len:varint value]
+//! sibling     := flags:u8 timestamp:i64le [expires_at:varint] [write_id:u128le]
+//!                [value_len:varint value]
 //! flags       := bit0 SIBLING_HAS_VALUE (absent = causal tombstone)
-//!                bit1 SIBLING_HAS_EXPIRY; other bits must be zero
+//!                bit1 SIBLING_HAS_EXPIRY
+//!                bit2 SIBLING_HAS_WRITE_ID (the client's write id, 16 bytes);
+//!                other bits must be zero
 //! ```
 //! Rules a decoder enforces: entries strictly ascending by actor; `1 <= counter <=
 //! MAX_CELL_COUNTER`; dots strictly ascending (ages strictly descending), every dot in
@@ -87,8 +90,10 @@ pub const LWW_CELL_V1: u8 = 0xD1;
 pub const SIBLING_HAS_VALUE: u8 = 0x01;
 /// Sibling flag: an expiry (seconds since the Unix epoch) follows the timestamp.
 pub const SIBLING_HAS_EXPIRY: u8 = 0x02;
+/// Sibling flag: the client's write id follows the expiry (16 bytes, little-endian).
+pub const SIBLING_HAS_WRITE_ID: u8 = 0x04;
 /// All sibling flags a decoder accepts.
-pub const SIBLING_FLAGS_KNOWN: u8 = SIBLING_HAS_VALUE | SIBLING_HAS_EXPIRY;
+pub const SIBLING_FLAGS_KNOWN: u8 = SIBLING_HAS_VALUE | SIBLING_HAS_EXPIRY | SIBLING_HAS_WRITE_ID;
 
 /// LWW flag: the cell is a tombstone.
 pub const LWW_TOMBSTONE: u8 = 0x01;

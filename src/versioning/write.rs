@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_SIBLINGS: usize = 100;
 ///   sibling of whatever is there).
 /// - `new`: the value, or a causal tombstone for a delete.
 /// - `actor`: this node's current actor.
+/// - `new.write_id`: a write id the stored cell already holds makes the write a retry:
+///   the stored cell is returned as it is (no new version).
 /// - `max_siblings`: the table's limit; a write that would leave more siblings than that is
 ///   rejected with [`VersioningError::TooManySiblings`] and counted
 ///   ([`super::sibling_limit_rejections`]). Resolving siblings (writing with a context that
@@ -64,6 +66,13 @@ pub fn prepare_causal_write_above(
         Some(bytes) => decode_causal_cell(bytes)?.without_expired(now_secs),
         None => Default::default(),
     };
+    // A retry of a write this replica already holds (same write id) is that write:
+    // the stored cell is the answer, shipped again to replicas that may lack it.
+    if let (Some(id), Some(bytes)) = (new.write_id, existing) {
+        if stored.holds_write(id) {
+            return Ok(bytes.to_vec());
+        }
+    }
     let empty = VersionVector::new();
     let ctx = context.map_or(&empty, Context::vv);
     let updated = stored.update_above(ctx, new, actor, floor);
@@ -128,6 +137,45 @@ mod tests {
 
     fn val(s: &str) -> Sibling {
         Sibling::value(s.as_bytes().to_vec(), 1)
+    }
+
+    #[test]
+    fn causal_retry_with_the_same_write_id_mints_nothing_and_copies_read_as_one() {
+        const B: Actor = Actor::new(2, 1);
+        let w = |s: &str| val(s).with_write_id(Some(42));
+        let first = prepare_causal_write(None, None, w("a"), A, 10, 0).unwrap();
+        // The same coordinator again: the cell is returned as it is.
+        let again = prepare_causal_write(Some(&first), None, w("a"), A, 10, 0).unwrap();
+        assert_eq!(again, first);
+        // A write without an id, or with another, is a new version.
+        let other = prepare_causal_write(Some(&first), None, val("a"), A, 10, 0).unwrap();
+        assert_eq!(decode_causal_cell(&other).unwrap().sibling_count(), 2);
+        // Another coordinator that had not seen it mints its own copy; once the copies
+        // meet, both dots stay (the join is untouched) and a reader is shown one.
+        let elsewhere = prepare_causal_write(None, None, w("a"), B, 10, 0).unwrap();
+        let met = decode_causal_cell(&first)
+            .unwrap()
+            .sync(&decode_causal_cell(&elsewhere).unwrap());
+        assert_eq!(met.sibling_count(), 2);
+        assert_eq!(met.shown_values().len(), 1);
+        assert!(met.holds_write(42) && !met.holds_write(43));
+        // The codec keeps the id.
+        let round = decode_causal_cell(&encode_causal_cell(&met)).unwrap();
+        assert_eq!(round, met);
+        // A write with the context of that read supersedes both copies.
+        let ctx = Context::of(&met);
+        let resolved = prepare_causal_write(
+            Some(&encode_causal_cell(&met)),
+            Some(&ctx),
+            val("b"),
+            A,
+            10,
+            0,
+        )
+        .unwrap();
+        let resolved = decode_causal_cell(&resolved).unwrap();
+        assert_eq!(resolved.sibling_count(), 1);
+        assert_eq!(resolved.values()[0].value.as_deref(), Some(&b"b"[..]));
     }
 
     #[test]

@@ -290,6 +290,7 @@ pub fn insert_request(
 ) -> Request {
     Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: table.into(),
             key: Bytes::copy_from_slice(key),
             ttl_secs,

@@ -15,6 +15,7 @@ fn contract_slice_limit_0_returns_the_default_page_of_1000_cells() {
         .collect();
     assert_written(&f.svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: "t".into(),
             key: b("k"),
             ttl_secs: None,
@@ -77,6 +78,7 @@ fn contract_value_over_1_mib_is_invalid_and_1_mib_is_accepted() {
     let put = |len: usize| {
         f.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: "t".into(),
                 key: b("k"),
                 ttl_secs: None,

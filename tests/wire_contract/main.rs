@@ -104,6 +104,7 @@ impl Fixture {
     ) -> Response {
         self.svc.handle(Request::Insert {
             insert: RowInsert {
+                write_id: None,
                 table: table.into(),
                 key: b("k"),
                 ttl_secs,
@@ -141,6 +142,7 @@ impl Fixture {
     fn delete(&self, table: &str, target: DeleteTarget, timestamp_micros: Option<i64>) {
         let r = self.svc.handle(Request::Delete {
             delete: RowDelete {
+                write_id: None,
                 table: table.into(),
                 key: b("k"),
                 timestamp_micros,

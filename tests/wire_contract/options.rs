@@ -28,6 +28,7 @@ fn contract_table_created_with_the_client_defaults_describes_them_unchanged() {
 fn write_at(f: &Fixture, table: &str, level: Consistency) -> Response {
     f.svc.handle(Request::Insert {
         insert: RowInsert {
+            write_id: None,
             table: table.into(),
             key: b("k"),
             ttl_secs: None,

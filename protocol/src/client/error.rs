@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use crate::error::{ErrorCode, ProtocolError, ServerError};
-use crate::message::opcode::Opcode;
 
 /// A failed client call.
 #[derive(Debug, thiserror::Error)]
@@ -73,18 +72,22 @@ impl ClientError {
     }
 
     /// Whether the client may send the same request to another node after this failure:
-    /// the request never left (connect failure, closed before sending), it is idempotent
-    /// and only the transport failed, or the server answered a retry-safe code
-    /// ([`ErrorCode::retry_safe`]: `UNAVAILABLE` and `OVERLOADED` changed nothing,
-    /// `READ_TIMEOUT` only for reads). `WRITE_TIMEOUT` and `SERVER` never: the write may
-    /// have been applied.
-    pub(crate) fn may_retry_elsewhere(&self, opcode: Opcode) -> bool {
+    /// the request never left (connect failure, closed before sending), or it is
+    /// `resendable` ([`Request::is_resendable`]: a read, or writes that all carry write
+    /// ids) and only the transport failed or the answer was `READ_TIMEOUT` or
+    /// `WRITE_TIMEOUT`, or the server answered a code that changed nothing
+    /// ([`ErrorCode::retry_safe`]: `UNAVAILABLE`, `OVERLOADED`). `SERVER` never. A write
+    /// without a write id is never resent once sent: it may have been applied, and a
+    /// second application of a causal write would be a second sibling.
+    ///
+    /// [`Request::is_resendable`]: crate::Request::is_resendable
+    pub(crate) fn may_retry_elsewhere(&self, resendable: bool) -> bool {
         match self {
             ClientError::Connect { .. } => true,
-            ClientError::ConnectionClosed { sent, .. } => !sent || opcode.is_idempotent(),
-            ClientError::Timeout { .. } => opcode.is_idempotent(),
+            ClientError::ConnectionClosed { sent, .. } => !sent || resendable,
+            ClientError::Timeout { .. } => resendable,
             ClientError::Server(e) => match e.kind.error_code() {
-                Some(ErrorCode::ReadTimeout) => opcode.is_idempotent(),
+                Some(ErrorCode::ReadTimeout | ErrorCode::WriteTimeout) => resendable,
                 Some(code) => code.retry_safe(),
                 None => false,
             },
@@ -117,34 +120,38 @@ mod tests {
             required: 2,
             alive: 1,
         });
-        assert!(unavailable.may_retry_elsewhere(Opcode::Insert));
-        assert!(unavailable.may_retry_elsewhere(Opcode::Get));
-        assert!(server(ErrorKind::Overloaded).may_retry_elsewhere(Opcode::Insert));
+        assert!(unavailable.may_retry_elsewhere(false));
+        assert!(unavailable.may_retry_elsewhere(true));
+        assert!(server(ErrorKind::Overloaded).may_retry_elsewhere(false));
         let read_timeout = server(ErrorKind::ReadTimeout {
             acks: 0,
             required: 1,
         });
-        assert!(read_timeout.may_retry_elsewhere(Opcode::Get));
-        assert!(!read_timeout.may_retry_elsewhere(Opcode::Insert));
+        assert!(read_timeout.may_retry_elsewhere(true));
+        assert!(!read_timeout.may_retry_elsewhere(false));
         let write_timeout = server(ErrorKind::WriteTimeout {
             acks: 0,
             required: 1,
         });
-        assert!(!write_timeout.may_retry_elsewhere(Opcode::Insert));
-        assert!(!server(ErrorKind::Server).may_retry_elsewhere(Opcode::Insert));
-        assert!(!server(ErrorKind::Invalid).may_retry_elsewhere(Opcode::Get));
+        assert!(!write_timeout.may_retry_elsewhere(false));
+        assert!(
+            write_timeout.may_retry_elsewhere(true),
+            "a write with a write id may be resent"
+        );
+        assert!(!server(ErrorKind::Server).may_retry_elsewhere(false));
+        assert!(!server(ErrorKind::Invalid).may_retry_elsewhere(true));
         let closed = |sent| ClientError::ConnectionClosed {
             addr: "a".into(),
             reason: "r".into(),
             sent,
         };
-        assert!(closed(false).may_retry_elsewhere(Opcode::Insert));
-        assert!(!closed(true).may_retry_elsewhere(Opcode::Insert));
-        assert!(closed(true).may_retry_elsewhere(Opcode::Get));
+        assert!(closed(false).may_retry_elsewhere(false));
+        assert!(!closed(true).may_retry_elsewhere(false));
+        assert!(closed(true).may_retry_elsewhere(true));
         let timeout = ClientError::Timeout {
             after: Duration::from_secs(1),
         };
-        assert!(!timeout.may_retry_elsewhere(Opcode::Batch));
-        assert!(timeout.may_retry_elsewhere(Opcode::Get));
+        assert!(!timeout.may_retry_elsewhere(false));
+        assert!(timeout.may_retry_elsewhere(true));
     }
 }

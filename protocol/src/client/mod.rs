@@ -16,7 +16,9 @@
 //!     last.
 //!
 //!   After a failure the client moves on to the next node only when that is safe (see
-//!   [`ClientError`]'s retry rule), reconnecting lazily.
+//!   [`ClientError`]'s retry rule), reconnecting lazily. Every write the builders make
+//!   carries a write id ([`Client::next_write_id`]), which makes it safe to resend after
+//!   a timeout or a lost connection (spec section 5.2).
 //! - [`connection`]: one connection, many requests in flight matched by stream id.
 //! - [`Table`] ([`table`]): `client.table("users").get(key).await`, `.put(key, cols)`,
 //!   with contexts carried from reads into writes by [`Row`].
@@ -134,6 +136,36 @@ struct Topo {
     fetched_at: Option<Instant>,
 }
 
+/// Unique write ids: 64 random bits drawn once per client (std's randomly keyed hasher)
+/// above a 64-bit counter.
+#[derive(Debug)]
+struct WriteIds {
+    base: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl WriteIds {
+    fn new() -> WriteIds {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        WriteIds {
+            base: h.finish(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> crate::WriteId {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        crate::WriteId((u128::from(self.base) << 64) | u128::from(n))
+    }
+}
+
 #[derive(Debug)]
 struct ClientInner {
     /// Pools of the nodes given to `connect`, in that order.
@@ -141,6 +173,8 @@ struct ClientInner {
     topo: Mutex<Topo>,
     options: ClientOptions,
     next: AtomicUsize,
+    /// Where this client's write ids come from.
+    write_ids: WriteIds,
     /// Wakes the topology task early (after a connection failure).
     refresh: Arc<Notify>,
     /// The topology task, aborted when the client goes.
@@ -208,6 +242,7 @@ impl Client {
                 topo: Mutex::new(Topo::default()),
                 options,
                 next: AtomicUsize::new(0),
+                write_ids: WriteIds::new(),
                 refresh: Arc::new(Notify::new()),
                 poller: Mutex::new(None),
             }),
@@ -441,13 +476,19 @@ impl Client {
             if note_failures && self.inner.options.token_aware && err.suggests_topology_change() {
                 self.inner.refresh.notify_one();
             }
-            if !err.may_retry_elsewhere(request.opcode()) {
+            if !err.may_retry_elsewhere(request.is_resendable()) {
                 return Err(err);
             }
             tracing::debug!(node = %node.addr(), error = %err, "trying another node");
             last = err;
         }
         Err(last)
+    }
+
+    /// A new write id, unique to this write (the write builders take one each; a
+    /// request built by hand may carry one to become safe to retry).
+    pub fn next_write_id(&self) -> crate::WriteId {
+        self.inner.write_ids.next()
     }
 
     /// Checks that a node answers.

@@ -136,6 +136,7 @@ impl Table {
             contexts: Contexts::default(),
             ttl_secs: None,
             timestamp_micros: None,
+            write_id: self.client.next_write_id(),
             call: CallOptions::default(),
         }
     }
@@ -157,6 +158,7 @@ impl Table {
             columns: Some(columns.into_iter().map(Into::into).collect()),
             contexts: Contexts::default(),
             timestamp_micros: None,
+            write_id: self.client.next_write_id(),
             call: CallOptions::default(),
         }
     }
@@ -169,6 +171,7 @@ impl Table {
             columns: None,
             contexts: Contexts::default(),
             timestamp_micros: None,
+            write_id: self.client.next_write_id(),
             call: CallOptions::default(),
         }
     }

@@ -13,7 +13,7 @@ use crate::client::error::ClientError;
 use crate::client::row::Row;
 use crate::client::table::{BoxFuture, CallOptions, Table};
 use crate::client::{unexpected, Client};
-use crate::message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert};
+use crate::message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert, WriteId};
 use crate::message::response::Response;
 use crate::message::types::{CellContext, ColumnWrite, Consistency, ResponseMeta};
 
@@ -57,6 +57,7 @@ pub struct PutRequest {
     pub(crate) contexts: Contexts,
     pub(crate) ttl_secs: Option<u32>,
     pub(crate) timestamp_micros: Option<i64>,
+    pub(crate) write_id: WriteId,
     pub(crate) call: CallOptions,
 }
 
@@ -111,6 +112,7 @@ impl PutRequest {
 
     fn row_insert(&self) -> RowInsert {
         RowInsert {
+            write_id: Some(self.write_id),
             table: self.table.name.clone(),
             key: self.key.clone(),
             ttl_secs: self.ttl_secs,
@@ -158,6 +160,7 @@ pub struct DeleteRequest {
     pub(crate) columns: Option<Vec<Bytes>>,
     pub(crate) contexts: Contexts,
     pub(crate) timestamp_micros: Option<i64>,
+    pub(crate) write_id: WriteId,
     pub(crate) call: CallOptions,
 }
 
@@ -207,6 +210,7 @@ impl DeleteRequest {
             },
         };
         RowDelete {
+            write_id: Some(self.write_id),
             table: self.table.name.clone(),
             key: self.key.clone(),
             timestamp_micros: self.timestamp_micros,

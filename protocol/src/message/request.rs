@@ -25,8 +25,34 @@ pub struct RowInsert {
     pub ttl_secs: Option<u32>,
     /// Client-supplied write time (lww tables); `None` = the coordinator's clock.
     pub timestamp_micros: Option<i64>,
+    /// The write's id, chosen by the client: a retry carrying the same id is the same
+    /// write (section 5.2); `None` = a write that cannot be told from another.
+    pub write_id: Option<WriteId>,
     /// The columns, each with the context it supersedes.
     pub columns: Vec<ColumnWrite>,
+}
+
+/// A client-chosen identifier of one write (an INSERT or DELETE, or one mutation of a
+/// BATCH): the versions a write and its retries create are recognised as one by it.
+/// Wire: 16 bytes, big-endian. Unique per write; the native client draws 64 random bits
+/// per client and counts the other 64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WriteId(pub u128);
+
+fn encode_write_id(w: &mut WireWriter, id: Option<&WriteId>) -> Result<(), ProtocolError> {
+    w.option(id, |w, v| {
+        w.u64((v.0 >> 64) as u64);
+        w.u64(v.0 as u64);
+        Ok(())
+    })
+}
+
+fn decode_write_id(r: &mut WireReader) -> Result<Option<WriteId>, ProtocolError> {
+    r.option("write id", |r| {
+        let high = r.u64("write id")?;
+        let low = r.u64("write id")?;
+        Ok(WriteId((u128::from(high) << 64) | u128::from(low)))
+    })
 }
 
 impl RowInsert {
@@ -41,6 +67,7 @@ impl RowInsert {
             w.i64(*v);
             Ok(())
         })?;
+        encode_write_id(w, self.write_id.as_ref())?;
         w.list("columns", &self.columns, |w, c| c.encode(w))
     }
 
@@ -50,6 +77,7 @@ impl RowInsert {
             key: r.bytes("key")?,
             ttl_secs: r.option("ttl", |r| r.u32("ttl"))?,
             timestamp_micros: r.option("timestamp", |r| r.i64("timestamp"))?,
+            write_id: decode_write_id(r)?,
             columns: r.list("columns", ColumnWrite::MIN_LEN, ColumnWrite::decode)?,
         })
     }
@@ -70,7 +98,7 @@ pub enum DeleteTarget {
 }
 
 /// A delete of columns or of a row. Wire: `string` table, `bytes` key, `option<i64>`
-/// timestamp_micros, delete target.
+/// timestamp_micros, `option<write id>`, delete target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RowDelete {
     /// Table name.
@@ -79,6 +107,8 @@ pub struct RowDelete {
     pub key: Bytes,
     /// Client-supplied delete time (lww tables); `None` = the coordinator's clock.
     pub timestamp_micros: Option<i64>,
+    /// The delete's id, chosen by the client (see [`RowInsert::write_id`]).
+    pub write_id: Option<WriteId>,
     /// What to delete.
     pub target: DeleteTarget,
 }
@@ -91,6 +121,7 @@ impl RowDelete {
             w.i64(*v);
             Ok(())
         })?;
+        encode_write_id(w, self.write_id.as_ref())?;
         let (tag, cells) = match &self.target {
             DeleteTarget::Columns(cells) => (0, cells),
             DeleteTarget::Row { contexts } => (1, contexts),
@@ -103,6 +134,7 @@ impl RowDelete {
         let table = r.string("table")?;
         let key = r.bytes("key")?;
         let timestamp_micros = r.option("timestamp", |r| r.i64("timestamp"))?;
+        let write_id = decode_write_id(r)?;
         let tag = r.u8("delete target")?;
         let cells =
             |r: &mut WireReader| r.list("delete cells", CellContext::MIN_LEN, CellContext::decode);
@@ -122,6 +154,7 @@ impl RowDelete {
             table,
             key,
             timestamp_micros,
+            write_id,
             target,
         })
     }
@@ -266,6 +299,25 @@ fn decode_consistency(r: &mut WireReader) -> Result<Option<Consistency>, Protoco
 }
 
 impl Request {
+    /// The opcode of this request.
+    /// True when sending this request twice does what sending it once does: an
+    /// idempotent opcode (reads, [`Opcode::is_idempotent`]), or an INSERT, DELETE or
+    /// BATCH whose every write carries a write id (section 5.2 of the spec).
+    pub fn is_resendable(&self) -> bool {
+        match self {
+            Request::Insert { insert, .. } => insert.write_id.is_some(),
+            Request::Delete { delete, .. } => delete.write_id.is_some(),
+            Request::Batch { mutations, .. } => {
+                !mutations.is_empty()
+                    && mutations.iter().all(|m| match m {
+                        Mutation::Insert(i) => i.write_id.is_some(),
+                        Mutation::Delete(d) => d.write_id.is_some(),
+                    })
+            }
+            other => other.opcode().is_idempotent(),
+        }
+    }
+
     /// The opcode of this request.
     pub fn opcode(&self) -> Opcode {
         match self {

@@ -19,6 +19,7 @@ fn b(s: &'static str) -> Bytes {
 
 pub fn insert() -> RowInsert {
     RowInsert {
+        write_id: None,
         table: "users".into(),
         key: b("alice"),
         ttl_secs: None,
@@ -90,6 +91,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             "insert-ctx-ttl",
             Request::Insert {
                 insert: RowInsert {
+                    write_id: None,
                     table: "users".into(),
                     key: b("bob"),
                     ttl_secs: Some(60),
@@ -146,6 +148,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             "delete-column",
             Request::Delete {
                 delete: RowDelete {
+                    write_id: None,
                     table: "users".into(),
                     key: b("alice"),
                     timestamp_micros: None,
@@ -161,6 +164,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             "delete-row",
             Request::Delete {
                 delete: RowDelete {
+                    write_id: None,
                     table: "users".into(),
                     key: b("alice"),
                     timestamp_micros: Some(5),
@@ -175,6 +179,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 mutations: vec![
                     Mutation::Insert(insert()),
                     Mutation::Delete(RowDelete {
+                        write_id: None,
                         table: "users".into(),
                         key: b("carol"),
                         timestamp_micros: None,

@@ -110,6 +110,7 @@ pub fn row_insert() -> impl Strategy<Value = RowInsert> {
     )
         .prop_map(
             |(table, key, ttl_secs, timestamp_micros, columns)| RowInsert {
+                write_id: None,
                 table,
                 key,
                 ttl_secs,
@@ -126,6 +127,7 @@ pub fn row_delete() -> impl Strategy<Value = RowDelete> {
     ];
     (name(), bytes(16), any::<Option<i64>>(), target).prop_map(
         |(table, key, timestamp_micros, target)| RowDelete {
+            write_id: None,
             table,
             key,
             timestamp_micros,

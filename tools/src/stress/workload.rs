@@ -125,6 +125,7 @@ impl Workload {
         let request = match kind {
             OpKind::Put => Request::Insert {
                 insert: RowInsert {
+                    write_id: None,
                     table: self.spec.table.clone(),
                     key,
                     ttl_secs: None,
