@@ -1146,3 +1146,80 @@ async fn coordinator_sim_a_write_retried_through_another_coordinator_after_a_cra
     }
     sim.shutdown().await;
 }
+
+/// A delete without a context through a replica that missed the write: the coordinator
+/// reads what the other replicas hold first, so the delete removes the value everywhere
+/// instead of only what its own (empty) replica held.
+#[tokio::test(start_paused = true)]
+async fn coordinator_sim_a_blind_delete_through_a_replica_that_missed_the_write_deletes_it() {
+    let seed = seed();
+    // Hints wait an hour: the returning replica stays without the write.
+    let slow = Delivery {
+        interval: Duration::from_secs(3600),
+    };
+    let mut sim = Sim::start(5, seed, quiet(), slow).await;
+    let key = b"session-9".as_slice();
+    let homes = sim.homes(key);
+    sim.crash(homes[2]).await;
+    sim.settle().await;
+    for column in ["token", "user"] {
+        written(
+            sim.node(homes[0])
+                .coordinator
+                .answer(insert(key, column, "x", Bytes::new(), Consistency::QUORUM))
+                .await,
+        );
+    }
+    sim.restart(homes[2]).await;
+    sim.settle().await;
+    assert!(
+        sim.stored(homes[2], key).is_empty(),
+        "the replica missed the writes"
+    );
+
+    let blind = |target| Request::Delete {
+        delete: sibyl_protocol::RowDelete {
+            table: TABLE.into(),
+            key: Bytes::copy_from_slice(key),
+            timestamp_micros: None,
+            write_id: None,
+            target,
+        },
+        consistency: Some(Consistency::QUORUM),
+    };
+    let c = sim.node(homes[2]).coordinator.clone();
+    written(
+        c.answer(blind(sibyl_protocol::DeleteTarget::Columns(vec![
+            sibyl_protocol::CellContext {
+                name: Bytes::from_static(b"token"),
+                context: Bytes::new(),
+            },
+        ])))
+        .await,
+    );
+    let (cells, _) = row(c.answer(get(key, Some(Consistency::ALL))).await);
+    assert_eq!(
+        columns(&cells),
+        BTreeSet::from(["user".to_string()]),
+        "token deleted"
+    );
+    // A row delete without contexts, through the same replica, covers the rest.
+    written(
+        c.answer(blind(sibyl_protocol::DeleteTarget::Row {
+            contexts: vec![],
+        }))
+        .await,
+    );
+    for (i, _) in sim.running() {
+        let (cells, _) = row(sim
+            .node(i)
+            .coordinator
+            .answer(get(key, Some(Consistency::ALL)))
+            .await);
+        assert!(
+            columns(&cells).is_empty(),
+            "the row is gone through node {i}: {cells:?}"
+        );
+    }
+    sim.shutdown().await;
+}

@@ -20,11 +20,13 @@
 //! A BATCH is each mutation coordinated on its own, concurrently; the answer is the first
 //! error in mutation order, or success with every replica that acknowledged.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use sibyl_protocol::{
-    Consistency, ErrorKind, Mutation, Opcode, QuorumMode, Request, Response, ResponseMeta,
-    ServerError,
+    CellContext, ConflictMode, Consistency, ConsistencyLevel, DeleteTarget, ErrorKind, Mutation,
+    Opcode, QuorumMode, ReadRepair, Request, Response, ResponseMeta, Selector, ServerError,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -196,6 +198,13 @@ impl Coordinator {
         if able < required {
             return Err(unavailable(c, required, able, &schema.name));
         }
+        let mutation = if blind_causal_delete(&schema, &mutation) {
+            let level = required.min(placement.alive_home() as u32).max(1);
+            self.with_read_contexts(mutation, level, c, placement)
+                .await?
+        } else {
+            mutation
+        };
         tracing::trace!(?placement, required, "coordinating a write");
         let cells = self
             .local(move |svc| svc.mint_mutation(&mutation))
@@ -278,6 +287,81 @@ impl Coordinator {
             read_repair: false,
             stand_ins,
         })
+    }
+
+    /// A causal delete that names cells without their contexts (or a row delete) would
+    /// supersede only what this replica holds, and this replica may have missed the
+    /// write. So the coordinator reads the cells first from `level` home replicas and
+    /// deletes what they hold (Riak's read before delete): every empty context becomes
+    /// the cell's reconciled context, and a row delete adds the contexts of every cell
+    /// read. A failed read fails the delete, with nothing written.
+    async fn with_read_contexts(
+        self: &Arc<Self>,
+        mutation: Mutation,
+        level: u32,
+        c: Consistency,
+        placement: &KeyPlacement,
+    ) -> Result<Mutation, ServerError> {
+        let Mutation::Delete(mut delete) = mutation else {
+            return Ok(mutation);
+        };
+        let selector = match &delete.target {
+            DeleteTarget::Columns(cells) => Selector::Columns(
+                cells
+                    .iter()
+                    .filter(|c| c.context.is_empty())
+                    .map(|c| c.name.clone())
+                    .collect(),
+            ),
+            DeleteTarget::Row { .. } => Selector::All,
+        };
+        let read_level = Consistency {
+            level: ConsistencyLevel::Explicit(u16::try_from(level).unwrap_or(u16::MAX)),
+            mode: c.mode,
+            read_repair: ReadRepair::Background,
+        };
+        let key = delete.key.clone();
+        let read = match self
+            .read(
+                &delete.table,
+                &key,
+                &selector,
+                Some(read_level),
+                placement.clone(),
+            )
+            .await
+        {
+            Ok(r) => r,
+            // A row too large to read whole: its delete covers what this replica holds
+            // and the contexts the client sent, as on one node.
+            Err(e) if matches!(e.kind, ErrorKind::Invalid) && selector == Selector::All => {
+                tracing::debug!(error = %e, "row delete without the read before it");
+                return Ok(Mutation::Delete(delete));
+            }
+            Err(e) => return Err(e),
+        };
+        let Response::Row { cells, .. } = read else {
+            return Err(server_error("the read before a delete answered no row"));
+        };
+        let read: HashMap<Bytes, Bytes> = cells.into_iter().map(|c| (c.name, c.context)).collect();
+        match &mut delete.target {
+            DeleteTarget::Columns(named) => {
+                for n in named.iter_mut().filter(|n| n.context.is_empty()) {
+                    if let Some(ctx) = read.get(&n.name) {
+                        n.context = ctx.clone();
+                    }
+                }
+            }
+            DeleteTarget::Row { contexts } => {
+                for (name, context) in read {
+                    if !contexts.iter().any(|c| c.name == name) {
+                        contexts.push(CellContext { name, context });
+                    }
+                }
+                contexts.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+        }
+        Ok(Mutation::Delete(delete))
     }
 
     /// Ships minted cells to a home replica; a hint here when it does not apply them.
@@ -431,6 +515,21 @@ impl Coordinator {
 }
 
 /// The mutation of an INSERT or DELETE request.
+/// Whether `mutation` is a delete of a causal table with a cell named without its
+/// context, or a whole-row delete (whose contexts name only the cells the client saw).
+fn blind_causal_delete(schema: &crate::service::schema::TableSchema, mutation: &Mutation) -> bool {
+    if schema.options.conflict_mode != ConflictMode::Causal {
+        return false;
+    }
+    match mutation {
+        Mutation::Delete(d) => match &d.target {
+            DeleteTarget::Columns(cells) => cells.iter().any(|c| c.context.is_empty()),
+            DeleteTarget::Row { .. } => true,
+        },
+        Mutation::Insert(_) => false,
+    }
+}
+
 fn into_mutation(request: Request) -> Option<(Mutation, Option<Consistency>)> {
     match request {
         Request::Insert {

@@ -33,9 +33,10 @@ enum DriverArg {
 #[derive(Debug, Parser)]
 #[command(name = "sibyl-stress", version)]
 struct Args {
-    /// Node address (host:port).
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    host: String,
+    /// Node addresses (host:port), comma-separated or repeated; the connections are
+    /// spread over them in turn.
+    #[arg(long, default_value = "127.0.0.1:7400", value_delimiter = ',')]
+    host: Vec<String>,
     /// Operation.
     #[arg(long, value_enum, default_value = "put")]
     op: Op,
@@ -109,7 +110,7 @@ fn real_main() -> Result<()> {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
     let config = StressConfig {
-        host: args.host.clone(),
+        hosts: args.host.clone(),
         spec: WorkloadSpec {
             table: args.table.clone(),
             mix: match args.op {
@@ -144,7 +145,7 @@ fn real_main() -> Result<()> {
     let banner = format!(
         "sibyl-stress: host={} table={} op={:?} connections={} pipeline={} requests={} \
          value-size={} keyspace={} driver={} seed={seed}",
-        config.host,
+        config.hosts.join(","),
         config.spec.table,
         args.op,
         config.connections,

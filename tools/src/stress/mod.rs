@@ -55,8 +55,8 @@ impl Driver {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// `host:port` of the node.
-    pub host: String,
+    /// `host:port` of each node to load; connection `i` goes to `hosts[i % len]`.
+    pub hosts: Vec<String>,
     /// What to send.
     pub spec: WorkloadSpec,
     /// Connections.
@@ -216,7 +216,7 @@ pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
         pool_size: 1,
         ..ClientOptions::default()
     };
-    let client = Client::connect_with(&[config.host.as_str()], options)
+    let client = Client::connect_with(&config.hosts, options)
         .await
         .map_err(setup)?;
     let table_options = TableOptions {
@@ -240,17 +240,27 @@ pub async fn run(
     mut on_failure: impl FnMut(usize, &str),
 ) -> Result<StressReport, StressError> {
     config.validate()?;
-    let addr: SocketAddr = tokio::net::lookup_host(config.host.as_str())
-        .await
-        .map_err(|e| StressError::Resolve {
-            host: config.host.clone(),
-            reason: e.to_string(),
-        })?
-        .next()
-        .ok_or_else(|| StressError::Resolve {
-            host: config.host.clone(),
-            reason: "no addresses".into(),
-        })?;
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(config.hosts.len());
+    for host in &config.hosts {
+        let addr = tokio::net::lookup_host(host.as_str())
+            .await
+            .map_err(|e| StressError::Resolve {
+                host: host.clone(),
+                reason: e.to_string(),
+            })?
+            .next()
+            .ok_or_else(|| StressError::Resolve {
+                host: host.clone(),
+                reason: "no addresses".into(),
+            })?;
+        addrs.push(addr);
+    }
+    if addrs.is_empty() {
+        return Err(StressError::Resolve {
+            host: String::new(),
+            reason: "no host given".into(),
+        });
+    }
     prepare_table(config).await?;
     let barrier = Arc::new(Barrier::new(config.connections + 1));
     let mut handles = Vec::with_capacity(config.connections);
@@ -266,6 +276,7 @@ pub async fn run(
             timeout: config.timeout,
         };
         let b = Arc::clone(&barrier);
+        let addr = addrs[i % addrs.len()];
         handles.push(match config.driver {
             Driver::Raw => tokio::spawn(raw::run_connection(addr, plan, b)),
             Driver::Client => tokio::spawn(pooled::run_connection(addr, plan, b)),
@@ -293,7 +304,7 @@ pub async fn run(
     };
     Ok(StressReport {
         info: RunInfo {
-            host: config.host.clone(),
+            host: config.hosts.join(","),
             table: config.spec.table.clone(),
             mode: mode.to_owned(),
             connections: config.connections,
