@@ -61,6 +61,9 @@ pub const PEERS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long start-up waits for gossip to publish a restarted node as `normal` before
 /// serving clients (a few driver ticks; it only bounds a race, it is not a timeout).
 const READY_WAIT: Duration = Duration::from_secs(2);
+/// How long a restarted node then waits for gossip to hear from the peers it remembers
+/// before serving clients (Cassandra also lets gossip settle before serving).
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the node could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -568,10 +571,27 @@ async fn wait_until_normal(link: &ClusterHandle) {
                 .is_some_and(|n| n.status == Some(NodeStatus::Normal))
         });
         if normal {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+    }
+    // Then until gossip has heard from the peers the saved ring remembers (they start
+    // as down): a node that served at once would refuse writes or hint them needlessly
+    // for their first second. Bounded: peers that are really down do not hold it up.
+    let deadline = Instant::now() + SETTLE_WAIT;
+    while Instant::now() < deadline {
+        let settled = link.view().is_some_and(|v| {
+            v.nodes
+                .values()
+                .filter(|n| n.status.is_some_and(|s| s.owns_tokens()))
+                .all(|n| n.alive)
+        });
+        if settled {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
     }
+    tracing::info!("serving before every peer of the saved ring was heard from (some are down)");
 }
 
 /// Announces the node's load every [`LOAD_INTERVAL`] until shutdown.

@@ -262,8 +262,12 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<ReplicaResponse, CallError> {
         let response = if target.local {
-            self.local(move |svc| crate::replica::peer::answer(svc, request))
-                .await?
+            if crate::replica::ReplicaHost::may_block(&*self.service, &request) {
+                self.local(move |svc| crate::replica::peer::answer(svc, request))
+                    .await?
+            } else {
+                crate::replica::peer::answer(&*self.service, request)
+            }
         } else {
             let addr = target.addr.ok_or(CallError::NoAddress(target.id))?;
             let started = Instant::now();

@@ -206,10 +206,14 @@ impl Coordinator {
             mutation
         };
         tracing::trace!(?placement, required, "coordinating a write");
-        let cells = self
-            .local(move |svc| svc.mint_mutation(&mutation))
-            .await
-            .map_err(|e| server_error(e.to_string()))??;
+        let cells = if self.service.writes_block() || mutation_blocks(&mutation) {
+            self.local(move |svc| svc.mint_mutation(&mutation))
+                .await
+                .map_err(|e| server_error(e.to_string()))??
+        } else {
+            // Memory work with periodic sync, as a single node's INSERT is.
+            self.service.mint_mutation(&mutation)?
+        };
         let cells = Arc::new(cells);
         let apply = ReplicaRequest::Apply {
             cells: cells.to_vec(),
@@ -515,6 +519,18 @@ impl Coordinator {
 }
 
 /// The mutation of an INSERT or DELETE request.
+/// Whether minting `mutation` scans (a row delete reads its whole row) or writes many
+/// cells, so it runs on the blocking pool whatever the sync mode.
+fn mutation_blocks(mutation: &Mutation) -> bool {
+    match mutation {
+        Mutation::Insert(i) => i.columns.len() > 16,
+        Mutation::Delete(d) => match &d.target {
+            DeleteTarget::Row { .. } => true,
+            DeleteTarget::Columns(c) => c.len() > 16,
+        },
+    }
+}
+
 /// Whether `mutation` is a delete of a causal table with a cell named without its
 /// context, or a whole-row delete (whose contexts name only the cells the client saw).
 fn blind_causal_delete(schema: &crate::service::schema::TableSchema, mutation: &Mutation) -> bool {

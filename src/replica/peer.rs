@@ -28,6 +28,14 @@ pub trait ReplicaHost: Send + Sync + 'static {
     fn replica(&self) -> &Replica;
     /// The conflict mode of `table`, `None` when the table is unknown here.
     fn conflict_mode(&self, table: &str) -> Option<ConflictMode>;
+    /// Whether answering `request` may wait for disk (an fsync before acknowledging, a
+    /// large scan), so that a live node runs it on the blocking pool; requests that are
+    /// memory work (a merge into the memtable with periodic sync, a point read) run on
+    /// the calling task, as the client path does on one node. Default: every request.
+    fn may_block(&self, request: &ReplicaRequest) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 /// What answers forwarded client requests: the node's coordinator.
@@ -107,7 +115,11 @@ impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
             };
         }
         let host = self.host.clone();
-        match self.execution {
+        let execution = match self.execution {
+            ReplicaExecution::Blocking if !host.may_block(&request) => ReplicaExecution::Inline,
+            e => e,
+        };
+        match execution {
             ReplicaExecution::Inline => {
                 let answer = answer(&*host, request).encode();
                 Box::pin(async move { Ok(answer) })

@@ -791,6 +791,27 @@ impl crate::replica::ReplicaHost for Service {
             .get(table)
             .map(|s| s.options.conflict_mode)
     }
+
+    /// Applies block when the commit log syncs before acknowledging, or when they are
+    /// many cells; reads run inline as a single node's GET does (a row read is bounded
+    /// by the page limits), unless they name many keys.
+    fn may_block(&self, request: &crate::replica::ReplicaRequest) -> bool {
+        use crate::replica::ReplicaRequest as R;
+        match request {
+            R::Apply { cells } => self.batch_sync || cells.len() > INLINE_BATCH_MAX,
+            R::Read { keys, .. } | R::Digest { keys, .. } => keys.len() > INLINE_BATCH_MAX,
+            R::ReadRow(_) | R::DigestRow(_) => false,
+            R::Coordinate { .. } => true,
+        }
+    }
+}
+
+impl Service {
+    /// Whether minting a write here may wait for disk (the commit log syncs before
+    /// acknowledging): the coordinator then mints on the blocking pool.
+    pub fn writes_block(&self) -> bool {
+        self.batch_sync
+    }
 }
 
 #[cfg(test)]
