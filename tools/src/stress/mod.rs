@@ -216,7 +216,7 @@ pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
         pool_size: 1,
         ..ClientOptions::default()
     };
-    let client = Client::connect_with(&config.hosts, options)
+    let client = Client::connect_with(&config.hosts, options.clone())
         .await
         .map_err(setup)?;
     let table_options = TableOptions {
@@ -227,11 +227,33 @@ pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
         .create_table_if_not_exists(&config.spec.table, table_options)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(ClientError::Server(e)) if matches!(e.kind, ErrorKind::TableExists { .. }) => Ok(()),
-        Err(e) => Err(setup(e)),
+        Ok(_) => {}
+        Err(ClientError::Server(e)) if matches!(e.kind, ErrorKind::TableExists { .. }) => {}
+        Err(e) => return Err(setup(e)),
     }
+    // The schema spreads by gossip: wait (bounded) until every host given knows the
+    // table, so the load does not start with UNKNOWN_TABLE answers.
+    let deadline = tokio::time::Instant::now() + SCHEMA_WAIT;
+    for host in &config.hosts {
+        let one = ClientOptions {
+            token_aware: false,
+            ..options.clone()
+        };
+        let Ok(c) = Client::connect_with(&[host.as_str()], one).await else {
+            continue;
+        };
+        while tokio::time::Instant::now() < deadline {
+            match c.list_tables().await {
+                Ok(t) if t.iter().any(|n| *n == config.spec.table) => break,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await, // polling interval
+            }
+        }
+    }
+    Ok(())
 }
+
+/// How long [`prepare_table`] waits for every host to know the table.
+const SCHEMA_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the load of `config` and returns the merged report. `on_failure` hears about each
 /// connection that ended early (its requests are counted as errors either way).
