@@ -400,16 +400,31 @@ impl Sim {
         }
     }
 
+    /// Stops every node and waits until each has closed its engine and hint store
+    /// (nothing keeps a stopped node alive: no reference cycle through the network).
     async fn shutdown(mut self) {
+        let mut closing = Vec::new();
         for i in 0..self.slots.len() {
             if let Some(mut r) = self.slots[i].running.take() {
                 let _ = r.stop.send(true);
                 r.runtime.shutdown().await;
                 r.delivery.join().await;
                 r.saver.await.unwrap();
+                closing.push((Arc::downgrade(&r.service), Arc::downgrade(&r.hints)));
             }
+            closing.extend(self.slots[i].closing.take());
         }
         self.world.shutdown().await;
+        wait_for(
+            "every stopped node to close its files",
+            Instant::now(),
+            || {
+                closing
+                    .iter()
+                    .all(|(s, h)| s.strong_count() == 0 && h.strong_count() == 0)
+            },
+        )
+        .await;
     }
 }
 
@@ -548,6 +563,7 @@ async fn coordinator_sim_a_down_replica_is_stood_in_for_and_gets_its_hint_on_ret
             .await,
     );
 
+    drop(coordinator);
     let start = Instant::now();
     sim.restart(down).await;
     sim.settle().await;
@@ -657,6 +673,7 @@ async fn coordinator_sim_concurrent_writers_make_siblings_everywhere_and_a_merge
     );
     written(ra);
     written(rb);
+    drop((a, b));
     let both = vec!["ada".to_string(), "grace".to_string()];
     for h in &homes {
         assert_eq!(
@@ -1066,6 +1083,7 @@ async fn coordinator_sim_a_write_retried_through_another_coordinator_after_a_cra
     let c = sim.node(second).coordinator.clone();
     written(c.answer(attempt_with_id.clone()).await);
     written(c.answer(write(&control)).await);
+    drop(c);
 
     sim.restart(first).await;
     sim.settle().await;
@@ -1221,5 +1239,6 @@ async fn coordinator_sim_a_blind_delete_through_a_replica_that_missed_the_write_
             "the row is gone through node {i}: {cells:?}"
         );
     }
+    drop(c);
     sim.shutdown().await;
 }

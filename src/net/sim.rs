@@ -439,11 +439,16 @@ impl SimNetwork {
         lock(&self.shared).disconnects.clone()
     }
 
-    /// Stops the router and every handler task.
+    /// Stops the router and every handler task, and drops every node's handlers (the
+    /// network can then be freed with the nodes; later calls find no node).
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
+        // Drop every node's handlers: they hold the nodes' services, whose clocks hold
+        // this network, so keeping them would keep every node alive.
+        let nodes = std::mem::take(&mut lock(&self.shared).nodes);
+        drop(nodes);
     }
 }
 

@@ -58,7 +58,9 @@ pub enum ReplicaExecution {
 pub struct ReplicaHandler<H> {
     host: Arc<H>,
     execution: ReplicaExecution,
-    forward: OnceLock<Arc<dyn ForwardTarget>>,
+    /// Weak: the coordinator holds the network, which holds this handler; a strong
+    /// reference would keep the whole node (its engine too) alive after it stopped.
+    forward: OnceLock<std::sync::Weak<dyn ForwardTarget>>,
 }
 
 impl<H> std::fmt::Debug for ReplicaHandler<H> {
@@ -80,8 +82,9 @@ impl<H: ReplicaHost> ReplicaHandler<H> {
     }
 
     /// Sets what coordinates forwarded client requests (once; later calls are ignored).
+    /// The handler keeps a weak reference: the node owns its coordinator.
     pub fn set_forward_target(&self, target: Arc<dyn ForwardTarget>) {
-        let _ = self.forward.set(target);
+        let _ = self.forward.set(Arc::downgrade(&target));
     }
 
     /// The family this handler serves.
@@ -102,7 +105,7 @@ impl<H: ReplicaHost> PeerHandler for ReplicaHandler<H> {
             }
         };
         if let ReplicaRequest::Coordinate { opcode, body } = request {
-            return match self.forward.get() {
+            return match self.forward.get().and_then(std::sync::Weak::upgrade) {
                 Some(target) => {
                     let answer = target.clone().coordinate(opcode, body);
                     Box::pin(async move { Ok(answer.await.encode()) })
