@@ -244,7 +244,7 @@ pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
         };
         while tokio::time::Instant::now() < deadline {
             match c.list_tables().await {
-                Ok(t) if t.iter().any(|n| *n == config.spec.table) => break,
+                Ok(t) if t.contains(&config.spec.table) => break,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await, // polling interval
             }
         }
