@@ -25,8 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sibyl::cluster::simulation::sim_addr;
 use sibyl::cluster::{
-    ClusterHandle, ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, SchemaSource,
-    TokenPlan,
+    ClusterHandle, ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, TokenPlan,
 };
 use sibyl::coordinator::{Coordinator, CoordinatorOptions};
 use sibyl::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
@@ -65,24 +64,10 @@ fn seed() -> u64 {
     s
 }
 
-/// The service as gossip's schema source, called on the gossip task itself: the
-/// simulation has one thread, and a blocking-pool hop would race the paused clock.
-struct InlineSchema(Arc<Service>);
-
-impl SchemaSource for InlineSchema {
-    fn schema_version(&self) -> u64 {
-        self.0.schema_version()
-    }
-    fn export(&self) -> Vec<u8> {
-        self.0.export()
-    }
-    fn import(&self, schema: &[u8]) -> Result<u64, String> {
-        self.0.import(schema)
-    }
-    fn may_block(&self) -> bool {
-        false
-    }
-}
+#[path = "common/inline_schema.rs"]
+mod inline_schema;
+use inline_schema::InlineSchema;
+use sibyl::cluster::SchemaSource;
 
 /// What a running node has open.
 struct Running {

@@ -239,6 +239,21 @@ impl Coordinator {
         self.blocking(move || f(&service)).await
     }
 
+    /// Runs `f` on the local service: on this task when it cannot wait for disk
+    /// (`blocks` false: memory work, as a single node's requests run), per the execution
+    /// mode otherwise.
+    pub(crate) async fn local_unless_inline<T, F>(&self, blocks: bool, f: F) -> Result<T, CallError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Service) -> T + Send + 'static,
+    {
+        if blocks {
+            self.local(f).await
+        } else {
+            Ok(f(&self.service))
+        }
+    }
+
     /// Runs `f`, which may wait for disk, per the execution mode.
     pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, CallError>
     where
@@ -262,12 +277,11 @@ impl Coordinator {
         deadline: Instant,
     ) -> Result<ReplicaResponse, CallError> {
         let response = if target.local {
-            if crate::replica::ReplicaHost::may_block(&*self.service, &request) {
-                self.local(move |svc| crate::replica::peer::answer(svc, request))
-                    .await?
-            } else {
-                crate::replica::peer::answer(&*self.service, request)
-            }
+            let blocks = crate::replica::ReplicaHost::may_block(&*self.service, &request);
+            self.local_unless_inline(blocks, move |svc| {
+                crate::replica::peer::answer(svc, request)
+            })
+            .await?
         } else {
             let addr = target.addr.ok_or(CallError::NoAddress(target.id))?;
             let started = Instant::now();

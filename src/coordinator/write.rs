@@ -37,6 +37,7 @@ use crate::hints::{HintsRequest, HintsResponse};
 use crate::net::{Family, NetError};
 use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
 use crate::ring::NodeId;
+use crate::service::INLINE_BATCH_MAX;
 
 /// What one replica did with a write.
 #[derive(Debug, Clone, Copy)]
@@ -206,14 +207,11 @@ impl Coordinator {
             mutation
         };
         tracing::trace!(?placement, required, "coordinating a write");
-        let cells = if self.service.writes_block() || mutation_blocks(&mutation) {
-            self.local(move |svc| svc.mint_mutation(&mutation))
-                .await
-                .map_err(|e| server_error(e.to_string()))??
-        } else {
-            // Memory work with periodic sync, as a single node's INSERT is.
-            self.service.mint_mutation(&mutation)?
-        };
+        let blocks = self.service.writes_block() || mutation_blocks(&mutation);
+        let cells = self
+            .local_unless_inline(blocks, move |svc| svc.mint_mutation(&mutation))
+            .await
+            .map_err(|e| server_error(e.to_string()))??;
         let cells = Arc::new(cells);
         let apply = ReplicaRequest::Apply {
             cells: cells.to_vec(),
@@ -523,10 +521,10 @@ impl Coordinator {
 /// cells, so it runs on the blocking pool whatever the sync mode.
 fn mutation_blocks(mutation: &Mutation) -> bool {
     match mutation {
-        Mutation::Insert(i) => i.columns.len() > 16,
+        Mutation::Insert(i) => i.columns.len() > INLINE_BATCH_MAX,
         Mutation::Delete(d) => match &d.target {
             DeleteTarget::Row { .. } => true,
-            DeleteTarget::Columns(c) => c.len() > 16,
+            DeleteTarget::Columns(c) => c.len() > INLINE_BATCH_MAX,
         },
     }
 }

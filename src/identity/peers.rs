@@ -40,6 +40,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::ring_state::{arr, partitioner_code, partitioner_of, put_token, token_of, token_width};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::replica::ReplicaExecution;
 use crate::ring::{NodeId, NodeLocation, Partitioner, Token};
@@ -191,10 +192,7 @@ impl SavedPeers {
                 .collect();
             b.extend_from_slice(&(tokens.len() as u16).to_be_bytes());
             for t in tokens {
-                match *t {
-                    Token::Murmur3(v) => b.extend_from_slice(&v.to_be_bytes()),
-                    Token::Md5(v) => b.extend_from_slice(&v.to_be_bytes()),
-                }
+                put_token(&mut b, t);
             }
         }
         let crc = crc32fast::hash(&b);
@@ -218,11 +216,7 @@ impl SavedPeers {
         if r.u8()? != VERSION {
             return Err("unknown version");
         }
-        let partitioner = match r.u8()? {
-            0 => Partitioner::Murmur3,
-            1 => Partitioner::Md5,
-            _ => return Err("unknown partitioner"),
-        };
+        let partitioner = partitioner_of(r.u8()?)?;
         let count = r.u16()?;
         let mut peers = Vec::with_capacity(usize::from(count).min(1024));
         for _ in 0..count {
@@ -243,14 +237,7 @@ impl SavedPeers {
             let n = r.u16()?;
             let mut tokens = Vec::with_capacity(usize::from(n));
             for _ in 0..n {
-                let token = match partitioner {
-                    Partitioner::Murmur3 => Token::Murmur3(i64::from_be_bytes(arr(r.take(8)?)?)),
-                    Partitioner::Md5 => Token::Md5(u128::from_be_bytes(arr(r.take(16)?)?)),
-                };
-                if !partitioner.owns_token(&token) {
-                    return Err("token out of the partitioner's range");
-                }
-                tokens.push(token);
+                tokens.push(token_of(partitioner, r.take(token_width(partitioner))?)?);
             }
             peers.push(SavedPeer {
                 id,
@@ -342,17 +329,6 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
     }
     b.extend_from_slice(&(end as u16).to_be_bytes());
     b.extend_from_slice(&s.as_bytes()[..end]);
-}
-
-fn partitioner_code(p: Partitioner) -> u8 {
-    match p {
-        Partitioner::Murmur3 => 0,
-        Partitioner::Md5 => 1,
-    }
-}
-
-fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], &'static str> {
-    <[u8; N]>::try_from(b).map_err(|_| "truncated")
 }
 
 #[cfg(test)]

@@ -122,10 +122,7 @@ impl RingState {
         b.extend_from_slice(&self.generation.to_be_bytes());
         b.extend_from_slice(&(tokens.len() as u16).to_be_bytes());
         for t in tokens {
-            match *t {
-                Token::Murmur3(v) => b.extend_from_slice(&v.to_be_bytes()),
-                Token::Md5(v) => b.extend_from_slice(&v.to_be_bytes()),
-            }
+            put_token(&mut b, t);
         }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_be_bytes());
@@ -148,32 +145,18 @@ impl RingState {
         if head.get(4) != Some(&VERSION) {
             return Err("unknown version");
         }
-        let partitioner = match head.get(5) {
-            Some(0) => Partitioner::Murmur3,
-            Some(1) => Partitioner::Md5,
-            _ => return Err("unknown partitioner"),
-        };
+        let partitioner = partitioner_of(*head.get(5).ok_or("too short")?)?;
         let generation = u64::from_be_bytes(arr(head.get(6..14).ok_or("too short")?)?);
         let count = usize::from(u16::from_be_bytes(arr(head
             .get(14..16)
             .ok_or("too short")?)?));
-        let width = match partitioner {
-            Partitioner::Murmur3 => 8,
-            Partitioner::Md5 => 16,
-        };
+        let width = token_width(partitioner);
         if rest.len() != count * width {
             return Err("token count does not match the length");
         }
         let mut tokens = Vec::with_capacity(count);
         for chunk in rest.chunks_exact(width) {
-            let token = match partitioner {
-                Partitioner::Murmur3 => Token::Murmur3(i64::from_be_bytes(arr(chunk)?)),
-                Partitioner::Md5 => Token::Md5(u128::from_be_bytes(arr(chunk)?)),
-            };
-            if !partitioner.owns_token(&token) {
-                return Err("token out of the partitioner's range");
-            }
-            tokens.push(token);
+            tokens.push(token_of(partitioner, chunk)?);
         }
         Ok(RingState {
             partitioner,
@@ -183,14 +166,52 @@ impl RingState {
     }
 }
 
-fn partitioner_code(p: Partitioner) -> u8 {
+// The token and partitioner codecs of the identity files (`ring-state`, `peers`).
+
+pub(super) fn partitioner_code(p: Partitioner) -> u8 {
     match p {
         Partitioner::Murmur3 => 0,
         Partitioner::Md5 => 1,
     }
 }
 
-fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], &'static str> {
+pub(super) fn partitioner_of(code: u8) -> Result<Partitioner, &'static str> {
+    match code {
+        0 => Ok(Partitioner::Murmur3),
+        1 => Ok(Partitioner::Md5),
+        _ => Err("unknown partitioner"),
+    }
+}
+
+/// Bytes of one token of `p`.
+pub(super) fn token_width(p: Partitioner) -> usize {
+    match p {
+        Partitioner::Murmur3 => 8,
+        Partitioner::Md5 => 16,
+    }
+}
+
+/// Appends `t`, big-endian, in its partitioner's width.
+pub(super) fn put_token(b: &mut Vec<u8>, t: &Token) {
+    match *t {
+        Token::Murmur3(v) => b.extend_from_slice(&v.to_be_bytes()),
+        Token::Md5(v) => b.extend_from_slice(&v.to_be_bytes()),
+    }
+}
+
+/// The token of `p` in `bytes` (exactly [`token_width`] long), checked in range.
+pub(super) fn token_of(p: Partitioner, bytes: &[u8]) -> Result<Token, &'static str> {
+    let token = match p {
+        Partitioner::Murmur3 => Token::Murmur3(i64::from_be_bytes(arr(bytes)?)),
+        Partitioner::Md5 => Token::Md5(u128::from_be_bytes(arr(bytes)?)),
+    };
+    if !p.owns_token(&token) {
+        return Err("token out of the partitioner's range");
+    }
+    Ok(token)
+}
+
+pub(super) fn arr<const N: usize>(b: &[u8]) -> Result<[u8; N], &'static str> {
     <[u8; N]>::try_from(b).map_err(|_| "truncated")
 }
 

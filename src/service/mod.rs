@@ -69,7 +69,7 @@ use schema_sync::{next_stamp, SchemaSyncError, Stamps};
 /// values; this bound keeps one request's memory predictable.
 pub const DEFAULT_MAX_VALUE_LEN: usize = 1024 * 1024;
 /// Largest BATCH run inline on an async worker (a few microseconds per mutation).
-const INLINE_BATCH_MAX: usize = 16;
+pub(crate) const INLINE_BATCH_MAX: usize = 16;
 /// Replicas alive in a single-node deployment (the coordinator itself).
 const SINGLE_NODE_ALIVE: u32 = 1;
 
