@@ -116,8 +116,13 @@ impl ClientRing {
 
     /// The member owning `token`: the owner of the first ring token `>= token`, wrapping.
     pub fn owner_of(&self, token: i128) -> Option<&RingMember> {
-        let (_, member) = self.tokens.get(self.start_index(token))?;
-        self.members.get(*member)
+        self.members.get(self.owner_index(token)?)
+    }
+
+    /// The index (into [`ClientRing::members`]) of the member owning `token`; `None` for
+    /// an empty ring.
+    pub fn owner_index(&self, token: i128) -> Option<usize> {
+        self.tokens.get(self.start_index(token)).map(|(_, m)| *m)
     }
 
     /// Indices of the distinct members met walking clockwise from `token`; the first is

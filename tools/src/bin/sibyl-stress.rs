@@ -1,6 +1,6 @@
 //! `sibyl-stress`: a load generator (like cassandra-stress / redis-benchmark).
 //!
-//! `sibyl-stress --host 127.0.0.1:7400 --op put --connections 50 --requests 100000
+//! `sibyl-stress --host 127.0.0.1:7400[,HOST...] [--routing token|round-robin] --op put --connections 50 --requests 100000
 //! --value-size 100 --keyspace 1000000 --pipeline 1 [--json]` creates its table if missing,
 //! runs the load and prints throughput and latency percentiles (HDR histogram, µs
 //! resolution) and errors by type; with `--json`, one JSON object per line per op. The
@@ -12,13 +12,21 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use sibyl_tools::consistency::parse_consistency;
 use sibyl_tools::stress::workload::{OpMix, WorkloadSpec};
-use sibyl_tools::stress::{run, Driver, StressConfig};
+use sibyl_tools::stress::{run, Driver, Routing, StressConfig};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Op {
     Put,
     Get,
     Mixed,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoutingArg {
+    /// By the ring: each request reaches a replica of its key.
+    Token,
+    /// Over the hosts given, in turn.
+    RoundRobin,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -33,10 +41,15 @@ enum DriverArg {
 #[derive(Debug, Parser)]
 #[command(name = "sibyl-stress", version)]
 struct Args {
-    /// Node addresses (host:port), comma-separated or repeated; the connections are
-    /// spread over them in turn.
+    /// Node addresses (host:port), comma-separated or repeated: where the ring is
+    /// fetched from (token routing) or the nodes loaded in turn (round-robin).
     #[arg(long, default_value = "127.0.0.1:7400", value_delimiter = ',')]
     host: Vec<String>,
+    /// How connections are spread: `token` sends each connection to one ring member with
+    /// keys that member owns (a token-aware client's routing); `round-robin` spreads
+    /// connections over --host in turn with any key.
+    #[arg(long, value_enum, default_value = "token")]
+    routing: RoutingArg,
     /// Operation.
     #[arg(long, value_enum, default_value = "put")]
     op: Op,
@@ -111,6 +124,10 @@ fn real_main() -> Result<()> {
     }
     let config = StressConfig {
         hosts: args.host.clone(),
+        routing: match args.routing {
+            RoutingArg::Token => Routing::Token,
+            RoutingArg::RoundRobin => Routing::RoundRobin,
+        },
         spec: WorkloadSpec {
             table: args.table.clone(),
             mix: match args.op {
@@ -144,7 +161,7 @@ fn real_main() -> Result<()> {
     // In --json mode stdout carries only JSON lines; the banner goes to stderr.
     let banner = format!(
         "sibyl-stress: host={} table={} op={:?} connections={} pipeline={} requests={} \
-         value-size={} keyspace={} driver={} seed={seed}",
+         value-size={} keyspace={} driver={} routing={} seed={seed}",
         config.hosts.join(","),
         config.spec.table,
         args.op,
@@ -153,7 +170,8 @@ fn real_main() -> Result<()> {
         config.requests,
         config.spec.value_size,
         config.spec.keyspace,
-        config.driver.name()
+        config.driver.name(),
+        config.routing.name()
     )
     .to_lowercase();
     if args.json {

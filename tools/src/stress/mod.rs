@@ -7,8 +7,13 @@
 //! - [`pooled`]: the same load through the client library's `Connection` (for comparison).
 //! - [`report`]: per-op counters and HDR histograms; text and JSON-lines output.
 //!
-//! A run ([`run`]): create the table if missing (rf from the config, "exists" ignored);
-//! open every connection and complete its handshake; release them together through a
+//! A run ([`run`]): create the table if missing (rf from the config, "exists" ignored)
+//! and fetch the ring through the client library; with [`Routing::Token`] (the default)
+//! connection `i` goes to ring member `i % members` and draws only keys that member owns
+//! ([`workload::KeyRoute`]), so each request lands on a replica of its key; with
+//! [`Routing::RoundRobin`] (or when no ring is known) connection `i` goes to
+//! `hosts[i % hosts]` and draws any key. Then open every connection and complete its
+//! handshake; release them together through a
 //! barrier and start the clock; join them; merge their stats. `requests` are spread over
 //! the connections as evenly as possible; connection `i` draws from the seed
 //! `stream_seed(seed, i)`, so a run is replayable from its printed seed.
@@ -25,13 +30,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sibyl_protocol::client::ClientRing;
 use sibyl_protocol::{
     Client, ClientError, ClientOptions, ErrorKind, ProtocolError, Response, TableOptions,
 };
 use tokio::sync::Barrier;
 
 use report::{OpStats, RunInfo, RunStats, StressReport};
-use workload::{stream_seed, OpKind, OpMix, WorkloadSpec};
+use workload::{stream_seed, KeyRoute, OpKind, OpMix, WorkloadSpec};
 
 /// Which code drives the connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +58,32 @@ impl Driver {
     }
 }
 
+/// How connections are spread over nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Over the ring's members; each connection draws the keys its member owns.
+    Token,
+    /// Over the hosts given, in turn; any key on any connection.
+    RoundRobin,
+}
+
+impl Routing {
+    /// `token` or `round-robin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Token => "token",
+            Routing::RoundRobin => "round-robin",
+        }
+    }
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct StressConfig {
-    /// `host:port` of each node to load; connection `i` goes to `hosts[i % len]`.
+    /// `host:port` of the nodes to start from (the ring is fetched from them).
     pub hosts: Vec<String>,
+    /// How connections are spread over nodes.
+    pub routing: Routing,
     /// What to send.
     pub spec: WorkloadSpec,
     /// Connections.
@@ -88,6 +115,8 @@ pub struct ConnPlan {
     pub seed: u64,
     /// Longest wait for a response.
     pub timeout: Duration,
+    /// The keys this connection draws (`None`: any key).
+    pub route: Option<KeyRoute>,
 }
 
 /// A run that could not start.
@@ -204,8 +233,9 @@ impl StressConfig {
     }
 }
 
-/// Creates the table of `config` unless it exists.
-pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
+/// Creates the table of `config` unless it exists, waits (bounded) until every host knows
+/// it, and returns the ring the client library fetched, if it got one.
+pub async fn prepare_table(config: &StressConfig) -> Result<Option<Arc<ClientRing>>, StressError> {
     let setup = |source| StressError::Setup {
         table: config.spec.table.clone(),
         source,
@@ -249,7 +279,22 @@ pub async fn prepare_table(config: &StressConfig) -> Result<(), StressError> {
             }
         }
     }
-    Ok(())
+    Ok(client.ring().filter(|r| !r.is_empty()))
+}
+
+/// The first address `host` resolves to.
+async fn resolve(host: &str) -> Result<SocketAddr, StressError> {
+    tokio::net::lookup_host(host)
+        .await
+        .map_err(|e| StressError::Resolve {
+            host: host.to_owned(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| StressError::Resolve {
+            host: host.to_owned(),
+            reason: "no addresses".into(),
+        })
 }
 
 /// How long [`prepare_table`] waits for every host to know the table.
@@ -264,18 +309,7 @@ pub async fn run(
     config.validate()?;
     let mut addrs: Vec<SocketAddr> = Vec::with_capacity(config.hosts.len());
     for host in &config.hosts {
-        let addr = tokio::net::lookup_host(host.as_str())
-            .await
-            .map_err(|e| StressError::Resolve {
-                host: host.clone(),
-                reason: e.to_string(),
-            })?
-            .next()
-            .ok_or_else(|| StressError::Resolve {
-                host: host.clone(),
-                reason: "no addresses".into(),
-            })?;
-        addrs.push(addr);
+        addrs.push(resolve(host).await?);
     }
     if addrs.is_empty() {
         return Err(StressError::Resolve {
@@ -283,7 +317,25 @@ pub async fn run(
             reason: "no host given".into(),
         });
     }
-    prepare_table(config).await?;
+    let ring = prepare_table(config).await?;
+    // Token routing: one address per ring member (resolved now, so a bad address fails
+    // the run before it starts rather than one connection).
+    let mut targets: Vec<(SocketAddr, Option<KeyRoute>)> =
+        addrs.iter().map(|a| (*a, None)).collect();
+    if let (Routing::Token, Some(ring)) = (config.routing, ring) {
+        let mut routed = Vec::with_capacity(ring.members().len());
+        for (member, m) in ring.members().iter().enumerate() {
+            let addr = resolve(&m.address).await?;
+            let route = KeyRoute {
+                ring: Arc::clone(&ring),
+                member,
+            };
+            routed.push((addr, Some(route)));
+        }
+        if !routed.is_empty() {
+            targets = routed;
+        }
+    }
     let barrier = Arc::new(Barrier::new(config.connections + 1));
     let mut handles = Vec::with_capacity(config.connections);
     for (i, requests) in split_requests(config.requests, config.connections)
@@ -296,9 +348,11 @@ pub async fn run(
             pipeline: config.pipeline,
             seed: stream_seed(config.seed, i as u64),
             timeout: config.timeout,
+            route: None,
         };
         let b = Arc::clone(&barrier);
-        let addr = addrs[i % addrs.len()];
+        let (addr, route) = targets[i % targets.len()].clone();
+        let plan = ConnPlan { route, ..plan };
         handles.push(match config.driver {
             Driver::Raw => tokio::spawn(raw::run_connection(addr, plan, b)),
             Driver::Client => tokio::spawn(pooled::run_connection(addr, plan, b)),
@@ -336,6 +390,12 @@ pub async fn run(
             keyspace: config.spec.keyspace,
             seed: config.seed,
             driver: config.driver.name().to_owned(),
+            routing: if targets.iter().any(|(_, r)| r.is_some()) {
+                Routing::Token.name()
+            } else {
+                Routing::RoundRobin.name()
+            }
+            .to_owned(),
         },
         elapsed,
         stats,

@@ -40,7 +40,7 @@ pub async fn run_connection(
         Ok(c) => Arc::new(c),
         Err(e) => {
             let mut stats = RunStats::default();
-            let mut w = Workload::new(plan.spec.clone(), plan.seed);
+            let mut w = Workload::routed(plan.spec.clone(), plan.seed, plan.route.clone());
             abort_rest(&mut w, &mut stats, plan.requests, "connect");
             return (stats, Some(format!("connect: {e}")));
         }
@@ -51,10 +51,11 @@ pub async fn run_connection(
         let conn = Arc::clone(&conn);
         let budget = Arc::clone(&budget);
         let spec = plan.spec.clone();
+        let route = plan.route.clone();
         let seed = stream_seed(plan.seed, t as u64);
         let timeout = plan.timeout;
         tasks.spawn(async move {
-            let mut w = Workload::new(spec, seed);
+            let mut w = Workload::routed(spec, seed, route);
             let mut stats = RunStats::default();
             let mut last_error = None;
             while budget

@@ -50,7 +50,7 @@ pub async fn run_connection(
     start: Arc<Barrier>,
 ) -> (RunStats, Option<String>) {
     let mut stats = RunStats::default();
-    let mut workload = Workload::new(plan.spec.clone(), plan.seed);
+    let mut workload = Workload::routed(plan.spec.clone(), plan.seed, plan.route.clone());
     let connected = connect(addr, plan.timeout).await;
     start.wait().await;
     let (stream, codec, buf) = match connected {

@@ -168,6 +168,8 @@ pub struct RunInfo {
     pub seed: u64,
     /// Which driver ran the connections.
     pub driver: String,
+    /// How connections were spread (`token` or `round-robin`).
+    pub routing: String,
 }
 
 /// A finished run.
@@ -241,6 +243,7 @@ impl StressReport {
                 "host": i.host,
                 "table": i.table,
                 "driver": i.driver,
+                "routing": i.routing,
             });
             if op != "put" {
                 if let Some(obj) = v.as_object_mut() {
@@ -307,6 +310,7 @@ mod tests {
                 keyspace: 10,
                 seed: 5,
                 driver: "raw".into(),
+                routing: "token".into(),
             },
             elapsed: Duration::from_secs(2),
             stats,

@@ -6,10 +6,18 @@
 //! comparable key sets. Every put writes one column, [`VALUE_COLUMN`], with a value of the
 //! configured size (printable bytes drawn once per workload). A `mixed` workload draws a
 //! get with probability `ratio`. Deterministic for a given seed. Owned by one task.
+//!
+//! Token-aware runs give each connection a [`KeyRoute`]: the connection goes to one ring
+//! member and draws only keys that member owns (uniform draws, kept when the key's token
+//! falls in the member's ranges), so every request reaches a replica of its key, as a
+//! token-aware client's would. Each member's keys stay uniform within its ranges.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use sibyl_protocol::client::ClientRing;
 use sibyl_protocol::{ColumnWrite, Consistency, Request, RowInsert, Selector};
 
 /// The column every put writes.
@@ -63,6 +71,20 @@ pub struct WorkloadSpec {
     pub consistency: Option<Consistency>,
 }
 
+/// The keys one connection draws: those whose token `ring` gives to member `member`.
+#[derive(Debug, Clone)]
+pub struct KeyRoute {
+    /// The ring fetched before the run.
+    pub ring: Arc<ClientRing>,
+    /// Index into `ring.members()` of the member this connection talks to.
+    pub member: usize,
+}
+
+/// Draws tried for a key of the route's member before taking the last one drawn (a member
+/// owning almost nothing must not stall the run; its connection then sends a few requests
+/// that the node forwards).
+const ROUTE_DRAWS: usize = 1024;
+
 /// A deterministic request generator.
 #[derive(Debug)]
 pub struct Workload {
@@ -70,6 +92,7 @@ pub struct Workload {
     rng: StdRng,
     value: Bytes,
     column: Bytes,
+    route: Option<KeyRoute>,
 }
 
 /// The seed of stream `index` of a run seeded with `seed` (distinct, reproducible).
@@ -94,6 +117,15 @@ impl Workload {
             rng,
             value: Bytes::from(value),
             column: Bytes::from_static(VALUE_COLUMN),
+            route: None,
+        }
+    }
+
+    /// The same workload drawing only keys of `route` (see the module docs).
+    pub fn routed(spec: WorkloadSpec, seed: u64, route: Option<KeyRoute>) -> Workload {
+        Workload {
+            route,
+            ..Workload::new(spec, seed)
         }
     }
 
@@ -112,8 +144,22 @@ impl Workload {
         }
     }
 
-    /// The next key, `key:000000012345`.
+    /// The next key, `key:000000012345` (one its route's member owns, if routed).
     pub fn next_key(&mut self) -> Bytes {
+        let mut key = self.draw_key();
+        if let Some(route) = self.route.take() {
+            for _ in 1..ROUTE_DRAWS {
+                if route.ring.owner_index(route.ring.token_of(&key)) == Some(route.member) {
+                    break;
+                }
+                key = self.draw_key();
+            }
+            self.route = Some(route);
+        }
+        key
+    }
+
+    fn draw_key(&mut self) -> Bytes {
         let n = self.rng.gen_range(0..self.spec.keyspace.max(1));
         Bytes::from(format!("key:{n:012}"))
     }
@@ -194,6 +240,49 @@ mod tests {
         let mut w = Workload::new(spec(OpMix::Mixed { read_ratio: 0.5 }), 3);
         let gets = (0..1000).filter(|_| w.next_kind() == OpKind::Get).count();
         assert!((300..700).contains(&gets), "{gets}");
+    }
+
+    /// Three members with tokens spread over the murmur3 range.
+    fn three_member_ring() -> Arc<ClientRing> {
+        use sibyl_protocol::message::topology::{NodeInfo, NodeState, Topology};
+        let step = i128::from(i64::MAX) / 3;
+        let nodes = (0..3i128)
+            .map(|i| NodeInfo {
+                id: format!("n{i}"),
+                address: format!("127.0.0.{}:7400", i + 1),
+                datacenter: "dc1".into(),
+                rack: "rack1".into(),
+                state: NodeState::Normal,
+                up: true,
+                tokens: vec![-step + i * step, step / 2 + i * step],
+                load_bytes: 0,
+            })
+            .collect();
+        let topology = Topology {
+            partitioner: "murmur3".into(),
+            nodes,
+        };
+        Arc::new(ClientRing::from_topology(&topology).unwrap())
+    }
+
+    #[test]
+    fn routed_workload_draws_only_keys_its_member_owns() {
+        let ring = three_member_ring();
+        for member in 0..3 {
+            let route = KeyRoute {
+                ring: Arc::clone(&ring),
+                member,
+            };
+            let mut w = Workload::routed(spec(OpMix::Put), 11, Some(route));
+            let mut distinct = std::collections::HashSet::new();
+            for _ in 0..200 {
+                let key = w.next_key();
+                assert_eq!(ring.owner_index(ring.token_of(&key)), Some(member));
+                distinct.insert(key);
+            }
+            // Still a spread of keys, not one key repeated.
+            assert!(distinct.len() > 50, "{}", distinct.len());
+        }
     }
 
     #[test]

@@ -59,6 +59,8 @@ fn stress_json_put_then_get_reports_zero_errors() {
     let node = TestNode::start();
     let put = stress(&node, "put");
     assert_clean(&put, "put");
+    // The node's ring was fetched: its one member owns every key.
+    assert_eq!(put["routing"], "token", "{put}");
     let get = stress(&node, "get");
     assert_clean(&get, "get");
     // Same seed and key space: the gets draw keys the puts wrote.
