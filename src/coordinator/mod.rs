@@ -287,7 +287,7 @@ impl Coordinator {
             let started = Instant::now();
             let body = self
                 .net
-                .call(addr, Family::Replica, request.encode(), deadline)
+                .call_node(addr, target.id, Family::Replica, request.encode(), deadline)
                 .await?;
             self.latencies.record(target.id, started.elapsed());
             ReplicaResponse::decode(&body).map_err(|e| CallError::Decode(e.to_string()))?

@@ -377,7 +377,10 @@ impl Coordinator {
         let result = match home.addr {
             Some(addr) => {
                 let started = Instant::now();
-                let r = self.net.call(addr, Family::Replica, body, deadline).await;
+                let r = self
+                    .net
+                    .call_node(addr, home.id, Family::Replica, body, deadline)
+                    .await;
                 if r.is_ok() {
                     self.latencies.record(home.id, started.elapsed());
                 }
@@ -415,7 +418,10 @@ impl Coordinator {
             cells: cells.to_vec(),
         }
         .encode();
-        let answer = self.net.call(addr, Family::Hints, body, deadline).await;
+        let answer = self
+            .net
+            .call_node(addr, stand_in.id, Family::Hints, body, deadline)
+            .await;
         match answer.map(|b| HintsResponse::decode(&b)) {
             Ok(Ok(HintsResponse::Stored)) => {
                 bump(&self.counters.hints);

@@ -514,7 +514,9 @@ impl Worker {
         }
         self.bucket.take(len);
         let deadline = Instant::now() + self.options.call_timeout;
-        let call = self.net.call(addr, Family::Replica, body, deadline);
+        let call = self
+            .net
+            .call_node(addr, owner, Family::Replica, body, deadline);
         let result = tokio::select! {
             r = tokio::time::timeout_at(deadline + Duration::from_millis(100), call) => r,
             _ = self.shutdown.changed() => return Sent::Stopped,

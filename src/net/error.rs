@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::Family;
+use crate::ring::NodeId;
 
 /// Why a peer call or one-way send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +76,18 @@ pub enum NetError {
         len: usize,
         /// The cap.
         max: usize,
+    },
+    /// A call meant for one node found another at its address (a node whose disk was
+    /// wiped came back there under a new id): its answer, if any, is not the expected
+    /// node's and is discarded.
+    #[error("peer {addr} is node {found}, not {expected}")]
+    WrongNode {
+        /// The address called.
+        addr: SocketAddr,
+        /// The node the caller meant.
+        expected: NodeId,
+        /// The node that shook hands at that address.
+        found: NodeId,
     },
 }
 

@@ -155,6 +155,19 @@ pub trait PeerNetwork: Send + Sync + 'static {
         body: Bytes,
         deadline: Instant,
     ) -> BoxFuture<'static, Result<Bytes, NetError>>;
+    /// [`PeerNetwork::call`] meant for node `node` at `to`: fails
+    /// [`NetError::WrongNode`] without sending when the peer that shook hands at `to` is
+    /// another node, and discards (failing the same way) an answer that came from another
+    /// node. An address outlives a node (a wiped disk restarts under a new id there), so
+    /// a call whose answer counts as a given replica's uses this.
+    fn call_node(
+        &self,
+        to: SocketAddr,
+        node: NodeId,
+        family: Family,
+        body: Bytes,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Bytes, NetError>>;
     /// Queues a one-way message; an error when it cannot be queued.
     fn send(&self, to: SocketAddr, family: Family, body: Bytes) -> Result<(), NetError>;
     /// Makes `handler` receive `family`'s messages. One handler per family.

@@ -560,6 +560,28 @@ impl PeerNetwork for SimNode {
         self.node
     }
 
+    fn call_node(
+        &self,
+        to: SocketAddr,
+        node: NodeId,
+        family: Family,
+        body: Bytes,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Bytes, NetError>> {
+        // The simulated handshake: the node registered at `to` is who would answer.
+        let found = lock(&self.shared).nodes.get(&to).map(|s| s.node);
+        match found {
+            Some(found) if found != node => Box::pin(async move {
+                Err(NetError::WrongNode {
+                    addr: to,
+                    expected: node,
+                    found,
+                })
+            }),
+            _ => self.call(to, family, body, deadline),
+        }
+    }
+
     fn call(
         &self,
         to: SocketAddr,

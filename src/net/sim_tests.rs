@@ -334,3 +334,35 @@ async fn sim_handler_panic_fails_only_its_message() {
         .await;
     assert_eq!(r, Ok(body(3)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn sim_call_node_refuses_another_node_at_the_address() {
+    let world = SimNetwork::new(quiet(), 1);
+    let a = peer(&world, 1);
+    let _b = peer(&world, 2);
+    let call = |node: u64| {
+        a.net.call_node(
+            addr(2),
+            NodeId(node),
+            Family::Replica,
+            body(1),
+            within(1000),
+        )
+    };
+    assert_eq!(call(2).await, Ok(body(1)));
+    // Node 2's disk is wiped: a new node id comes up at its address.
+    world.crash(addr(2));
+    let new = world.node(addr(2), NodeId(9));
+    let (tx, _seen) = mpsc::unbounded_channel();
+    new.register(Family::Replica, Arc::new(Echo { seen: tx }))
+        .expect("register");
+    assert_eq!(
+        call(2).await,
+        Err(NetError::WrongNode {
+            addr: addr(2),
+            expected: NodeId(2),
+            found: NodeId(9),
+        })
+    );
+    assert_eq!(call(9).await, Ok(body(1)));
+}

@@ -166,6 +166,8 @@ struct Outbound {
     next_stream: AtomicU32,
     backoff_until: Mutex<Option<Instant>>,
     connected: AtomicBool,
+    /// The node that last shook hands on this lane (its welcome's id).
+    remote: Mutex<Option<NodeId>>,
 }
 
 impl Outbound {
@@ -361,6 +363,7 @@ impl Inner {
                 next_stream: AtomicU32::new(1),
                 backoff_until: Mutex::new(None),
                 connected: AtomicBool::new(false),
+                remote: Mutex::new(None),
             });
             let task = lane_task(self.clone(), out.clone(), rx, cancel.clone());
             self.tracker.spawn_on(task, &self.runtime);
@@ -406,6 +409,38 @@ impl PeerNetwork for TcpNetwork {
             Ok(out) => self.call_on(out, family, body, deadline),
             Err(e) => Box::pin(async move { Err(e) }),
         }
+    }
+
+    fn call_node(
+        &self,
+        to: SocketAddr,
+        node: NodeId,
+        family: Family,
+        body: Bytes,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Result<Bytes, NetError>> {
+        let out = match self.outbound(to, lane_for(family, body.len())) {
+            Ok(out) => out,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let wrong = move |out: &Outbound| match *lock(&out.remote) {
+            Some(found) if found != node => Err(NetError::WrongNode {
+                addr: to,
+                expected: node,
+                found,
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = wrong(&out) {
+            return Box::pin(async move { Err(e) });
+        }
+        let call = self.call_on(Arc::clone(&out), family, body, deadline);
+        Box::pin(async move {
+            let answer = call.await?;
+            // The lane may have reconnected to whoever holds the address now.
+            wrong(&out)?;
+            Ok(answer)
+        })
     }
 
     fn send(&self, to: SocketAddr, family: Family, body: Bytes) -> Result<(), NetError> {

@@ -17,6 +17,7 @@ use super::{lock, Inner, Outbound, TcpOptions};
 use crate::net::frame::{decode_error_body, ErrorCode, Frame, FrameKind};
 use crate::net::handshake::{self, HandshakeStatus, Welcome};
 use crate::net::NetError;
+use crate::ring::NodeId;
 
 /// Drives one outbound lane until cancelled.
 pub(super) async fn lane_task(
@@ -41,8 +42,9 @@ pub(super) async fn lane_task(
             c = connect(&inner, &out) => c,
         };
         match connected {
-            Ok(stream) => {
+            Ok((stream, remote)) => {
                 attempt = 0;
+                *lock(&out.remote) = Some(remote);
                 *lock(&out.backoff_until) = None;
                 out.connected.store(true, Ordering::SeqCst);
                 let reason = run_outbound(&out, stream, first, &mut rx, &cancel).await;
@@ -87,8 +89,12 @@ pub(super) fn backoff(opts: &TcpOptions, attempt: u32) -> Duration {
         .min(opts.backoff_max)
 }
 
-/// Connects and shakes hands; a refusal is logged here and returned as `Refused`.
-pub(super) async fn connect(inner: &Inner, out: &Outbound) -> Result<TcpStream, NetError> {
+/// Connects and shakes hands; returns the stream and the peer's node id. A refusal is
+/// logged here and returned as `Refused`.
+pub(super) async fn connect(
+    inner: &Inner,
+    out: &Outbound,
+) -> Result<(TcpStream, NodeId), NetError> {
     let addr = out.addr;
     let unreachable = |reason: String| NetError::Unreachable { addr, reason };
     let mut stream = tokio::time::timeout(inner.opts.connect_timeout, TcpStream::connect(addr))
@@ -118,7 +124,7 @@ pub(super) async fn connect(inner: &Inner, out: &Outbound) -> Result<TcpStream, 
             reason: welcome.reason,
         });
     }
-    Ok(stream)
+    Ok((stream, welcome.node))
 }
 
 /// Aborts a connection's helper task when the connection's own task ends.

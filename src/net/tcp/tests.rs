@@ -400,6 +400,50 @@ async fn tcp_reconnects_after_the_peer_restarts() {
 }
 
 #[tokio::test]
+async fn tcp_call_node_refuses_another_node_at_the_address() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let addr = b.net.local_addr();
+    let to = |node: u64| {
+        a.net.call_node(
+            addr,
+            NodeId(node),
+            Family::Replica,
+            Bytes::from_static(b"x"),
+            soon(),
+        )
+    };
+    assert_eq!(to(2).await, Ok(Bytes::from_static(b"x")));
+    b.net.shutdown().await;
+    drop(b);
+    // A new node (a wiped disk's new id) comes back at the same address.
+    let c = node_at(addr, opts("test", 3), false).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match to(2).await {
+            Err(NetError::Unreachable { .. }) => {
+                assert!(Instant::now() < deadline, "never reconnected");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other,
+        }
+    };
+    let wrong = Err(NetError::WrongNode {
+        addr,
+        expected: NodeId(2),
+        found: NodeId(3),
+    });
+    // Answered by node 3: discarded. Then refused before sending.
+    assert_eq!(first, wrong);
+    assert_eq!(to(2).await, wrong);
+    // Calls meant for node 3, or for whoever is there, go through.
+    assert_eq!(to(3).await, Ok(Bytes::from_static(b"x")));
+    assert_eq!(call(&a, &c, b"y").await, Ok(Bytes::from_static(b"y")));
+    a.net.shutdown().await;
+    c.net.shutdown().await;
+}
+
+#[tokio::test]
 async fn tcp_bulk_lane_does_not_delay_small_calls() {
     let a = node(1).await;
     let mut b = node_at(any(), opts("test", 2), true).await;
