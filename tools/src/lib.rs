@@ -5,6 +5,9 @@
 //! - [`cli`]: the shell of `sibyl-cli` — lexer, grammar, session, rendering, help.
 //! - [`stress`]: the load generator of `sibyl-stress` — workload, per-connection drivers
 //!   over the real protocol, HDR-histogram reports.
+//! - [`nemesis`]: `sibyl-nemesis` — real nodes in network namespaces broken on purpose
+//!   (partitions, kills, pauses, clock skew) under recorded client workloads, and the
+//!   checker of what they acknowledged.
 //! - [`admin`]: `sibyl-admin`'s views of the topology — status and ring.
 //! - [`consistency`]: how the tools spell consistency levels.
 //! - [`text`]: how bytes are shown (quoted UTF-8 or `0x` hex) and read back.
@@ -14,5 +17,6 @@
 pub mod admin;
 pub mod cli;
 pub mod consistency;
+pub mod nemesis;
 pub mod stress;
 pub mod text;
