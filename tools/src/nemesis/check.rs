@@ -266,7 +266,7 @@ mod tests {
         assert!(v
             .lost
             .items
-            .contains(&("register", "r".into(), "v3".into())));
+            .contains_key(&("register", "r".into(), "v3".into())));
     }
 
     #[test]
