@@ -46,8 +46,22 @@ fn sibling_for(actor: Actor, dot: u64, variant: u8) -> Sibling {
 }
 
 /// Arbitrary valid DVV sets over a small universe, so that different sets share actors
-/// and dots.
+/// and dots; some remember superseded write ids from the same universe as the versions'
+/// (each with one of two expiries), so dropping every copy of a write is checked too.
 fn dvv_strategy() -> impl Strategy<Value = Dvv> {
+    (
+        plain_dvv_strategy(),
+        prop::collection::vec((1u64..8, 0u64..2), 0..3),
+    )
+        .prop_map(|(mut d, superseded)| {
+            for (dot, expiry) in superseded {
+                d.supersede(&[u128::from(dot) << 70 | 5], 1_000 + expiry);
+            }
+            d
+        })
+}
+
+fn plain_dvv_strategy() -> impl Strategy<Value = Dvv> {
     prop::collection::btree_map(actor_strategy(), (1u64..8, any::<u8>(), 0u8..4), 0..5).prop_map(
         |m| {
             let entries = m

@@ -52,7 +52,7 @@ pub fn apply_row_tombstone(mode: ConflictMode, tombstone: &RowTombstone, stored:
 /// is coordinated.
 pub fn context_with_tombstone(dvv: &Dvv, tombstone: Option<&RowTombstone>) -> Context {
     match tombstone.and_then(RowTombstone::seen) {
-        Some(seen) => Context::from_vv(dvv.join().merge(seen)),
+        Some(seen) => Context::of(dvv).with_seen(seen),
         None => Context::of(dvv),
     }
 }

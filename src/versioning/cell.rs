@@ -7,8 +7,9 @@ use sibyl_coding::{put_varint, ByteReader};
 use super::actor::Actor;
 use super::dvv::{Dvv, DvvEntry, Sibling};
 use super::format::{
-    ACTOR_LEN, CAUSAL_CELL_V1, MAX_ACTORS, MAX_CELL_COUNTER, MAX_CELL_SIBLINGS,
-    SIBLING_FLAGS_KNOWN, SIBLING_HAS_EXPIRY, SIBLING_HAS_VALUE, SIBLING_HAS_WRITE_ID,
+    ACTOR_LEN, CAUSAL_CELL_V1, CAUSAL_CELL_V2, MAX_ACTORS, MAX_CELL_COUNTER, MAX_CELL_SIBLINGS,
+    MAX_SUPERSEDED, SIBLING_FLAGS_KNOWN, SIBLING_HAS_EXPIRY, SIBLING_HAS_VALUE,
+    SIBLING_HAS_WRITE_ID,
 };
 use super::VersioningError;
 
@@ -27,7 +28,11 @@ fn corrupt(reason: &'static str) -> VersioningError {
 /// Encodes `dvv` as a causal cell.
 pub fn encode_causal_cell(dvv: &Dvv) -> Vec<u8> {
     let mut buf = Vec::with_capacity(16 + dvv.sibling_count() * 24);
-    buf.push(CAUSAL_CELL_V1);
+    buf.push(if dvv.superseded.is_empty() {
+        CAUSAL_CELL_V1
+    } else {
+        CAUSAL_CELL_V2
+    });
     put_varint(&mut buf, dvv.entries.len() as u64);
     for e in &dvv.entries {
         e.actor.encode_to(&mut buf);
@@ -36,6 +41,13 @@ pub fn encode_causal_cell(dvv: &Dvv) -> Vec<u8> {
         for (c, s) in &e.dots {
             put_varint(&mut buf, e.counter.saturating_sub(*c));
             encode_sibling(&mut buf, s);
+        }
+    }
+    if !dvv.superseded.is_empty() {
+        put_varint(&mut buf, dvv.superseded.len() as u64);
+        for (id, expires) in &dvv.superseded {
+            buf.extend_from_slice(&id.to_le_bytes());
+            put_varint(&mut buf, *expires);
         }
     }
     buf
@@ -69,9 +81,11 @@ fn encode_sibling(buf: &mut Vec<u8>, s: &Sibling) {
 /// Decodes a causal cell, checking every invariant of the format.
 pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
     let mut r = ByteReader::new(bytes);
-    if r.u8().ok_or(corrupt("empty"))? != CAUSAL_CELL_V1 {
-        return Err(corrupt("unknown format byte"));
-    }
+    let v2 = match r.u8().ok_or(corrupt("empty"))? {
+        CAUSAL_CELL_V1 => false,
+        CAUSAL_CELL_V2 => true,
+        _ => return Err(corrupt("unknown format byte")),
+    };
     let n_entries = count(&mut r, MAX_ACTORS, MIN_ENTRY_LEN, "too many actors")?;
     let mut entries: Vec<DvvEntry> = Vec::with_capacity(n_entries);
     let mut total_dots = 0usize;
@@ -107,10 +121,28 @@ pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
             dots,
         });
     }
+    let mut superseded: Vec<(u128, u64)> = Vec::new();
+    if v2 {
+        let n = count(&mut r, MAX_SUPERSEDED, 17, "too many superseded ids")?;
+        if n == 0 {
+            return Err(corrupt("empty superseded list"));
+        }
+        for _ in 0..n {
+            let id = read_u128(&mut r).ok_or(corrupt("truncated superseded id"))?;
+            if superseded.last().is_some_and(|(prev, _)| *prev >= id) {
+                return Err(corrupt("superseded ids not strictly ascending"));
+            }
+            let expires = r.varint().ok_or(corrupt("truncated superseded expiry"))?;
+            superseded.push((id, expires));
+        }
+    }
     if !r.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(Dvv { entries })
+    Ok(Dvv {
+        entries,
+        superseded,
+    })
 }
 
 /// Reads a count, capped by `max` and by what the remaining bytes could hold.
@@ -131,6 +163,13 @@ fn count(
     Ok(n)
 }
 
+/// A little-endian u128.
+fn read_u128(r: &mut ByteReader<'_>) -> Option<u128> {
+    let low = r.u64_le()?;
+    let high = r.u64_le()?;
+    Some((u128::from(high) << 64) | u128::from(low))
+}
+
 fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
     let flags = r.u8().ok_or(corrupt("truncated sibling"))?;
     if flags & !SIBLING_FLAGS_KNOWN != 0 {
@@ -143,9 +182,7 @@ fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
         None
     };
     let write_id = if flags & SIBLING_HAS_WRITE_ID != 0 {
-        let low = r.u64_le().ok_or(corrupt("truncated write id"))?;
-        let high = r.u64_le().ok_or(corrupt("truncated write id"))?;
-        Some((u128::from(high) << 64) | u128::from(low))
+        Some(read_u128(r).ok_or(corrupt("truncated write id"))?)
     } else {
         None
     };
@@ -186,6 +223,28 @@ mod tests {
             Sibling::value(Vec::new(), i64::MIN).with_expiry(5),
             b,
         )
+    }
+
+    #[test]
+    fn causal_cell_with_superseded_ids_round_trips_as_v2() {
+        let mut d = sample();
+        d.supersede(&[3, u128::MAX], 77);
+        let bytes = encode_causal_cell(&d);
+        assert_eq!(bytes[0], CAUSAL_CELL_V2);
+        assert_eq!(decode_causal_cell(&bytes).unwrap(), d);
+        assert_eq!(encode_causal_cell(&sample())[0], CAUSAL_CELL_V1);
+        // The list's ids must ascend: swap the two and the decoder refuses.
+        let tail = 2 * (16 + 1);
+        let mut swapped = bytes[..bytes.len() - tail].to_vec();
+        swapped.extend_from_slice(&bytes[bytes.len() - 17..]);
+        swapped.extend_from_slice(&bytes[bytes.len() - tail..bytes.len() - 17]);
+        assert!(matches!(
+            decode_causal_cell(&swapped),
+            Err(VersioningError::CorruptCell {
+                reason: "superseded ids not strictly ascending",
+                ..
+            })
+        ));
     }
 
     #[test]

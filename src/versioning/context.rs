@@ -16,7 +16,10 @@ use sibyl_coding::{put_varint, ByteReader};
 
 use super::actor::Actor;
 use super::dvv::Dvv;
-use super::format::{ACTOR_LEN, CONTEXT_MAGIC, CONTEXT_VERSION, MAX_ACTORS, MAX_CONTEXT_COUNTER};
+use super::format::{
+    ACTOR_LEN, CONTEXT_MAGIC, CONTEXT_VERSION, CONTEXT_VERSION_IDS, MAX_ACTORS,
+    MAX_CONTEXT_COUNTER, MAX_CONTEXT_WRITE_IDS,
+};
 use super::vv::VersionVector;
 use super::VersioningError;
 
@@ -24,6 +27,8 @@ use super::VersioningError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Context {
     vv: VersionVector,
+    /// Write ids of the versions seen, ascending, unique.
+    ids: Vec<u128>,
 }
 
 fn invalid(reason: &'static str) -> VersioningError {
@@ -31,14 +36,33 @@ fn invalid(reason: &'static str) -> VersioningError {
 }
 
 impl Context {
-    /// The context of a read that saw `dvv`.
+    /// The context of a read that saw `dvv`: its join, and the write ids of its versions
+    /// (every copy of a retried write counts as seen through any one of them).
     pub fn of(dvv: &Dvv) -> Self {
-        Context { vv: dvv.join() }
+        let mut ids: Vec<u128> = dvv.siblings().filter_map(|(_, s)| s.write_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(MAX_CONTEXT_WRITE_IDS);
+        Context {
+            vv: dvv.join(),
+            ids,
+        }
     }
 
     /// A context from a version vector (tests, merging contexts of several cells).
     pub fn from_vv(vv: VersionVector) -> Self {
-        Context { vv }
+        Context {
+            vv,
+            ids: Vec::new(),
+        }
+    }
+
+    /// The same context having also seen `vv` (a row tombstone's history, say).
+    pub fn with_seen(self, vv: &VersionVector) -> Self {
+        Context {
+            vv: self.vv.merge(vv),
+            ids: self.ids,
+        }
     }
 
     /// The version vector.
@@ -46,9 +70,14 @@ impl Context {
         &self.vv
     }
 
+    /// Write ids of the versions seen, ascending.
+    pub fn write_ids(&self) -> &[u128] {
+        &self.ids
+    }
+
     /// True when the context has seen nothing.
     pub fn is_empty(&self) -> bool {
-        self.vv.is_empty()
+        self.vv.is_empty() && self.ids.is_empty()
     }
 
     /// The bytes handed to clients. Counters above the context cap are clamped to it (only
@@ -56,11 +85,21 @@ impl Context {
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(8 + self.vv.len() * (ACTOR_LEN + 4));
         buf.extend_from_slice(&CONTEXT_MAGIC);
-        buf.push(CONTEXT_VERSION);
+        buf.push(if self.ids.is_empty() {
+            CONTEXT_VERSION
+        } else {
+            CONTEXT_VERSION_IDS
+        });
         put_varint(&mut buf, self.vv.len() as u64);
         for (actor, n) in self.vv.entries() {
             actor.encode_to(&mut buf);
             put_varint(&mut buf, (*n).min(MAX_CONTEXT_COUNTER));
+        }
+        if !self.ids.is_empty() {
+            put_varint(&mut buf, self.ids.len() as u64);
+            for id in &self.ids {
+                buf.extend_from_slice(&id.to_le_bytes());
+            }
         }
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
@@ -76,9 +115,11 @@ impl Context {
         if r.take(CONTEXT_MAGIC.len()) != Some(&CONTEXT_MAGIC[..]) {
             return Err(invalid("not a context"));
         }
-        if r.u8() != Some(CONTEXT_VERSION) {
-            return Err(invalid("unknown context version"));
-        }
+        let with_ids = match r.u8() {
+            Some(CONTEXT_VERSION) => false,
+            Some(CONTEXT_VERSION_IDS) => true,
+            _ => return Err(invalid("unknown context version")),
+        };
         if crc32fast::hash(body) != stored {
             return Err(invalid("checksum mismatch"));
         }
@@ -102,11 +143,33 @@ impl Context {
             }
             entries.push((actor, counter));
         }
+        let mut ids: Vec<u128> = Vec::new();
+        if with_ids {
+            let n = r.varint().ok_or(invalid("truncated"))?;
+            let n = usize::try_from(n).map_err(|_| invalid("too many write ids"))?;
+            if n == 0 || n > MAX_CONTEXT_WRITE_IDS {
+                return Err(invalid("write id count out of range"));
+            }
+            if n.saturating_mul(16) > r.remaining() {
+                return Err(invalid("truncated"));
+            }
+            ids.reserve(n);
+            for _ in 0..n {
+                let low = r.u64_le().ok_or(invalid("truncated"))?;
+                let high = r.u64_le().ok_or(invalid("truncated"))?;
+                let id = (u128::from(high) << 64) | u128::from(low);
+                if ids.last().is_some_and(|prev| *prev >= id) {
+                    return Err(invalid("write ids not strictly ascending"));
+                }
+                ids.push(id);
+            }
+        }
         if !r.is_empty() {
             return Err(invalid("trailing bytes"));
         }
         Ok(Context {
             vv: VersionVector::from_sorted_unchecked(entries),
+            ids,
         })
     }
 }
@@ -123,9 +186,16 @@ mod tests {
         ]))
     }
 
+    fn sample_with_ids() -> Context {
+        Context {
+            ids: vec![1, 7, u128::MAX],
+            ..sample()
+        }
+    }
+
     #[test]
     fn context_round_trips() {
-        for c in [Context::default(), sample()] {
+        for c in [Context::default(), sample(), sample_with_ids()] {
             assert_eq!(Context::decode(&c.encode()).unwrap(), c);
         }
     }
@@ -140,7 +210,7 @@ mod tests {
 
     #[test]
     fn context_every_bit_flip_is_invalid() {
-        let bytes = sample().encode();
+        let bytes = sample_with_ids().encode();
         for i in 0..bytes.len() * 8 {
             let mut b = bytes.clone();
             b[i / 8] ^= 1 << (i % 8);
@@ -156,7 +226,7 @@ mod tests {
 
     #[test]
     fn context_every_truncation_is_invalid() {
-        let bytes = sample().encode();
+        let bytes = sample_with_ids().encode();
         for n in 0..bytes.len() {
             assert!(Context::decode(&bytes[..n]).is_err(), "prefix {n}");
         }

@@ -27,6 +27,7 @@
 use std::cmp::Ordering;
 
 use super::actor::Actor;
+use super::format::MAX_SUPERSEDED;
 use super::vv::VersionVector;
 
 /// One version of a cell's value.
@@ -114,6 +115,9 @@ pub(crate) struct DvvEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Dvv {
     pub(crate) entries: Vec<DvvEntry>,
+    /// `(write id, expires_at_secs)` of writes a later write superseded, ascending by id,
+    /// at most [`MAX_SUPERSEDED`]: a sibling with such an id is dropped on sync.
+    pub(crate) superseded: Vec<(u128, u64)>,
 }
 
 impl Dvv {
@@ -134,6 +138,7 @@ impl Dvv {
                     dots: Vec::new(),
                 })
                 .collect(),
+            superseded: Vec::new(),
         }
     }
 
@@ -161,7 +166,10 @@ impl Dvv {
                 dots,
             });
         }
-        Ok(Dvv { entries: out })
+        Ok(Dvv {
+            entries: out,
+            superseded: Vec::new(),
+        })
     }
 
     /// The versions a reader is shown: every sibling in dot order, except that of
@@ -294,7 +302,59 @@ impl Dvv {
                 (None, None) => break,
             }
         }
-        Dvv { entries: out }
+        let mut out = Dvv {
+            entries: out,
+            superseded: union_superseded(&self.superseded, &other.superseded),
+        };
+        out.drop_superseded();
+        out.superseded = keep_latest(std::mem::take(&mut out.superseded));
+        out
+    }
+
+    /// Remembers that the writes `ids` were superseded, until `expires_at_secs`, and
+    /// drops their versions (every copy: a retried write minted by several coordinators
+    /// has several dots but one id).
+    pub fn supersede(&mut self, ids: &[u128], expires_at_secs: u64) {
+        if ids.is_empty() {
+            return;
+        }
+        let new: Vec<(u128, u64)> = ids.iter().map(|id| (*id, expires_at_secs)).collect();
+        let mut sorted = new;
+        sorted.sort_unstable();
+        sorted.dedup_by_key(|(id, _)| *id);
+        self.superseded = union_superseded(&self.superseded, &sorted);
+        self.drop_superseded();
+        self.superseded = keep_latest(std::mem::take(&mut self.superseded));
+    }
+
+    /// Whether the write `write_id` was superseded (and is remembered as such).
+    pub fn superseded(&self, write_id: u128) -> bool {
+        self.superseded
+            .binary_search_by_key(&write_id, |(id, _)| *id)
+            .is_ok()
+    }
+
+    /// The remembered superseded write ids with their expiry, ascending by id.
+    pub fn superseded_ids(&self) -> &[(u128, u64)] {
+        &self.superseded
+    }
+
+    fn drop_superseded(&mut self) {
+        if self.superseded.is_empty() {
+            return;
+        }
+        let gone = |s: &Sibling| {
+            s.write_id.is_some_and(|id| {
+                self.superseded
+                    .binary_search_by_key(&id, |(i, _)| *i)
+                    .is_ok()
+            })
+        };
+        let mut entries = std::mem::take(&mut self.entries);
+        for e in &mut entries {
+            e.dots.retain(|(_, s)| !gone(s));
+        }
+        self.entries = entries;
     }
 
     /// The coordinator's write: discards the siblings `ctx` covers and adds `value` with a
@@ -357,12 +417,20 @@ impl Dvv {
                         .collect(),
                 })
                 .collect(),
+            superseded: self
+                .superseded
+                .iter()
+                .filter(|(_, t)| *t > now_secs)
+                .copied()
+                .collect(),
         }
     }
 
-    /// True when some sibling has expired at `now_secs`.
+    /// True when some sibling, or some remembered superseded id, has expired at
+    /// `now_secs`.
     pub fn has_expired(&self, now_secs: u64) -> bool {
         self.siblings().any(|(_, s)| s.is_expired(now_secs))
+            || self.superseded.iter().any(|(_, t)| *t <= now_secs)
     }
 }
 
@@ -370,6 +438,41 @@ impl Dvv {
 /// other side has not seen or still holds. A dot held by both sides should carry the same
 /// sibling (dots are unique); if corruption made them differ, the greater one is kept so
 /// that the join stays commutative.
+/// The union of two superseded lists (ascending by id; an id in both keeps the later
+/// expiry). Siblings are filtered by the whole union before [`keep_latest`] cuts it.
+fn union_superseded(a: &[(u128, u64)], b: &[(u128, u64)]) -> Vec<(u128, u64)> {
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    let mut all: Vec<(u128, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    // Sorted by (id, expiry): the last of each id has the latest expiry.
+    let mut out: Vec<(u128, u64)> = Vec::with_capacity(all.len());
+    for (id, t) in all {
+        match out.last_mut() {
+            Some(last) if last.0 == id => last.1 = last.1.max(t),
+            _ => out.push((id, t)),
+        }
+    }
+    out
+}
+
+/// `list` cut to the [`MAX_SUPERSEDED`] entries latest to expire (ties: higher id kept),
+/// ascending by id.
+fn keep_latest(list: Vec<(u128, u64)>) -> Vec<(u128, u64)> {
+    if list.len() <= MAX_SUPERSEDED {
+        return list;
+    }
+    let mut by_expiry = list;
+    by_expiry.sort_unstable_by_key(|x| std::cmp::Reverse((x.1, x.0)));
+    by_expiry.truncate(MAX_SUPERSEDED);
+    by_expiry.sort_unstable();
+    by_expiry
+}
+
 fn sync_entry(x: &DvvEntry, y: &DvvEntry) -> DvvEntry {
     let mut dots = Vec::with_capacity(x.dots.len().max(y.dots.len()));
     let (mut i, mut j) = (0, 0);
@@ -505,5 +608,40 @@ mod tests {
         assert_eq!(vals(&e), ["keep", "last"]);
         // A replica that has not expired it yet does not bring it back.
         assert_eq!(vals(&e.sync(&d)), ["keep", "last"]);
+    }
+
+    #[test]
+    fn dvv_superseding_one_copy_of_a_write_drops_every_copy() {
+        // A write (id 9) retried through a second coordinator: two copies, two dots.
+        let copy_a = Dvv::new().update(&VersionVector::new(), v("x").with_write_id(Some(9)), A);
+        let copy_b = Dvv::new().update(&VersionVector::new(), v("x").with_write_id(Some(9)), B);
+        // A reader saw only copy B and deleted with its context.
+        let mut deleted = copy_b.clone();
+        deleted.supersede(&[9], 1_000);
+        let deleted = deleted.update(&copy_b.join(), Sibling::tombstone(5), B);
+        assert!(deleted.superseded(9));
+        // Copy A arrives later, in either order: it does not come back.
+        for merged in [deleted.sync(&copy_a), copy_a.sync(&deleted)] {
+            assert!(merged.is_all_tombstones(), "{merged:?}");
+            assert!(merged.superseded(9));
+        }
+        // Once the memory expires the cell forgets the id (and nothing else).
+        let later = deleted.sync(&copy_a).without_expired(1_000);
+        assert!(!later.superseded(9) && later.is_all_tombstones());
+    }
+
+    #[test]
+    fn dvv_superseded_list_keeps_the_latest_to_expire() {
+        let mut d = Dvv::new();
+        let ids: Vec<u128> = (0..(MAX_SUPERSEDED as u128 + 10)).collect();
+        for id in &ids {
+            d.supersede(&[*id], 100 + *id as u64);
+        }
+        assert_eq!(d.superseded_ids().len(), MAX_SUPERSEDED);
+        assert!(!d.superseded(0) && d.superseded(*ids.last().unwrap()));
+        let mut e = Dvv::new();
+        e.supersede(&[5], 10_000);
+        let m = d.sync(&e);
+        assert!(m.superseded(5) && m == e.sync(&d));
     }
 }

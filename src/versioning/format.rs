@@ -13,6 +13,9 @@
 //! # Causal cell (engine value of a `causal` table)
 //! ```text
 //! causal_cell := CAUSAL_CELL_V1:u8 entry_count:varint entry{entry_count}
+//!              | CAUSAL_CELL_V2:u8 entry_count:varint entry{entry_count}
+//!                superseded_count:varint superseded{superseded_count}
+//! superseded  := write_id:u128le expires_at:varint
 //! entry       := actor counter:varint dot_count:varint dot{dot_count}
 //! dot         := age:varint sibling              ; dot counter = counter - age
 //! sibling     := flags:u8 timestamp:i64le [expires_at:varint] [write_id:u128le]
@@ -26,6 +29,12 @@
 //! MAX_CELL_COUNTER`; dots strictly ascending (ages strictly descending), every dot in
 //! `1..=counter`; at most `MAX_ACTORS` entries and `MAX_CELL_SIBLINGS` dots in a cell; no
 //! trailing bytes. There is no checksum: the engine checksums every block and log record.
+//!
+//! The superseded list (V2 only; a cell without one is written as V1) names write ids whose
+//! versions a later write or delete superseded, each until `expires_at` (seconds since the
+//! Unix epoch): a copy of such a write minted by another coordinator (a client's retry)
+//! that arrives later is dropped on merge, though its dot was never seen. Ids strictly
+//! ascending, at most `MAX_SUPERSEDED`, V2 only with at least one.
 //!
 //! Example: actor (node 0x2a, epoch 1) wrote twice without context, values "a" then "b",
 //! at timestamps 100 and 200 µs:
@@ -64,11 +73,16 @@
 //!
 //! # Context (opaque to clients)
 //! ```text
-//! context := CONTEXT_MAGIC:2 CONTEXT_VERSION:u8 count:varint (actor counter:varint){count}
+//! context := CONTEXT_MAGIC:2 1:u8 count:varint (actor counter:varint){count}
 //!            crc:u32le                   ; crc32 of every byte before it
+//!          | CONTEXT_MAGIC:2 2:u8 count:varint (actor counter:varint){count}
+//!            id_count:varint write_id:u128le{id_count} crc:u32le
 //! ```
 //! Entries strictly ascending by actor, `1 <= counter <= MAX_CONTEXT_COUNTER`, at most
-//! `MAX_ACTORS` entries, no trailing bytes. The crc catches corruption and truncation, not a
+//! `MAX_ACTORS` entries, no trailing bytes. Version 2 also names the write ids of the
+//! versions the read saw (strictly ascending, 1 to `MAX_CONTEXT_WRITE_IDS`), so a write
+//! with it supersedes every copy of those writes; a context without ids is written as
+//! version 1. The crc catches corruption and truncation, not a
 //! deliberate forgery (that would need a cluster secret; a client may anyway only claim to
 //! have seen versions, which is what a delete does). The counter cap is lower than the
 //! cell's so that a forged context can never push a cell's counter out of range.
@@ -83,6 +97,13 @@
 
 /// First byte of a causal cell: identifies the format and its version.
 pub const CAUSAL_CELL_V1: u8 = 0xC1;
+/// First byte of a causal cell with a superseded list.
+pub const CAUSAL_CELL_V2: u8 = 0xC3;
+/// Most superseded write ids a cell remembers (the latest to expire are kept).
+pub const MAX_SUPERSEDED: usize = 64;
+/// How long a cell remembers a superseded write id, seconds: the hint window's default
+/// (3 hours), the longest a copy is expected to travel late, and a margin.
+pub const SUPERSEDED_TTL_SECS: u64 = 6 * 3600;
 /// First byte of an LWW cell.
 pub const LWW_CELL_V1: u8 = 0xD1;
 
@@ -109,8 +130,12 @@ pub const LWW_ROW_TOMBSTONE_V1: u8 = 0xD2;
 
 /// Magic of a context ("SC": Sibyl context).
 pub const CONTEXT_MAGIC: [u8; 2] = *b"SC";
-/// Format version of a context.
+/// Format version of a context without write ids.
 pub const CONTEXT_VERSION: u8 = 1;
+/// Format version of a context with write ids.
+pub const CONTEXT_VERSION_IDS: u8 = 2;
+/// Most write ids a context names.
+pub const MAX_CONTEXT_WRITE_IDS: usize = MAX_CELL_SIBLINGS;
 
 /// Magic of the actor file.
 pub const ACTOR_FILE_MAGIC: [u8; 8] = *b"SIBYLACT";

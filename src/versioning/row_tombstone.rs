@@ -233,6 +233,7 @@ impl RowTombstone {
                         .collect(),
                 })
                 .collect(),
+            superseded: dvv.superseded.clone(),
         })
     }
 }

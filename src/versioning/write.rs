@@ -16,7 +16,7 @@ use super::actor::Actor;
 use super::cell::{decode_causal_cell, encode_causal_cell};
 use super::context::Context;
 use super::dvv::Sibling;
-use super::format::MAX_ACTORS;
+use super::format::{MAX_ACTORS, SUPERSEDED_TTL_SECS};
 use super::lww::LwwCell;
 use super::vv::VersionVector;
 use super::{count_sibling_limit_rejection, VersioningError};
@@ -33,8 +33,12 @@ pub const DEFAULT_MAX_SIBLINGS: usize = 100;
 ///   sibling of whatever is there).
 /// - `new`: the value, or a causal tombstone for a delete.
 /// - `actor`: this node's current actor.
-/// - `new.write_id`: a write id the stored cell already holds makes the write a retry:
-///   the stored cell is returned as it is (no new version).
+/// - `new.write_id`: a write id the stored cell already holds, or remembers as
+///   superseded, makes the write a retry: the stored cell is returned as it is (no new
+///   version).
+/// - the context's write ids: every version with one of them is superseded, whichever
+///   coordinator minted it, and the cell remembers the ids for
+///   [`super::format::SUPERSEDED_TTL_SECS`] so a copy arriving later is dropped too.
 /// - `max_siblings`: the table's limit; a write that would leave more siblings than that is
 ///   rejected with [`VersioningError::TooManySiblings`] and counted
 ///   ([`super::sibling_limit_rejections`]). Resolving siblings (writing with a context that
@@ -66,15 +70,28 @@ pub fn prepare_causal_write_above(
         Some(bytes) => decode_causal_cell(bytes)?.without_expired(now_secs),
         None => Default::default(),
     };
-    // A retry of a write this replica already holds (same write id) is that write:
-    // the stored cell is the answer, shipped again to replicas that may lack it.
+    // A retry of a write this replica already holds (same write id), or of one a later
+    // write already superseded, is that write: the stored cell is the answer, shipped
+    // again to replicas that may lack it.
     if let (Some(id), Some(bytes)) = (new.write_id, existing) {
-        if stored.holds_write(id) {
+        if stored.holds_write(id) || stored.superseded(id) {
             return Ok(bytes.to_vec());
         }
     }
     let empty = VersionVector::new();
     let ctx = context.map_or(&empty, Context::vv);
+    let mut stored = stored;
+    // Every copy of a write the client saw goes, wherever it was minted: the cell
+    // remembers the ids so that a copy arriving later is dropped too.
+    if let Some(c) = context {
+        let ids: Vec<u128> = c
+            .write_ids()
+            .iter()
+            .copied()
+            .filter(|id| Some(*id) != new.write_id)
+            .collect();
+        stored.supersede(&ids, now_secs.saturating_add(SUPERSEDED_TTL_SECS));
+    }
     let updated = stored.update_above(ctx, new, actor, floor);
     let count = updated.sibling_count();
     if count > max_siblings {
@@ -292,5 +309,20 @@ mod tests {
             LwwCell::decode(&bytes).unwrap(),
             LwwCell::value(b"v".to_vec(), 9).with_expiry(100)
         );
+    }
+
+    #[test]
+    fn causal_retry_of_a_superseded_write_mints_nothing() {
+        let w = |s: &str| val(s).with_write_id(Some(42));
+        let first = prepare_causal_write(None, None, w("x"), A, 10, 0).unwrap();
+        let ctx = Context::of(&decode_causal_cell(&first).unwrap());
+        assert_eq!(ctx.write_ids(), [42]);
+        let deleted =
+            prepare_causal_write(Some(&first), Some(&ctx), Sibling::tombstone(2), A, 10, 0)
+                .unwrap();
+        // The retry of write 42 arrives after the delete: nothing comes back.
+        let again = prepare_causal_write(Some(&deleted), None, w("x"), A, 10, 0).unwrap();
+        assert_eq!(again, deleted);
+        assert!(decode_causal_cell(&again).unwrap().is_all_tombstones());
     }
 }
