@@ -1150,6 +1150,85 @@ async fn coordinator_sim_a_write_retried_through_another_coordinator_after_a_cra
     sim.shutdown().await;
 }
 
+/// A delete of a retried write whose read saw only the retry's copy: the first attempt's
+/// copy, minted by a coordinator that was cut off, reaches the others only after the
+/// delete (through its hints and read repair) and must not bring the value back.
+#[tokio::test(start_paused = true)]
+async fn coordinator_sim_a_delete_of_a_retried_write_removes_the_copy_it_never_saw() {
+    let seed = seed();
+    let mut sim = Sim::start(5, seed, quiet(), FAST_DELIVERY).await;
+    let key = b"cart-deleted".as_slice();
+    let homes = sim.homes(key);
+    let (first, second) = (homes[0], homes[1]);
+    let attempt = with_write_id(
+        insert(key, "item", "book", Bytes::new(), Consistency::QUORUM),
+        0x5eed_0001,
+    );
+    // The first coordinator is cut off: it mints copy A and answers WRITE_TIMEOUT.
+    let others: Vec<SocketAddr> = sim
+        .slots
+        .iter()
+        .map(|s| s.addr)
+        .filter(|a| *a != sim.slots[first].addr)
+        .collect();
+    sim.world.partition(&[vec![sim.slots[first].addr], others]);
+    let c = sim.node(first).coordinator.clone();
+    assert!(matches!(
+        c.answer(attempt.clone()).await,
+        Response::Error(_)
+    ));
+    drop(c);
+    sim.crash(first).await;
+    sim.world.heal();
+    sim.settle().await;
+    // The retry through the second home mints copy B; a read there sees B only, and the
+    // client deletes what it read.
+    let c = sim.node(second).coordinator.clone();
+    written(c.answer(attempt).await);
+    let (cells, _) = row(c.answer(get(key, Some(Consistency::QUORUM))).await);
+    assert_eq!(values(&cells, "item"), vec!["book".to_string()]);
+    let delete = Request::Delete {
+        delete: sibyl_protocol::RowDelete {
+            table: TABLE.into(),
+            key: Bytes::copy_from_slice(key),
+            timestamp_micros: None,
+            write_id: None,
+            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
+                name: Bytes::from_static(b"item"),
+                context: cells[0].context.clone(),
+            }]),
+        },
+        consistency: Some(Consistency::QUORUM),
+    };
+    written(c.answer(delete).await);
+    drop(c);
+    // Copy A comes back with its coordinator, and travels on as hints and read repair.
+    sim.restart(first).await;
+    sim.settle().await;
+    wait_for("every hint delivered", Instant::now(), || {
+        sim.pending_hints() == 0
+    })
+    .await;
+    for (i, _) in sim.running() {
+        let (cells, _) = row(sim
+            .node(i)
+            .coordinator
+            .answer(get(key, Some(Consistency::ALL.blocking_read_repair())))
+            .await);
+        assert!(
+            values(&cells, "item").is_empty(),
+            "the deleted value is back through node {i}: {cells:?} (seed {seed})"
+        );
+    }
+    for h in &homes {
+        assert!(
+            values(&sim.stored(*h, key), "item").is_empty(),
+            "home {h} holds the deleted value again (seed {seed})"
+        );
+    }
+    sim.shutdown().await;
+}
+
 /// A delete without a context through a replica that missed the write: the coordinator
 /// reads what the other replicas hold first, so the delete removes the value everywhere
 /// instead of only what its own (empty) replica held.
