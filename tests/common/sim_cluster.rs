@@ -1,0 +1,488 @@
+//! The simulated cluster the simulations share: whole nodes (each a real `Service` with
+//! its engine in a temp dir, its hint store, its `Coordinator`, its replica and hints
+//! handlers, hint delivery and gossip) on one `SimNetwork`, in one process on a paused
+//! tokio clock. Clients are the test calling `Coordinator::answer` on the node it picks,
+//! as a client connection would. A crash cuts the node off the network and closes
+//! everything it had open; a restart reopens its engine and hint store from its
+//! directory, as a new process would.
+#![allow(dead_code)] // each simulation uses part of it
+#![allow(clippy::unwrap_used)] // test harness
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sibyl::cluster::simulation::sim_addr;
+use sibyl::cluster::{
+    ClusterHandle, ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, TokenPlan,
+};
+use sibyl::coordinator::{Coordinator, CoordinatorOptions};
+use sibyl::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
+use sibyl::identity::{keep_saved, SavedPeers};
+use sibyl::net::{Family, PeerNetwork, SimConfig, SimNetwork};
+use sibyl::replica::{ReplicaExecution, ReplicaHandler};
+use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, Token, TokenAllocation};
+use sibyl::service::{Service, ServiceOptions};
+use sibyl::versioning::{Actor, ActorEpoch};
+use sibyl_protocol::{
+    Cell, ColumnWrite, ConflictMode, Consistency, Request, Response, ResponseMeta, RowInsert,
+    Selector, TableOptions,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub const RF: usize = 3;
+pub const TABLE: &str = "sets";
+/// Bound on every wait of a run (virtual time).
+pub const DEADLINE: Duration = Duration::from_secs(600);
+
+pub fn seed() -> u64 {
+    // `SIBYL_SIM_LOG=debug` (an env filter) shows the nodes' logs.
+    if let Ok(filter) = std::env::var("SIBYL_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+    let s = std::env::var("SIBYL_SIM_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0009);
+    println!("seed = {s} (set SIBYL_SIM_SEED to replay)");
+    s
+}
+
+#[path = "inline_schema.rs"]
+mod inline_schema;
+use inline_schema::InlineSchema;
+use sibyl::cluster::SchemaSource;
+
+/// What a running node has open.
+pub struct Running {
+    pub service: Arc<Service>,
+    pub handle: Arc<ClusterHandle>,
+    pub runtime: ClusterRuntime,
+    pub coordinator: Arc<Coordinator>,
+    pub hints: Arc<HintStore>,
+    pub delivery: HintDelivery,
+    pub saver: tokio::task::JoinHandle<()>,
+    pub stop: watch::Sender<bool>,
+}
+
+/// One node's place in the cluster: its directory outlives its processes.
+pub struct Slot {
+    pub dir: tempfile::TempDir,
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub generation: u64,
+    pub tokens: Option<Vec<Token>>,
+    pub running: Option<Running>,
+    /// What a crashed process still holds until its last task ends.
+    pub closing: Option<(Weak<Service>, Weak<HintStore>)>,
+}
+
+/// How hint delivery runs in a scenario.
+#[derive(Clone, Copy)]
+pub struct Delivery {
+    pub interval: Duration,
+}
+
+pub struct Sim {
+    pub world: SimNetwork,
+    pub slots: Vec<Slot>,
+    pub delivery: Delivery,
+}
+
+impl Sim {
+    /// `n` nodes joined one by one into one ring, with the `sets` table (rf 3, causal).
+    pub async fn start(n: usize, seed: u64, config: SimConfig, delivery: Delivery) -> Sim {
+        let world = SimNetwork::new(config, seed);
+        let mut sim = Sim {
+            world,
+            slots: Vec::new(),
+            delivery,
+        };
+        for i in 0..n {
+            sim.slots.push(Slot {
+                dir: tempfile::tempdir().unwrap(),
+                id: NodeId(seed.rotate_left(7 * i as u32) ^ (i as u64 + 1)),
+                addr: sim_addr(i),
+                generation: 0,
+                tokens: None,
+                running: None,
+                closing: None,
+            });
+            ActorEpoch::create(sim.slots[i].dir.path(), Actor::new(sim.slots[i].id.0, 1)).unwrap();
+            sim.open(i);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        sim.settle().await;
+        for (i, slot) in sim.slots.iter_mut().enumerate() {
+            let view = slot.running.as_ref().unwrap().handle.view().unwrap();
+            slot.tokens = Some(view.node(slot.id).unwrap().tokens.to_vec());
+            assert!(
+                !slot.tokens.as_ref().unwrap().is_empty(),
+                "node {i} has tokens"
+            );
+        }
+        let created = sim.node(0).service.handle(Request::CreateTable {
+            name: TABLE.into(),
+            options: TableOptions {
+                replication_factor: RF as u16,
+                conflict_mode: ConflictMode::Causal,
+                ..TableOptions::default()
+            },
+            if_not_exists: false,
+        });
+        assert!(
+            matches!(created, Response::SchemaChanged { .. }),
+            "{created:?}"
+        );
+        let start = Instant::now();
+        wait_for("the table on every node", start, || {
+            sim.running().all(|(_, r)| r.service.has_table(TABLE))
+        })
+        .await;
+        sim
+    }
+
+    /// Opens node `i`'s process from its directory (its first start or a restart).
+    pub fn open(&mut self, i: usize) {
+        let delivery = self.delivery;
+        let slot = &mut self.slots[i];
+        assert!(slot.running.is_none(), "node {i} is already running");
+        slot.generation += 1;
+        let clock = Arc::new(self.world.clock(slot.addr));
+        let net = Arc::new(self.world.node(slot.addr, slot.id));
+        let (handle, inbox) = ClusterHandle::new();
+        let options = ServiceOptions {
+            memtable_size: 1 << 20,
+            node_address: slot.addr.to_string(),
+            ..ServiceOptions::new(slot.dir.path().to_path_buf(), clock.clone())
+        };
+        let sync = options.sync;
+        let service = Arc::new(Service::open_in_cluster(options, Some(handle.clone())).unwrap());
+        let hints = Arc::new(
+            HintStore::open(
+                &sibyl::hints::hints_dir(slot.dir.path()),
+                sync,
+                HintLimits::default(),
+                clock,
+            )
+            .unwrap(),
+        );
+        let peers: Arc<dyn PeerNetwork> = net.clone();
+        let coordinator = Arc::new(Coordinator::new(
+            service.clone(),
+            peers.clone(),
+            handle.clone(),
+            hints.clone(),
+            CoordinatorOptions {
+                execution: ReplicaExecution::Inline,
+                ..CoordinatorOptions::default()
+            },
+        ));
+        let replica = Arc::new(ReplicaHandler::new(
+            service.clone(),
+            ReplicaExecution::Inline,
+        ));
+        replica.set_forward_target(coordinator.clone());
+        net.register(Family::Replica, replica).unwrap();
+        net.register(
+            Family::Hints,
+            Arc::new(HintsHandler::new(hints.clone(), ReplicaExecution::Inline)),
+        )
+        .unwrap();
+        let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
+        gossip.interval_ms = 200;
+        let local = LocalNode {
+            id: slot.id,
+            generation: slot.generation,
+            peer_address: slot.addr,
+            client_address: None,
+            location: NodeLocation::default(),
+            tokens: Vec::new(),
+            status: NodeStatus::Joining,
+            schema_version: service.schema_version(),
+            load: 0,
+        };
+        let plan = match &slot.tokens {
+            Some(tokens) => TokenPlan::Existing(tokens.clone()),
+            None => TokenPlan::Allocate {
+                count: 8,
+                allocation: TokenAllocation::Balanced,
+            },
+        };
+        let mut gossiper = Gossiper::new(gossip, local, slot.id.0 ^ slot.generation, 0);
+        if slot.tokens.is_some() {
+            // A restart: the ring of the last run, as the node remembers it.
+            if let Some(saved) = SavedPeers::load(slot.dir.path()).unwrap() {
+                gossiper.remember(&saved.peers);
+            }
+        }
+        let runtime = ClusterRuntime::start(
+            handle.clone(),
+            inbox,
+            gossiper,
+            net,
+            Arc::new(InlineSchema(service.clone())),
+            plan,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let saver = keep_saved(
+            handle.clone(),
+            slot.dir.path().to_path_buf(),
+            Duration::from_secs(1),
+            ReplicaExecution::Inline,
+            stopped.clone(),
+        );
+        let exists = service.clone();
+        let delivery = HintDelivery::start(
+            hints.clone(),
+            peers,
+            handle.clone(),
+            Arc::new(move |table: &str| exists.has_table(table)),
+            DeliveryOptions {
+                interval: delivery.interval,
+                call_timeout: Duration::from_secs(1),
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(2),
+                execution: ReplicaExecution::Inline,
+                ..DeliveryOptions::default()
+            },
+            stopped,
+        );
+        slot.running = Some(Running {
+            service,
+            handle,
+            runtime,
+            coordinator,
+            hints,
+            delivery,
+            saver,
+            stop,
+        });
+    }
+
+    /// Kills node `i` (kill -9): off the network, its tasks stopped, its files closed
+    /// once the last request it was serving ends.
+    pub async fn crash(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        self.world.crash(slot.addr);
+        let mut r = slot.running.take().expect("crash a running node");
+        let _ = r.stop.send(true);
+        r.runtime.shutdown().await;
+        r.delivery.join().await;
+        r.saver.await.unwrap();
+        slot.closing = Some((Arc::downgrade(&r.service), Arc::downgrade(&r.hints)));
+    }
+
+    /// Restarts crashed node `i` from its directory.
+    pub async fn restart(&mut self, i: usize) {
+        // A new process at the address: the old one's handlers (and what they hold) go.
+        let slot = &self.slots[i];
+        drop(self.world.node(slot.addr, slot.id));
+        if let Some((service, hints)) = self.slots[i].closing.take() {
+            wait_for(
+                "the crashed process to close its files",
+                Instant::now(),
+                || service.strong_count() == 0 && hints.strong_count() == 0,
+            )
+            .await;
+        }
+        self.open(i);
+    }
+
+    pub fn node(&self, i: usize) -> &Running {
+        self.slots[i].running.as_ref().expect("a running node")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = (usize, &Running)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.running.as_ref().map(|r| (i, r)))
+    }
+
+    pub fn index_of(&self, id: NodeId) -> usize {
+        self.slots.iter().position(|s| s.id == id).unwrap()
+    }
+
+    /// Waits until every running node's view has every node, the running ones alive and
+    /// the crashed ones down, on one ring.
+    pub async fn settle(&self) {
+        let n = self.slots.len();
+        let up: BTreeSet<NodeId> = self.running().map(|(i, _)| self.slots[i].id).collect();
+        wait_for(
+            "every running node to agree on who is up",
+            Instant::now(),
+            || {
+                let views: Vec<_> = self
+                    .running()
+                    .filter_map(|(_, r)| r.handle.view())
+                    .collect();
+                views.len() == up.len()
+                    && views.iter().all(|v| {
+                        v.nodes.len() == n
+                            && v.ring().nodes().len() == n
+                            && v.ring() == views[0].ring()
+                            && v.nodes
+                                .values()
+                                .all(|node| node.alive == up.contains(&node.id))
+                    })
+            },
+        )
+        .await;
+    }
+
+    /// The key's home replicas, in preference order.
+    pub fn homes(&self, key: &[u8]) -> Vec<usize> {
+        let (_, r) = self.running().next().unwrap();
+        let ring = r.handle.view().unwrap().ring();
+        ring.preference_list(
+            &Partitioner::Murmur3.token(key),
+            &ReplicationStrategy::simple(RF),
+        )
+        .into_iter()
+        .map(|id| self.index_of(id))
+        .collect()
+    }
+
+    /// Hints still pending on every running node, plus the shipments of writes still
+    /// under way (each may yet leave a hint): zero once every write is where it goes.
+    pub fn pending_hints(&self) -> u64 {
+        self.running()
+            .map(|(_, r)| {
+                r.hints.owners().iter().map(|(_, p)| p.count).sum::<u64>()
+                    + r.coordinator.stats().shipments_in_flight
+            })
+            .sum()
+    }
+
+    /// What node `i`'s own replica holds for `key` (no coordination).
+    pub fn stored(&self, i: usize, key: &[u8]) -> Vec<Cell> {
+        match self
+            .node(i)
+            .service
+            .handle(get(key, Some(Consistency::ONE)))
+        {
+            Response::Row { cells, .. } => cells,
+            other => panic!("local read on node {i}: {other:?}"),
+        }
+    }
+
+    /// Stops every node and waits until each has closed its engine and hint store
+    /// (nothing keeps a stopped node alive: no reference cycle through the network).
+    pub async fn shutdown(mut self) {
+        let mut closing = Vec::new();
+        for i in 0..self.slots.len() {
+            if let Some(mut r) = self.slots[i].running.take() {
+                let _ = r.stop.send(true);
+                r.runtime.shutdown().await;
+                r.delivery.join().await;
+                r.saver.await.unwrap();
+                closing.push((Arc::downgrade(&r.service), Arc::downgrade(&r.hints)));
+            }
+            closing.extend(self.slots[i].closing.take());
+        }
+        self.world.shutdown().await;
+        wait_for(
+            "every stopped node to close its files",
+            Instant::now(),
+            || {
+                closing
+                    .iter()
+                    .all(|(s, h)| s.strong_count() == 0 && h.strong_count() == 0)
+            },
+        )
+        .await;
+    }
+}
+
+pub async fn wait_for(what: &str, start: Instant, mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn insert(key: &[u8], column: &str, value: &str, context: Bytes, c: Consistency) -> Request {
+    Request::Insert {
+        insert: RowInsert {
+            write_id: None,
+            table: TABLE.into(),
+            key: Bytes::copy_from_slice(key),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![ColumnWrite {
+                name: Bytes::copy_from_slice(column.as_bytes()),
+                value: Bytes::copy_from_slice(value.as_bytes()),
+                context,
+            }],
+        },
+        consistency: Some(c),
+    }
+}
+
+pub fn get(key: &[u8], c: Option<Consistency>) -> Request {
+    Request::Get {
+        table: TABLE.into(),
+        key: Bytes::copy_from_slice(key),
+        selector: Selector::All,
+        consistency: c,
+    }
+}
+
+pub fn written(r: Response) -> ResponseMeta {
+    match r {
+        Response::Written { meta } => meta,
+        other => panic!("expected WRITTEN, got {other:?}"),
+    }
+}
+
+pub fn row(r: Response) -> (Vec<Cell>, ResponseMeta) {
+    match r {
+        Response::Row { cells, meta, .. } => (cells, meta),
+        other => panic!("expected ROW, got {other:?}"),
+    }
+}
+
+/// The live values of column `name` in `cells`, sorted.
+pub fn values(cells: &[Cell], name: &str) -> Vec<String> {
+    let mut v: Vec<String> = cells
+        .iter()
+        .filter(|c| c.name.as_ref() == name.as_bytes())
+        .flat_map(|c| c.values())
+        .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The columns with a live value in `cells`.
+pub fn columns(cells: &[Cell]) -> BTreeSet<String> {
+    cells
+        .iter()
+        .filter(|c| c.values().next().is_some())
+        .map(|c| String::from_utf8(c.name.to_vec()).unwrap())
+        .collect()
+}
+
+pub fn quiet() -> SimConfig {
+    SimConfig {
+        latency: Duration::from_millis(1),
+        jitter: Duration::from_millis(2),
+        loss: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        reorder_delay: Duration::from_millis(5),
+    }
+}
+
+pub const FAST_DELIVERY: Delivery = Delivery {
+    interval: Duration::from_millis(200),
+};
