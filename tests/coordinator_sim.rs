@@ -766,6 +766,88 @@ async fn coordinator_sim_a_delete_of_a_retried_write_removes_the_copy_it_never_s
     sim.shutdown().await;
 }
 
+/// The first attempt of a write reaches its coordinator only after the retry was read
+/// and deleted elsewhere (the coordinator was paused with the request in its socket): it
+/// mints a copy then, which must not survive the delete anywhere.
+#[tokio::test(start_paused = true)]
+async fn coordinator_sim_a_first_attempt_processed_after_the_delete_does_not_resurrect() {
+    let seed = seed();
+    let mut sim = Sim::start(5, seed, quiet(), FAST_DELIVERY).await;
+    let key = b"cart-late".as_slice();
+    let homes = sim.homes(key);
+    let (first, second) = (homes[0], homes[1]);
+    let attempt = with_write_id(
+        insert(key, "item", "book", Bytes::new(), Consistency::QUORUM),
+        0x5eed_0002,
+    );
+    // The first home is cut off (as if paused) and marked down by the others.
+    let others: Vec<SocketAddr> = sim
+        .slots
+        .iter()
+        .map(|s| s.addr)
+        .filter(|a| *a != sim.slots[first].addr)
+        .collect();
+    sim.world.partition(&[vec![sim.slots[first].addr], others]);
+    let first_id = sim.slots[first].id;
+    wait_for(
+        "the second home marks the first down",
+        Instant::now(),
+        || {
+            sim.node(second)
+                .handle
+                .view()
+                .is_some_and(|v| v.nodes.values().any(|n| n.id == first_id && !n.alive))
+        },
+    )
+    .await;
+    let c = sim.node(second).coordinator.clone();
+    written(c.answer(attempt.clone()).await);
+    let (cells, _) = row(c.answer(get(key, Some(Consistency::QUORUM))).await);
+    assert_eq!(values(&cells, "item"), vec!["book".to_string()]);
+    let delete = Request::Delete {
+        delete: sibyl_protocol::RowDelete {
+            table: TABLE.into(),
+            key: Bytes::copy_from_slice(key),
+            timestamp_micros: None,
+            write_id: None,
+            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
+                name: Bytes::from_static(b"item"),
+                context: cells[0].context.clone(),
+            }]),
+        },
+        consistency: Some(Consistency::QUORUM),
+    };
+    written(c.answer(delete).await);
+    drop(c);
+    // The pause ends: the first home runs the buffered first attempt at once.
+    sim.world.heal();
+    let late = sim.node(first).coordinator.answer(attempt).await;
+    println!("the late first attempt: {late:?}");
+    sim.settle().await;
+    wait_for("every hint delivered", Instant::now(), || {
+        sim.pending_hints() == 0
+    })
+    .await;
+    for (i, _) in sim.running() {
+        let (cells, _) = row(sim
+            .node(i)
+            .coordinator
+            .answer(get(key, Some(Consistency::ALL.blocking_read_repair())))
+            .await);
+        assert!(
+            values(&cells, "item").is_empty(),
+            "the deleted value is back through node {i}: {cells:?} (seed {seed})"
+        );
+    }
+    for h in &homes {
+        assert!(
+            values(&sim.stored(*h, key), "item").is_empty(),
+            "home {h} holds the deleted value again (seed {seed})"
+        );
+    }
+    sim.shutdown().await;
+}
+
 /// A delete without a context through a replica that missed the write: the coordinator
 /// reads what the other replicas hold first, so the delete removes the value everywhere
 /// instead of only what its own (empty) replica held.

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use sibyl_tools::nemesis::clients::ALL_WORKLOADS;
+use sibyl_tools::nemesis::faults::KINDS;
 use sibyl_tools::nemesis::nodes::FAKETIME_CANDIDATES;
 use sibyl_tools::nemesis::{run, NemesisConfig};
 
@@ -52,6 +54,13 @@ struct Args {
     /// Seconds to wait for the replicas to agree after the heal.
     #[arg(long, default_value_t = 120)]
     converge_timeout: u64,
+    /// Fault kinds to draw, comma-separated: isolate, halves, one-way, kill, pause, skew
+    /// (default: all).
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Workloads to run, comma-separated: set, delete, register (default: all).
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
 }
 
 fn main() {
@@ -116,6 +125,18 @@ fn real_main() -> anyhow::Result<bool> {
             "off (no libfaketime)"
         }
     );
+    for f in &args.faults {
+        if !KINDS.contains(&f.as_str()) {
+            anyhow::bail!("unknown fault {f:?} (expected one of {})", KINDS.join(", "));
+        }
+    }
+    let mut workloads = Vec::new();
+    for w in &args.workloads {
+        match ALL_WORKLOADS.iter().find(|x| x.name() == w) {
+            Some(x) => workloads.push(*x),
+            None => anyhow::bail!("unknown workload {w:?} (expected set, delete or register)"),
+        }
+    }
     let config = NemesisConfig {
         nodes: args.nodes,
         duration: Duration::from_secs(args.duration),
@@ -126,6 +147,8 @@ fn real_main() -> anyhow::Result<bool> {
         subnet: args.subnet,
         faketime,
         converge_timeout: Duration::from_secs(args.converge_timeout),
+        faults: args.faults.clone(),
+        workloads,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(run(&config, |line| println!("{line}")))?;

@@ -49,13 +49,17 @@ pub fn key_of(w: Workload, i: u64) -> String {
     }
 }
 
-/// The workload of client `i`: they take turns.
-pub fn workload_of(client: usize) -> Workload {
-    match client % 3 {
-        0 => Workload::Set,
-        1 => Workload::Delete,
-        _ => Workload::Register,
-    }
+/// Every workload, in the order clients take them.
+pub const ALL_WORKLOADS: [Workload; 3] = [Workload::Set, Workload::Delete, Workload::Register];
+
+/// The workload of client `i` among `workloads` (all when empty): they take turns.
+pub fn workload_of(client: usize, workloads: &[Workload]) -> Workload {
+    let list: &[Workload] = if workloads.is_empty() {
+        &ALL_WORKLOADS
+    } else {
+        workloads
+    };
+    list[client % list.len()]
 }
 
 /// How long a client waits after an error before its next operation (a down cluster
@@ -108,11 +112,11 @@ impl Ctx {
 /// Runs client `id` until `stop` turns true.
 pub async fn run_client(
     id: usize,
+    workload: Workload,
     client: Client,
     history: Arc<History>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let workload = workload_of(id);
     let ctx = Ctx {
         id,
         workload,

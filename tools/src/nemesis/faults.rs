@@ -78,6 +78,21 @@ pub struct Step {
     pub quiet: Duration,
 }
 
+/// Every fault kind, as [`Fault::kind`] names them.
+pub const KINDS: [&str; 6] = ["isolate", "halves", "one-way", "kill", "pause", "skew"];
+
+/// Draws the next step whose fault is of one of the `allowed` kinds (all when empty),
+/// for `nodes` nodes; skew only when `skew` is possible. The same seed and settings give
+/// the same schedule.
+pub fn next_allowed_step(rng: &mut StdRng, nodes: usize, skew: bool, allowed: &[String]) -> Step {
+    loop {
+        let step = next_step(rng, nodes, skew);
+        if allowed.is_empty() || allowed.iter().any(|k| k == step.fault.kind()) {
+            return step;
+        }
+    }
+}
+
 /// Draws the next step for `nodes` nodes; skew only when `skew` is possible.
 pub fn next_step(rng: &mut StdRng, nodes: usize, skew: bool) -> Step {
     let node = rng.gen_range(0..nodes);

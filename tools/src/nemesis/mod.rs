@@ -64,6 +64,10 @@ pub struct NemesisConfig {
     pub faketime: Option<PathBuf>,
     /// Longest wait for the replicas to agree after the heal.
     pub converge_timeout: Duration,
+    /// Fault kinds drawn ([`faults::KINDS`]; empty: all).
+    pub faults: Vec<String>,
+    /// Workloads the clients run (empty: all).
+    pub workloads: Vec<Workload>,
 }
 
 /// What a run found.
@@ -527,6 +531,7 @@ pub async fn run(
             .map_err(|e| NemesisError::Setup(format!("client {id} cannot connect: {e}")))?;
         tasks.push(tokio::spawn(clients::run_client(
             id,
+            clients::workload_of(id, &config.workloads),
             client,
             Arc::clone(&history),
             stop_rx.clone(),
@@ -538,7 +543,8 @@ pub async fn run(
     let began = Instant::now();
     let skew = config.faketime.is_some();
     while began.elapsed() < config.duration {
-        let Step { fault, hold, quiet } = faults::next_step(&mut rng, config.nodes, skew);
+        let Step { fault, hold, quiet } =
+            faults::next_allowed_step(&mut rng, config.nodes, skew, &config.faults);
         let left = config.duration.saturating_sub(began.elapsed());
         let at = began.elapsed().as_secs_f64();
         log(&format!(
