@@ -772,7 +772,7 @@ async fn coordinator_sim_a_delete_of_a_retried_write_removes_the_copy_it_never_s
 #[tokio::test(start_paused = true)]
 async fn coordinator_sim_a_first_attempt_processed_after_the_delete_does_not_resurrect() {
     let seed = seed();
-    let mut sim = Sim::start(5, seed, quiet(), FAST_DELIVERY).await;
+    let sim = Sim::start(5, seed, quiet(), FAST_DELIVERY).await;
     let key = b"cart-late".as_slice();
     let homes = sim.homes(key);
     let (first, second) = (homes[0], homes[1]);

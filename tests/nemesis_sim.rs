@@ -126,7 +126,7 @@ async fn operate(
             let put = with_id(insert(&key, &value, "1", Bytes::new(), q), ids.0);
             let ok = matches!(coordinator.answer(put).await, Response::Written { .. });
             out.push(event(client, w, Op::Add, &key, &value, ok));
-            if ok && w == Workload::Delete && ids.0 % 2 == 0 {
+            if ok && w == Workload::Delete && ids.0.is_multiple_of(2) {
                 let read = Request::Get {
                     table: TABLE.into(),
                     key: Bytes::copy_from_slice(&key),
