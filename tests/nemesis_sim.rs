@@ -101,6 +101,7 @@ fn event(client: usize, w: Workload, op: Op, key: &[u8], value: &str, ok: bool) 
         key: String::from_utf8_lossy(key).into_owned(),
         value: value.to_owned(),
         seen: Vec::new(),
+        context: String::new(),
         node: String::new(),
         start_ms: 0,
         end_ms: 0,

@@ -182,6 +182,7 @@ mod tests {
             key: key.into(),
             value: value.into(),
             seen: seen.iter().map(|s| (*s).to_owned()).collect(),
+            context: String::new(),
             node: "n".into(),
             start_ms: 0,
             end_ms: 1,

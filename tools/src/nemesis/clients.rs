@@ -87,7 +87,7 @@ impl Ctx {
         op: Op,
         key: &str,
         value: &str,
-        seen: Vec<String>,
+        (seen, context): (Vec<String>, String),
         start_ms: u64,
         result: Result<(), ClientError>,
     ) -> bool {
@@ -99,6 +99,7 @@ impl Ctx {
             key: key.to_owned(),
             value: value.to_owned(),
             seen,
+            context,
             node: self.node(key),
             start_ms,
             end_ms: self.history.now_ms(),
@@ -107,6 +108,13 @@ impl Ctx {
         });
         ok
     }
+}
+
+/// A context as hex (empty for none).
+fn hex(context: Option<&bytes::Bytes>) -> String {
+    context
+        .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
 }
 
 /// Runs client `id` until `stop` turns true.
@@ -139,7 +147,7 @@ pub async fn run_client(
                     .send()
                     .await
                     .map(|_| ());
-                ctx.record(Op::Add, &key, &value, vec![], start, r)
+                ctx.record(Op::Add, &key, &value, (vec![], String::new()), start, r)
             }
             Workload::Delete => {
                 let r = table
@@ -148,7 +156,7 @@ pub async fn run_client(
                     .send()
                     .await
                     .map(|_| ());
-                let mut ok = ctx.record(Op::Add, &key, &value, vec![], start, r);
+                let mut ok = ctx.record(Op::Add, &key, &value, (vec![], String::new()), start, r);
                 // Half the acknowledged adds are deleted again.
                 if ok && n.is_multiple_of(2) {
                     let start = ctx.history.now_ms();
@@ -167,11 +175,19 @@ pub async fn run_client(
                                 .send()
                                 .await
                                 .map(|_| ());
-                            ok = ctx.record(Op::Delete, &key, &value, vec![], start, r);
+                            let sent = hex(row.context(&value));
+                            ok = ctx.record(Op::Delete, &key, &value, (vec![], sent), start, r);
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            ok = ctx.record(Op::Read, &key, "", vec![], start, Err(e));
+                            ok = ctx.record(
+                                Op::Read,
+                                &key,
+                                "",
+                                (vec![], String::new()),
+                                start,
+                                Err(e),
+                            );
                         }
                     }
                 }
@@ -198,9 +214,12 @@ pub async fn run_client(
                             .send()
                             .await
                             .map(|_| ());
-                        ctx.record(Op::Add, &key, &value, seen, start, r)
+                        let sent = hex(row.context(REGISTER_COLUMN));
+                        ctx.record(Op::Add, &key, &value, (seen, sent), start, r)
                     }
-                    Err(e) => ctx.record(Op::Read, &key, "", vec![], start, Err(e)),
+                    Err(e) => {
+                        ctx.record(Op::Read, &key, "", (vec![], String::new()), start, Err(e))
+                    }
                 }
             }
         };

@@ -5,7 +5,7 @@
 //! One line per operation once it ends:
 //! `{"client":3,"workload":"set","op":"add","key":"set-1","value":"c3-17","seen":[],
 //!   "node":"10.77.0.2:7400","start_ms":1203,"end_ms":1210,"ok":true}` (failed ones carry
-//! `"error"`); one line per fault: `{"nemesis":"kill node 2","at_ms":5000}`. Times are
+//! `"error"`; deletes and register writes carry the `"context"` they sent, in hex); one line per fault: `{"nemesis":"kill node 2","at_ms":5000}`. Times are
 //! milliseconds since the run started.
 
 use std::fs::File;
@@ -74,6 +74,8 @@ pub struct Event {
     pub value: String,
     /// Values the read before it saw (register writes: what the write's context covers).
     pub seen: Vec<String>,
+    /// The context the write or delete carried, in hex (empty: none).
+    pub context: String,
     /// The node the client sent it to first.
     pub node: String,
     /// Start, ms since the run began.
@@ -127,8 +129,13 @@ impl History {
             "end_ms": e.end_ms,
             "ok": e.ok,
         });
-        if let (Some(err), Some(obj)) = (&e.error, line.as_object_mut()) {
-            obj.insert("error".into(), json!(err));
+        if let Some(obj) = line.as_object_mut() {
+            if let Some(err) = &e.error {
+                obj.insert("error".into(), json!(err));
+            }
+            if !e.context.is_empty() {
+                obj.insert("context".into(), json!(e.context));
+            }
         }
         let _ = writeln!(lock(&self.file), "{line}");
         lock(&self.events).push(e);
