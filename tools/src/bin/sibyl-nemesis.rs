@@ -1,7 +1,7 @@
 //! `sibyl-nemesis`: breaks a real cluster on purpose while clients write, heals it, and
 //! checks that no acknowledged write was lost (Jepsen's method on one machine).
 //!
-//! `sudo sibyl-nemesis --duration 120 --seed 7` starts 5 `sibyl` nodes in network
+//! `sudo sibyl-nemesis --duration 120 --seed 7 [--seeds 3]` starts 5 `sibyl` nodes in network
 //! namespaces, runs set, delete and register clients against them while partitions,
 //! kills, pauses and clock skew come and go, then heals, waits for the replicas to agree
 //! and checks every key through every node. Exit status 0 when nothing was lost,
@@ -18,7 +18,7 @@ use clap::Parser;
 use sibyl_tools::nemesis::clients::ALL_WORKLOADS;
 use sibyl_tools::nemesis::faults::KINDS;
 use sibyl_tools::nemesis::nodes::FAKETIME_CANDIDATES;
-use sibyl_tools::nemesis::{run, NemesisConfig};
+use sibyl_tools::nemesis::{run, NemesisConfig, RunsSummary};
 
 /// Fault injection on real processes, with a checker.
 #[derive(Debug, Parser)]
@@ -33,6 +33,9 @@ struct Args {
     /// Seed of the fault schedule (printed; default from the clock).
     #[arg(long)]
     seed: Option<u64>,
+    /// Runs, each on a fresh cluster, with the seeds from --seed on.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// Concurrent clients (set, delete and register in turn).
     #[arg(long, default_value_t = 9)]
     clients: usize,
@@ -151,9 +154,29 @@ fn real_main() -> anyhow::Result<bool> {
         workloads,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let report = rt.block_on(run(&config, |line| println!("{line}")))?;
-    print!("{}", report.to_text());
-    Ok(report.passed())
+    let mut summary = RunsSummary::default();
+    for n in 0..args.seeds.max(1) {
+        let seed = config.seed.wrapping_add(n);
+        let run_config = NemesisConfig {
+            seed,
+            dir: if args.seeds > 1 {
+                config.dir.join(format!("seed-{seed}"))
+            } else {
+                config.dir.clone()
+            },
+            ..config.clone()
+        };
+        if args.seeds > 1 {
+            println!("run {} of {}: seed {seed}", n + 1, args.seeds);
+        }
+        let report = rt.block_on(run(&run_config, |line| println!("{line}")))?;
+        print!("{}", report.to_text());
+        summary.add(&report);
+    }
+    if args.seeds > 1 {
+        print!("{}", summary.to_text());
+    }
+    Ok(summary.failed.is_empty())
 }
 
 /// A fresh directory under the system temp dir, kept after the run.

@@ -151,6 +151,65 @@ impl NemesisReport {
     }
 }
 
+/// The totals of several runs (`sibyl-nemesis --seeds N`): what the README's reliability
+/// table reports.
+#[derive(Debug, Default)]
+pub struct RunsSummary {
+    /// Runs done.
+    pub runs: usize,
+    /// Time the clients ran, over all runs.
+    pub ran: Duration,
+    /// Faults injected.
+    pub faults: u64,
+    /// Acknowledged writes.
+    pub acknowledged: u64,
+    /// Lost, never written and resurrected findings.
+    pub findings: (usize, usize, usize),
+    /// Convergence time of each run that converged.
+    pub convergence: Vec<Duration>,
+    /// Seeds of the runs that did not pass.
+    pub failed: Vec<u64>,
+}
+
+impl RunsSummary {
+    /// Adds one run.
+    pub fn add(&mut self, r: &NemesisReport) {
+        self.runs += 1;
+        self.ran += r.ran;
+        self.faults += r.faults.values().sum::<u64>();
+        self.acknowledged += r.verdict.acknowledged.values().sum::<u64>();
+        self.findings.0 += r.verdict.lost.count();
+        self.findings.1 += r.verdict.never_written.count();
+        self.findings.2 += r.verdict.resurrected.count();
+        if let Some(c) = r.convergence {
+            self.convergence.push(c);
+        }
+        if !r.passed() {
+            self.failed.push(r.seed);
+        }
+    }
+
+    /// One line for people.
+    pub fn to_text(&self) -> String {
+        let mut c = self.convergence.clone();
+        c.sort_unstable();
+        let p50 = c.get(c.len() / 2).map_or(0.0, Duration::as_secs_f64);
+        let max = c.last().map_or(0.0, Duration::as_secs_f64);
+        format!(
+            "{} runs, {:.1} minutes, {} faults, {} acknowledged writes, lost {}, never written              {}, resurrected {}, convergence after heal p50 {p50:.1} s / max {max:.1} s; \
+             failed seeds: {:?}\n",
+            self.runs,
+            self.ran.as_secs_f64() / 60.0,
+            self.faults,
+            self.acknowledged,
+            self.findings.0,
+            self.findings.1,
+            self.findings.2,
+            self.failed
+        )
+    }
+}
+
 /// A run that could not be carried out (as opposed to one that found a fault).
 #[derive(Debug, thiserror::Error)]
 pub enum NemesisError {
