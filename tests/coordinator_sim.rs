@@ -22,7 +22,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sibyl::net::SimConfig;
 use sibyl::replica::keys::RowPrefix;
 use sibyl::replica::ReplicaHost;
 use sibyl::ring::Partitioner;
@@ -319,67 +318,16 @@ async fn set_workload(seed: u64) -> SetRun {
     const KEYS: usize = 3;
     const ROUNDS: usize = 24;
     const CLIENTS: usize = 4;
-    let lossy = SimConfig {
-        latency: Duration::from_millis(1),
-        jitter: Duration::from_millis(6),
-        loss: 0.02,
-        duplicate: 0.02,
-        reorder: 0.02,
-        reorder_delay: Duration::from_millis(20),
-    };
     let mut sim = Sim::start(NODES, seed, quiet(), FAST_DELIVERY).await;
-    sim.world.set_config(lossy);
+    sim.world.set_config(lossy());
     let mut rng = StdRng::seed_from_u64(seed ^ 0x00c0_ffee);
     let keys: Vec<Vec<u8>> = (0..KEYS).map(|k| format!("set-{k}").into_bytes()).collect();
     let mut ledger: BTreeMap<usize, Ledger> = (0..KEYS).map(|k| (k, Ledger::default())).collect();
     let mut next = 0usize;
     let mut faults = 0usize;
     for round in 0..ROUNDS {
-        // The nemesis: at most two nodes down at once, so every key keeps a home.
-        let down: Vec<usize> = (0..NODES)
-            .filter(|i| sim.slots[*i].running.is_none())
-            .collect();
-        match rng.gen_range(0..6) {
-            0 if down.len() < 2 => {
-                let victim = rng.gen_range(0..NODES);
-                if sim.slots[victim].running.is_some() {
-                    println!("round {round}: crash node {victim}");
-                    sim.crash(victim).await;
-                    faults += 1;
-                }
-            }
-            1 if !down.is_empty() => {
-                let back = down[rng.gen_range(0..down.len())];
-                println!("round {round}: restart node {back}");
-                sim.restart(back).await;
-                faults += 1;
-            }
-            2 => {
-                let mut side: Vec<SocketAddr> = Vec::new();
-                let mut rest: Vec<SocketAddr> = Vec::new();
-                for s in &sim.slots {
-                    if rng.gen_bool(0.4) {
-                        side.push(s.addr);
-                    } else {
-                        rest.push(s.addr);
-                    }
-                }
-                println!("round {round}: partition {side:?} | {rest:?}");
-                sim.world.partition(&[side, rest]);
-                faults += 1;
-            }
-            3 => {
-                println!("round {round}: heal");
-                sim.world.heal();
-            }
-            4 => {
-                let i = rng.gen_range(0..NODES);
-                let skew = rng.gen_range(-5_000_000i64..5_000_000);
-                println!("round {round}: skew node {i} by {skew} us");
-                sim.world.set_skew(sim.slots[i].addr, skew);
-                faults += 1;
-            }
-            _ => {}
+        if sim.random_fault(&mut rng, round).await {
+            faults += 1;
         }
         // Let the failure detector see it (or not: some writes race it).
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..3000))).await;
@@ -417,19 +365,7 @@ async fn set_workload(seed: u64) -> SetRun {
         }
     }
 
-    // Heal: everyone back, no cuts, no skew, a clean network; hints drain.
-    sim.world.heal();
-    sim.world.set_config(quiet());
-    for i in 0..NODES {
-        sim.world.set_skew(sim.slots[i].addr, 0);
-        if sim.slots[i].running.is_none() {
-            sim.restart(i).await;
-        }
-    }
-    sim.settle().await;
-    let healed = Instant::now();
-    wait_for("every hint delivered", healed, || sim.pending_hints() == 0).await;
-    println!("hints drained {:?} after the heal", healed.elapsed());
+    sim.heal_everything().await;
 
     for (k, l) in &ledger {
         for h in sim.homes(&keys[*k]) {
@@ -724,19 +660,7 @@ async fn coordinator_sim_a_delete_of_a_retried_write_removes_the_copy_it_never_s
     written(c.answer(attempt).await);
     let (cells, _) = row(c.answer(get(key, Some(Consistency::QUORUM))).await);
     assert_eq!(values(&cells, "item"), vec!["book".to_string()]);
-    let delete = Request::Delete {
-        delete: sibyl_protocol::RowDelete {
-            table: TABLE.into(),
-            key: Bytes::copy_from_slice(key),
-            timestamp_micros: None,
-            write_id: None,
-            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
-                name: Bytes::from_static(b"item"),
-                context: cells[0].context.clone(),
-            }]),
-        },
-        consistency: Some(Consistency::QUORUM),
-    };
+    let delete = delete_with_context(key, "item", cells[0].context.clone(), Consistency::QUORUM);
     written(c.answer(delete).await);
     drop(c);
     // Copy A comes back with its coordinator, and travels on as hints and read repair.
@@ -804,19 +728,7 @@ async fn coordinator_sim_a_first_attempt_processed_after_the_delete_does_not_res
     written(c.answer(attempt.clone()).await);
     let (cells, _) = row(c.answer(get(key, Some(Consistency::QUORUM))).await);
     assert_eq!(values(&cells, "item"), vec!["book".to_string()]);
-    let delete = Request::Delete {
-        delete: sibyl_protocol::RowDelete {
-            table: TABLE.into(),
-            key: Bytes::copy_from_slice(key),
-            timestamp_micros: None,
-            write_id: None,
-            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
-                name: Bytes::from_static(b"item"),
-                context: cells[0].context.clone(),
-            }]),
-        },
-        consistency: Some(Consistency::QUORUM),
-    };
+    let delete = delete_with_context(key, "item", cells[0].context.clone(), Consistency::QUORUM);
     written(c.answer(delete).await);
     drop(c);
     // The pause ends: the first home runs the buffered first attempt at once.

@@ -14,19 +14,14 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sibyl::net::SimConfig;
-use sibyl_protocol::{
-    CellContext, Consistency, DeleteTarget, Request, Response, RowDelete, WriteId,
-};
+use sibyl_protocol::{Consistency, Request, Response, WriteId};
 use sibyl_tools::nemesis::check::{check, Observed, REGISTER_COLUMN};
 use sibyl_tools::nemesis::history::{Event, Op, Workload};
-use tokio::time::Instant;
 
 #[path = "common/sim_cluster.rs"]
 mod sim_cluster;
@@ -60,18 +55,18 @@ fn with_id(request: Request, id: u128) -> Request {
 }
 
 fn delete(key: &[u8], column: &str, context: Bytes, id: u128) -> Request {
-    Request::Delete {
-        delete: RowDelete {
-            table: TABLE.into(),
-            key: Bytes::copy_from_slice(key),
-            timestamp_micros: None,
-            write_id: Some(WriteId(id)),
-            target: DeleteTarget::Columns(vec![CellContext {
-                name: Bytes::copy_from_slice(column.as_bytes()),
-                context,
-            }]),
-        },
-        consistency: Some(Consistency::QUORUM),
+    match delete_with_context(key, column, context, Consistency::QUORUM) {
+        Request::Delete {
+            mut delete,
+            consistency,
+        } => {
+            delete.write_id = Some(WriteId(id));
+            Request::Delete {
+                delete,
+                consistency,
+            }
+        }
+        other => other,
     }
 }
 
@@ -192,66 +187,16 @@ fn nodes_of(seed: u64) -> usize {
 
 async fn run_seed(seed: u64) -> Summary {
     let nodes = nodes_of(seed);
-    let lossy = SimConfig {
-        latency: Duration::from_millis(1),
-        jitter: Duration::from_millis(6),
-        loss: 0.02,
-        duplicate: 0.02,
-        reorder: 0.02,
-        reorder_delay: Duration::from_millis(20),
-    };
     let mut sim = Sim::start(nodes, seed, quiet(), FAST_DELIVERY).await;
-    sim.world.set_config(lossy);
+    sim.world.set_config(lossy());
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0bad_cafe);
     let workloads = [Workload::Set, Workload::Delete, Workload::Register];
     let mut events: Vec<Event> = Vec::new();
     let mut next: u128 = u128::from(seed) << 64;
     let mut faults = 0usize;
     for round in 0..ROUNDS {
-        // At most two nodes down at once, so every key keeps a home replica.
-        let down: Vec<usize> = (0..nodes)
-            .filter(|i| sim.slots[*i].running.is_none())
-            .collect();
-        match rng.gen_range(0..6) {
-            0 if down.len() < 2 => {
-                let victim = rng.gen_range(0..nodes);
-                if sim.slots[victim].running.is_some() {
-                    println!("round {round}: crash node {victim}");
-                    sim.crash(victim).await;
-                    faults += 1;
-                }
-            }
-            1 if !down.is_empty() => {
-                let back = down[rng.gen_range(0..down.len())];
-                println!("round {round}: restart node {back}");
-                sim.restart(back).await;
-                faults += 1;
-            }
-            2 => {
-                let (mut side, mut rest): (Vec<SocketAddr>, Vec<SocketAddr>) = (vec![], vec![]);
-                for s in &sim.slots {
-                    if rng.gen_bool(0.4) {
-                        side.push(s.addr);
-                    } else {
-                        rest.push(s.addr);
-                    }
-                }
-                println!("round {round}: partition {} | {}", side.len(), rest.len());
-                sim.world.partition(&[side, rest]);
-                faults += 1;
-            }
-            3 => {
-                println!("round {round}: heal");
-                sim.world.heal();
-            }
-            4 => {
-                let i = rng.gen_range(0..nodes);
-                let skew = rng.gen_range(-5_000_000i64..5_000_000);
-                println!("round {round}: skew node {i} by {skew} us");
-                sim.world.set_skew(sim.slots[i].addr, skew);
-                faults += 1;
-            }
-            _ => {}
+        if sim.random_fault(&mut rng, round).await {
+            faults += 1;
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..3000))).await;
         let mut calls = Vec::new();
@@ -277,18 +222,7 @@ async fn run_seed(seed: u64) -> Summary {
         }
     }
 
-    // Heal: everyone back, no cuts, no skew, a clean network; hints drain.
-    sim.world.heal();
-    sim.world.set_config(quiet());
-    for i in 0..nodes {
-        sim.world.set_skew(sim.slots[i].addr, 0);
-        if sim.slots[i].running.is_none() {
-            sim.restart(i).await;
-        }
-    }
-    sim.settle().await;
-    let healed = Instant::now();
-    wait_for("every hint delivered", healed, || sim.pending_hints() == 0).await;
+    sim.heal_everything().await;
     // Read repair with blocking reads at ALL through one node, then the reads checked.
     let keys: Vec<(Workload, Vec<u8>)> = workloads
         .iter()

@@ -14,6 +14,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::Rng;
 use sibyl::cluster::simulation::sim_addr;
 use sibyl::cluster::{
     ClusterHandle, ClusterRuntime, GossipConfig, Gossiper, LocalNode, NodeStatus, TokenPlan,
@@ -486,3 +488,105 @@ pub fn quiet() -> SimConfig {
 pub const FAST_DELIVERY: Delivery = Delivery {
     interval: Duration::from_millis(200),
 };
+
+/// The network the randomised workloads run under: some loss, duplication and reordering.
+pub fn lossy() -> SimConfig {
+    SimConfig {
+        latency: Duration::from_millis(1),
+        jitter: Duration::from_millis(6),
+        loss: 0.02,
+        duplicate: 0.02,
+        reorder: 0.02,
+        reorder_delay: Duration::from_millis(20),
+    }
+}
+
+/// A column delete of `key` with the context a read returned.
+pub fn delete_with_context(key: &[u8], column: &str, context: Bytes, c: Consistency) -> Request {
+    Request::Delete {
+        delete: sibyl_protocol::RowDelete {
+            table: TABLE.into(),
+            key: Bytes::copy_from_slice(key),
+            timestamp_micros: None,
+            write_id: None,
+            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
+                name: Bytes::copy_from_slice(column.as_bytes()),
+                context,
+            }]),
+        },
+        consistency: Some(c),
+    }
+}
+
+impl Sim {
+    /// One round of the randomised nemesis, drawn from `rng`: crash a node (at most two
+    /// down at once, so every key keeps a home replica), restart one, partition the
+    /// cluster at random, heal, skew a clock by up to ±5 s, or nothing; prints what it
+    /// did. Returns whether it injected a fault.
+    pub async fn random_fault(&mut self, rng: &mut StdRng, round: usize) -> bool {
+        let nodes = self.slots.len();
+        let down: Vec<usize> = (0..nodes)
+            .filter(|i| self.slots[*i].running.is_none())
+            .collect();
+        match rng.gen_range(0..6) {
+            0 if down.len() < 2 => {
+                let victim = rng.gen_range(0..nodes);
+                if self.slots[victim].running.is_some() {
+                    println!("round {round}: crash node {victim}");
+                    self.crash(victim).await;
+                    return true;
+                }
+                false
+            }
+            1 if !down.is_empty() => {
+                let back = down[rng.gen_range(0..down.len())];
+                println!("round {round}: restart node {back}");
+                self.restart(back).await;
+                true
+            }
+            2 => {
+                let (mut side, mut rest): (Vec<SocketAddr>, Vec<SocketAddr>) = (vec![], vec![]);
+                for s in &self.slots {
+                    if rng.gen_bool(0.4) {
+                        side.push(s.addr);
+                    } else {
+                        rest.push(s.addr);
+                    }
+                }
+                println!("round {round}: partition {side:?} | {rest:?}");
+                self.world.partition(&[side, rest]);
+                true
+            }
+            3 => {
+                println!("round {round}: heal");
+                self.world.heal();
+                false
+            }
+            4 => {
+                let i = rng.gen_range(0..nodes);
+                let skew = rng.gen_range(-5_000_000i64..5_000_000);
+                println!("round {round}: skew node {i} by {skew} us");
+                self.world.set_skew(self.slots[i].addr, skew);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends every fault: no cuts, no skew, a clean network, every node running; then
+    /// waits until the views agree and every hint is delivered.
+    pub async fn heal_everything(&mut self) {
+        self.world.heal();
+        self.world.set_config(quiet());
+        for i in 0..self.slots.len() {
+            self.world.set_skew(self.slots[i].addr, 0);
+            if self.slots[i].running.is_none() {
+                self.restart(i).await;
+            }
+        }
+        self.settle().await;
+        let healed = Instant::now();
+        wait_for("every hint delivered", healed, || self.pending_hints() == 0).await;
+        println!("hints drained {:?} after the heal", healed.elapsed());
+    }
+}

@@ -140,16 +140,7 @@ pub async fn run_client(
         let value = format!("c{id}-{n}");
         let start = ctx.history.now_ms();
         let ok = match workload {
-            Workload::Set => {
-                let r = table
-                    .put(key.clone(), [(value.clone(), "1")])
-                    .consistency(q)
-                    .send()
-                    .await
-                    .map(|_| ());
-                ctx.record(Op::Add, &key, &value, (vec![], String::new()), start, r)
-            }
-            Workload::Delete => {
+            Workload::Set | Workload::Delete => {
                 let r = table
                     .put(key.clone(), [(value.clone(), "1")])
                     .consistency(q)
@@ -157,8 +148,8 @@ pub async fn run_client(
                     .await
                     .map(|_| ());
                 let mut ok = ctx.record(Op::Add, &key, &value, (vec![], String::new()), start, r);
-                // Half the acknowledged adds are deleted again.
-                if ok && n.is_multiple_of(2) {
+                // Half the acknowledged adds of the delete workload are deleted again.
+                if workload == Workload::Delete && ok && n.is_multiple_of(2) {
                     let start = ctx.history.now_ms();
                     match table
                         .get_columns(key.clone(), &[value.as_str()])
