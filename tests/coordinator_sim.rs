@@ -26,7 +26,7 @@ use sibyl::replica::keys::RowPrefix;
 use sibyl::replica::ReplicaHost;
 use sibyl::ring::Partitioner;
 use sibyl::versioning::decode_causal_cell;
-use sibyl_protocol::{Consistency, ErrorKind, Request, Response, WriteId};
+use sibyl_protocol::{Consistency, ErrorKind, Request, Response};
 use tokio::time::Instant;
 
 #[path = "common/sim_cluster.rs"]
@@ -466,22 +466,6 @@ fn stored_versions(sim: &Sim, i: usize, key: &[u8], name: &str) -> Vec<(Option<u
         .collect()
 }
 
-fn with_write_id(request: Request, id: u128) -> Request {
-    match request {
-        Request::Insert {
-            mut insert,
-            consistency,
-        } => {
-            insert.write_id = Some(WriteId(id));
-            Request::Insert {
-                insert,
-                consistency,
-            }
-        }
-        other => other,
-    }
-}
-
 /// Safe retries: a write through a coordinator cut off from its peers times out after
 /// the coordinator minted it; the coordinator is killed (its hints survive on disk); the
 /// client retries the same write, with the same write id, through another replica. When
@@ -623,6 +607,32 @@ async fn coordinator_sim_a_write_retried_through_another_coordinator_after_a_cra
     sim.shutdown().await;
 }
 
+/// Once every hint is delivered: column `item` of `key` reads as deleted through every
+/// node at ALL (blocking read repair) and is stored deleted on every home replica.
+async fn assert_deleted_everywhere(sim: &Sim, key: &[u8], seed: u64) {
+    wait_for("every hint delivered", Instant::now(), || {
+        sim.pending_hints() == 0
+    })
+    .await;
+    for (i, _) in sim.running() {
+        let (cells, _) = row(sim
+            .node(i)
+            .coordinator
+            .answer(get(key, Some(Consistency::ALL.blocking_read_repair())))
+            .await);
+        assert!(
+            values(&cells, "item").is_empty(),
+            "the deleted value is back through node {i}: {cells:?} (seed {seed})"
+        );
+    }
+    for h in sim.homes(key) {
+        assert!(
+            values(&sim.stored(h, key), "item").is_empty(),
+            "home {h} holds the deleted value again (seed {seed})"
+        );
+    }
+}
+
 /// A delete of a retried write whose read saw only the retry's copy: the first attempt's
 /// copy, minted by a coordinator that was cut off, reaches the others only after the
 /// delete (through its hints and read repair) and must not bring the value back.
@@ -666,27 +676,7 @@ async fn coordinator_sim_a_delete_of_a_retried_write_removes_the_copy_it_never_s
     // Copy A comes back with its coordinator, and travels on as hints and read repair.
     sim.restart(first).await;
     sim.settle().await;
-    wait_for("every hint delivered", Instant::now(), || {
-        sim.pending_hints() == 0
-    })
-    .await;
-    for (i, _) in sim.running() {
-        let (cells, _) = row(sim
-            .node(i)
-            .coordinator
-            .answer(get(key, Some(Consistency::ALL.blocking_read_repair())))
-            .await);
-        assert!(
-            values(&cells, "item").is_empty(),
-            "the deleted value is back through node {i}: {cells:?} (seed {seed})"
-        );
-    }
-    for h in &homes {
-        assert!(
-            values(&sim.stored(*h, key), "item").is_empty(),
-            "home {h} holds the deleted value again (seed {seed})"
-        );
-    }
+    assert_deleted_everywhere(&sim, key, seed).await;
     sim.shutdown().await;
 }
 
@@ -736,27 +726,7 @@ async fn coordinator_sim_a_first_attempt_processed_after_the_delete_does_not_res
     let late = sim.node(first).coordinator.answer(attempt).await;
     println!("the late first attempt: {late:?}");
     sim.settle().await;
-    wait_for("every hint delivered", Instant::now(), || {
-        sim.pending_hints() == 0
-    })
-    .await;
-    for (i, _) in sim.running() {
-        let (cells, _) = row(sim
-            .node(i)
-            .coordinator
-            .answer(get(key, Some(Consistency::ALL.blocking_read_repair())))
-            .await);
-        assert!(
-            values(&cells, "item").is_empty(),
-            "the deleted value is back through node {i}: {cells:?} (seed {seed})"
-        );
-    }
-    for h in &homes {
-        assert!(
-            values(&sim.stored(*h, key), "item").is_empty(),
-            "home {h} holds the deleted value again (seed {seed})"
-        );
-    }
+    assert_deleted_everywhere(&sim, key, seed).await;
     sim.shutdown().await;
 }
 

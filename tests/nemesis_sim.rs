@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sibyl_protocol::{Consistency, Request, Response, WriteId};
+use sibyl_protocol::{Consistency, Request, Response};
 use sibyl_tools::nemesis::check::{check, Observed, REGISTER_COLUMN};
 use sibyl_tools::nemesis::history::{Event, Op, Workload};
 
@@ -36,38 +36,6 @@ const CLIENTS: usize = 6;
 
 fn key_of(w: Workload, k: usize) -> Vec<u8> {
     format!("{}-{k}", w.name()).into_bytes()
-}
-
-fn with_id(request: Request, id: u128) -> Request {
-    match request {
-        Request::Insert {
-            mut insert,
-            consistency,
-        } => {
-            insert.write_id = Some(WriteId(id));
-            Request::Insert {
-                insert,
-                consistency,
-            }
-        }
-        other => other,
-    }
-}
-
-fn delete(key: &[u8], column: &str, context: Bytes, id: u128) -> Request {
-    match delete_with_context(key, column, context, Consistency::QUORUM) {
-        Request::Delete {
-            mut delete,
-            consistency,
-        } => {
-            delete.write_id = Some(WriteId(id));
-            Request::Delete {
-                delete,
-                consistency,
-            }
-        }
-        other => other,
-    }
 }
 
 /// Live values by column of a ROW answer (`None` for any other answer).
@@ -121,7 +89,7 @@ async fn operate(
     let mut out = Vec::new();
     match w {
         Workload::Set | Workload::Delete => {
-            let put = with_id(insert(&key, &value, "1", Bytes::new(), q), ids.0);
+            let put = with_write_id(insert(&key, &value, "1", Bytes::new(), q), ids.0);
             let ok = matches!(coordinator.answer(put).await, Response::Written { .. });
             out.push(event(client, w, Op::Add, &key, &value, ok));
             if ok && w == Workload::Delete && ids.0.is_multiple_of(2) {
@@ -135,7 +103,10 @@ async fn operate(
                 };
                 if let Response::Row { cells, .. } = coordinator.answer(read).await {
                     if let Some(cell) = cells.iter().find(|c| c.values().next().is_some()) {
-                        let del = delete(&key, &value, cell.context.clone(), ids.1);
+                        let del = with_write_id(
+                            delete_with_context(&key, &value, cell.context.clone(), q),
+                            ids.1,
+                        );
                         let ok = matches!(coordinator.answer(del).await, Response::Written { .. });
                         out.push(event(client, w, Op::Delete, &key, &value, ok));
                     }
@@ -158,7 +129,7 @@ async fn operate(
                 })
                 .unwrap_or_default();
             let context = cell.map(|c| c.context.clone()).unwrap_or_default();
-            let put = with_id(insert(&key, REGISTER_COLUMN, &value, context, q), ids.0);
+            let put = with_write_id(insert(&key, REGISTER_COLUMN, &value, context, q), ids.0);
             let ok = matches!(coordinator.answer(put).await, Response::Written { .. });
             let mut e = event(client, w, Op::Add, &key, &value, ok);
             e.seen = seen;

@@ -590,3 +590,30 @@ impl Sim {
         println!("hints drained {:?} after the heal", healed.elapsed());
     }
 }
+
+/// `request` (an INSERT or DELETE) carrying the write id `id`.
+pub fn with_write_id(request: Request, id: u128) -> Request {
+    match request {
+        Request::Insert {
+            mut insert,
+            consistency,
+        } => {
+            insert.write_id = Some(sibyl_protocol::WriteId(id));
+            Request::Insert {
+                insert,
+                consistency,
+            }
+        }
+        Request::Delete {
+            mut delete,
+            consistency,
+        } => {
+            delete.write_id = Some(sibyl_protocol::WriteId(id));
+            Request::Delete {
+                delete,
+                consistency,
+            }
+        }
+        other => other,
+    }
+}
