@@ -9,7 +9,7 @@
 //! A seed fixes everything, the cluster size included ([`nodes_of`]: 5 to 9 nodes for
 //! seven seeds in eight, 10 to 25 for the eighth); it is printed, and
 //! `SIBYL_SIM_SEED=<seed> SIBYL_SIM_SEEDS=1 cargo test --test nemesis_sim` replays it alone.
-//! A run covers `SIBYL_SIM_SEEDS` seeds (default 96) from `SIBYL_SIM_SEED`, split over two
+//! A run covers `SIBYL_SIM_SEEDS` seeds (default 256) from `SIBYL_SIM_SEED`, split over two
 //! tests so both cores work.
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
@@ -247,7 +247,7 @@ async fn run_half(half: u64) {
     let seeds: u64 = std::env::var("SIBYL_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(96);
+        .unwrap_or(256);
     let (mut runs, mut acked, mut unknown, mut faults) = (0, 0, 0, 0);
     for s in (first..first + seeds).filter(|s| (s - first) % 2 == half) {
         println!("nemesis sim, seed {s} (SIBYL_SIM_SEED={s} SIBYL_SIM_SEEDS=1 replays it)");

@@ -203,12 +203,19 @@ impl Gossiper {
 
     /// A snapshot of membership (who is up, states, tokens, locations, load).
     pub fn view(&self) -> ClusterView {
-        ClusterView::from_endpoints(
+        self.view_reusing(None)
+    }
+
+    /// [`Gossiper::view`], reusing `previous`'s ring when nothing it depends on changed
+    /// ([`ClusterView::new_reusing`]).
+    pub fn view_reusing(&self, previous: Option<&ClusterView>) -> ClusterView {
+        ClusterView::from_endpoints_reusing(
             self.me,
             self.config.partitioner,
             self.peers
                 .iter()
                 .map(|(n, p)| (*n, &p.state, *n == self.me || p.alive)),
+            previous,
         )
     }
 

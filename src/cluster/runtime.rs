@@ -250,7 +250,7 @@ impl Driver {
             for event in self.gossiper.drain_events() {
                 self.on_event(event);
             }
-            let view = self.gossiper.view();
+            let view = self.gossiper.view_reusing(last_view.as_deref());
             if last_view.as_deref() != Some(&view) {
                 let view = Arc::new(view);
                 self.close_departed(&view);

@@ -73,6 +73,17 @@ impl ClusterView {
         partitioner: Partitioner,
         endpoints: impl IntoIterator<Item = (NodeId, &'a EndpointState, bool)>,
     ) -> ClusterView {
+        ClusterView::from_endpoints_reusing(local, partitioner, endpoints, None)
+    }
+
+    /// [`ClusterView::from_endpoints`], reusing `previous`'s ring when the nodes that shape
+    /// a ring are unchanged (see [`ClusterView::new_reusing`]).
+    pub fn from_endpoints_reusing<'a>(
+        local: NodeId,
+        partitioner: Partitioner,
+        endpoints: impl IntoIterator<Item = (NodeId, &'a EndpointState, bool)>,
+        previous: Option<&ClusterView>,
+    ) -> ClusterView {
         let nodes = endpoints
             .into_iter()
             .map(|(id, s, alive)| {
@@ -95,7 +106,7 @@ impl ClusterView {
                 (id, view)
             })
             .collect();
-        ClusterView::new(local, partitioner, nodes)
+        ClusterView::new_reusing(local, partitioner, nodes, previous)
     }
 
     /// A view of `nodes`; builds its ring.
@@ -104,7 +115,25 @@ impl ClusterView {
         partitioner: Partitioner,
         nodes: BTreeMap<NodeId, NodeView>,
     ) -> ClusterView {
-        let ring = Arc::new(build_ring(partitioner, &nodes));
+        ClusterView::new_reusing(local, partitioner, nodes, None)
+    }
+
+    /// [`ClusterView::new`], taking `previous`'s ring when the same nodes have the same
+    /// tokens, token-owning status and location in both (liveness, load, addresses and
+    /// schema do not shape a ring). Gossip builds a view after every message; most change
+    /// nothing a ring depends on, and building one sorts every token of the cluster.
+    pub fn new_reusing(
+        local: NodeId,
+        partitioner: Partitioner,
+        nodes: BTreeMap<NodeId, NodeView>,
+        previous: Option<&ClusterView>,
+    ) -> ClusterView {
+        let ring = match previous {
+            Some(p) if p.partitioner == partitioner && same_ring_inputs(&p.nodes, &nodes) => {
+                Arc::clone(&p.ring)
+            }
+            _ => Arc::new(build_ring(partitioner, &nodes)),
+        };
         ClusterView {
             local,
             partitioner,
@@ -152,6 +181,19 @@ impl ClusterView {
 }
 
 /// The ring of the nodes whose status owns tokens.
+/// Whether `a` and `b` give the same ring: the same node ids, each with the same tokens,
+/// token-owning status and location ([`build_ring`]'s inputs).
+fn same_ring_inputs(a: &BTreeMap<NodeId, NodeView>, b: &BTreeMap<NodeId, NodeView>) -> bool {
+    let owns = |n: &NodeView| n.status.is_some_and(|s| s.owns_tokens());
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((ia, x), (ib, y))| {
+            ia == ib
+                && owns(x) == owns(y)
+                && x.location == y.location
+                && (Arc::ptr_eq(&x.tokens, &y.tokens) || x.tokens == y.tokens)
+        })
+}
+
 fn build_ring(partitioner: Partitioner, nodes: &BTreeMap<NodeId, NodeView>) -> Ring {
     let mut claimed: BTreeSet<Token> = BTreeSet::new();
     let mut members = Vec::new();
@@ -183,5 +225,64 @@ fn build_ring(partitioner: Partitioner, nodes: &BTreeMap<NodeId, NodeView>) -> R
             warn!(error = %e, "could not build the ring from the view");
             Ring::empty(partitioner)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(tokens: &[i64], alive: bool) -> BTreeMap<NodeId, NodeView> {
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let id = NodeId(i as u64 + 1);
+                let view = NodeView {
+                    id,
+                    generation: 1,
+                    status: Some(NodeStatus::Normal),
+                    tokens: Arc::from(vec![Token::Murmur3(*t)]),
+                    location: NodeLocation::default(),
+                    peer_address: None,
+                    client_address: None,
+                    schema_version: None,
+                    load: 0,
+                    alive,
+                };
+                (id, view)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn view_reuses_the_ring_only_while_its_inputs_are_unchanged() {
+        let first = ClusterView::new(NodeId(1), Partitioner::Murmur3, nodes(&[10, 20], true));
+        // Liveness changed, tokens did not: the same ring.
+        let down = ClusterView::new_reusing(
+            NodeId(1),
+            Partitioner::Murmur3,
+            nodes(&[10, 20], false),
+            Some(&first),
+        );
+        assert!(Arc::ptr_eq(&first.ring(), &down.ring()));
+        assert_ne!(first, down);
+        // A token moved: a new ring, the one a fresh build gives.
+        let moved = ClusterView::new_reusing(
+            NodeId(1),
+            Partitioner::Murmur3,
+            nodes(&[10, 30], true),
+            Some(&first),
+        );
+        assert!(!Arc::ptr_eq(&first.ring(), &moved.ring()));
+        let fresh = ClusterView::new(NodeId(1), Partitioner::Murmur3, nodes(&[10, 30], true));
+        assert_eq!(*moved.ring(), *fresh.ring());
+        // A node leaving the token owners changes the ring too.
+        let mut left = nodes(&[10, 20], true);
+        if let Some(n) = left.get_mut(&NodeId(2)) {
+            n.status = Some(NodeStatus::Left);
+        }
+        let left = ClusterView::new_reusing(NodeId(1), Partitioner::Murmur3, left, Some(&first));
+        assert_eq!(left.ring().nodes().len(), 1);
     }
 }
