@@ -6,7 +6,9 @@
 //! direction between two nodes; SIGKILL a node (restarted at the heal); SIGSTOP a node
 //! for longer than the failure detector's window (SIGCONT at the heal); move one node's
 //! wall clock by up to ±[`MAX_SKEW_SECS`] (back to true at the heal; only with
-//! libfaketime).
+//! libfaketime); wipe a node's data directory (a lost disk: it comes back as a new node,
+//! the old one is removed with `removenode`, and the new one joins with new tokens; at
+//! most one per run, see `run`).
 
 use std::fmt;
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub enum Fault {
     Pause(usize),
     /// The node's wall clock moved by this many seconds.
     Skew(usize, i64),
+    /// The node's data directory wiped: killed, emptied, restarted as a new node.
+    Wipe(usize),
 }
 
 impl Fault {
@@ -50,6 +54,7 @@ impl Fault {
             Fault::Kill(_) => "kill",
             Fault::Pause(_) => "pause",
             Fault::Skew(..) => "skew",
+            Fault::Wipe(_) => "wipe",
         }
     }
 }
@@ -63,6 +68,7 @@ impl fmt::Display for Fault {
             Fault::Kill(i) => write!(f, "kill -9 node {i}"),
             Fault::Pause(i) => write!(f, "SIGSTOP node {i}"),
             Fault::Skew(i, s) => write!(f, "clock of node {i} {s:+} s"),
+            Fault::Wipe(i) => write!(f, "wipe the data directory of node {i}"),
         }
     }
 }
@@ -79,7 +85,9 @@ pub struct Step {
 }
 
 /// Every fault kind, as [`Fault::kind`] names them.
-pub const KINDS: [&str; 6] = ["isolate", "halves", "one-way", "kill", "pause", "skew"];
+pub const KINDS: [&str; 7] = [
+    "isolate", "halves", "one-way", "kill", "pause", "skew", "wipe",
+];
 
 /// Draws the next step whose fault is of one of the `allowed` kinds (all when empty),
 /// for `nodes` nodes; skew only when `skew` is possible. The same seed and settings give
@@ -96,8 +104,11 @@ pub fn next_allowed_step(rng: &mut StdRng, nodes: usize, skew: bool, allowed: &[
 /// Draws the next step for `nodes` nodes; skew only when `skew` is possible.
 pub fn next_step(rng: &mut StdRng, nodes: usize, skew: bool) -> Step {
     let node = rng.gen_range(0..nodes);
-    let kinds = if skew { 6 } else { 5 };
+    let kinds = if skew { 7 } else { 6 };
     let fault = match rng.gen_range(0..kinds) {
+        // A lost disk is rarer than a network fault: one draw in two of this slot.
+        5 if rng.gen_bool(0.5) => Fault::Wipe(node),
+        5 => Fault::Kill(node),
         0 => Fault::Isolate(node),
         1 => {
             let mut all: Vec<usize> = (0..nodes).collect();
@@ -166,11 +177,13 @@ mod tests {
                 }
                 Fault::OneWay { to, from } => assert!(to != from && *to < 5 && *from < 5),
                 Fault::Skew(i, s) => assert!(*i < 5 && *s != 0 && s.abs() <= MAX_SKEW_SECS),
-                Fault::Isolate(i) | Fault::Kill(i) | Fault::Pause(i) => assert!(*i < 5),
+                Fault::Isolate(i) | Fault::Kill(i) | Fault::Pause(i) | Fault::Wipe(i) => {
+                    assert!(*i < 5)
+                }
             }
             kinds.insert(step.fault.kind());
         }
-        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
         let mut rng = StdRng::seed_from_u64(3);
         assert!((0..200).all(|_| next_step(&mut rng, 5, false).fault.kind() != "skew"));
     }

@@ -343,7 +343,7 @@ impl Cluster {
         self.nodes.iter().map(NodeProcess::client_addr).collect()
     }
 
-    fn apply(&mut self, fault: &Fault) -> Result<(), NemesisError> {
+    async fn apply(&mut self, fault: &Fault) -> Result<(), NemesisError> {
         let n = self.lab.nodes();
         match fault {
             Fault::Isolate(i) => {
@@ -367,8 +367,83 @@ impl Cluster {
                     node.set_skew(*s).map_err(io("set a clock offset"))?;
                 }
             }
+            Fault::Wipe(i) => self.wipe(*i).await?,
         }
         Ok(())
+    }
+
+    /// A lost disk: node `i` is killed, its data directory emptied and the node restarted;
+    /// it comes back under a new id and refuses to join while its old id owns tokens at
+    /// its address, so the old id is removed (`removenode` through another node), as an
+    /// operator would, and it joins with new tokens.
+    async fn wipe(&mut self, i: usize) -> Result<(), NemesisError> {
+        let addrs = self.addrs();
+        let Some(addr) = addrs.get(i).cloned() else {
+            return Ok(());
+        };
+        let others: Vec<String> = addrs.iter().filter(|a| **a != addr).cloned().collect();
+        let mut old_id = None;
+        for other in &others {
+            if let Ok(c) = pinned(other).await {
+                if let Ok(t) = c.topology().await {
+                    old_id = t
+                        .nodes
+                        .iter()
+                        .find(|n| n.address == addr && n.state == NodeState::Normal)
+                        .map(|n| n.id.clone());
+                }
+            }
+            if old_id.is_some() {
+                break;
+            }
+        }
+        let seeds = (0..self.lab.nodes())
+            .filter(|j| *j != i)
+            .map(|j| format!("{}:{PEER_PORT}", self.lab.addr(j)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let Some(node) = self.nodes.get_mut(i) else {
+            return Ok(());
+        };
+        let from = node.log_len();
+        node.wipe(&seeds).map_err(io(format!("wipe node {i}")))?;
+        node.start()
+            .map_err(io(format!("restart wiped node {i}")))?;
+        let Some(old_id) = old_id else {
+            // Nobody knew it as normal (it had not joined): nothing to remove.
+            return Ok(());
+        };
+        let deadline = Instant::now() + JOIN_DEADLINE;
+        while !node.log_since(from).contains("not joining the ring") {
+            if let Some(status) = node.exited() {
+                return Err(NemesisError::Setup(format!(
+                    "wiped node {i} exited with {status} (log: {})",
+                    node.log().display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(NemesisError::Setup(format!(
+                    "wiped node {i} never reported the old node {old_id} at its address"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            for other in &others {
+                match pinned(other).await {
+                    Ok(c) => match c.remove_node(&old_id).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) => last = e.to_string(),
+                    },
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Err(NemesisError::Setup(format!(
+            "removenode {old_id} for wiped node {i} failed: {last}"
+        )))
     }
 
     /// Removes every fault: rules flushed, paused nodes continued, killed nodes
@@ -602,8 +677,19 @@ pub async fn run(
     let began = Instant::now();
     let skew = config.faketime.is_some();
     while began.elapsed() < config.duration {
-        let Step { fault, hold, quiet } =
-            faults::next_allowed_step(&mut rng, config.nodes, skew, &config.faults);
+        let Step {
+            mut fault,
+            hold,
+            quiet,
+        } = faults::next_allowed_step(&mut rng, config.nodes, skew, &config.faults);
+        // One lost disk per run: until streaming and anti-entropy refill a replaced node,
+        // a second wipe before the first node's ranges are whole again can take every
+        // copy of a value or a tombstone (that is data loss by design, not a finding).
+        if let Fault::Wipe(i) = fault {
+            if faults.contains_key("wipe") {
+                fault = Fault::Kill(i);
+            }
+        }
         let left = config.duration.saturating_sub(began.elapsed());
         let at = began.elapsed().as_secs_f64();
         log(&format!(
@@ -611,7 +697,7 @@ pub async fn run(
             hold.as_secs_f64()
         ));
         history.nemesis(&fault.to_string());
-        cluster.apply(&fault)?;
+        cluster.apply(&fault).await?;
         *faults.entry(fault.kind()).or_default() += 1;
         tokio::time::sleep(hold.min(left)).await;
         cluster.heal()?;

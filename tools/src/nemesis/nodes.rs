@@ -156,6 +156,32 @@ impl NodeProcess {
         self.paused = false;
     }
 
+    /// Kills the node and empties its data directory (a lost disk); the next start is a
+    /// new node at the same address, joining through `seeds` if it had none (node 0,
+    /// which founded the cluster).
+    pub fn wipe(&mut self, seeds: &str) -> std::io::Result<()> {
+        self.kill();
+        if self.seeds.is_none() {
+            self.seeds = Some(seeds.to_owned());
+        }
+        if self.data.exists() {
+            std::fs::remove_dir_all(&self.data)?;
+        }
+        std::fs::create_dir_all(&self.data)
+    }
+
+    /// What the node logged from byte `from` on (empty when the log cannot be read).
+    pub fn log_since(&self, from: u64) -> String {
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        let from = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        String::from_utf8_lossy(&bytes[from..]).into_owned()
+    }
+
+    /// The log's length now.
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map_or(0, |m| m.len())
+    }
+
     /// SIGSTOP: the process stays, answers nothing.
     pub fn pause(&mut self) {
         if self.child.is_some() {
