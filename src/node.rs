@@ -38,8 +38,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{
-    ClusterHandle, ClusterRuntime, CommandInbox, GossipConfig, Gossiper, LocalNode, NodeStatus,
-    SchemaSource, TokenPlan,
+    ClusterHandle, ClusterRuntime, ClusterView, CommandInbox, GossipConfig, Gossiper, LocalNode,
+    NodeStatus, SchemaSource, TokenPlan,
 };
 use crate::config::{ClusterConfig, Config};
 use crate::coordinator::{Coordinator, CoordinatorOptions};
@@ -269,6 +269,9 @@ impl Node {
         };
         if tokens_known {
             wait_until_normal(&handle).await;
+        } else {
+            let peers = config.cluster.seeds.iter().any(|s| *s != peer_addr);
+            wait_for_schema(&handle, peers).await;
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let opts = ServerOptions {
@@ -577,21 +580,61 @@ async fn wait_until_normal(link: &ClusterHandle) {
     }
     // Then until gossip has heard from the peers the saved ring remembers (they start
     // as down): a node that served at once would refuse writes or hint them needlessly
-    // for their first second. Bounded: peers that are really down do not hold it up.
+    // for their first second. And until this node holds the schema the live nodes hold
+    // (schema agreement, as Cassandra waits for on bootstrap): a node with an empty or
+    // stale schema (a new or wiped disk, a table created while it was down) would answer
+    // UNKNOWN_TABLE for tables that exist. Bounded: peers that are really down, or a
+    // schema that does not arrive, do not hold it up.
     let deadline = Instant::now() + SETTLE_WAIT;
     while Instant::now() < deadline {
         let settled = link.view().is_some_and(|v| {
-            v.nodes
+            let owners_up = v
+                .nodes
                 .values()
                 .filter(|n| n.status.is_some_and(|s| s.owns_tokens()))
-                .all(|n| n.alive)
+                .all(|n| n.alive);
+            owners_up && schema_agreed(&v)
         });
         if settled {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
     }
-    tracing::info!("serving before every peer of the saved ring was heard from (some are down)");
+    tracing::info!(
+        "serving before every peer of the saved ring was heard from and the schema agreed \
+         (some peers are down or disagree)"
+    );
+}
+
+/// Whether every live peer that announced a schema version announced this node's.
+fn schema_agreed(v: &ClusterView) -> bool {
+    let mine = v.node(v.local).and_then(|n| n.schema_version);
+    v.nodes
+        .values()
+        .filter(|n| n.alive && n.id != v.local)
+        .filter_map(|n| n.schema_version)
+        .all(|theirs| Some(theirs) == mine)
+}
+
+/// A node without saved tokens (new, or its disk wiped) that has seeds: polls (bounded by
+/// [`SETTLE_WAIT`]) until gossip has heard from a peer and this node holds the schema the
+/// live peers announce, so that its first clients do not get UNKNOWN_TABLE for tables
+/// that exist.
+async fn wait_for_schema(link: &ClusterHandle, peers: bool) {
+    let deadline = Instant::now() + SETTLE_WAIT;
+    while Instant::now() < deadline {
+        let ready = link.view().is_some_and(|v| {
+            let heard = !peers || v.nodes.values().any(|n| n.id != v.local && n.alive);
+            heard && schema_agreed(&v)
+        });
+        if ready {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+    }
+    tracing::info!(
+        "serving before the schema agreed with the live peers (none heard, or they disagree)"
+    );
 }
 
 /// Announces the node's load every [`LOAD_INTERVAL`] until shutdown.

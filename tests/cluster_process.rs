@@ -853,6 +853,28 @@ fn cluster_kv679_a_wiped_replica_writing_again_keeps_both_values() {
                 .is_ok_and(|l| l.contains("not joining the ring") && l.contains(old_id.as_str()))
         },
     );
+    // The wiped node serves only once it holds the cluster's schema: its very first
+    // answer knows the table (it reads the others' value), never UNKNOWN_TABLE.
+    let mut client = None;
+    wait_for(
+        "the wiped node to accept clients",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            client = probe.try_direct(nodes[2].client);
+            client.is_some()
+        },
+    );
+    let first = probe.rt.block_on(client.unwrap().request(Request::Get {
+        table: "kv".into(),
+        key: Bytes::from_static(b"k"),
+        selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+        consistency: Some(Consistency::sloppy(ConsistencyLevel::One)),
+    }));
+    assert!(
+        matches!(&first, Ok(Response::Row { cells, .. }) if !cells.is_empty()),
+        "the wiped node's first answer: {first:?}"
+    );
     let removed = probe.remove_node(nodes[0].client, &old_id);
     assert!(removed.is_ok(), "removenode {old_id}: {removed:?}");
     wait_for(
