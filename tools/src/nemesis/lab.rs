@@ -4,8 +4,8 @@
 //!
 //! Addresses: node `i` (0-based) is `10.N.0.(i+1)` where `N` is the lab's subnet byte; the
 //! bridge, where the harness's clients live, is `10.N.0.254`. Names carry a prefix unique
-//! to the run (`sn<pid>`), so two runs on one machine do not collide and nothing of
-//! another run is touched. Partitions drop a peer's packets in a node's INPUT chain;
+//! to the process and the lab (`sn<pid>x<n>`), so two runs on one machine do not collide
+//! and nothing of another run is touched. Partitions drop a peer's packets in a node's INPUT chain;
 //! clients (from the bridge address) are never cut. Dropping the lab removes its rules,
 //! namespaces, veths and bridge. Needs root (or CAP_NET_ADMIN), `ip` and `iptables`.
 
@@ -71,8 +71,11 @@ pub(crate) fn sh(args: &[&str]) -> Result<(), LabError> {
 impl Lab {
     /// Builds the bridge and `nodes` namespaces on subnet `10.subnet.0.0/24`.
     pub fn create(nodes: usize, subnet: u8) -> Result<Lab, LabError> {
+        // Unique per process and per lab within it (interface names stay under 15 bytes).
+        static LABS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 100;
         let mut lab = Lab {
-            prefix: format!("sn{}", std::process::id() % 100_000),
+            prefix: format!("sn{}x{n}", std::process::id() % 100_000),
             subnet,
             nodes,
             made: 0,

@@ -196,8 +196,9 @@ impl RunsSummary {
         let p50 = c.get(c.len() / 2).map_or(0.0, Duration::as_secs_f64);
         let max = c.last().map_or(0.0, Duration::as_secs_f64);
         format!(
-            "{} runs, {:.1} minutes, {} faults, {} acknowledged writes, lost {}, never written              {}, resurrected {}, convergence after heal p50 {p50:.1} s / max {max:.1} s; \
-             failed seeds: {:?}\n",
+            "{} runs, {:.1} minutes, {} faults, {} acknowledged writes, lost {}, \
+             never written {}, resurrected {}, convergence after heal p50 {p50:.1} s / max \
+             {max:.1} s; failed seeds: {:?}\n",
             self.runs,
             self.ran.as_secs_f64() / 60.0,
             self.faults,
@@ -333,9 +334,11 @@ fn all_keys() -> Vec<(Workload, String)> {
         .collect()
 }
 
+/// The nodes and their lab. Fields drop in order: the nodes are killed (and reaped)
+/// before the lab removes their namespaces and links, so a next run can reuse the names.
 struct Cluster {
-    lab: Lab,
     nodes: Vec<NodeProcess>,
+    lab: Lab,
 }
 
 impl Cluster {
@@ -485,7 +488,7 @@ async fn start_cluster(config: &NemesisConfig) -> Result<Cluster, NemesisError> 
             seeds,
         ));
     }
-    let mut cluster = Cluster { lab, nodes };
+    let mut cluster = Cluster { nodes, lab };
     let first = cluster.addrs().first().cloned().unwrap_or_default();
     for i in 0..cluster.nodes.len() {
         if let Some(node) = cluster.nodes.get_mut(i) {
