@@ -39,8 +39,31 @@ pub fn sibyl_binary() -> PathBuf {
     bin
 }
 
-/// A loopback address nobody listens on right now.
+/// A loopback address nobody listens on right now, with a port below the kernel's
+/// ephemeral range. A port from `bind(0)` comes from that range, which every outgoing
+/// connection also draws its source port from: another test's client could take it
+/// before the node binds it ("Address already in use"). Ports are walked from a start
+/// that differs per process, one step per call, so the tests of one binary do not pick
+/// the same port twice.
 pub fn free_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > LOW + 1_000 {
+        let span = ephemeral_low - LOW;
+        let start = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOW + (start + n.wrapping_mul(37)) % span;
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+                return l.local_addr().expect("local addr");
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr")
 }
