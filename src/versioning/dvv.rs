@@ -318,8 +318,7 @@ impl Dvv {
         if ids.is_empty() {
             return;
         }
-        let new: Vec<(u128, u64)> = ids.iter().map(|id| (*id, expires_at_secs)).collect();
-        let mut sorted = new;
+        let mut sorted: Vec<(u128, u64)> = ids.iter().map(|id| (*id, expires_at_secs)).collect();
         sorted.sort_unstable();
         sorted.dedup_by_key(|(id, _)| *id);
         self.superseded = union_superseded(&self.superseded, &sorted);

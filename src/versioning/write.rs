@@ -66,7 +66,7 @@ pub fn prepare_causal_write_above(
     max_siblings: usize,
     now_secs: u64,
 ) -> Result<Vec<u8>, VersioningError> {
-    let stored = match existing {
+    let mut stored = match existing {
         Some(bytes) => decode_causal_cell(bytes)?.without_expired(now_secs),
         None => Default::default(),
     };
@@ -80,7 +80,6 @@ pub fn prepare_causal_write_above(
     }
     let empty = VersionVector::new();
     let ctx = context.map_or(&empty, Context::vv);
-    let mut stored = stored;
     // Every copy of a write the client saw goes, wherever it was minted: the cell
     // remembers the ids so that a copy arriving later is dropped too.
     if let Some(c) = context {
