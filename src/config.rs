@@ -18,6 +18,9 @@
 //! max_siblings = 100
 //! memtable_mb = 64
 //! max_value_kb = 1024
+//! anti_entropy = true        # hash trees of replicated tables, and background repair
+//! repair_period_secs = 3600  # background repair covers every range within this period
+//! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! # cluster
 //! seeds = ["10.0.0.1:7401"] # peer addresses; empty = a new cluster of its own
 //! cluster_name = "sibyl"
@@ -118,6 +121,18 @@ pub struct Cli {
     /// Largest cell value accepted, KiB [default: 1024].
     #[arg(long, value_name = "KB")]
     pub max_value_kb: Option<usize>,
+    /// Keep anti-entropy hash trees of replicated tables and repair in the background:
+    /// `on` or `off` [default: on]. Off saves a read per lww write; replicas then
+    /// converge only through hints and read repair.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub anti_entropy: Option<bool>,
+    /// Background repair compares every range of every replicated table with its other
+    /// replicas once per this period, seconds [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub repair_period_secs: Option<u64>,
+    /// Background repair's bandwidth (bytes exchanged), KiB/s [default: 16384].
+    #[arg(long, value_name = "KB")]
+    pub repair_rate_kb: Option<u64>,
     /// Start even if the commit log is corrupt in the middle: cut it at the bad record
     /// (what follows is lost) and take a new actor epoch. Without it such a node refuses
     /// to start and names the file and offset.
@@ -193,6 +208,12 @@ pub struct FileConfig {
     pub max_value_kb: Option<usize>,
     /// See [`Cli::salvage_commitlog`].
     pub salvage_commitlog: Option<bool>,
+    /// See [`Cli::anti_entropy`].
+    pub anti_entropy: Option<bool>,
+    /// See [`Cli::repair_period_secs`].
+    pub repair_period_secs: Option<u64>,
+    /// See [`Cli::repair_rate_kb`].
+    pub repair_rate_kb: Option<u64>,
     /// See [`Cli::seeds`] (a list of `host:port` strings).
     pub seeds: Option<Vec<String>>,
     /// See [`Cli::cluster_name`].
@@ -274,8 +295,38 @@ pub struct Config {
     pub max_value_len: usize,
     /// Cut a corrupt commit log instead of refusing to start.
     pub salvage_commitlog: bool,
+    /// Anti-entropy trees and background repair.
+    pub anti_entropy: bool,
+    /// Background repair covers every range within this period.
+    pub repair_period: Duration,
+    /// Background repair's bandwidth, bytes per second.
+    pub repair_rate: u64,
     /// Cluster membership settings.
     pub cluster: ClusterConfig,
+}
+
+/// Default period of background repair (seconds).
+pub const DEFAULT_REPAIR_PERIOD_SECS: u64 = 3600;
+/// Default bandwidth of background repair (KiB/s).
+pub const DEFAULT_REPAIR_RATE_KB: u64 = 16 * 1024;
+
+fn positive_u64(key: &'static str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// Parses `on` / `off` (also `true` / `false`).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
 }
 
 /// A duration of `ms` milliseconds.
@@ -432,6 +483,20 @@ impl Config {
             memtable_size: memtable_mb << 20,
             max_value_len: max_value_kb << 10,
             salvage_commitlog: cli.salvage_commitlog || file.salvage_commitlog.unwrap_or(false),
+            anti_entropy: cli.anti_entropy.or(file.anti_entropy).unwrap_or(true),
+            repair_period: Duration::from_secs(positive_u64(
+                "repair_period_secs",
+                cli.repair_period_secs
+                    .or(file.repair_period_secs)
+                    .unwrap_or(DEFAULT_REPAIR_PERIOD_SECS),
+            )?),
+            repair_rate: positive_u64(
+                "repair_rate_kb",
+                cli.repair_rate_kb
+                    .or(file.repair_rate_kb)
+                    .unwrap_or(DEFAULT_REPAIR_RATE_KB),
+            )?
+            .saturating_mul(1024),
             cluster,
         })
     }

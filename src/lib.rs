@@ -12,6 +12,8 @@
 //! - [`replica`]: the local replica: engine keys by the cluster's partitioner, minting,
 //!   applying cells minted elsewhere, raw reads and digests, token-range scans, and the
 //!   replica family's peer messages and handler.
+//! - [`repair`]: anti-entropy: per-table hash trees kept up to date by every write, and
+//!   the exchange that repairs two replicas of a range by moving only what differs.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
@@ -23,6 +25,7 @@ pub mod hints;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod repair;
 pub mod replica;
 pub mod ring;
 pub mod server;

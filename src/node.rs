@@ -46,6 +46,8 @@ use crate::coordinator::{Coordinator, CoordinatorOptions};
 use crate::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
 use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
+use crate::repair::{RepairHandler, RepairOptions, Repairer};
+use crate::replica::ReplicaHost;
 use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
@@ -150,6 +152,9 @@ pub struct Node {
     coordinator: Arc<Coordinator>,
     hints: Arc<HintStore>,
     delivery: HintDelivery,
+    repairer: Arc<Repairer>,
+    /// The background repair task (`None` with anti-entropy off).
+    repair: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -166,6 +171,7 @@ impl Node {
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
             partitioner: config.cluster.partitioner,
+            anti_entropy: config.anti_entropy,
         };
         let (handle, inbox) = ClusterHandle::new();
         let svc_handle = handle.clone();
@@ -233,6 +239,15 @@ impl Node {
                 net.register(
                     Family::Hints,
                     Arc::new(HintsHandler::new(hints.clone(), ReplicaExecution::Blocking)),
+                )
+            })
+            .and_then(|()| {
+                net.register(
+                    Family::Repair,
+                    Arc::new(RepairHandler::new(
+                        service.clone(),
+                        ReplicaExecution::Blocking,
+                    )),
                 )
             })
             .map_err(|source| NodeError::PeerHandler { source });
@@ -303,6 +318,29 @@ impl Node {
             ReplicaExecution::Blocking,
             shutdown_rx.clone(),
         );
+        let repairer = Arc::new(Repairer::new(
+            service.clone(),
+            Arc::new(net.clone()),
+            handle.clone(),
+            RepairOptions {
+                period: config.repair_period,
+                rate_bytes: config.repair_rate,
+                ..RepairOptions::default()
+            },
+        ));
+        let repair = config.anti_entropy.then(|| {
+            // Trees start building at every start; exchanges that need a building tree
+            // wait for the next round.
+            let rebuild_service = service.clone();
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                match rebuild_service.replica().rebuild_trees() {
+                    Ok(keys) => tracing::info!(keys, elapsed = ?started.elapsed(), "anti-entropy hash trees built"),
+                    Err(e) => tracing::error!(error = %e, "cannot build the anti-entropy hash trees; repair stays off"),
+                }
+            });
+            repairer.clone().start(shutdown_rx.clone())
+        });
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -319,7 +357,14 @@ impl Node {
             coordinator,
             hints,
             delivery,
+            repairer,
+            repair,
         })
+    }
+
+    /// This node's repairer (on-demand repair, sync times).
+    pub fn repairer(&self) -> &Arc<Repairer> {
+        &self.repairer
     }
 
     /// The coordinator of this node's client requests.
@@ -371,6 +416,9 @@ impl Node {
         self.server.await?;
         self.load.await?;
         self.peers.await?;
+        if let Some(repair) = self.repair {
+            repair.await?;
+        }
         self.delivery.join().await;
         let hints = self.hints;
         if let Err(e) = tokio::task::spawn_blocking(move || hints.close()).await? {

@@ -123,19 +123,36 @@ impl Replica {
         }
         let mut batch = WriteBatch::new();
         let mut bytes = 0usize;
-        for c in cells {
+        let mut first = 0usize;
+        for (i, c) in cells.iter().enumerate() {
             let len = c.key.len() + c.value.len();
             if bytes + len > BATCH_BUDGET && !batch.is_empty() {
-                self.engine.write(&batch)?;
+                self.write_tracked(&batch, &cells[first..i])?;
                 batch = WriteBatch::new();
                 bytes = 0;
+                first = i;
             }
             batch.put(&c.table, &c.key, &c.value);
             bytes += len;
         }
         if !batch.is_empty() {
-            self.engine.write(&batch)?;
+            self.write_tracked(&batch, &cells[first..])?;
         }
         Ok(())
+    }
+
+    /// Writes `batch` (holding `cells`), recording them in the anti-entropy trees.
+    fn write_tracked(&self, batch: &WriteBatch, cells: &[RawCell]) -> Result<(), ReplicaError> {
+        let update = self.record_writes(cells.iter().map(|c| {
+            (
+                c.table.as_str(),
+                c.key.as_slice(),
+                c.value.as_slice(),
+                false,
+            )
+        }))?;
+        let result = self.engine.write(batch);
+        update.settle(result.is_ok());
+        Ok(result?)
     }
 }

@@ -128,6 +128,8 @@ impl Replica {
         let mut batch = WriteBatch::new();
         let mut batch_bytes = 0usize;
         let mut in_batch: Vec<usize> = Vec::with_capacity(rows.len());
+        // The batch's cells for the anti-entropy trees: (table, key, value, replaces).
+        let mut written: Vec<(&str, &[u8], Vec<u8>, bool)> = Vec::new();
         let mut results: Vec<Result<(), E>> = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let prepared = row
@@ -153,7 +155,8 @@ impl Replica {
                 // batches, each atomic.
                 let bytes = k.len() + v.len() + BATCH_OVERHEAD;
                 if batch_bytes + bytes > BATCH_BUDGET && !batch.is_empty() {
-                    self.write_batch(&batch, &in_batch, &mut results);
+                    self.write_batch(&batch, &written, &in_batch, &mut results);
+                    written.clear();
                     batch = WriteBatch::new();
                     batch_bytes = 0;
                     in_batch.clear();
@@ -163,7 +166,8 @@ impl Replica {
                 }
                 batch_bytes += bytes;
                 let row_tombstone = k == r.row.as_bytes();
-                if causal && !row_tombstone {
+                let superseding = causal && !row_tombstone;
+                if superseding {
                     // Prepared from the cell's merged state under its stripe lock: it
                     // descends everything stored, so the memtable needs no DVV merge.
                     batch.put_superseding(r.table, k, &v);
@@ -174,12 +178,13 @@ impl Replica {
                     s(i, r.table, k, &v);
                 }
                 if several && (causal || row_tombstone) {
-                    overlay.insert((r.table, k), v);
+                    overlay.insert((r.table, k), v.clone());
                 }
+                written.push((r.table, k, v, superseding));
             }
         }
         if !batch.is_empty() {
-            self.write_batch(&batch, &in_batch, &mut results);
+            self.write_batch(&batch, &written, &in_batch, &mut results);
         }
         drop(guards);
         results
@@ -189,11 +194,23 @@ impl Replica {
     fn write_batch<E: From<ReplicaError> + Clone>(
         &self,
         batch: &WriteBatch,
+        written: &[(&str, &[u8], Vec<u8>, bool)],
         rows_in_batch: &[usize],
         results: &mut [Result<(), E>],
     ) {
-        if let Err(e) = self.engine.write(batch) {
-            let e = E::from(ReplicaError::Storage(e));
+        let result = self
+            .record_writes(
+                written
+                    .iter()
+                    .map(|(t, k, v, s)| (*t, *k, v.as_slice(), *s)),
+            )
+            .and_then(|update| {
+                let r = self.engine.write(batch);
+                update.settle(r.is_ok());
+                Ok(r?)
+            });
+        if let Err(e) = result {
+            let e = E::from(e);
             for &i in rows_in_batch {
                 if let Some(r) = results.get_mut(i) {
                     *r = Err(e.clone());

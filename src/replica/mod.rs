@@ -56,6 +56,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sibyl_storage::Engine;
 
+use crate::repair::{Trees, DEFAULT_LEAF_BITS};
 use crate::ring::Partitioner;
 use crate::versioning::{Actor, Clock, VersioningError};
 
@@ -98,6 +99,8 @@ pub struct Replica {
     partitioner: Partitioner,
     /// Where dot counters come from ([`dot_clock`]).
     dots: DotClock,
+    /// The anti-entropy trees of the tracked tables ([`crate::repair`]).
+    trees: Trees,
 }
 
 impl std::fmt::Debug for Replica {
@@ -126,7 +129,13 @@ impl Replica {
             clock,
             partitioner,
             dots,
+            trees: Trees::new(DEFAULT_LEAF_BITS),
         }
+    }
+
+    /// The anti-entropy trees of the tables this replica tracks.
+    pub fn trees(&self) -> &Trees {
+        &self.trees
     }
 
     /// The floor of the next dot this node mints (see [`dot_clock`]), above `seen`, the

@@ -94,6 +94,9 @@ pub struct ServiceOptions {
     pub clock: Arc<dyn Clock>,
     /// The cluster's partitioner: engine keys start with its token of the row.
     pub partitioner: Partitioner,
+    /// Keep an anti-entropy hash tree for every table with more than one replica
+    /// ([`crate::repair`]); off saves a read per lww write and disables repair.
+    pub anti_entropy: bool,
 }
 
 /// The default memtable flush threshold (the node's `--memtable-mb` default).
@@ -115,6 +118,7 @@ impl ServiceOptions {
             salvage_commitlog: false,
             clock,
             partitioner: Partitioner::Murmur3,
+            anti_entropy: true,
         }
     }
 }
@@ -238,6 +242,17 @@ fn merge_policy(clock: &Arc<dyn Clock>, metadata: &[u8]) -> Arc<dyn MergePolicy>
         // Undecodable metadata included: the open then refuses the table, naming it.
         _ => Arc::new(CausalMerge::new(clock)),
     }
+}
+
+/// Tracks `schema`'s table in the replica's anti-entropy trees when it has more than one
+/// replica (its tree starts building); true when it did.
+fn track_if_replicated(replica: &Replica, clock: &Arc<dyn Clock>, schema: &TableSchema) -> bool {
+    if schema.options.replication_factor <= 1 {
+        return false;
+    }
+    let merge = merge_policy(clock, &schema.encode_metadata());
+    replica.track_tree(&schema.name, schema.options.conflict_mode, merge);
+    true
 }
 
 impl Service {
@@ -376,6 +391,11 @@ impl Service {
             Err(source) => return Err(ServiceError::DotClock { source }),
         };
         let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner, dots);
+        if opts.anti_entropy {
+            for schema in tables.values() {
+                track_if_replicated(&replica, &clock, schema);
+            }
+        }
         Ok(Service {
             engine,
             replica,
@@ -596,6 +616,12 @@ impl Service {
         self.engine
             .create_table(&name, engine_opts)
             .map_err(storage_error)?;
+        if self.opts.anti_entropy && track_if_replicated(&self.replica, &self.clock, &schema) {
+            // A new table is empty: its tree is ready after one quick pass.
+            if let Err(e) = self.replica.rebuild_trees() {
+                tracing::warn!(table = %name, error = %e, "cannot build the new table's hash tree; repair waits for the next rebuild");
+            }
+        }
         self.tables
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -606,6 +632,7 @@ impl Service {
     /// Forgets the schema of `name` and drops its engine table. Caller holds the DDL
     /// mutex.
     fn drop_engine_table(&self, name: &str) -> Result<(), ServerError> {
+        self.replica.untrack_tree(name);
         // Writers hold the stripe locks of their cells from their schema check to their
         // engine write (see `apply_group`). Holding every stripe here means a write either
         // finished before the drop or finds its schema gone once it has its locks, so it
