@@ -24,8 +24,12 @@ pub mod session;
 pub mod space;
 pub mod tree;
 
+pub use messages::{RepairErrorCode, RepairRequest, RepairResponse};
 pub use peer::RepairHandler;
 pub use registry::{TreeUpdate, Trees};
 pub use scheduler::{RepairOptions, RepairSummary, Repairer, Scope};
 pub use session::{Session, SyncError, SyncStats, KEY_DEPTH};
 pub use tree::{TableTree, Ticket, DEFAULT_LEAF_BITS};
+
+#[cfg(test)]
+mod tests;
