@@ -913,3 +913,167 @@ fn cluster_kv679_a_wiped_replica_writing_again_keeps_both_values() {
         );
     }
 }
+
+/// Writes `count` keys `r0..` with value `v<i>` at ALL through `addr`, 64 in flight.
+fn put_many_at_all(probe: &Probe, addr: SocketAddr, count: usize) {
+    let c = probe.direct(addr);
+    probe.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..count {
+            if set.len() >= 64 {
+                set.join_next().await.unwrap().unwrap();
+            }
+            let c = c.clone();
+            set.spawn(async move {
+                let request = Request::Insert {
+                    insert: RowInsert {
+                        write_id: None,
+                        table: "kv".into(),
+                        key: Bytes::from(format!("r{i}")),
+                        ttl_secs: None,
+                        timestamp_micros: None,
+                        columns: vec![ColumnWrite {
+                            name: Bytes::from_static(b"c"),
+                            value: Bytes::from(format!("v{i}")),
+                            context: Bytes::new(),
+                        }],
+                    },
+                    consistency: Some(Consistency::sloppy(ConsistencyLevel::All).strict()),
+                };
+                match c.request(request).await {
+                    Ok(Response::Written { meta }) => assert_eq!(meta.replicas.len(), 3),
+                    other => panic!("write r{i} at ALL: {other:?}"),
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+}
+
+/// The keys of `keys` that `addr` reads at ONE from its own replica with their written
+/// value (`r<i>` -> `v<i>`), 64 in flight.
+fn present_at_one(probe: &Probe, addr: SocketAddr, keys: &[usize]) -> Vec<usize> {
+    let Some(c) = probe.try_direct(addr) else {
+        return Vec::new();
+    };
+    probe.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut found = Vec::new();
+        for &i in keys {
+            if set.len() >= 64 {
+                if let Some(Ok(Some(k))) = set.join_next().await {
+                    found.push(k);
+                }
+            }
+            let c = c.clone();
+            set.spawn(async move {
+                let request = Request::Get {
+                    table: "kv".into(),
+                    key: Bytes::from(format!("r{i}")),
+                    selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+                    consistency: Some(Consistency::sloppy(ConsistencyLevel::One).strict()),
+                };
+                let want = format!("v{i}");
+                match c.request(request).await {
+                    Ok(Response::Row { cells, .. })
+                        if cells
+                            .iter()
+                            .flat_map(|c| c.values())
+                            .any(|v| v == want.as_bytes()) =>
+                    {
+                        Some(i)
+                    }
+                    _ => None,
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(k)) = r {
+                found.push(k);
+            }
+        }
+        found
+    })
+}
+
+/// Anti-entropy alone: a replica whose disk was lost comes back as a new node (after
+/// removenode of the old one) and background repair, with no read repair and no hint
+/// for it, fills its replica until it reads every key at ONE from its own data.
+#[test]
+fn cluster_background_repair_fills_a_wiped_replica() {
+    const KEYS: usize = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let fast_repair = ["--repair-period-secs".to_owned(), "2".to_owned()];
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &fast_repair);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+    let old_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
+        .unwrap()
+        .id
+        .clone();
+
+    kill_node_3(&probe, &mut nodes);
+    let data = nodes[2].dir.join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let mut args = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
+    args.extend(fast_repair.iter().cloned());
+    nodes[2].start(&args);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "the wiped node to refuse the join",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            std::fs::read_to_string(nodes[2].log_path())
+                .is_ok_and(|l| l.contains("not joining the ring") && l.contains(old_id.as_str()))
+        },
+    );
+    let removed = probe.remove_node(nodes[0].client, &old_id);
+    assert!(removed.is_ok(), "removenode {old_id}: {removed:?}");
+    wait_for(
+        "the wiped node to join as a new node",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes.iter().all(|n| {
+                probe.topology(n.client).is_some_and(|t| {
+                    t.nodes
+                        .iter()
+                        .filter(|i| i.up && i.state == NodeState::Normal)
+                        .count()
+                        == 3
+                })
+            })
+        },
+    );
+    // Every key is back in the new node's own replica, by repair only.
+    let mut missing: Vec<usize> = (0..KEYS).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !missing.is_empty() {
+        let found: BTreeSet<usize> = present_at_one(&probe, nodes[2].client, &missing)
+            .into_iter()
+            .collect();
+        missing.retain(|k| !found.contains(k));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {KEYS} keys still missing at ONE on the repaired node (e.g. r{}); its log:\n{}",
+            missing.len(),
+            missing[0],
+            nodes[2].logs()
+        );
+        if !missing.is_empty() {
+            std::thread::sleep(POLL * 5);
+        }
+    }
+    let log = std::fs::read_to_string(nodes[2].log_path()).unwrap_or_default()
+        + &std::fs::read_to_string(nodes[0].log_path()).unwrap_or_default()
+        + &std::fs::read_to_string(nodes[1].log_path()).unwrap_or_default();
+    assert!(
+        log.contains("repair: range differed and was synced"),
+        "repair did the work"
+    );
+}
