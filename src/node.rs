@@ -328,6 +328,7 @@ impl Node {
                 ..RepairOptions::default()
             },
         ));
+        coordinator.set_repairer(repairer.clone());
         let repair = config.anti_entropy.then(|| {
             // Trees start building at every start; exchanges that need a building tree
             // wait for the next round.

@@ -69,8 +69,8 @@ pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
-    NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, ResponseMeta, Selector, Sibling,
-    TableOptions, TableStatistics, Topology,
+    NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RepairState, RepairStatus,
+    ResponseMeta, Selector, Sibling, TableOptions, TableStatistics, TableSync, Topology,
 };
 
 /// The protocol version this build speaks by default.

@@ -144,6 +144,8 @@ pub struct Coordinator {
     latencies: Latencies,
     options: CoordinatorOptions,
     counters: Counters,
+    /// Answers REPAIR and REPAIR_STATUS once the node set it.
+    repairer: std::sync::OnceLock<Arc<crate::repair::Repairer>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -192,7 +194,14 @@ impl Coordinator {
             latencies: Latencies::default(),
             options,
             counters: Counters::default(),
+            repairer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what answers REPAIR and REPAIR_STATUS (once; later calls are ignored). Until
+    /// then the local service answers them as a node without peers does.
+    pub fn set_repairer(&self, repairer: Arc<crate::repair::Repairer>) {
+        let _ = self.repairer.set(repairer);
     }
 
     /// The counters so far.
@@ -364,6 +373,39 @@ impl Coordinator {
                     consistency,
                 }),
             },
+            Request::Repair { table } if self.repairer.get().is_some() => {
+                let repairer = self.repairer.get().cloned();
+                Route::Peers(Box::pin(async move {
+                    let Some(repairer) = repairer else {
+                        return Response::Error(server_error("no repairer"));
+                    };
+                    match repairer.start_repair(table) {
+                        Ok(s) => Response::AdminRepair(s),
+                        Err(e @ crate::repair::scheduler::StartError::NotReplicated(_)) => {
+                            Response::Error(ServerError::new(
+                                sibyl_protocol::ErrorKind::Invalid,
+                                e.to_string(),
+                            ))
+                        }
+                        Err(e) => Response::Error(ServerError::new(
+                            sibyl_protocol::ErrorKind::Overloaded,
+                            e.to_string(),
+                        )),
+                    }
+                }))
+            }
+            Request::RepairStatus { id } if self.repairer.get().is_some() => {
+                let repairer = self.repairer.get().cloned();
+                Route::Peers(Box::pin(async move {
+                    match repairer.and_then(|r| r.repair_status(id)) {
+                        Some(s) => Response::AdminRepair(s),
+                        None => Response::Error(ServerError::new(
+                            sibyl_protocol::ErrorKind::Invalid,
+                            format!("no repair {id} on this node (only the latest is kept)"),
+                        )),
+                    }
+                }))
+            }
             other => Route::Local(other),
         }
     }

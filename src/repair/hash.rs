@@ -22,7 +22,9 @@
 //! ```
 //!
 //! Absent cells (and engine tombstones) hash to 0: they are not in the leaf. What the
-//! form does not see is never repaired by the tree: two causal cells with equal joins but
+//! form does not see is never repaired by the tree: two lww versions that are both mortal
+//! (a tombstone, or a value with a TTL) written in the same microsecond look alike (reads
+//! still reconcile them by the lww rule); two causal cells with equal joins but
 //! different superseded write-id lists (read repair reconciles those), and an lww cell a
 //! row tombstone covers once one replica compacted it away and rebuilt its tree (the
 //! exchange then ships the covered cell back, harmlessly, and the next compaction drops

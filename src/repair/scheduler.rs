@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sibyl_protocol::{RepairState, RepairStatus, TableSync};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -107,6 +108,24 @@ pub struct RepairSummary {
 
 type SyncKey = (String, Token, Token, NodeId);
 
+/// The on-demand repairs of this node: the next id and the latest run's status.
+#[derive(Debug, Default)]
+struct Runs {
+    next_id: u64,
+    latest: Option<Arc<Mutex<RepairStatus>>>,
+}
+
+/// Why an on-demand repair cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// Another one is running.
+    #[error("repair {0} is still running; wait for it (sibyl-admin repair --status)")]
+    Running(u64),
+    /// The table has no tree here (unknown, or one replica).
+    #[error("table {0:?} is not a replicated table of this node")]
+    NotReplicated(String),
+}
+
 /// Plans and runs repair jobs for one node (see the module documentation).
 pub struct Repairer {
     service: Arc<Service>,
@@ -115,6 +134,7 @@ pub struct Repairer {
     opts: RepairOptions,
     synced: Mutex<HashMap<SyncKey, u64>>,
     totals: Mutex<(u64, SyncStats)>,
+    runs: Mutex<Runs>,
 }
 
 impl std::fmt::Debug for Repairer {
@@ -146,6 +166,7 @@ impl Repairer {
             opts,
             synced: Mutex::new(HashMap::new()),
             totals: Mutex::new((0, SyncStats::default())),
+            runs: Mutex::new(Runs::default()),
         }
     }
 
@@ -267,6 +288,133 @@ impl Repairer {
             oldest = oldest.min(*synced.get(&key)?);
         }
         (oldest != u64::MAX).then_some(oldest)
+    }
+
+    /// Starts an on-demand repair of `table` (every tracked table when `None`) on a task
+    /// of its own; returns its first status. One runs at a time.
+    pub fn start_repair(self: &Arc<Self>, table: Option<String>) -> Result<RepairStatus, StartError> {
+        if let Some(t) = &table {
+            if self.service.replica().trees().get(t).is_none() {
+                return Err(StartError::NotReplicated(t.clone()));
+            }
+        }
+        let mut runs = lock(&self.runs);
+        if let Some(latest) = &runs.latest {
+            let s = lock(latest);
+            if s.state == RepairState::Running {
+                return Err(StartError::Running(s.id));
+            }
+        }
+        runs.next_id += 1;
+        let jobs = self.jobs(table.as_deref(), Scope::All).len() as u64;
+        let status = Arc::new(Mutex::new(RepairStatus {
+            id: runs.next_id,
+            table: table.clone(),
+            state: RepairState::Running,
+            jobs,
+            ..RepairStatus::default()
+        }));
+        runs.latest = Some(status.clone());
+        drop(runs);
+        let first = lock(&status).clone();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let progress = status.clone();
+            let summary = this
+                .repair(table.as_deref(), |done, total, stats| {
+                    let mut s = lock(&progress);
+                    s.jobs = total;
+                    s.jobs_done = done;
+                    s.cells_sent = stats.cells_sent;
+                    s.cells_received = stats.cells_received;
+                    s.bytes_sent = stats.bytes_sent;
+                    s.bytes_received = stats.bytes_received;
+                    s.elapsed_ms = started.elapsed().as_millis() as u64;
+                })
+                .await;
+            let mut s = lock(&status);
+            s.jobs = summary.jobs;
+            s.jobs_done = summary.jobs;
+            s.differed = summary.differed;
+            s.cells_sent = summary.stats.cells_sent;
+            s.cells_received = summary.stats.cells_received;
+            s.bytes_sent = summary.stats.bytes_sent;
+            s.bytes_received = summary.stats.bytes_received;
+            s.elapsed_ms = summary.elapsed.as_millis() as u64;
+            s.failed = summary
+                .failed
+                .iter()
+                .map(|f| {
+                    format!(
+                        "table {} range ({}, {}] with node {}: {}",
+                        f.job.table, f.job.range.start, f.job.range.end, f.job.peer, f.reason
+                    )
+                })
+                .collect();
+            s.state = RepairState::Done;
+            tracing::info!(
+                id = s.id,
+                jobs = s.jobs,
+                differed = s.differed,
+                failed = s.failed.len(),
+                cells_sent = s.cells_sent,
+                cells_received = s.cells_received,
+                "repair finished"
+            );
+        });
+        Ok(self.with_tables(first))
+    }
+
+    /// The status of repair `id` (0 = the latest; a status of state `None` when none
+    /// ran), with every tracked table's sync times; `None` for an id this node does not
+    /// know (only the latest is kept).
+    pub fn repair_status(&self, id: u64) -> Option<RepairStatus> {
+        let latest = lock(&self.runs).latest.clone();
+        let status = match latest {
+            Some(l) => {
+                let s = lock(&l).clone();
+                if id != 0 && id != s.id {
+                    return None;
+                }
+                s
+            }
+            None if id == 0 => RepairStatus::default(),
+            None => return None,
+        };
+        Some(self.with_tables(status))
+    }
+
+    fn with_tables(&self, mut status: RepairStatus) -> RepairStatus {
+        let synced = lock(&self.synced).clone();
+        status.tables = self
+            .service
+            .replica()
+            .trees()
+            .all()
+            .into_iter()
+            .map(|(table, _)| {
+                let jobs = self.jobs(Some(&table), Scope::Later);
+                let times: Vec<u64> = jobs
+                    .iter()
+                    .filter_map(|j| {
+                        synced
+                            .get(&(j.table.clone(), j.range.start, j.range.end, j.peer))
+                            .copied()
+                    })
+                    .collect();
+                let oldest = (times.len() == jobs.len() && !jobs.is_empty())
+                    .then(|| times.iter().copied().min())
+                    .flatten();
+                TableSync {
+                    table,
+                    jobs: jobs.len() as u32,
+                    synced: times.len() as u32,
+                    oldest_secs: oldest,
+                }
+            })
+            .collect();
+        status
     }
 
     /// Jobs completed since start and what they moved.

@@ -27,6 +27,14 @@ use crate::versioning::ManualClock;
 
 const T0: i64 = 1_700_000_000;
 
+/// Write timestamps: distinct and increasing, as a real clock gives them (the lww form of
+/// a mortal version is its timestamp, see `super::hash`).
+static NEXT_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(T0 * 1_000_000);
+
+fn next_micros() -> Option<i64> {
+    Some(NEXT_MICROS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
 fn open(dir: &std::path::Path, clock: Arc<ManualClock>) -> Service {
     Service::open(ServiceOptions {
         memtable_size: 256 << 10,
@@ -57,7 +65,7 @@ fn put(svc: &Service, table: &str, key: &str, col: &str, value: &str, ttl: Optio
             table: table.into(),
             key: Bytes::copy_from_slice(key.as_bytes()),
             ttl_secs: ttl,
-            timestamp_micros: None,
+            timestamp_micros: next_micros(),
             columns: vec![ColumnWrite {
                 name: Bytes::copy_from_slice(col.as_bytes()),
                 value: Bytes::copy_from_slice(value.as_bytes()),
@@ -82,7 +90,7 @@ fn delete(svc: &Service, table: &str, key: &str, col: Option<&str>) {
             write_id: None,
             table: table.into(),
             key: Bytes::copy_from_slice(key.as_bytes()),
-            timestamp_micros: None,
+            timestamp_micros: next_micros(),
             target,
         },
         consistency: None,

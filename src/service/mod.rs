@@ -477,6 +477,15 @@ impl Service {
 
     fn dispatch(&self, request: Request) -> Result<Response, ServerError> {
         match request {
+            // A node on its own has no other replica to compare with.
+            Request::Repair { table } => Ok(Response::AdminRepair(sibyl_protocol::RepairStatus {
+                table,
+                state: sibyl_protocol::RepairState::Done,
+                ..sibyl_protocol::RepairStatus::default()
+            })),
+            Request::RepairStatus { .. } => {
+                Ok(Response::AdminRepair(sibyl_protocol::RepairStatus::default()))
+            }
             Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
             Request::Ping => Ok(Response::Pong),
             Request::Topology => Ok(Response::Topology(self.topology())),

@@ -1,12 +1,12 @@
 //! Operator commands on [`Client`] (what `sibyl-admin` sends): flush, compact, table
-//! statistics, removenode, decommission. Each one acts on the node that answers, so an
+//! statistics, removenode, decommission, repair. Each one acts on the node that answers, so an
 //! admin client should be connected to exactly the node it means; these requests are
 //! never resent to another node after a timeout (only TABLE_STATS is idempotent).
 
 use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
-use crate::message::types::TableStatistics;
+use crate::message::types::{RepairStatus, TableStatistics};
 
 impl Client {
     /// Flushes one table's memtables (every table's when `None`) to SSTables on the node
@@ -61,6 +61,26 @@ impl Client {
         match self.request(Request::Decommission).await? {
             Response::AdminDone { message } => Ok(message),
             other => Err(unexpected("DECOMMISSION", other)),
+        }
+    }
+
+    /// Starts an anti-entropy repair on the node of `table` (every replicated table when
+    /// `None`); returns its first status (its id; poll [`Client::repair_status`]).
+    pub async fn repair(&self, table: Option<&str>) -> Result<RepairStatus, ClientError> {
+        let request = Request::Repair {
+            table: table.map(str::to_owned),
+        };
+        match self.request(request).await? {
+            Response::AdminRepair(s) => Ok(s),
+            other => Err(unexpected("REPAIR", other)),
+        }
+    }
+
+    /// The status of repair `id` on the node (0 = its latest) and its tables' sync times.
+    pub async fn repair_status(&self, id: u64) -> Result<RepairStatus, ClientError> {
+        match self.request(Request::RepairStatus { id }).await? {
+            Response::AdminRepair(s) => Ok(s),
+            other => Err(unexpected("REPAIR_STATUS", other)),
         }
     }
 }

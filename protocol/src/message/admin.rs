@@ -113,3 +113,140 @@ mod tests {
         ));
     }
 }
+
+/// Where a repair is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RepairState {
+    /// No repair has run on this node since it started (REPAIR_STATUS with id 0).
+    #[default]
+    None,
+    /// Running.
+    Running,
+    /// Finished (some jobs may have failed: see `failed`).
+    Done,
+}
+
+/// When a replicated table was last fully repaired on the answering node.
+/// Wire: `string` table, `u32` jobs (range x other replica pairs this node compares in
+/// background rounds), `u32` synced (those completed since the node started),
+/// `option<u64>` oldest (seconds since the Unix epoch of the oldest completed one, when
+/// every job has completed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TableSync {
+    /// The table.
+    pub table: String,
+    /// Background jobs of the table at this node.
+    pub jobs: u32,
+    /// Jobs completed at least once since the node started.
+    pub synced: u32,
+    /// The oldest completion, once every job has completed.
+    pub oldest_secs: Option<u64>,
+}
+
+/// The status of an on-demand repair, and the repair sync times of the node's tables.
+/// Wire: `u64` id (0 = none), `option<string>` table, `u8` state (0 none, 1 running,
+/// 2 done), `u64` jobs, `u64` jobs_done, `u64` differed, `u64` cells_sent, `u64`
+/// cells_received, `u64` bytes_sent, `u64` bytes_received, `u64` elapsed_ms,
+/// `list<string>` failed (one line per job not done, with its reason),
+/// `list<table sync>` tables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RepairStatus {
+    /// The repair's id (0 = no repair).
+    pub id: u64,
+    /// The table repaired (`None` = every replicated table).
+    pub table: Option<String>,
+    /// Where it is.
+    pub state: RepairState,
+    /// Jobs planned (a job is one range with one other replica).
+    pub jobs: u64,
+    /// Jobs finished (done or failed).
+    pub jobs_done: u64,
+    /// Jobs whose range differed.
+    pub differed: u64,
+    /// Cells pushed to other replicas.
+    pub cells_sent: u64,
+    /// Cells pulled from other replicas and applied.
+    pub cells_received: u64,
+    /// Bytes of requests sent.
+    pub bytes_sent: u64,
+    /// Bytes of answers received.
+    pub bytes_received: u64,
+    /// Time since it started (until it finished), milliseconds.
+    pub elapsed_ms: u64,
+    /// Jobs not done, one line each with the reason; rerunning the repair retries them.
+    pub failed: Vec<String>,
+    /// Every replicated table's sync times at this node.
+    pub tables: Vec<TableSync>,
+}
+
+impl RepairStatus {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.u64(self.id);
+        w.option(self.table.as_ref(), |w, t| w.string("table", t))?;
+        w.u8(match self.state {
+            RepairState::None => 0,
+            RepairState::Running => 1,
+            RepairState::Done => 2,
+        });
+        for v in [
+            self.jobs,
+            self.jobs_done,
+            self.differed,
+            self.cells_sent,
+            self.cells_received,
+            self.bytes_sent,
+            self.bytes_received,
+            self.elapsed_ms,
+        ] {
+            w.u64(v);
+        }
+        w.list("failed jobs", &self.failed, |w, f| w.string("failure", f))?;
+        w.list("table sync times", &self.tables, |w, t| {
+            w.string("table", &t.table)?;
+            w.u32(t.jobs);
+            w.u32(t.synced);
+            w.option(t.oldest_secs.as_ref(), |w, s| {
+                w.u64(*s);
+                Ok(())
+            })
+        })
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        let id = r.u64("repair id")?;
+        let table = r.option("table", |r| r.string("table"))?;
+        let state = match r.u8("repair state")? {
+            0 => RepairState::None,
+            1 => RepairState::Running,
+            2 => RepairState::Done,
+            tag => {
+                return Err(ProtocolError::InvalidTag {
+                    what: "repair state",
+                    tag: u64::from(tag),
+                })
+            }
+        };
+        Ok(RepairStatus {
+            id,
+            table,
+            state,
+            jobs: r.u64("jobs")?,
+            jobs_done: r.u64("jobs done")?,
+            differed: r.u64("differed")?,
+            cells_sent: r.u64("cells sent")?,
+            cells_received: r.u64("cells received")?,
+            bytes_sent: r.u64("bytes sent")?,
+            bytes_received: r.u64("bytes received")?,
+            elapsed_ms: r.u64("elapsed")?,
+            failed: r.list("failed jobs", 2, |r| r.string("failure"))?,
+            tables: r.list("table sync times", 11, |r| {
+                Ok(TableSync {
+                    table: r.string("table")?,
+                    jobs: r.u32("jobs")?,
+                    synced: r.u32("synced")?,
+                    oldest_secs: r.option("oldest sync", |r| r.u64("oldest sync"))?,
+                })
+            })?,
+        })
+    }
+}

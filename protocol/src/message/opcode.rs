@@ -43,11 +43,15 @@ pub enum Opcode {
     RemoveNode = 0x33,
     /// Admin: the answering node leaves the ring.
     Decommission = 0x34,
+    /// Admin: start an anti-entropy repair of the answering node's ranges.
+    Repair = 0x35,
+    /// Admin: the progress of a repair, and when each table was last fully repaired.
+    RepairStatus = 0x36,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 16] = [
+    pub const ALL: [Opcode; 18] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -64,6 +68,8 @@ impl Opcode {
         Opcode::TableStats,
         Opcode::RemoveNode,
         Opcode::Decommission,
+        Opcode::Repair,
+        Opcode::RepairStatus,
     ];
 
     /// The byte on the wire.
@@ -101,6 +107,8 @@ impl Opcode {
             Opcode::TableStats => "TABLE_STATS",
             Opcode::RemoveNode => "REMOVE_NODE",
             Opcode::Decommission => "DECOMMISSION",
+            Opcode::Repair => "REPAIR",
+            Opcode::RepairStatus => "REPAIR_STATUS",
         }
     }
 

@@ -285,6 +285,19 @@ pub enum Request {
     /// Admin: the answering node leaves the ring (announces `leaving`, then `left`).
     /// Empty body.
     Decommission,
+    /// Admin: starts an anti-entropy repair of every range the answering node replicates,
+    /// with every other replica, of `table` (every replicated table when `None`); answered
+    /// at once with the repair's status (its id, running). Wire: `option<string>` table.
+    Repair {
+        /// The table, or every replicated table.
+        table: Option<String>,
+    },
+    /// Admin: the status of repair `id` (0 = the latest), and the repair sync times of
+    /// every replicated table. Wire: `u64` id.
+    RepairStatus {
+        /// The repair's id; 0 for the latest.
+        id: u64,
+    },
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -337,6 +350,8 @@ impl Request {
             Request::TableStats { .. } => Opcode::TableStats,
             Request::RemoveNode { .. } => Opcode::RemoveNode,
             Request::Decommission => Opcode::Decommission,
+            Request::Repair { .. } => Opcode::Repair,
+            Request::RepairStatus { .. } => Opcode::RepairStatus,
         }
     }
 
@@ -368,6 +383,8 @@ impl Request {
                 w.string("table", table)?
             }
             Request::RemoveNode { node_id } => w.string("node id", node_id)?,
+            Request::Repair { table } => w.option(table.as_ref(), |w, t| w.string("table", t))?,
+            Request::RepairStatus { id } => w.u64(*id),
             Request::Insert {
                 insert,
                 consistency,
@@ -485,6 +502,12 @@ impl Request {
                 node_id: r.string("node id")?,
             },
             Opcode::Decommission => Request::Decommission,
+            Opcode::Repair => Request::Repair {
+                table: r.option("table", |r| r.string("table"))?,
+            },
+            Opcode::RepairStatus => Request::RepairStatus {
+                id: r.u64("repair id")?,
+            },
         };
         r.finish(opcode.name())?;
         Ok(req)

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
-use crate::message::types::{Cell, ResponseMeta, TableOptions, TableStatistics, Topology};
+use crate::message::types::{
+    Cell, RepairStatus, ResponseMeta, TableOptions, TableStatistics, Topology,
+};
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 
@@ -71,6 +73,8 @@ pub enum Response {
         /// What happened, for the operator.
         message: String,
     },
+    /// To REPAIR and REPAIR_STATUS. Wire: repair status.
+    AdminRepair(RepairStatus),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -223,6 +227,10 @@ impl Response {
                     Response::AdminDone { .. },
                     Opcode::RemoveNode | Opcode::Decommission
                 )
+                | (
+                    Response::AdminRepair(_),
+                    Opcode::Repair | Opcode::RepairStatus
+                )
         )
     }
 
@@ -262,6 +270,7 @@ impl Response {
             Response::Written { meta } => meta.encode(&mut w)?,
             Response::AdminTableStats(s) => s.encode(&mut w)?,
             Response::AdminDone { message } => w.string("admin message", message)?,
+            Response::AdminRepair(s) => s.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -315,6 +324,9 @@ impl Response {
                 Opcode::RemoveNode | Opcode::Decommission => Response::AdminDone {
                     message: r.string("admin message")?,
                 },
+                Opcode::Repair | Opcode::RepairStatus => {
+                    Response::AdminRepair(RepairStatus::decode(&mut r)?)
+                }
             }
         };
         r.finish(opcode.name())?;
