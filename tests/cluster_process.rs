@@ -998,29 +998,20 @@ fn present_at_one(probe: &Probe, addr: SocketAddr, keys: &[usize]) -> Vec<usize>
     })
 }
 
-/// Anti-entropy alone: a replica whose disk was lost comes back as a new node (after
-/// removenode of the old one) and background repair, with no read repair and no hint
-/// for it, fills its replica until it reads every key at ONE from its own data.
-#[test]
-fn cluster_background_repair_fills_a_wiped_replica() {
-    const KEYS: usize = 10_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let probe = Probe::new();
-    let fast_repair = ["--repair-period-secs".to_owned(), "2".to_owned()];
-    let mut nodes = start_cluster(&probe, tmp.path(), 3, &fast_repair);
-    create_kv(&probe, &nodes, 3);
-    put_many_at_all(&probe, nodes[0].client, KEYS);
+/// Node 3 loses its disk: SIGKILL, empty data directory, restart with `extra` (it refuses
+/// to join while its old id owns tokens), removenode of the old id through node 1, and
+/// wait until all three nodes are up and normal again.
+fn wipe_and_rejoin_node_3(probe: &Probe, nodes: &mut [NodeProc], extra: &[String]) {
     let old_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
         .unwrap()
         .id
         .clone();
-
-    kill_node_3(&probe, &mut nodes);
+    kill_node_3(probe, nodes);
     let data = nodes[2].dir.join("data");
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::create_dir_all(&data).unwrap();
     let mut args = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
-    args.extend(fast_repair.iter().cloned());
+    args.extend(extra.iter().cloned());
     nodes[2].start(&args);
     let all: Vec<&NodeProc> = nodes.iter().collect();
     wait_for(
@@ -1050,6 +1041,21 @@ fn cluster_background_repair_fills_a_wiped_replica() {
             })
         },
     );
+}
+
+/// Anti-entropy alone: a replica whose disk was lost comes back as a new node (after
+/// removenode of the old one) and background repair, with no read repair and no hint
+/// for it, fills its replica until it reads every key at ONE from its own data.
+#[test]
+fn cluster_background_repair_fills_a_wiped_replica() {
+    const KEYS: usize = 10_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let fast_repair = ["--repair-period-secs".to_owned(), "2".to_owned()];
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &fast_repair);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+    wipe_and_rejoin_node_3(&probe, &mut nodes, &fast_repair);
     // Every key is back in the new node's own replica, by repair only.
     let mut missing: Vec<usize> = (0..KEYS).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -1075,5 +1081,84 @@ fn cluster_background_repair_fills_a_wiped_replica() {
     assert!(
         log.contains("repair: range differed and was synced"),
         "repair did the work"
+    );
+}
+
+/// Runs an on-demand repair through `addr` and polls it until done.
+fn repair_through(probe: &Probe, addr: SocketAddr) -> sibyl_protocol::RepairStatus {
+    let c = probe.direct(addr);
+    probe.rt.block_on(async {
+        let mut s = c.repair(None).await.expect("repair starts");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while s.state == sibyl_protocol::RepairState::Running {
+            assert!(Instant::now() < deadline, "repair still running: {s:?}");
+            tokio::time::sleep(POLL).await;
+            s = c.repair_status(s.id).await.expect("repair status");
+        }
+        s
+    })
+}
+
+/// `sibyl-admin repair`'s request on a cluster: a wiped replica repaired on demand while
+/// another replica is dead reports the jobs with the dead one as not done and fills
+/// itself from the live one; once the dead one is back a rerun completes with nothing
+/// failed, and a third run finds identical replicas and moves no cell.
+#[test]
+fn cluster_on_demand_repair_reports_a_dead_replica_and_a_rerun_completes() {
+    const KEYS: usize = 2_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    // Background repair out of the way: only the on-demand repairs below run.
+    let slow = ["--repair-period-secs".to_owned(), "1000000".to_owned()];
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &slow);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+    wipe_and_rejoin_node_3(&probe, &mut nodes, &slow);
+    let node1_id = node_at(&probe.topology(nodes[1].client).unwrap(), &nodes[0])
+        .unwrap()
+        .id
+        .clone();
+    nodes[0].signal(libc::SIGKILL);
+    nodes[0].wait_exit();
+
+    let first = repair_through(&probe, nodes[2].client);
+    assert!(first.jobs > 0 && first.jobs_done == first.jobs, "{first:?}");
+    assert!(
+        !first.failed.is_empty(),
+        "jobs with the dead node fail: {first:?}"
+    );
+    assert!(
+        first.failed.iter().all(|f| f.contains(node1_id.as_str())),
+        "only jobs with node 1 ({node1_id}) fail: {:?}",
+        first.failed
+    );
+    assert!(first.cells_received >= KEYS as u64, "{first:?}");
+    let missing: Vec<usize> = (0..KEYS).collect();
+    assert_eq!(
+        present_at_one(&probe, nodes[2].client, &missing).len(),
+        KEYS,
+        "every key on the repaired replica"
+    );
+
+    nodes[0].start(&slow);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 3 to see node 1 up", JOIN_DEADLINE, &all, || {
+        probe
+            .topology(nodes[2].client)
+            .is_some_and(|t| node_at(&t, all[0]).is_some_and(|i| i.up))
+    });
+    let second = repair_through(&probe, nodes[2].client);
+    assert!(second.failed.is_empty(), "{second:?}");
+    let third = repair_through(&probe, nodes[2].client);
+    assert!(third.failed.is_empty(), "{third:?}");
+    assert_eq!(
+        (third.differed, third.cells_sent, third.cells_received),
+        (0, 0, 0),
+        "identical replicas: {third:?}"
+    );
+    assert!(
+        third.tables.iter().any(|t| t.table == "kv" && t.jobs > 0),
+        "{:?}",
+        third.tables
     );
 }

@@ -11,8 +11,9 @@
 //!   bandwidth (it sleeps after a job until its bytes fit the rate); a job whose peer is
 //!   down or whose tree is building is skipped until the next round;
 //! - an on-demand repair ([`Repairer::repair`], `sibyl-admin repair`) runs every job of
-//!   this node's ranges with every other replica at once, and reports each range that
-//!   could not be done with its reason; running it again completes them.
+//!   this node's ranges with every other replica at once, retries the jobs that fail
+//!   after 1, 2 and 4 s, and reports each range that could still not be done with its
+//!   reason; running it again completes them.
 //!
 //! Per (table, range, peer) the node records when it last completed an exchange
 //! ([`Repairer::oldest_sync`]), in memory: a restart forgets it (it is a report, not yet
@@ -107,6 +108,9 @@ pub struct RepairSummary {
 }
 
 type SyncKey = (String, Token, Token, NodeId);
+
+/// Rounds of retries of the failed jobs of an on-demand repair.
+const RETRIES: u32 = 3;
 
 /// The on-demand repairs of this node: the next id and the latest run's status.
 #[derive(Debug, Default)]
@@ -242,39 +246,57 @@ impl Repairer {
 
     /// Repairs every range of `table` (every tracked table when `None`) this node
     /// replicates with every other replica; `progress(done, total, stats so far)` is
-    /// called after each job.
+    /// called after each job. Jobs that fail are tried again after 1, 2 and 4 s (a peer
+    /// that just came back may still be in its connection backoff); those that fail
+    /// every time are reported.
     pub async fn repair(
         &self,
         table: Option<&str>,
         mut progress: impl FnMut(u64, u64, &SyncStats),
     ) -> RepairSummary {
         let started = std::time::Instant::now();
-        let jobs = self.jobs(table, Scope::All);
+        let mut pending = self.jobs(table, Scope::All);
         let mut summary = RepairSummary {
-            jobs: jobs.len() as u64,
+            jobs: pending.len() as u64,
             ..RepairSummary::default()
         };
-        for (i, job) in jobs.iter().enumerate() {
-            match job.addr {
-                None => summary.failed.push(Failed {
-                    job: job.clone(),
-                    reason: format!("replica {} is down or has no address", job.peer),
-                }),
-                Some(_) => match self.run(job).await {
+        let mut done = 0u64;
+        for attempt in 0..=RETRIES {
+            let mut failed = Vec::new();
+            for mut job in pending {
+                job.addr = self.address_of(job.peer);
+                let outcome = match job.addr {
+                    None => Err(format!("replica {} is down or has no address", job.peer)),
+                    Some(_) => self.run(&job).await.map_err(|e| e.to_string()),
+                };
+                match outcome {
                     Ok(s) => {
                         summary.differed += u64::from(s.differed);
                         summary.stats.add(&s);
+                        done += 1;
                     }
-                    Err(e) => summary.failed.push(Failed {
-                        job: job.clone(),
-                        reason: e.to_string(),
-                    }),
-                },
+                    Err(reason) => failed.push(Failed { job, reason }),
+                }
+                progress(done, summary.jobs, &summary.stats);
             }
-            progress(i as u64 + 1, summary.jobs, &summary.stats);
+            if failed.is_empty() || attempt == RETRIES {
+                summary.failed = failed;
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+            pending = failed.into_iter().map(|f| f.job).collect();
         }
+        progress(summary.jobs, summary.jobs, &summary.stats);
         summary.elapsed = started.elapsed();
         summary
+    }
+
+    /// The peer address of `node` if the current view has it up.
+    fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+        let view = self.cluster.view()?;
+        view.node(node)
+            .filter(|n| n.alive)
+            .and_then(|n| n.peer_address)
     }
 
     /// The oldest completed exchange of `table`'s jobs in the background plan (seconds
@@ -292,7 +314,10 @@ impl Repairer {
 
     /// Starts an on-demand repair of `table` (every tracked table when `None`) on a task
     /// of its own; returns its first status. One runs at a time.
-    pub fn start_repair(self: &Arc<Self>, table: Option<String>) -> Result<RepairStatus, StartError> {
+    pub fn start_repair(
+        self: &Arc<Self>,
+        table: Option<String>,
+    ) -> Result<RepairStatus, StartError> {
         if let Some(t) = &table {
             if self.service.replica().trees().get(t).is_none() {
                 return Err(StartError::NotReplicated(t.clone()));
@@ -432,6 +457,11 @@ impl Repairer {
                     return;
                 }
                 for job in jobs {
+                    // A round starts one pace after the last: a node that just started
+                    // (its trees building) does not compare at once.
+                    if pause(&mut shutdown, pace).await {
+                        return;
+                    }
                     let began = tokio::time::Instant::now();
                     let moved = match job.addr {
                         None => 0,
@@ -454,8 +484,10 @@ impl Repairer {
                             }
                         },
                     };
+                    // Past the pace, a job that moved many bytes waits until they fit the
+                    // bandwidth.
                     let rate = Duration::from_secs_f64(moved as f64 / self.opts.rate_bytes as f64);
-                    let wait = pace.max(rate).saturating_sub(began.elapsed());
+                    let wait = rate.saturating_sub(pace + began.elapsed());
                     if pause(&mut shutdown, wait).await {
                         return;
                     }

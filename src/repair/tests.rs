@@ -29,7 +29,8 @@ const T0: i64 = 1_700_000_000;
 
 /// Write timestamps: distinct and increasing, as a real clock gives them (the lww form of
 /// a mortal version is its timestamp, see `super::hash`).
-static NEXT_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(T0 * 1_000_000);
+static NEXT_MICROS: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(T0 * 1_000_000);
 
 fn next_micros() -> Option<i64> {
     Some(NEXT_MICROS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
@@ -55,7 +56,10 @@ fn create(svc: &Service, name: &str, mode: ConflictMode) {
         },
         if_not_exists: false,
     });
-    assert!(matches!(r, Response::SchemaChanged { applied: true, .. }), "{r:?}");
+    assert!(
+        matches!(r, Response::SchemaChanged { applied: true, .. }),
+        "{r:?}"
+    );
 }
 
 fn put(svc: &Service, table: &str, key: &str, col: &str, value: &str, ttl: Option<u32>) {
@@ -152,7 +156,14 @@ fn random_writes(svc: &Service, table: &str, rng: &mut impl Rng, n: usize, keys:
             0 => delete(svc, table, &key, Some(&col)),
             1 => delete(svc, table, &key, None),
             2 => put(svc, table, &key, &col, "short-lived", Some(5)),
-            _ => put(svc, table, &key, &col, &format!("v{}", rng.gen::<u32>()), None),
+            _ => put(
+                svc,
+                table,
+                &key,
+                &col,
+                &format!("v{}", rng.gen::<u32>()),
+                None,
+            ),
         }
     }
 }
@@ -166,7 +177,11 @@ fn tree_equals_a_rebuild_after_writes_deletes_expiry_flush_and_compaction() {
         let svc = open(dir.path(), clock.clone());
         create(&svc, "t", mode);
         random_writes(&svc, "t", &mut rng, 1500, 200);
-        assert_eq!(leaves(&svc, "t"), rebuilt(&svc, "t", mode), "{mode:?} after writes");
+        assert_eq!(
+            leaves(&svc, "t"),
+            rebuilt(&svc, "t", mode),
+            "{mode:?} after writes"
+        );
         assert!(leaves(&svc, "t").iter().any(|&l| l != 0));
         // TTLs run out; flush and compaction rewrite expired and covered cells.
         clock.advance_secs(60);
@@ -177,7 +192,11 @@ fn tree_equals_a_rebuild_after_writes_deletes_expiry_flush_and_compaction() {
         if mode == ConflictMode::Causal {
             // Lww cells a row tombstone covers are dropped by compaction, which the tree
             // does not see (documented in `super::hash`); causal cells keep their counters.
-            assert_eq!(leaves(&svc, "t"), rebuilt(&svc, "t", mode), "{mode:?} after compaction");
+            assert_eq!(
+                leaves(&svc, "t"),
+                rebuilt(&svc, "t", mode),
+                "{mode:?} after compaction"
+            );
         }
         // Applying cells minted elsewhere (here: the same cells again, and a peer's)
         // moves the tree exactly as the data moves.
@@ -187,7 +206,9 @@ fn tree_equals_a_rebuild_after_writes_deletes_expiry_flush_and_compaction() {
         let other = open(other_dir.path(), clock.clone());
         create(&other, "t", mode);
         random_writes(&other, "t", &mut rng, 300, 200);
-        svc.replica().apply(&cells(&other, "t"), |_| Some(mode)).unwrap();
+        svc.replica()
+            .apply(&cells(&other, "t"), |_| Some(mode))
+            .unwrap();
         let fresh = rebuilt(&svc, "t", mode);
         if mode == ConflictMode::Causal {
             assert_eq!(leaves(&svc, "t"), fresh, "{mode:?} after applies");
@@ -322,10 +343,17 @@ fn exchange_makes_diverged_replicas_identical_and_moves_only_what_differs() {
         assert_ne!(cells(&a, "t"), cells(&b, "t"));
         let stats = sync(&a, &b, "t", whole_ring());
         assert!(stats.differed);
-        assert_eq!(cells(&a, "t"), cells(&b, "t"), "{mode:?}: replicas identical");
+        assert_eq!(
+            cells(&a, "t"),
+            cells(&b, "t"),
+            "{mode:?}: replicas identical"
+        );
         // About 80 keys differed, and a little more moved (concurrent keys both ways).
         let moved = stats.cells_received + stats.cells_sent;
-        assert!((40..=240).contains(&moved), "{mode:?}: moved {moved} cells: {stats:?}");
+        assert!(
+            (40..=240).contains(&moved),
+            "{mode:?}: moved {moved} cells: {stats:?}"
+        );
         // Now identical: one root each way.
         let again = sync(&a, &b, "t", whole_ring());
         assert!(!again.differed);

@@ -483,9 +483,9 @@ impl Service {
                 state: sibyl_protocol::RepairState::Done,
                 ..sibyl_protocol::RepairStatus::default()
             })),
-            Request::RepairStatus { .. } => {
-                Ok(Response::AdminRepair(sibyl_protocol::RepairStatus::default()))
-            }
+            Request::RepairStatus { .. } => Ok(Response::AdminRepair(
+                sibyl_protocol::RepairStatus::default(),
+            )),
             Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
             Request::Ping => Ok(Response::Pong),
             Request::Topology => Ok(Response::Topology(self.topology())),

@@ -215,6 +215,13 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             },
         ),
         ("decommission", Request::Decommission),
+        (
+            "repair",
+            Request::Repair {
+                table: Some("users".into()),
+            },
+        ),
+        ("repair-status", Request::RepairStatus { id: 7 }),
     ]
 }
 
@@ -443,6 +450,30 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
             Response::AdminDone {
                 message: "left the ring".into(),
             },
+        ),
+        (
+            "repair-status",
+            Opcode::RepairStatus,
+            Response::AdminRepair(sibyl_protocol::RepairStatus {
+                id: 7,
+                table: None,
+                state: sibyl_protocol::RepairState::Done,
+                jobs: 96,
+                jobs_done: 96,
+                differed: 3,
+                cells_sent: 10,
+                cells_received: 20,
+                bytes_sent: 4096,
+                bytes_received: 8192,
+                elapsed_ms: 1234,
+                failed: vec!["table kv range (1, 2] with node ab: peer unreachable".into()],
+                tables: vec![sibyl_protocol::TableSync {
+                    table: "kv".into(),
+                    jobs: 32,
+                    synced: 32,
+                    oldest_secs: Some(1_700_000_000),
+                }],
+            }),
         ),
     ]
 }

@@ -377,7 +377,9 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Compact { .. }
         | Request::TableStats { .. }
         | Request::RemoveNode { .. }
-        | Request::Decommission => Response::Error(ServerError::new(
+        | Request::Decommission
+        | Request::Repair { .. }
+        | Request::RepairStatus { .. } => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

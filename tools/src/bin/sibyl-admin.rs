@@ -9,12 +9,18 @@
 //! - `removenode NODE_ID`: announces a dead node (id as `status` shows it) as removed.
 //! - `decommission`: the node asked leaves the ring (`leaving`, then `left`); no data is
 //!   streamed yet, and it keeps serving until stopped.
+//! - `repair [TABLE]`: anti-entropy repair of every range the node asked replicates, with
+//!   every other replica, with a progress bar and a summary; exit status 1 when a range
+//!   could not be repaired (rerun to complete it). `repair --status` shows the latest
+//!   repair and each replicated table's oldest full sync.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sibyl_protocol::{Client, ClientOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
+use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
@@ -63,6 +69,16 @@ enum AdminCommand {
     /// Makes the node asked leave the ring. Its data is not streamed to the new owners
     /// yet (run repair on them); it keeps serving until stopped.
     Decommission,
+    /// Repairs every range the node asked replicates with every other replica (of one
+    /// table, or every replicated table), moving only the cells that differ.
+    Repair {
+        /// The table; every replicated table when omitted.
+        table: Option<String>,
+        /// Show the latest repair and the tables' repair sync times instead of starting
+        /// one.
+        #[arg(long)]
+        status: bool,
+    },
 }
 
 fn main() {
@@ -82,7 +98,7 @@ fn real_main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let text = rt.block_on(async {
+    let (text, failed) = rt.block_on(async {
         let options = ClientOptions {
             request_timeout: timeout,
             connect_timeout: timeout,
@@ -96,7 +112,8 @@ fn real_main() -> Result<()> {
         let fail = |what: &str, e: sibyl_protocol::ClientError| {
             anyhow::anyhow!("{what}: {}", describe_client_error(&e))
         };
-        anyhow::Ok(match args.command {
+        let mut failed = false;
+        let text = match args.command {
             AdminCommand::Status | AdminCommand::Ring => {
                 let topology = client.topology().await.map_err(|e| fail("topology", e))?;
                 if matches!(args.command, AdminCommand::Status) {
@@ -137,8 +154,54 @@ fn real_main() -> Result<()> {
                 .decommission()
                 .await
                 .map_err(|e| fail("decommission", e))?,
-        })
+            AdminCommand::Repair { status: true, .. } => render_repair(
+                &client
+                    .repair_status(0)
+                    .await
+                    .map_err(|e| fail("repair status", e))?,
+            ),
+            AdminCommand::Repair {
+                table,
+                status: false,
+            } => {
+                let done = run_repair(&client, table.as_deref())
+                    .await
+                    .map_err(|e| fail("repair", e))?;
+                failed = !done.failed.is_empty();
+                render_repair(&done)
+            }
+        };
+        anyhow::Ok((text, failed))
     })?;
     println!("{text}");
+    if failed {
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// Starts a repair and follows it with a progress bar until it is done.
+async fn run_repair(
+    client: &Client,
+    table: Option<&str>,
+) -> Result<RepairStatus, sibyl_protocol::ClientError> {
+    let first = client.repair(table).await?;
+    let bar = ProgressBar::new(first.jobs);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ranges  {msg}  [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut status = first;
+    while status.state == RepairState::Running {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = client.repair_status(status.id).await?;
+        bar.set_length(status.jobs);
+        bar.set_position(status.jobs_done);
+        bar.set_message(format!(
+            "{} cells sent, {} received",
+            status.cells_sent, status.cells_received
+        ));
+    }
+    bar.finish_and_clear();
+    Ok(status)
 }

@@ -157,3 +157,29 @@ fn admin_ring_lists_node_tokens() {
     sorted.sort();
     assert_eq!(tokens, sorted, "ring order");
 }
+
+#[test]
+fn admin_repair_runs_reports_and_refuses_an_unknown_table() {
+    let node = TestNode::start();
+    cli(&node, "create table kv rf=3").ok();
+    // One node: every range is its own, with no other replica to compare.
+    let out = admin(&node, &["repair"]).ok();
+    assert!(
+        out.stdout.contains("of every replicated table: done") && out.stdout.contains("kv"),
+        "{}",
+        out.stdout
+    );
+    let status = admin(&node, &["repair", "--status"]).ok();
+    assert!(
+        status.stdout.contains("repair 1 of every replicated table"),
+        "{}",
+        status.stdout
+    );
+    let bad = admin(&node, &["repair", "nosuch"]);
+    assert_eq!(bad.status.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("not a replicated table"),
+        "{}",
+        bad.stderr
+    );
+}
