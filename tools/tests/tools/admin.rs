@@ -176,7 +176,7 @@ fn admin_repair_runs_reports_and_refuses_an_unknown_table() {
         status.stdout
     );
     let bad = admin(&node, &["repair", "nosuch"]);
-    assert_eq!(bad.status.code(), Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
     assert!(
         bad.stderr.contains("not a replicated table"),
         "{}",
