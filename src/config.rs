@@ -21,6 +21,9 @@
 //! anti_entropy = true        # hash trees of replicated tables, and background repair
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
+//! hint_window_secs = 10800   # no new hints for a replica whose oldest is older
+//! hint_ttl_secs = 86400      # a hint older than this is discarded, never delivered
+//! tombstone_min_age_secs = 90000  # replicated tombstones are purged only when older
 //! # cluster
 //! seeds = ["10.0.0.1:7401"] # peer addresses; empty = a new cluster of its own
 //! cluster_name = "sibyl"
@@ -133,6 +136,17 @@ pub struct Cli {
     /// Background repair's bandwidth (bytes exchanged), KiB/s [default: 16384].
     #[arg(long, value_name = "KB")]
     pub repair_rate_kb: Option<u64>,
+    /// Once a down replica's oldest pending hint is older than this, new hints for it are
+    /// dropped (anti-entropy repairs it), seconds [default: 10800].
+    #[arg(long, value_name = "SECS")]
+    pub hint_window_secs: Option<u64>,
+    /// A hint older than this is discarded undelivered, seconds [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    pub hint_ttl_secs: Option<u64>,
+    /// A tombstone of a replicated table is purged only when every replica synced it and
+    /// it is older than this, seconds; at least the hint TTL [default: 90000].
+    #[arg(long, value_name = "SECS")]
+    pub tombstone_min_age_secs: Option<u64>,
     /// Start even if the commit log is corrupt in the middle: cut it at the bad record
     /// (what follows is lost) and take a new actor epoch. Without it such a node refuses
     /// to start and names the file and offset.
@@ -214,6 +228,12 @@ pub struct FileConfig {
     pub repair_period_secs: Option<u64>,
     /// See [`Cli::repair_rate_kb`].
     pub repair_rate_kb: Option<u64>,
+    /// See [`Cli::hint_window_secs`].
+    pub hint_window_secs: Option<u64>,
+    /// See [`Cli::hint_ttl_secs`].
+    pub hint_ttl_secs: Option<u64>,
+    /// See [`Cli::tombstone_min_age_secs`].
+    pub tombstone_min_age_secs: Option<u64>,
     /// See [`Cli::seeds`] (a list of `host:port` strings).
     pub seeds: Option<Vec<String>>,
     /// See [`Cli::cluster_name`].
@@ -301,6 +321,10 @@ pub struct Config {
     pub repair_period: Duration,
     /// Background repair's bandwidth, bytes per second.
     pub repair_rate: u64,
+    /// Bounds of the hint store (window, TTL; the size bound at its default).
+    pub hints: crate::hints::HintLimits,
+    /// Replicated tombstones are purged only when older than this.
+    pub tombstone_min_age: Duration,
     /// Cluster membership settings.
     pub cluster: ClusterConfig,
 }
@@ -430,6 +454,30 @@ impl Config {
                 .or(file.max_value_kb)
                 .unwrap_or(crate::service::DEFAULT_MAX_VALUE_LEN >> 10),
         )?;
+        let hint_window = positive_u64(
+            "hint_window_secs",
+            cli.hint_window_secs
+                .or(file.hint_window_secs)
+                .unwrap_or(crate::hints::DEFAULT_HINT_WINDOW.as_secs()),
+        )?;
+        let hint_ttl = positive_u64(
+            "hint_ttl_secs",
+            cli.hint_ttl_secs
+                .or(file.hint_ttl_secs)
+                .unwrap_or(crate::hints::DEFAULT_HINT_TTL.as_secs()),
+        )?;
+        let tombstone_min_age = cli
+            .tombstone_min_age_secs
+            .or(file.tombstone_min_age_secs)
+            .unwrap_or(crate::service::DEFAULT_TOMBSTONE_MIN_AGE.as_secs());
+        // A hint younger than the TTL may still bring back a value a purged tombstone
+        // deleted.
+        if tombstone_min_age < hint_ttl {
+            return Err(ConfigError::Invalid {
+                key: "tombstone_min_age_secs",
+                reason: format!("must be at least hint_ttl_secs ({hint_ttl})"),
+            });
+        }
         // A value must fit a frame (16 MiB) with room for the rest of the request.
         if max_value_kb > 15 * 1024 {
             return Err(ConfigError::Invalid {
@@ -497,6 +545,12 @@ impl Config {
                     .unwrap_or(DEFAULT_REPAIR_RATE_KB),
             )?
             .saturating_mul(1024),
+            hints: crate::hints::HintLimits {
+                window: Duration::from_secs(hint_window),
+                ttl: Duration::from_secs(hint_ttl),
+                ..crate::hints::HintLimits::default()
+            },
+            tombstone_min_age: Duration::from_secs(tombstone_min_age),
             cluster,
         })
     }

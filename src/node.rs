@@ -43,7 +43,7 @@ use crate::cluster::{
 };
 use crate::config::{ClusterConfig, Config};
 use crate::coordinator::{Coordinator, CoordinatorOptions};
-use crate::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
+use crate::hints::{DeliveryOptions, HintDelivery, HintStore, HintsHandler};
 use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::repair::{RepairHandler, RepairOptions, Repairer};
@@ -172,6 +172,7 @@ impl Node {
             clock: Arc::new(SystemClock),
             partitioner: config.cluster.partitioner,
             anti_entropy: config.anti_entropy,
+            tombstone_min_age: config.tombstone_min_age,
         };
         let (handle, inbox) = ClusterHandle::new();
         let svc_handle = handle.clone();
@@ -201,13 +202,9 @@ impl Node {
         let peer_addr = net.local_addr();
         let hints_dir = crate::hints::hints_dir(&config.data_dir);
         let sync = config.sync;
+        let hint_limits = config.hints;
         let hints = match tokio::task::spawn_blocking(move || {
-            HintStore::open(
-                &hints_dir,
-                sync,
-                HintLimits::default(),
-                Arc::new(SystemClock),
-            )
+            HintStore::open(&hints_dir, sync, hint_limits, Arc::new(SystemClock))
         })
         .await?
         {

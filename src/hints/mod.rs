@@ -81,13 +81,24 @@ pub struct HintLimits {
     /// Most bytes of records pending for one owner; a hint that would pass it is
     /// dropped. Default 256 MiB.
     pub max_bytes_per_owner: u64,
+    /// A hint older than this is never delivered: it is discarded (counted as a window
+    /// drop, its range recorded for repair) when delivery meets it. Tombstones are purged
+    /// only once older than this (see `crate::repair::watermark`), so a late hint can
+    /// never bring back a value whose delete was purged. Default 24 hours.
+    pub ttl: Duration,
 }
+
+/// The default [`HintLimits::window`].
+pub const DEFAULT_HINT_WINDOW: Duration = Duration::from_secs(3 * 3600);
+/// The default [`HintLimits::ttl`].
+pub const DEFAULT_HINT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for HintLimits {
     fn default() -> Self {
         HintLimits {
-            window: Duration::from_secs(3 * 3600),
+            window: DEFAULT_HINT_WINDOW,
             max_bytes_per_owner: 256 << 20,
+            ttl: DEFAULT_HINT_TTL,
         }
     }
 }

@@ -273,7 +273,9 @@ impl HintStore {
 
     /// `owner`'s first pending hints in id order, until their records reach `max_bytes`
     /// (at least one hint when any is pending). A corrupt record met on the way is
-    /// counted, recorded as dropped (keys unknown), removed and skipped.
+    /// counted, recorded as dropped (keys unknown), removed and skipped; a hint older
+    /// than [`HintLimits::ttl`] is counted as a window drop, recorded with its cells'
+    /// spans (for repair), removed and skipped.
     pub fn batch(
         &self,
         owner: NodeId,
@@ -282,6 +284,9 @@ impl HintStore {
         let mut scan = self.owner_scan(owner)?;
         let mut out = Vec::new();
         let mut corrupt = Vec::new();
+        let mut expired: Vec<(HintId, Vec<RawCell>, u64)> = Vec::new();
+        let ttl = i64::try_from(self.limits.ttl.as_micros()).unwrap_or(i64::MAX);
+        let oldest_kept = self.clock.now_micros().saturating_sub(ttl);
         let mut total = 0usize;
         while let Some((key, value)) = scan.next_entry()? {
             let id = match decode_key(key) {
@@ -292,6 +297,9 @@ impl HintStore {
                 }
             };
             match decode_record(value) {
+                Ok((written, cells)) if written < oldest_kept => {
+                    expired.push((id, cells, (value.len() + KEY_LEN) as u64));
+                }
                 Ok((_, cells)) => {
                     out.push((id, cells));
                     total += value.len() + KEY_LEN;
@@ -314,6 +322,16 @@ impl HintStore {
                 self.record_drop(owner, DropReason::Corrupt, None, *bytes, now)?;
             }
             let ids: Vec<HintId> = corrupt.iter().map(|(id, _)| *id).collect();
+            self.remove(owner, &ids)?;
+        }
+        if !expired.is_empty() {
+            let now = self.clock.now_micros();
+            tracing::warn!(%owner, hints = expired.len(), "hints older than their ttl discarded; their ranges need repair");
+            for (_, cells, bytes) in &expired {
+                self.counters.dropped_window.fetch_add(1, Ordering::Relaxed);
+                self.record_drop(owner, DropReason::Window, Some(cells), *bytes, now)?;
+            }
+            let ids: Vec<HintId> = expired.iter().map(|(id, _, _)| *id).collect();
             self.remove(owner, &ids)?;
         }
         Ok(out)

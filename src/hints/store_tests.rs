@@ -203,6 +203,28 @@ fn hint_store_window_drops_new_hints_once_the_oldest_is_too_old() {
 }
 
 #[test]
+fn hint_store_never_delivers_a_hint_older_than_its_ttl() {
+    let f = Fixture::new();
+    let limits = HintLimits {
+        ttl: Duration::from_secs(100),
+        ..HintLimits::default()
+    };
+    let s = f.open(SyncMode::Batch, limits);
+    kept(s.store(C, &[cell(1)]).unwrap());
+    f.clock.advance_secs(60);
+    let young = kept(s.store(C, &[cell(2)]).unwrap());
+    f.clock.advance_secs(41);
+    // The first is 101 s old: discarded, recorded for repair; the second is delivered.
+    let batch = s.batch(C, usize::MAX).unwrap();
+    assert_eq!(batch.iter().map(|h| h.0).collect::<Vec<_>>(), vec![young]);
+    assert_eq!(s.pending(C).count, 1);
+    let d = s.dropped();
+    assert_eq!((d[0].owner, d[0].window), (C, 1));
+    assert_eq!(d[0].spans[0].min_key, cell(1).key);
+    assert_eq!(s.stats().dropped_window, 1);
+}
+
+#[test]
 fn hint_store_size_bound_drops_and_dropped_survives_reopen_until_cleared() {
     let f = Fixture::new();
     let one = (encode_record(0, &[cell(1)]).len() + record::KEY_LEN) as u64;

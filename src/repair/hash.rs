@@ -43,22 +43,30 @@ const SEED: u64 = 0x5eb1;
 
 /// The hash of the cell stored at `key` (0 when nothing is stored).
 pub fn cell_hash(mode: ConflictMode, key: &[u8], entry: EntryRef<'_>) -> u64 {
+    cell_hash_mortal(mode, key, entry).0
+}
+
+/// [`cell_hash`], and whether the cell may become purgeable by compaction (an lww
+/// tombstone or value with a TTL; a causal cell of tombstones only, or with a value that
+/// has a TTL), for the tombstone watermark (`super::watermark`).
+pub fn cell_hash_mortal(mode: ConflictMode, key: &[u8], entry: EntryRef<'_>) -> (u64, bool) {
     let EntryRef::Value(stored) = entry else {
-        return 0;
+        return (0, false);
     };
     let mut buf = Vec::with_capacity(4 + key.len() + 64);
     buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
     buf.extend_from_slice(key);
-    push_form(&mut buf, mode, stored);
+    let mortal = push_form(&mut buf, mode, stored);
     let (h1, h2) = sibyl_protocol::token::cassandra_x64_128(&buf, SEED);
-    (h1 ^ h2) as u64
+    ((h1 ^ h2) as u64, mortal)
 }
 
-fn push_form(buf: &mut Vec<u8>, mode: ConflictMode, stored: &[u8]) {
+/// Appends the form; returns whether the cell is mortal (see [`cell_hash_mortal`]).
+fn push_form(buf: &mut Vec<u8>, mode: ConflictMode, stored: &[u8]) -> bool {
     if is_row_tombstone(stored) {
         buf.push(b'R');
         buf.extend_from_slice(stored);
-        return;
+        return false;
     }
     match mode {
         ConflictMode::Causal => match decode_causal_cell(stored) {
@@ -68,6 +76,8 @@ fn push_form(buf: &mut Vec<u8>, mode: ConflictMode, stored: &[u8]) {
                     actor.encode_to(buf);
                     buf.extend_from_slice(&counter.to_be_bytes());
                 }
+                dvv.siblings()
+                    .all(|(_, s)| s.is_tombstone() || s.expires_at_secs.is_some())
             }
             Err(_) => undecodable(buf, stored),
         },
@@ -79,8 +89,12 @@ fn push_form(buf: &mut Vec<u8>, mode: ConflictMode, stored: &[u8]) {
                     (Some(v), None) => {
                         buf.push(1);
                         buf.extend_from_slice(v);
+                        false
                     }
-                    _ => buf.push(0),
+                    _ => {
+                        buf.push(0);
+                        true
+                    }
                 }
             }
             Err(_) => undecodable(buf, stored),
@@ -88,9 +102,10 @@ fn push_form(buf: &mut Vec<u8>, mode: ConflictMode, stored: &[u8]) {
     }
 }
 
-fn undecodable(buf: &mut Vec<u8>, stored: &[u8]) {
+fn undecodable(buf: &mut Vec<u8>, stored: &[u8]) -> bool {
     buf.push(b'X');
     buf.extend_from_slice(stored);
+    false
 }
 
 #[cfg(test)]

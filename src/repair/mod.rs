@@ -13,6 +13,8 @@
 //! - [`session`]: [`Session`], one exchange of one range with one peer.
 //! - [`scheduler`]: [`Repairer`], which plans jobs (range x peer), runs background rounds
 //!   within a period and a bandwidth, and runs on-demand repairs.
+//! - [`watermark`]: [`Watermarks`], when a replicated table's compaction may purge a
+//!   tombstone (every replica synced after it arrived, and older than the hint TTL).
 
 pub mod exchange;
 pub mod hash;
@@ -23,6 +25,7 @@ pub mod scheduler;
 pub mod session;
 pub mod space;
 pub mod tree;
+pub mod watermark;
 
 pub use messages::{RepairErrorCode, RepairRequest, RepairResponse};
 pub use peer::RepairHandler;
@@ -30,6 +33,7 @@ pub use registry::{TreeUpdate, Trees};
 pub use scheduler::{RepairOptions, RepairSummary, Repairer, Scope};
 pub use session::{Session, SyncError, SyncStats, KEY_DEPTH};
 pub use tree::{TableTree, Ticket, DEFAULT_LEAF_BITS};
+pub use watermark::{TableWatermark, Watermarks};
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use sibyl_protocol::ConflictMode;
 use sibyl_storage::{Entry, MergePolicy};
 
 use super::tree::{TableTree, Ticket};
+use super::watermark::TableWatermark;
 use crate::replica::{Replica, ReplicaError};
 
 /// The trees of the tracked tables (see the module documentation).
@@ -82,21 +83,26 @@ impl TreeUpdate {
 pub type PendingWrite<'a> = (&'a str, &'a [u8], &'a [u8], bool);
 
 impl Replica {
-    /// Starts tracking `table` (of `mode`, merging by `merge`) with a building tree;
-    /// nothing when it is tracked already. Holds every stripe lock meanwhile.
-    pub fn track_tree(&self, table: &str, mode: ConflictMode, merge: Arc<dyn MergePolicy>) {
+    /// Starts tracking `table` (of `mode`, merging by `merge`, telling `watermark` of
+    /// purgeable writes) with a building tree; nothing when it is tracked already. Holds
+    /// every stripe lock meanwhile.
+    pub fn track_tree(
+        &self,
+        table: &str,
+        mode: ConflictMode,
+        merge: Arc<dyn MergePolicy>,
+        watermark: Option<Arc<TableWatermark>>,
+    ) {
         if self.trees().get(table).is_some() {
             return;
         }
         let _all = self.lock_all();
         let trees = self.trees();
         trees.write().entry(table.to_owned()).or_insert_with(|| {
-            Arc::new(TableTree::new(
-                mode,
-                self.partitioner(),
-                trees.leaf_bits,
-                merge,
-            ))
+            Arc::new(
+                TableTree::new(mode, self.partitioner(), trees.leaf_bits, merge)
+                    .with_watermark(watermark),
+            )
         });
     }
 
@@ -164,7 +170,7 @@ impl Replica {
             } else {
                 tree.merged(key, old.as_ref(), value)
             };
-            let delta = tree.hash(key, old.as_ref()) ^ tree.hash(key, Some(&new));
+            let delta = tree.hash(key, old.as_ref()) ^ tree.hash_written(key, &new);
             let ticket = tree.record(key, delta);
             earlier.insert((table, key), new);
             if ticket != Ticket::Nothing {

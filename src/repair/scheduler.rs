@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sibyl_protocol::{RepairState, RepairStatus, TableSync};
 use tokio::sync::watch;
@@ -149,12 +149,6 @@ impl std::fmt::Debug for Repairer {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl Repairer {
     /// A repairer of `service`'s replica over `net`, placing ranges by `cluster`'s view.
     pub fn new(
@@ -222,11 +216,13 @@ impl Repairer {
         out
     }
 
-    /// Runs one job; on success records the time it completed.
+    /// Runs one job; on success records the second it started and moves the table's
+    /// tombstone watermark ([`super::watermark`]).
     pub async fn run(&self, job: &Job) -> Result<SyncStats, SyncError> {
         let addr = job
             .addr
             .ok_or(SyncError::Net(crate::net::NetError::Closed))?;
+        let began = self.service.replica().clock().now_secs();
         let stats = Session::new(
             self.service.clone(),
             self.net.clone(),
@@ -237,11 +233,55 @@ impl Repairer {
         .sync(&job.table, job.range)
         .await?;
         let key = (job.table.clone(), job.range.start, job.range.end, job.peer);
-        lock(&self.synced).insert(key, now_secs());
-        let mut totals = lock(&self.totals);
-        totals.0 += 1;
-        totals.1.add(&stats);
+        lock(&self.synced).insert(key, began);
+        {
+            let mut totals = lock(&self.totals);
+            totals.0 += 1;
+            totals.1.add(&stats);
+        }
+        self.update_watermark(&job.table);
         Ok(stats)
+    }
+
+    /// Sets `table`'s watermark from the recorded exchanges: per ring range, the oldest
+    /// start of the latest exchange with each other replica (0 when one is missing or
+    /// this node is not a replica).
+    fn update_watermark(&self, table: &str) {
+        let (Some(marks), Some(view), Ok(schema)) = (
+            self.service.watermarks(),
+            self.cluster.view(),
+            self.service.schema(table),
+        ) else {
+            return;
+        };
+        let ring = view.ring();
+        let strategy = strategy(&schema.options);
+        let synced = lock(&self.synced);
+        let now = self.service.replica().clock().now_secs();
+        let ranges: Vec<(TokenRange, u64)> = (0..ring.tokens().len())
+            .filter_map(|i| ring.range_at(i))
+            .map(|(start, end)| {
+                let range = TokenRange { start, end };
+                let replicas = ring.preference_list(&end, &strategy);
+                if !replicas.contains(&view.local) {
+                    return (range, 0);
+                }
+                let oldest = replicas
+                    .iter()
+                    .filter(|&&n| n != view.local)
+                    .map(|&n| {
+                        synced
+                            .get(&(table.to_owned(), start, end, n))
+                            .copied()
+                            .unwrap_or(0)
+                    })
+                    .min()
+                    .unwrap_or(now);
+                (range, oldest)
+            })
+            .collect();
+        drop(synced);
+        marks.table(table).set_synced(&ranges);
     }
 
     /// Repairs every range of `table` (every tracked table when `None`) this node
@@ -299,7 +339,7 @@ impl Repairer {
             .and_then(|n| n.peer_address)
     }
 
-    /// The oldest completed exchange of `table`'s jobs in the background plan (seconds
+    /// The oldest start of the latest completed exchange of `table`'s jobs in the background plan (seconds
     /// since the epoch), `None` when one of them never completed since this node
     /// started.
     pub fn oldest_sync(&self, table: &str) -> Option<u64> {

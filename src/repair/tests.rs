@@ -229,7 +229,8 @@ fn tree_rebuild_while_writes_go_on_equals_a_quiet_rebuild() {
         ManualClock::at_secs(T0),
     )));
     svc.replica().untrack_tree("t");
-    svc.replica().track_tree("t", ConflictMode::Causal, merge);
+    svc.replica()
+        .track_tree("t", ConflictMode::Causal, merge, None);
     assert!(!svc.replica().trees().get("t").unwrap().is_ready());
     let writer = {
         let svc = svc.clone();
@@ -410,7 +411,8 @@ fn exchange_with_a_building_tree_is_refused_and_changes_nothing() {
         ManualClock::at_secs(T0),
     )));
     b.replica().untrack_tree("t");
-    b.replica().track_tree("t", ConflictMode::Causal, merge);
+    b.replica()
+        .track_tree("t", ConflictMode::Causal, merge, None);
     let addr: SocketAddr = "127.0.0.1:2".parse().unwrap();
     let net = Arc::new(Loopback {
         peer: b.clone(),

@@ -39,8 +39,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sibyl_protocol::ConflictMode;
 use sibyl_storage::{Direction, Engine, Entry, EntryRef, MergePolicy};
 
-use super::hash::cell_hash;
+use super::hash::{cell_hash, cell_hash_mortal};
 use super::space::{bucket, point_of_key, Interval};
+use super::watermark::TableWatermark;
 use crate::ring::Partitioner;
 
 /// The default depth of the leaves (2^16 leaves).
@@ -88,6 +89,8 @@ pub struct TableTree {
     partitioner: Partitioner,
     leaf_bits: u32,
     merge: Arc<dyn MergePolicy>,
+    /// Told of every write that may become purgeable (`None`: the table never purges).
+    watermark: Option<Arc<TableWatermark>>,
     groups: Box<[Mutex<Group>]>,
     ready_groups: AtomicUsize,
 }
@@ -127,9 +130,16 @@ impl TableTree {
             partitioner,
             leaf_bits,
             merge,
+            watermark: None,
             groups,
             ready_groups: AtomicUsize::new(0),
         }
+    }
+
+    /// The same tree telling `watermark` of every write that may become purgeable.
+    pub fn with_watermark(mut self, watermark: Option<Arc<TableWatermark>>) -> TableTree {
+        self.watermark = watermark;
+        self
     }
 
     /// The table's conflict mode.
@@ -181,6 +191,18 @@ impl TableTree {
             Some(e) => cell_hash(self.mode, key, e.as_ref()),
             None => 0,
         }
+    }
+
+    /// The hash of `entry`, the merged cell a write is about to leave at `key`; tells the
+    /// watermark when the cell may become purgeable.
+    pub fn hash_written(&self, key: &[u8], entry: &Entry) -> u64 {
+        let (hash, mortal) = cell_hash_mortal(self.mode, key, entry.as_ref());
+        if mortal {
+            if let Some(w) = &self.watermark {
+                w.note_tombstone(key);
+            }
+        }
+        hash
     }
 
     /// Records a write at `key` that changes its hash by `delta` (old XOR new), before the

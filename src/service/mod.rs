@@ -57,6 +57,7 @@ use sibyl_protocol::{
 use sibyl_storage::{Engine, EngineOptions, MergePolicy, SyncMode};
 
 use crate::cluster::ClusterHandle;
+use crate::repair::Watermarks;
 use crate::replica::{DotClock, DotClockError, Replica, ReplicaError};
 use crate::ring::Partitioner;
 use crate::versioning::{
@@ -95,9 +96,19 @@ pub struct ServiceOptions {
     /// The cluster's partitioner: engine keys start with its token of the row.
     pub partitioner: Partitioner,
     /// Keep an anti-entropy hash tree for every table with more than one replica
-    /// ([`crate::repair`]); off saves a read per lww write and disables repair.
+    /// ([`crate::repair`]); off saves a read per lww write and disables repair (and
+    /// replicated tables then never purge a tombstone).
     pub anti_entropy: bool,
+    /// A replicated table's tombstone is purged only once older than this by its write
+    /// timestamp (and synced everywhere, [`crate::repair::watermark`]); at least the hint
+    /// TTL.
+    pub tombstone_min_age: std::time::Duration,
 }
+
+/// The default [`ServiceOptions::tombstone_min_age`]: the default hint TTL and an hour
+/// for clocks that disagree.
+pub const DEFAULT_TOMBSTONE_MIN_AGE: std::time::Duration =
+    std::time::Duration::from_secs(crate::hints::DEFAULT_HINT_TTL.as_secs() + 3600);
 
 /// The default memtable flush threshold (the node's `--memtable-mb` default).
 pub const DEFAULT_MEMTABLE_SIZE: usize = 64 << 20;
@@ -119,6 +130,7 @@ impl ServiceOptions {
             clock,
             partitioner: Partitioner::Murmur3,
             anti_entropy: true,
+            tombstone_min_age: DEFAULT_TOMBSTONE_MIN_AGE,
         }
     }
 }
@@ -212,6 +224,8 @@ pub struct Service {
     batch_sync: bool,
     /// The encoded body of every successful write's answer (it never changes).
     written_body: bytes::Bytes,
+    /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
+    watermarks: Option<Arc<Watermarks>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -226,16 +240,31 @@ impl std::fmt::Debug for Service {
 /// The merge policy of a table from its stored metadata. Undecodable metadata gets the
 /// causal policy, which keeps (never drops) cells it cannot read; [`Service::open`] then
 /// refuses to start, naming the table.
-fn merge_policy(clock: &Arc<dyn Clock>, metadata: &[u8]) -> Arc<dyn MergePolicy> {
+fn merge_policy(
+    clock: &Arc<dyn Clock>,
+    name: &str,
+    metadata: &[u8],
+    watermarks: Option<&Watermarks>,
+) -> Arc<dyn MergePolicy> {
     let clock = clock.clone();
     match TableSchema::decode_metadata("", metadata) {
         // A tombstone purged on one replica before the others hold it lets the deleted
         // value come back through read repair, hints or anti-entropy: a replicated table
-        // keeps its tombstones until the repair watermark exists.
-        Ok(s) if s.options.replication_factor > 1 => match s.options.conflict_mode {
-            sibyl_protocol::ConflictMode::Lww => Arc::new(LwwMerge::replicated(clock)),
-            sibyl_protocol::ConflictMode::Causal => Arc::new(CausalMerge::replicated(clock)),
-        },
+        // purges one only when its repair watermark allows (anti-entropy on), else never.
+        Ok(s) if s.options.replication_factor > 1 => {
+            let gate =
+                watermarks.map(|w| w.table(name) as Arc<dyn crate::versioning::policy::PurgeGate>);
+            match (s.options.conflict_mode, gate) {
+                (sibyl_protocol::ConflictMode::Lww, Some(g)) => Arc::new(LwwMerge::gated(clock, g)),
+                (sibyl_protocol::ConflictMode::Lww, None) => Arc::new(LwwMerge::replicated(clock)),
+                (sibyl_protocol::ConflictMode::Causal, Some(g)) => {
+                    Arc::new(CausalMerge::gated(clock, g))
+                }
+                (sibyl_protocol::ConflictMode::Causal, None) => {
+                    Arc::new(CausalMerge::replicated(clock))
+                }
+            }
+        }
         Ok(s) if s.options.conflict_mode == sibyl_protocol::ConflictMode::Lww => {
             Arc::new(LwwMerge::new(clock))
         }
@@ -246,12 +275,27 @@ fn merge_policy(clock: &Arc<dyn Clock>, metadata: &[u8]) -> Arc<dyn MergePolicy>
 
 /// Tracks `schema`'s table in the replica's anti-entropy trees when it has more than one
 /// replica (its tree starts building); true when it did.
-fn track_if_replicated(replica: &Replica, clock: &Arc<dyn Clock>, schema: &TableSchema) -> bool {
+fn track_if_replicated(
+    replica: &Replica,
+    clock: &Arc<dyn Clock>,
+    schema: &TableSchema,
+    watermarks: &Watermarks,
+) -> bool {
     if schema.options.replication_factor <= 1 {
         return false;
     }
-    let merge = merge_policy(clock, &schema.encode_metadata());
-    replica.track_tree(&schema.name, schema.options.conflict_mode, merge);
+    let merge = merge_policy(
+        clock,
+        &schema.name,
+        &schema.encode_metadata(),
+        Some(watermarks),
+    );
+    replica.track_tree(
+        &schema.name,
+        schema.options.conflict_mode,
+        merge,
+        Some(watermarks.table(&schema.name)),
+    );
     true
 }
 
@@ -271,11 +315,20 @@ impl Service {
     ) -> Result<Service, ServiceError> {
         let clock = opts.clock.clone();
         let resolver_clock = clock.clone();
+        let watermarks = opts.anti_entropy.then(|| {
+            Arc::new(Watermarks::new(
+                opts.partitioner,
+                crate::repair::DEFAULT_LEAF_BITS,
+                clock.clone(),
+                opts.tombstone_min_age,
+            ))
+        });
+        let resolver_marks = watermarks.clone();
         let engine_opts = EngineOptions {
             sync: opts.sync,
             memtable_size: opts.memtable_size,
-            merge_resolver: Arc::new(move |_name: &str, metadata: &[u8]| {
-                merge_policy(&resolver_clock, metadata)
+            merge_resolver: Arc::new(move |name: &str, metadata: &[u8]| {
+                merge_policy(&resolver_clock, name, metadata, resolver_marks.as_deref())
             }),
             salvage_corrupt_log: opts.salvage_commitlog,
             ..EngineOptions::default()
@@ -391,9 +444,9 @@ impl Service {
             Err(source) => return Err(ServiceError::DotClock { source }),
         };
         let replica = Replica::new(engine.clone(), actor, clock.clone(), opts.partitioner, dots);
-        if opts.anti_entropy {
+        if let Some(marks) = &watermarks {
             for schema in tables.values() {
-                track_if_replicated(&replica, &clock, schema);
+                track_if_replicated(&replica, &clock, schema, marks);
             }
         }
         Ok(Service {
@@ -407,7 +460,13 @@ impl Service {
             opts,
             batch_sync,
             written_body,
+            watermarks,
         })
+    }
+
+    /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
+    pub fn watermarks(&self) -> Option<&Arc<Watermarks>> {
+        self.watermarks.as_ref()
     }
 
     /// The actor this node mints dots with.
@@ -616,7 +675,7 @@ impl Service {
         };
         let engine_opts = sibyl_storage::TableOptions {
             compaction,
-            merge: merge_policy(&self.clock, &metadata),
+            merge: merge_policy(&self.clock, &name, &metadata, self.watermarks.as_deref()),
             metadata,
             // Every cell key starts with its row's token: memtables keep a bloom filter of
             // tokens, so a read of a row they do not hold skips their search.
@@ -625,7 +684,11 @@ impl Service {
         self.engine
             .create_table(&name, engine_opts)
             .map_err(storage_error)?;
-        if self.opts.anti_entropy && track_if_replicated(&self.replica, &self.clock, &schema) {
+        let tracked = self
+            .watermarks
+            .as_deref()
+            .is_some_and(|w| track_if_replicated(&self.replica, &self.clock, &schema, w));
+        if tracked {
             // A new table is empty: its tree is ready after one quick pass.
             if let Err(e) = self.replica.rebuild_trees() {
                 tracing::warn!(table = %name, error = %e, "cannot build the new table's hash tree; repair waits for the next rebuild");
@@ -642,6 +705,9 @@ impl Service {
     /// mutex.
     fn drop_engine_table(&self, name: &str) -> Result<(), ServerError> {
         self.replica.untrack_tree(name);
+        if let Some(w) = &self.watermarks {
+            w.remove(name);
+        }
         // Writers hold the stripe locks of their cells from their schema check to their
         // engine write (see `apply_group`). Holding every stripe here means a write either
         // finished before the drop or finds its schema gone once it has its locks, so it

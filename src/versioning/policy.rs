@@ -46,10 +46,12 @@
 //! tombstone before every other replica has it can see the deleted value come back through
 //! repair, and a causal cell purged early forgets its counters. The node must therefore
 //! additionally hold purges back until the range's repair watermark says every replica has
-//! the tombstone. Until that watermark exists, a table with more than one replica gets the
-//! `replicated` form of its policy, which never purges a tombstone (an expired value
-//! still becomes one, and expired causal siblings still go, their counters kept): space
-//! is traded for never resurrecting a delete. A table with one replica purges as before.
+//! the tombstone. A table with more than one replica therefore gets the `gated` form of
+//! its policy: a tombstone is purged only when its [`PurgeGate`] says so
+//! (`crate::repair::watermark`: every other replica synced with this one after the
+//! tombstone arrived, and the tombstone is older than the hint TTL); the `replicated`
+//! form never purges one. An expired value still becomes a tombstone, and expired causal
+//! siblings still go, their counters kept. A table with one replica purges as before.
 
 use std::sync::Arc;
 
@@ -209,11 +211,40 @@ fn entry_bytes(e: Entry) -> Vec<u8> {
     }
 }
 
+/// Decides, in a bottommost compaction of a replicated table, whether one tombstone may
+/// be purged: `key` is its engine key, `timestamp_micros` its write time (the newest of a
+/// causal cell's tombstones).
+pub trait PurgeGate: Send + Sync + std::fmt::Debug {
+    /// True when the tombstone may go.
+    fn may_purge(&self, key: &[u8], timestamp_micros: i64) -> bool;
+}
+
+/// When a policy purges tombstones in bottommost compactions.
+#[derive(Debug, Clone)]
+pub enum Purge {
+    /// Always (a table with one replica).
+    Always,
+    /// Never.
+    Never,
+    /// When the gate says so.
+    Gated(Arc<dyn PurgeGate>),
+}
+
+impl Purge {
+    fn allows(&self, key: &[u8], timestamp_micros: i64) -> bool {
+        match self {
+            Purge::Always => true,
+            Purge::Never => false,
+            Purge::Gated(g) => g.may_purge(key, timestamp_micros),
+        }
+    }
+}
+
 /// The merge policy of `causal` tables: cells are DVV sets (see [`super::dvv`]).
 #[derive(Debug, Clone)]
 pub struct CausalMerge {
     clock: Arc<dyn Clock>,
-    purge_tombstones: bool,
+    purge: Purge,
 }
 
 impl CausalMerge {
@@ -222,7 +253,7 @@ impl CausalMerge {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         CausalMerge {
             clock,
-            purge_tombstones: true,
+            purge: Purge::Always,
         }
     }
 
@@ -231,7 +262,15 @@ impl CausalMerge {
     pub fn replicated(clock: Arc<dyn Clock>) -> Self {
         CausalMerge {
             clock,
-            purge_tombstones: false,
+            purge: Purge::Never,
+        }
+    }
+
+    /// The same policy purging a tombstone only when `gate` allows it.
+    pub fn gated(clock: Arc<dyn Clock>, gate: Arc<dyn PurgeGate>) -> Self {
+        CausalMerge {
+            clock,
+            purge: Purge::Gated(gate),
         }
     }
 }
@@ -258,8 +297,16 @@ impl MergePolicy for CausalMerge {
         };
         let now = self.clock.now_secs();
         let live = dvv.without_expired(now);
-        if bottommost && self.purge_tombstones && live.is_all_tombstones() {
-            return None;
+        if bottommost && live.is_all_tombstones() {
+            // The newest write the cell has seen: its tombstones' and its expired values'.
+            let newest = dvv
+                .siblings()
+                .map(|(_, s)| s.timestamp_micros)
+                .max()
+                .unwrap_or(i64::MAX);
+            if self.purge.allows(key, newest) {
+                return None;
+            }
         }
         if dvv.has_expired(now) {
             Some(Entry::Value(encode_causal_cell(&live)))
@@ -301,7 +348,7 @@ impl MergePolicy for CausalMerge {
 #[derive(Debug, Clone)]
 pub struct LwwMerge {
     clock: Arc<dyn Clock>,
-    purge_tombstones: bool,
+    purge: Purge,
 }
 
 impl LwwMerge {
@@ -310,7 +357,7 @@ impl LwwMerge {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         LwwMerge {
             clock,
-            purge_tombstones: true,
+            purge: Purge::Always,
         }
     }
 
@@ -319,7 +366,15 @@ impl LwwMerge {
     pub fn replicated(clock: Arc<dyn Clock>) -> Self {
         LwwMerge {
             clock,
-            purge_tombstones: false,
+            purge: Purge::Never,
+        }
+    }
+
+    /// The same policy purging a tombstone only when `gate` allows it.
+    pub fn gated(clock: Arc<dyn Clock>, gate: Arc<dyn PurgeGate>) -> Self {
+        LwwMerge {
+            clock,
+            purge: Purge::Gated(gate),
         }
     }
 }
@@ -352,7 +407,8 @@ impl MergePolicy for LwwMerge {
             Rank::EngineTombstone => return (!bottommost).then_some(entry),
         };
         let dead = cell.is_tombstone() || cell.is_expired(self.clock.now_secs());
-        match (dead, bottommost && self.purge_tombstones) {
+        let purge = dead && bottommost && self.purge.allows(key, cell.timestamp_micros);
+        match (dead, purge) {
             (true, true) => None,
             (true, false) if !cell.is_tombstone() => Some(Entry::Value(
                 LwwCell::tombstone(cell.timestamp_micros).encode(),
@@ -497,6 +553,41 @@ mod tests {
         let out = decoded(&p.compact(K, cell(&expired), true).unwrap());
         assert_eq!(out.sibling_count(), 0, "the expired value goes");
         assert_eq!(out.join(), expired.join(), "its counters stay");
+    }
+
+    /// A gate that allows tombstones older than a timestamp.
+    #[derive(Debug)]
+    struct Before(i64);
+
+    impl PurgeGate for Before {
+        fn may_purge(&self, _key: &[u8], timestamp_micros: i64) -> bool {
+            timestamp_micros < self.0
+        }
+    }
+
+    #[test]
+    fn gated_policies_purge_only_the_tombstones_their_gate_allows() {
+        let gate: Arc<dyn PurgeGate> = Arc::new(Before(5));
+        let p = CausalMerge::gated(clock_at(10), gate.clone());
+        let d = blind(&Dvv::new(), val("x"), A);
+        let old = d.update(&d.join(), Sibling::tombstone(1), A);
+        let young = d.update(&d.join(), Sibling::tombstone(7), A);
+        assert_eq!(p.compact(K, cell(&old), true), None, "old enough: purged");
+        assert_eq!(
+            p.compact(K, cell(&old), false),
+            Some(cell(&old)),
+            "not bottommost"
+        );
+        assert_eq!(p.compact(K, cell(&young), true), Some(cell(&young)));
+        // A live value is never purged, whatever the gate says.
+        assert!(p.compact(K, cell(&d), true).is_some());
+        let l = LwwMerge::gated(clock_at(10), gate);
+        let t_old = Entry::Value(LwwCell::tombstone(1).encode());
+        let t_young = Entry::Value(LwwCell::tombstone(7).encode());
+        assert_eq!(l.compact(K, t_old, true), None);
+        assert_eq!(l.compact(K, t_young.clone(), true), Some(t_young));
+        let live = Entry::Value(LwwCell::value(b"v".to_vec(), 1).encode());
+        assert_eq!(l.compact(K, live.clone(), true), Some(live));
     }
 
     #[test]

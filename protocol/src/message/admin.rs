@@ -129,8 +129,8 @@ pub enum RepairState {
 /// When a replicated table was last fully repaired on the answering node.
 /// Wire: `string` table, `u32` jobs (range x other replica pairs this node compares in
 /// background rounds), `u32` synced (those completed since the node started),
-/// `option<u64>` oldest (seconds since the Unix epoch of the oldest completed one, when
-/// every job has completed).
+/// `option<u64>` oldest (seconds since the Unix epoch: the oldest start of the latest
+/// completed exchange of each job, once every job has completed).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct TableSync {
     /// The table.
@@ -139,7 +139,8 @@ pub struct TableSync {
     pub jobs: u32,
     /// Jobs completed at least once since the node started.
     pub synced: u32,
-    /// The oldest completion, once every job has completed.
+    /// The oldest start of each job's latest completed exchange, once every job has
+    /// completed one.
     pub oldest_secs: Option<u64>,
 }
 
