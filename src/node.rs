@@ -46,7 +46,7 @@ use crate::coordinator::{Coordinator, CoordinatorOptions};
 use crate::hints::{DeliveryOptions, HintDelivery, HintStore, HintsHandler};
 use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
-use crate::repair::{RepairHandler, RepairOptions, Repairer};
+use crate::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
 use crate::replica::ReplicaHost;
 use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
@@ -230,6 +230,7 @@ impl Node {
             ReplicaExecution::Blocking,
         ));
         replica_handler.set_forward_target(coordinator.clone());
+        let ledger = Arc::new(SyncLedger::default());
         let registered = net
             .register(Family::Replica, replica_handler)
             .and_then(|()| {
@@ -244,6 +245,7 @@ impl Node {
                     Arc::new(RepairHandler::new(
                         service.clone(),
                         ReplicaExecution::Blocking,
+                        ledger.clone(),
                     )),
                 )
             })
@@ -319,6 +321,7 @@ impl Node {
             service.clone(),
             Arc::new(net.clone()),
             handle.clone(),
+            ledger,
             RepairOptions {
                 period: config.repair_period,
                 rate_bytes: config.repair_rate,

@@ -1162,3 +1162,128 @@ fn cluster_on_demand_repair_reports_a_dead_replica_and_a_rerun_completes() {
         third.tables
     );
 }
+
+/// Deletes column `c` of `key` through `addr` at `level` (strict).
+fn delete_at(probe: &Probe, addr: SocketAddr, key: &str, level: ConsistencyLevel) {
+    let c = probe.direct(addr);
+    let request = Request::Delete {
+        delete: sibyl_protocol::RowDelete {
+            write_id: None,
+            table: "kv".into(),
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            timestamp_micros: None,
+            target: sibyl_protocol::DeleteTarget::Columns(vec![sibyl_protocol::CellContext {
+                name: Bytes::from_static(b"c"),
+                context: Bytes::new(),
+            }]),
+        },
+        consistency: Some(Consistency::sloppy(level).strict()),
+    };
+    match probe.rt.block_on(c.request(request)) {
+        Ok(Response::Written { .. }) => {}
+        other => panic!("delete {key}: {other:?}"),
+    }
+}
+
+/// The engine entries of table `kv` on `addr` after a flush and a major compaction.
+fn entries_after_compaction(probe: &Probe, addr: SocketAddr) -> u64 {
+    let c = probe.direct(addr);
+    probe.rt.block_on(async {
+        c.flush(Some("kv")).await.expect("flush");
+        let s = c.compact("kv").await.expect("compact");
+        s.sstable_entries + s.memtable_entries
+    })
+}
+
+/// Tombstones go only when every replica holds them: a delete while one replica is down
+/// past its hint window and TTL survives compaction on the others; once the replica is
+/// back, repair gives it the tombstone, the deleted value never reads again, and only
+/// then (every replica synced after it arrived) compaction purges it everywhere.
+#[test]
+fn cluster_deleted_value_stays_deleted_and_its_tombstone_goes_only_after_every_replica_synced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let flags: Vec<String> = [
+        "--repair-period-secs",
+        "2",
+        "--hint-window-secs",
+        "1",
+        "--hint-ttl-secs",
+        "2",
+        "--tombstone-min-age-secs",
+        "3",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &flags);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, 20);
+    match probe.put(nodes[0].client, "gone", "old", ConsistencyLevel::All) {
+        Response::Written { .. } => {}
+        other => panic!("write at ALL: {other:?}"),
+    }
+    kill_node_3(&probe, &mut nodes);
+    delete_at(&probe, nodes[0].client, "gone", ConsistencyLevel::Quorum);
+    // The tombstone ages past the hint TTL and its minimum age (time, not a condition).
+    std::thread::sleep(Duration::from_secs(4));
+    for n in &nodes[..2] {
+        assert_eq!(
+            entries_after_compaction(&probe, n.client),
+            21,
+            "{}: the tombstone stays while a replica has not synced",
+            n.name
+        );
+    }
+    nodes[2].start(&flags);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    let gone_at = |addr: SocketAddr, level: ConsistencyLevel| -> Option<Vec<String>> {
+        let c = probe.try_direct(addr)?;
+        let request = Request::Get {
+            table: "kv".into(),
+            key: Bytes::from_static(b"gone"),
+            selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+            consistency: Some(Consistency::sloppy(level).strict()),
+        };
+        match probe.rt.block_on(c.request(request)).ok()? {
+            Response::Row { cells, .. } => Some(
+                cells
+                    .iter()
+                    .flat_map(|c| c.values())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    // Repair brings the tombstone to node 3; the value never reads at QUORUM meanwhile.
+    wait_for("node 3 to hold the tombstone", JOIN_DEADLINE, &all, || {
+        assert_ne!(
+            gone_at(nodes[0].client, ConsistencyLevel::Quorum),
+            Some(vec!["old".to_owned()]),
+            "the deleted value came back"
+        );
+        gone_at(nodes[2].client, ConsistencyLevel::One) == Some(Vec::new())
+    });
+    // Every replica synced after the tombstone arrived: compaction purges it everywhere.
+    wait_for(
+        "the tombstone to be purged on every node",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes
+                .iter()
+                .all(|n| entries_after_compaction(&probe, n.client) == 20)
+        },
+    );
+    for n in &nodes {
+        assert_eq!(
+            gone_at(n.client, ConsistencyLevel::One),
+            Some(Vec::new()),
+            "{} after the purge",
+            n.name
+        );
+    }
+    let keys: Vec<usize> = (0..20).collect();
+    assert_eq!(present_at_one(&probe, nodes[2].client, &keys).len(), 20);
+}

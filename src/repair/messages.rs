@@ -4,7 +4,7 @@
 //!
 //! # Format (all integers big-endian; `cells` is `crate::replica::codec`'s raw cell list)
 //! ```text
-//! request   = root | children | keys | pull | push
+//! request   = root | children | keys | pull | push | done
 //! root      = 0x01 table:str range                       the hash of the range
 //! children  = 0x02 table:str range bits:u8 count:u32 prefix:u64{count}
 //!                                 the non-zero hashes of the children (depth bits+8)
@@ -13,9 +13,11 @@
 //!                                 every key of those buckets in the range, with its hash
 //! pull      = 0x04 table:str count:u32 key:bytes{count}  the stored cells of these keys
 //! push      = 0x05 cells                                 merge these cells
+//! done      = 0x06 table:str range                       the exchange that began with
+//!                                                        this range's root completed
 //! range     = start:token end:token                      the ring range (start, end]
 //! token     = len:u8 sortable:byte{len}                  8 bytes murmur3, 16 md5
-//! response  = root_hash | child_hashes | key_hashes | found | applied | error
+//! response  = root_hash | child_hashes | key_hashes | found | applied | ack | error
 //! root_hash = 0x81 hash:u64
 //! child_hashes = 0x82 count:u32 (parent:u32 child:u8 hash:u64){count}
 //!                                 parent = index into the request's prefixes; children
@@ -23,6 +25,7 @@
 //! key_hashes = 0x83 count:u32 (key:bytes hash:u64){count}   in key order
 //! found     = 0x84 cells                                 the keys present
 //! applied   = 0x85 count:u32
+//! ack       = 0x86
 //! error     = 0xFF code:u8 message:str
 //! str       = len:u16 utf8{len}
 //! bytes     = len:u32 byte{len}
@@ -56,11 +59,13 @@ const CHILDREN: u8 = 0x02;
 const KEYS: u8 = 0x03;
 const PULL: u8 = 0x04;
 const PUSH: u8 = 0x05;
+const DONE: u8 = 0x06;
 const ROOT_HASH: u8 = 0x81;
 const CHILD_HASHES: u8 = 0x82;
 const KEY_HASHES: u8 = 0x83;
 const FOUND: u8 = 0x84;
 const APPLIED: u8 = 0x85;
+const ACK: u8 = 0x86;
 const ERROR: u8 = 0xFF;
 
 /// A request to a peer's repair handler.
@@ -106,6 +111,14 @@ pub enum RepairRequest {
     Push {
         /// The cells.
         cells: Vec<RawCell>,
+    },
+    /// The exchange of `range` that began with its `root` completed (the peer records
+    /// it as synced, from the second it answered the root).
+    Done {
+        /// The table.
+        table: String,
+        /// The ring range.
+        range: TokenRange,
     },
 }
 
@@ -182,6 +195,8 @@ pub enum RepairResponse {
         /// How many.
         count: u32,
     },
+    /// `Done`: recorded.
+    Ack,
     /// Refused.
     Error {
         /// Why.
@@ -330,8 +345,12 @@ impl RepairRequest {
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::new();
         match self {
-            RepairRequest::Root { table, range } => {
-                out.push(ROOT);
+            RepairRequest::Root { table, range } | RepairRequest::Done { table, range } => {
+                out.push(if matches!(self, RepairRequest::Root { .. }) {
+                    ROOT
+                } else {
+                    DONE
+                });
                 put_str(&mut out, table, MAX_TABLE_LEN);
                 put_range(&mut out, range);
             }
@@ -378,6 +397,10 @@ impl RepairRequest {
         let kind = r.u8().ok_or(malformed("empty message", &r))?;
         let request = match kind {
             ROOT => RepairRequest::Root {
+                table: table(&mut r)?,
+                range: range(&mut r)?,
+            },
+            DONE => RepairRequest::Done {
                 table: table(&mut r)?,
                 range: range(&mut r)?,
             },
@@ -461,6 +484,7 @@ impl RepairResponse {
                 out.push(APPLIED);
                 out.extend_from_slice(&count.to_be_bytes());
             }
+            RepairResponse::Ack => out.push(ACK),
             RepairResponse::Error { code, message } => {
                 out.push(ERROR);
                 out.push(code.code());
@@ -511,6 +535,7 @@ impl RepairResponse {
             APPLIED => RepairResponse::Applied {
                 count: r.u32_be().ok_or(malformed("truncated count", &r))?,
             },
+            ACK => RepairResponse::Ack,
             ERROR => {
                 let code = r
                     .u8()
@@ -575,6 +600,10 @@ mod tests {
             RepairRequest::Push {
                 cells: vec![cell()],
             },
+            RepairRequest::Done {
+                table: "t".into(),
+                range: range(),
+            },
         ]
     }
 
@@ -595,6 +624,7 @@ mod tests {
                 cells: vec![cell()],
             },
             RepairResponse::Applied { count: 3 },
+            RepairResponse::Ack,
             RepairResponse::Error {
                 code: RepairErrorCode::NotReady,
                 message: "building".into(),

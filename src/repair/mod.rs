@@ -8,6 +8,7 @@
 //!   the background without stopping writes.
 //! - [`registry`]: [`Trees`], the tracked tables, and how the replica's writes reach them.
 //! - [`exchange`]: what a replica computes about one range: root, child hashes, keys.
+//! - [`ledger`]: [`SyncLedger`], the exchanges this node completed, on either side.
 //! - [`messages`]: the repair family's peer messages and their codec.
 //! - [`peer`]: [`RepairHandler`], which answers them.
 //! - [`session`]: [`Session`], one exchange of one range with one peer.
@@ -18,6 +19,7 @@
 
 pub mod exchange;
 pub mod hash;
+pub mod ledger;
 pub mod messages;
 pub mod peer;
 pub mod registry;
@@ -27,6 +29,7 @@ pub mod space;
 pub mod tree;
 pub mod watermark;
 
+pub use ledger::SyncLedger;
 pub use messages::{RepairErrorCode, RepairRequest, RepairResponse};
 pub use peer::RepairHandler;
 pub use registry::{TreeUpdate, Trees};

@@ -8,14 +8,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::exchange::{RangeView, ViewError};
+use super::ledger::SyncLedger;
 use super::messages::{RepairErrorCode, RepairRequest, RepairResponse, CHILD_BITS};
 use crate::net::{BoxFuture, Family, HandlerError, PeerHandler, PeerInfo};
 use crate::replica::{RawCell, ReplicaExecution, ReplicaHost};
+use crate::ring::NodeId;
 
 /// Answers [`Family::Repair`] requests from `host`'s replica.
 pub struct RepairHandler<H> {
     host: Arc<H>,
     execution: ReplicaExecution,
+    ledger: Arc<SyncLedger>,
 }
 
 impl<H> std::fmt::Debug for RepairHandler<H> {
@@ -27,9 +30,18 @@ impl<H> std::fmt::Debug for RepairHandler<H> {
 }
 
 impl<H: ReplicaHost> RepairHandler<H> {
-    /// A handler over `host`.
-    pub fn new(host: Arc<H>, execution: ReplicaExecution) -> RepairHandler<H> {
-        RepairHandler { host, execution }
+    /// A handler over `host`, recording the exchanges peers complete with it in
+    /// `ledger`.
+    pub fn new(
+        host: Arc<H>,
+        execution: ReplicaExecution,
+        ledger: Arc<SyncLedger>,
+    ) -> RepairHandler<H> {
+        RepairHandler {
+            host,
+            execution,
+            ledger,
+        }
     }
 
     /// The family this handler serves.
@@ -50,15 +62,18 @@ impl<H: ReplicaHost> PeerHandler for RepairHandler<H> {
             }
         };
         let host = self.host.clone();
+        let ledger = self.ledger.clone();
         match self.execution {
             ReplicaExecution::Inline => {
-                let answer = answer(&*host, request).encode();
+                let answer = answer(&*host, request, Some((&ledger, from.node))).encode();
                 Box::pin(async move { Ok(answer) })
             }
             ReplicaExecution::Blocking => Box::pin(async move {
-                tokio::task::spawn_blocking(move || answer(&*host, request).encode())
-                    .await
-                    .map_err(|e| HandlerError::new(format!("repair task failed: {e}")))
+                tokio::task::spawn_blocking(move || {
+                    answer(&*host, request, Some((&ledger, from.node))).encode()
+                })
+                .await
+                .map_err(|e| HandlerError::new(format!("repair task failed: {e}")))
             }),
         }
     }
@@ -86,8 +101,13 @@ fn view_error(e: ViewError) -> RepairResponse {
     }
 }
 
-/// The answer of `host` to `request` (blocking: engine calls).
-pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: RepairRequest) -> RepairResponse {
+/// The answer of `host` to `request` (blocking: engine calls); `ledger` records, for
+/// the peer `from`, the exchanges it opens (`root`) and completes (`done`).
+pub fn answer<H: ReplicaHost + ?Sized>(
+    host: &H,
+    request: RepairRequest,
+    ledger: Option<(&SyncLedger, NodeId)>,
+) -> RepairResponse {
     let replica = host.replica();
     let tree_of = |table: &str| {
         replica
@@ -107,10 +127,23 @@ pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: RepairRequest) -> Repa
                 Ok(t) => t,
                 Err(r) => return r,
             };
+            // Everything held before this second is compared by the exchange.
+            let began = replica.clock().now_secs();
             match RangeView::new(replica, &table, &tree, range).root() {
-                Ok(hash) => RepairResponse::RootHash { hash },
+                Ok(hash) => {
+                    if let Some((l, from)) = ledger {
+                        l.opened((table, range.start, range.end, from), began);
+                    }
+                    RepairResponse::RootHash { hash }
+                }
                 Err(e) => view_error(e),
             }
+        }
+        RepairRequest::Done { table, range } => {
+            if let Some((l, from)) = ledger {
+                l.closed(&(table, range.start, range.end, from));
+            }
+            RepairResponse::Ack
         }
         RepairRequest::Children {
             table,

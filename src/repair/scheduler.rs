@@ -19,7 +19,6 @@
 //! ([`Repairer::oldest_sync`]), in memory: a restart forgets it (it is a report, not yet
 //! the tombstone watermark).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,13 +27,14 @@ use sibyl_protocol::{RepairState, RepairStatus, TableSync};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::ledger::SyncLedger;
 use super::session::{Session, SyncError, SyncStats};
 use crate::cluster::ClusterHandle;
 use crate::coordinator::placement::strategy;
 use crate::net::PeerNetwork;
 use crate::replica::ReplicaHost;
 use crate::replica::{ReplicaExecution, TokenRange};
-use crate::ring::{NodeId, Token};
+use crate::ring::NodeId;
 use crate::service::Service;
 
 /// How repair runs.
@@ -107,8 +107,6 @@ pub struct RepairSummary {
     pub elapsed: Duration,
 }
 
-type SyncKey = (String, Token, Token, NodeId);
-
 /// Rounds of retries of the failed jobs of an on-demand repair.
 const RETRIES: u32 = 3;
 
@@ -136,7 +134,7 @@ pub struct Repairer {
     net: Arc<dyn PeerNetwork>,
     cluster: Arc<ClusterHandle>,
     opts: RepairOptions,
-    synced: Mutex<HashMap<SyncKey, u64>>,
+    ledger: Arc<SyncLedger>,
     totals: Mutex<(u64, SyncStats)>,
     runs: Mutex<Runs>,
 }
@@ -150,11 +148,13 @@ impl std::fmt::Debug for Repairer {
 }
 
 impl Repairer {
-    /// A repairer of `service`'s replica over `net`, placing ranges by `cluster`'s view.
+    /// A repairer of `service`'s replica over `net`, placing ranges by `cluster`'s view,
+    /// recording exchanges in `ledger` (shared with the node's repair handler).
     pub fn new(
         service: Arc<Service>,
         net: Arc<dyn PeerNetwork>,
         cluster: Arc<ClusterHandle>,
+        ledger: Arc<SyncLedger>,
         opts: RepairOptions,
     ) -> Repairer {
         Repairer {
@@ -162,7 +162,7 @@ impl Repairer {
             net,
             cluster,
             opts,
-            synced: Mutex::new(HashMap::new()),
+            ledger,
             totals: Mutex::new((0, SyncStats::default())),
             runs: Mutex::new(Runs::default()),
         }
@@ -233,7 +233,7 @@ impl Repairer {
         .sync(&job.table, job.range)
         .await?;
         let key = (job.table.clone(), job.range.start, job.range.end, job.peer);
-        lock(&self.synced).insert(key, began);
+        self.ledger.completed(key, began);
         {
             let mut totals = lock(&self.totals);
             totals.0 += 1;
@@ -241,6 +241,13 @@ impl Repairer {
         }
         self.update_watermark(&job.table);
         Ok(stats)
+    }
+
+    /// Updates the watermark of every tracked table.
+    pub fn update_watermarks(&self) {
+        for (table, _) in self.service.replica().trees().all() {
+            self.update_watermark(&table);
+        }
     }
 
     /// Sets `table`'s watermark from the recorded exchanges: per ring range, the oldest
@@ -256,7 +263,7 @@ impl Repairer {
         };
         let ring = view.ring();
         let strategy = strategy(&schema.options);
-        let synced = lock(&self.synced);
+        let synced = self.ledger.snapshot();
         let now = self.service.replica().clock().now_secs();
         let ranges: Vec<(TokenRange, u64)> = (0..ring.tokens().len())
             .filter_map(|i| ring.range_at(i))
@@ -280,7 +287,6 @@ impl Repairer {
                 (range, oldest)
             })
             .collect();
-        drop(synced);
         marks.table(table).set_synced(&ranges);
     }
 
@@ -343,7 +349,7 @@ impl Repairer {
     /// since the epoch), `None` when one of them never completed since this node
     /// started.
     pub fn oldest_sync(&self, table: &str) -> Option<u64> {
-        let synced = lock(&self.synced);
+        let synced = self.ledger.snapshot();
         let mut oldest = u64::MAX;
         for job in self.jobs(Some(table), Scope::Later) {
             let key = (job.table, job.range.start, job.range.end, job.peer);
@@ -451,7 +457,7 @@ impl Repairer {
     }
 
     fn with_tables(&self, mut status: RepairStatus) -> RepairStatus {
-        let synced = lock(&self.synced).clone();
+        let synced = self.ledger.snapshot();
         status.tables = self
             .service
             .replica()
@@ -524,6 +530,8 @@ impl Repairer {
                             }
                         },
                     };
+                    // Exchanges peers initiated with this node count too (the ledger).
+                    self.update_watermarks();
                     // Past the pace, a job that moved many bytes waits until they fit the
                     // bandwidth.
                     let rate = Duration::from_secs_f64(moved as f64 / self.opts.rate_bytes as f64);

@@ -1,6 +1,7 @@
 //! One exchange: this replica and one peer make one ring range of one table identical.
 //!
-//! 1. Compare the range's root hashes; equal means done (one small round trip).
+//! 1. Compare the range's root hashes; equal means done (one small round trip, then
+//!    `done`, which tells the peer the exchange completed).
 //! 2. Descend where hashes differ: the children of the differing buckets, 8 bits deeper
 //!    each round (depths 8, 16, then [`KEY_DEPTH`]), both sides computing the same
 //!    hashes ([`super::exchange`]).
@@ -160,23 +161,31 @@ impl<H: ReplicaHost> Session<H> {
             RepairResponse::RootHash { hash } => hash,
             other => return Err(unexpected(&other)),
         };
-        if local_root == remote_root {
-            return Ok(self.stats);
+        if local_root != remote_root {
+            self.stats.differed = true;
+            let mut bits = 0u32;
+            let mut frontier: Vec<u64> = vec![0];
+            while bits < KEY_DEPTH && !frontier.is_empty() {
+                frontier = self
+                    .differing_children(table, range, bits, &frontier)
+                    .await?;
+                bits += CHILD_BITS;
+            }
+            if !frontier.is_empty() {
+                self.exchange_keys(table, range, bits, &frontier).await?;
+            }
         }
-        self.stats.differed = true;
-        let mut bits = 0u32;
-        let mut frontier: Vec<u64> = vec![0];
-        while bits < KEY_DEPTH && !frontier.is_empty() {
-            frontier = self
-                .differing_children(table, range, bits, &frontier)
-                .await?;
-            bits += CHILD_BITS;
+        // The peer counts the exchange as complete from the second it answered the root.
+        match self
+            .call(RepairRequest::Done {
+                table: table.to_owned(),
+                range,
+            })
+            .await?
+        {
+            RepairResponse::Ack => Ok(self.stats),
+            other => Err(unexpected(&other)),
         }
-        if frontier.is_empty() {
-            return Ok(self.stats);
-        }
-        self.exchange_keys(table, range, bits, &frontier).await?;
-        Ok(self.stats)
     }
 
     /// The children (depth `bits + 8`) of `parents` whose hashes differ.

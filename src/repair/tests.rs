@@ -268,7 +268,7 @@ impl PeerNetwork for Loopback {
     ) -> BoxFuture<'static, Result<Bytes, NetError>> {
         assert_eq!(family, Family::Repair);
         let request = RepairRequest::decode(&body).unwrap();
-        let answer = answer(&*self.peer, request).encode();
+        let answer = answer(&*self.peer, request, None).encode();
         Box::pin(async move { Ok(answer) })
     }
     fn call_node(
