@@ -24,7 +24,8 @@ use sibyl::coordinator::{Coordinator, CoordinatorOptions};
 use sibyl::hints::{DeliveryOptions, HintDelivery, HintLimits, HintStore, HintsHandler};
 use sibyl::identity::{keep_saved, SavedPeers};
 use sibyl::net::{Family, PeerNetwork, SimConfig, SimNetwork};
-use sibyl::replica::{ReplicaExecution, ReplicaHandler};
+use sibyl::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
+use sibyl::replica::{ReplicaExecution, ReplicaHandler, ReplicaHost};
 use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, Token, TokenAllocation};
 use sibyl::service::{Service, ServiceOptions};
 use sibyl::versioning::{Actor, ActorEpoch};
@@ -64,6 +65,8 @@ use sibyl::cluster::SchemaSource;
 /// What a running node has open.
 pub struct Running {
     pub service: Arc<Service>,
+    /// On-demand anti-entropy of this node (engine work inline).
+    pub repairer: Arc<Repairer>,
     pub handle: Arc<ClusterHandle>,
     pub runtime: ClusterRuntime,
     pub coordinator: Arc<Coordinator>,
@@ -197,6 +200,29 @@ impl Sim {
             Arc::new(HintsHandler::new(hints.clone(), ReplicaExecution::Inline)),
         )
         .unwrap();
+        let ledger = Arc::new(SyncLedger::default());
+        net.register(
+            Family::Repair,
+            Arc::new(RepairHandler::new(
+                service.clone(),
+                ReplicaExecution::Inline,
+                ledger.clone(),
+            )),
+        )
+        .unwrap();
+        // Trees build at every start (inline: nothing races the virtual clock).
+        service.replica().rebuild_trees().unwrap();
+        let repairer = Arc::new(Repairer::new(
+            service.clone(),
+            peers.clone(),
+            handle.clone(),
+            ledger,
+            RepairOptions {
+                call_timeout: Duration::from_secs(5),
+                execution: ReplicaExecution::Inline,
+                ..RepairOptions::default()
+            },
+        ));
         let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
         gossip.interval_ms = 200;
         let local = LocalNode {
@@ -260,6 +286,7 @@ impl Sim {
         );
         slot.running = Some(Running {
             service,
+            repairer,
             handle,
             runtime,
             coordinator,
