@@ -51,6 +51,9 @@ pub struct SyncStats {
     pub bytes_sent: u64,
     /// Response bytes received.
     pub bytes_received: u64,
+    /// Of the bytes both ways, those of tree hashes (`root`, `children`, `done` and their
+    /// answers); the rest are key lists and cells.
+    pub hash_bytes: u64,
 }
 
 impl SyncStats {
@@ -61,6 +64,7 @@ impl SyncStats {
         self.cells_sent += other.cells_sent;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
+        self.hash_bytes += other.hash_bytes;
     }
 }
 
@@ -362,14 +366,24 @@ impl<H: ReplicaHost> Session<H> {
     }
 
     async fn call(&mut self, request: RepairRequest) -> Result<RepairResponse, SyncError> {
+        let hashes = matches!(
+            request,
+            RepairRequest::Root { .. }
+                | RepairRequest::Children { .. }
+                | RepairRequest::Done { .. }
+        );
         let body: Bytes = request.encode();
-        self.stats.bytes_sent += body.len() as u64;
+        let sent = body.len() as u64;
+        self.stats.bytes_sent += sent;
         let deadline = Instant::now() + self.timeout;
         let answer = self
             .net
             .call_node(self.peer.0, self.peer.1, Family::Repair, body, deadline)
             .await?;
         self.stats.bytes_received += answer.len() as u64;
+        if hashes {
+            self.stats.hash_bytes += sent + answer.len() as u64;
+        }
         match RepairResponse::decode(&answer) {
             Ok(RepairResponse::Error { code, message }) => {
                 Err(SyncError::Refused { code, message })

@@ -97,7 +97,10 @@ impl NodeProcess {
             .arg(format!("{}:{CLIENT_PORT}", self.addr))
             .arg("--peer-listen")
             .arg(format!("{}:{PEER_PORT}", self.addr))
-            .args(["--cluster-name", CLUSTER, "--log-level", "info"]);
+            .args(["--cluster-name", CLUSTER, "--log-level", "info"])
+            // Background anti-entropy every 30 s: a wiped node refills by repair within
+            // a run, not only by hints and the checker's reads.
+            .args(["--repair-period-secs", "30"]);
         if let Some(seeds) = &self.seeds {
             cmd.args(["--seeds", seeds]);
         }
