@@ -17,6 +17,8 @@
 //! `cargo bench --bench repair_cost` (release). `REPAIR_KEYS` and `PUT_KEYS` override the
 //! sizes.
 
+#![allow(clippy::unwrap_used)] // a benchmark: a failure is a panic with its message
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
