@@ -77,10 +77,11 @@ impl TreeUpdate {
     }
 }
 
-/// One cell about to be written: table, engine key, stored bytes, and whether the write
+/// One cell about to be written: table, engine key, stored bytes, whether the write
 /// replaces what the engine holds (a mint that read the merged state) rather than
-/// merging with it.
-pub type PendingWrite<'a> = (&'a str, &'a [u8], &'a [u8], bool);
+/// merging with it, and that merged state when the writer read it (`Some(None)`: nothing
+/// stored; `None`: not read, so it is read here).
+pub type PendingWrite<'a> = (&'a str, &'a [u8], &'a [u8], bool, Option<Option<&'a [u8]>>);
 
 impl Replica {
     /// Starts tracking `table` (of `mode`, merging by `merge`, telling `watermark` of
@@ -144,7 +145,7 @@ impl Replica {
         let mut last: Option<(&str, Option<Arc<TableTree>>)> = None;
         // Cells written earlier in the same call: the engine does not hold them yet.
         let mut earlier: HashMap<(&str, &[u8]), Entry> = HashMap::new();
-        for (table, key, value, replaces) in writes {
+        for (table, key, value, replaces, read) in writes {
             let tree = match &last {
                 Some((t, tree)) if *t == table => tree.clone(),
                 _ => {
@@ -154,9 +155,10 @@ impl Replica {
                 }
             };
             let Some(tree) = tree else { continue };
-            let old = match earlier.remove(&(table, key)) {
-                Some(e) => Some(e),
-                None => match self.engine().get_entry(table, key) {
+            let old = match (earlier.remove(&(table, key)), read) {
+                (Some(e), _) => Some(e),
+                (None, Some(read)) => read.map(|v| Entry::Value(v.to_vec())),
+                (None, None) => match self.engine().get_entry(table, key) {
                     Ok(e) => e,
                     Err(e) => {
                         // Nothing was written: undo what was recorded.

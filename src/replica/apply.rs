@@ -149,6 +149,7 @@ impl Replica {
                 c.key.as_slice(),
                 c.value.as_slice(),
                 false,
+                None,
             )
         }))?;
         let result = self.engine.write(batch);

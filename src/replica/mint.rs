@@ -93,8 +93,12 @@ impl MintRow<'_> {
 /// Where minted cells go: `(row index, table, engine key, stored bytes)`.
 pub type MintSink<'s> = &'s mut dyn FnMut(usize, &str, &[u8], &[u8]);
 
-/// A cell ready for the engine: (engine key, stored cell).
-type PreparedCell<'k> = (&'k [u8], Vec<u8>);
+/// A cell ready for the engine: (engine key, stored cell, the merged state it was
+/// prepared from when it was read: `Some(None)` = nothing stored; `None` = not read).
+type PreparedCell<'k> = (&'k [u8], Vec<u8>, Option<Option<Vec<u8>>>);
+
+/// A cell written by a mint, for the trees: (table, key, value, replaces, read state).
+type Written<'a> = (&'a str, &'a [u8], Vec<u8>, bool, Option<Option<Vec<u8>>>);
 
 /// Cells prepared earlier in the same group, by (table, engine key).
 type Overlay<'p> = HashMap<(&'p str, &'p [u8]), Vec<u8>>;
@@ -128,8 +132,9 @@ impl Replica {
         let mut batch = WriteBatch::new();
         let mut batch_bytes = 0usize;
         let mut in_batch: Vec<usize> = Vec::with_capacity(rows.len());
-        // The batch's cells for the anti-entropy trees: (table, key, value, replaces).
-        let mut written: Vec<(&str, &[u8], Vec<u8>, bool)> = Vec::new();
+        // The batch's cells for the anti-entropy trees: (table, key, value, replaces, the
+        // state it was prepared from if read).
+        let mut written: Vec<Written<'_>> = Vec::new();
         let mut results: Vec<Result<(), E>> = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let prepared = row
@@ -150,7 +155,7 @@ impl Replica {
             };
             results.push(Ok(()));
             let causal = r.mode == ConflictMode::Causal;
-            for (k, v) in cells {
+            for (k, v, read) in cells {
                 // Keep engine batches bounded: a large group is written in several
                 // batches, each atomic.
                 let bytes = k.len() + v.len() + BATCH_OVERHEAD;
@@ -180,7 +185,7 @@ impl Replica {
                 if several && (causal || row_tombstone) {
                     overlay.insert((r.table, k), v.clone());
                 }
-                written.push((r.table, k, v, superseding));
+                written.push((r.table, k, v, superseding, read));
             }
         }
         if !batch.is_empty() {
@@ -194,16 +199,20 @@ impl Replica {
     fn write_batch<E: From<ReplicaError> + Clone>(
         &self,
         batch: &WriteBatch,
-        written: &[(&str, &[u8], Vec<u8>, bool)],
+        written: &[Written<'_>],
         rows_in_batch: &[usize],
         results: &mut [Result<(), E>],
     ) {
         let result = self
-            .record_writes(
-                written
-                    .iter()
-                    .map(|(t, k, v, s)| (*t, *k, v.as_slice(), *s)),
-            )
+            .record_writes(written.iter().map(|(t, k, v, s, read)| {
+                (
+                    *t,
+                    *k,
+                    v.as_slice(),
+                    *s,
+                    read.as_ref().map(Option::as_deref),
+                )
+            }))
             .and_then(|update| {
                 let r = self.engine.write(batch);
                 update.settle(r.is_ok());
@@ -231,13 +240,13 @@ impl Replica {
         if let Some(contexts) = &row.row_delete {
             let stored = self.stored_row_tombstone(row.table, row.row.as_bytes(), overlay)?;
             let t = self.prepare_row_delete(row, contexts, stored.as_ref(), overlay)?;
-            out.push((row.row.as_bytes(), t.encode()));
+            out.push((row.row.as_bytes(), t.encode(), None));
         }
         if row.mode == ConflictMode::Lww {
             for (k, c) in row.keys.iter().zip(&row.cells) {
                 let expiry = c.value.and(row.expires_at_secs);
                 let cell = prepare_lww_write(c.value.map(<[u8]>::to_vec), ts, expiry);
-                out.push((k.as_slice(), cell));
+                out.push((k.as_slice(), cell, None));
             }
             return Ok(out);
         }
@@ -300,7 +309,7 @@ impl Replica {
                 row.max_siblings,
                 now_secs,
             )?;
-            out.push((k.as_slice(), cell));
+            out.push((k.as_slice(), cell, Some(existing)));
         }
         Ok(out)
     }
