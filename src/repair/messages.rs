@@ -19,9 +19,12 @@
 //! token     = len:u8 sortable:byte{len}                  8 bytes murmur3, 16 md5
 //! response  = root_hash | child_hashes | key_hashes | found | applied | ack | error
 //! root_hash = 0x81 hash:u64
-//! child_hashes = 0x82 count:u32 (parent:u32 child:u8 hash:u64){count}
-//!                                 parent = index into the request's prefixes; children
-//!                                 whose hash is 0 (no key) are left out
+//! child_hashes = 0x82 count:u32 (parent:u32 present:byte[32] hash:u64{ones(present)}){count}
+//!                                 one entry per parent with a non-zero child, parents in
+//!                                 increasing order; parent = index into the request's
+//!                                 prefixes; bit c of `present` (byte c/8, bit c%8 from
+//!                                 the lowest) set when child c's hash is non-zero; the
+//!                                 hashes of the set bits follow in child order
 //! key_hashes = 0x83 count:u32 (key:bytes hash:u64){count}   in key order
 //! found     = 0x84 cells                                 the keys present
 //! applied   = 0x85 count:u32
@@ -461,11 +464,28 @@ impl RepairResponse {
             }
             RepairResponse::ChildHashes { hashes } => {
                 out.push(CHILD_HASHES);
-                out.extend_from_slice(&(hashes.len() as u32).to_be_bytes());
+                // By parent, then child; a zero hash is no child; the last of a repeat wins.
+                let mut by_parent: std::collections::BTreeMap<u32, [u64; 256]> =
+                    std::collections::BTreeMap::new();
                 for h in hashes {
-                    out.extend_from_slice(&h.parent.to_be_bytes());
-                    out.push(h.child);
-                    out.extend_from_slice(&h.hash.to_be_bytes());
+                    by_parent.entry(h.parent).or_insert([0; 256])[usize::from(h.child)] = h.hash;
+                }
+                by_parent.retain(|_, c| c.iter().any(|&h| h != 0));
+                out.extend_from_slice(&(by_parent.len() as u32).to_be_bytes());
+                for (parent, children) in &by_parent {
+                    out.extend_from_slice(&parent.to_be_bytes());
+                    let mut present = [0u8; 32];
+                    for (c, &h) in children.iter().enumerate() {
+                        if h != 0 {
+                            if let Some(b) = present.get_mut(c / 8) {
+                                *b |= 1 << (c % 8);
+                            }
+                        }
+                    }
+                    out.extend_from_slice(&present);
+                    for &h in children.iter().filter(|&&h| h != 0) {
+                        out.extend_from_slice(&h.to_be_bytes());
+                    }
                 }
             }
             RepairResponse::KeyHashes { keys } => {
@@ -503,17 +523,36 @@ impl RepairResponse {
                 hash: r.u64_be().ok_or(malformed("truncated hash", &r))?,
             },
             CHILD_HASHES => {
-                let n = count(&mut r, usize::MAX, 13)?;
-                let mut hashes = Vec::with_capacity(n);
+                let n = count(&mut r, usize::MAX, 4 + 32 + 8)?;
+                let mut hashes = Vec::new();
+                let mut last: Option<u32> = None;
                 for _ in 0..n {
                     let parent = r.u32_be().ok_or(malformed("truncated parent", &r))?;
-                    let child = r.u8().ok_or(malformed("truncated child", &r))?;
-                    let hash = r.u64_be().ok_or(malformed("truncated hash", &r))?;
-                    hashes.push(ChildHash {
-                        parent,
-                        child,
-                        hash,
-                    });
+                    if last.is_some_and(|l| l >= parent) {
+                        return Err(malformed("parents out of order", &r));
+                    }
+                    last = Some(parent);
+                    let present: [u8; 32] = r.array().ok_or(malformed("truncated bitmap", &r))?;
+                    if present.iter().all(|&b| b == 0) {
+                        return Err(malformed("a parent with no child", &r));
+                    }
+                    for c in 0..=u8::MAX {
+                        let set = present
+                            .get(usize::from(c / 8))
+                            .is_some_and(|b| b & (1 << (c % 8)) != 0);
+                        if !set {
+                            continue;
+                        }
+                        let hash = r.u64_be().ok_or(malformed("truncated hash", &r))?;
+                        if hash == 0 {
+                            return Err(malformed("a present child with hash 0", &r));
+                        }
+                        hashes.push(ChildHash {
+                            parent,
+                            child: c,
+                            hash,
+                        });
+                    }
                 }
                 RepairResponse::ChildHashes { hashes }
             }
@@ -616,6 +655,25 @@ mod tests {
                     child: 200,
                     hash: 7,
                 }],
+            },
+            RepairResponse::ChildHashes {
+                hashes: vec![
+                    ChildHash {
+                        parent: 0,
+                        child: 1,
+                        hash: 7,
+                    },
+                    ChildHash {
+                        parent: 0,
+                        child: 255,
+                        hash: 9,
+                    },
+                    ChildHash {
+                        parent: 3,
+                        child: 0,
+                        hash: u64::MAX,
+                    },
+                ],
             },
             RepairResponse::KeyHashes {
                 keys: vec![(vec![1; 12], 5)],

@@ -173,9 +173,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // Best effort: a namespace whose processes are gone deletes cleanly; the veth
-        // goes with its namespace.
+        // Best effort: a namespace whose processes are gone deletes cleanly. Its veth
+        // pair should go with it, but on some kernels the host end outlives the
+        // namespace, so it is deleted by name first (deleting one end deletes both).
         for i in 0..self.made {
+            let _ = sh(&["ip", "link", "del", &self.veth(i)]);
             let _ = sh(&["ip", "netns", "del", &self.namespace(i)]);
         }
         if self.bridge_made {
