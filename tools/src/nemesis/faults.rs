@@ -7,8 +7,8 @@
 //! for longer than the failure detector's window (SIGCONT at the heal); move one node's
 //! wall clock by up to ±[`MAX_SKEW_SECS`] (back to true at the heal; only with
 //! libfaketime); wipe a node's data directory (a lost disk: it comes back as a new node,
-//! the old one is removed with `removenode`, and the new one joins with new tokens; at
-//! most one per run, see `run`).
+//! the old one is removed with `removenode`, the new one joins with new tokens and is
+//! repaired; a next wipe only once that repair finished cleanly, see `run`).
 
 use std::fmt;
 use std::time::Duration;

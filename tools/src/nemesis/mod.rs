@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use sibyl_protocol::{Client, ClientError, ClientOptions, Consistency, NodeState, TableOptions};
+use sibyl_protocol::{
+    Client, ClientError, ClientOptions, Consistency, NodeState, RepairState, TableOptions,
+};
 use tokio::sync::watch;
 
 use check::{Observed, Verdict};
@@ -240,6 +242,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NemesisError {
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// How often readiness and convergence are polled.
 const POLL: Duration = Duration::from_millis(250);
+/// How long the repair after a wipe may take.
+const REPAIR_DEADLINE: Duration = Duration::from_secs(180);
 
 fn client_options(token_aware: bool) -> ClientOptions {
     ClientOptions {
@@ -447,6 +451,61 @@ impl Cluster {
         Err(NemesisError::Setup(format!(
             "removenode {old_id} for wiped node {i} failed: {last}"
         )))
+    }
+
+    /// What an operator does after replacing a disk: an anti-entropy repair of node `i`
+    /// (REPAIR through a client pinned to it), followed until done. Returns a line for
+    /// the log and whether every range was repaired (false too when the repair could not
+    /// be started or followed within the deadline).
+    async fn repair_node(&self, i: usize) -> (String, bool) {
+        let Some(addr) = self.addrs().get(i).cloned() else {
+            return (format!("no node {i}"), false);
+        };
+        let deadline = Instant::now() + REPAIR_DEADLINE;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let c = match pinned(&addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            let mut status = match c.repair(None).await {
+                Ok(s) => s,
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            };
+            while status.state == RepairState::Running && Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+                match c.repair_status(status.id).await {
+                    Ok(s) => status = s,
+                    Err(e) => {
+                        last = e.to_string();
+                        break;
+                    }
+                }
+            }
+            if status.state == RepairState::Done {
+                let clean = status.failed.is_empty();
+                return (
+                    format!(
+                        "repair of node {i}: {} ranges, {} differed, {} cells received, {} sent, {} not done",
+                        status.jobs,
+                        status.differed,
+                        status.cells_received,
+                        status.cells_sent,
+                        status.failed.len()
+                    ),
+                    clean,
+                );
+            }
+        }
+        (format!("repair of node {i} did not finish: {last}"), false)
     }
 
     /// Removes every fault: rules flushed, paused nodes continued, killed nodes
@@ -677,6 +736,7 @@ pub async fn run(
 
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut wipe_safe = true;
     let began = Instant::now();
     let skew = config.faketime.is_some();
     while began.elapsed() < config.duration {
@@ -685,11 +745,11 @@ pub async fn run(
             hold,
             quiet,
         } = faults::next_allowed_step(&mut rng, config.nodes, skew, &config.faults);
-        // One lost disk per run: until streaming and anti-entropy refill a replaced node,
-        // a second wipe before the first node's ranges are whole again can take every
-        // copy of a value or a tombstone (that is data loss by design, not a finding).
+        // A lost disk is followed by a repair of the replaced node, as an operator does.
+        // A second wipe before that repair finished cleanly could take every copy of a
+        // value or a tombstone (data loss by design, not a finding): it becomes a kill.
         if let Fault::Wipe(i) = fault {
-            if faults.contains_key("wipe") {
+            if !wipe_safe {
                 fault = Fault::Kill(i);
             }
         }
@@ -705,6 +765,12 @@ pub async fn run(
         tokio::time::sleep(hold.min(left)).await;
         cluster.heal()?;
         history.nemesis("heal");
+        if let Fault::Wipe(i) = fault {
+            let (line, clean) = cluster.repair_node(i).await;
+            wipe_safe = clean;
+            log(&format!("[{:6.1} s] {line}", began.elapsed().as_secs_f64()));
+            history.nemesis(&line);
+        }
         let left = config.duration.saturating_sub(began.elapsed());
         tokio::time::sleep(quiet.min(left)).await;
     }
