@@ -463,6 +463,28 @@ impl Cluster {
         };
         let deadline = Instant::now() + REPAIR_DEADLINE;
         let mut last = String::new();
+        // The replaced node repairs its ranges once it owns some: wait until it sees
+        // itself normal in the ring.
+        loop {
+            let normal = match pinned(&addr).await {
+                Ok(c) => c.topology().await.ok().is_some_and(|t| {
+                    t.nodes
+                        .iter()
+                        .any(|n| n.address == addr && n.state == NodeState::Normal && n.up)
+                }),
+                Err(_) => false,
+            };
+            if normal {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return (
+                    format!("node {i} never became normal to be repaired"),
+                    false,
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
         while Instant::now() < deadline {
             let c = match pinned(&addr).await {
                 Ok(c) => c,
