@@ -685,6 +685,24 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
         probe.values_at_one(nodes[1].client, "k2"),
         Some(vec!["v2".to_owned()])
     );
+    // HINTS (sibyl-admin hints): node 1 keeps the hint for node 3 (no stand-in exists in
+    // a cluster of rf nodes).
+    let node3_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
+        .unwrap()
+        .id
+        .clone();
+    let node1 = nodes[0].client;
+    let pending_for_3 = || -> u64 {
+        probe
+            .rt
+            .block_on(probe.direct(node1).hints())
+            .unwrap()
+            .iter()
+            .filter(|o| o.owner == node3_id)
+            .map(|o| o.pending)
+            .sum()
+    };
+    assert_eq!(pending_for_3(), 1, "the hint for node 3 on node 1");
 
     // Node 3 back: its hint is replayed, so its own replica holds k2.
     let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
@@ -693,6 +711,12 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
     wait_for("node 3 to receive its hint", JOIN_DEADLINE, &all, || {
         probe.values_at_one(nodes[2].client, "k2") == Some(vec!["v2".to_owned()])
     });
+    wait_for(
+        "the delivered hint to leave node 1",
+        JOIN_DEADLINE,
+        &all,
+        || pending_for_3() == 0,
+    );
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
-    NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RepairState, RepairStatus,
+    HintOwner, NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RepairState, RepairStatus,
     ResponseMeta, Selector, Sibling, TableOptions, TableStatistics, TableSync, Topology,
 };
 

@@ -406,9 +406,44 @@ impl Coordinator {
                     }
                 }))
             }
+            Request::Hints => {
+                let hints = self.hints.clone();
+                Route::Peers(Box::pin(async move {
+                    Response::AdminHints(hint_report(&hints))
+                }))
+            }
             other => Route::Local(other),
         }
     }
+}
+
+/// The HINTS answer: per owner with hints pending or dropped, by owner id.
+fn hint_report(hints: &HintStore) -> Vec<sibyl_protocol::HintOwner> {
+    let mut by_owner: std::collections::BTreeMap<NodeId, sibyl_protocol::HintOwner> =
+        std::collections::BTreeMap::new();
+    fn entry(
+        m: &mut std::collections::BTreeMap<NodeId, sibyl_protocol::HintOwner>,
+        id: NodeId,
+    ) -> &mut sibyl_protocol::HintOwner {
+        m.entry(id).or_insert_with(|| sibyl_protocol::HintOwner {
+            owner: id.to_string(),
+            ..sibyl_protocol::HintOwner::default()
+        })
+    }
+    for (owner, p) in hints.owners() {
+        let o = entry(&mut by_owner, owner);
+        o.pending = p.count;
+        o.pending_bytes = p.bytes;
+        o.oldest_micros = p.oldest_micros;
+    }
+    for d in hints.dropped() {
+        let o = entry(&mut by_owner, d.owner);
+        o.dropped_window = d.window;
+        o.dropped_size = d.size;
+        o.dropped_corrupt = d.corrupt;
+        o.dropped_rejected = d.rejected;
+    }
+    by_owner.into_values().collect()
 }
 
 /// Where a request is answered.

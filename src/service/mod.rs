@@ -545,6 +545,8 @@ impl Service {
             Request::RepairStatus { .. } => Ok(Response::AdminRepair(
                 sibyl_protocol::RepairStatus::default(),
             )),
+            // A node on its own keeps no hints (its coordinator answers when it has a store).
+            Request::Hints => Ok(Response::AdminHints(Vec::new())),
             Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
             Request::Ping => Ok(Response::Pong),
             Request::Topology => Ok(Response::Topology(self.topology())),

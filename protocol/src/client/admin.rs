@@ -6,7 +6,7 @@
 use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
-use crate::message::types::{RepairStatus, TableStatistics};
+use crate::message::types::{HintOwner, RepairStatus, TableStatistics};
 
 impl Client {
     /// Flushes one table's memtables (every table's when `None`) to SSTables on the node
@@ -81,6 +81,14 @@ impl Client {
         match self.request(Request::RepairStatus { id }).await? {
             Response::AdminRepair(s) => Ok(s),
             other => Err(unexpected("REPAIR_STATUS", other)),
+        }
+    }
+
+    /// The hints the node holds for other nodes, and those it dropped, per owner.
+    pub async fn hints(&self) -> Result<Vec<HintOwner>, ClientError> {
+        match self.request(Request::Hints).await? {
+            Response::AdminHints(h) => Ok(h),
+            other => Err(unexpected("HINTS", other)),
         }
     }
 }

@@ -251,3 +251,63 @@ impl RepairStatus {
         })
     }
 }
+
+/// The hints the answering node holds for one other node, and those it dropped.
+/// Wire: `string` owner (16 hex digits), `u64` pending, `u64` pending_bytes, `i64`
+/// oldest_micros (written time of the oldest pending hint, µs since the Unix epoch; 0 when
+/// none), `u64` dropped_window, `u64` dropped_size, `u64` dropped_corrupt, `u64`
+/// dropped_rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct HintOwner {
+    /// The node the hints are for.
+    pub owner: String,
+    /// Hints pending delivery.
+    pub pending: u64,
+    /// Bytes of the pending hints.
+    pub pending_bytes: u64,
+    /// When the oldest pending hint was written (µs since the epoch; 0 = none).
+    pub oldest_micros: i64,
+    /// Hints dropped because the owner was unreachable past the hint window, or a hint
+    /// outlived its TTL (anti-entropy repairs their ranges).
+    pub dropped_window: u64,
+    /// Hints dropped at the size bound.
+    pub dropped_size: u64,
+    /// Stored hints found corrupt and discarded.
+    pub dropped_corrupt: u64,
+    /// Hints the owner refused as invalid.
+    pub dropped_rejected: u64,
+}
+
+impl HintOwner {
+    /// The smallest encoding (an empty owner string and zeros).
+    pub(crate) const MIN_LEN: usize = 2 + 8 * 7;
+
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("owner", &self.owner)?;
+        w.u64(self.pending);
+        w.u64(self.pending_bytes);
+        w.i64(self.oldest_micros);
+        for v in [
+            self.dropped_window,
+            self.dropped_size,
+            self.dropped_corrupt,
+            self.dropped_rejected,
+        ] {
+            w.u64(v);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(HintOwner {
+            owner: r.string("owner")?,
+            pending: r.u64("pending")?,
+            pending_bytes: r.u64("pending bytes")?,
+            oldest_micros: r.i64("oldest pending")?,
+            dropped_window: r.u64("dropped window")?,
+            dropped_size: r.u64("dropped size")?,
+            dropped_corrupt: r.u64("dropped corrupt")?,
+            dropped_rejected: r.u64("dropped rejected")?,
+        })
+    }
+}

@@ -47,11 +47,13 @@ pub enum Opcode {
     Repair = 0x35,
     /// Admin: the progress of a repair, and when each table was last fully repaired.
     RepairStatus = 0x36,
+    /// Admin: the hints the answering node holds for other nodes, and those it dropped.
+    Hints = 0x37,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 18] = [
+    pub const ALL: [Opcode; 19] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -70,6 +72,7 @@ impl Opcode {
         Opcode::Decommission,
         Opcode::Repair,
         Opcode::RepairStatus,
+        Opcode::Hints,
     ];
 
     /// The byte on the wire.
@@ -109,6 +112,7 @@ impl Opcode {
             Opcode::Decommission => "DECOMMISSION",
             Opcode::Repair => "REPAIR",
             Opcode::RepairStatus => "REPAIR_STATUS",
+            Opcode::Hints => "HINTS",
         }
     }
 

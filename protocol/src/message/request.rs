@@ -298,6 +298,9 @@ pub enum Request {
         /// The repair's id; 0 for the latest.
         id: u64,
     },
+    /// Admin: the hints the answering node holds for other nodes, per owner, and the
+    /// hints it dropped. Empty body.
+    Hints,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -352,6 +355,7 @@ impl Request {
             Request::Decommission => Opcode::Decommission,
             Request::Repair { .. } => Opcode::Repair,
             Request::RepairStatus { .. } => Opcode::RepairStatus,
+            Request::Hints => Opcode::Hints,
         }
     }
 
@@ -363,7 +367,11 @@ impl Request {
                 w.u8(*version);
                 w.string("client name", client)?;
             }
-            Request::Ping | Request::Topology | Request::ListTables | Request::Decommission => {}
+            Request::Ping
+            | Request::Topology
+            | Request::ListTables
+            | Request::Decommission
+            | Request::Hints => {}
             Request::CreateTable {
                 name,
                 options,
@@ -508,6 +516,7 @@ impl Request {
             Opcode::RepairStatus => Request::RepairStatus {
                 id: r.u64("repair id")?,
             },
+            Opcode::Hints => Request::Hints,
         };
         r.finish(opcode.name())?;
         Ok(req)

@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, RepairStatus, ResponseMeta, TableOptions, TableStatistics, Topology,
+    Cell, HintOwner, RepairStatus, ResponseMeta, TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -75,6 +75,9 @@ pub enum Response {
     },
     /// To REPAIR and REPAIR_STATUS. Wire: repair status.
     AdminRepair(RepairStatus),
+    /// To HINTS: one entry per owner with hints pending or dropped, by owner id. Wire:
+    /// `list<hint owner>`.
+    AdminHints(Vec<HintOwner>),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -231,6 +234,7 @@ impl Response {
                     Response::AdminRepair(_),
                     Opcode::Repair | Opcode::RepairStatus
                 )
+                | (Response::AdminHints(_), Opcode::Hints)
         )
     }
 
@@ -271,6 +275,7 @@ impl Response {
             Response::AdminTableStats(s) => s.encode(&mut w)?,
             Response::AdminDone { message } => w.string("admin message", message)?,
             Response::AdminRepair(s) => s.encode(&mut w)?,
+            Response::AdminHints(owners) => w.list("hint owners", owners, |w, o| o.encode(w))?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -327,6 +332,11 @@ impl Response {
                 Opcode::Repair | Opcode::RepairStatus => {
                     Response::AdminRepair(RepairStatus::decode(&mut r)?)
                 }
+                Opcode::Hints => Response::AdminHints(r.list(
+                    "hint owners",
+                    HintOwner::MIN_LEN,
+                    HintOwner::decode,
+                )?),
             }
         };
         r.finish(opcode.name())?;

@@ -222,6 +222,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             },
         ),
         ("repair-status", Request::RepairStatus { id: 7 }),
+        ("hints", Request::Hints),
     ]
 }
 
@@ -474,6 +475,20 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                     oldest_secs: Some(1_700_000_000),
                 }],
             }),
+        ),
+        (
+            "hints",
+            Opcode::Hints,
+            Response::AdminHints(vec![sibyl_protocol::HintOwner {
+                owner: "00000000000000ab".into(),
+                pending: 3,
+                pending_bytes: 512,
+                oldest_micros: 1_700_000_000_000_000,
+                dropped_window: 1,
+                dropped_size: 0,
+                dropped_corrupt: 0,
+                dropped_rejected: 0,
+            }]),
         ),
     ]
 }

@@ -379,7 +379,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::RemoveNode { .. }
         | Request::Decommission
         | Request::Repair { .. }
-        | Request::RepairStatus { .. } => Response::Error(ServerError::new(
+        | Request::RepairStatus { .. }
+        | Request::Hints => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

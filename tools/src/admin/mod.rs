@@ -2,11 +2,13 @@
 //! message describes it, and a table's storage statistics.
 //!
 //! # Layout
+//! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
 //! - [`repair`]: the `repair` report and the tables' repair sync times as text.
 //! - [`ring`]: tokens in ring order, each token's range share, each node's ownership.
 //! - [`status`]: the `status` and `ring` tables as text.
 //! - [`tablestats`]: the `tablestats` report as text.
 
+pub mod hints;
 pub mod repair;
 pub mod ring;
 pub mod status;

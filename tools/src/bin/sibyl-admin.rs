@@ -13,6 +13,7 @@
 //!   every other replica, with a progress bar and a summary; exit status 1 when a range
 //!   could not be repaired (rerun to complete it). `repair --status` shows the latest
 //!   repair and each replicated table's oldest full sync.
+//! - `hints`: the hints the node asked holds for other nodes, and those it dropped.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
+use sibyl_tools::admin::hints::render_hints;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
 use sibyl_tools::admin::tablestats::render_table_stats;
@@ -69,6 +71,9 @@ enum AdminCommand {
     /// Makes the node asked leave the ring. Its data is not streamed to the new owners
     /// yet (run repair on them); it keeps serving until stopped.
     Decommission,
+    /// The hints the node asked holds for other (down) nodes, per owner, and those it
+    /// dropped.
+    Hints,
     /// Repairs every range the node asked replicates with every other replica (of one
     /// table, or every replicated table), moving only the cells that differ.
     Repair {
@@ -154,6 +159,13 @@ fn real_main() -> Result<()> {
                 .decommission()
                 .await
                 .map_err(|e| fail("decommission", e))?,
+            AdminCommand::Hints => {
+                let owners = client.hints().await.map_err(|e| fail("hints", e))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                render_hints(&owners, now)
+            }
             AdminCommand::Repair { status: true, .. } => render_repair(
                 &client
                     .repair_status(0)

@@ -88,6 +88,10 @@ pub struct NemesisReport {
     /// For each finding, where the value is now: its key's replicas, and each node's
     /// answer at ONE a few seconds after the check.
     pub diagnosis: Vec<String>,
+    /// Hints still pending on every node when the check ran, and hints dropped during
+    /// the run (their ranges left to anti-entropy), summed over the nodes; `None` when a
+    /// node could not be asked.
+    pub hints: Option<(u64, u64)>,
     /// The history file.
     pub history: PathBuf,
     /// Minutes the clients ran.
@@ -140,6 +144,12 @@ impl NemesisReport {
                 d.as_secs_f64()
             )),
             None => out.push_str("did NOT converge within the timeout\n"),
+        }
+        match self.hints {
+            Some((pending, dropped)) => out.push_str(&format!(
+                "hints left undelivered {pending}, dropped during the run {dropped}\n"
+            )),
+            None => out.push_str("hints: a node could not be asked\n"),
         }
         for d in &self.diagnosis {
             out.push_str(&format!("  {d}\n"));
@@ -852,6 +862,7 @@ pub async fn run(
         }
     }
     let verdict = check::check(&history.events(), &observed);
+    let hints = hint_totals(&pinned_clients).await;
     let diagnosis = if verdict.is_clean() {
         Vec::new()
     } else {
@@ -866,7 +877,20 @@ pub async fn run(
         convergence,
         unreadable,
         diagnosis,
+        hints,
         history: history_path,
         ran,
     })
+}
+
+/// Hints pending and dropped, summed over every node (HINTS of each).
+async fn hint_totals(clients: &[Client]) -> Option<(u64, u64)> {
+    let (mut pending, mut dropped) = (0, 0);
+    for c in clients {
+        for o in c.hints().await.ok()? {
+            pending += o.pending;
+            dropped += o.dropped_window + o.dropped_size + o.dropped_corrupt + o.dropped_rejected;
+        }
+    }
+    Some((pending, dropped))
 }

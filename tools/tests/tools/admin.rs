@@ -175,6 +175,12 @@ fn admin_repair_runs_reports_and_refuses_an_unknown_table() {
         "{}",
         status.stdout
     );
+    let hints = admin(&node, &["hints"]).ok();
+    assert!(
+        hints.stdout.contains("no hints pending or dropped"),
+        "{}",
+        hints.stdout
+    );
     let bad = admin(&node, &["repair", "nosuch"]);
     assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
     assert!(
