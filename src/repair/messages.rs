@@ -468,7 +468,10 @@ impl RepairResponse {
                 let mut by_parent: std::collections::BTreeMap<u32, [u64; 256]> =
                     std::collections::BTreeMap::new();
                 for h in hashes {
-                    by_parent.entry(h.parent).or_insert([0; 256])[usize::from(h.child)] = h.hash;
+                    let children = by_parent.entry(h.parent).or_insert([0; 256]);
+                    if let Some(slot) = children.get_mut(usize::from(h.child)) {
+                        *slot = h.hash;
+                    }
                 }
                 by_parent.retain(|_, c| c.iter().any(|&h| h != 0));
                 out.extend_from_slice(&(by_parent.len() as u32).to_be_bytes());
