@@ -498,6 +498,9 @@ impl Repairer {
         tokio::spawn(async move {
             loop {
                 let jobs = self.jobs(None, Scope::Later);
+                // Also for a node with no job of its own: its peers' exchanges with it
+                // move its watermark.
+                self.update_watermarks();
                 let pace = self.opts.period / u32::try_from(jobs.len().max(1)).unwrap_or(u32::MAX);
                 if jobs.is_empty() && pause(&mut shutdown, pace.min(Duration::from_secs(5))).await {
                     return;
