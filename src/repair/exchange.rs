@@ -151,21 +151,10 @@ impl<'a> RangeView<'a> {
             .unwrap_or(Interval { lo: 1, hi: 0 })
     }
 
+    /// The XOR of the hashes of the keys of `within` in the range (empty: 0).
     fn scan_hash(&self, within: Interval) -> Result<u64, ViewError> {
         let mut h = 0u64;
-        if within.lo > within.hi {
-            return Ok(0);
-        }
-        let span = within.key_span(self.replica.partitioner());
-        let mut scan = self.replica.engine().scan(
-            self.table,
-            span.lower_bound(),
-            span.upper_bound(),
-            Direction::Forward,
-        )?;
-        while let Some((key, value)) = scan.next_merged()? {
-            h ^= cell_hash(self.tree.mode(), key, EntryRef::Value(value));
-        }
+        self.scan(within, |_, x| h ^= x)?;
         Ok(h)
     }
 
