@@ -187,6 +187,12 @@ impl EndpointState {
         self.max_version
     }
 
+    /// Highest version of the application states (the heartbeat left out): it changes
+    /// exactly when one of them does, so the cluster view is rebuilt only then.
+    pub fn states_version(&self) -> u64 {
+        self.states().map(|v| v.version).max().unwrap_or(0)
+    }
+
     /// The heartbeat.
     pub fn heartbeat(&self) -> Heartbeat {
         self.heartbeat

@@ -206,6 +206,24 @@ impl Gossiper {
         self.view_reusing(None)
     }
 
+    /// What the view is a function of: per node its generation, the highest version of
+    /// its application states and its liveness. Equal keys give equal views (versions
+    /// only grow within a generation), so a caller skips rebuilding the view while the
+    /// key stays the same (heartbeats alone do not change it).
+    pub fn view_key(&self) -> Vec<(NodeId, u64, u64, bool)> {
+        self.peers
+            .iter()
+            .map(|(n, p)| {
+                (
+                    *n,
+                    p.state.generation,
+                    p.state.states_version(),
+                    *n == self.me || p.alive,
+                )
+            })
+            .collect()
+    }
+
     /// [`Gossiper::view`], reusing `previous`'s ring when nothing it depends on changed
     /// ([`ClusterView::new_reusing`]).
     pub fn view_reusing(&self, previous: Option<&ClusterView>) -> ClusterView {

@@ -234,6 +234,7 @@ impl Driver {
 
     async fn run(mut self, cancel: CancellationToken) {
         let mut last_view: Option<Arc<ClusterView>> = None;
+        let mut last_key = None;
         self.on_timer().await;
         loop {
             let wake = self.wake_at();
@@ -250,6 +251,13 @@ impl Driver {
             for event in self.gossiper.drain_events() {
                 self.on_event(event);
             }
+            // Most messages only move heartbeats: the view is rebuilt when its inputs
+            // changed.
+            let key = self.gossiper.view_key();
+            if last_key.as_ref() == Some(&key) && last_view.is_some() {
+                continue;
+            }
+            last_key = Some(key);
             let view = self.gossiper.view_reusing(last_view.as_deref());
             if last_view.as_deref() != Some(&view) {
                 let view = Arc::new(view);
