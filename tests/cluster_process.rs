@@ -1025,12 +1025,17 @@ fn present_at_one(probe: &Probe, addr: SocketAddr, keys: &[usize]) -> Vec<usize>
 /// Node 3 loses its disk: SIGKILL, empty data directory, restart with `extra` (it refuses
 /// to join while its old id owns tokens), removenode of the old id through node 1, and
 /// wait until all three nodes are up and normal again.
-fn wipe_and_rejoin_node_3(probe: &Probe, nodes: &mut [NodeProc], extra: &[String]) {
+fn wipe_and_rejoin_node_3(probe: &Probe, nodes: &mut [NodeProc], extra: &[String]) -> String {
     let old_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
         .unwrap()
         .id
         .clone();
     kill_node_3(probe, nodes);
+    // A write while node 3 is down: node 1 (its coordinator) keeps a hint for the old id.
+    match probe.put(nodes[0].client, "while-down", "x", ConsistencyLevel::Quorum) {
+        Response::Written { .. } => {}
+        other => panic!("write at QUORUM with node 3 down: {other:?}"),
+    }
     let data = nodes[2].dir.join("data");
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::create_dir_all(&data).unwrap();
@@ -1065,6 +1070,7 @@ fn wipe_and_rejoin_node_3(probe: &Probe, nodes: &mut [NodeProc], extra: &[String
             })
         },
     );
+    old_id
 }
 
 /// Anti-entropy alone: a replica whose disk was lost comes back as a new node (after
@@ -1079,7 +1085,23 @@ fn cluster_background_repair_fills_a_wiped_replica() {
     let mut nodes = start_cluster(&probe, tmp.path(), 3, &fast_repair);
     create_kv(&probe, &nodes, 3);
     put_many_at_all(&probe, nodes[0].client, KEYS);
-    wipe_and_rejoin_node_3(&probe, &mut nodes, &fast_repair);
+    let old_id = wipe_and_rejoin_node_3(&probe, &mut nodes, &fast_repair);
+    // The hint node 1 kept for the old id is discarded once that node is removed (it
+    // would wait forever).
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "node 1 to discard the removed node's hint",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            probe
+                .rt
+                .block_on(probe.direct(nodes[0].client).hints())
+                .unwrap()
+                .iter()
+                .all(|o| o.owner != old_id || o.pending == 0)
+        },
+    );
     // Every key is back in the new node's own replica, by repair only.
     let mut missing: Vec<usize> = (0..KEYS).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -1137,7 +1159,7 @@ fn cluster_on_demand_repair_reports_a_dead_replica_and_a_rerun_completes() {
     let mut nodes = start_cluster(&probe, tmp.path(), 3, &slow);
     create_kv(&probe, &nodes, 3);
     put_many_at_all(&probe, nodes[0].client, KEYS);
-    wipe_and_rejoin_node_3(&probe, &mut nodes, &slow);
+    let _ = wipe_and_rejoin_node_3(&probe, &mut nodes, &slow);
     let node1_id = node_at(&probe.topology(nodes[1].client).unwrap(), &nodes[0])
         .unwrap()
         .id

@@ -96,7 +96,8 @@ pub struct DeliveryStats {
     pub delivered_bytes: u64,
     /// `Apply` calls that failed (hints kept).
     pub failed_attempts: u64,
-    /// Hints removed because none of their tables exists here any more.
+    /// Hints removed because none of their tables exists here any more, or because
+    /// their owner left the ring or was removed.
     pub stale_hints: u64,
     /// Hints the owner refused as invalid (removed, recorded as dropped).
     pub rejected_hints: u64,
@@ -355,6 +356,15 @@ impl Worker {
                 let Some(node) = view.node(owner) else {
                     continue;
                 };
+                if node.status.is_some_and(|st| st.is_departed()) {
+                    // Left or removed: it owns no range any more (its ranges' new
+                    // owners have the writes from the other replicas, or repair brings
+                    // them). Its hints would wait forever.
+                    if !self.discard_departed(owner).await {
+                        return !self.stopping();
+                    }
+                    continue;
+                }
                 let (Some(addr), true) = (node.peer_address, node.alive) else {
                     continue;
                 };
@@ -466,6 +476,36 @@ impl Worker {
                 None => Outcome::Failed,
             },
         }
+    }
+
+    /// Removes every hint of `owner`, a node that left the ring or was removed (counted
+    /// as stale); false when the store failed.
+    async fn discard_departed(&mut self, owner: NodeId) -> bool {
+        let mut discarded = 0usize;
+        loop {
+            let max = self.options.batch_bytes;
+            let ids: Vec<HintId> = match self.exec(move |s| s.batch(owner, max)).await {
+                Some(Ok(b)) => b.into_iter().map(|(id, _)| id).collect(),
+                Some(Err(e)) => {
+                    tracing::error!(%owner, error = %e, "reading hints of a departed node failed");
+                    return false;
+                }
+                None => return false,
+            };
+            if ids.is_empty() {
+                break;
+            }
+            discarded += ids.len();
+            if !self.remove(owner, ids).await {
+                return false;
+            }
+        }
+        if discarded > 0 {
+            add(&self.counters.stale_hints, discarded);
+            self.purge_due = true;
+            tracing::info!(%owner, hints = discarded, "hints for a node that left the ring discarded");
+        }
+        true
     }
 
     /// Records `hint` as refused by its owner and removes it.
