@@ -1333,3 +1333,38 @@ fn cluster_deleted_value_stays_deleted_and_its_tombstone_goes_only_after_every_r
     let keys: Vec<usize> = (0..20).collect();
     assert_eq!(present_at_one(&probe, nodes[2].client, &keys).len(), 20);
 }
+
+/// A disk lost and the node restarted at once (before the others marked the old node
+/// down: sibyl-nemesis's wipe does this): the new node still refuses to join while the old
+/// id owns tokens at its address.
+#[test]
+fn cluster_a_wiped_node_restarted_at_once_still_refuses_to_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    let old_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
+        .unwrap()
+        .id
+        .clone();
+    nodes[2].signal(libc::SIGKILL);
+    nodes[2].wait_exit();
+    let data = nodes[2].dir.join("data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
+    nodes[2].start(&seed);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "the wiped node to refuse the join",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            let log = std::fs::read_to_string(nodes[2].log_path()).unwrap_or_default();
+            assert!(
+                !log.contains("joining the ring: owning"),
+                "the wiped node joined beside its old id {old_id}:\n{log}"
+            );
+            log.contains("not joining the ring") && log.contains(old_id.as_str())
+        },
+    );
+}
