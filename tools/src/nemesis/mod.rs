@@ -252,6 +252,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NemesisError {
 const JOIN_DEADLINE: Duration = Duration::from_secs(60);
 /// How often readiness and convergence are polled.
 const POLL: Duration = Duration::from_millis(250);
+/// Attempts of each final read before it counts as unreadable.
+const FINAL_READ_ATTEMPTS: u32 = 3;
 /// How long the repair after a wipe may take.
 const REPAIR_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -655,9 +657,24 @@ async fn read_everything(
     let mut failed = Vec::new();
     for (i, client) in pinned_clients.iter().enumerate() {
         for (w, key) in all_keys() {
-            match read_all(client, table_of(w), &key, c).await {
-                Ok(cols) => ok.push((i, w, key, cols)),
-                Err(e) => failed.push(format!("node {i} {key}: {e}")),
+            // A replica slow to answer (a node still busy with repair or compaction on
+            // this shared machine) is asked again: only a read that keeps failing counts.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match read_all(client, table_of(w), &key, c).await {
+                    Ok(cols) => {
+                        ok.push((i, w, key, cols));
+                        break;
+                    }
+                    Err(_) if attempt < FINAL_READ_ATTEMPTS => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        failed.push(format!("node {i} {key}: {e} ({attempt} attempts)"));
+                        break;
+                    }
+                }
             }
         }
     }
