@@ -940,10 +940,22 @@ fn cluster_kv679_a_wiped_replica_writing_again_keeps_both_values() {
 
 /// Writes `count` keys `r0..` with value `v<i>` at ALL through `addr`, 64 in flight.
 fn put_many_at_all(probe: &Probe, addr: SocketAddr, count: usize) {
+    put_many(probe, addr, 0..count, ConsistencyLevel::All, 3);
+}
+
+/// Writes keys `r<i>` for `i` in `keys` with value `v<i>` through `addr` at `level`
+/// (strict), 64 in flight; each write must be acknowledged by `replicas` replicas.
+fn put_many(
+    probe: &Probe,
+    addr: SocketAddr,
+    keys: std::ops::Range<usize>,
+    level: ConsistencyLevel,
+    replicas: usize,
+) {
     let c = probe.direct(addr);
     probe.rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for i in 0..count {
+        for i in keys {
             if set.len() >= 64 {
                 set.join_next().await.unwrap().unwrap();
             }
@@ -962,11 +974,11 @@ fn put_many_at_all(probe: &Probe, addr: SocketAddr, count: usize) {
                             context: Bytes::new(),
                         }],
                     },
-                    consistency: Some(Consistency::sloppy(ConsistencyLevel::All).strict()),
+                    consistency: Some(Consistency::sloppy(level).strict()),
                 };
                 match c.request(request).await {
-                    Ok(Response::Written { meta }) => assert_eq!(meta.replicas.len(), 3),
-                    other => panic!("write r{i} at ALL: {other:?}"),
+                    Ok(Response::Written { meta }) => assert_eq!(meta.replicas.len(), replicas),
+                    other => panic!("write r{i} at {level:?}: {other:?}"),
                 }
             });
         }
@@ -1103,24 +1115,7 @@ fn cluster_background_repair_fills_a_wiped_replica() {
         },
     );
     // Every key is back in the new node's own replica, by repair only.
-    let mut missing: Vec<usize> = (0..KEYS).collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !missing.is_empty() {
-        let found: BTreeSet<usize> = present_at_one(&probe, nodes[2].client, &missing)
-            .into_iter()
-            .collect();
-        missing.retain(|k| !found.contains(k));
-        assert!(
-            Instant::now() < deadline,
-            "{} of {KEYS} keys still missing at ONE on the repaired node (e.g. r{}); its log:\n{}",
-            missing.len(),
-            missing[0],
-            nodes[2].logs()
-        );
-        if !missing.is_empty() {
-            std::thread::sleep(POLL * 5);
-        }
-    }
+    wait_all_present_at_one(&probe, &nodes[2], KEYS, Duration::from_secs(120));
     let log = std::fs::read_to_string(nodes[2].log_path()).unwrap_or_default()
         + &std::fs::read_to_string(nodes[0].log_path()).unwrap_or_default()
         + &std::fs::read_to_string(nodes[1].log_path()).unwrap_or_default();
@@ -1128,6 +1123,106 @@ fn cluster_background_repair_fills_a_wiped_replica() {
         log.contains("repair: range differed and was synced"),
         "repair did the work"
     );
+}
+
+/// Polls until `addr` reads every key of `0..count` at ONE from its own replica.
+fn wait_all_present_at_one(probe: &Probe, node: &NodeProc, count: usize, deadline: Duration) {
+    let mut missing: Vec<usize> = (0..count).collect();
+    let deadline = Instant::now() + deadline;
+    while !missing.is_empty() {
+        let found: BTreeSet<usize> = present_at_one(probe, node.client, &missing)
+            .into_iter()
+            .collect();
+        missing.retain(|k| !found.contains(k));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} keys still missing at ONE on {} (e.g. r{}); its log:\n{}",
+            missing.len(),
+            node.name,
+            missing[0],
+            node.logs()
+        );
+        if !missing.is_empty() {
+            std::thread::sleep(POLL * 5);
+        }
+    }
+}
+
+/// Anti-entropy after a hint window overflowed and the tree state was lost: a replica
+/// down long enough that its coordinators stopped keeping hints for it restarts (its
+/// hash trees, held in memory, rebuild from its data), and background repair fills in
+/// what no hint will bring, until it reads every key at ONE from its own data and an
+/// on-demand repair finds every range identical (equal hashes) and moves no cell.
+#[test]
+fn cluster_background_repair_fills_a_replica_down_past_its_hint_window() {
+    const BEFORE: usize = 2_000;
+    const CHUNK: usize = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let flags: Vec<String> = ["--repair-period-secs", "2", "--hint-window-secs", "1"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &flags);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, BEFORE);
+    let node3_id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[2])
+        .unwrap()
+        .id
+        .clone();
+    kill_node_3(&probe, &mut nodes);
+
+    // Writes at QUORUM while node 3 is down, a chunk at a time, until node 1 (their
+    // coordinator, which keeps node 3's hints itself in a cluster of three) has dropped
+    // hints for it at the window; then one more chunk, all of it past the window.
+    let dropped = |probe: &Probe| -> u64 {
+        probe
+            .rt
+            .block_on(probe.direct(nodes[0].client).hints())
+            .unwrap()
+            .iter()
+            .filter(|o| o.owner == node3_id)
+            .map(|o| o.dropped_window)
+            .sum()
+    };
+    let mut written = BEFORE;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dropped(&probe) == 0 {
+        assert!(Instant::now() < deadline, "no hint dropped at the window");
+        put_many(
+            &probe,
+            nodes[0].client,
+            written..written + CHUNK,
+            ConsistencyLevel::Quorum,
+            2,
+        );
+        written += CHUNK;
+    }
+    put_many(
+        &probe,
+        nodes[0].client,
+        written..written + CHUNK,
+        ConsistencyLevel::Quorum,
+        2,
+    );
+    written += CHUNK;
+    assert!(
+        dropped(&probe) >= CHUNK as u64,
+        "the last chunk's hints were dropped"
+    );
+
+    // Node 3 restarts: its trees rebuild from disk; hints bring only what the window let
+    // through, repair the rest.
+    nodes[2].start(&flags);
+    wait_all_present_at_one(&probe, &nodes[2], written, Duration::from_secs(120));
+    let check = repair_through(&probe, nodes[2].client);
+    assert!(check.failed.is_empty(), "{check:?}");
+    assert_eq!(
+        (check.differed, check.cells_sent, check.cells_received),
+        (0, 0, 0),
+        "replicas identical after background repair: {check:?}"
+    );
+    assert!(check.jobs > 0, "{check:?}");
 }
 
 /// Runs an on-demand repair through `addr` and polls it until done.
