@@ -21,6 +21,7 @@
 //! anti_entropy = true        # hash trees of replicated tables, and background repair
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
+//! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
 //! hint_window_secs = 10800   # no new hints for a replica whose oldest is older
 //! hint_ttl_secs = 86400      # a hint older than this is discarded, never delivered
 //! tombstone_min_age_secs = 90000  # replicated tombstones are purged only when older
@@ -136,6 +137,11 @@ pub struct Cli {
     /// Background repair's bandwidth (bytes exchanged), KiB/s [default: 16384].
     #[arg(long, value_name = "KB")]
     pub repair_rate_kb: Option<u64>,
+    /// Incoming streams (a joining node's bootstrap) move at most this much, MiB/s (a
+    /// decimal: 0.5 is 512 KiB/s); 0 = unlimited [default: 64]. `sibyl-admin
+    /// setstreamthroughput` changes it at run time.
+    #[arg(long, value_name = "MB")]
+    pub stream_throughput_mb: Option<f64>,
     /// Once a down replica's oldest pending hint is older than this, new hints for it are
     /// dropped (anti-entropy repairs it), seconds [default: 10800].
     #[arg(long, value_name = "SECS")]
@@ -228,6 +234,8 @@ pub struct FileConfig {
     pub repair_period_secs: Option<u64>,
     /// See [`Cli::repair_rate_kb`].
     pub repair_rate_kb: Option<u64>,
+    /// See [`Cli::stream_throughput_mb`].
+    pub stream_throughput_mb: Option<f64>,
     /// See [`Cli::hint_window_secs`].
     pub hint_window_secs: Option<u64>,
     /// See [`Cli::hint_ttl_secs`].
@@ -321,6 +329,8 @@ pub struct Config {
     pub repair_period: Duration,
     /// Background repair's bandwidth, bytes per second.
     pub repair_rate: u64,
+    /// Incoming streams' throughput cap, bytes per second (0 = unlimited).
+    pub stream_throughput: u64,
     /// Bounds of the hint store (window, TTL; the size bound at its default).
     pub hints: crate::hints::HintLimits,
     /// Replicated tombstones are purged only when older than this.
@@ -333,6 +343,20 @@ pub struct Config {
 pub const DEFAULT_REPAIR_PERIOD_SECS: u64 = 3600;
 /// Default bandwidth of background repair (KiB/s).
 pub const DEFAULT_REPAIR_RATE_KB: u64 = 16 * 1024;
+/// Default cap of incoming streams (MiB/s): well below a disk's sequential rate, so live
+/// traffic keeps its share while a node bootstraps.
+pub const DEFAULT_STREAM_THROUGHPUT_MB: f64 = 64.0;
+
+/// MiB/s (a non-negative decimal) as bytes per second.
+fn mib_per_sec(key: &'static str, v: f64) -> Result<u64, ConfigError> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("must be a non-negative number of MiB/s, got {v}"),
+        });
+    }
+    Ok((v * f64::from(1u32 << 20)) as u64)
+}
 
 fn positive_u64(key: &'static str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 {
@@ -545,6 +569,12 @@ impl Config {
                     .unwrap_or(DEFAULT_REPAIR_RATE_KB),
             )?
             .saturating_mul(1024),
+            stream_throughput: mib_per_sec(
+                "stream_throughput_mb",
+                cli.stream_throughput_mb
+                    .or(file.stream_throughput_mb)
+                    .unwrap_or(DEFAULT_STREAM_THROUGHPUT_MB),
+            )?,
             hints: crate::hints::HintLimits {
                 window: Duration::from_secs(hint_window),
                 ttl: Duration::from_secs(hint_ttl),

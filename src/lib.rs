@@ -14,6 +14,8 @@
 //!   replica family's peer messages and handler.
 //! - [`repair`]: anti-entropy: per-table hash trees kept up to date by every write, and
 //!   the exchange that repairs two replicas of a range by moving only what differs.
+//! - [`stream`]: token ranges following the ring: a joining node streams the ranges it
+//!   gains (pages pulled in ring order, applied by merge, checkpointed) before it owns them.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`node`]: wires config, engine, service and server into a running node.
@@ -30,4 +32,5 @@ pub mod replica;
 pub mod ring;
 pub mod server;
 pub mod service;
+pub mod stream;
 pub mod versioning;

@@ -52,6 +52,7 @@ use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
 use crate::service::{Service, ServiceError, ServiceOptions};
+use crate::stream::{Bootstrap, BootstrapError, StreamHandler, StreamOptions, StreamRegistry};
 use crate::versioning::{Clock, SystemClock};
 
 /// How long shutdown waits for client connections to finish their requests.
@@ -88,6 +89,9 @@ pub enum NodeError {
     /// The ring state file could not be read or written.
     #[error(transparent)]
     RingState(#[from] RingStateError),
+    /// The bootstrap file could not be read or removed.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::stream::checkpoint::BootstrapFileError),
     /// The data directory was laid out with another partitioner.
     #[error(
         "data directory {data_dir} holds data placed by the {stored} partitioner, but \
@@ -155,6 +159,10 @@ pub struct Node {
     repairer: Arc<Repairer>,
     /// The background repair task (`None` with anti-entropy off).
     repair: Option<JoinHandle<()>>,
+    /// What the node's streams are doing.
+    streams: Arc<StreamRegistry>,
+    /// The bootstrap task of a joining node (`None` for an owner).
+    bootstrap: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -241,6 +249,16 @@ impl Node {
             })
             .and_then(|()| {
                 net.register(
+                    Family::Stream,
+                    Arc::new(StreamHandler::new(
+                        service.clone(),
+                        handle.clone(),
+                        ReplicaExecution::Blocking,
+                    )),
+                )
+            })
+            .and_then(|()| {
+                net.register(
                     Family::Repair,
                     Arc::new(RepairHandler::new(
                         service.clone(),
@@ -274,14 +292,14 @@ impl Node {
             client_addr,
             peer_addr,
         );
-        let (gossip, tokens_known) = match started {
+        let (gossip, entry) = match started {
             Ok(started) => started,
             Err(e) => {
                 net.shutdown().await;
                 return Err(e);
             }
         };
-        if tokens_known {
+        if entry == Entry::Owner {
             wait_until_normal(&handle).await;
         } else {
             let peers = config.cluster.seeds.iter().any(|s| *s != peer_addr);
@@ -342,6 +360,24 @@ impl Node {
             });
             repairer.clone().start(shutdown_rx.clone())
         });
+        let streams = Arc::new(StreamRegistry::new(config.stream_throughput));
+        coordinator.set_streams(streams.clone());
+        let bootstrap = (entry == Entry::Joining).then(|| {
+            let run = Bootstrap::new(
+                service.clone(),
+                Arc::new(net.clone()),
+                handle.clone(),
+                config.data_dir.clone(),
+                streams.clone(),
+                StreamOptions::default(),
+            );
+            tokio::spawn(bootstrap(
+                run,
+                handle.clone(),
+                config.data_dir.clone(),
+                shutdown_rx.clone(),
+            ))
+        });
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -360,7 +396,14 @@ impl Node {
             delivery,
             repairer,
             repair,
+            streams,
+            bootstrap,
         })
+    }
+
+    /// What this node's streams are doing.
+    pub fn streams(&self) -> &Arc<StreamRegistry> {
+        &self.streams
     }
 
     /// This node's repairer (on-demand repair, sync times).
@@ -420,6 +463,9 @@ impl Node {
         if let Some(repair) = self.repair {
             repair.await?;
         }
+        if let Some(bootstrap) = self.bootstrap {
+            bootstrap.await?;
+        }
         self.delivery.join().await;
         let hints = self.hints;
         if let Err(e) = tokio::task::spawn_blocking(move || hints.close()).await? {
@@ -467,9 +513,19 @@ fn prepare_ring_state(
     Ok(state)
 }
 
-/// Builds the gossiper and starts the runtime. Returns the link and whether the tokens
-/// were known before gossip started (a restart, or the first node of a new cluster; the
-/// caller then waits for the node to be published `normal`).
+/// How this start gets into the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Tokens known and owned (a restart, or the first node of a new cluster): the caller
+    /// waits for the node to be published `normal`.
+    Owner,
+    /// A bootstrap: new tokens chosen once gossip shows the ring, or the tokens of a
+    /// bootstrap that did not complete; announced `joining` while the node streams.
+    Joining,
+}
+
+/// Builds the gossiper and starts the runtime. Returns the link and how the node enters
+/// the ring.
 fn start_gossip(
     config: &Config,
     service: &Arc<Service>,
@@ -478,7 +534,7 @@ fn start_gossip(
     net: &TcpNetwork,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
-) -> Result<(ClusterRuntime, bool), NodeError> {
+) -> Result<(ClusterRuntime, Entry), NodeError> {
     let c = &config.cluster;
     let id = NodeId(service.actor().node);
     let seeds: Vec<SocketAddr> = c
@@ -488,7 +544,16 @@ fn start_gossip(
         .filter(|s| *s != peer_addr)
         .collect();
     let generation = ring.generation;
-    let plan = if !ring.tokens.is_empty() {
+    // A `bootstrap` file means the tokens were chosen by a bootstrap that has not
+    // completed; without saved tokens it is a leftover of a crash before they were saved.
+    let bootstrap_file = crate::stream::BootstrapState::load(&config.data_dir)?.is_some();
+    if bootstrap_file && ring.tokens.is_empty() {
+        crate::stream::BootstrapState::remove(&config.data_dir)?;
+    }
+    let plan = if !ring.tokens.is_empty() && bootstrap_file {
+        tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting a bootstrap that did not complete: joining with the saved tokens");
+        TokenPlan::Resume(ring.tokens.clone())
+    } else if !ring.tokens.is_empty() {
         if ring.tokens.len() != c.num_tokens {
             tracing::info!(
                 saved = ring.tokens.len(),
@@ -524,12 +589,13 @@ fn start_gossip(
             c.cluster_name,
             c.num_tokens
         );
-        TokenPlan::Allocate {
+        TokenPlan::AllocateJoining {
             count: c.num_tokens,
             allocation: c.token_allocation,
         }
     };
     let existing = matches!(plan, TokenPlan::Existing(_));
+    let restarted = matches!(plan, TokenPlan::Existing(_) | TokenPlan::Resume(_));
     let mut gossip = GossipConfig::new(
         &c.cluster_name,
         if seeds.is_empty() {
@@ -552,13 +618,18 @@ fn start_gossip(
         load: service.load_bytes(),
     };
     let mut gossiper = Gossiper::new(gossip, local, id.0 ^ generation.rotate_left(32), 0);
-    if existing {
+    if restarted {
         remember_saved_peers(&mut gossiper, &config.data_dir, c.partitioner);
     }
     let data_dir = config.data_dir.clone();
     let on_chosen = Box::new(move |tokens: &[Token]| {
-        if existing {
+        if restarted {
             return;
+        }
+        // The bootstrap file first: saved tokens without it would restart as an owner
+        // of ranges never streamed.
+        if let Err(e) = crate::stream::BootstrapState::default().save(&data_dir) {
+            tracing::error!(error = %e, "cannot record the bootstrap; a restart before it completes owns its ranges unstreamed (repair fills them)");
         }
         let state = RingState {
             partitioner: ring.partitioner,
@@ -568,8 +639,7 @@ fn start_gossip(
         match state.save(&data_dir) {
             Ok(()) => tracing::info!(
                 tokens = tokens.len(),
-                "tokens chosen and saved; this node owns its ranges from now on \
-                 (data already held elsewhere reaches it through repair)"
+                "tokens chosen and saved; streaming the ranges they bring before owning them"
             ),
             Err(e) => tracing::error!(
                 error = %e,
@@ -588,7 +658,14 @@ fn start_gossip(
         on_chosen,
     )
     .map_err(|source| NodeError::Gossip { source })?;
-    Ok((runtime, existing))
+    Ok((
+        runtime,
+        if existing {
+            Entry::Owner
+        } else {
+            Entry::Joining
+        },
+    ))
 }
 
 /// Seeds `gossiper` with the ring saved by the last run (down until heard from), so a
@@ -656,7 +733,7 @@ async fn wait_until_normal(link: &ClusterHandle) {
 }
 
 /// Whether every live peer that announced a schema version announced this node's.
-fn schema_agreed(v: &ClusterView) -> bool {
+pub(crate) fn schema_agreed(v: &ClusterView) -> bool {
     let mine = v.node(v.local).and_then(|n| n.schema_version);
     v.nodes
         .values()
@@ -684,6 +761,39 @@ async fn wait_for_schema(link: &ClusterHandle, peers: bool) {
     tracing::info!(
         "serving before the schema agreed with the live peers (none heard, or they disagree)"
     );
+}
+
+/// Runs a joining node's bootstrap; when every range is streamed, announces `normal` and
+/// removes the bootstrap file (in that order: a crash between the two restarts joining,
+/// finds every range done and announces `normal` again).
+async fn bootstrap(
+    run: Bootstrap,
+    link: Arc<ClusterHandle>,
+    data_dir: PathBuf,
+    shutdown: watch::Receiver<bool>,
+) {
+    match run.run(shutdown).await {
+        Ok(()) => {
+            link.set_status(NodeStatus::Normal);
+            tracing::info!("bootstrap complete: this node owns its ranges");
+            let removed = tokio::task::spawn_blocking(move || {
+                crate::stream::BootstrapState::remove(&data_dir)
+            })
+            .await;
+            match removed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+            }
+        }
+        Err(BootstrapError::Shutdown) => {
+            tracing::info!("shut down mid-bootstrap; the next start resumes it");
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "bootstrap stopped; the node stays joining (restart it to resume)"
+        ),
+    }
 }
 
 /// Announces the node's load every [`LOAD_INTERVAL`] until shutdown.

@@ -1463,3 +1463,313 @@ fn cluster_a_wiped_node_restarted_at_once_still_refuses_to_join() {
         },
     );
 }
+
+/// Writes keys `w<i>` at QUORUM through a token-aware client of `hosts` until `stop`,
+/// from a thread of its own; returns the keys acknowledged and every error seen.
+fn write_load(
+    hosts: Vec<SocketAddr>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<usize>, Vec<String>)> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let hosts: Vec<String> = hosts.iter().map(SocketAddr::to_string).collect();
+            let options = ClientOptions {
+                request_timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(2),
+                ..ClientOptions::default()
+            };
+            let c = Client::connect_with(&hosts, options).await.unwrap();
+            let (mut acked, mut errors) = (Vec::new(), Vec::new());
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut set = tokio::task::JoinSet::new();
+                for k in i..i + 16 {
+                    let c = c.clone();
+                    set.spawn(async move {
+                        let request = Request::Insert {
+                            insert: RowInsert {
+                                write_id: None,
+                                table: "kv".into(),
+                                key: Bytes::from(format!("w{k}")),
+                                ttl_secs: None,
+                                timestamp_micros: None,
+                                columns: vec![ColumnWrite {
+                                    name: Bytes::from_static(b"c"),
+                                    value: Bytes::from(format!("v{k}")),
+                                    context: Bytes::new(),
+                                }],
+                            },
+                            consistency: Some(Consistency::sloppy(ConsistencyLevel::Quorum)),
+                        };
+                        (k, c.request(request).await)
+                    });
+                }
+                i += 16;
+                while let Some(r) = set.join_next().await {
+                    match r.unwrap() {
+                        (k, Ok(Response::Written { .. })) => acked.push(k),
+                        (k, other) => errors.push(format!("w{k}: {other:?}")),
+                    }
+                }
+            }
+            (acked, errors)
+        })
+    })
+}
+
+/// The keys of `keys` (column `c`) that do not read back as exactly their value
+/// (`r<i>`/`w<i>` -> `v<i>`) at `level` through `addr`, 64 in flight, with what was read.
+fn wrong_at(
+    probe: &Probe,
+    addr: SocketAddr,
+    keys: &[String],
+    level: ConsistencyLevel,
+) -> Vec<String> {
+    let c = probe.direct(addr);
+    probe.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut wrong = Vec::new();
+        for key in keys {
+            if set.len() >= 64 {
+                if let Some(Ok(Some(w))) = set.join_next().await {
+                    wrong.push(w);
+                }
+            }
+            let (c, key) = (c.clone(), key.clone());
+            set.spawn(async move {
+                let request = Request::Get {
+                    table: "kv".into(),
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    selector: Selector::Columns(vec![Bytes::from_static(b"c")]),
+                    consistency: Some(Consistency::sloppy(level).strict()),
+                };
+                let want = format!("v{}", &key[1..]);
+                match c.request(request).await {
+                    Ok(Response::Row { cells, .. })
+                        if cells
+                            .iter()
+                            .flat_map(|c| c.values())
+                            .map(|v| v.to_vec())
+                            .collect::<Vec<_>>()
+                            == vec![want.into_bytes()] =>
+                    {
+                        None
+                    }
+                    other => Some(format!("{key}: {other:?}")),
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(w)) = r {
+                wrong.push(w);
+            }
+        }
+        wrong
+    })
+}
+
+/// The streams report of `addr`.
+fn streams_of(probe: &Probe, addr: SocketAddr) -> Option<sibyl_protocol::StreamsReport> {
+    let c = probe.try_direct(addr)?;
+    probe.rt.block_on(c.streams(None)).ok()
+}
+
+/// Elasticity, bootstrap: a fourth node joins a cluster of three holding data while a
+/// client writes at QUORUM. It streams every range it gains before it owns any, no
+/// client write fails meanwhile, every acknowledged write reads back at QUORUM through
+/// every node afterwards, and the new node answers every key at ONE from its own data.
+#[test]
+fn cluster_a_joining_node_streams_its_ranges_under_load_with_no_client_error() {
+    const KEYS: usize = 3_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = write_load(nodes.iter().map(|n| n.client).collect(), stop.clone());
+    let mut fourth = NodeProc::new(tmp.path(), "node4");
+    fourth.start(&["--seeds".to_owned(), nodes[0].peer.to_string()]);
+    nodes.push(fourth);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "node 4 to stream and become normal",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            all.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, errors) = load.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "client errors during the join: {errors:?}"
+    );
+    assert!(acked.len() > 100, "the load ran: {} writes", acked.len());
+
+    let report = streams_of(&probe, nodes[3].client).unwrap();
+    assert!(!report.streams.is_empty(), "node 4 planned streams");
+    assert!(
+        report.streams.iter().all(|s| s.state == "done"),
+        "{report:?}"
+    );
+    let cells: u64 = report.streams.iter().map(|s| s.cells).sum();
+    assert!(cells >= KEYS as u64 / 2, "node 4 streamed {cells} cells");
+    let log = std::fs::read_to_string(nodes[3].log_path()).unwrap_or_default();
+    assert!(log.contains("bootstrap complete"), "{log}");
+
+    // Every key, the ones written during the join included, from node 4's own data at
+    // ONE where it is a home replica (strict ONE reads the coordinator's replica).
+    let keys: Vec<String> = (0..KEYS)
+        .map(|i| format!("r{i}"))
+        .chain(acked.iter().map(|k| format!("w{k}")))
+        .collect();
+    // First (before any read repairs it), at ONE through node 4: its own replica answers
+    // the keys it is a home replica of, what it streamed and what it received as a
+    // pending replica meanwhile.
+    let wrong = wrong_at(&probe, nodes[3].client, &keys, ConsistencyLevel::One);
+    assert!(
+        wrong.is_empty(),
+        "{} of {} keys wrong at ONE through node 4: {:?}",
+        wrong.len(),
+        keys.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    for n in &nodes {
+        let wrong = wrong_at(&probe, n.client, &keys, ConsistencyLevel::Quorum);
+        assert!(
+            wrong.is_empty(),
+            "{} of {} keys wrong at QUORUM through {}: {:?}",
+            wrong.len(),
+            keys.len(),
+            n.name,
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    eprintln!(
+        "join under load: {} writes acknowledged during the join, {} cells streamed in {} ranges",
+        acked.len(),
+        cells,
+        report.streams.len()
+    );
+}
+
+/// Elasticity, resumed bootstrap: a join killed mid-stream restarts joining and resumes
+/// each range after its last checkpoint (the ranges it finished are not streamed again,
+/// the rest move once), and a source killed mid-stream hands over to another replica.
+#[test]
+fn cluster_a_join_killed_mid_stream_resumes_without_resending_finished_ranges() {
+    const KEYS: usize = 6_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+
+    // 64 KiB/s: the stream of about 700 KB takes long enough to be cut.
+    let slow = [
+        "--seeds".to_owned(),
+        nodes[0].peer.to_string(),
+        "--stream-throughput-mb".to_owned(),
+        "0.0625".to_owned(),
+    ];
+    let mut fourth = NodeProc::new(tmp.path(), "node4");
+    fourth.start(&slow);
+    let mut before = None;
+    wait_for(
+        "node 4 to finish some ranges",
+        JOIN_DEADLINE,
+        &[&fourth],
+        || {
+            before = streams_of(&probe, fourth.client)
+                .filter(|r| r.streams.iter().filter(|s| s.state == "done").count() >= 3);
+            before.is_some()
+        },
+    );
+    fourth.signal(libc::SIGKILL);
+    fourth.wait_exit();
+    // Streams do not checkpoint past what the kill may have cut: read what was done from
+    // the restarted node, which loads its checkpoints before it streams.
+    fourth.start(&slow);
+    let mut resumed = None;
+    wait_for("node 4 to resume", JOIN_DEADLINE, &[&fourth], || {
+        resumed = streams_of(&probe, fourth.client).filter(|r| !r.streams.is_empty());
+        resumed.is_some()
+    });
+    let resumed = resumed.unwrap();
+    let done_at_restart: Vec<&sibyl_protocol::StreamEntry> = resumed
+        .streams
+        .iter()
+        .filter(|s| s.state == "done" && s.run_bytes == 0)
+        .collect();
+    assert!(
+        done_at_restart.len() >= 3,
+        "ranges finished before the kill are done at restart: {resumed:?}"
+    );
+
+    // A source dies mid-stream: node 4 goes on from another replica, at full speed.
+    nodes[0].signal(libc::SIGKILL);
+    nodes[0].wait_exit();
+    let unlimited = probe
+        .rt
+        .block_on(probe.direct(fourth.client).streams(Some(0)));
+    assert_eq!(unlimited.map(|r| r.throughput).ok(), Some(0));
+    let mut finished = None;
+    wait_for(
+        "node 4 to complete its bootstrap",
+        JOIN_DEADLINE,
+        &[&fourth],
+        || {
+            finished = streams_of(&probe, fourth.client)
+                .filter(|r| r.streams.iter().all(|s| s.state == "done"));
+            finished.is_some()
+        },
+    );
+    let finished = finished.unwrap();
+    for s in &finished.streams {
+        let was_done = done_at_restart.iter().any(|d| {
+            (&d.table, &d.range_start, &d.range_end) == (&s.table, &s.range_start, &s.range_end)
+        });
+        if was_done {
+            assert_eq!(s.run_bytes, 0, "a finished range streamed again: {s:?}");
+        }
+        assert!(s.run_bytes <= s.bytes, "{s:?}");
+    }
+    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
+    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
+    assert!(
+        again < total,
+        "the restart moved {again} of {total} bytes: not everything again"
+    );
+    eprintln!(
+        "resumed join: {} of {} ranges done before the kill; {again} of {total} bytes moved after the restart",
+        done_at_restart.len(),
+        finished.streams.len()
+    );
+
+    // Node 4 owns its ranges and holds every key: at ONE through it, its own replica
+    // answers where it is a home replica (node 1 is still down).
+    nodes.push(fourth);
+    let live: Vec<&NodeProc> = nodes[1..].iter().collect();
+    wait_for("node 4 to be normal", JOIN_DEADLINE, &live, || {
+        probe
+            .topology(nodes[3].client)
+            .is_some_and(|t| node_at(&t, &nodes[3]).is_some_and(|i| i.state == NodeState::Normal))
+    });
+    let keys: Vec<usize> = (0..KEYS).collect();
+    assert_eq!(
+        present_at_one(&probe, nodes[3].client, &keys).len(),
+        KEYS,
+        "every key at ONE through node 4"
+    );
+}

@@ -260,18 +260,28 @@ impl Gossiper {
         self.publish(AppState::Tokens(Arc::from(tokens)));
     }
 
-    /// Joins the ring: announces `tokens` with status `normal` in one round. Sibyl does
-    /// not stream data to a joining node first, so the node owns its ranges at once (and
-    /// says so); hinted handoff and anti-entropy bring the data.
+    /// Joins the ring: announces `tokens` with status `normal` in one round (a restart,
+    /// or the first node of a cluster: nothing to stream).
     pub fn join_ring(&mut self, tokens: Vec<Token>) {
         info!(
             node = %self.me,
             tokens = tokens.len(),
-            "joining the ring: owning my token ranges at once (no bootstrap streaming; \
-             repair and read repair fill them)"
+            "joining the ring: owning my token ranges at once"
         );
         self.set_tokens(tokens);
         self.publish(AppState::Status(NodeStatus::Normal));
+    }
+
+    /// Announces `tokens` as pending (status `joining`): peers send this node the writes
+    /// of the ranges it gains while it streams them; it announces `normal` when done.
+    pub fn announce_joining(&mut self, tokens: Vec<Token>) {
+        info!(
+            node = %self.me,
+            tokens = tokens.len(),
+            "tokens announced as pending: streaming the ranges I gain before owning them"
+        );
+        self.set_tokens(tokens);
+        self.publish(AppState::Status(NodeStatus::Joining));
     }
 
     /// Announces a new schema version (after a local schema change or a merge).

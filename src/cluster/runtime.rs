@@ -91,6 +91,27 @@ pub enum TokenPlan {
         /// Balanced (default) or random.
         allocation: TokenAllocation,
     },
+    /// [`TokenPlan::Allocate`], announced as `joining`: the node streams the ranges it
+    /// gains ([`crate::stream`]) and announces `normal` itself when done.
+    AllocateJoining {
+        /// Tokens per node (virtual nodes).
+        count: usize,
+        /// Balanced (default) or random.
+        allocation: TokenAllocation,
+    },
+    /// Tokens chosen by a bootstrap that has not completed (a restart mid-stream):
+    /// announced as `joining` at once.
+    Resume(Vec<Token>),
+}
+
+impl TokenPlan {
+    /// Whether the tokens are still to be chosen.
+    fn allocates(&self) -> bool {
+        matches!(
+            self,
+            TokenPlan::Allocate { .. } | TokenPlan::AllocateJoining { .. }
+        )
+    }
 }
 
 /// Called once with the tokens chosen (to persist them).
@@ -432,8 +453,8 @@ impl Driver {
     fn maybe_choose_tokens(&mut self, now: u64) {
         let ready = match &self.tokens {
             None => return,
-            Some((TokenPlan::Existing(_), _)) => true,
-            Some((TokenPlan::Allocate { .. }, _)) => {
+            Some((plan, _)) if !plan.allocates() => true,
+            Some(_) => {
                 let heard_peer = self.gossiper.known_count() > 1;
                 let rounds_ok = self.gossiper.rounds() >= 2;
                 (heard_peer && rounds_ok) || self.start.elapsed() >= JOIN_LISTEN
@@ -442,7 +463,11 @@ impl Driver {
         if !ready {
             return;
         }
-        if matches!(self.tokens, Some((TokenPlan::Allocate { .. }, _))) {
+        if self
+            .tokens
+            .as_ref()
+            .is_some_and(|(plan, _)| plan.allocates())
+        {
             if let Some(owner) = self.address_owner() {
                 // A node that lost its data directory comes back with a new id at the
                 // old one's address; calls meant for the old node would reach it. It
@@ -463,17 +488,29 @@ impl Driver {
         let Some((plan, callback)) = self.tokens.take() else {
             return;
         };
+        let joining = matches!(
+            plan,
+            TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_)
+        );
         let tokens = match plan {
-            TokenPlan::Existing(tokens) => tokens,
-            TokenPlan::Allocate { count, allocation } => {
-                let ring = self.gossiper.view().ring();
+            TokenPlan::Existing(tokens) | TokenPlan::Resume(tokens) => tokens,
+            TokenPlan::Allocate { count, allocation }
+            | TokenPlan::AllocateJoining { count, allocation } => {
+                // Balanced allocation sees the pending tokens of nodes joining meanwhile
+                // too, so two joins at once split the ring between them.
+                let view = self.gossiper.view();
+                let ring = view.future_ring().unwrap_or_else(|| view.ring());
                 let mut rng =
                     rand::rngs::StdRng::seed_from_u64(now ^ self.gossiper.id().0.rotate_left(17));
                 allocate_tokens(&ring, count, allocation, &mut rng)
             }
         };
         callback(&tokens);
-        self.gossiper.join_ring(tokens);
+        if joining {
+            self.gossiper.announce_joining(tokens);
+        } else {
+            self.gossiper.join_ring(tokens);
+        }
     }
 
     /// Another node owning tokens at this node's peer address, if gossip knows one.

@@ -55,6 +55,9 @@ pub struct ClusterView {
     pub nodes: BTreeMap<NodeId, NodeView>,
     /// The ring of `nodes` (derived; built by [`ClusterView::new`]).
     ring: Arc<Ring>,
+    /// The ring once the ring changes under way complete (joining nodes with tokens in,
+    /// leaving nodes out); `None` while none is under way (derived).
+    future: Option<Arc<Ring>>,
 }
 
 impl PartialEq for ClusterView {
@@ -128,18 +131,41 @@ impl ClusterView {
         nodes: BTreeMap<NodeId, NodeView>,
         previous: Option<&ClusterView>,
     ) -> ClusterView {
-        let ring = match previous {
+        let (ring, future) = match previous {
             Some(p) if p.partitioner == partitioner && same_ring_inputs(&p.nodes, &nodes) => {
-                Arc::clone(&p.ring)
+                (Arc::clone(&p.ring), p.future.clone())
             }
-            _ => Arc::new(build_ring(partitioner, &nodes)),
+            _ => {
+                let changing = nodes.values().any(|n| {
+                    matches!(
+                        role(n),
+                        RingRole::Pending | RingRole::Owner { leaving: true }
+                    )
+                });
+                let future = changing.then(|| {
+                    Arc::new(build_ring(partitioner, &nodes, |r| {
+                        matches!(r, RingRole::Pending | RingRole::Owner { leaving: false })
+                    }))
+                });
+                let ring = build_ring(partitioner, &nodes, |r| matches!(r, RingRole::Owner { .. }));
+                (Arc::new(ring), future)
+            }
         };
         ClusterView {
             local,
             partitioner,
             nodes,
             ring,
+            future,
         }
+    }
+
+    /// The ring once every ring change under way completes: nodes joining with tokens
+    /// announced own them, leaving nodes own nothing. `None` while no change is under
+    /// way. Writes go to the replicas of both rings (pending replicas receive what they
+    /// are about to own while they stream it); reads use [`ClusterView::ring`].
+    pub fn future_ring(&self) -> Option<Arc<Ring>> {
+        self.future.clone()
     }
 
     /// The node's entry.
@@ -180,26 +206,52 @@ impl ClusterView {
     }
 }
 
-/// The ring of the nodes whose status owns tokens.
-/// Whether `a` and `b` give the same ring: the same node ids, each with the same tokens,
-/// token-owning status and location ([`build_ring`]'s inputs).
+/// What a node is to the rings of a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RingRole {
+    /// No part of either ring.
+    None,
+    /// Owns its tokens now (`normal`, or `leaving` and about to own nothing).
+    Owner {
+        /// Leaving.
+        leaving: bool,
+    },
+    /// Joining with its tokens announced: owns them in the future ring only.
+    Pending,
+}
+
+fn role(n: &NodeView) -> RingRole {
+    match n.status {
+        Some(NodeStatus::Normal) => RingRole::Owner { leaving: false },
+        Some(NodeStatus::Leaving) => RingRole::Owner { leaving: true },
+        Some(NodeStatus::Joining) if !n.tokens.is_empty() => RingRole::Pending,
+        _ => RingRole::None,
+    }
+}
+
+/// Whether `a` and `b` give the same rings: the same node ids, each with the same tokens,
+/// ring role and location ([`build_ring`]'s inputs).
 fn same_ring_inputs(a: &BTreeMap<NodeId, NodeView>, b: &BTreeMap<NodeId, NodeView>) -> bool {
-    let owns = |n: &NodeView| n.status.is_some_and(|s| s.owns_tokens());
     a.len() == b.len()
         && a.iter().zip(b).all(|((ia, x), (ib, y))| {
             ia == ib
-                && owns(x) == owns(y)
+                && role(x) == role(y)
                 && x.location == y.location
                 && (Arc::ptr_eq(&x.tokens, &y.tokens) || x.tokens == y.tokens)
         })
 }
 
-fn build_ring(partitioner: Partitioner, nodes: &BTreeMap<NodeId, NodeView>) -> Ring {
+/// The ring of the nodes whose role `member` accepts.
+fn build_ring(
+    partitioner: Partitioner,
+    nodes: &BTreeMap<NodeId, NodeView>,
+    member: impl Fn(RingRole) -> bool,
+) -> Ring {
     let mut claimed: BTreeSet<Token> = BTreeSet::new();
     let mut members = Vec::new();
     // BTreeMap order: smaller node ids claim first, so they win a contested token.
     for n in nodes.values() {
-        if !n.status.is_some_and(|s| s.owns_tokens()) {
+        if !member(role(n)) {
             continue;
         }
         let mut tokens = Vec::with_capacity(n.tokens.len());

@@ -146,6 +146,8 @@ pub struct Coordinator {
     counters: Counters,
     /// Answers REPAIR and REPAIR_STATUS once the node set it.
     repairer: std::sync::OnceLock<Arc<crate::repair::Repairer>>,
+    /// The node's streams (STREAMS), once the node set them.
+    streams: std::sync::OnceLock<Arc<crate::stream::StreamRegistry>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -195,6 +197,7 @@ impl Coordinator {
             options,
             counters: Counters::default(),
             repairer: std::sync::OnceLock::new(),
+            streams: std::sync::OnceLock::new(),
         }
     }
 
@@ -202,6 +205,11 @@ impl Coordinator {
     /// then the local service answers them as a node without peers does.
     pub fn set_repairer(&self, repairer: Arc<crate::repair::Repairer>) {
         let _ = self.repairer.set(repairer);
+    }
+
+    /// Gives the coordinator the node's stream registry (STREAMS answers from it).
+    pub fn set_streams(&self, streams: Arc<crate::stream::StreamRegistry>) {
+        let _ = self.streams.set(streams);
     }
 
     /// The counters so far.
@@ -412,8 +420,54 @@ impl Coordinator {
                     Response::AdminHints(hint_report(&hints))
                 }))
             }
+            Request::Streams { set_throughput } if self.streams.get().is_some() => {
+                let streams = self.streams.get().cloned();
+                Route::Peers(Box::pin(async move {
+                    match streams {
+                        Some(s) => Response::AdminStreams(stream_report(&s, set_throughput)),
+                        None => Response::Error(server_error("no stream registry")),
+                    }
+                }))
+            }
             other => Route::Local(other),
         }
+    }
+}
+
+/// The STREAMS answer, after setting the cap when asked.
+fn stream_report(
+    streams: &crate::stream::StreamRegistry,
+    set_throughput: Option<u64>,
+) -> sibyl_protocol::StreamsReport {
+    if let Some(rate) = set_throughput {
+        streams.set_throughput(rate);
+        tracing::info!(bytes_per_sec = rate, "stream throughput cap set");
+    }
+    sibyl_protocol::StreamsReport {
+        throughput: streams.throughput(),
+        streams: streams
+            .snapshot()
+            .into_iter()
+            .map(|s| sibyl_protocol::StreamEntry {
+                operation: s.operation.to_owned(),
+                table: s.table,
+                range_start: s.range.start.to_string(),
+                range_end: s.range.end.to_string(),
+                peer: if s.peer.0 == 0 {
+                    String::new()
+                } else {
+                    s.peer.to_string()
+                },
+                state: s.state.name().to_owned(),
+                bytes: s.bytes,
+                cells: s.cells,
+                run_bytes: s.bytes_this_run,
+                rate: (s.bytes_this_run as u128 * 1_000_000)
+                    .checked_div(u128::from(s.running_micros))
+                    .map_or(0, |r| u64::try_from(r).unwrap_or(u64::MAX)),
+                error: s.error.unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

@@ -34,6 +34,13 @@ pub struct KeyPlacement {
     /// Healthy nodes past the preference list, clockwise: stand-ins for home replicas
     /// that are down, in the order they are chosen.
     pub stand_ins: Vec<Target>,
+    /// Pending replicas: nodes of the key's preference list in the ring after the ring
+    /// changes under way ([`ClusterView::future_ring`]) that are not home replicas now.
+    /// Writes go to them too and wait for each (Cassandra's rule: W + pending
+    /// acknowledgements among home and pending replicas), so that once the change
+    /// completes, W replicas of the new list hold every acknowledged write. Reads never
+    /// ask them.
+    pub pending: Vec<Target>,
 }
 
 impl KeyPlacement {
@@ -66,7 +73,20 @@ impl KeyPlacement {
                 .take(down)
                 .collect()
         };
-        KeyPlacement { home, stand_ins }
+        let pending = match view.future_ring() {
+            Some(future) => future
+                .preference_list(&token, &strategy)
+                .into_iter()
+                .filter(|id| !home_ids.contains(id))
+                .map(target)
+                .collect(),
+            None => Vec::new(),
+        };
+        KeyPlacement {
+            home,
+            stand_ins,
+            pending,
+        }
     }
 
     /// Whether this node is a home replica.
@@ -75,9 +95,9 @@ impl KeyPlacement {
     }
 
     /// Whether this node is the only home replica (a table of replication factor 1 whose
-    /// key this node owns): the request needs no peer.
+    /// key this node owns) and no replica is pending: the request needs no peer.
     pub fn only_local(&self) -> bool {
-        matches!(self.home.as_slice(), [t] if t.local)
+        matches!(self.home.as_slice(), [t] if t.local) && self.pending.is_empty()
     }
 
     /// Home replicas that are up.

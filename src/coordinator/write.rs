@@ -4,13 +4,15 @@
 //!    home replica in preference order (the replica family's `coordinate`); when that
 //!    replica cannot be reached before it takes the request, the next one.
 //! 2. The coordinator counts who can take the write: the alive home replicas, plus in
-//!    `sloppy` mode one stand-in per down home replica. Fewer than W: `UNAVAILABLE`,
-//!    nothing written.
+//!    `sloppy` mode one stand-in per down home replica, plus the alive pending replicas
+//!    (a node joining or taking over the key's range while it streams it). Fewer than W
+//!    (plus one per pending replica): `UNAVAILABLE`, nothing written.
 //! 3. It mints the new version at its own replica ([`Service::mint_mutation`]: the
 //!    client's context, this node's actor) and ships the exact cells minted: `apply` to
 //!    each other alive home replica, `store_hint` (naming the owner) to the stand-in of
 //!    each down one.
-//! 4. It answers once W replicas acknowledged, its own included (stand-ins count in
+//! 4. It answers once W replicas acknowledged (plus one per pending replica, pending
+//!    replicas counting like home ones), its own included (stand-ins count in
 //!    `sloppy` mode only), or `WRITE_TIMEOUT { acks, required }` when the deadline passes
 //!    first (the write may still land: its calls go on).
 //! 5. A home replica that refuses or does not answer, or a stand-in that cannot keep the
@@ -192,15 +194,21 @@ impl Coordinator {
         placement: &KeyPlacement,
     ) -> Result<ResponseMeta, ServerError> {
         bump(&self.counters.writes);
-        let (schema, c, required) = self.write_level(mutation.table(), consistency)?;
+        let (schema, c, level_required) = self.write_level(mutation.table(), consistency)?;
+        // Each pending replica adds one acknowledgement to wait for (see
+        // `KeyPlacement::pending`).
+        let pending = u32::try_from(placement.pending.len()).unwrap_or(u32::MAX);
+        let required = level_required.saturating_add(pending);
         let sloppy = c.mode == QuorumMode::Sloppy;
         let stand_ins = if sloppy { placement.stand_ins.len() } else { 0 };
-        let able = u32::try_from(placement.alive_home() + stand_ins).unwrap_or(u32::MAX);
+        let alive_pending = placement.pending.iter().filter(|t| t.alive).count();
+        let able =
+            u32::try_from(placement.alive_home() + stand_ins + alive_pending).unwrap_or(u32::MAX);
         if able < required {
             return Err(unavailable(c, required, able, &schema.name));
         }
         let mutation = if blind_causal_delete(&schema, &mutation) {
-            let level = required.min(placement.alive_home() as u32).max(1);
+            let level = level_required.min(placement.alive_home() as u32).max(1);
             self.with_read_contexts(mutation, level, c, placement)
                 .await?
         } else {
@@ -221,6 +229,23 @@ impl Coordinator {
         let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
         let mut outstanding = 0usize;
         let mut spare = placement.stand_ins.iter();
+        // A pending replica that is down gets a hint here (no stand-in: it is not a home
+        // replica yet).
+        for pending in &placement.pending {
+            outstanding += 1;
+            let (this, cells, tx, target) = (self.clone(), cells.clone(), tx.clone(), *pending);
+            let body = apply.clone();
+            tokio::spawn(async move {
+                let _shipping = InFlight::start(&this.counters.shipments_in_flight);
+                let ack = if target.alive {
+                    this.replicate(target, body, cells, deadline).await
+                } else {
+                    this.hint_here(target.id, cells).await;
+                    Ack::Missed
+                };
+                let _ = tx.send(ack);
+            });
+        }
         for home in placement.home.iter().filter(|t| !t.local) {
             outstanding += 1;
             let (this, cells, tx, home) = (self.clone(), cells.clone(), tx.clone(), *home);

@@ -54,8 +54,8 @@ pub const MAX_PREFIXES: usize = 1 << 16;
 pub const MAX_KEYS: usize = 10_000;
 /// How many bits deeper the children of a bucket are (a fan-out of 256).
 pub const CHILD_BITS: u32 = 8;
-const MAX_TABLE_LEN: usize = 255;
-const MAX_MESSAGE_LEN: usize = 1024;
+pub(crate) const MAX_TABLE_LEN: usize = 255;
+pub(crate) const MAX_MESSAGE_LEN: usize = 1024;
 
 const ROOT: u8 = 0x01;
 const CHILDREN: u8 = 0x02;
@@ -214,13 +214,13 @@ pub enum RepairResponse {
 #[non_exhaustive]
 pub enum MessageError {
     /// The first byte names no message.
-    #[error("repair message: unknown kind {kind:#04x}")]
+    #[error("peer message: unknown kind {kind:#04x}")]
     UnknownKind {
         /// The byte found.
         kind: u8,
     },
     /// The bytes break the format.
-    #[error("repair message: {reason} (at byte {offset})")]
+    #[error("peer message: {reason} (at byte {offset})")]
     Malformed {
         /// What was wrong.
         reason: &'static str,
@@ -232,14 +232,14 @@ pub enum MessageError {
     Cells(#[from] CodecError),
 }
 
-fn malformed(reason: &'static str, r: &ByteReader<'_>) -> MessageError {
+pub(crate) fn malformed(reason: &'static str, r: &ByteReader<'_>) -> MessageError {
     MessageError::Malformed {
         reason,
         offset: r.position(),
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, max: usize) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str, max: usize) {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -249,12 +249,12 @@ fn put_str(out: &mut Vec<u8>, s: &str, max: usize) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
 }
 
-fn put_range(out: &mut Vec<u8>, range: &TokenRange) {
+pub(crate) fn put_range(out: &mut Vec<u8>, range: &TokenRange) {
     for t in [range.start, range.end] {
         let b = t.to_sortable_bytes();
         out.push(b.len() as u8);
@@ -270,7 +270,7 @@ fn put_prefixes(out: &mut Vec<u8>, bits: u8, prefixes: &[u64]) {
     }
 }
 
-fn string(r: &mut ByteReader<'_>, max: usize) -> Result<String, MessageError> {
+pub(crate) fn string(r: &mut ByteReader<'_>, max: usize) -> Result<String, MessageError> {
     let n = usize::from(r.u16_be().ok_or(malformed("truncated string length", r))?);
     if n > max {
         return Err(malformed("string too long", r));
@@ -279,7 +279,7 @@ fn string(r: &mut ByteReader<'_>, max: usize) -> Result<String, MessageError> {
     String::from_utf8(b.to_vec()).map_err(|_| malformed("string is not utf-8", r))
 }
 
-fn table(r: &mut ByteReader<'_>) -> Result<String, MessageError> {
+pub(crate) fn table(r: &mut ByteReader<'_>) -> Result<String, MessageError> {
     let t = string(r, MAX_TABLE_LEN)?;
     if t.is_empty() {
         return Err(malformed("empty table name", r));
@@ -287,13 +287,13 @@ fn table(r: &mut ByteReader<'_>) -> Result<String, MessageError> {
     Ok(t)
 }
 
-fn token(r: &mut ByteReader<'_>) -> Result<Token, MessageError> {
+pub(crate) fn token(r: &mut ByteReader<'_>) -> Result<Token, MessageError> {
     let n = usize::from(r.u8().ok_or(malformed("truncated token length", r))?);
     let b = r.take(n).ok_or(malformed("truncated token", r))?;
     Token::from_sortable_bytes(b).ok_or(malformed("not a token", r))
 }
 
-fn range(r: &mut ByteReader<'_>) -> Result<TokenRange, MessageError> {
+pub(crate) fn range(r: &mut ByteReader<'_>) -> Result<TokenRange, MessageError> {
     let start = token(r)?;
     let end = token(r)?;
     if !start.same_space(&end) {
@@ -302,7 +302,11 @@ fn range(r: &mut ByteReader<'_>) -> Result<TokenRange, MessageError> {
     Ok(TokenRange { start, end })
 }
 
-fn count(r: &mut ByteReader<'_>, max: usize, min_each: usize) -> Result<usize, MessageError> {
+pub(crate) fn count(
+    r: &mut ByteReader<'_>,
+    max: usize,
+    min_each: usize,
+) -> Result<usize, MessageError> {
     let n = r.u32_be().ok_or(malformed("truncated count", r))? as usize;
     if n > max || n.saturating_mul(min_each) > r.remaining() {
         return Err(malformed("count out of bounds", r));
@@ -327,7 +331,7 @@ fn prefixes(r: &mut ByteReader<'_>, max_bits: u32) -> Result<(u8, Vec<u64>), Mes
     Ok((bits, v))
 }
 
-fn key(r: &mut ByteReader<'_>) -> Result<Vec<u8>, MessageError> {
+pub(crate) fn key(r: &mut ByteReader<'_>) -> Result<Vec<u8>, MessageError> {
     let n = r.u32_be().ok_or(malformed("truncated key length", r))? as usize;
     if n == 0 || n > MAX_RAW_KEY_LEN {
         return Err(malformed("key length out of bounds", r));
@@ -335,7 +339,7 @@ fn key(r: &mut ByteReader<'_>) -> Result<Vec<u8>, MessageError> {
     Ok(r.take(n).ok_or(malformed("truncated key", r))?.to_vec())
 }
 
-fn finish(r: &ByteReader<'_>) -> Result<(), MessageError> {
+pub(crate) fn finish(r: &ByteReader<'_>) -> Result<(), MessageError> {
     if r.is_empty() {
         Ok(())
     } else {

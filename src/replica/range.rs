@@ -130,19 +130,45 @@ impl RangeScan {
         partitioner: Partitioner,
         range: TokenRange,
     ) -> Result<RangeScan, sibyl_storage::Error> {
+        RangeScan::after(engine, table, partitioner, range, None)
+    }
+
+    /// [`RangeScan::new`] resuming in ring order after the engine key `after` (a key the
+    /// range's scan yielded before: a stream's checkpoint). `None` scans the whole range;
+    /// a key outside every span of the range scans nothing.
+    pub fn after(
+        engine: &Engine,
+        table: &str,
+        partitioner: Partitioner,
+        range: TokenRange,
+        after: Option<&[u8]>,
+    ) -> Result<RangeScan, sibyl_storage::Error> {
+        let spans = range.key_spans(partitioner);
+        // Spans are in ring order: those before the one holding `after` are done, the one
+        // holding it resumes past it, those after it are whole.
+        let holder = after.map(|k| {
+            spans
+                .iter()
+                .position(|s| {
+                    s.lower.as_deref().is_none_or(|l| l <= k)
+                        && s.upper.as_deref().is_none_or(|u| k < u)
+                })
+                .unwrap_or(spans.len())
+        });
         let mut scans = Vec::with_capacity(2);
-        for span in range.key_spans(partitioner) {
-            scans.push(engine.scan(
-                table,
-                span.lower_bound(),
-                span.upper_bound(),
-                Direction::Forward,
-            )?);
+        for (i, span) in spans.iter().enumerate() {
+            let lower = match (holder, after) {
+                (Some(h), _) if i < h => continue,
+                (Some(h), Some(k)) if i == h => Bound::Excluded(k),
+                _ => span.lower_bound(),
+            };
+            scans.push(engine.scan(table, lower, span.upper_bound(), Direction::Forward)?);
         }
         let mut it = scans.into_iter();
+        let first = it.next();
         Ok(RangeScan {
-            first: it.next(),
-            first_done: false,
+            first_done: first.is_none(),
+            first,
             second: it.next(),
         })
     }

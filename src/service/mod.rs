@@ -547,6 +547,10 @@ impl Service {
             )),
             // A node on its own keeps no hints (its coordinator answers when it has a store).
             Request::Hints => Ok(Response::AdminHints(Vec::new())),
+            // A node on its own streams nothing (its coordinator answers in a cluster).
+            Request::Streams { .. } => Ok(Response::AdminStreams(
+                sibyl_protocol::StreamsReport::default(),
+            )),
             Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
             Request::Ping => Ok(Response::Pong),
             Request::Topology => Ok(Response::Topology(self.topology())),
@@ -748,6 +752,13 @@ impl Service {
 
     fn read_tables(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TableSchema>>> {
         self.tables.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every table's schema, by name.
+    pub(crate) fn table_schemas(&self) -> Vec<Arc<TableSchema>> {
+        let mut v: Vec<Arc<TableSchema>> = self.read_tables().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// The schema of `table`, or `UnknownTable`.

@@ -6,7 +6,7 @@
 use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
-use crate::message::types::{HintOwner, RepairStatus, TableStatistics};
+use crate::message::types::{HintOwner, RepairStatus, StreamsReport, TableStatistics};
 
 impl Client {
     /// Flushes one table's memtables (every table's when `None`) to SSTables on the node
@@ -89,6 +89,15 @@ impl Client {
         match self.request(Request::Hints).await? {
             Response::AdminHints(h) => Ok(h),
             other => Err(unexpected("HINTS", other)),
+        }
+    }
+
+    /// The node's streams, after setting its incoming stream throughput cap to
+    /// `set_throughput` bytes per second when given (0 = unlimited).
+    pub async fn streams(&self, set_throughput: Option<u64>) -> Result<StreamsReport, ClientError> {
+        match self.request(Request::Streams { set_throughput }).await? {
+            Response::AdminStreams(r) => Ok(r),
+            other => Err(unexpected("STREAMS", other)),
         }
     }
 }

@@ -311,3 +311,98 @@ impl HintOwner {
         })
     }
 }
+
+/// One stream of the answering node. Wire: `string` operation (`bootstrap`), `string`
+/// table, `string` range_start, `string` range_end (the tokens of the ring range
+/// `(start, end]` in decimal), `string` peer (the node streamed from, 16 hex digits; empty
+/// before one was chosen), `string` state (`queued`, `running`, `retrying`, `done`),
+/// `u64` bytes (of keys and values applied, a resumed stream's earlier runs included),
+/// `u64` cells, `u64` run_bytes (of those, applied since the node started: what a resumed
+/// stream moved again), `u64` rate (bytes per second while running since the node
+/// started), `string` error (the last failure while `retrying`, else empty).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StreamEntry {
+    /// Why the stream runs.
+    pub operation: String,
+    /// The table.
+    pub table: String,
+    /// The range's exclusive start token.
+    pub range_start: String,
+    /// The range's inclusive end token.
+    pub range_end: String,
+    /// The node streamed from.
+    pub peer: String,
+    /// Where it stands.
+    pub state: String,
+    /// Bytes applied.
+    pub bytes: u64,
+    /// Entries applied.
+    pub cells: u64,
+    /// Bytes applied since the node started.
+    pub run_bytes: u64,
+    /// Bytes per second while running.
+    pub rate: u64,
+    /// The last failure, while retrying.
+    pub error: String,
+}
+
+impl StreamEntry {
+    /// The smallest encoding (empty strings and zeros).
+    pub(crate) const MIN_LEN: usize = 2 * 7 + 8 * 4;
+
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("operation", &self.operation)?;
+        w.string("table", &self.table)?;
+        w.string("range start", &self.range_start)?;
+        w.string("range end", &self.range_end)?;
+        w.string("peer", &self.peer)?;
+        w.string("state", &self.state)?;
+        w.u64(self.bytes);
+        w.u64(self.cells);
+        w.u64(self.run_bytes);
+        w.u64(self.rate);
+        w.string("error", &self.error)?;
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(StreamEntry {
+            operation: r.string("operation")?,
+            table: r.string("table")?,
+            range_start: r.string("range start")?,
+            range_end: r.string("range end")?,
+            peer: r.string("peer")?,
+            state: r.string("state")?,
+            bytes: r.u64("bytes")?,
+            cells: r.u64("cells")?,
+            run_bytes: r.u64("run bytes")?,
+            rate: r.u64("rate")?,
+            error: r.string("error")?,
+        })
+    }
+}
+
+/// The STREAMS answer. Wire: `u64` throughput (the node's incoming stream cap, bytes per
+/// second, 0 = unlimited), `list<stream entry>` streams (every stream since the node
+/// started, in the order they were planned).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StreamsReport {
+    /// The throughput cap, bytes per second (0 = unlimited).
+    pub throughput: u64,
+    /// The streams.
+    pub streams: Vec<StreamEntry>,
+}
+
+impl StreamsReport {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.u64(self.throughput);
+        w.list("streams", &self.streams, |w, s| s.encode(w))
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(StreamsReport {
+            throughput: r.u64("stream throughput")?,
+            streams: r.list("streams", StreamEntry::MIN_LEN, StreamEntry::decode)?,
+        })
+    }
+}

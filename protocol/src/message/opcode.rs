@@ -49,11 +49,14 @@ pub enum Opcode {
     RepairStatus = 0x36,
     /// Admin: the hints the answering node holds for other nodes, and those it dropped.
     Hints = 0x37,
+    /// Admin: the answering node's streams (ranges, peers, bytes, rate), optionally
+    /// setting its stream throughput cap first.
+    Streams = 0x38,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 19] = [
+    pub const ALL: [Opcode; 20] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -73,6 +76,7 @@ impl Opcode {
         Opcode::Repair,
         Opcode::RepairStatus,
         Opcode::Hints,
+        Opcode::Streams,
     ];
 
     /// The byte on the wire.
@@ -113,6 +117,7 @@ impl Opcode {
             Opcode::Repair => "REPAIR",
             Opcode::RepairStatus => "REPAIR_STATUS",
             Opcode::Hints => "HINTS",
+            Opcode::Streams => "STREAMS",
         }
     }
 

@@ -301,6 +301,13 @@ pub enum Request {
     /// Admin: the hints the answering node holds for other nodes, per owner, and the
     /// hints it dropped. Empty body.
     Hints,
+    /// Admin: the answering node's streams, after setting its incoming stream throughput
+    /// cap to `set_throughput` bytes per second when present (0 = unlimited). Wire:
+    /// `option<u64>` set_throughput.
+    Streams {
+        /// The new cap, bytes per second; `None` leaves it.
+        set_throughput: Option<u64>,
+    },
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -356,6 +363,7 @@ impl Request {
             Request::Repair { .. } => Opcode::Repair,
             Request::RepairStatus { .. } => Opcode::RepairStatus,
             Request::Hints => Opcode::Hints,
+            Request::Streams { .. } => Opcode::Streams,
         }
     }
 
@@ -393,6 +401,10 @@ impl Request {
             Request::RemoveNode { node_id } => w.string("node id", node_id)?,
             Request::Repair { table } => w.option(table.as_ref(), |w, t| w.string("table", t))?,
             Request::RepairStatus { id } => w.u64(*id),
+            Request::Streams { set_throughput } => w.option(set_throughput.as_ref(), |w, v| {
+                w.u64(*v);
+                Ok(())
+            })?,
             Request::Insert {
                 insert,
                 consistency,
@@ -517,6 +529,9 @@ impl Request {
                 id: r.u64("repair id")?,
             },
             Opcode::Hints => Request::Hints,
+            Opcode::Streams => Request::Streams {
+                set_throughput: r.option("stream throughput", |r| r.u64("stream throughput"))?,
+            },
         };
         r.finish(opcode.name())?;
         Ok(req)

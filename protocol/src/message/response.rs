@@ -12,7 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RepairStatus, ResponseMeta, TableOptions, TableStatistics, Topology,
+    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableOptions, TableStatistics,
+    Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -78,6 +79,8 @@ pub enum Response {
     /// To HINTS: one entry per owner with hints pending or dropped, by owner id. Wire:
     /// `list<hint owner>`.
     AdminHints(Vec<HintOwner>),
+    /// To STREAMS. Wire: streams report.
+    AdminStreams(StreamsReport),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -235,6 +238,7 @@ impl Response {
                     Opcode::Repair | Opcode::RepairStatus
                 )
                 | (Response::AdminHints(_), Opcode::Hints)
+                | (Response::AdminStreams(_), Opcode::Streams)
         )
     }
 
@@ -276,6 +280,7 @@ impl Response {
             Response::AdminDone { message } => w.string("admin message", message)?,
             Response::AdminRepair(s) => s.encode(&mut w)?,
             Response::AdminHints(owners) => w.list("hint owners", owners, |w, o| o.encode(w))?,
+            Response::AdminStreams(report) => report.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -337,6 +342,7 @@ impl Response {
                     HintOwner::MIN_LEN,
                     HintOwner::decode,
                 )?),
+                Opcode::Streams => Response::AdminStreams(StreamsReport::decode(&mut r)?),
             }
         };
         r.finish(opcode.name())?;

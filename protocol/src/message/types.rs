@@ -10,7 +10,9 @@ use bytes::Bytes;
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
 
-pub use crate::message::admin::{HintOwner, RepairState, RepairStatus, TableStatistics, TableSync};
+pub use crate::message::admin::{
+    HintOwner, RepairState, RepairStatus, StreamEntry, StreamsReport, TableStatistics, TableSync,
+};
 pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
 pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode, ReadRepair};
 pub use crate::message::table_options::{Compaction, ConflictMode, Placement, TableOptions};

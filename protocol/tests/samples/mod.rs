@@ -223,6 +223,12 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         ("repair-status", Request::RepairStatus { id: 7 }),
         ("hints", Request::Hints),
+        (
+            "streams",
+            Request::Streams {
+                set_throughput: Some(64 << 20),
+            },
+        ),
     ]
 }
 
@@ -489,6 +495,26 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                 dropped_corrupt: 0,
                 dropped_rejected: 0,
             }]),
+        ),
+        (
+            "streams",
+            Opcode::Streams,
+            Response::AdminStreams(sibyl_protocol::StreamsReport {
+                throughput: 64 << 20,
+                streams: vec![sibyl_protocol::StreamEntry {
+                    operation: "bootstrap".into(),
+                    table: "kv".into(),
+                    range_start: "-100".into(),
+                    range_end: "200".into(),
+                    peer: "00000000000000ab".into(),
+                    state: "running".into(),
+                    bytes: 1 << 20,
+                    cells: 5_000,
+                    run_bytes: 1 << 19,
+                    rate: 8 << 20,
+                    error: String::new(),
+                }],
+            }),
         ),
     ]
 }

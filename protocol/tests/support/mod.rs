@@ -380,7 +380,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Decommission
         | Request::Repair { .. }
         | Request::RepairStatus { .. }
-        | Request::Hints => Response::Error(ServerError::new(
+        | Request::Hints
+        | Request::Streams { .. } => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

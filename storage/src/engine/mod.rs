@@ -262,6 +262,12 @@ impl Engine {
         self.inner.write(batch)
     }
 
+    /// fsyncs every write applied so far to the commit log, whatever the sync mode (a
+    /// caller about to record elsewhere that those writes happened: a stream checkpoint).
+    pub fn sync(&self) -> Result<()> {
+        self.inner.log.sync_all()
+    }
+
     /// Writes one value.
     pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.inner.write_one(table, key, Some(value))

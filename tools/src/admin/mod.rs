@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
+//! - [`streams`]: the `streams` report (the node's streams and its throughput cap).
 //! - [`repair`]: the `repair` report and the tables' repair sync times as text.
 //! - [`ring`]: tokens in ring order, each token's range share, each node's ownership.
 //! - [`status`]: the `status` and `ring` tables as text.
@@ -12,4 +13,5 @@ pub mod hints;
 pub mod repair;
 pub mod ring;
 pub mod status;
+pub mod streams;
 pub mod tablestats;

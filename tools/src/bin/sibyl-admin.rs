@@ -14,6 +14,8 @@
 //!   could not be repaired (rerun to complete it). `repair --status` shows the latest
 //!   repair and each replicated table's oldest full sync.
 //! - `hints`: the hints the node asked holds for other nodes, and those it dropped.
+//! - `streams [--all]`: the node's streams (a joining node's bootstrap): range, peer,
+//!   state, bytes, rate; `setstreamthroughput MB` changes its cap until it restarts.
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::hints::render_hints;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
+use sibyl_tools::admin::streams::render_streams;
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
 
@@ -74,6 +77,19 @@ enum AdminCommand {
     /// The hints the node asked holds for other (down) nodes, per owner, and those it
     /// dropped.
     Hints,
+    /// The streams of the node asked (the ranges a joining node pulls before it owns
+    /// them): range, peer, state, bytes applied, rate. Done streams with `--all`.
+    Streams {
+        /// Also list the streams that are done.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Sets the incoming stream throughput cap of the node asked, MiB/s (0 = unlimited),
+    /// until it restarts (`--stream-throughput-mb` sets it at start).
+    Setstreamthroughput {
+        /// MiB per second (a decimal); 0 = unlimited.
+        mb_per_sec: f64,
+    },
     /// Repairs every range the node asked replicates with every other replica (of one
     /// table, or every replicated table), moving only the cells that differ.
     Repair {
@@ -165,6 +181,20 @@ fn real_main() -> Result<()> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
                 render_hints(&owners, now)
+            }
+            AdminCommand::Streams { all } => render_streams(
+                &client.streams(None).await.map_err(|e| fail("streams", e))?,
+                all,
+            ),
+            AdminCommand::Setstreamthroughput { mb_per_sec } => {
+                if !(mb_per_sec.is_finite() && mb_per_sec >= 0.0) {
+                    anyhow::bail!("setstreamthroughput: MiB/s must be a non-negative number");
+                }
+                let report = client
+                    .streams(Some((mb_per_sec * f64::from(1u32 << 20)) as u64))
+                    .await
+                    .map_err(|e| fail("setstreamthroughput", e))?;
+                render_streams(&report, false)
             }
             AdminCommand::Repair { status: true, .. } => render_repair(
                 &client

@@ -1,0 +1,573 @@
+//! Bootstrap: a joining node streams every range it gains before it owns any.
+//!
+//! 1. The node has announced its tokens as `joining`: every coordinator sends writes for
+//!    those ranges to it as a pending replica (`KeyPlacement::pending`) while it streams.
+//! 2. Once its view shows its tokens pending and its schema agrees with its peers', it
+//!    asks every live token owner whether it sees the node pending too (`sees`), until
+//!    all do (bounded by [`StreamOptions::ring_delay`], Cassandra's ring delay), then
+//!    waits [`StreamOptions::write_grace`] so that writes coordinated before they knew
+//!    have landed: from then on every write of a range it gains reaches it, so a page
+//!    read afterwards misses nothing that the node does not also receive. Then it plans
+//!    ([`super::plan`]): per table, every range it will replicate and does not now, each
+//!    with its sources. The plan goes into the `bootstrap` file ([`super::checkpoint`])
+//!    before the first page moves.
+//! 3. Range by range it pulls pages from a live source ([`super::messages`]), applies
+//!    each by merge (idempotent: a page applied twice changes nothing), fsyncs the commit
+//!    log, then records the page's last key in the file. A source that fails mid-range
+//!    hands over to the next one from the same key (the order of engine keys is the same
+//!    on every replica); when none can serve, the range is retried after a pause.
+//!    Throughput is capped by the registry's rate (`--stream-throughput-mb`).
+//! 4. When every range is done it returns; the node then announces `normal` and removes
+//!    the file. A node killed meanwhile restarts joining, with its tokens and the file,
+//!    and resumes each range after its last recorded key.
+//!
+//! What a source held for the range but had not received when its page was read arrives
+//! by the write path (the node was a pending replica from step 1), hints, read repair or
+//! anti-entropy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::checkpoint::{BootstrapFileError, BootstrapState, Progress, RangeCheckpoint};
+use super::messages::{StreamRequest, StreamResponse};
+use super::plan::gained_by_local;
+use super::progress::{StreamInfo, StreamRegistry, StreamState};
+use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
+use crate::coordinator::placement::strategy;
+use crate::net::{Family, PeerNetwork};
+use crate::replica::{RawCell, ReplicaHost};
+use crate::ring::NodeId;
+use crate::service::Service;
+
+/// How a node streams.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// Bytes of entries asked per page.
+    pub page_bytes: u32,
+    /// Deadline of each page call.
+    pub call_timeout: Duration,
+    /// Pause before a range whose sources all failed is tried again.
+    pub retry_pause: Duration,
+    /// Longest wait for the schema to agree with the peers before planning (tables
+    /// announced later reach the node by writes and repair).
+    pub schema_wait: Duration,
+    /// Longest wait for every live token owner to see the node pending before streaming
+    /// anyway (an owner that does not answer is down or partitioned; what it coordinates
+    /// without the node reaches it by hints, read repair and anti-entropy).
+    pub ring_delay: Duration,
+    /// Wait after every owner sees the node pending: a write coordinated just before has
+    /// landed on its replicas within its write timeout.
+    pub write_grace: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            page_bytes: 1 << 20,
+            call_timeout: Duration::from_secs(30),
+            retry_pause: Duration::from_secs(1),
+            schema_wait: Duration::from_secs(30),
+            ring_delay: Duration::from_secs(30),
+            write_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a bootstrap stopped before it completed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// The node is shutting down (the file keeps the progress).
+    #[error("shut down before the bootstrap completed")]
+    Shutdown,
+    /// The bootstrap file could not be read or written.
+    #[error(transparent)]
+    File(#[from] BootstrapFileError),
+    /// A local task failed.
+    #[error("local task failed: {0}")]
+    Task(String),
+}
+
+/// One page's failure (the range is resumed from another source or later).
+#[derive(Debug, thiserror::Error)]
+enum PageError {
+    #[error("peer call: {0}")]
+    Net(#[from] crate::net::NetError),
+    #[error("undecodable answer: {0}")]
+    Decode(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("apply here failed: {0}")]
+    Apply(String),
+    #[error(transparent)]
+    File(#[from] BootstrapFileError),
+}
+
+/// The joining node's bootstrap (see the module documentation).
+pub struct Bootstrap {
+    service: Arc<Service>,
+    net: Arc<dyn PeerNetwork>,
+    cluster: Arc<ClusterHandle>,
+    data_dir: PathBuf,
+    registry: Arc<StreamRegistry>,
+    opts: StreamOptions,
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrap")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polling interval while waiting for the view.
+const VIEW_POLL: Duration = Duration::from_millis(100);
+
+impl Bootstrap {
+    /// A bootstrap of the node behind `service`, its state in `data_dir`.
+    pub fn new(
+        service: Arc<Service>,
+        net: Arc<dyn PeerNetwork>,
+        cluster: Arc<ClusterHandle>,
+        data_dir: PathBuf,
+        registry: Arc<StreamRegistry>,
+        opts: StreamOptions,
+    ) -> Bootstrap {
+        Bootstrap {
+            service,
+            net,
+            cluster,
+            data_dir,
+            registry,
+            opts,
+        }
+    }
+
+    /// Streams every range the node gains (see the module documentation); returns once
+    /// all are applied, or with [`BootstrapError::Shutdown`] when `shutdown` fires first.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), BootstrapError> {
+        let mut state = self.load().await?;
+        if state.ranges.is_empty() {
+            self.wait_for_plan_view(&mut shutdown).await?;
+            self.wait_until_seen(&mut shutdown).await?;
+            let Some(view) = self.cluster.view() else {
+                return Err(BootstrapError::Shutdown);
+            };
+            let tables: Vec<_> = self
+                .service
+                .table_schemas()
+                .iter()
+                .map(|s| (s.name.clone(), s.options.clone()))
+                .collect();
+            state.ranges = gained_by_local(&view, &tables)
+                .into_iter()
+                .map(|g| RangeCheckpoint {
+                    table: g.table,
+                    range: g.range,
+                    source: NodeId(0),
+                    progress: Progress::NotBegun,
+                    bytes: 0,
+                    cells: 0,
+                })
+                .collect();
+            tracing::info!(
+                ranges = state.ranges.len(),
+                tables = tables.len(),
+                "bootstrap planned: streaming every range this node gains"
+            );
+            self.save(&state).await?;
+        } else {
+            let left = state
+                .ranges
+                .iter()
+                .filter(|r| r.progress != Progress::Done)
+                .count();
+            tracing::info!(
+                ranges = state.ranges.len(),
+                left,
+                "bootstrap resumed from its checkpoints"
+            );
+        }
+        let slots: Vec<usize> = state
+            .ranges
+            .iter()
+            .map(|r| {
+                self.registry.add(StreamInfo {
+                    operation: "bootstrap",
+                    table: r.table.clone(),
+                    range: r.range,
+                    peer: r.source,
+                    state: if r.progress == Progress::Done {
+                        StreamState::Done
+                    } else {
+                        StreamState::Queued
+                    },
+                    bytes: r.bytes,
+                    cells: r.cells,
+                    bytes_this_run: 0,
+                    running_micros: 0,
+                    error: None,
+                })
+            })
+            .collect();
+        for (i, slot) in slots.into_iter().enumerate() {
+            self.stream_range(&mut state, i, slot, &mut shutdown)
+                .await?;
+        }
+        let (bytes, cells) = state
+            .ranges
+            .iter()
+            .fold((0u64, 0u64), |(b, c), r| (b + r.bytes, c + r.cells));
+        tracing::info!(
+            ranges = state.ranges.len(),
+            bytes,
+            cells,
+            "bootstrap streamed every range"
+        );
+        Ok(())
+    }
+
+    /// Waits until the view shows this node joining with its tokens (so the future ring
+    /// holds them) and the schema agrees with the live peers (bounded by
+    /// [`StreamOptions::schema_wait`]).
+    async fn wait_for_plan_view(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Arc<ClusterView>, BootstrapError> {
+        let mut schema_deadline = None;
+        loop {
+            if *shutdown.borrow() {
+                return Err(BootstrapError::Shutdown);
+            }
+            if let Some(v) = self.cluster.view() {
+                let pending = v
+                    .node(v.local)
+                    .is_some_and(|n| n.status == Some(NodeStatus::Joining) && !n.tokens.is_empty())
+                    && v.future_ring().is_some();
+                if pending {
+                    let deadline =
+                        *schema_deadline.get_or_insert(Instant::now() + self.opts.schema_wait);
+                    if crate::node::schema_agreed(&v) || Instant::now() >= deadline {
+                        return Ok(v);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(VIEW_POLL) => {}
+            }
+        }
+    }
+
+    /// Asks every live token owner whether it sees this node pending until all do
+    /// (bounded by the ring delay), then waits the write grace.
+    async fn wait_until_seen(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
+        let deadline = Instant::now() + self.opts.ring_delay;
+        loop {
+            if *shutdown.borrow() {
+                return Err(BootstrapError::Shutdown);
+            }
+            let Some(view) = self.cluster.view() else {
+                return Err(BootstrapError::Shutdown);
+            };
+            let owners: Vec<(NodeId, std::net::SocketAddr)> = view
+                .ring()
+                .nodes()
+                .keys()
+                .filter(|&&n| n != view.local)
+                .filter_map(|&n| {
+                    let node = view.node(n)?;
+                    node.alive.then_some((n, node.peer_address?))
+                })
+                .collect();
+            let mut unaware = Vec::new();
+            for (node, addr) in owners {
+                let body = StreamRequest::Sees { node: view.local }.encode();
+                let answer = self
+                    .net
+                    .call_node(
+                        addr,
+                        node,
+                        Family::Stream,
+                        body,
+                        Instant::now() + self.opts.call_timeout,
+                    )
+                    .await;
+                let seen = answer
+                    .ok()
+                    .and_then(|b| StreamResponse::decode(&b).ok())
+                    .is_some_and(|r| r == StreamResponse::Seen { pending: true });
+                if !seen {
+                    unaware.push(node);
+                }
+            }
+            if unaware.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(?unaware, "streaming although some owners do not see this node pending yet (ring delay passed); what they coordinate meanwhile reaches it by hints, read repair and anti-entropy");
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(VIEW_POLL) => {}
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => Err(BootstrapError::Shutdown),
+            _ = tokio::time::sleep(self.opts.write_grace) => Ok(()),
+        }
+    }
+
+    /// Streams range `i` of `state` to the end, source after source.
+    async fn stream_range(
+        &self,
+        state: &mut BootstrapState,
+        i: usize,
+        slot: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
+        loop {
+            let Some(r) = state.ranges.get(i) else {
+                return Ok(());
+            };
+            if r.progress == Progress::Done {
+                self.registry.update(slot, |s| s.state = StreamState::Done);
+                return Ok(());
+            }
+            if *shutdown.borrow() {
+                return Err(BootstrapError::Shutdown);
+            }
+            let sources = self.sources(&r.table, r.range, r.source);
+            let mut last_error = None;
+            for (node, addr) in sources {
+                self.registry.update(slot, |s| {
+                    s.peer = node;
+                    s.state = StreamState::Running;
+                });
+                match self.pull_from(state, i, slot, node, addr, shutdown).await {
+                    Ok(()) => break,
+                    Err(PullStop::Shutdown) => return Err(BootstrapError::Shutdown),
+                    Err(PullStop::Failed(e)) => {
+                        tracing::warn!(%node, error = %e, "stream page failed; trying another source");
+                        last_error = Some(e.to_string());
+                    }
+                }
+            }
+            if state
+                .ranges
+                .get(i)
+                .is_some_and(|r| r.progress == Progress::Done)
+            {
+                continue;
+            }
+            let why = last_error.unwrap_or_else(|| "no live source".to_owned());
+            self.registry.update(slot, |s| {
+                s.state = StreamState::Retrying;
+                s.error = Some(why.clone());
+            });
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(self.opts.retry_pause) => {}
+            }
+        }
+    }
+
+    /// The live sources of `range` of `table`, as the current ring places it: the one the
+    /// range was last streamed from first (it holds the keys in the same order, and its
+    /// pages are warm), then those that lose the range, then the others.
+    fn sources(
+        &self,
+        table: &str,
+        range: crate::replica::TokenRange,
+        last: NodeId,
+    ) -> Vec<(NodeId, std::net::SocketAddr)> {
+        let (Some(view), Ok(schema)) = (self.cluster.view(), self.service.schema(table)) else {
+            return Vec::new();
+        };
+        let strategy = strategy(&schema.options);
+        let before = view.ring().preference_list(&range.end, &strategy);
+        let after = view
+            .future_ring()
+            .map(|f| f.preference_list(&range.end, &strategy))
+            .unwrap_or_default();
+        let mut order: Vec<NodeId> = Vec::new();
+        if before.contains(&last) {
+            order.push(last);
+        }
+        order.extend(before.iter().filter(|n| !after.contains(n)));
+        order.extend(before.iter().filter(|n| after.contains(n)));
+        let mut seen = std::collections::BTreeSet::new();
+        order
+            .into_iter()
+            .filter(|n| *n != view.local && seen.insert(*n))
+            .filter_map(|n| {
+                let node = view.node(n)?;
+                node.alive.then_some((n, node.peer_address?))
+            })
+            .collect()
+    }
+
+    /// Pulls range `i` from `node` until done.
+    async fn pull_from(
+        &self,
+        state: &mut BootstrapState,
+        i: usize,
+        slot: usize,
+        node: NodeId,
+        addr: std::net::SocketAddr,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PullStop> {
+        loop {
+            if *shutdown.borrow() {
+                return Err(PullStop::Shutdown);
+            }
+            let Some(r) = state.ranges.get(i) else {
+                return Ok(());
+            };
+            let after = match &r.progress {
+                Progress::Done => return Ok(()),
+                Progress::NotBegun => None,
+                Progress::After(k) => Some(k.clone()),
+            };
+            let started = Instant::now();
+            let request = StreamRequest::Page {
+                table: r.table.clone(),
+                range: r.range,
+                after,
+                max_bytes: self.opts.page_bytes,
+            };
+            let answer = self
+                .net
+                .call_node(
+                    addr,
+                    node,
+                    Family::Stream,
+                    request.encode(),
+                    started + self.opts.call_timeout,
+                )
+                .await
+                .map_err(|e| PullStop::Failed(e.into()))?;
+            let (more, cells) = match StreamResponse::decode(&answer) {
+                Ok(StreamResponse::Entries { more, cells }) => (more, cells),
+                Ok(StreamResponse::Error { code, message }) => {
+                    return Err(PullStop::Failed(PageError::Refused(format!(
+                        "{code:?}: {message}"
+                    ))))
+                }
+                Ok(other) => {
+                    return Err(PullStop::Failed(PageError::Decode(format!(
+                        "unexpected answer {other:?}"
+                    ))))
+                }
+                Err(e) => return Err(PullStop::Failed(PageError::Decode(e.to_string()))),
+            };
+            let page_bytes: u64 = cells
+                .iter()
+                .map(|c| (c.key.len() + c.value.len()) as u64)
+                .sum();
+            let page_cells = cells.len() as u64;
+            let last_key = cells.last().map(|c| c.key.clone());
+            self.apply(cells).await.map_err(PullStop::Failed)?;
+            let mut next = state.clone();
+            if let Some(r) = next.ranges.get_mut(i) {
+                r.source = node;
+                r.bytes += page_bytes;
+                r.cells += page_cells;
+                r.progress = match (more, last_key) {
+                    (false, _) => Progress::Done,
+                    (true, Some(k)) => Progress::After(k),
+                    // A page with nothing that says more: the source's budget is broken;
+                    // ask again from the same place.
+                    (true, None) => r.progress.clone(),
+                };
+            }
+            self.save(&next)
+                .await
+                .map_err(|e| PullStop::Failed(e.into()))?;
+            *state = next;
+            let elapsed = started.elapsed();
+            self.registry.update(slot, |s| {
+                s.bytes += page_bytes;
+                s.cells += page_cells;
+                s.bytes_this_run += page_bytes;
+                s.running_micros += elapsed.as_micros() as u64;
+                s.error = None;
+                if !more {
+                    s.state = StreamState::Done;
+                }
+            });
+            self.throttle(page_bytes, elapsed, shutdown).await;
+        }
+    }
+
+    /// Sleeps so that `bytes` moved in `elapsed` stay within the throughput cap.
+    async fn throttle(&self, bytes: u64, elapsed: Duration, shutdown: &mut watch::Receiver<bool>) {
+        let rate = self.registry.throughput();
+        if rate == 0 || bytes == 0 {
+            return;
+        }
+        let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(wait) = budget.checked_sub(elapsed) {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Applies a page by merge and makes it durable (the checkpoint after it must never
+    /// name a key whose page a crash could lose).
+    async fn apply(&self, cells: Vec<RawCell>) -> Result<(), PageError> {
+        let service = self.service.clone();
+        tokio::task::spawn_blocking(move || {
+            if !cells.is_empty() {
+                service
+                    .replica()
+                    .apply(&cells, |t| service.conflict_mode(t))
+                    .map_err(|e| PageError::Apply(e.to_string()))?;
+            }
+            service
+                .replica()
+                .engine()
+                .sync()
+                .map_err(|e| PageError::Apply(e.to_string()))
+        })
+        .await
+        .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
+    }
+
+    async fn load(&self) -> Result<BootstrapState, BootstrapError> {
+        let dir = self.data_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || BootstrapState::load(&dir))
+            .await
+            .map_err(|e| BootstrapError::Task(e.to_string()))??;
+        Ok(loaded.unwrap_or_default())
+    }
+
+    async fn save(&self, state: &BootstrapState) -> Result<(), BootstrapFileError> {
+        let (dir, state) = (self.data_dir.clone(), state.clone());
+        match tokio::task::spawn_blocking(move || state.save(&dir)).await {
+            Ok(r) => r,
+            Err(e) => Err(BootstrapFileError::Io {
+                path: self.data_dir.join(super::checkpoint::BOOTSTRAP_FILE),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+}
+
+/// Why a pull from one source stopped.
+#[derive(Debug)]
+enum PullStop {
+    Shutdown,
+    Failed(PageError),
+}

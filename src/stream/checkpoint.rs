@@ -1,0 +1,287 @@
+//! [`BootstrapState`]: how far a joining node has streamed each range it gains, in the
+//! file `bootstrap` of the data directory (spec: `doc/node-files.md`). The file exists
+//! from the moment the node chooses its tokens until every range is streamed: a node
+//! restarted with saved tokens and this file is still joining, and resumes each range
+//! after the last key it applied (never from the start of a range it finished or began).
+//!
+//! # Format (version 1)
+//! ```text
+//! file    = magic version count:u32be entry{count} crc
+//! magic   = "SBST"                           (4 bytes)
+//! version = 0x01
+//! entry   = table:str range source:u64be state bytes:u64be cells:u64be
+//! str     = len:u16be utf8{len}
+//! range   = start:token end:token            (start, end]
+//! token   = len:u8 sortable:byte{len}        8 bytes murmur3, 16 md5
+//! state   = 0x00 (not begun) | 0x01 after:bytes (resume after this engine key)
+//!         | 0x02 (done)
+//! bytes   = len:u32be byte{len}
+//! crc     = CRC-32 (IEEE) of magic..entries, u32be
+//! ```
+//! `source` is the node the range was last streamed from (0 before the first page),
+//! `bytes` and `cells` what was applied so far. A node with the file and no plan yet
+//! (count 0) computes its plan once it sees the ring with its tokens pending.
+//!
+//! Writes are atomic ([`sibyl_storage::atomic_file`]: write, fsync, rename, fsync the
+//! directory) after each applied page, so a checkpoint never names a key whose page is
+//! not in the commit log (the apply precedes it); decoding never panics.
+
+use std::path::{Path, PathBuf};
+
+use sibyl_coding::ByteReader;
+use sibyl_storage::atomic_file::{read_if_exists, write_atomically};
+
+use crate::repair::messages::{key, put_bytes, put_range, put_str, range, table, MAX_TABLE_LEN};
+use crate::replica::TokenRange;
+use crate::ring::NodeId;
+
+/// File name in the data directory.
+pub const BOOTSTRAP_FILE: &str = "bootstrap";
+const MAGIC: [u8; 4] = *b"SBST";
+const VERSION: u8 = 1;
+const CRC_LEN: usize = 4;
+
+/// Where one range's stream stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// No page applied yet.
+    NotBegun,
+    /// Pages applied up to this engine key (the next page starts after it).
+    After(Vec<u8>),
+    /// Every page applied.
+    Done,
+}
+
+/// One range a joining node gains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeCheckpoint {
+    /// The table.
+    pub table: String,
+    /// The ring range.
+    pub range: TokenRange,
+    /// The node it was last streamed from (`NodeId(0)` before the first page).
+    pub source: NodeId,
+    /// How far it is.
+    pub progress: Progress,
+    /// Bytes of keys and values applied.
+    pub bytes: u64,
+    /// Entries applied.
+    pub cells: u64,
+}
+
+/// The bootstrap file's content (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootstrapState {
+    /// Every range gained, once planned (empty before).
+    pub ranges: Vec<RangeCheckpoint>,
+}
+
+/// Why the bootstrap file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapFileError {
+    /// Reading, writing or removing failed.
+    #[error("bootstrap file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is damaged.
+    #[error("bootstrap file {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl BootstrapState {
+    /// Reads the file in `dir`; `None` when there is none (the node is not joining).
+    pub fn load(dir: &Path) -> Result<Option<BootstrapState>, BootstrapFileError> {
+        let path = dir.join(BOOTSTRAP_FILE);
+        let bytes =
+            read_if_exists(dir, BOOTSTRAP_FILE).map_err(|source| BootstrapFileError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match bytes {
+            None => Ok(None),
+            Some(b) => BootstrapState::decode(&b)
+                .map(Some)
+                .map_err(|reason| BootstrapFileError::Corrupt { path, reason }),
+        }
+    }
+
+    /// Writes the file in `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), BootstrapFileError> {
+        write_atomically(dir, BOOTSTRAP_FILE, &self.encode()).map_err(|source| {
+            BootstrapFileError::Io {
+                path: dir.join(BOOTSTRAP_FILE),
+                source,
+            }
+        })
+    }
+
+    /// Removes the file from `dir` (the bootstrap completed), syncing the directory.
+    pub fn remove(dir: &Path) -> Result<(), BootstrapFileError> {
+        let path = dir.join(BOOTSTRAP_FILE);
+        let io = |source| BootstrapFileError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC);
+        b.push(VERSION);
+        b.extend_from_slice(&(self.ranges.len() as u32).to_be_bytes());
+        for r in &self.ranges {
+            put_str(&mut b, &r.table, MAX_TABLE_LEN);
+            put_range(&mut b, &r.range);
+            b.extend_from_slice(&r.source.0.to_be_bytes());
+            match &r.progress {
+                Progress::NotBegun => b.push(0),
+                Progress::After(k) => {
+                    b.push(1);
+                    put_bytes(&mut b, k);
+                }
+                Progress::Done => b.push(2),
+            }
+            b.extend_from_slice(&r.bytes.to_be_bytes());
+            b.extend_from_slice(&r.cells.to_be_bytes());
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Decodes [`BootstrapState::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<BootstrapState, String> {
+        let body_len = bytes.len().checked_sub(CRC_LEN).ok_or("too short")?;
+        let (body, crc) = bytes.split_at(body_len);
+        let crc: [u8; 4] = crc.try_into().map_err(|_| "too short")?;
+        if crc32fast::hash(body) != u32::from_be_bytes(crc) {
+            return Err("checksum mismatch".into());
+        }
+        let mut r = ByteReader::new(body);
+        if r.take(4) != Some(&MAGIC[..]) {
+            return Err("bad magic".into());
+        }
+        if r.u8() != Some(VERSION) {
+            return Err("unknown version".into());
+        }
+        let count = r.u32_be().ok_or("truncated count")? as usize;
+        let mut ranges = Vec::with_capacity(count.min(r.remaining()));
+        for _ in 0..count {
+            let table = table(&mut r).map_err(|e| e.to_string())?;
+            let range = range(&mut r).map_err(|e| e.to_string())?;
+            let source = NodeId(r.u64_be().ok_or("truncated source")?);
+            let progress = match r.u8().ok_or("truncated state")? {
+                0 => Progress::NotBegun,
+                1 => Progress::After(key(&mut r).map_err(|e| e.to_string())?),
+                2 => Progress::Done,
+                _ => return Err("unknown range state".into()),
+            };
+            let bytes = r.u64_be().ok_or("truncated byte count")?;
+            let cells = r.u64_be().ok_or("truncated cell count")?;
+            ranges.push(RangeCheckpoint {
+                table,
+                range,
+                source,
+                progress,
+                bytes,
+                cells,
+            });
+        }
+        if !r.is_empty() {
+            return Err("trailing bytes".into());
+        }
+        Ok(BootstrapState { ranges })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Token;
+
+    fn state() -> BootstrapState {
+        let r = |s, e| TokenRange {
+            start: Token::Murmur3(s),
+            end: Token::Murmur3(e),
+        };
+        BootstrapState {
+            ranges: vec![
+                RangeCheckpoint {
+                    table: "kv".into(),
+                    range: r(-9, 4),
+                    source: NodeId(0),
+                    progress: Progress::NotBegun,
+                    bytes: 0,
+                    cells: 0,
+                },
+                RangeCheckpoint {
+                    table: "kv".into(),
+                    range: r(4, -9),
+                    source: NodeId(77),
+                    progress: Progress::After(vec![1, 2, 3]),
+                    bytes: 1234,
+                    cells: 5,
+                },
+                RangeCheckpoint {
+                    table: "other".into(),
+                    range: r(4, 8),
+                    source: NodeId(78),
+                    progress: Progress::Done,
+                    bytes: 10,
+                    cells: 1,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn bootstrap_file_round_trips_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(BootstrapState::load(dir.path()).unwrap(), None);
+        let s = state();
+        s.save(dir.path()).unwrap();
+        assert_eq!(BootstrapState::load(dir.path()).unwrap(), Some(s));
+        BootstrapState::remove(dir.path()).unwrap();
+        assert_eq!(BootstrapState::load(dir.path()).unwrap(), None);
+        BootstrapState::remove(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn bootstrap_file_refuses_any_flipped_byte_or_truncation() {
+        let b = state().encode();
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x40;
+            assert!(BootstrapState::decode(&c).is_err(), "byte {i} flipped");
+        }
+        for n in 0..b.len() {
+            assert!(BootstrapState::decode(&b[..n]).is_err(), "{n} bytes");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(BOOTSTRAP_FILE), &b[..b.len() - 1]).unwrap();
+        assert!(matches!(
+            BootstrapState::load(dir.path()),
+            Err(BootstrapFileError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,337 @@
+//! The stream family's peer messages (spec: `doc/peer-messages.md`, "Stream family"): a
+//! node that gains a token range pulls it from a current replica a page at a time, in
+//! ring order, each page starting after the last key of the one before. The receiver
+//! drives (and checkpoints), so a stream cut by a crash of either side resumes from the
+//! last key applied. Rides the bulk lane.
+//!
+//! # Format (all integers big-endian; `cells` is `crate::replica::codec`'s raw cell list)
+//! ```text
+//! request  = page | sees
+//! sees     = 0x02 node:u64         does the receiver's view show `node` joining with
+//!                                  its tokens (a pending replica of the ranges it gains)?
+//! page     = 0x01 table:str range after max_bytes:u32
+//!                                  the stored entries of the range in ring order,
+//!                                  starting after `after`, about `max_bytes` of them
+//! after    = 0x00 (from the range's start) | 0x01 key:bytes (after this engine key)
+//! range    = start:token end:token the ring range (start, end]
+//! token    = len:u8 sortable:byte{len}
+//! response = entries | seen | error
+//! entries  = 0x81 more:u8 cells    more = 1 when the range goes on after the last cell
+//! seen     = 0x82 pending:u8       1 when it does
+//! error    = 0xFF code:u8 message:str
+//! str      = len:u16 utf8{len}
+//! bytes    = len:u32 byte{len}
+//! ```
+//! A page holds at least one entry when the range has one after `after` (an entry larger
+//! than `max_bytes` travels alone), and at most [`MAX_PAGE_BYTES`] of keys and values
+//! otherwise; `more = 0` ends the range. Error codes ([`StreamErrorCode`]): 1 unknown
+//! table (the schema has not reached the source yet: retry later), 3 storage failure at
+//! the source (try another replica), 4 invalid request.
+//!
+//! Decoding never panics and allocates no more than the input holds.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+use bytes::Bytes;
+use sibyl_coding::ByteReader;
+
+use crate::repair::messages::{
+    finish, key, malformed, put_bytes, put_range, put_str, range, string, table, MessageError,
+    MAX_MESSAGE_LEN, MAX_TABLE_LEN,
+};
+use crate::replica::codec::{decode_raw_cells, encode_raw_cells};
+use crate::replica::{RawCell, TokenRange};
+
+/// Largest page a source answers, whatever the request asks (the bulk lane's frames
+/// stay well under the peer network's frame cap).
+pub const MAX_PAGE_BYTES: u32 = 4 << 20;
+
+const PAGE: u8 = 0x01;
+const SEES: u8 = 0x02;
+const ENTRIES: u8 = 0x81;
+const SEEN: u8 = 0x82;
+const ERROR: u8 = 0xFF;
+
+/// A request to a peer's stream handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRequest {
+    /// The next page of a range.
+    Page {
+        /// The table.
+        table: String,
+        /// The ring range.
+        range: TokenRange,
+        /// Start after this engine key (`None`: from the range's start).
+        after: Option<Vec<u8>>,
+        /// About how many bytes of entries to answer (capped at [`MAX_PAGE_BYTES`]).
+        max_bytes: u32,
+    },
+    /// Whether the receiver sees `node` as a pending replica (joining, tokens announced):
+    /// a joining node streams only once every owner does, so that no write to a range it
+    /// gains is coordinated without it after its page was read.
+    Sees {
+        /// The joining node.
+        node: crate::ring::NodeId,
+    },
+}
+
+/// Why a stream request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamErrorCode {
+    /// The table is not in the source's schema.
+    UnknownTable,
+    /// The source's storage failed.
+    Storage,
+    /// The request is malformed.
+    Invalid,
+}
+
+impl StreamErrorCode {
+    fn code(self) -> u8 {
+        match self {
+            StreamErrorCode::UnknownTable => 1,
+            StreamErrorCode::Storage => 3,
+            StreamErrorCode::Invalid => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<StreamErrorCode> {
+        Some(match c {
+            1 => StreamErrorCode::UnknownTable,
+            3 => StreamErrorCode::Storage,
+            4 => StreamErrorCode::Invalid,
+            _ => return None,
+        })
+    }
+}
+
+/// A stream handler's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamResponse {
+    /// A page of entries, in ring order.
+    Entries {
+        /// The range goes on after the last one.
+        more: bool,
+        /// The stored entries.
+        cells: Vec<RawCell>,
+    },
+    /// `Sees`.
+    Seen {
+        /// The node is pending in the receiver's view.
+        pending: bool,
+    },
+    /// Refused.
+    Error {
+        /// Why.
+        code: StreamErrorCode,
+        /// For people.
+        message: String,
+    },
+}
+
+impl StreamRequest {
+    /// The encoded request.
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self {
+            StreamRequest::Page {
+                table,
+                range,
+                after,
+                max_bytes,
+            } => {
+                out.push(PAGE);
+                put_str(&mut out, table, MAX_TABLE_LEN);
+                put_range(&mut out, range);
+                match after {
+                    None => out.push(0),
+                    Some(k) => {
+                        out.push(1);
+                        put_bytes(&mut out, k);
+                    }
+                }
+                out.extend_from_slice(&max_bytes.to_be_bytes());
+            }
+            StreamRequest::Sees { node } => {
+                out.push(SEES);
+                out.extend_from_slice(&node.0.to_be_bytes());
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Decodes a request.
+    pub fn decode(bytes: &[u8]) -> Result<StreamRequest, MessageError> {
+        let mut r = ByteReader::new(bytes);
+        let kind = r.u8().ok_or(malformed("empty message", &r))?;
+        let request = match kind {
+            PAGE => {
+                let table = table(&mut r)?;
+                let range = range(&mut r)?;
+                let after = match r.u8().ok_or(malformed("truncated start", &r))? {
+                    0 => None,
+                    1 => Some(key(&mut r)?),
+                    _ => return Err(malformed("unknown start kind", &r)),
+                };
+                let max_bytes = r.u32_be().ok_or(malformed("truncated page size", &r))?;
+                StreamRequest::Page {
+                    table,
+                    range,
+                    after,
+                    max_bytes,
+                }
+            }
+            SEES => StreamRequest::Sees {
+                node: crate::ring::NodeId(r.u64_be().ok_or(malformed("truncated node", &r))?),
+            },
+            kind => return Err(MessageError::UnknownKind { kind }),
+        };
+        finish(&r)?;
+        Ok(request)
+    }
+}
+
+impl StreamResponse {
+    /// The encoded response.
+    pub fn encode(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self {
+            StreamResponse::Entries { more, cells } => {
+                out.push(ENTRIES);
+                out.push(u8::from(*more));
+                encode_raw_cells(cells, &mut out);
+            }
+            StreamResponse::Seen { pending } => {
+                out.push(SEEN);
+                out.push(u8::from(*pending));
+            }
+            StreamResponse::Error { code, message } => {
+                out.push(ERROR);
+                out.push(code.code());
+                put_str(&mut out, message, MAX_MESSAGE_LEN);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Decodes a response.
+    pub fn decode(bytes: &[u8]) -> Result<StreamResponse, MessageError> {
+        let mut r = ByteReader::new(bytes);
+        let kind = r.u8().ok_or(malformed("empty message", &r))?;
+        match kind {
+            ENTRIES => {
+                let more = match r.u8().ok_or(malformed("truncated more flag", &r))? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(malformed("more flag is neither 0 nor 1", &r)),
+                };
+                let cells = decode_raw_cells(r.rest())?;
+                Ok(StreamResponse::Entries { more, cells })
+            }
+            SEEN => {
+                let pending = match r.u8().ok_or(malformed("truncated flag", &r))? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(malformed("pending flag is neither 0 nor 1", &r)),
+                };
+                finish(&r)?;
+                Ok(StreamResponse::Seen { pending })
+            }
+            ERROR => {
+                let code = r.u8().ok_or(malformed("truncated error code", &r))?;
+                let code =
+                    StreamErrorCode::from_code(code).ok_or(malformed("unknown error code", &r))?;
+                let message = string(&mut r, MAX_MESSAGE_LEN)?;
+                finish(&r)?;
+                Ok(StreamResponse::Error { code, message })
+            }
+            kind => Err(MessageError::UnknownKind { kind }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Token;
+
+    fn range() -> TokenRange {
+        TokenRange {
+            start: Token::Murmur3(-5),
+            end: Token::Murmur3(9),
+        }
+    }
+
+    #[test]
+    fn stream_messages_round_trip() {
+        for after in [None, Some(vec![1, 2, 3])] {
+            let r = StreamRequest::Page {
+                table: "kv".into(),
+                range: range(),
+                after,
+                max_bytes: 1 << 20,
+            };
+            assert_eq!(StreamRequest::decode(&r.encode()).unwrap(), r);
+        }
+        let cells = vec![RawCell {
+            table: "kv".into(),
+            key: vec![9; 12],
+            value: vec![7; 30],
+        }];
+        for more in [false, true] {
+            let a = StreamResponse::Entries {
+                more,
+                cells: cells.clone(),
+            };
+            assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
+        }
+        let q = StreamRequest::Sees {
+            node: crate::ring::NodeId(0xab),
+        };
+        assert_eq!(StreamRequest::decode(&q.encode()).unwrap(), q);
+        for pending in [false, true] {
+            let a = StreamResponse::Seen { pending };
+            assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
+        }
+        let e = StreamResponse::Error {
+            code: StreamErrorCode::UnknownTable,
+            message: "no table".into(),
+        };
+        assert_eq!(StreamResponse::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn stream_messages_refuse_every_truncation_and_trailing_bytes() {
+        let r = StreamRequest::Page {
+            table: "kv".into(),
+            range: range(),
+            after: Some(vec![4; 8]),
+            max_bytes: 99,
+        }
+        .encode();
+        for n in 0..r.len() {
+            assert!(
+                StreamRequest::decode(&r[..n]).is_err(),
+                "prefix of {n} bytes"
+            );
+        }
+        let mut long = r.to_vec();
+        long.push(0);
+        assert!(StreamRequest::decode(&long).is_err());
+        let a = StreamResponse::Entries {
+            more: true,
+            cells: vec![],
+        }
+        .encode();
+        for n in 0..a.len() {
+            assert!(
+                StreamResponse::decode(&a[..n]).is_err(),
+                "prefix of {n} bytes"
+            );
+        }
+        assert!(StreamRequest::decode(&[0x7f]).is_err());
+        assert!(
+            StreamResponse::decode(&[0x81, 2, 1, 0]).is_err(),
+            "bad more flag"
+        );
+    }
+}

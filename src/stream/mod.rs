@@ -1,0 +1,27 @@
+//! Streaming: token ranges follow the ring. A node that gains ranges pulls each one from
+//! a current replica, a page at a time in ring order, applies it by merge and records how
+//! far it got, so a stream cut by a crash of either side resumes where it stopped.
+//!
+//! # Layout
+//! - [`messages`]: the stream family's peer messages and their codec.
+//! - [`peer`]: [`StreamHandler`], which answers pages of a range from this replica.
+//! - [`plan`]: which ranges a ring change moves to a node, and their sources.
+//! - [`checkpoint`]: [`BootstrapState`], the `bootstrap` file of a joining node.
+//! - [`bootstrap`]: [`Bootstrap`], the joining node's streams, run before it owns a range.
+//! - [`progress`]: [`StreamRegistry`], what the streams are doing and their rate cap.
+//!
+//! Still to come (the elasticity work continues): decommission and removenode streams,
+//! `cleanup` of ranges a node no longer replicates, rebalance and replace.
+
+pub mod bootstrap;
+pub mod checkpoint;
+pub mod messages;
+pub mod peer;
+pub mod plan;
+pub mod progress;
+
+pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
+pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
+pub use messages::{StreamRequest, StreamResponse};
+pub use peer::StreamHandler;
+pub use progress::{StreamInfo, StreamRegistry, StreamState};

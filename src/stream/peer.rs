@@ -1,0 +1,157 @@
+//! The stream family's sending side: [`StreamHandler`] answers a page of a token range
+//! from this node's replica (a scan from the page's start, stopped at the byte budget),
+//! and tells a joining node whether this node's view shows it pending.
+//! Registered for [`Family::Stream`] by the node; engine work runs where
+//! [`ReplicaExecution`] says.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::messages::{StreamErrorCode, StreamRequest, StreamResponse, MAX_PAGE_BYTES};
+use crate::cluster::{ClusterHandle, NodeStatus};
+use crate::net::{BoxFuture, Family, HandlerError, PeerHandler, PeerInfo};
+use crate::replica::{RangeScan, RawCell, ReplicaExecution, ReplicaHost};
+
+/// Answers [`Family::Stream`] requests from `host`'s replica.
+pub struct StreamHandler<H> {
+    host: Arc<H>,
+    cluster: Arc<ClusterHandle>,
+    execution: ReplicaExecution,
+}
+
+impl<H> std::fmt::Debug for StreamHandler<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHandler")
+            .field("execution", &self.execution)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: ReplicaHost> StreamHandler<H> {
+    /// A handler over `host`, answering `sees` from `cluster`'s view.
+    pub fn new(
+        host: Arc<H>,
+        cluster: Arc<ClusterHandle>,
+        execution: ReplicaExecution,
+    ) -> StreamHandler<H> {
+        StreamHandler {
+            host,
+            cluster,
+            execution,
+        }
+    }
+
+    /// The family this handler serves.
+    pub const FAMILY: Family = Family::Stream;
+}
+
+impl<H: ReplicaHost> PeerHandler for StreamHandler<H> {
+    fn request(
+        &self,
+        from: PeerInfo,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, HandlerError>> {
+        let request = match StreamRequest::decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(from = %from.addr, error = %e, "undecodable stream request");
+                return Box::pin(async move { Err(HandlerError::new(e.to_string())) });
+            }
+        };
+        if let StreamRequest::Sees { node } = request {
+            let pending = self.cluster.view().is_some_and(|v| {
+                v.node(node)
+                    .is_some_and(|n| n.status == Some(NodeStatus::Joining) && !n.tokens.is_empty())
+            });
+            let answer = StreamResponse::Seen { pending }.encode();
+            return Box::pin(async move { Ok(answer) });
+        }
+        let host = self.host.clone();
+        match self.execution {
+            ReplicaExecution::Inline => {
+                let answer = answer(&*host, request).encode();
+                Box::pin(async move { Ok(answer) })
+            }
+            ReplicaExecution::Blocking => Box::pin(async move {
+                tokio::task::spawn_blocking(move || answer(&*host, request).encode())
+                    .await
+                    .map_err(|e| HandlerError::new(format!("stream task failed: {e}")))
+            }),
+        }
+    }
+
+    fn message(&self, from: PeerInfo, _body: Bytes) -> BoxFuture<'static, ()> {
+        tracing::warn!(from = %from.addr, "stream family takes requests only; one-way message dropped");
+        Box::pin(async {})
+    }
+}
+
+/// The answer of `host` to `request` (blocking: an engine scan).
+pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> StreamResponse {
+    let StreamRequest::Page {
+        table,
+        range,
+        after,
+        max_bytes,
+    } = request
+    else {
+        return StreamResponse::Error {
+            code: StreamErrorCode::Invalid,
+            message: "not a page request".into(),
+        };
+    };
+    let Some(mode) = host.conflict_mode(&table) else {
+        return StreamResponse::Error {
+            code: StreamErrorCode::UnknownTable,
+            message: format!("no table {table:?} here"),
+        };
+    };
+    let replica = host.replica();
+    if !range.start.same_space(&replica.partitioner().min_token()) {
+        return StreamResponse::Error {
+            code: StreamErrorCode::Invalid,
+            message: "range of another partitioner".into(),
+        };
+    }
+    let budget = max_bytes.clamp(1, MAX_PAGE_BYTES) as usize;
+    let page = || -> Result<(bool, Vec<RawCell>), sibyl_storage::Error> {
+        let mut scan = RangeScan::after(
+            replica.engine(),
+            &table,
+            replica.partitioner(),
+            range,
+            after.as_deref(),
+        )?;
+        let mut cells = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((key, value)) = scan.next_entry()? {
+            if bytes >= budget {
+                return Ok((true, cells));
+            }
+            bytes += key.len() + value.len();
+            let cell = RawCell {
+                table: table.clone(),
+                key: key.to_vec(),
+                value: value.to_vec(),
+            };
+            // A stored value the receiver's apply would refuse (undecodable on this disk)
+            // would refuse the whole page there: it stays behind, logged.
+            match replica.check_cell(cells.len(), &cell, mode) {
+                Ok(()) => cells.push(cell),
+                Err(e) => tracing::error!(error = %e, table, "stream skips an invalid stored cell"),
+            }
+        }
+        Ok((false, cells))
+    };
+    match page() {
+        Ok((more, cells)) => StreamResponse::Entries { more, cells },
+        Err(e) => {
+            tracing::error!(error = %e, table, "stream page failed in storage");
+            StreamResponse::Error {
+                code: StreamErrorCode::Storage,
+                message: e.to_string(),
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! [`StreamRegistry`]: what the node's streams are doing, for `sibyl-admin streams`, and
+//! the node's stream throughput cap, changeable at run time
+//! (`sibyl-admin setstreamthroughput`).
+//!
+//! Threading: shared in an `Arc`; every method takes a short lock or an atomic.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::replica::TokenRange;
+use crate::ring::NodeId;
+
+/// Where one stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// Waiting for its turn.
+    Queued,
+    /// Pages are moving.
+    Running,
+    /// Every page applied.
+    Done,
+    /// The last attempt failed; it is retried.
+    Retrying,
+}
+
+impl StreamState {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamState::Queued => "queued",
+            StreamState::Running => "running",
+            StreamState::Done => "done",
+            StreamState::Retrying => "retrying",
+        }
+    }
+}
+
+/// One stream, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Why it runs (`bootstrap`).
+    pub operation: &'static str,
+    /// The table.
+    pub table: String,
+    /// The ring range.
+    pub range: TokenRange,
+    /// The node it streams from (`NodeId(0)` before a source was chosen).
+    pub peer: NodeId,
+    /// Where it stands.
+    pub state: StreamState,
+    /// Bytes of keys and values applied (a resumed stream counts what it applied before
+    /// the restart too).
+    pub bytes: u64,
+    /// Entries applied.
+    pub cells: u64,
+    /// Bytes applied since this process started it (for the rate).
+    pub bytes_this_run: u64,
+    /// Microseconds spent running since this process started it.
+    pub running_micros: u64,
+    /// The last error, while retrying.
+    pub error: Option<String>,
+}
+
+/// The node's streams (see the module documentation).
+#[derive(Debug)]
+pub struct StreamRegistry {
+    streams: Mutex<Vec<StreamInfo>>,
+    /// Bytes per second; 0 = unlimited.
+    throughput: AtomicU64,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StreamRegistry {
+    /// An empty registry capped at `throughput` bytes per second (0 = unlimited).
+    pub fn new(throughput: u64) -> StreamRegistry {
+        StreamRegistry {
+            streams: Mutex::new(Vec::new()),
+            throughput: AtomicU64::new(throughput),
+            started: Instant::now(),
+        }
+    }
+
+    /// The throughput cap, bytes per second (0 = unlimited).
+    pub fn throughput(&self) -> u64 {
+        self.throughput.load(Ordering::Relaxed)
+    }
+
+    /// Sets the throughput cap; streams running take it from their next page.
+    pub fn set_throughput(&self, bytes_per_sec: u64) {
+        self.throughput.store(bytes_per_sec, Ordering::Relaxed);
+    }
+
+    /// Adds a stream; returns its index.
+    pub fn add(&self, info: StreamInfo) -> usize {
+        let mut s = lock(&self.streams);
+        s.push(info);
+        s.len() - 1
+    }
+
+    /// Changes stream `i`.
+    pub fn update(&self, i: usize, f: impl FnOnce(&mut StreamInfo)) {
+        if let Some(info) = lock(&self.streams).get_mut(i) {
+            f(info);
+        }
+    }
+
+    /// Every stream since the node started.
+    pub fn snapshot(&self) -> Vec<StreamInfo> {
+        lock(&self.streams).clone()
+    }
+
+    /// Seconds since the registry was made (the node started).
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
