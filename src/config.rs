@@ -19,6 +19,7 @@
 //! memtable_mb = 64
 //! max_value_kb = 1024
 //! anti_entropy = true        # hash trees of replicated tables, and background repair
+//! auto_bootstrap = true      # a new node streams the ranges it gains before owning them
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
@@ -130,6 +131,11 @@ pub struct Cli {
     /// converge only through hints and read repair.
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub anti_entropy: Option<bool>,
+    /// A new node (seeds, no saved tokens) streams every range it gains from the current
+    /// replicas before it owns them [default: on]; off owns them at once, empty, and
+    /// leaves them to hints, read repair and anti-entropy (Cassandra's auto_bootstrap).
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    pub auto_bootstrap: Option<bool>,
     /// Background repair compares every range of every replicated table with its other
     /// replicas once per this period, seconds [default: 3600].
     #[arg(long, value_name = "SECS")]
@@ -230,6 +236,8 @@ pub struct FileConfig {
     pub salvage_commitlog: Option<bool>,
     /// See [`Cli::anti_entropy`].
     pub anti_entropy: Option<bool>,
+    /// See [`Cli::auto_bootstrap`].
+    pub auto_bootstrap: Option<bool>,
     /// See [`Cli::repair_period_secs`].
     pub repair_period_secs: Option<u64>,
     /// See [`Cli::repair_rate_kb`].
@@ -325,6 +333,8 @@ pub struct Config {
     pub salvage_commitlog: bool,
     /// Anti-entropy trees and background repair.
     pub anti_entropy: bool,
+    /// A new node streams the ranges it gains before owning them.
+    pub auto_bootstrap: bool,
     /// Background repair covers every range within this period.
     pub repair_period: Duration,
     /// Background repair's bandwidth, bytes per second.
@@ -556,6 +566,7 @@ impl Config {
             max_value_len: max_value_kb << 10,
             salvage_commitlog: cli.salvage_commitlog || file.salvage_commitlog.unwrap_or(false),
             anti_entropy: cli.anti_entropy.or(file.anti_entropy).unwrap_or(true),
+            auto_bootstrap: cli.auto_bootstrap.or(file.auto_bootstrap).unwrap_or(true),
             repair_period: Duration::from_secs(positive_u64(
                 "repair_period_secs",
                 cli.repair_period_secs

@@ -522,6 +522,9 @@ enum Entry {
     /// A bootstrap: new tokens chosen once gossip shows the ring, or the tokens of a
     /// bootstrap that did not complete; announced `joining` while the node streams.
     Joining,
+    /// New tokens chosen once gossip shows the ring, owned at once (`--auto-bootstrap
+    /// off`).
+    New,
 }
 
 /// Builds the gossiper and starts the runtime. Returns the link and how the node enters
@@ -589,12 +592,24 @@ fn start_gossip(
             c.cluster_name,
             c.num_tokens
         );
-        TokenPlan::AllocateJoining {
-            count: c.num_tokens,
-            allocation: c.token_allocation,
+        if config.auto_bootstrap {
+            TokenPlan::AllocateJoining {
+                count: c.num_tokens,
+                allocation: c.token_allocation,
+            }
+        } else {
+            tracing::info!("--auto-bootstrap off: owning the chosen ranges at once, empty");
+            TokenPlan::Allocate {
+                count: c.num_tokens,
+                allocation: c.token_allocation,
+            }
         }
     };
     let existing = matches!(plan, TokenPlan::Existing(_));
+    let joining = matches!(
+        plan,
+        TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_)
+    );
     let restarted = matches!(plan, TokenPlan::Existing(_) | TokenPlan::Resume(_));
     let mut gossip = GossipConfig::new(
         &c.cluster_name,
@@ -628,8 +643,10 @@ fn start_gossip(
         }
         // The bootstrap file first: saved tokens without it would restart as an owner
         // of ranges never streamed.
-        if let Err(e) = crate::stream::BootstrapState::default().save(&data_dir) {
-            tracing::error!(error = %e, "cannot record the bootstrap; a restart before it completes owns its ranges unstreamed (repair fills them)");
+        if joining {
+            if let Err(e) = crate::stream::BootstrapState::default().save(&data_dir) {
+                tracing::error!(error = %e, "cannot record the bootstrap; a restart before it completes owns its ranges unstreamed (repair fills them)");
+            }
         }
         let state = RingState {
             partitioner: ring.partitioner,
@@ -639,7 +656,8 @@ fn start_gossip(
         match state.save(&data_dir) {
             Ok(()) => tracing::info!(
                 tokens = tokens.len(),
-                "tokens chosen and saved; streaming the ranges they bring before owning them"
+                joining,
+                "tokens chosen and saved (joining: streamed before they are owned)"
             ),
             Err(e) => tracing::error!(
                 error = %e,
@@ -662,8 +680,10 @@ fn start_gossip(
         runtime,
         if existing {
             Entry::Owner
-        } else {
+        } else if joining {
             Entry::Joining
+        } else {
+            Entry::New
         },
     ))
 }

@@ -267,6 +267,39 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_file_encodes_the_example_of_the_spec() {
+        // doc/node-files.md, `bootstrap`.
+        let s = BootstrapState {
+            ranges: vec![RangeCheckpoint {
+                table: "kv".into(),
+                range: TokenRange {
+                    start: Token::Murmur3(-5),
+                    end: Token::Murmur3(7),
+                },
+                source: NodeId(0xab),
+                progress: Progress::After(vec![1, 2]),
+                bytes: 100,
+                cells: 2,
+            }],
+        };
+        let b = s.encode();
+        let expected: Vec<u8> = [
+            &b"SBST"[..],
+            &[1, 0, 0, 0, 1],
+            &[0, 2, b'k', b'v'],
+            &[8, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb],
+            &[8, 0x80, 0, 0, 0, 0, 0, 0, 7],
+            &[0, 0, 0, 0, 0, 0, 0, 0xab],
+            &[1, 0, 0, 0, 2, 1, 2],
+            &[0, 0, 0, 0, 0, 0, 0, 100],
+            &[0, 0, 0, 0, 0, 0, 0, 2],
+        ]
+        .concat();
+        assert_eq!(&b[..b.len() - 4], &expected[..]);
+        assert_eq!(BootstrapState::decode(&b).unwrap(), s);
+    }
+
+    #[test]
     fn bootstrap_file_refuses_any_flipped_byte_or_truncation() {
         let b = state().encode();
         for i in 0..b.len() {
