@@ -360,7 +360,10 @@ impl Node {
             });
             repairer.clone().start(shutdown_rx.clone())
         });
-        let streams = Arc::new(StreamRegistry::new(config.stream_throughput));
+        let streams = Arc::new(StreamRegistry::new(
+            config.stream_throughput,
+            shutdown_rx.clone(),
+        ));
         coordinator.set_streams(streams.clone());
         let bootstrap = (entry == Entry::Joining).then(|| {
             let run = Bootstrap::new(
@@ -466,6 +469,7 @@ impl Node {
         if let Some(bootstrap) = self.bootstrap {
             bootstrap.await?;
         }
+        self.streams.join().await;
         self.delivery.join().await;
         let hints = self.hints;
         if let Err(e) = tokio::task::spawn_blocking(move || hints.close()).await? {

@@ -664,12 +664,17 @@ mod runtime_over_sim {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let closed = world.disconnects();
-        for i in 0..2 {
+        // Closed once the departure grace (calls in flight end first) has passed.
+        let closed_by_all = |closed: &[(std::net::SocketAddr, std::net::SocketAddr)]| {
+            (0..2).all(|i| closed.contains(&(sim_addr(i), sim_addr(2))))
+        };
+        while !closed_by_all(&world.disconnects()) {
             assert!(
-                closed.contains(&(sim_addr(i), sim_addr(2))),
-                "node {i} did not close its connections to the departed node: {closed:?}"
+                tokio::time::Instant::now() < deadline,
+                "the live nodes did not close their connections to the departed node: {:?}",
+                world.disconnects()
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for (_, runtime) in &mut nodes {
             runtime.shutdown().await;

@@ -59,6 +59,9 @@ pub const JOIN_LISTEN: Duration = Duration::from_secs(3);
 /// Gossip rounds between two logs of a join refused because another node owns the
 /// address.
 const REFUSAL_LOG_ROUNDS: u64 = 30;
+/// How long after a node departed its connections close: longer than a forwarded write's
+/// deadline (twice the default write timeout), so calls in flight when it left end.
+pub const DEPARTED_GRACE: Duration = Duration::from_secs(10);
 
 /// The node's schema, as gossip sees it: a version hash and an opaque encoding that
 /// another node can import.
@@ -186,6 +189,7 @@ impl ClusterRuntime {
             tokens: Some((tokens, on_tokens_chosen)),
             next_refusal_log: 0,
             departed: BTreeSet::new(),
+            departing: BTreeMap::new(),
             pulls: BTreeMap::new(),
         };
         let task = tokio::spawn(driver.run(cancel.clone()));
@@ -224,6 +228,8 @@ struct Driver {
     next_refusal_log: u64,
     /// Peers whose connections were closed because they departed.
     departed: BTreeSet<SocketAddr>,
+    /// Peers seen departed, not disconnected yet: since when (ms).
+    departing: BTreeMap<SocketAddr, u64>,
     /// Last schema pull per node: the version asked for and when (ms).
     pulls: BTreeMap<NodeId, (u64, u64)>,
 }
@@ -282,10 +288,11 @@ impl Driver {
             let view = self.gossiper.view_reusing(last_view.as_deref());
             if last_view.as_deref() != Some(&view) {
                 let view = Arc::new(view);
-                self.close_departed(&view);
+                self.note_departed(&view);
                 self.handle.publish(view.clone());
                 last_view = Some(view);
             }
+            self.close_departed();
         }
         let out = self.gossiper.shutdown();
         self.send_all(out);
@@ -311,19 +318,42 @@ impl Driver {
         }
     }
 
-    /// Closes the connections to nodes that left or were removed (once per departure).
-    fn close_departed(&mut self, view: &ClusterView) {
+    /// Notes the nodes that left or were removed (their connections close
+    /// [`DEPARTED_GRACE`] later), and forgets those back in the ring.
+    fn note_departed(&mut self, view: &ClusterView) {
+        let now = self.now_ms();
         for n in view.nodes.values() {
             let Some(addr) = n.peer_address else { continue };
             if n.id == view.local {
                 continue;
             }
             let gone = n.status.is_some_and(|s| s.is_departed());
-            if gone && self.departed.insert(addr) {
-                info!(node = %n.id, %addr, "node departed; closing its connections");
-                self.net.disconnect(addr);
+            if gone && !self.departed.contains(&addr) {
+                self.departing.entry(addr).or_insert(now);
             } else if !gone {
                 self.departed.remove(&addr);
+                self.departing.remove(&addr);
+            }
+        }
+    }
+
+    /// Closes the connections to nodes departed for [`DEPARTED_GRACE`] (once per
+    /// departure): calls in flight when they left (a write a decommissioned node
+    /// forwarded, say) end first.
+    fn close_departed(&mut self) {
+        let now = self.now_ms();
+        let grace = u64::try_from(DEPARTED_GRACE.as_millis()).unwrap_or(u64::MAX);
+        let due: Vec<SocketAddr> = self
+            .departing
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= grace)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            self.departing.remove(&addr);
+            if self.departed.insert(addr) {
+                info!(%addr, "node departed; closing its connections");
+                self.net.disconnect(addr);
             }
         }
     }

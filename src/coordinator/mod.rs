@@ -420,6 +420,10 @@ impl Coordinator {
                     Response::AdminHints(hint_report(&hints))
                 }))
             }
+            Request::Decommission if self.streams.get().is_some() => {
+                let this = self.clone();
+                Route::Peers(Box::pin(async move { this.decommission().await }))
+            }
             Request::Streams { set_throughput } if self.streams.get().is_some() => {
                 let streams = self.streams.get().cloned();
                 Route::Peers(Box::pin(async move {
@@ -430,6 +434,74 @@ impl Coordinator {
                 }))
             }
             other => Route::Local(other),
+        }
+    }
+}
+
+impl Coordinator {
+    /// DECOMMISSION: announces `leaving` and starts the hand-off of every range this node
+    /// replicates ([`crate::stream::decommission`]); answers once `leaving` is published.
+    async fn decommission(self: Arc<Self>) -> Response {
+        let Some(streams) = self.streams.get().cloned() else {
+            return Response::Error(server_error("no stream registry"));
+        };
+        let invalid =
+            |m: String| Response::Error(ServerError::new(sibyl_protocol::ErrorKind::Invalid, m));
+        let Some(view) = self.cluster.view() else {
+            return invalid("the membership layer is stopped".into());
+        };
+        let me = view.local;
+        match view.node(me).and_then(|n| n.status) {
+            Some(crate::cluster::NodeStatus::Normal) => {}
+            Some(crate::cluster::NodeStatus::Joining) | None => {
+                return invalid(format!(
+                    "node {me} is still joining; decommission it once it is normal"
+                ))
+            }
+            Some(s) => {
+                return invalid(format!(
+                    "node {me} is already {}; nothing to decommission",
+                    s.name()
+                ))
+            }
+        }
+        if streams.busy() {
+            return invalid(format!("node {me} is already streaming a ring change"));
+        }
+        self.cluster.set_status(crate::cluster::NodeStatus::Leaving);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.cluster.view().is_some_and(|v| {
+            v.node(me).and_then(|n| n.status) == Some(crate::cluster::NodeStatus::Leaving)
+        }) {
+            if tokio::time::Instant::now() >= deadline {
+                return Response::Error(server_error(
+                    "the gossip thread did not publish status leaving in time",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await; // polling interval
+        }
+        let run = crate::stream::Decommission::new(
+            self.service.clone(),
+            self.net.clone(),
+            self.cluster.clone(),
+            streams.clone(),
+            crate::stream::StreamOptions::default(),
+        );
+        streams.spawn(move |shutdown| async move {
+            match run.run(shutdown).await {
+                Ok(()) => {}
+                Err(crate::stream::BootstrapError::Shutdown) => tracing::warn!(
+                    "shut down mid-decommission: the node restarts normal; run decommission again"
+                ),
+                Err(e) => tracing::error!(error = %e, "decommission stopped"),
+            }
+        });
+        Response::AdminDone {
+            message: format!(
+                "node {me} is leaving: it streams every range it replicates to the nodes that \
+                 gain them, then announces left (`sibyl-admin streams` shows the streams); it \
+                 keeps serving until it is stopped"
+            ),
         }
     }
 }

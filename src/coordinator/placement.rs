@@ -10,7 +10,7 @@ use sibyl_protocol::{
     TableOptions,
 };
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, NodeStatus};
 use crate::ring::{NodeId, ReplicationStrategy};
 
 /// One node a request may go to.
@@ -24,6 +24,10 @@ pub struct Target {
     pub alive: bool,
     /// This node.
     pub local: bool,
+    /// Leaving the ring (decommissioning): it still owns its ranges, but a write is
+    /// forwarded to it only when no other home replica is up (it disconnects from its
+    /// peers once it left, cutting what they sent it).
+    pub leaving: bool,
 }
 
 /// The nodes of one key (see the module documentation).
@@ -59,6 +63,7 @@ impl KeyPlacement {
                 addr,
                 alive: local || (node.is_some_and(|n| n.alive) && addr.is_some()),
                 local,
+                leaving: node.is_some_and(|n| n.status == Some(NodeStatus::Leaving)),
             }
         };
         let home: Vec<Target> = home_ids.iter().map(|&id| target(id)).collect();

@@ -119,7 +119,14 @@ impl Coordinator {
         // The remote coordinator waits for its own replicas first.
         let deadline = Instant::now() + self.options.write_timeout * 2;
         let mut last = None;
-        for target in placement.home.iter().filter(|t| t.alive && !t.local) {
+        let mut targets: Vec<&Target> = placement
+            .home
+            .iter()
+            .filter(|t| t.alive && !t.local)
+            .collect();
+        // A leaving replica last: it is about to stop being a replica.
+        targets.sort_by_key(|t| t.leaving);
+        for target in targets {
             let Some(addr) = target.addr else { continue };
             match self
                 .net

@@ -154,7 +154,7 @@ impl Bootstrap {
         let mut state = self.load().await?;
         if state.ranges.is_empty() {
             self.wait_for_plan_view(&mut shutdown).await?;
-            self.wait_until_seen(&mut shutdown).await?;
+            wait_until_seen(&*self.net, &self.cluster, &self.opts, &mut shutdown).await?;
             let Some(view) = self.cluster.view() else {
                 return Err(BootstrapError::Shutdown);
             };
@@ -261,69 +261,6 @@ impl Bootstrap {
                 _ = shutdown.changed() => {}
                 _ = tokio::time::sleep(VIEW_POLL) => {}
             }
-        }
-    }
-
-    /// Asks every live token owner whether it sees this node pending until all do
-    /// (bounded by the ring delay), then waits the write grace.
-    async fn wait_until_seen(
-        &self,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), BootstrapError> {
-        let deadline = Instant::now() + self.opts.ring_delay;
-        loop {
-            if *shutdown.borrow() {
-                return Err(BootstrapError::Shutdown);
-            }
-            let Some(view) = self.cluster.view() else {
-                return Err(BootstrapError::Shutdown);
-            };
-            let owners: Vec<(NodeId, std::net::SocketAddr)> = view
-                .ring()
-                .nodes()
-                .keys()
-                .filter(|&&n| n != view.local)
-                .filter_map(|&n| {
-                    let node = view.node(n)?;
-                    node.alive.then_some((n, node.peer_address?))
-                })
-                .collect();
-            let mut unaware = Vec::new();
-            for (node, addr) in owners {
-                let body = StreamRequest::Sees { node: view.local }.encode();
-                let answer = self
-                    .net
-                    .call_node(
-                        addr,
-                        node,
-                        Family::Stream,
-                        body,
-                        Instant::now() + self.opts.call_timeout,
-                    )
-                    .await;
-                let seen = answer
-                    .ok()
-                    .and_then(|b| StreamResponse::decode(&b).ok())
-                    .is_some_and(|r| r == StreamResponse::Seen { pending: true });
-                if !seen {
-                    unaware.push(node);
-                }
-            }
-            if unaware.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(?unaware, "streaming although some owners do not see this node pending yet (ring delay passed); what they coordinate meanwhile reaches it by hints, read repair and anti-entropy");
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                _ = tokio::time::sleep(VIEW_POLL) => {}
-            }
-        }
-        tokio::select! {
-            _ = shutdown.changed() => Err(BootstrapError::Shutdown),
-            _ = tokio::time::sleep(self.opts.write_grace) => Ok(()),
         }
     }
 
@@ -570,4 +507,69 @@ impl Bootstrap {
 enum PullStop {
     Shutdown,
     Failed(PageError),
+}
+
+/// Asks every live token owner whether it sees this node's ring change (joining or
+/// leaving) until all do (bounded by the ring delay), then waits the write grace:
+/// from then on every write of a range that moves reaches the range's new replicas.
+pub(super) async fn wait_until_seen(
+    net: &dyn PeerNetwork,
+    cluster: &ClusterHandle,
+    opts: &StreamOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), BootstrapError> {
+    let deadline = Instant::now() + opts.ring_delay;
+    loop {
+        if *shutdown.borrow() {
+            return Err(BootstrapError::Shutdown);
+        }
+        let Some(view) = cluster.view() else {
+            return Err(BootstrapError::Shutdown);
+        };
+        let owners: Vec<(NodeId, std::net::SocketAddr)> = view
+            .ring()
+            .nodes()
+            .keys()
+            .filter(|&&n| n != view.local)
+            .filter_map(|&n| {
+                let node = view.node(n)?;
+                node.alive.then_some((n, node.peer_address?))
+            })
+            .collect();
+        let mut unaware = Vec::new();
+        for (node, addr) in owners {
+            let body = StreamRequest::Sees { node: view.local }.encode();
+            let answer = net
+                .call_node(
+                    addr,
+                    node,
+                    Family::Stream,
+                    body,
+                    Instant::now() + opts.call_timeout,
+                )
+                .await;
+            let seen = answer
+                .ok()
+                .and_then(|b| StreamResponse::decode(&b).ok())
+                .is_some_and(|r| r == StreamResponse::Seen { changing: true });
+            if !seen {
+                unaware.push(node);
+            }
+        }
+        if unaware.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(?unaware, "streaming although some owners do not see this node pending yet (ring delay passed); what they coordinate meanwhile reaches it by hints, read repair and anti-entropy");
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(VIEW_POLL) => {}
+        }
+    }
+    tokio::select! {
+        _ = shutdown.changed() => Err(BootstrapError::Shutdown),
+        _ = tokio::time::sleep(opts.write_grace) => Ok(()),
+    }
 }

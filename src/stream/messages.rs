@@ -7,8 +7,8 @@
 //! # Format (all integers big-endian; `cells` is `crate::replica::codec`'s raw cell list)
 //! ```text
 //! request  = page | sees
-//! sees     = 0x02 node:u64         does the receiver's view show `node` joining with
-//!                                  its tokens (a pending replica of the ranges it gains)?
+//! sees     = 0x02 node:u64         does the receiver's view show `node` in a ring change
+//!                                  (joining with its tokens announced, or leaving)?
 //! page     = 0x01 table:str range after max_bytes:u32
 //!                                  the stored entries of the range in ring order,
 //!                                  starting after `after`, about `max_bytes` of them
@@ -17,7 +17,7 @@
 //! token    = len:u8 sortable:byte{len}
 //! response = entries | seen | error
 //! entries  = 0x81 more:u8 cells    more = 1 when the range goes on after the last cell
-//! seen     = 0x82 pending:u8       1 when it does
+//! seen     = 0x82 changing:u8      1 when it does
 //! error    = 0xFF code:u8 message:str
 //! str      = len:u16 utf8{len}
 //! bytes    = len:u32 byte{len}
@@ -65,9 +65,9 @@ pub enum StreamRequest {
         /// About how many bytes of entries to answer (capped at [`MAX_PAGE_BYTES`]).
         max_bytes: u32,
     },
-    /// Whether the receiver sees `node` as a pending replica (joining, tokens announced):
-    /// a joining node streams only once every owner does, so that no write to a range it
-    /// gains is coordinated without it after its page was read.
+    /// Whether the receiver sees `node` in a ring change (joining with its tokens
+    /// announced, or leaving): a node streams only once every owner does, so that every
+    /// write of a range that moves is coordinated with the range's new replicas too.
     Sees {
         /// The joining node.
         node: crate::ring::NodeId,
@@ -116,8 +116,8 @@ pub enum StreamResponse {
     },
     /// `Sees`.
     Seen {
-        /// The node is pending in the receiver's view.
-        pending: bool,
+        /// The node is joining (tokens announced) or leaving in the receiver's view.
+        changing: bool,
     },
     /// Refused.
     Error {
@@ -200,9 +200,9 @@ impl StreamResponse {
                 out.push(u8::from(*more));
                 encode_raw_cells(cells, &mut out);
             }
-            StreamResponse::Seen { pending } => {
+            StreamResponse::Seen { changing } => {
                 out.push(SEEN);
-                out.push(u8::from(*pending));
+                out.push(u8::from(*changing));
             }
             StreamResponse::Error { code, message } => {
                 out.push(ERROR);
@@ -228,13 +228,13 @@ impl StreamResponse {
                 Ok(StreamResponse::Entries { more, cells })
             }
             SEEN => {
-                let pending = match r.u8().ok_or(malformed("truncated flag", &r))? {
+                let changing = match r.u8().ok_or(malformed("truncated flag", &r))? {
                     0 => false,
                     1 => true,
-                    _ => return Err(malformed("pending flag is neither 0 nor 1", &r)),
+                    _ => return Err(malformed("changing flag is neither 0 nor 1", &r)),
                 };
                 finish(&r)?;
-                Ok(StreamResponse::Seen { pending })
+                Ok(StreamResponse::Seen { changing })
             }
             ERROR => {
                 let code = r.u8().ok_or(malformed("truncated error code", &r))?;
@@ -288,8 +288,8 @@ mod tests {
             node: crate::ring::NodeId(0xab),
         };
         assert_eq!(StreamRequest::decode(&q.encode()).unwrap(), q);
-        for pending in [false, true] {
-            let a = StreamResponse::Seen { pending };
+        for changing in [false, true] {
+            let a = StreamResponse::Seen { changing };
             assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
         }
         let e = StreamResponse::Error {

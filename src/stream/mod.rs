@@ -8,13 +8,16 @@
 //! - [`plan`]: which ranges a ring change moves to a node, and their sources.
 //! - [`checkpoint`]: [`BootstrapState`], the `bootstrap` file of a joining node.
 //! - [`bootstrap`]: [`Bootstrap`], the joining node's streams, run before it owns a range.
+//! - [`decommission`]: [`Decommission`], a leaving node's streams to the nodes that gain
+//!   its ranges, run before it leaves.
 //! - [`progress`]: [`StreamRegistry`], what the streams are doing and their rate cap.
 //!
-//! Still to come (the elasticity work continues): decommission and removenode streams,
-//! `cleanup` of ranges a node no longer replicates, rebalance and replace.
+//! Still to come (the elasticity work continues): removenode streams, `cleanup` of
+//! ranges a node no longer replicates, rebalance and replace.
 
 pub mod bootstrap;
 pub mod checkpoint;
+pub mod decommission;
 pub mod messages;
 pub mod peer;
 pub mod plan;
@@ -22,6 +25,7 @@ pub mod progress;
 
 pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
 pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
+pub use decommission::Decommission;
 pub use messages::{StreamRequest, StreamResponse};
 pub use peer::StreamHandler;
 pub use progress::{StreamInfo, StreamRegistry, StreamState};

@@ -1,6 +1,6 @@
 //! The stream family's sending side: [`StreamHandler`] answers a page of a token range
 //! from this node's replica (a scan from the page's start, stopped at the byte budget),
-//! and tells a joining node whether this node's view shows it pending.
+//! and tells a joining or leaving node whether this node's view shows its ring change.
 //! Registered for [`Family::Stream`] by the node; engine work runs where
 //! [`ReplicaExecution`] says.
 
@@ -60,11 +60,14 @@ impl<H: ReplicaHost> PeerHandler for StreamHandler<H> {
             }
         };
         if let StreamRequest::Sees { node } = request {
-            let pending = self.cluster.view().is_some_and(|v| {
-                v.node(node)
-                    .is_some_and(|n| n.status == Some(NodeStatus::Joining) && !n.tokens.is_empty())
+            let changing = self.cluster.view().is_some_and(|v| {
+                v.node(node).is_some_and(|n| match n.status {
+                    Some(NodeStatus::Joining) => !n.tokens.is_empty(),
+                    Some(NodeStatus::Leaving) => true,
+                    _ => false,
+                })
             });
-            let answer = StreamResponse::Seen { pending }.encode();
+            let answer = StreamResponse::Seen { changing }.encode();
             return Box::pin(async move { Ok(answer) });
         }
         let host = self.host.clone();
@@ -129,7 +132,6 @@ pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> Stre
             if bytes >= budget {
                 return Ok((true, cells));
             }
-            bytes += key.len() + value.len();
             let cell = RawCell {
                 table: table.clone(),
                 key: key.to_vec(),
@@ -137,8 +139,13 @@ pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> Stre
             };
             // A stored value the receiver's apply would refuse (undecodable on this disk)
             // would refuse the whole page there: it stays behind, logged.
+            // Only cells sent count: a page that goes on ends with a cell sent, so the
+            // next one starts after it.
             match replica.check_cell(cells.len(), &cell, mode) {
-                Ok(()) => cells.push(cell),
+                Ok(()) => {
+                    bytes += cell.key.len() + cell.value.len();
+                    cells.push(cell);
+                }
                 Err(e) => tracing::error!(error = %e, table, "stream skips an invalid stored cell"),
             }
         }

@@ -64,6 +64,67 @@ pub fn gained_ranges(
     out
 }
 
+/// One range a leaving node hands off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    /// The table.
+    pub table: String,
+    /// The ring range.
+    pub range: TokenRange,
+    /// The nodes that become its replicas (in the future list, not in the current one).
+    pub targets: Vec<NodeId>,
+}
+
+/// The ranges `node` replicates in `current` and no longer in `future`, with the nodes
+/// that gain each. Ranges are cut at the tokens of both rings, so that the preference
+/// lists of both are constant within each.
+pub fn lost_ranges(
+    current: &Ring,
+    future: &Ring,
+    node: NodeId,
+    tables: &[(String, TableOptions)],
+) -> Vec<Lost> {
+    let mut tokens: Vec<_> = current
+        .tokens()
+        .iter()
+        .chain(future.tokens())
+        .copied()
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    let mut out = Vec::new();
+    for (table, options) in tables {
+        let strategy = strategy(options);
+        for (i, end) in tokens.iter().enumerate() {
+            let start = if i == 0 {
+                tokens.last()
+            } else {
+                tokens.get(i - 1)
+            };
+            let Some(&start) = start else { continue };
+            let before = current.preference_list(end, &strategy);
+            if !before.contains(&node) {
+                continue;
+            }
+            let after = future.preference_list(end, &strategy);
+            if after.contains(&node) {
+                continue;
+            }
+            let targets: Vec<NodeId> = after
+                .iter()
+                .copied()
+                .filter(|n| !before.contains(n))
+                .collect();
+            out.push(Lost {
+                table: table.clone(),
+                range: TokenRange { start, end: *end },
+                targets,
+            });
+        }
+    }
+    out
+}
+
 /// [`gained_ranges`] of the local node in `view` (nothing while no ring change is under
 /// way).
 pub fn gained_by_local(view: &ClusterView, tables: &[(String, TableOptions)]) -> Vec<Gained> {
@@ -132,6 +193,19 @@ mod tests {
                 (0, 100, vec![NodeId(3), NodeId(2)]),
                 (100, 150, vec![NodeId(1), NodeId(3)]),
             ]
+        );
+        // Leaving is the join the other way round: node 4 leaves `future` for `current`.
+        let lost = lost_ranges(&future, &current, NodeId(4), &[table(2)]);
+        let summary: Vec<(i64, i64, Vec<NodeId>)> = lost
+            .iter()
+            .map(|l| match (l.range.start, l.range.end) {
+                (Token::Murmur3(s), Token::Murmur3(e)) => (s, e, l.targets.clone()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(0, 100, vec![NodeId(3)]), (100, 150, vec![NodeId(1)])]
         );
         // A node that gains nothing (already a replica everywhere with rf 3 of 3).
         assert!(gained_ranges(&current, &current, NodeId(1), &[table(3)]).is_empty());

@@ -1,12 +1,18 @@
-//! [`StreamRegistry`]: what the node's streams are doing, for `sibyl-admin streams`, and
-//! the node's stream throughput cap, changeable at run time
-//! (`sibyl-admin setstreamthroughput`).
+//! [`StreamRegistry`]: what the node's streams are doing, for `sibyl-admin streams`, the
+//! node's stream throughput cap, changeable at run time (`sibyl-admin
+//! setstreamthroughput`), and the ring-change tasks an operator started (a
+//! decommission), which it owns: they stop at the node's shutdown and
+//! [`StreamRegistry::join`] waits for them.
 //!
 //! Threading: shared in an `Arc`; every method takes a short lock or an atomic.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::replica::TokenRange;
 use crate::ring::NodeId;
@@ -69,6 +75,9 @@ pub struct StreamRegistry {
     /// Bytes per second; 0 = unlimited.
     throughput: AtomicU64,
     started: Instant,
+    /// The node's shutdown signal, given to the tasks started here.
+    shutdown: watch::Receiver<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,12 +85,42 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl StreamRegistry {
-    /// An empty registry capped at `throughput` bytes per second (0 = unlimited).
-    pub fn new(throughput: u64) -> StreamRegistry {
+    /// An empty registry capped at `throughput` bytes per second (0 = unlimited); the
+    /// tasks it starts stop when `shutdown` turns true.
+    pub fn new(throughput: u64, shutdown: watch::Receiver<bool>) -> StreamRegistry {
         StreamRegistry {
             streams: Mutex::new(Vec::new()),
             throughput: AtomicU64::new(throughput),
             started: Instant::now(),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts `task` (given the node's shutdown signal) on the runtime, owned here.
+    pub fn spawn<F, Fut>(&self, task: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(task(self.shutdown.clone()));
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    /// Whether a task started here still runs.
+    pub fn busy(&self) -> bool {
+        lock(&self.tasks).iter().any(|t| !t.is_finished())
+    }
+
+    /// Waits for every task started here (after the shutdown signal).
+    pub async fn join(&self) {
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "a stream task failed");
+            }
         }
     }
 

@@ -7,8 +7,9 @@
 //! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
 //!   asked (`--host`), not cluster-wide.
 //! - `removenode NODE_ID`: announces a dead node (id as `status` shows it) as removed.
-//! - `decommission`: the node asked leaves the ring (`leaving`, then `left`); no data is
-//!   streamed yet, and it keeps serving until stopped.
+//! - `decommission`: the node asked leaves the ring: `leaving` while it streams every range
+//!   it replicates to the nodes that gain them (followed with a progress bar unless
+//!   `--no-wait`), then `left`; it keeps serving until stopped.
 //! - `repair [TABLE]`: anti-entropy repair of every range the node asked replicates, with
 //!   every other replica, with a progress bar and a summary; exit status 1 when a range
 //!   could not be repaired (rerun to complete it). `repair --status` shows the latest
@@ -71,9 +72,13 @@ enum AdminCommand {
         /// The node's id (hex).
         node_id: String,
     },
-    /// Makes the node asked leave the ring. Its data is not streamed to the new owners
-    /// yet (run repair on them); it keeps serving until stopped.
-    Decommission,
+    /// Makes the node asked leave the ring: it streams every range it replicates to the
+    /// nodes that gain them, then announces left; it keeps serving until stopped.
+    Decommission {
+        /// Return once the node is leaving instead of following its streams until it left.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The hints the node asked holds for other (down) nodes, per owner, and those it
     /// dropped.
     Hints,
@@ -171,10 +176,19 @@ fn real_main() -> Result<()> {
                 .remove_node(&node_id)
                 .await
                 .map_err(|e| fail("removenode", e))?,
-            AdminCommand::Decommission => client
-                .decommission()
-                .await
-                .map_err(|e| fail("decommission", e))?,
+            AdminCommand::Decommission { no_wait } => {
+                let said = client
+                    .decommission()
+                    .await
+                    .map_err(|e| fail("decommission", e))?;
+                if no_wait {
+                    said
+                } else {
+                    follow_decommission(&client, &args.host)
+                        .await
+                        .map_err(|e| fail("decommission", e))?
+                }
+            }
             AdminCommand::Hints => {
                 let owners = client.hints().await.map_err(|e| fail("hints", e))?;
                 let now = std::time::SystemTime::now()
@@ -220,6 +234,65 @@ fn real_main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Follows a decommission with a progress bar (ranges handed off) until the node asked
+/// shows itself `left`; returns the summary.
+async fn follow_decommission(
+    client: &Client,
+    host: &str,
+) -> Result<String, sibyl_protocol::ClientError> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} streams  {msg}  [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // The node asked: its client address as `--host` resolves, or else the node that was
+    // leaving when the decommission was answered.
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(host)
+        .await
+        .map(|a| a.collect())
+        .unwrap_or_default();
+    let leaving: Vec<String> = client
+        .topology()
+        .await?
+        .nodes
+        .iter()
+        .filter(|n| n.state == sibyl_protocol::NodeState::Leaving)
+        .map(|n| n.id.clone())
+        .collect();
+    let is_asked = |n: &sibyl_protocol::NodeInfo| match n.address.parse::<std::net::SocketAddr>() {
+        Ok(a) if resolved.contains(&a) => true,
+        _ => leaving.len() == 1 && leaving.contains(&n.id),
+    };
+    loop {
+        let report = client.streams(None).await?;
+        let ours: Vec<_> = report
+            .streams
+            .iter()
+            .filter(|s| s.operation == "decommission")
+            .collect();
+        let done = ours.iter().filter(|s| s.state == "done").count() as u64;
+        let bytes: u64 = ours.iter().map(|s| s.bytes).sum();
+        bar.set_length(ours.len() as u64);
+        bar.set_position(done);
+        bar.set_message(format!("{} sent", sibyl_tools::text::human_size(bytes)));
+        let topology = client.topology().await?;
+        let left = topology
+            .nodes
+            .iter()
+            .any(|n| is_asked(n) && n.state == sibyl_protocol::NodeState::Left);
+        if left {
+            bar.finish_and_clear();
+            return Ok(format!(
+                "decommissioned: {} streams handed off, {} sent; the node left the ring \
+                 (stop it when ready)",
+                ours.len(),
+                sibyl_tools::text::human_size(bytes)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Starts a repair and follows it with a progress bar until it is done.

@@ -1,0 +1,279 @@
+//! Decommission: a live node hands every range it replicates to the nodes that gain it,
+//! then leaves.
+//!
+//! 1. The node announces `leaving`: every view's future ring lacks its tokens, so each
+//!    write of a range it hands off also goes to the range's new replicas (pending
+//!    replicas, as for a join) while the node streams.
+//! 2. It asks every live owner whether it sees the node leaving (`sees`), bounded by the
+//!    ring delay, then waits the write grace ([`super::bootstrap::wait_until_seen`]).
+//! 3. It plans ([`super::plan::lost_ranges`]): per table, every range it replicates now
+//!    and not in the future ring, with the nodes that gain it. It reads each range in
+//!    ring order from its own replica and pushes it a page at a time to each gaining
+//!    node with the replica family's `apply` (a merge: idempotent). A push that fails is
+//!    retried from the last page the target acknowledged, after a pause.
+//! 4. When every range reached every target it announces `left`; it keeps answering
+//!    clients (forwarding them) until it is stopped.
+//!
+//! Progress is kept in memory (`sibyl-admin streams`): a node restarted mid-decommission
+//! comes back `normal` with its tokens, and the operator runs decommission again (pages
+//! already pushed merge as no-ops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::bootstrap::{wait_until_seen, BootstrapError, StreamOptions};
+use super::plan::lost_ranges;
+use super::progress::{StreamInfo, StreamRegistry, StreamState};
+use crate::cluster::{ClusterHandle, NodeStatus};
+use crate::net::{Family, PeerNetwork};
+use crate::replica::{
+    RangeScan, RawCell, ReplicaHost, ReplicaRequest, ReplicaResponse, TokenRange,
+};
+use crate::ring::NodeId;
+use crate::service::Service;
+
+/// The leaving node's hand-off (see the module documentation).
+pub struct Decommission {
+    service: Arc<Service>,
+    net: Arc<dyn PeerNetwork>,
+    cluster: Arc<ClusterHandle>,
+    registry: Arc<StreamRegistry>,
+    opts: StreamOptions,
+}
+
+impl std::fmt::Debug for Decommission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decommission").finish_non_exhaustive()
+    }
+}
+
+impl Decommission {
+    /// A hand-off of the node behind `service`.
+    pub fn new(
+        service: Arc<Service>,
+        net: Arc<dyn PeerNetwork>,
+        cluster: Arc<ClusterHandle>,
+        registry: Arc<StreamRegistry>,
+        opts: StreamOptions,
+    ) -> Decommission {
+        Decommission {
+            service,
+            net,
+            cluster,
+            registry,
+            opts,
+        }
+    }
+
+    /// Streams every range the node hands off (it announced `leaving` before), then
+    /// announces `left`.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), BootstrapError> {
+        tracing::warn!("decommission: leaving the ring; streaming every range this node replicates to its new replicas");
+        wait_until_seen(&*self.net, &self.cluster, &self.opts, &mut shutdown).await?;
+        let Some(view) = self.cluster.view() else {
+            return Err(BootstrapError::Shutdown);
+        };
+        let Some(future) = view.future_ring() else {
+            return Err(BootstrapError::Task(
+                "the view shows no ring change while leaving".into(),
+            ));
+        };
+        let tables: Vec<_> = self
+            .service
+            .table_schemas()
+            .iter()
+            .map(|s| (s.name.clone(), s.options.clone()))
+            .collect();
+        let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
+        tracing::info!(
+            ranges = plan.len(),
+            tables = tables.len(),
+            "decommission planned: streaming every range this node hands off"
+        );
+        let mut jobs = Vec::new();
+        for lost in &plan {
+            for &target in &lost.targets {
+                let slot = self.registry.add(StreamInfo {
+                    operation: "decommission",
+                    table: lost.table.clone(),
+                    range: lost.range,
+                    peer: target,
+                    state: StreamState::Queued,
+                    bytes: 0,
+                    cells: 0,
+                    bytes_this_run: 0,
+                    running_micros: 0,
+                    error: None,
+                });
+                jobs.push((lost.table.clone(), lost.range, target, slot));
+            }
+        }
+        for (table, range, target, slot) in jobs {
+            self.push_range(&table, range, target, slot, &mut shutdown)
+                .await?;
+        }
+        self.cluster.set_status(NodeStatus::Left);
+        tracing::warn!(
+            "decommission: every range handed off; left the ring (stop this node when ready)"
+        );
+        Ok(())
+    }
+
+    /// Pushes `range` of `table` to `target` until every page is applied there.
+    async fn push_range(
+        &self,
+        table: &str,
+        range: TokenRange,
+        target: NodeId,
+        slot: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            if *shutdown.borrow() {
+                return Err(BootstrapError::Shutdown);
+            }
+            let addr = self.cluster.view().and_then(|v| {
+                v.node(target)
+                    .filter(|n| n.alive)
+                    .and_then(|n| n.peer_address)
+            });
+            let Some(addr) = addr else {
+                self.retrying(slot, format!("{target} is down"), shutdown)
+                    .await;
+                continue;
+            };
+            self.registry
+                .update(slot, |s| s.state = StreamState::Running);
+            let started = Instant::now();
+            let page = self.read_page(table, range, after.clone()).await;
+            let (cells, more) = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    self.retrying(slot, e, shutdown).await;
+                    continue;
+                }
+            };
+            let bytes: u64 = cells
+                .iter()
+                .map(|c| (c.key.len() + c.value.len()) as u64)
+                .sum();
+            let count = cells.len() as u64;
+            let last = cells.last().map(|c| c.key.clone());
+            if !cells.is_empty() {
+                let body = ReplicaRequest::Apply { cells }.encode();
+                let answer = self
+                    .net
+                    .call_node(
+                        addr,
+                        target,
+                        Family::Replica,
+                        body,
+                        started + self.opts.call_timeout,
+                    )
+                    .await;
+                match answer.map(|b| ReplicaResponse::decode(&b)) {
+                    Ok(Ok(ReplicaResponse::Applied { .. })) => {}
+                    other => {
+                        self.retrying(slot, format!("push to {target}: {other:?}"), shutdown)
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            let elapsed = started.elapsed();
+            self.registry.update(slot, |s| {
+                s.bytes += bytes;
+                s.cells += count;
+                s.bytes_this_run += bytes;
+                s.running_micros += elapsed.as_micros() as u64;
+                s.error = None;
+                if !more {
+                    s.state = StreamState::Done;
+                }
+            });
+            if !more {
+                return Ok(());
+            }
+            if last.is_some() {
+                after = last;
+            }
+            let rate = self.registry.throughput();
+            if rate > 0 && bytes > 0 {
+                let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
+                if let Some(wait) = budget.checked_sub(elapsed) {
+                    tokio::select! {
+                        _ = shutdown.changed() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a failure and pauses before the next attempt.
+    async fn retrying(&self, slot: usize, why: String, shutdown: &mut watch::Receiver<bool>) {
+        tracing::warn!(error = %why, "decommission stream retrying");
+        self.registry.update(slot, |s| {
+            s.state = StreamState::Retrying;
+            s.error = Some(why);
+        });
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(self.opts.retry_pause) => {}
+        }
+    }
+
+    /// The next page of `range` from the local replica, after `after`: its cells and
+    /// whether the range goes on.
+    async fn read_page(
+        &self,
+        table: &str,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+    ) -> Result<(Vec<RawCell>, bool), String> {
+        let (service, table) = (self.service.clone(), table.to_owned());
+        let budget = self.opts.page_bytes as usize;
+        tokio::task::spawn_blocking(move || {
+            let replica = service.replica();
+            let mode = service
+                .conflict_mode(&table)
+                .ok_or_else(|| format!("table {table:?} is gone"))?;
+            let mut scan = RangeScan::after(
+                replica.engine(),
+                &table,
+                replica.partitioner(),
+                range,
+                after.as_deref(),
+            )
+            .map_err(|e| e.to_string())?;
+            let mut cells = Vec::new();
+            let mut bytes = 0usize;
+            while let Some((key, value)) = scan.next_entry().map_err(|e| e.to_string())? {
+                if bytes >= budget {
+                    return Ok((cells, true));
+                }
+                let cell = RawCell {
+                    table: table.clone(),
+                    key: key.to_vec(),
+                    value: value.to_vec(),
+                };
+                // Only cells sent count: a page that goes on ends with a cell sent, so
+                // the next one starts after it (a refused cell is met again and skipped).
+                match replica.check_cell(cells.len(), &cell, mode) {
+                    Ok(()) => {
+                        bytes += cell.key.len() + cell.value.len();
+                        cells.push(cell);
+                    }
+                    Err(e) => tracing::error!(error = %e, table, "decommission skips an invalid stored cell"),
+                }
+            }
+            Ok((cells, false))
+        })
+        .await
+        .map_err(|e| format!("page task failed: {e}"))?
+    }
+}
