@@ -278,6 +278,7 @@ impl Driver {
             for event in self.gossiper.drain_events() {
                 self.on_event(event);
             }
+            self.close_departed();
             // Most messages only move heartbeats: the view is rebuilt when its inputs
             // changed.
             let key = self.gossiper.view_key();
@@ -292,7 +293,6 @@ impl Driver {
                 self.handle.publish(view.clone());
                 last_view = Some(view);
             }
-            self.close_departed();
         }
         let out = self.gossiper.shutdown();
         self.send_all(out);
