@@ -190,6 +190,7 @@ impl ClusterRuntime {
             next_refusal_log: 0,
             departed: BTreeSet::new(),
             departing: BTreeMap::new(),
+            holders: BTreeMap::new(),
             pulls: BTreeMap::new(),
         };
         let task = tokio::spawn(driver.run(cancel.clone()));
@@ -230,6 +231,8 @@ struct Driver {
     departed: BTreeSet<SocketAddr>,
     /// Peers seen departed, not disconnected yet: since when (ms).
     departing: BTreeMap<SocketAddr, u64>,
+    /// The node last seen at each peer address.
+    holders: BTreeMap<SocketAddr, NodeId>,
     /// Last schema pull per node: the version asked for and when (ms).
     pulls: BTreeMap<NodeId, (u64, u64)>,
 }
@@ -320,19 +323,35 @@ impl Driver {
 
     /// Notes the nodes that left or were removed (their connections close
     /// [`DEPARTED_GRACE`] later), and forgets those back in the ring.
+    /// An address a departed node shared with a node still in the cluster (a wiped node
+    /// back under a new id) stays open.
     fn note_departed(&mut self, view: &ClusterView) {
         let now = self.now_ms();
+        let in_use: BTreeSet<SocketAddr> = view
+            .nodes
+            .values()
+            .filter(|n| !n.status.is_some_and(|s| s.is_departed()))
+            .filter_map(|n| n.peer_address)
+            .collect();
         for n in view.nodes.values() {
             let Some(addr) = n.peer_address else { continue };
-            if n.id == view.local {
-                continue;
+            if n.id != view.local && n.alive && !n.status.is_some_and(|s| s.is_departed()) {
+                // Another node at an address (a wiped node back under a new id): the
+                // connections there shook hands with the old one, and a call meant for
+                // the new one would be refused unsent; reconnect now.
+                let before = self.holders.insert(addr, n.id);
+                if before.is_some_and(|b| b != n.id) {
+                    info!(node = %n.id, %addr, "another node at this address; reconnecting");
+                    self.net.disconnect(addr);
+                }
             }
-            let gone = n.status.is_some_and(|s| s.is_departed());
-            if gone && !self.departed.contains(&addr) {
-                self.departing.entry(addr).or_insert(now);
-            } else if !gone {
+            if n.id == view.local || in_use.contains(&addr) {
                 self.departed.remove(&addr);
                 self.departing.remove(&addr);
+                continue;
+            }
+            if !self.departed.contains(&addr) {
+                self.departing.entry(addr).or_insert(now);
             }
         }
     }
