@@ -161,9 +161,9 @@ impl Service {
             }
         }
         link.set_status(NodeStatus::Leaving);
-        tracing::warn!(node = %me, "decommission: leaving the ring. Data streaming is not \
-             implemented yet: this node's data is NOT moved to the new owners (run repair on \
-             them); the node keeps serving until it is stopped");
+        tracing::warn!(node = %me, "decommission: leaving the ring without streaming (this \
+             service has no stream registry: a node's coordinator streams); its data is NOT \
+             moved to the new owners (run repair on them)");
         wait_for_status(link, NodeStatus::Leaving)?;
         std::thread::sleep(LEAVING_ANNOUNCE);
         link.set_status(NodeStatus::Left);
@@ -171,9 +171,9 @@ impl Service {
         tracing::warn!(node = %me, "decommission: left the ring; stop this node when ready");
         Ok(Response::AdminDone {
             message: format!(
-                "node {me} announced leaving, then left; its data was not streamed (not \
-                 implemented yet: run repair on the remaining nodes); it keeps serving until \
-                 it is stopped"
+                "node {me} announced leaving, then left; its data was not streamed (no \
+                 stream registry here: run repair on the remaining nodes); it keeps serving \
+                 until it is stopped"
             ),
         })
     }

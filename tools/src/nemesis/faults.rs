@@ -7,8 +7,11 @@
 //! for longer than the failure detector's window (SIGCONT at the heal); move one node's
 //! wall clock by up to ±[`MAX_SKEW_SECS`] (back to true at the heal; only with
 //! libfaketime); wipe a node's data directory (a lost disk: it comes back as a new node,
-//! the old one is removed with `removenode`, the new one joins with new tokens and is
-//! repaired; a next wipe only once that repair finished cleanly, see `run`).
+//! the old one is removed with `removenode`, the new one joins with new tokens, streams
+//! its ranges and is repaired; a next wipe only once that repair finished cleanly, see
+//! `run`); decommission a node (a ring change both ways: it streams its ranges to the
+//! others and leaves, then comes back on an empty disk as a new node that streams its
+//! new ranges in before it owns them).
 
 use std::fmt;
 use std::time::Duration;
@@ -42,6 +45,9 @@ pub enum Fault {
     Skew(usize, i64),
     /// The node's data directory wiped: killed, emptied, restarted as a new node.
     Wipe(usize),
+    /// The node decommissioned (it hands its ranges off and leaves), then stopped,
+    /// emptied and started again as a new node (it bootstraps).
+    Decommission(usize),
 }
 
 impl Fault {
@@ -55,6 +61,7 @@ impl Fault {
             Fault::Pause(_) => "pause",
             Fault::Skew(..) => "skew",
             Fault::Wipe(_) => "wipe",
+            Fault::Decommission(_) => "decommission",
         }
     }
 }
@@ -69,6 +76,7 @@ impl fmt::Display for Fault {
             Fault::Pause(i) => write!(f, "SIGSTOP node {i}"),
             Fault::Skew(i, s) => write!(f, "clock of node {i} {s:+} s"),
             Fault::Wipe(i) => write!(f, "wipe the data directory of node {i}"),
+            Fault::Decommission(i) => write!(f, "decommission node {i}, then rejoin it empty"),
         }
     }
 }
@@ -85,8 +93,15 @@ pub struct Step {
 }
 
 /// Every fault kind, as [`Fault::kind`] names them.
-pub const KINDS: [&str; 7] = [
-    "isolate", "halves", "one-way", "kill", "pause", "skew", "wipe",
+pub const KINDS: [&str; 8] = [
+    "isolate",
+    "halves",
+    "one-way",
+    "kill",
+    "pause",
+    "skew",
+    "wipe",
+    "decommission",
 ];
 
 /// Draws the next step whose fault is of one of the `allowed` kinds (all when empty),
@@ -106,9 +121,13 @@ pub fn next_step(rng: &mut StdRng, nodes: usize, skew: bool) -> Step {
     let node = rng.gen_range(0..nodes);
     let kinds = if skew { 7 } else { 6 };
     let fault = match rng.gen_range(0..kinds) {
-        // A lost disk is rarer than a network fault: one draw in two of this slot.
-        5 if rng.gen_bool(0.5) => Fault::Wipe(node),
-        5 => Fault::Kill(node),
+        // A lost disk and a ring change are rarer than a network fault: a third of this
+        // slot each.
+        5 => match rng.gen_range(0..3) {
+            0 => Fault::Wipe(node),
+            1 => Fault::Decommission(node),
+            _ => Fault::Kill(node),
+        },
         0 => Fault::Isolate(node),
         1 => {
             let mut all: Vec<usize> = (0..nodes).collect();
@@ -177,13 +196,17 @@ mod tests {
                 }
                 Fault::OneWay { to, from } => assert!(to != from && *to < 5 && *from < 5),
                 Fault::Skew(i, s) => assert!(*i < 5 && *s != 0 && s.abs() <= MAX_SKEW_SECS),
-                Fault::Isolate(i) | Fault::Kill(i) | Fault::Pause(i) | Fault::Wipe(i) => {
+                Fault::Isolate(i)
+                | Fault::Kill(i)
+                | Fault::Pause(i)
+                | Fault::Wipe(i)
+                | Fault::Decommission(i) => {
                     assert!(*i < 5)
                 }
             }
             kinds.insert(step.fault.kind());
         }
-        assert_eq!(kinds.len(), 7, "{kinds:?}");
+        assert_eq!(kinds.len(), 8, "{kinds:?}");
         let mut rng = StdRng::seed_from_u64(3);
         assert!((0..200).all(|_| next_step(&mut rng, 5, false).fault.kind() != "skew"));
     }

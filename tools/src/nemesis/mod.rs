@@ -387,7 +387,57 @@ impl Cluster {
                 }
             }
             Fault::Wipe(i) => self.wipe(*i).await?,
+            Fault::Decommission(i) => self.decommission(*i).await?,
         }
+        Ok(())
+    }
+
+    /// A ring change both ways: node `i` is decommissioned (it streams its ranges to the
+    /// nodes that gain them and announces left), then stopped, emptied and started again:
+    /// a new node that bootstraps (streams its new ranges before it owns them). A node
+    /// that refuses (not normal) is left alone.
+    async fn decommission(&mut self, i: usize) -> Result<(), NemesisError> {
+        let addrs = self.addrs();
+        let Some(addr) = addrs.get(i).cloned() else {
+            return Ok(());
+        };
+        let client = pinned(&addr)
+            .await
+            .map_err(|e| NemesisError::Setup(format!("connect to node {i}: {e}")))?;
+        if let Err(e) = client.decommission().await {
+            eprintln!("sibyl-nemesis: node {i} refused to decommission: {e}");
+            return Ok(());
+        }
+        let deadline = Instant::now() + JOIN_DEADLINE * 2;
+        loop {
+            let left = client.topology().await.ok().is_some_and(|t| {
+                t.nodes
+                    .iter()
+                    .any(|n| n.address == addr && n.state == NodeState::Left)
+            });
+            if left {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(NemesisError::Setup(format!(
+                    "node {i} did not leave within {:?} of its decommission",
+                    JOIN_DEADLINE * 2
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let seeds = (0..self.lab.nodes())
+            .filter(|j| *j != i)
+            .map(|j| format!("{}:{PEER_PORT}", self.lab.addr(j)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let Some(node) = self.nodes.get_mut(i) else {
+            return Ok(());
+        };
+        node.wipe(&seeds)
+            .map_err(io(format!("empty decommissioned node {i}")))?;
+        node.start()
+            .map_err(io(format!("restart decommissioned node {i}")))?;
         Ok(())
     }
 
@@ -830,7 +880,7 @@ pub async fn run(
         tokio::time::sleep(hold.min(left)).await;
         cluster.heal()?;
         history.nemesis("heal");
-        if let Fault::Wipe(i) = fault {
+        if let Fault::Wipe(i) | Fault::Decommission(i) = fault {
             let (line, clean) = cluster.repair_node(i).await;
             wipe_safe = clean;
             log(&format!("[{:6.1} s] {line}", began.elapsed().as_secs_f64()));
