@@ -282,6 +282,32 @@ async fn follow_decommission(
             .nodes
             .iter()
             .any(|n| is_asked(n) && n.state == sibyl_protocol::NodeState::Left);
+        // Left as the other live nodes see it too: stopped before gossip told them, it
+        // would stay leaving for them.
+        let left = left && {
+            let mut all = true;
+            for n in topology.nodes.iter().filter(|n| n.up && !is_asked(n)) {
+                let seen = match Client::connect_with(
+                    &[n.address.as_str()],
+                    ClientOptions {
+                        pool_size: 1,
+                        token_aware: false,
+                        ..ClientOptions::default()
+                    },
+                )
+                .await
+                {
+                    Ok(c) => c.topology().await.ok().is_some_and(|t| {
+                        t.nodes
+                            .iter()
+                            .any(|m| is_asked(m) && m.state == sibyl_protocol::NodeState::Left)
+                    }),
+                    Err(_) => true, // unreachable now: nothing to wait for there
+                };
+                all &= seen;
+            }
+            all
+        };
         if left {
             bar.finish_and_clear();
             return Ok(format!(

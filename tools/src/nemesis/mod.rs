@@ -408,13 +408,22 @@ impl Cluster {
             eprintln!("sibyl-nemesis: node {i} refused to decommission: {e}");
             return Ok(());
         }
+        // Left as every node sees it (the node itself knows first; stopped before gossip
+        // told the others, it would stay leaving for them, and its address taken).
         let deadline = Instant::now() + JOIN_DEADLINE * 2;
         loop {
-            let left = client.topology().await.ok().is_some_and(|t| {
-                t.nodes
-                    .iter()
-                    .any(|n| n.address == addr && n.state == NodeState::Left)
-            });
+            let mut left = true;
+            for a in &addrs {
+                let sees_left = match pinned(a).await {
+                    Ok(c) => c.topology().await.ok().is_some_and(|t| {
+                        t.nodes
+                            .iter()
+                            .any(|n| n.address == addr && n.state == NodeState::Left)
+                    }),
+                    Err(_) => false,
+                };
+                left &= sees_left;
+            }
             if left {
                 break;
             }
