@@ -381,6 +381,14 @@ impl Node {
                 shutdown_rx.clone(),
             ))
         });
+        let removals = crate::stream::Removals::new(
+            service.clone(),
+            Arc::new(net.clone()),
+            handle.clone(),
+            streams.clone(),
+            StreamOptions::default(),
+        );
+        streams.spawn_watcher(move |shutdown| removals.run(shutdown));
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,

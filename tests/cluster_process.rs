@@ -1856,3 +1856,72 @@ fn cluster_a_decommissioned_node_streams_its_ranges_before_it_leaves() {
         handed.len()
     );
 }
+
+/// Elasticity, removenode: a dead node of four is removed; the ranges it replicated are
+/// copied from the replicas that remain to the nodes that gain them (one pusher per range,
+/// chosen alike by every node), so each remaining node (rf 3 of 3) then holds every key in
+/// its own replica without waiting for anti-entropy.
+#[test]
+fn cluster_a_removed_nodes_ranges_are_rereplicated_from_the_remaining_replicas() {
+    const KEYS: usize = 3_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes = start_cluster(&probe, tmp.path(), 4, &[]);
+    create_kv(&probe, &nodes, 3);
+    put_many_at_all(&probe, nodes[0].client, KEYS);
+    let id = node_at(&probe.topology(nodes[0].client).unwrap(), &nodes[3])
+        .unwrap()
+        .id
+        .clone();
+    nodes[3].signal(libc::SIGKILL);
+    nodes[3].wait_exit();
+    let live: Vec<&NodeProc> = nodes[..3].iter().collect();
+    wait_for("node 1 to mark node 4 down", DOWN_DEADLINE, &live, || {
+        probe
+            .topology(nodes[0].client)
+            .is_some_and(|t| node_at(&t, &nodes[3]).is_some_and(|i| !i.up))
+    });
+    let removed = probe.remove_node(nodes[0].client, &id);
+    assert!(removed.is_ok(), "removenode {id}: {removed:?}");
+
+    let mut streams = 0;
+    wait_for(
+        "the removed node's ranges to be re-replicated",
+        JOIN_DEADLINE,
+        &live,
+        || {
+            let reports: Vec<_> = nodes[..3]
+                .iter()
+                .filter_map(|n| streams_of(&probe, n.client))
+                .collect();
+            let ours: Vec<_> = reports
+                .iter()
+                .flat_map(|r| r.streams.iter())
+                .filter(|s| s.operation == "removenode")
+                .collect();
+            streams = ours.len();
+            // Every live node planned (it logs its share, maybe none) and every push is done.
+            let planned = nodes[..3].iter().all(|n| {
+                std::fs::read_to_string(n.log_path())
+                    .is_ok_and(|l| l.contains("re-replicating the ranges it held"))
+            });
+            planned
+                && reports.len() == 3
+                && !ours.is_empty()
+                && ours.iter().all(|s| s.state == "done")
+        },
+    );
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("r{i}")).collect();
+    for n in &nodes[..3] {
+        let wrong = wrong_at(&probe, n.client, &keys, ConsistencyLevel::One);
+        assert!(
+            wrong.is_empty(),
+            "{} of {} keys wrong at ONE through {}: {:?}",
+            wrong.len(),
+            keys.len(),
+            n.name,
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    eprintln!("removenode: {streams} streams re-replicated the removed node's ranges");
+}

@@ -129,11 +129,12 @@ impl Service {
         link.remove_node(id)
             .map_err(|e| invalid(format!("removenode {id}: {e}")))?;
         tracing::warn!(node = %id, "removenode (operator request): node announced as removed; \
-             its ranges move to the remaining nodes without streaming (repair fills them)");
+             its ranges move to the remaining nodes, copied there from the replicas that remain");
         Ok(Response::AdminDone {
             message: format!(
                 "node {id} announced as removed; its token ranges move to the remaining \
-                 nodes (no data is streamed: run repair on them)"
+                 nodes, each copied from a replica that remains (`sibyl-admin streams` on \
+                 the nodes shows the streams)"
             ),
         })
     }

@@ -123,7 +123,7 @@ impl Decommission {
     }
 
     /// Pushes `range` of `table` to `target` until every page is applied there.
-    async fn push_range(
+    pub(super) async fn push_range(
         &self,
         table: &str,
         range: TokenRange,

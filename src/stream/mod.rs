@@ -11,9 +11,11 @@
 //! - [`decommission`]: [`Decommission`], a leaving node's streams to the nodes that gain
 //!   its ranges, run before it leaves.
 //! - [`progress`]: [`StreamRegistry`], what the streams are doing and their rate cap.
+//! - [`removal`]: [`Removals`], which copies a removed node's ranges from the replicas
+//!   that remain to the nodes that gain them.
 //!
-//! Still to come (the elasticity work continues): removenode streams, `cleanup` of
-//! ranges a node no longer replicates, rebalance and replace.
+//! Still to come (the elasticity work continues): `cleanup` of ranges a node no longer
+//! replicates, rebalance and replace.
 
 pub mod bootstrap;
 pub mod checkpoint;
@@ -22,6 +24,7 @@ pub mod messages;
 pub mod peer;
 pub mod plan;
 pub mod progress;
+pub mod removal;
 
 pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
 pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
@@ -29,3 +32,4 @@ pub use decommission::Decommission;
 pub use messages::{StreamRequest, StreamResponse};
 pub use peer::StreamHandler;
 pub use progress::{StreamInfo, StreamRegistry, StreamState};
+pub use removal::Removals;

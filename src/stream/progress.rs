@@ -77,7 +77,8 @@ pub struct StreamRegistry {
     started: Instant,
     /// The node's shutdown signal, given to the tasks started here.
     shutdown: watch::Receiver<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The tasks started here; `true` for a ring change (see [`StreamRegistry::busy`]).
+    tasks: Mutex<Vec<(JoinHandle<()>, bool)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,27 +98,48 @@ impl StreamRegistry {
         }
     }
 
-    /// Starts `task` (given the node's shutdown signal) on the runtime, owned here.
+    /// Starts a ring change `task` (given the node's shutdown signal) on the runtime,
+    /// owned here; [`StreamRegistry::busy`] until it ends.
     pub fn spawn<F, Fut>(&self, task: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.start(task, true);
+    }
+
+    /// Starts a long-lived `task` (a watcher) owned here, which does not make the node
+    /// [`StreamRegistry::busy`].
+    pub fn spawn_watcher<F, Fut>(&self, task: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.start(task, false);
+    }
+
+    fn start<F, Fut>(&self, task: F, ring_change: bool)
     where
         F: FnOnce(watch::Receiver<bool>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let handle = tokio::spawn(task(self.shutdown.clone()));
         let mut tasks = lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(handle);
+        tasks.retain(|(t, _)| !t.is_finished());
+        tasks.push((handle, ring_change));
     }
 
-    /// Whether a task started here still runs.
+    /// Whether a ring change started here still runs.
     pub fn busy(&self) -> bool {
-        lock(&self.tasks).iter().any(|t| !t.is_finished())
+        lock(&self.tasks)
+            .iter()
+            .any(|(t, ring_change)| *ring_change && !t.is_finished())
     }
 
     /// Waits for every task started here (after the shutdown signal).
     pub async fn join(&self) {
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.tasks));
-        for t in tasks {
+        let tasks: Vec<(JoinHandle<()>, bool)> = std::mem::take(&mut *lock(&self.tasks));
+        for (t, _) in tasks {
             if let Err(e) = t.await {
                 tracing::error!(error = %e, "a stream task failed");
             }
