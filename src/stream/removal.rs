@@ -7,7 +7,8 @@
 //! (in the range's old preference list) pushes it to each gaining node, page by page with
 //! the replica family's `apply` ([`super::decommission::Decommission::push_range`]).
 //! Every node computes the same plan from the same gossip state, so each range has one
-//! pusher and needs no coordination. A node that restarts forgets which removals it has
+//! pusher and needs no coordination. A node at the removed node's address (its
+//! replacement after a lost disk) is left out of the plan: it fills itself. A node that restarts forgets which removals it has
 //! streamed and does not stream them again (anti-entropy covers a push cut by a crash).
 
 use std::collections::BTreeSet;
@@ -109,12 +110,22 @@ impl Removals {
         removed: NodeId,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
-        let mut nodes = view.nodes.clone();
-        if let Some(n) = nodes.get_mut(&removed) {
+        // A node at the removed node's address replaced it (a wiped disk back under a new
+        // id): it fills itself (bootstrap, or repair with --auto-bootstrap off), so the
+        // plan is made as if it were not in the ring yet.
+        let address = view.node(removed).and_then(|n| n.peer_address);
+        let mut without = view.nodes.clone();
+        for n in without.values_mut() {
+            if n.id != removed && address.is_some() && n.peer_address == address {
+                n.status = None;
+            }
+        }
+        let mut with = without.clone();
+        if let Some(n) = with.get_mut(&removed) {
             n.status = Some(NodeStatus::Normal);
         }
-        let before = ClusterView::new(view.local, view.partitioner, nodes).ring();
-        let after = view.ring();
+        let before = ClusterView::new(view.local, view.partitioner, with).ring();
+        let after = ClusterView::new(view.local, view.partitioner, without).ring();
         let schemas = self.service.table_schemas();
         let tables: Vec<_> = schemas
             .iter()
