@@ -442,22 +442,7 @@ impl Bootstrap {
                     s.state = StreamState::Done;
                 }
             });
-            self.throttle(page_bytes, elapsed, shutdown).await;
-        }
-    }
-
-    /// Sleeps so that `bytes` moved in `elapsed` stay within the throughput cap.
-    async fn throttle(&self, bytes: u64, elapsed: Duration, shutdown: &mut watch::Receiver<bool>) {
-        let rate = self.registry.throughput();
-        if rate == 0 || bytes == 0 {
-            return;
-        }
-        let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
-        if let Some(wait) = budget.checked_sub(elapsed) {
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
+            self.registry.throttle(page_bytes, elapsed, shutdown).await;
         }
     }
 

@@ -19,19 +19,17 @@
 //! already pushed merge as no-ops).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::bootstrap::{wait_until_seen, BootstrapError, StreamOptions};
+use super::peer::read_page;
 use super::plan::lost_ranges;
 use super::progress::{StreamInfo, StreamRegistry, StreamState};
 use crate::cluster::{ClusterHandle, NodeStatus};
 use crate::net::{Family, PeerNetwork};
-use crate::replica::{
-    RangeScan, RawCell, ReplicaHost, ReplicaRequest, ReplicaResponse, TokenRange,
-};
+use crate::replica::{RawCell, ReplicaHost, ReplicaRequest, ReplicaResponse, TokenRange};
 use crate::ring::NodeId;
 use crate::service::Service;
 
@@ -201,16 +199,7 @@ impl Decommission {
             if last.is_some() {
                 after = last;
             }
-            let rate = self.registry.throughput();
-            if rate > 0 && bytes > 0 {
-                let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
-                if let Some(wait) = budget.checked_sub(elapsed) {
-                    tokio::select! {
-                        _ = shutdown.changed() => {}
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
+            self.registry.throttle(bytes, elapsed, shutdown).await;
         }
     }
 
@@ -238,40 +227,19 @@ impl Decommission {
         let (service, table) = (self.service.clone(), table.to_owned());
         let budget = self.opts.page_bytes as usize;
         tokio::task::spawn_blocking(move || {
-            let replica = service.replica();
             let mode = service
                 .conflict_mode(&table)
                 .ok_or_else(|| format!("table {table:?} is gone"))?;
-            let mut scan = RangeScan::after(
-                replica.engine(),
+            let (more, cells) = read_page(
+                service.replica(),
+                mode,
                 &table,
-                replica.partitioner(),
                 range,
                 after.as_deref(),
+                budget,
             )
             .map_err(|e| e.to_string())?;
-            let mut cells = Vec::new();
-            let mut bytes = 0usize;
-            while let Some((key, value)) = scan.next_entry().map_err(|e| e.to_string())? {
-                if bytes >= budget {
-                    return Ok((cells, true));
-                }
-                let cell = RawCell {
-                    table: table.clone(),
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                };
-                // Only cells sent count: a page that goes on ends with a cell sent, so
-                // the next one starts after it (a refused cell is met again and skipped).
-                match replica.check_cell(cells.len(), &cell, mode) {
-                    Ok(()) => {
-                        bytes += cell.key.len() + cell.value.len();
-                        cells.push(cell);
-                    }
-                    Err(e) => tracing::error!(error = %e, table, "decommission skips an invalid stored cell"),
-                }
-            }
-            Ok((cells, false))
+            Ok((cells, more))
         })
         .await
         .map_err(|e| format!("page task failed: {e}"))?

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use super::messages::{StreamErrorCode, StreamRequest, StreamResponse, MAX_PAGE_BYTES};
 use crate::cluster::{ClusterHandle, NodeStatus};
 use crate::net::{BoxFuture, Family, HandlerError, PeerHandler, PeerInfo};
-use crate::replica::{RangeScan, RawCell, ReplicaExecution, ReplicaHost};
+use crate::replica::{RangeScan, RawCell, Replica, ReplicaExecution, ReplicaHost, TokenRange};
+use sibyl_protocol::ConflictMode;
 
 /// Answers [`Family::Stream`] requests from `host`'s replica.
 pub struct StreamHandler<H> {
@@ -118,40 +119,7 @@ pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> Stre
         };
     }
     let budget = max_bytes.clamp(1, MAX_PAGE_BYTES) as usize;
-    let page = || -> Result<(bool, Vec<RawCell>), sibyl_storage::Error> {
-        let mut scan = RangeScan::after(
-            replica.engine(),
-            &table,
-            replica.partitioner(),
-            range,
-            after.as_deref(),
-        )?;
-        let mut cells = Vec::new();
-        let mut bytes = 0usize;
-        while let Some((key, value)) = scan.next_entry()? {
-            if bytes >= budget {
-                return Ok((true, cells));
-            }
-            let cell = RawCell {
-                table: table.clone(),
-                key: key.to_vec(),
-                value: value.to_vec(),
-            };
-            // A stored value the receiver's apply would refuse (undecodable on this disk)
-            // would refuse the whole page there: it stays behind, logged.
-            // Only cells sent count: a page that goes on ends with a cell sent, so the
-            // next one starts after it.
-            match replica.check_cell(cells.len(), &cell, mode) {
-                Ok(()) => {
-                    bytes += cell.key.len() + cell.value.len();
-                    cells.push(cell);
-                }
-                Err(e) => tracing::error!(error = %e, table, "stream skips an invalid stored cell"),
-            }
-        }
-        Ok((false, cells))
-    };
-    match page() {
+    match read_page(replica, mode, &table, range, after.as_deref(), budget) {
         Ok((more, cells)) => StreamResponse::Entries { more, cells },
         Err(e) => {
             tracing::error!(error = %e, table, "stream page failed in storage");
@@ -161,4 +129,41 @@ pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> Stre
             }
         }
     }
+}
+
+/// The next page of `range` of `table` from `replica`, in ring order after `after`: the
+/// stored entries until their keys and values reach `budget` bytes, and whether the range
+/// goes on. A stored value the receiver's apply would refuse (undecodable on this disk)
+/// would refuse the whole page there: it stays behind, logged. Only the cells sent count
+/// toward the budget, so a page that goes on ends with a cell sent and the next one starts
+/// after it. Blocking (an engine scan).
+pub fn read_page(
+    replica: &Replica,
+    mode: ConflictMode,
+    table: &str,
+    range: TokenRange,
+    after: Option<&[u8]>,
+    budget: usize,
+) -> Result<(bool, Vec<RawCell>), sibyl_storage::Error> {
+    let mut scan = RangeScan::after(replica.engine(), table, replica.partitioner(), range, after)?;
+    let mut cells = Vec::new();
+    let mut bytes = 0usize;
+    while let Some((key, value)) = scan.next_entry()? {
+        if bytes >= budget {
+            return Ok((true, cells));
+        }
+        let cell = RawCell {
+            table: table.to_owned(),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        match replica.check_cell(cells.len(), &cell, mode) {
+            Ok(()) => {
+                bytes += cell.key.len() + cell.value.len();
+                cells.push(cell);
+            }
+            Err(e) => tracing::error!(error = %e, table, "stream skips an invalid stored cell"),
+        }
+    }
+    Ok((false, cells))
 }

@@ -156,6 +156,27 @@ impl StreamRegistry {
         self.throughput.store(bytes_per_sec, Ordering::Relaxed);
     }
 
+    /// Sleeps so that `bytes` moved in `elapsed` stay within the throughput cap (or until
+    /// `shutdown`).
+    pub async fn throttle(
+        &self,
+        bytes: u64,
+        elapsed: std::time::Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let rate = self.throughput();
+        if rate == 0 || bytes == 0 {
+            return;
+        }
+        let budget = std::time::Duration::from_secs_f64(bytes as f64 / rate as f64);
+        if let Some(wait) = budget.checked_sub(elapsed) {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
     /// Adds a stream; returns its index.
     pub fn add(&self, info: StreamInfo) -> usize {
         let mut s = lock(&self.streams);
