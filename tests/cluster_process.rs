@@ -938,6 +938,25 @@ fn cluster_kv679_a_wiped_replica_writing_again_keeps_both_values() {
     }
 }
 
+/// An INSERT of column `c` = `value` at `key` in table `kv`, without a write id.
+fn insert_kv(key: String, value: String, consistency: Consistency) -> Request {
+    Request::Insert {
+        insert: RowInsert {
+            write_id: None,
+            table: "kv".into(),
+            key: Bytes::from(key),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![ColumnWrite {
+                name: Bytes::from_static(b"c"),
+                value: Bytes::from(value),
+                context: Bytes::new(),
+            }],
+        },
+        consistency: Some(consistency),
+    }
+}
+
 /// Writes `count` keys `r0..` with value `v<i>` at ALL through `addr`, 64 in flight.
 fn put_many_at_all(probe: &Probe, addr: SocketAddr, count: usize) {
     put_many(probe, addr, 0..count, ConsistencyLevel::All, 3);
@@ -961,21 +980,11 @@ fn put_many(
             }
             let c = c.clone();
             set.spawn(async move {
-                let request = Request::Insert {
-                    insert: RowInsert {
-                        write_id: None,
-                        table: "kv".into(),
-                        key: Bytes::from(format!("r{i}")),
-                        ttl_secs: None,
-                        timestamp_micros: None,
-                        columns: vec![ColumnWrite {
-                            name: Bytes::from_static(b"c"),
-                            value: Bytes::from(format!("v{i}")),
-                            context: Bytes::new(),
-                        }],
-                    },
-                    consistency: Some(Consistency::sloppy(level).strict()),
-                };
+                let request = insert_kv(
+                    format!("r{i}"),
+                    format!("v{i}"),
+                    Consistency::sloppy(level).strict(),
+                );
                 match c.request(request).await {
                     Ok(Response::Written { meta }) => assert_eq!(meta.replicas.len(), replicas),
                     other => panic!("write r{i} at {level:?}: {other:?}"),
@@ -1503,21 +1512,11 @@ fn write_load(
                 for k in i..i + 16 {
                     let c = c.clone();
                     set.spawn(async move {
-                        let request = Request::Insert {
-                            insert: RowInsert {
-                                write_id: None,
-                                table: "kv".into(),
-                                key: Bytes::from(format!("w{k}")),
-                                ttl_secs: None,
-                                timestamp_micros: None,
-                                columns: vec![ColumnWrite {
-                                    name: Bytes::from_static(b"c"),
-                                    value: Bytes::from(format!("v{k}")),
-                                    context: Bytes::new(),
-                                }],
-                            },
-                            consistency: Some(Consistency::sloppy(ConsistencyLevel::Quorum)),
-                        };
+                        let request = insert_kv(
+                            format!("w{k}"),
+                            format!("v{k}"),
+                            Consistency::sloppy(ConsistencyLevel::Quorum),
+                        );
                         (k, c.request(request).await)
                     });
                 }

@@ -43,6 +43,18 @@ pub struct NodeView {
     pub alive: bool,
 }
 
+impl NodeView {
+    /// Joining with its tokens announced: a pending replica of the ranges it gains.
+    pub fn is_pending(&self) -> bool {
+        self.status == Some(NodeStatus::Joining) && !self.tokens.is_empty()
+    }
+
+    /// In a ring change: pending, or leaving.
+    pub fn in_ring_change(&self) -> bool {
+        self.is_pending() || self.status == Some(NodeStatus::Leaving)
+    }
+}
+
 /// Snapshot of membership as one node sees it. Equality compares the membership (the
 /// ring is derived from it).
 #[derive(Debug, Clone)]
@@ -224,7 +236,7 @@ fn role(n: &NodeView) -> RingRole {
     match n.status {
         Some(NodeStatus::Normal) => RingRole::Owner { leaving: false },
         Some(NodeStatus::Leaving) => RingRole::Owner { leaving: true },
-        Some(NodeStatus::Joining) if !n.tokens.is_empty() => RingRole::Pending,
+        Some(NodeStatus::Joining) if n.is_pending() => RingRole::Pending,
         _ => RingRole::None,
     }
 }

@@ -36,7 +36,7 @@ use super::checkpoint::{BootstrapFileError, BootstrapState, Progress, RangeCheck
 use super::messages::{StreamRequest, StreamResponse};
 use super::plan::gained_by_local;
 use super::progress::{StreamInfo, StreamRegistry, StreamState};
-use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
+use crate::cluster::{ClusterHandle, ClusterView};
 use crate::coordinator::placement::strategy;
 use crate::net::{Family, PeerNetwork};
 use crate::replica::{RawCell, ReplicaHost};
@@ -198,10 +198,6 @@ impl Bootstrap {
             .iter()
             .map(|r| {
                 self.registry.add(StreamInfo {
-                    operation: "bootstrap",
-                    table: r.table.clone(),
-                    range: r.range,
-                    peer: r.source,
                     state: if r.progress == Progress::Done {
                         StreamState::Done
                     } else {
@@ -209,9 +205,7 @@ impl Bootstrap {
                     },
                     bytes: r.bytes,
                     cells: r.cells,
-                    bytes_this_run: 0,
-                    running_micros: 0,
-                    error: None,
+                    ..StreamInfo::queued("bootstrap", &r.table, r.range, r.source)
                 })
             })
             .collect();
@@ -245,10 +239,8 @@ impl Bootstrap {
                 return Err(BootstrapError::Shutdown);
             }
             if let Some(v) = self.cluster.view() {
-                let pending = v
-                    .node(v.local)
-                    .is_some_and(|n| n.status == Some(NodeStatus::Joining) && !n.tokens.is_empty())
-                    && v.future_ring().is_some();
+                let pending =
+                    v.node(v.local).is_some_and(|n| n.is_pending()) && v.future_ring().is_some();
                 if pending {
                     let deadline =
                         *schema_deadline.get_or_insert(Instant::now() + self.opts.schema_wait);
@@ -432,16 +424,8 @@ impl Bootstrap {
                 .map_err(|e| PullStop::Failed(e.into()))?;
             *state = next;
             let elapsed = started.elapsed();
-            self.registry.update(slot, |s| {
-                s.bytes += page_bytes;
-                s.cells += page_cells;
-                s.bytes_this_run += page_bytes;
-                s.running_micros += elapsed.as_micros() as u64;
-                s.error = None;
-                if !more {
-                    s.state = StreamState::Done;
-                }
-            });
+            self.registry
+                .page_done(slot, page_bytes, page_cells, elapsed, more);
             self.registry.throttle(page_bytes, elapsed, shutdown).await;
         }
     }

@@ -94,18 +94,12 @@ impl Decommission {
         let mut jobs = Vec::new();
         for lost in &plan {
             for &target in &lost.targets {
-                let slot = self.registry.add(StreamInfo {
-                    operation: "decommission",
-                    table: lost.table.clone(),
-                    range: lost.range,
-                    peer: target,
-                    state: StreamState::Queued,
-                    bytes: 0,
-                    cells: 0,
-                    bytes_this_run: 0,
-                    running_micros: 0,
-                    error: None,
-                });
+                let slot = self.registry.add(StreamInfo::queued(
+                    "decommission",
+                    &lost.table,
+                    lost.range,
+                    target,
+                ));
                 jobs.push((lost.table.clone(), lost.range, target, slot));
             }
         }
@@ -183,16 +177,7 @@ impl Decommission {
                 }
             }
             let elapsed = started.elapsed();
-            self.registry.update(slot, |s| {
-                s.bytes += bytes;
-                s.cells += count;
-                s.bytes_this_run += bytes;
-                s.running_micros += elapsed.as_micros() as u64;
-                s.error = None;
-                if !more {
-                    s.state = StreamState::Done;
-                }
-            });
+            self.registry.page_done(slot, bytes, count, elapsed, more);
             if !more {
                 return Ok(());
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::messages::{StreamErrorCode, StreamRequest, StreamResponse, MAX_PAGE_BYTES};
-use crate::cluster::{ClusterHandle, NodeStatus};
+use crate::cluster::ClusterHandle;
 use crate::net::{BoxFuture, Family, HandlerError, PeerHandler, PeerInfo};
 use crate::replica::{RangeScan, RawCell, Replica, ReplicaExecution, ReplicaHost, TokenRange};
 use sibyl_protocol::ConflictMode;
@@ -61,13 +61,10 @@ impl<H: ReplicaHost> PeerHandler for StreamHandler<H> {
             }
         };
         if let StreamRequest::Sees { node } = request {
-            let changing = self.cluster.view().is_some_and(|v| {
-                v.node(node).is_some_and(|n| match n.status {
-                    Some(NodeStatus::Joining) => !n.tokens.is_empty(),
-                    Some(NodeStatus::Leaving) => true,
-                    _ => false,
-                })
-            });
+            let changing = self
+                .cluster
+                .view()
+                .is_some_and(|v| v.node(node).is_some_and(|n| n.in_ring_change()));
             let answer = StreamResponse::Seen { changing }.encode();
             return Box::pin(async move { Ok(answer) });
         }

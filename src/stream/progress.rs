@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +66,29 @@ pub struct StreamInfo {
     pub running_micros: u64,
     /// The last error, while retrying.
     pub error: Option<String>,
+}
+
+impl StreamInfo {
+    /// A stream of `range` of `table` with `peer` for `operation`, nothing applied yet.
+    pub fn queued(
+        operation: &'static str,
+        table: &str,
+        range: TokenRange,
+        peer: NodeId,
+    ) -> StreamInfo {
+        StreamInfo {
+            operation,
+            table: table.to_owned(),
+            range,
+            peer,
+            state: StreamState::Queued,
+            bytes: 0,
+            cells: 0,
+            bytes_this_run: 0,
+            running_micros: 0,
+            error: None,
+        }
+    }
 }
 
 /// The node's streams (see the module documentation).
@@ -161,14 +184,14 @@ impl StreamRegistry {
     pub async fn throttle(
         &self,
         bytes: u64,
-        elapsed: std::time::Duration,
+        elapsed: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         let rate = self.throughput();
         if rate == 0 || bytes == 0 {
             return;
         }
-        let budget = std::time::Duration::from_secs_f64(bytes as f64 / rate as f64);
+        let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
         if let Some(wait) = budget.checked_sub(elapsed) {
             tokio::select! {
                 _ = shutdown.changed() => {}
@@ -189,6 +212,21 @@ impl StreamRegistry {
         if let Some(info) = lock(&self.streams).get_mut(i) {
             f(info);
         }
+    }
+
+    /// Records a page of stream `i`: `bytes` and `cells` applied in `elapsed`; done when
+    /// the range does not go on (`more` false).
+    pub fn page_done(&self, i: usize, bytes: u64, cells: u64, elapsed: Duration, more: bool) {
+        self.update(i, |s| {
+            s.bytes += bytes;
+            s.cells += cells;
+            s.bytes_this_run += bytes;
+            s.running_micros += elapsed.as_micros() as u64;
+            s.error = None;
+            if !more {
+                s.state = StreamState::Done;
+            }
+        });
     }
 
     /// Every stream since the node started.

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::bootstrap::StreamOptions;
 use super::decommission::Decommission;
 use super::plan::lost_ranges;
-use super::progress::{StreamInfo, StreamRegistry, StreamState};
+use super::progress::{StreamInfo, StreamRegistry};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::coordinator::placement::strategy;
 use crate::net::PeerNetwork;
@@ -146,18 +146,12 @@ impl Removals {
                 continue;
             }
             for &target in lost.targets.iter().filter(|t| **t != view.local) {
-                let slot = self.registry.add(StreamInfo {
-                    operation: "removenode",
-                    table: lost.table.clone(),
-                    range: lost.range,
-                    peer: target,
-                    state: StreamState::Queued,
-                    bytes: 0,
-                    cells: 0,
-                    bytes_this_run: 0,
-                    running_micros: 0,
-                    error: None,
-                });
+                let slot = self.registry.add(StreamInfo::queued(
+                    "removenode",
+                    &lost.table,
+                    lost.range,
+                    target,
+                ));
                 mine.push((lost.table.clone(), lost.range, target, slot));
             }
         }
