@@ -479,7 +479,7 @@ impl Probe {
     fn remove_node(&self, addr: SocketAddr, node_id: &str) -> Result<String, String> {
         let c = self.client(addr).expect("connect");
         self.rt
-            .block_on(c.remove_node(node_id))
+            .block_on(c.remove_node(node_id, false))
             .map_err(|e| e.to_string())
     }
 

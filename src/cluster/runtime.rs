@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::codec;
+use super::endpoint::NodeStatus;
 use super::gossip_types::{GossipEvent, Outgoing};
 use super::gossiper::Gossiper;
 use super::handle::{ClusterCommand, ClusterHandle, CommandInbox};
@@ -529,6 +530,22 @@ impl Driver {
                         "not joining the ring: node {owner} owns tokens at this node's peer \
                          address (was its data directory wiped?); run `sibyl-admin \
                          removenode {owner}` on a live node, and this node joins as a new one"
+                    );
+                }
+                return;
+            }
+            let leaving = self.gossiper.view().with_status(NodeStatus::Leaving);
+            if let Some(node) = leaving.first() {
+                // One ring change at a time per range (crate::stream::admission): ranges
+                // this node would take could be the ones the leaving node is handing to
+                // nodes that gain them in a ring without this one.
+                if self.gossiper.rounds() >= self.next_refusal_log {
+                    self.next_refusal_log = self.gossiper.rounds() + REFUSAL_LOG_ROUNDS;
+                    tracing::warn!(
+                        %node,
+                        "waiting to choose tokens: node {node} is leaving; this node joins \
+                         once it has left (if it died leaving, `sibyl-admin removenode {node}` \
+                         on a live node)"
                     );
                 }
                 return;

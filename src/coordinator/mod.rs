@@ -468,6 +468,10 @@ impl Coordinator {
         if streams.busy() {
             return invalid(format!("node {me} is already streaming a ring change"));
         }
+        let tables = self.service.table_options();
+        if let Err(refusal) = crate::stream::admission::check_decommission(&view, &tables) {
+            return invalid(format!("node {me} cannot decommission: {refusal}"));
+        }
         self.cluster.set_status(crate::cluster::NodeStatus::Leaving);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !self.cluster.view().is_some_and(|v| {

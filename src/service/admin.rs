@@ -4,12 +4,15 @@
 //! spread by gossip.
 //!
 //! # Invariants
-//! - REMOVE_NODE only ever removes a node this node knows and believes down, never itself;
-//!   anything else is a typed `Invalid` error naming the node.
-//! - DECOMMISSION only starts from `normal` (a joining node would announce `normal` again
-//!   once its tokens are chosen) and always announces `leaving` before `left`. No data is
-//!   streamed (not implemented yet); the node says so in its log and its answer, and keeps
-//!   serving until it is stopped.
+//! - REMOVE_NODE only ever removes a node this node knows and believes down, never itself,
+//!   and only when [`crate::stream::admission::check_removenode`] allows it (no other ring
+//!   change moves its ranges; each of its ranges has a live replica to copy from, unless
+//!   forced); anything else is a typed `Invalid` error naming the node or the range.
+//! - DECOMMISSION here is the path of a service without a coordinator (tests of this
+//!   layer; a node's coordinator answers DECOMMISSION itself and streams): it only starts
+//!   from `normal`, when [`crate::stream::admission::check_decommission`] allows it, and
+//!   always announces `leaving` before `left`. No data is streamed; the node says so in
+//!   its log and its answer, and keeps serving until it is stopped.
 //!
 //! # Threading
 //! Called from [`super::Service::handle`]. FLUSH, COMPACT, REMOVE_NODE and DECOMMISSION
@@ -24,6 +27,7 @@ use sibyl_protocol::{Request, Response, ServerError, TableStatistics};
 use super::{invalid, storage_error, Service};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus, GOSSIP_INTERVAL_MS};
 use crate::ring::NodeId;
+use crate::stream::admission::{check_decommission, check_removenode};
 
 /// How long a decommissioning node stays `leaving` before it announces `left`: two gossip
 /// rounds at the default interval, so peers hear `leaving` first (Cassandra waits its
@@ -51,7 +55,7 @@ impl Service {
             Request::TableStats { table } => {
                 self.table_statistics(&table).map(Response::AdminTableStats)
             }
-            Request::RemoveNode { node_id } => self.remove_node(&node_id),
+            Request::RemoveNode { node_id, force } => self.remove_node(&node_id, force),
             Request::Decommission => self.decommission(),
             other => Err(invalid(format!(
                 "{} is not an operator command",
@@ -109,7 +113,7 @@ impl Service {
         }
     }
 
-    fn remove_node(&self, node_id: &str) -> Result<Response, ServerError> {
+    fn remove_node(&self, node_id: &str, force: bool) -> Result<Response, ServerError> {
         let id = parse_node_id(node_id)?;
         let unknown = || invalid(format!("unknown node {id}: not in this node's view"));
         let link = self.cluster.as_ref().ok_or_else(unknown)?;
@@ -125,6 +129,12 @@ impl Service {
             return Err(invalid(format!(
                 "node {id} is up: removenode is for dead nodes; decommission it instead"
             )));
+        }
+        let tables = self.table_options();
+        check_removenode(&view, id, &tables, force)
+            .map_err(|refusal| invalid(format!("removenode {id} refused: {refusal}")))?;
+        if force {
+            tracing::warn!(node = %id, "removenode --force: ranges with no live copy besides this node lose what only it held");
         }
         link.remove_node(id)
             .map_err(|e| invalid(format!("removenode {id}: {e}")))?;
@@ -161,6 +171,8 @@ impl Service {
                 )))
             }
         }
+        check_decommission(&view, &self.table_options())
+            .map_err(|refusal| invalid(format!("node {me} cannot decommission: {refusal}")))?;
         link.set_status(NodeStatus::Leaving);
         tracing::warn!(node = %me, "decommission: leaving the ring without streaming (this \
              service has no stream registry: a node's coordinator streams); its data is NOT \

@@ -272,6 +272,7 @@ fn execution_runs_flush_compact_and_membership_commands_blocking() {
         Request::Compact { table: "t".into() },
         Request::RemoveNode {
             node_id: "1".into(),
+            force: false,
         },
         Request::Decommission,
     ] {
@@ -296,6 +297,7 @@ fn remove_node_malformed_id_is_invalid() {
     for bad in ["", "xyz", "00000000000000001"] {
         let msg = invalid_message(n.svc.handle(Request::RemoveNode {
             node_id: bad.into(),
+            force: false,
         }));
         assert!(msg.contains("hex digits"), "{bad:?}: {msg}");
     }
@@ -306,6 +308,7 @@ fn remove_node_without_cluster_is_an_unknown_node() {
     let n = node();
     let msg = invalid_message(n.svc.handle(Request::RemoveNode {
         node_id: "00000000000000ab".into(),
+        force: false,
     }));
     assert!(msg.contains("unknown node 00000000000000ab"), "{msg}");
 }
@@ -318,14 +321,20 @@ fn decommission_without_cluster_is_invalid() {
 }
 
 #[test]
-fn remove_node_refuses_up_unknown_and_self_then_removes_a_down_node() {
+fn remove_node_refuses_up_unknown_self_and_a_last_copy_then_removes_a_down_node() {
     let (a, b) = (member(), member());
     let seed = a.join(1, None);
     b.join(2, Some(seed));
     wait_for("a to see b up and normal", || {
         state_of(&a.topology(), 2) == Some((NodeState::Normal, true))
     });
-    let remove = |id: &str| a.svc.handle(Request::RemoveNode { node_id: id.into() });
+    let remove_with = |id: &str, force: bool| {
+        a.svc.handle(Request::RemoveNode {
+            node_id: id.into(),
+            force,
+        })
+    };
+    let remove = |id: &str| remove_with(id, false);
     let up = invalid_message(remove("0000000000000002"));
     assert!(up.contains("is up"), "{up}");
     let unknown = invalid_message(remove("0000000000000009"));
@@ -337,7 +346,15 @@ fn remove_node_refuses_up_unknown_and_self_then_removes_a_down_node() {
     wait_for("a to see b down", || {
         state_of(&a.topology(), 2).is_some_and(|(_, up)| !up)
     });
-    let r = remove("2");
+    // An rf 1 table: node 2's ranges have no other replica to copy them from.
+    a.create("t");
+    let last_copy = invalid_message(remove("2"));
+    assert!(
+        last_copy.contains("no other replica") && last_copy.contains("--force"),
+        "{last_copy}"
+    );
+    assert_eq!(state_of(&a.topology(), 2), Some((NodeState::Normal, false)));
+    let r = remove_with("2", true);
     assert!(
         matches!(&r, Response::AdminDone { message } if message.contains("removed")),
         "{r:?}"

@@ -761,6 +761,14 @@ impl Service {
         v
     }
 
+    /// Every table's name and options, sorted by name (what ring-change plans need).
+    pub(crate) fn table_options(&self) -> Vec<(String, TableOptions)> {
+        self.table_schemas()
+            .iter()
+            .map(|s| (s.name.clone(), s.options.clone()))
+            .collect()
+    }
+
     /// The schema of `table`, or `UnknownTable`.
     pub(crate) fn schema(&self, table: &str) -> Result<Arc<TableSchema>, ServerError> {
         self.read_tables()

@@ -158,12 +158,7 @@ impl Bootstrap {
             let Some(view) = self.cluster.view() else {
                 return Err(BootstrapError::Shutdown);
             };
-            let tables: Vec<_> = self
-                .service
-                .table_schemas()
-                .iter()
-                .map(|s| (s.name.clone(), s.options.clone()))
-                .collect();
+            let tables = self.service.table_options();
             state.ranges = gained_by_local(&view, &tables)
                 .into_iter()
                 .map(|g| RangeCheckpoint {

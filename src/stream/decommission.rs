@@ -79,12 +79,7 @@ impl Decommission {
                 "the view shows no ring change while leaving".into(),
             ));
         };
-        let tables: Vec<_> = self
-            .service
-            .table_schemas()
-            .iter()
-            .map(|s| (s.name.clone(), s.options.clone()))
-            .collect();
+        let tables = self.service.table_options();
         let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
         tracing::info!(
             ranges = plan.len(),

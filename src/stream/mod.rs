@@ -13,10 +13,13 @@
 //! - [`progress`]: [`StreamRegistry`], what the streams are doing and their rate cap.
 //! - [`removal`]: [`Removals`], which copies a removed node's ranges from the replicas
 //!   that remain to the nodes that gain them.
+//! - [`admission`]: which ring changes may start (one at a time per range, never one
+//!   that leaves a range without a copy).
 //!
 //! Still to come (the elasticity work continues): `cleanup` of ranges a node no longer
 //! replicates, rebalance and replace.
 
+pub mod admission;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod decommission;
@@ -26,6 +29,7 @@ pub mod plan;
 pub mod progress;
 pub mod removal;
 
+pub use admission::Refusal;
 pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
 pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
 pub use decommission::Decommission;

@@ -84,29 +84,16 @@ pub fn lost_ranges(
     node: NodeId,
     tables: &[(String, TableOptions)],
 ) -> Vec<Lost> {
-    let mut tokens: Vec<_> = current
-        .tokens()
-        .iter()
-        .chain(future.tokens())
-        .copied()
-        .collect();
-    tokens.sort();
-    tokens.dedup();
+    let cuts = cut(&[current, future]);
     let mut out = Vec::new();
     for (table, options) in tables {
         let strategy = strategy(options);
-        for (i, end) in tokens.iter().enumerate() {
-            let start = if i == 0 {
-                tokens.last()
-            } else {
-                tokens.get(i - 1)
-            };
-            let Some(&start) = start else { continue };
-            let before = current.preference_list(end, &strategy);
+        for range in &cuts {
+            let before = current.preference_list(&range.end, &strategy);
             if !before.contains(&node) {
                 continue;
             }
-            let after = future.preference_list(end, &strategy);
+            let after = future.preference_list(&range.end, &strategy);
             if after.contains(&node) {
                 continue;
             }
@@ -117,12 +104,36 @@ pub fn lost_ranges(
                 .collect();
             out.push(Lost {
                 table: table.clone(),
-                range: TokenRange { start, end: *end },
+                range: *range,
                 targets,
             });
         }
     }
     out
+}
+
+/// The ranges between consecutive tokens of all `rings` together, in ring order: within
+/// each, every ring's preference lists are constant (each is one range of every ring, or
+/// part of one).
+pub fn cut(rings: &[&Ring]) -> Vec<TokenRange> {
+    let mut tokens: Vec<_> = rings
+        .iter()
+        .flat_map(|r| r.tokens().iter().copied())
+        .collect();
+    tokens.sort();
+    tokens.dedup();
+    let Some(&last) = tokens.last() else {
+        return Vec::new();
+    };
+    let mut start = last;
+    tokens
+        .into_iter()
+        .map(|end| {
+            let range = TokenRange { start, end };
+            start = end;
+            range
+        })
+        .collect()
 }
 
 /// [`gained_ranges`] of the local node in `view` (nothing while no ring change is under

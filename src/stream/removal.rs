@@ -126,19 +126,15 @@ impl Removals {
         }
         let before = ClusterView::new(view.local, view.partitioner, with).ring();
         let after = ClusterView::new(view.local, view.partitioner, without).ring();
-        let schemas = self.service.table_schemas();
-        let tables: Vec<_> = schemas
-            .iter()
-            .map(|s| (s.name.clone(), s.options.clone()))
-            .collect();
+        let tables = self.service.table_options();
         let plan = lost_ranges(&before, &after, removed, &tables);
         let mut mine = Vec::new();
         for lost in plan {
-            let Some(schema) = schemas.iter().find(|s| s.name == lost.table) else {
+            let Some((_, options)) = tables.iter().find(|(name, _)| *name == lost.table) else {
                 continue;
             };
             let pusher = before
-                .preference_list(&lost.range.end, &strategy(&schema.options))
+                .preference_list(&lost.range.end, &strategy(options))
                 .into_iter()
                 .filter(|n| *n != removed)
                 .find(|n| *n == view.local || view.node(*n).is_some_and(|v| v.alive));

@@ -45,10 +45,13 @@ impl Client {
     }
 
     /// Announces the dead node `node_id` (hex, as the topology shows it) as removed;
-    /// returns the node's account of what it did.
-    pub async fn remove_node(&self, node_id: &str) -> Result<String, ClientError> {
+    /// returns the node's account of what it did. Without `force` the node refuses
+    /// (`INVALID`) when a range the dead node replicated has no other live replica to
+    /// copy it from; with it, what only the dead node held is lost.
+    pub async fn remove_node(&self, node_id: &str, force: bool) -> Result<String, ClientError> {
         let request = Request::RemoveNode {
             node_id: node_id.to_owned(),
+            force,
         };
         match self.request(request).await? {
             Response::AdminDone { message } => Ok(message),

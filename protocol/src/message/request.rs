@@ -277,10 +277,13 @@ pub enum Request {
         table: String,
     },
     /// Admin: announces a dead node as removed, cluster-wide (`removenode`). Wire:
-    /// `string` node id (16 hex digits, as the topology shows it).
+    /// `string` node id (16 hex digits, as the topology shows it), `bool` force.
     RemoveNode {
         /// The node's id.
         node_id: String,
+        /// Remove it even when a range it replicated has no other live replica to copy it
+        /// from (what only it held is lost).
+        force: bool,
     },
     /// Admin: the answering node leaves the ring (announces `leaving`, then `left`).
     /// Empty body.
@@ -398,7 +401,10 @@ impl Request {
             Request::Compact { table } | Request::TableStats { table } => {
                 w.string("table", table)?
             }
-            Request::RemoveNode { node_id } => w.string("node id", node_id)?,
+            Request::RemoveNode { node_id, force } => {
+                w.string("node id", node_id)?;
+                w.bool(*force);
+            }
             Request::Repair { table } => w.option(table.as_ref(), |w, t| w.string("table", t))?,
             Request::RepairStatus { id } => w.u64(*id),
             Request::Streams { set_throughput } => w.option(set_throughput.as_ref(), |w, v| {
@@ -520,6 +526,7 @@ impl Request {
             },
             Opcode::RemoveNode => Request::RemoveNode {
                 node_id: r.string("node id")?,
+                force: r.bool("force")?,
             },
             Opcode::Decommission => Request::Decommission,
             Opcode::Repair => Request::Repair {

@@ -212,6 +212,7 @@ pub fn requests() -> Vec<(&'static str, Request)> {
             "remove-node",
             Request::RemoveNode {
                 node_id: "00000000000000ab".into(),
+                force: false,
             },
         ),
         ("decommission", Request::Decommission),

@@ -186,7 +186,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         proptest::option::of(name()).prop_map(|table| Request::Flush { table }),
         name().prop_map(|table| Request::Compact { table }),
         name().prop_map(|table| Request::TableStats { table }),
-        name().prop_map(|node_id| Request::RemoveNode { node_id }),
+        (name(), any::<bool>()).prop_map(|(node_id, force)| Request::RemoveNode { node_id, force }),
         Just(Request::Decommission),
     ]
 }

@@ -6,7 +6,9 @@
 //! - `ring`: every token in ring order with its owner.
 //! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
 //!   asked (`--host`), not cluster-wide.
-//! - `removenode NODE_ID`: announces a dead node (id as `status` shows it) as removed.
+//! - `removenode NODE_ID [--force]`: announces a dead node (id as `status` shows it) as
+//!   removed; refused while another ring change moves its ranges, or when one of its
+//!   ranges has no other live replica (`--force` accepts losing what only it held).
 //! - `decommission`: the node asked leaves the ring: `leaving` while it streams every range
 //!   it replicates to the nodes that gain them (followed with a progress bar unless
 //!   `--no-wait`), then `left`; it keeps serving until stopped.
@@ -71,6 +73,10 @@ enum AdminCommand {
     Removenode {
         /// The node's id (hex).
         node_id: String,
+        /// Remove it even when a range it replicated has no other live replica to copy it
+        /// from: what only that node held is lost.
+        #[arg(long)]
+        force: bool,
     },
     /// Makes the node asked leave the ring: it streams every range it replicates to the
     /// nodes that gain them, then announces left; it keeps serving until stopped.
@@ -172,8 +178,8 @@ fn real_main() -> Result<()> {
                     .await
                     .map_err(|e| fail("tablestats", e))?,
             ),
-            AdminCommand::Removenode { node_id } => client
-                .remove_node(&node_id)
+            AdminCommand::Removenode { node_id, force } => client
+                .remove_node(&node_id, force)
                 .await
                 .map_err(|e| fail("removenode", e))?,
             AdminCommand::Decommission { no_wait } => {

@@ -526,7 +526,7 @@ impl Cluster {
         while Instant::now() < deadline {
             for other in &others {
                 match pinned(other).await {
-                    Ok(c) => match c.remove_node(&old_id).await {
+                    Ok(c) => match c.remove_node(&old_id, false).await {
                         Ok(_) => return Ok(()),
                         Err(e) => last = e.to_string(),
                     },

@@ -135,6 +135,21 @@ fn admin_decommission_leaves_the_node_left_and_serving() {
 }
 
 #[test]
+fn admin_decommission_of_the_last_replica_is_refused_and_changes_nothing() {
+    let node = TestNode::start();
+    cli(&node, "create table kv rf=1").ok();
+    let out = admin(&node, &["decommission"]);
+    assert!(!out.success, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("rf 1") && out.stderr.contains("add a node first"),
+        "{}",
+        out.stderr
+    );
+    let fields = status_fields(&node);
+    assert_eq!(fields[1..3], ["up", "normal"], "{fields:?}");
+}
+
+#[test]
 fn admin_ring_lists_node_tokens() {
     let node = TestNode::start();
     let out = run_tool(
