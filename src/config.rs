@@ -20,6 +20,7 @@
 //! max_value_kb = 1024
 //! anti_entropy = true        # hash trees of replicated tables, and background repair
 //! auto_bootstrap = true      # a new node streams the ranges it gains before owning them
+//! # replace = "00000000000000ab"  # a new node takes over this dead node's tokens
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
@@ -46,6 +47,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 use sibyl_storage::SyncMode;
+
+use crate::ring::{NodeId, ParseNodeIdError};
 
 mod cluster;
 
@@ -136,6 +139,12 @@ pub struct Cli {
     /// leaves them to hints, read repair and anti-entropy (Cassandra's auto_bootstrap).
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     pub auto_bootstrap: Option<bool>,
+    /// A new node (seeds, empty data directory) takes over the tokens of this dead node
+    /// (its id as `sibyl-admin status` shows it) and streams its ranges from the other
+    /// replicas before owning them; the dead node is then removed. Refused when that node
+    /// is up, unknown, or not normal. Ignored once the replacement completed.
+    #[arg(long, value_name = "NODE_ID")]
+    pub replace: Option<NodeId>,
     /// Background repair compares every range of every replicated table with its other
     /// replicas once per this period, seconds [default: 3600].
     #[arg(long, value_name = "SECS")]
@@ -238,6 +247,8 @@ pub struct FileConfig {
     pub anti_entropy: Option<bool>,
     /// See [`Cli::auto_bootstrap`].
     pub auto_bootstrap: Option<bool>,
+    /// See [`Cli::replace`] (16 hex digits).
+    pub replace: Option<String>,
     /// See [`Cli::repair_period_secs`].
     pub repair_period_secs: Option<u64>,
     /// See [`Cli::repair_rate_kb`].
@@ -335,6 +346,8 @@ pub struct Config {
     pub anti_entropy: bool,
     /// A new node streams the ranges it gains before owning them.
     pub auto_bootstrap: bool,
+    /// The dead node a new node replaces (`--replace`).
+    pub replace: Option<NodeId>,
     /// Background repair covers every range within this period.
     pub repair_period: Duration,
     /// Background repair's bandwidth, bytes per second.
@@ -519,6 +532,36 @@ impl Config {
                 reason: "must be at most 15360 (a value must fit one 16 MiB frame)".into(),
             });
         }
+        let auto_bootstrap = cli.auto_bootstrap.or(file.auto_bootstrap).unwrap_or(true);
+        let replace = match (cli.replace, file.replace) {
+            (Some(id), _) => Some(id),
+            (None, Some(text)) => {
+                Some(
+                    text.parse()
+                        .map_err(|e: ParseNodeIdError| ConfigError::Invalid {
+                            key: "replace",
+                            reason: e.to_string(),
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        if replace.is_some() {
+            if cluster.seeds.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "replace",
+                    reason: "a replacement joins an existing cluster: give --seeds".into(),
+                });
+            }
+            if !auto_bootstrap {
+                return Err(ConfigError::Invalid {
+                    key: "replace",
+                    reason: "a replacement streams the replaced node's ranges: it needs \
+                             --auto-bootstrap on"
+                        .into(),
+                });
+            }
+        }
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -566,7 +609,8 @@ impl Config {
             max_value_len: max_value_kb << 10,
             salvage_commitlog: cli.salvage_commitlog || file.salvage_commitlog.unwrap_or(false),
             anti_entropy: cli.anti_entropy.or(file.anti_entropy).unwrap_or(true),
-            auto_bootstrap: cli.auto_bootstrap.or(file.auto_bootstrap).unwrap_or(true),
+            auto_bootstrap,
+            replace,
             repair_period: Duration::from_secs(positive_u64(
                 "repair_period_secs",
                 cli.repair_period_secs
@@ -688,6 +732,44 @@ mod tests {
         assert_eq!(c.cluster.partitioner, Partitioner::Murmur3);
         assert_eq!(c.cluster.token_allocation, TokenAllocation::Balanced);
         assert_eq!(c.cluster.phi_threshold, 8.0);
+    }
+
+    #[test]
+    fn config_replace_takes_a_node_id_and_needs_seeds_and_bootstrap() {
+        let resolve = |args: &[&str]| {
+            let mut all = vec!["sibyl"];
+            all.extend_from_slice(args);
+            Config::resolve(Cli::parse_from(all), FileConfig::default())
+        };
+        let c = resolve(&["--replace", "00000000000000ab", "--seeds", "127.0.0.1:9"]).unwrap();
+        assert_eq!(c.replace, Some(NodeId(0xab)));
+        assert_eq!(resolve(&[]).unwrap().replace, None);
+        let no_seeds = resolve(&["--replace", "ab"]).unwrap_err().to_string();
+        assert!(no_seeds.contains("--seeds"), "{no_seeds}");
+        let no_bootstrap = resolve(&[
+            "--replace",
+            "ab",
+            "--seeds",
+            "127.0.0.1:9",
+            "--auto-bootstrap",
+            "off",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            no_bootstrap.contains("--auto-bootstrap on"),
+            "{no_bootstrap}"
+        );
+        assert!(Cli::try_parse_from(["sibyl", "--replace", "xyz"]).is_err());
+        let file: FileConfig =
+            toml::from_str("replace = \"nothex\"\nseeds = [\"127.0.0.1:9\"]").unwrap();
+        let bad = Config::resolve(Cli::parse_from(["sibyl"]), file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("invalid replace") && bad.contains("hex digits"),
+            "{bad}"
+        );
     }
 
     #[test]

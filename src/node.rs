@@ -14,7 +14,11 @@
 //! actor epoch bumps); the generation is `max(previous + 1, now in seconds)`; tokens are
 //! chosen once and kept in the data directory's `ring-state` file. A node without seeds
 //! starts a cluster of its own and takes evenly spaced tokens at once; a node with seeds
-//! listens to gossip first so balanced allocation sees the ring it joins.
+//! listens to gossip first so balanced allocation sees the ring it joins. A node started
+//! with `--replace NODE_ID` takes that dead node's tokens instead: it listens to gossip
+//! until it is sure the node is down and was normal ([`REPLACE_LISTEN`]), refuses to start
+//! otherwise, announces the tokens as pending in the dead node's place, streams its
+//! ranges like any bootstrap, announces `normal` and then removes the dead node.
 //!
 //! Shutdown order: stop accepting clients, announce the shutdown to peers and stop gossip
 //! (its task may import schema into the engine), close the peer network, let connections
@@ -134,10 +138,26 @@ pub enum NodeError {
         #[source]
         source: sibyl_storage::Error,
     },
+    /// `--replace NODE_ID` cannot go ahead.
+    #[error("cannot replace node {node}: {reason}")]
+    Replace {
+        /// The node to replace.
+        node: NodeId,
+        /// Why not.
+        reason: String,
+    },
     /// A start-up or shutdown task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
+
+/// How long a replacement listens to gossip about the node it replaces, once it has heard
+/// of it, before trusting that it is down: a live node's heartbeat reaches every node
+/// within a few gossip rounds (1 s each), and marks it up.
+pub const REPLACE_LISTEN: Duration = Duration::from_secs(5);
+
+/// How long a replacement waits to hear of the node it replaces at all.
+pub const REPLACE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A started node.
 #[derive(Debug)]
@@ -292,13 +312,27 @@ impl Node {
             client_addr,
             peer_addr,
         );
-        let (gossip, entry) = match started {
+        let (mut gossip, entry, replace) = match started {
             Ok(started) => started,
             Err(e) => {
                 net.shutdown().await;
                 return Err(e);
             }
         };
+        if let Some(Replacement {
+            node,
+            resumed: false,
+        }) = replace
+        {
+            match check_replacement(&handle, node).await {
+                Ok(tokens) => handle.replace(node, tokens),
+                Err(reason) => {
+                    gossip.shutdown().await;
+                    net.shutdown().await;
+                    return Err(NodeError::Replace { node, reason });
+                }
+            }
+        }
         if entry == Entry::Owner {
             wait_until_normal(&handle).await;
         } else {
@@ -378,6 +412,7 @@ impl Node {
                 run,
                 handle.clone(),
                 config.data_dir.clone(),
+                replace.map(|r| r.node),
                 shutdown_rx.clone(),
             ))
         });
@@ -539,8 +574,17 @@ enum Entry {
     New,
 }
 
-/// Builds the gossiper and starts the runtime. Returns the link and how the node enters
-/// the ring.
+/// A replacement of a dead node (`--replace`) under way at this start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replacement {
+    /// The node replaced.
+    node: NodeId,
+    /// Tokens already taken (a restart mid-replacement): nothing to check.
+    resumed: bool,
+}
+
+/// Builds the gossiper and starts the runtime. Returns the link, how the node enters the
+/// ring, and the replacement under way if any.
 fn start_gossip(
     config: &Config,
     service: &Arc<Service>,
@@ -549,7 +593,7 @@ fn start_gossip(
     net: &TcpNetwork,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
-) -> Result<(ClusterRuntime, Entry), NodeError> {
+) -> Result<(ClusterRuntime, Entry, Option<Replacement>), NodeError> {
     let c = &config.cluster;
     let id = NodeId(service.actor().node);
     let seeds: Vec<SocketAddr> = c
@@ -561,14 +605,41 @@ fn start_gossip(
     let generation = ring.generation;
     // A `bootstrap` file means the tokens were chosen by a bootstrap that has not
     // completed; without saved tokens it is a leftover of a crash before they were saved.
-    let bootstrap_file = crate::stream::BootstrapState::load(&config.data_dir)?.is_some();
+    let bootstrap_state = crate::stream::BootstrapState::load(&config.data_dir)?;
+    let bootstrap_file = bootstrap_state.is_some();
     if bootstrap_file && ring.tokens.is_empty() {
         crate::stream::BootstrapState::remove(&config.data_dir)?;
     }
+    let resumed_replace = bootstrap_state.and_then(|s| s.replacing);
+    let mut replace = None;
     let plan = if !ring.tokens.is_empty() && bootstrap_file {
-        tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting a bootstrap that did not complete: joining with the saved tokens");
-        TokenPlan::Resume(ring.tokens.clone())
+        if let Some(node) = resumed_replace {
+            if config.replace.is_some_and(|asked| asked != node) {
+                return Err(NodeError::Replace {
+                    node: config.replace.unwrap_or(node),
+                    reason: format!(
+                        "this node is already replacing node {node} (its bootstrap file \
+                         says so): restart it with --replace {node}, or without --replace"
+                    ),
+                });
+            }
+            tracing::info!(node = %id, replaced = %node, tokens = ring.tokens.len(), "restarting a replacement that did not complete: joining in node {node}'s place with its tokens");
+            replace = Some(Replacement {
+                node,
+                resumed: true,
+            });
+            TokenPlan::Replace {
+                node,
+                tokens: Some(ring.tokens.clone()),
+            }
+        } else {
+            tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting a bootstrap that did not complete: joining with the saved tokens");
+            TokenPlan::Resume(ring.tokens.clone())
+        }
     } else if !ring.tokens.is_empty() {
+        if let Some(node) = config.replace {
+            tracing::warn!(replaced = %node, "--replace ignored: this node owns tokens already (its replacement completed, or it was never new); remove the flag");
+        }
         if ring.tokens.len() != c.num_tokens {
             tracing::info!(
                 saved = ring.tokens.len(),
@@ -595,6 +666,20 @@ fn start_gossip(
             c.cluster_name
         );
         TokenPlan::Existing(ring.tokens.clone())
+    } else if let Some(node) = config.replace {
+        tracing::info!(
+            node = %id,
+            generation,
+            seeds = ?seeds,
+            replaced = %node,
+            "replacing node {node} in cluster {:?}: listening to gossip to check it is down",
+            c.cluster_name
+        );
+        replace = Some(Replacement {
+            node,
+            resumed: false,
+        });
+        TokenPlan::Replace { node, tokens: None }
     } else {
         tracing::info!(
             node = %id,
@@ -620,9 +705,17 @@ fn start_gossip(
     let existing = matches!(plan, TokenPlan::Existing(_));
     let joining = matches!(
         plan,
-        TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_)
+        TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_) | TokenPlan::Replace { .. }
     );
-    let restarted = matches!(plan, TokenPlan::Existing(_) | TokenPlan::Resume(_));
+    let restarted = matches!(
+        plan,
+        TokenPlan::Existing(_)
+            | TokenPlan::Resume(_)
+            | TokenPlan::Replace {
+                tokens: Some(_),
+                ..
+            }
+    );
     let mut gossip = GossipConfig::new(
         &c.cluster_name,
         if seeds.is_empty() {
@@ -656,7 +749,11 @@ fn start_gossip(
         // The bootstrap file first: saved tokens without it would restart as an owner
         // of ranges never streamed.
         if joining {
-            if let Err(e) = crate::stream::BootstrapState::default().save(&data_dir) {
+            let state = crate::stream::BootstrapState {
+                replacing: replace.map(|r| r.node),
+                ranges: Vec::new(),
+            };
+            if let Err(e) = state.save(&data_dir) {
                 tracing::error!(error = %e, "cannot record the bootstrap; a restart before it completes owns its ranges unstreamed (repair fills them)");
             }
         }
@@ -697,6 +794,7 @@ fn start_gossip(
         } else {
             Entry::New
         },
+        replace,
     ))
 }
 
@@ -795,19 +893,89 @@ async fn wait_for_schema(link: &ClusterHandle, peers: bool) {
     );
 }
 
-/// Runs a joining node's bootstrap; when every range is streamed, announces `normal` and
-/// removes the bootstrap file (in that order: a crash between the two restarts joining,
-/// finds every range done and announces `normal` again).
+/// Checks that `node` may be replaced by this new node: gossip knows it, it was `normal`
+/// with tokens, no other node replaces it, no node is leaving, and it stays down for
+/// [`REPLACE_LISTEN`] after this node first heard of it. Returns its tokens, or why not.
+async fn check_replacement(link: &ClusterHandle, node: NodeId) -> Result<Vec<Token>, String> {
+    let start = Instant::now();
+    let mut heard: Option<Instant> = None;
+    loop {
+        if let Some(view) = link.view() {
+            if let Some(n) = view.node(node) {
+                let since = *heard.get_or_insert_with(Instant::now);
+                if n.alive {
+                    return Err(format!(
+                        "node {node} is up: --replace is for a dead node (decommission a live one)"
+                    ));
+                }
+                match n.status {
+                    Some(NodeStatus::Normal) if !n.tokens.is_empty() => {}
+                    Some(s @ (NodeStatus::Left | NodeStatus::Removed)) => {
+                        return Err(format!(
+                            "node {node} is {}: it owns no tokens any more; start without \
+                             --replace to join as a new node",
+                            s.name()
+                        ))
+                    }
+                    Some(NodeStatus::Leaving) => {
+                        return Err(format!(
+                            "node {node} died leaving: `sibyl-admin removenode {node}` on a \
+                             live node, then start this node without --replace"
+                        ))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "node {node} never owned tokens (it died joining): start without \
+                             --replace to join as a new node"
+                        ))
+                    }
+                }
+                if let Some(other) = view.nodes.values().find(|o| {
+                    o.id != view.local
+                        && o.replacing == Some(node)
+                        && !o.status.is_some_and(|s| s.is_departed())
+                }) {
+                    return Err(format!("node {} is already replacing it", other.id));
+                }
+                if let Some(leaving) = view.with_status(NodeStatus::Leaving).first() {
+                    return Err(format!(
+                        "node {leaving} is leaving (one ring change at a time per range): \
+                         replace once it has left"
+                    ));
+                }
+                if since.elapsed() >= REPLACE_LISTEN {
+                    return Ok(n.tokens.to_vec());
+                }
+            }
+        }
+        if heard.is_none() && start.elapsed() >= REPLACE_DEADLINE {
+            return Err(format!(
+                "gossip never told of node {node} within {} s (check the id with `sibyl-admin \
+                 status` and the seeds)",
+                REPLACE_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
+    }
+}
+
+/// Runs a joining node's bootstrap; when every range is streamed, announces `normal`,
+/// removes the node it replaces if any, and removes the bootstrap file (in that order: a
+/// crash in between restarts joining, finds every range done and does the rest again).
 async fn bootstrap(
     run: Bootstrap,
     link: Arc<ClusterHandle>,
     data_dir: PathBuf,
+    replacing: Option<NodeId>,
     shutdown: watch::Receiver<bool>,
 ) {
     match run.run(shutdown).await {
         Ok(()) => {
             link.set_status(NodeStatus::Normal);
             tracing::info!("bootstrap complete: this node owns its ranges");
+            if let Some(node) = replacing {
+                remove_replaced(&link, node).await;
+            }
             let removed = tokio::task::spawn_blocking(move || {
                 crate::stream::BootstrapState::remove(&data_dir)
             })
@@ -825,6 +993,41 @@ async fn bootstrap(
             error = %e,
             "bootstrap stopped; the node stays joining (restart it to resume)"
         ),
+    }
+}
+
+/// Announces the replaced `node` as removed once this node is published `normal` in its
+/// place (so no view has the node gone before its replacement owns the tokens). Already
+/// removed (a restart after this step) is fine; any other failure is logged with what the
+/// operator can do.
+async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let normal =
+        |v: Arc<ClusterView>| v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal);
+    while !link.view().is_some_and(normal) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+    }
+    let departed = link
+        .view()
+        .and_then(|v| v.node(node).and_then(|n| n.status))
+        .is_some_and(|s| s.is_departed());
+    if departed {
+        return;
+    }
+    let remover = link.clone();
+    match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
+        Ok(Ok(())) => {
+            tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node")
+        }
+        Err(e) => {
+            tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node")
+        }
     }
 }
 

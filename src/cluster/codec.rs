@@ -366,6 +366,10 @@ fn put_state(out: &mut Vec<u8>, s: &AppState) {
             out.push(key::LOAD);
             out.extend_from_slice(&v.to_be_bytes());
         }
+        AppState::Replacing(n) => {
+            out.push(key::REPLACING);
+            out.extend_from_slice(&n.0.to_be_bytes());
+        }
     }
 }
 
@@ -381,7 +385,7 @@ fn state_len(s: &AppState) -> usize {
         }
         AppState::PeerAddress(a) | AppState::ClientAddress(a) => addr_len(a),
         AppState::Datacenter(s) | AppState::Rack(s) => 2 + capped(s).len(),
-        AppState::SchemaVersion(_) | AppState::Load(_) => 8,
+        AppState::SchemaVersion(_) | AppState::Load(_) | AppState::Replacing(_) => 8,
     }
 }
 
@@ -566,6 +570,7 @@ impl<'a> Reader<'a> {
             key::RACK => AppState::Rack(self.string()?),
             key::SCHEMA_VERSION => AppState::SchemaVersion(self.u64()?),
             key::LOAD => AppState::Load(self.u64()?),
+            key::REPLACING => AppState::Replacing(NodeId(self.u64()?)),
             tag => {
                 return Err(DecodeError::BadTag {
                     what: "application state key",

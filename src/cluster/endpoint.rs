@@ -73,10 +73,14 @@ pub enum AppState {
     SchemaVersion(u64),
     /// Bytes of data the node holds.
     Load(u64),
+    /// The dead node whose tokens this node takes over (`--replace`): while this node is
+    /// joining, the future ring has it in that node's place; once it is normal, the
+    /// replaced node owns nothing.
+    Replacing(NodeId),
 }
 
 /// Number of distinct [`AppState`] kinds.
-pub const APP_STATE_KINDS: usize = 8;
+pub const APP_STATE_KINDS: usize = 9;
 
 impl AppState {
     /// Index of this state's kind, `0..APP_STATE_KINDS` (also its wire key).
@@ -90,6 +94,7 @@ impl AppState {
             AppState::Rack(_) => 5,
             AppState::SchemaVersion(_) => 6,
             AppState::Load(_) => 7,
+            AppState::Replacing(_) => 8,
         }
     }
 }
@@ -340,6 +345,14 @@ impl EndpointState {
     pub fn load(&self) -> Option<u64> {
         match self.states.get(7)?.as_ref()?.value {
             AppState::Load(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The node this one replaces, if announced.
+    pub fn replacing(&self) -> Option<NodeId> {
+        match self.states.get(8)?.as_ref()?.value {
+            AppState::Replacing(n) => Some(n),
             _ => None,
         }
     }

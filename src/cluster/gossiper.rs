@@ -284,6 +284,23 @@ impl Gossiper {
         self.publish(AppState::Status(NodeStatus::Joining));
     }
 
+    /// Announces `tokens`, the tokens of the dead node `replaced`, as pending in its place
+    /// (status `joining`, with [`AppState::Replacing`]): peers send this node the writes
+    /// of the replaced node's ranges while it streams them; once it announces `normal`,
+    /// the replaced node owns nothing.
+    pub fn announce_replacing(&mut self, tokens: Vec<Token>, replaced: NodeId) {
+        info!(
+            node = %self.me,
+            %replaced,
+            tokens = tokens.len(),
+            "replacing node {replaced}: its tokens announced as pending; streaming its ranges \
+             before owning them"
+        );
+        self.publish(AppState::Replacing(replaced));
+        self.set_tokens(tokens);
+        self.publish(AppState::Status(NodeStatus::Joining));
+    }
+
     /// Announces a new schema version (after a local schema change or a merge).
     pub fn set_schema_version(&mut self, version: u64) {
         self.publish(AppState::SchemaVersion(version));
@@ -749,6 +766,7 @@ impl Gossiper {
             key::PEER_ADDRESS,
             key::DATACENTER,
             key::RACK,
+            key::REPLACING,
         ];
         let config = self.config.failure_detector;
         let Some(peer) = self.peers.get_mut(&d.node) else {

@@ -22,7 +22,7 @@ use tracing::warn;
 use super::endpoint::NodeStatus;
 use super::gossip_types::GossipError;
 use super::view::ClusterView;
-use crate::ring::NodeId;
+use crate::ring::{NodeId, Token};
 
 /// Commands queued before the runtime drains them (operator actions and announcements:
 /// a handful per second at most).
@@ -42,6 +42,9 @@ pub enum ClusterCommand {
     RemoveNode(NodeId, std::sync::mpsc::SyncSender<Result<(), GossipError>>),
     /// A new local status (decommission: `leaving`, then `left`).
     SetStatus(NodeStatus),
+    /// `--replace`: the replaced node checked, announce its tokens as this node's,
+    /// pending ([`super::TokenPlan::Replace`]).
+    Replace(NodeId, Vec<Token>),
 }
 
 /// The runtime's end of a [`ClusterHandle`]'s command queue.
@@ -101,6 +104,13 @@ impl ClusterHandle {
     /// Announces a new status of the local node (decommission).
     pub fn set_status(&self, status: NodeStatus) {
         self.command(ClusterCommand::SetStatus(status));
+    }
+
+    /// `--replace`: announces `tokens` (the dead `node`'s) as this node's, pending in its
+    /// place. Ignored unless the runtime was started with a [`super::TokenPlan::Replace`]
+    /// of `node` whose tokens are not yet known.
+    pub fn replace(&self, node: NodeId, tokens: Vec<Token>) {
+        self.command(ClusterCommand::Replace(node, tokens));
     }
 
     /// `removenode`: marks a dead node removed, cluster-wide. Blocks until the runtime

@@ -106,6 +106,16 @@ pub enum TokenPlan {
     /// Tokens chosen by a bootstrap that has not completed (a restart mid-stream):
     /// announced as `joining` at once.
     Resume(Vec<Token>),
+    /// Take over the tokens of the dead node `node` (`--replace`), announced `joining`
+    /// with [`super::AppState::Replacing`]: at once when `tokens` are known (a restart
+    /// mid-replacement), else once the node has checked the replaced node and hands them
+    /// over ([`ClusterHandle::replace`]).
+    Replace {
+        /// The node replaced.
+        node: NodeId,
+        /// Its tokens, once known.
+        tokens: Option<Vec<Token>>,
+    },
 }
 
 impl TokenPlan {
@@ -319,6 +329,16 @@ impl Driver {
                 let _ = reply.try_send(self.gossiper.remove_node(node));
             }
             ClusterCommand::SetStatus(status) => self.gossiper.set_status(status),
+            ClusterCommand::Replace(node, tokens) => match &mut self.tokens {
+                Some((
+                    TokenPlan::Replace {
+                        node: planned,
+                        tokens: slot @ None,
+                    },
+                    _,
+                )) if *planned == node => *slot = Some(tokens),
+                _ => warn!(%node, "replace: no replacement of this node is planned; ignored"),
+            },
         }
     }
 
@@ -503,6 +523,7 @@ impl Driver {
     fn maybe_choose_tokens(&mut self, now: u64) {
         let ready = match &self.tokens {
             None => return,
+            Some((TokenPlan::Replace { tokens: None, .. }, _)) => return,
             Some((plan, _)) if !plan.allocates() => true,
             Some(_) => {
                 let heard_peer = self.gossiper.known_count() > 1;
@@ -559,6 +580,15 @@ impl Driver {
             TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_)
         );
         let tokens = match plan {
+            TokenPlan::Replace {
+                node,
+                tokens: Some(tokens),
+            } => {
+                callback(&tokens);
+                self.gossiper.announce_replacing(tokens, node);
+                return;
+            }
+            TokenPlan::Replace { tokens: None, .. } => return,
             TokenPlan::Existing(tokens) | TokenPlan::Resume(tokens) => tokens,
             TokenPlan::Allocate { count, allocation }
             | TokenPlan::AllocateJoining { count, allocation } => {

@@ -6,6 +6,8 @@
 //! [`ClusterView::ring`] as a shared snapshot, never rebuilds it. If two nodes claim one token (two nodes
 //! joined at once and chose alike), the smaller node id keeps it; every node applies the
 //! same rule to the same gossip state, so all agree on the ring without a coordinator.
+//! A node replacing a dead one (`--replace`, [`NodeView::replacing`]) takes the dead
+//! node's place: in the future ring while it is joining, in the ring once it is normal.
 //!
 //! A value: build it from the gossiper, share it in an `Arc`, swap it whole.
 
@@ -41,6 +43,8 @@ pub struct NodeView {
     pub load: u64,
     /// Up according to the local failure detector (the local node is always up).
     pub alive: bool,
+    /// The dead node whose tokens it takes over (`--replace`), if any.
+    pub replacing: Option<NodeId>,
 }
 
 impl NodeView {
@@ -117,6 +121,7 @@ impl ClusterView {
                     schema_version: s.schema_version(),
                     load: s.load().unwrap_or(0),
                     alive,
+                    replacing: s.replacing(),
                 };
                 (id, view)
             })
@@ -232,6 +237,19 @@ enum RingRole {
     Pending,
 }
 
+/// The nodes replaced ([`NodeView::replacing`]) by a node `member` accepts: they are left
+/// out of that ring, whose replacement holds their tokens instead.
+fn replaced(
+    nodes: &BTreeMap<NodeId, NodeView>,
+    member: &impl Fn(RingRole) -> bool,
+) -> BTreeSet<NodeId> {
+    nodes
+        .values()
+        .filter(|n| member(role(n)))
+        .filter_map(|n| n.replacing)
+        .collect()
+}
+
 fn role(n: &NodeView) -> RingRole {
     match n.status {
         Some(NodeStatus::Normal) => RingRole::Owner { leaving: false },
@@ -249,11 +267,12 @@ fn same_ring_inputs(a: &BTreeMap<NodeId, NodeView>, b: &BTreeMap<NodeId, NodeVie
             ia == ib
                 && role(x) == role(y)
                 && x.location == y.location
+                && x.replacing == y.replacing
                 && (Arc::ptr_eq(&x.tokens, &y.tokens) || x.tokens == y.tokens)
         })
 }
 
-/// The ring of the nodes whose role `member` accepts.
+/// The ring of the nodes whose role `member` accepts, but for the nodes they replace.
 fn build_ring(
     partitioner: Partitioner,
     nodes: &BTreeMap<NodeId, NodeView>,
@@ -261,9 +280,10 @@ fn build_ring(
 ) -> Ring {
     let mut claimed: BTreeSet<Token> = BTreeSet::new();
     let mut members = Vec::new();
+    let replaced = replaced(nodes, &member);
     // BTreeMap order: smaller node ids claim first, so they win a contested token.
     for n in nodes.values() {
-        if !member(role(n)) {
+        if !member(role(n)) || replaced.contains(&n.id) {
             continue;
         }
         let mut tokens = Vec::with_capacity(n.tokens.len());
@@ -313,10 +333,37 @@ mod tests {
                     schema_version: None,
                     load: 0,
                     alive,
+                    replacing: None,
                 };
                 (id, view)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_replacing_node_takes_the_replaced_nodes_place_in_the_future_ring_then_in_the_ring() {
+        let mut all = nodes(&[10, 20, 30], true);
+        // Node 3 is dead; node 4 replaces it with its token, joining.
+        all.get_mut(&NodeId(3)).unwrap().alive = false;
+        let mut replacement = all[&NodeId(3)].clone();
+        replacement.id = NodeId(4);
+        replacement.alive = true;
+        replacement.status = Some(NodeStatus::Joining);
+        replacement.replacing = Some(NodeId(3));
+        all.insert(NodeId(4), replacement);
+        let owner = |ring: &Ring| ring.owner_of(&Token::Murmur3(30));
+        let joining = ClusterView::new(NodeId(1), Partitioner::Murmur3, all.clone());
+        assert_eq!(owner(&joining.ring()), Some(NodeId(3)));
+        let future = joining.future_ring().expect("a ring change under way");
+        assert_eq!(owner(&future), Some(NodeId(4)));
+        assert!(!future.nodes().contains_key(&NodeId(3)));
+        // Normal: node 3 owns nothing, although its state still claims the token (and
+        // its smaller id would win a contested token).
+        all.get_mut(&NodeId(4)).unwrap().status = Some(NodeStatus::Normal);
+        let normal = ClusterView::new_reusing(NodeId(1), Partitioner::Murmur3, all, Some(&joining));
+        assert_eq!(owner(&normal.ring()), Some(NodeId(4)));
+        assert!(!normal.ring().nodes().contains_key(&NodeId(3)));
+        assert!(normal.future_ring().is_none());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub mod key {
     pub const SCHEMA_VERSION: u8 = 6;
     /// Load.
     pub const LOAD: u8 = 7;
+    /// The node replaced.
+    pub const REPLACING: u8 = 8;
 }
 
 /// Node status codes.

@@ -193,6 +193,7 @@ mod tests {
                     schema_version: None,
                     load: 0,
                     alive: *up,
+                    replacing: None,
                 },
             );
         }

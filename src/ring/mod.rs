@@ -27,7 +27,7 @@ pub mod strategy;
 pub mod token;
 
 pub use allocation::{allocate_tokens, TokenAllocation};
-pub use node::{NodeId, NodeLocation};
+pub use node::{NodeId, NodeLocation, ParseNodeIdError};
 pub use partitioner::{Partitioner, UnknownPartitioner};
 pub use ring::{Ring, RingError, RingNode};
 pub use strategy::ReplicationStrategy;

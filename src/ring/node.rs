@@ -18,6 +18,29 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// A text that is not a node id (see [`NodeId`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "node id {0:?} is not a node id: expected up to 16 hex digits, as `sibyl-admin status` \
+     shows them"
+)]
+pub struct ParseNodeIdError(pub String);
+
+impl std::str::FromStr for NodeId {
+    type Err = ParseNodeIdError;
+
+    /// Up to 16 hex digits (what [`fmt::Display`] writes), surrounding spaces ignored.
+    fn from_str(text: &str) -> Result<NodeId, ParseNodeIdError> {
+        let t = text.trim();
+        if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ParseNodeIdError(text.to_owned()));
+        }
+        u64::from_str_radix(t, 16)
+            .map(NodeId)
+            .map_err(|_| ParseNodeIdError(text.to_owned()))
+    }
+}
+
 /// Datacenter and rack a node declares (Cassandra's snitch output).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeLocation {

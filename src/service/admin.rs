@@ -222,17 +222,8 @@ fn wait_for_status(link: &ClusterHandle, status: NodeStatus) -> Result<(), Serve
 
 /// A node id as the topology shows it: 1 to 16 hex digits.
 fn parse_node_id(text: &str) -> Result<NodeId, ServerError> {
-    let t = text.trim();
-    let bad = || {
-        invalid(format!(
-            "node id {text:?} is not a node id: expected up to 16 hex digits, as \
-             `sibyl-admin status` shows them"
-        ))
-    };
-    if t.is_empty() || t.len() > 16 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    u64::from_str_radix(t, 16).map(NodeId).map_err(|_| bad())
+    text.parse()
+        .map_err(|e: crate::ring::ParseNodeIdError| invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -381,6 +381,7 @@ mod tests {
                     schema_version: None,
                     load: id * 1000,
                     alive,
+                    replacing: None,
                 },
             );
         }

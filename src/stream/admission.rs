@@ -238,6 +238,7 @@ mod tests {
             schema_version: None,
             load: 0,
             alive,
+            replacing: None,
         }
     }
 

@@ -4,11 +4,11 @@
 //! restarted with saved tokens and this file is still joining, and resumes each range
 //! after the last key it applied (never from the start of a range it finished or began).
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! ```text
-//! file    = magic version count:u32be entry{count} crc
+//! file    = magic version replacing:u64be count:u32be entry{count} crc
 //! magic   = "SBST"                           (4 bytes)
-//! version = 0x01
+//! version = 0x02                             (0x01: the same without `replacing`)
 //! entry   = table:str range source:u64be state bytes:u64be cells:u64be
 //! str     = len:u16be utf8{len}
 //! range   = start:token end:token            (start, end]
@@ -18,6 +18,8 @@
 //! bytes   = len:u32be byte{len}
 //! crc     = CRC-32 (IEEE) of magic..entries, u32be
 //! ```
+//! `replacing` is the dead node this one replaces (`--replace`; 0 for a plain join), so a
+//! replacement restarted mid-stream announces itself as that node's replacement again.
 //! `source` is the node the range was last streamed from (0 before the first page),
 //! `bytes` and `cells` what was applied so far. A node with the file and no plan yet
 //! (count 0) computes its plan once it sees the ring with its tokens pending.
@@ -38,7 +40,9 @@ use crate::ring::NodeId;
 /// File name in the data directory.
 pub const BOOTSTRAP_FILE: &str = "bootstrap";
 const MAGIC: [u8; 4] = *b"SBST";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first version, without `replacing` (still read).
+const VERSION_1: u8 = 1;
 const CRC_LEN: usize = 4;
 
 /// Where one range's stream stands.
@@ -72,6 +76,8 @@ pub struct RangeCheckpoint {
 /// The bootstrap file's content (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootstrapState {
+    /// The dead node this node replaces (`--replace`), `None` for a plain join.
+    pub replacing: Option<NodeId>,
     /// Every range gained, once planned (empty before).
     pub ranges: Vec<RangeCheckpoint>,
 }
@@ -148,6 +154,7 @@ impl BootstrapState {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC);
         b.push(VERSION);
+        b.extend_from_slice(&self.replacing.map_or(0, |n| n.0).to_be_bytes());
         b.extend_from_slice(&(self.ranges.len() as u32).to_be_bytes());
         for r in &self.ranges {
             put_str(&mut b, &r.table, MAX_TABLE_LEN);
@@ -181,9 +188,14 @@ impl BootstrapState {
         if r.take(4) != Some(&MAGIC[..]) {
             return Err("bad magic".into());
         }
-        if r.u8() != Some(VERSION) {
-            return Err("unknown version".into());
-        }
+        let replacing = match r.u8() {
+            Some(VERSION) => match r.u64_be().ok_or("truncated replaced node")? {
+                0 => None,
+                n => Some(NodeId(n)),
+            },
+            Some(VERSION_1) => None,
+            _ => return Err("unknown version".into()),
+        };
         let count = r.u32_be().ok_or("truncated count")? as usize;
         let mut ranges = Vec::with_capacity(count.min(r.remaining()));
         for _ in 0..count {
@@ -210,7 +222,7 @@ impl BootstrapState {
         if !r.is_empty() {
             return Err("trailing bytes".into());
         }
-        Ok(BootstrapState { ranges })
+        Ok(BootstrapState { replacing, ranges })
     }
 }
 
@@ -225,6 +237,7 @@ mod tests {
             end: Token::Murmur3(e),
         };
         BootstrapState {
+            replacing: Some(NodeId(0x5eed)),
             ranges: vec![
                 RangeCheckpoint {
                     table: "kv".into(),
@@ -270,6 +283,7 @@ mod tests {
     fn bootstrap_file_encodes_the_example_of_the_spec() {
         // doc/node-files.md, `bootstrap`.
         let s = BootstrapState {
+            replacing: Some(NodeId(0x0c)),
             ranges: vec![RangeCheckpoint {
                 table: "kv".into(),
                 range: TokenRange {
@@ -285,7 +299,9 @@ mod tests {
         let b = s.encode();
         let expected: Vec<u8> = [
             &b"SBST"[..],
-            &[1, 0, 0, 0, 1],
+            &[2],
+            &[0, 0, 0, 0, 0, 0, 0, 0x0c],
+            &[0, 0, 0, 1],
             &[0, 2, b'k', b'v'],
             &[8, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb],
             &[8, 0x80, 0, 0, 0, 0, 0, 0, 7],
@@ -297,6 +313,16 @@ mod tests {
         .concat();
         assert_eq!(&b[..b.len() - 4], &expected[..]);
         assert_eq!(BootstrapState::decode(&b).unwrap(), s);
+        // Version 1 (a file of an earlier release): no `replacing`, a plain join.
+        let mut v1: Vec<u8> = [&b"SBST"[..], &[1], &expected[13..]].concat();
+        v1.extend_from_slice(&crc32fast::hash(&v1).to_be_bytes());
+        assert_eq!(
+            BootstrapState::decode(&v1).unwrap(),
+            BootstrapState {
+                replacing: None,
+                ..s
+            }
+        );
     }
 
     #[test]

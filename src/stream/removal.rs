@@ -8,8 +8,10 @@
 //! the replica family's `apply` ([`super::decommission::Decommission::push_range`]).
 //! Every node computes the same plan from the same gossip state, so each range has one
 //! pusher and needs no coordination. A node at the removed node's address (its
-//! replacement after a lost disk) is left out of the plan: it fills itself. A node that restarts forgets which removals it has
-//! streamed and does not stream them again (anti-entropy covers a push cut by a crash).
+//! replacement after a lost disk) is left out of the plan: it fills itself. A node removed
+//! by its `--replace` replacement needs nothing: the replacement streamed its ranges
+//! before it took its tokens. A node that restarts forgets which removals it has streamed
+//! and does not stream them again (anti-entropy covers a push cut by a crash).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -110,6 +112,12 @@ impl Removals {
         removed: NodeId,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        if let Some(by) = view.nodes.values().find(|n| n.replacing == Some(removed)) {
+            // `--replace`: the replacement streamed every range of the removed node
+            // before it took its tokens, and owns them now.
+            tracing::info!(node = %removed, replacement = %by.id, "node removed after its replacement took its tokens: nothing to re-replicate");
+            return true;
+        }
         // A node at the removed node's address replaced it (a wiped disk back under a new
         // id): it fills itself (bootstrap, or repair with --auto-bootstrap off), so the
         // plan is made as if it were not in the ring yet.

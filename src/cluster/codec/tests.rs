@@ -38,6 +38,7 @@ fn arb_state() -> impl Strategy<Value = AppState> {
         "[a-z0-9]{0,12}".prop_map(|s| AppState::Rack(Arc::from(s.as_str()))),
         any::<u64>().prop_map(AppState::SchemaVersion),
         any::<u64>().prop_map(AppState::Load),
+        any::<u64>().prop_map(|n| AppState::Replacing(NodeId(n))),
     ]
 }
 
