@@ -17,7 +17,8 @@
 //!   that leaves a range without a copy).
 //!
 //! Still to come (the elasticity work continues): `cleanup` of ranges a node no longer
-//! replicates, rebalance and replace.
+//! replicates, and rebalance. A replacement (`--replace`) is a bootstrap whose future ring
+//! has it in the dead node's place ([`crate::cluster::ClusterView`]).
 
 pub mod admission;
 pub mod bootstrap;
