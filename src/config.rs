@@ -24,6 +24,7 @@
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
+//! cleanup_grace_secs = 3600  # drop ranges lost in a ring change this long after; 0 = never
 //! hint_window_secs = 10800   # no new hints for a replica whose oldest is older
 //! hint_ttl_secs = 86400      # a hint older than this is discarded, never delivered
 //! tombstone_min_age_secs = 90000  # replicated tombstones are purged only when older
@@ -157,6 +158,11 @@ pub struct Cli {
     /// setstreamthroughput` changes it at run time.
     #[arg(long, value_name = "MB")]
     pub stream_throughput_mb: Option<f64>,
+    /// Once a ring change made this node lose ranges (a node joined) and the ring then
+    /// stayed unchanged this long, seconds, the node drops their data (what `sibyl-admin
+    /// cleanup` does on demand); 0 = only on demand [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub cleanup_grace_secs: Option<u64>,
     /// Once a down replica's oldest pending hint is older than this, new hints for it are
     /// dropped (anti-entropy repairs it), seconds [default: 10800].
     #[arg(long, value_name = "SECS")]
@@ -255,6 +261,8 @@ pub struct FileConfig {
     pub repair_rate_kb: Option<u64>,
     /// See [`Cli::stream_throughput_mb`].
     pub stream_throughput_mb: Option<f64>,
+    /// See [`Cli::cleanup_grace_secs`].
+    pub cleanup_grace_secs: Option<u64>,
     /// See [`Cli::hint_window_secs`].
     pub hint_window_secs: Option<u64>,
     /// See [`Cli::hint_ttl_secs`].
@@ -354,6 +362,8 @@ pub struct Config {
     pub repair_rate: u64,
     /// Incoming streams' throughput cap, bytes per second (0 = unlimited).
     pub stream_throughput: u64,
+    /// How long after losing ranges the node drops their data; `None` = only on demand.
+    pub cleanup_grace: Option<Duration>,
     /// Bounds of the hint store (window, TTL; the size bound at its default).
     pub hints: crate::hints::HintLimits,
     /// Replicated tombstones are purged only when older than this.
@@ -369,6 +379,9 @@ pub const DEFAULT_REPAIR_RATE_KB: u64 = 16 * 1024;
 /// Default cap of incoming streams (MiB/s): well below a disk's sequential rate, so live
 /// traffic keeps its share while a node bootstraps.
 pub const DEFAULT_STREAM_THROUGHPUT_MB: f64 = 64.0;
+
+/// Default `cleanup_grace_secs`: an hour after a ring change made the node lose ranges.
+pub const DEFAULT_CLEANUP_GRACE_SECS: u64 = 3600;
 
 /// MiB/s (a non-negative decimal) as bytes per second.
 fn mib_per_sec(key: &'static str, v: f64) -> Result<u64, ConfigError> {
@@ -630,6 +643,14 @@ impl Config {
                     .or(file.stream_throughput_mb)
                     .unwrap_or(DEFAULT_STREAM_THROUGHPUT_MB),
             )?,
+            cleanup_grace: match cli
+                .cleanup_grace_secs
+                .or(file.cleanup_grace_secs)
+                .unwrap_or(DEFAULT_CLEANUP_GRACE_SECS)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             hints: crate::hints::HintLimits {
                 window: Duration::from_secs(hint_window),
                 ttl: Duration::from_secs(hint_ttl),

@@ -424,6 +424,11 @@ impl Node {
             StreamOptions::default(),
         );
         streams.spawn_watcher(move |shutdown| removals.run(shutdown));
+        if let Some(grace) = config.cleanup_grace {
+            let cleanup =
+                crate::stream::cleanup::AutoCleanup::new(service.clone(), handle.clone(), grace);
+            streams.spawn_watcher(move |shutdown| cleanup.run(shutdown));
+        }
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,

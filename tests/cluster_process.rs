@@ -2040,3 +2040,120 @@ fn cluster_a_replacement_takes_a_dead_nodes_tokens_and_streams_its_ranges_under_
         report.streams.len()
     );
 }
+
+/// Elasticity, cleanup: after a fourth node joins three (rf 1), the old owners still hold
+/// the ranges it took. One with `--cleanup-grace-secs 1` drops them by itself once the
+/// ring settles; the others drop them on `cleanup`. Afterwards every key is stored exactly
+/// once across the cluster (each node holds only what it replicates) and reads back.
+#[test]
+fn cluster_cleanup_drops_the_ranges_a_join_took_automatically_or_on_demand() {
+    const KEYS: usize = 3_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let mut nodes: Vec<NodeProc> = (1..=3)
+        .map(|i| NodeProc::new(tmp.path(), &format!("node{i}")))
+        .collect();
+    let seed = nodes[0].peer.to_string();
+    for i in 0..3 {
+        let mut args = vec!["--cleanup-grace-secs".to_owned()];
+        args.push(if i == 0 { "1" } else { "0" }.to_owned());
+        if i > 0 {
+            args.extend(["--seeds".to_owned(), seed.clone()]);
+        }
+        nodes[i].start(&args);
+        let started: Vec<&NodeProc> = nodes[..=i].iter().collect();
+        let addr = nodes[i].client;
+        wait_for("the node to join", JOIN_DEADLINE, &started, || {
+            probe
+                .topology(addr)
+                .is_some_and(|t| all_up_normal(&t, &started, 16))
+        });
+    }
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "every node to see the others normal",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            all.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    drop(all);
+    create_kv(&probe, &nodes, 1);
+    put_many(&probe, nodes[0].client, 0..KEYS, ConsistencyLevel::All, 1);
+    let entries = |n: &NodeProc| -> u64 {
+        let c = probe.direct(n.client);
+        let s = probe.rt.block_on(c.table_stats("kv")).unwrap();
+        s.sstable_entries + s.memtable_entries
+    };
+    // Nothing to drop before the join (the node asked replicates what it holds).
+    let c2 = probe.direct(nodes[1].client);
+    let idle = probe.rt.block_on(c2.cleanup(None)).unwrap();
+    assert_eq!(idle.len(), 1, "{idle:?}");
+    assert_eq!(idle[0].dropped, 0, "{idle:?}");
+
+    let mut fourth = NodeProc::new(tmp.path(), "node4");
+    fourth.start(&["--seeds".to_owned(), seed.clone()]);
+    nodes.push(fourth);
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for(
+        "every node to see four normal nodes",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    let held: u64 = nodes.iter().map(&entries).sum();
+    assert!(held > KEYS as u64, "node 4 streamed copies: {held}");
+    // Node 1 also cleaned up (nothing) after nodes 2 and 3 joined it: wait for the
+    // cleanup that dropped what node 4 took.
+    wait_for("node 1 to clean up by itself", JOIN_DEADLINE, &all, || {
+        std::fs::read_to_string(nodes[0].log_path()).is_ok_and(|l| {
+            l.lines().any(|line| {
+                line.contains("automatic cleanup done") && !line.trim_end().ends_with("dropped=0")
+            })
+        })
+    });
+    let mut dropped = 0;
+    for n in &nodes[1..3] {
+        let c = probe.direct(n.client);
+        let report = probe.rt.block_on(c.cleanup(Some("kv"))).unwrap();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert!(
+            report[0].bytes_after <= report[0].bytes_before,
+            "{report:?}"
+        );
+        dropped += report[0].dropped;
+    }
+    assert!(dropped > 0, "nodes 2 and 3 lost ranges to node 4");
+    // Node 4 received each range once; a compaction makes its count exact.
+    let c4 = probe.direct(nodes[3].client);
+    probe.rt.block_on(c4.compact("kv")).unwrap();
+    let after: Vec<u64> = nodes.iter().map(&entries).collect();
+    assert_eq!(
+        after.iter().sum::<u64>(),
+        KEYS as u64,
+        "every key stored exactly once: {after:?}"
+    );
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("r{i}")).collect();
+    let wrong = wrong_at(&probe, nodes[0].client, &keys, ConsistencyLevel::One);
+    assert!(
+        wrong.is_empty(),
+        "{} keys wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    // An unknown table is refused.
+    let err = probe.rt.block_on(c4.cleanup(Some("nope"))).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    eprintln!("cleanup: {held} entries held after the join, {after:?} after cleanup");
+}

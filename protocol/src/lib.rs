@@ -70,8 +70,8 @@ pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
     HintOwner, NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RepairState, RepairStatus,
-    ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableOptions, TableStatistics,
-    TableSync, Topology,
+    ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
+    TableStatistics, TableSync, Topology,
 };
 
 /// The protocol version this build speaks by default.

@@ -114,6 +114,18 @@ impl Replica {
         self.trees().write().remove(table);
     }
 
+    /// Replaces `table`'s tree, if tracked, by a building one with the same settings (its
+    /// data changed behind the tree's back); [`Replica::rebuild_trees`] then rebuilds it.
+    /// Holds every stripe lock meanwhile, so no write is between its record and settle.
+    pub fn reset_tree(&self, table: &str) {
+        let _all = self.lock_all();
+        let trees = self.trees();
+        let mut map = trees.write();
+        if let Some(tree) = map.get_mut(table) {
+            *tree = Arc::new(tree.emptied());
+        }
+    }
+
     /// Rebuilds every building tree (blocking: scans the tables). Returns the keys
     /// scanned. A table dropped meanwhile is skipped.
     pub fn rebuild_trees(&self) -> Result<u64, ReplicaError> {

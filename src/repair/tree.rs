@@ -136,6 +136,19 @@ impl TableTree {
         }
     }
 
+    /// A new building tree with this one's settings (mode, partitioner, leaves, merge
+    /// policy, watermark): what to install when the table's data changed behind the
+    /// tree's back (a cleanup dropped ranges), before a rebuild.
+    pub fn emptied(&self) -> TableTree {
+        TableTree::new(
+            self.mode,
+            self.partitioner,
+            self.leaf_bits,
+            self.merge.clone(),
+        )
+        .with_watermark(self.watermark.clone())
+    }
+
     /// The same tree telling `watermark` of every write that may become purgeable.
     pub fn with_watermark(mut self, watermark: Option<Arc<TableWatermark>>) -> TableTree {
         self.watermark = watermark;

@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use sibyl_protocol::{Request, Response, ServerError, TableStatistics};
+use sibyl_protocol::{Request, Response, ServerError, TableCleanup, TableStatistics};
 
 use super::{invalid, storage_error, Service};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus, GOSSIP_INTERVAL_MS};
@@ -57,6 +57,9 @@ impl Service {
             }
             Request::RemoveNode { node_id, force } => self.remove_node(&node_id, force),
             Request::Decommission => self.decommission(),
+            Request::Cleanup { table } => {
+                self.cleanup(table.as_deref()).map(Response::AdminCleanup)
+            }
             other => Err(invalid(format!(
                 "{} is not an operator command",
                 other.opcode().name()
@@ -147,6 +150,73 @@ impl Service {
                  the nodes shows the streams)"
             ),
         })
+    }
+
+    /// CLEANUP: drops, table by table (`table`, or every table in name order), the data
+    /// of ranges this node no longer replicates ([`crate::stream::cleanup`]), then
+    /// rebuilds each cleaned table's anti-entropy tree. Refused while a ring change is
+    /// under way (the node may be about to gain or lose ranges).
+    pub(crate) fn cleanup(&self, table: Option<&str>) -> Result<Vec<TableCleanup>, ServerError> {
+        let link = self.cluster.as_ref().ok_or_else(|| {
+            invalid("this node is not part of a cluster (no membership layer attached)")
+        })?;
+        let view = link
+            .view()
+            .ok_or_else(|| invalid("the membership layer is stopped"))?;
+        if view.future_ring().is_some() {
+            let busy: Vec<String> = view
+                .nodes
+                .values()
+                .filter(|n| n.in_ring_change())
+                .map(|n| format!("node {} {}", n.id, n.status.map_or("joining", |s| s.name())))
+                .collect();
+            return Err(invalid(format!(
+                "a ring change is under way ({}): run cleanup once it completes",
+                busy.join(", ")
+            )));
+        }
+        let tables: Vec<(String, sibyl_protocol::TableOptions)> = match table {
+            Some(t) => vec![(t.to_owned(), self.schema(t)?.options.clone())],
+            None => self.table_options(),
+        };
+        let partitioner = self.replica.partitioner();
+        let mut out = Vec::with_capacity(tables.len());
+        for (name, options) in tables {
+            let before = self.engine.stats(&name).map_err(storage_error)?;
+            let dropped =
+                crate::stream::cleanup::drop_unowned(self, link, &name, &options, partitioner)
+                    .map_err(storage_error)?;
+            let after = self.engine.stats(&name).map_err(storage_error)?;
+            if dropped > 0 {
+                self.replica.reset_tree(&name);
+            }
+            tracing::info!(table = %name, dropped, bytes_before = before.sstable_bytes + before.memtable_bytes, bytes_after = after.sstable_bytes, "cleanup: data of ranges this node no longer replicates dropped");
+            out.push(TableCleanup {
+                table: name,
+                dropped,
+                bytes_before: before.sstable_bytes + before.memtable_bytes,
+                bytes_after: after.sstable_bytes,
+            });
+        }
+        if out.iter().any(|t| t.dropped > 0) {
+            self.replica.rebuild_trees().map_err(|e| {
+                ServerError::new(
+                    sibyl_protocol::ErrorKind::Server,
+                    format!("cleanup done, but rebuilding the anti-entropy trees failed: {e}"),
+                )
+            })?;
+        }
+        self.refresh_load();
+        Ok(out)
+    }
+
+    /// [`sibyl_storage::Engine::compact_dropping`] of this service's engine.
+    pub(crate) fn engine_compact_dropping(
+        &self,
+        table: &str,
+        drop: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<u64, sibyl_storage::Error> {
+        self.engine.compact_dropping(table, drop)
     }
 
     fn decommission(&self) -> Result<Response, ServerError> {

@@ -387,3 +387,67 @@ fn decommission_announces_left_and_refuses_a_second_time() {
     assert_eq!(a.svc.handle(Request::Ping), Response::Pong);
     a.stop_gossip();
 }
+
+/// A view of the member `n` (normal, token 0) and, when `joining`, of a node 2 joining with
+/// token 100, published through its membership handle (no gossip runs).
+fn publish_view(n: &Node, joining: bool) {
+    use crate::cluster::{ClusterView, NodeView};
+    let local = NodeId(n.svc.actor().node);
+    let node = |id: NodeId, status: NodeStatus, token: i64| NodeView {
+        id,
+        generation: 1,
+        status: Some(status),
+        tokens: Arc::from(vec![Token::Murmur3(token)]),
+        location: NodeLocation::default(),
+        peer_address: None,
+        client_address: None,
+        schema_version: None,
+        load: 0,
+        alive: true,
+        replacing: None,
+    };
+    let mut nodes = std::collections::BTreeMap::new();
+    nodes.insert(local, node(local, NodeStatus::Normal, 0));
+    if joining {
+        nodes.insert(NodeId(2), node(NodeId(2), NodeStatus::Joining, 100));
+    }
+    let guard = n.inbox.lock().unwrap();
+    let (handle, _) = guard.as_ref().expect("a member");
+    handle.publish(Arc::new(ClusterView::new(
+        local,
+        crate::ring::Partitioner::Murmur3,
+        nodes,
+    )));
+}
+
+#[test]
+fn cleanup_is_refused_during_a_ring_change_and_keeps_what_the_node_replicates() {
+    let n = member();
+    n.create("t");
+    for k in ["a", "b", "c"] {
+        n.put("t", k);
+    }
+    publish_view(&n, true);
+    let busy = invalid_message(n.svc.handle(Request::Cleanup { table: None }));
+    assert!(
+        busy.contains("ring change is under way") && busy.contains("0000000000000002 joining"),
+        "{busy}"
+    );
+    // The only owner of every range: nothing to drop, and the data stays.
+    publish_view(&n, false);
+    match n.svc.handle(Request::Cleanup { table: None }) {
+        Response::AdminCleanup(tables) => {
+            assert_eq!(tables.len(), 1, "{tables:?}");
+            assert_eq!((tables[0].table.as_str(), tables[0].dropped), ("t", 0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(n.svc.engine.stats("t").unwrap().sstable_entries, 3);
+    let unknown = n.svc.handle(Request::Cleanup {
+        table: Some("nope".into()),
+    });
+    assert!(
+        matches!(&unknown, Response::Error(e) if matches!(e.kind, ErrorKind::UnknownTable { .. })),
+        "{unknown:?}"
+    );
+}

@@ -492,7 +492,8 @@ impl Service {
             Request::Flush { .. }
             | Request::Compact { .. }
             | Request::RemoveNode { .. }
-            | Request::Decommission => Execution::Blocking,
+            | Request::Decommission
+            | Request::Cleanup { .. } => Execution::Blocking,
             Request::Insert { .. } | Request::Delete { .. } | Request::Batch { .. }
                 if self.batch_sync =>
             {
@@ -603,7 +604,8 @@ impl Service {
             | Request::Compact { .. }
             | Request::TableStats { .. }
             | Request::RemoveNode { .. }
-            | Request::Decommission) => self.admin(admin),
+            | Request::Decommission
+            | Request::Cleanup { .. }) => self.admin(admin),
         }
     }
 

@@ -15,14 +15,17 @@
 //!   that remain to the nodes that gain them.
 //! - [`admission`]: which ring changes may start (one at a time per range, never one
 //!   that leaves a range without a copy).
+//! - [`cleanup`]: dropping the data of ranges the node no longer replicates, on demand
+//!   or after a grace period.
 //!
-//! Still to come (the elasticity work continues): `cleanup` of ranges a node no longer
-//! replicates, and rebalance. A replacement (`--replace`) is a bootstrap whose future ring
-//! has it in the dead node's place ([`crate::cluster::ClusterView`]).
+//! A replacement (`--replace`) is a bootstrap whose future ring has it in the dead node's
+//! place ([`crate::cluster::ClusterView`]). Still to come (the elasticity work
+//! continues): rebalance.
 
 pub mod admission;
 pub mod bootstrap;
 pub mod checkpoint;
+pub mod cleanup;
 pub mod decommission;
 pub mod messages;
 pub mod peer;

@@ -281,6 +281,72 @@ fn engine_major_compaction_drops_tombstones_and_old_versions() {
 }
 
 #[test]
+fn engine_compact_dropping_removes_every_version_of_the_selected_keys_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let e = open_with(dir.path(), small_opts());
+        e.create_table("t", TableOptions::default())
+            .expect("create");
+        // Three versions of every key in three SSTables, tombstones for some, and the
+        // newest version of a few keys still in the memtable.
+        for round in 0..3u8 {
+            for i in 0..200u32 {
+                e.put("t", format!("k{i:03}").as_bytes(), &[round; 20])
+                    .expect("put");
+            }
+            e.flush(None).expect("flush");
+        }
+        for i in (0..200u32).step_by(10) {
+            e.delete("t", format!("k{i:03}").as_bytes())
+                .expect("delete");
+        }
+        e.flush(None).expect("flush");
+        for i in 0..5u32 {
+            e.put("t", format!("k{i:03}").as_bytes(), &[9; 20])
+                .expect("put");
+        }
+        // Drop the keys below k100: 100 keys, each stored as 3 versions, 10 tombstones
+        // and 5 memtable versions; merged, one entry per key.
+        let dropped = e
+            .compact_dropping("t", &|key: &[u8]| key < b"k100".as_slice())
+            .expect("compact dropping");
+        assert_eq!(dropped, 100);
+        let s = e.stats("t").expect("stats");
+        assert_eq!(s.sstables, 1, "{s:?}");
+        // 100 keys above, 10 of them deleted (the tombstones dropped at the bottom).
+        assert_eq!(s.sstable_entries, 90, "{s:?}");
+        assert_eq!(s.memtable_entries, 0, "{s:?}");
+        assert_eq!(e.get("t", b"k001").expect("get"), None);
+        assert_eq!(e.get("t", b"k099").expect("get"), None);
+        assert_eq!(e.get("t", b"k151").expect("get"), Some(vec![2u8; 20]));
+        assert_eq!(e.get("t", b"k110").expect("get"), None);
+        // Written again after: only the new write.
+        e.put("t", b"k042", b"again").expect("put");
+        e.close().expect("close");
+    }
+    let e = open_with(dir.path(), small_opts());
+    let keys: Vec<Vec<u8>> = scan_all(&e, "t", Direction::Forward)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys.len(), 91);
+    assert_eq!(keys[0], b"k042".to_vec());
+    assert_eq!(e.get("t", b"k042").expect("get"), Some(b"again".to_vec()));
+    assert_eq!(e.get("t", b"k050").expect("get"), None);
+    // A table with nothing to drop and no SSTable: nothing happens.
+    e.create_table("empty", TableOptions::default())
+        .expect("create");
+    assert_eq!(
+        e.compact_dropping("empty", &|_: &[u8]| true).expect("noop"),
+        0
+    );
+    assert!(matches!(
+        e.compact_dropping("nope", &|_: &[u8]| true),
+        Err(Error::UnknownTable { .. })
+    ));
+}
+
+#[test]
 fn engine_leveled_compaction_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let e = open_with(dir.path(), small_opts());

@@ -6,7 +6,9 @@
 use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
-use crate::message::types::{HintOwner, RepairStatus, StreamsReport, TableStatistics};
+use crate::message::types::{
+    HintOwner, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
+};
 
 impl Client {
     /// Flushes one table's memtables (every table's when `None`) to SSTables on the node
@@ -92,6 +94,18 @@ impl Client {
         match self.request(Request::Hints).await? {
             Response::AdminHints(h) => Ok(h),
             other => Err(unexpected("HINTS", other)),
+        }
+    }
+
+    /// Drops, on the node, the data of `table` (every table when `None`) in ranges it no
+    /// longer replicates; answers once done, one entry per table.
+    pub async fn cleanup(&self, table: Option<&str>) -> Result<Vec<TableCleanup>, ClientError> {
+        let request = Request::Cleanup {
+            table: table.map(str::to_owned),
+        };
+        match self.request(request).await? {
+            Response::AdminCleanup(tables) => Ok(tables),
+            other => Err(unexpected("CLEANUP", other)),
         }
     }
 

@@ -406,3 +406,41 @@ impl StreamsReport {
         })
     }
 }
+
+/// What CLEANUP did to one table. Wire: `string` table, `u64` dropped (stored entries
+/// removed: every version of a cell counts once, as merged), `u64` bytes_before, `u64`
+/// bytes_after (the table's SSTable bytes before and after).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TableCleanup {
+    /// The table.
+    pub table: String,
+    /// Entries removed (cells, row tombstones, deletes) of ranges the node no longer
+    /// replicates.
+    pub dropped: u64,
+    /// SSTable bytes before (after the memtable was flushed).
+    pub bytes_before: u64,
+    /// SSTable bytes after.
+    pub bytes_after: u64,
+}
+
+impl TableCleanup {
+    /// The smallest encoding (an empty name and zeros).
+    pub(crate) const MIN_LEN: usize = 2 + 8 * 3;
+
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("table", &self.table)?;
+        w.u64(self.dropped);
+        w.u64(self.bytes_before);
+        w.u64(self.bytes_after);
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(TableCleanup {
+            table: r.string("table")?,
+            dropped: r.u64("dropped entries")?,
+            bytes_before: r.u64("bytes before")?,
+            bytes_after: r.u64("bytes after")?,
+        })
+    }
+}

@@ -52,11 +52,13 @@ pub enum Opcode {
     /// Admin: the answering node's streams (ranges, peers, bytes, rate), optionally
     /// setting its stream throughput cap first.
     Streams = 0x38,
+    /// Admin: drop the data of ranges the answering node no longer replicates.
+    Cleanup = 0x39,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 20] = [
+    pub const ALL: [Opcode; 21] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -77,6 +79,7 @@ impl Opcode {
         Opcode::RepairStatus,
         Opcode::Hints,
         Opcode::Streams,
+        Opcode::Cleanup,
     ];
 
     /// The byte on the wire.
@@ -118,6 +121,7 @@ impl Opcode {
             Opcode::RepairStatus => "REPAIR_STATUS",
             Opcode::Hints => "HINTS",
             Opcode::Streams => "STREAMS",
+            Opcode::Cleanup => "CLEANUP",
         }
     }
 

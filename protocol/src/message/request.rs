@@ -311,6 +311,13 @@ pub enum Request {
         /// The new cap, bytes per second; `None` leaves it.
         set_throughput: Option<u64>,
     },
+    /// Admin: drops, on the answering node, the data of `table` (every table when `None`)
+    /// in ranges the node no longer replicates (after ring changes moved them to other
+    /// nodes); answered once done. Wire: `option<string>` table.
+    Cleanup {
+        /// The table; `None` for every table.
+        table: Option<String>,
+    },
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -367,6 +374,7 @@ impl Request {
             Request::RepairStatus { .. } => Opcode::RepairStatus,
             Request::Hints => Opcode::Hints,
             Request::Streams { .. } => Opcode::Streams,
+            Request::Cleanup { .. } => Opcode::Cleanup,
         }
     }
 
@@ -405,7 +413,9 @@ impl Request {
                 w.string("node id", node_id)?;
                 w.bool(*force);
             }
-            Request::Repair { table } => w.option(table.as_ref(), |w, t| w.string("table", t))?,
+            Request::Repair { table } | Request::Cleanup { table } => {
+                w.option(table.as_ref(), |w, t| w.string("table", t))?
+            }
             Request::RepairStatus { id } => w.u64(*id),
             Request::Streams { set_throughput } => w.option(set_throughput.as_ref(), |w, v| {
                 w.u64(*v);
@@ -538,6 +548,9 @@ impl Request {
             Opcode::Hints => Request::Hints,
             Opcode::Streams => Request::Streams {
                 set_throughput: r.option("stream throughput", |r| r.u64("stream throughput"))?,
+            },
+            Opcode::Cleanup => Request::Cleanup {
+                table: r.option("table", |r| r.string("table"))?,
             },
         };
         r.finish(opcode.name())?;

@@ -12,8 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableOptions, TableStatistics,
-    Topology,
+    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableCleanup, TableOptions,
+    TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -81,6 +81,8 @@ pub enum Response {
     AdminHints(Vec<HintOwner>),
     /// To STREAMS. Wire: streams report.
     AdminStreams(StreamsReport),
+    /// To CLEANUP: one entry per table cleaned, by name. Wire: `list<table cleanup>`.
+    AdminCleanup(Vec<TableCleanup>),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -239,6 +241,7 @@ impl Response {
                 )
                 | (Response::AdminHints(_), Opcode::Hints)
                 | (Response::AdminStreams(_), Opcode::Streams)
+                | (Response::AdminCleanup(_), Opcode::Cleanup)
         )
     }
 
@@ -281,6 +284,9 @@ impl Response {
             Response::AdminRepair(s) => s.encode(&mut w)?,
             Response::AdminHints(owners) => w.list("hint owners", owners, |w, o| o.encode(w))?,
             Response::AdminStreams(report) => report.encode(&mut w)?,
+            Response::AdminCleanup(tables) => {
+                w.list("cleaned tables", tables, |w, t| t.encode(w))?
+            }
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -343,6 +349,11 @@ impl Response {
                     HintOwner::decode,
                 )?),
                 Opcode::Streams => Response::AdminStreams(StreamsReport::decode(&mut r)?),
+                Opcode::Cleanup => Response::AdminCleanup(r.list(
+                    "cleaned tables",
+                    TableCleanup::MIN_LEN,
+                    TableCleanup::decode,
+                )?),
             }
         };
         r.finish(opcode.name())?;

@@ -230,6 +230,12 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 set_throughput: Some(64 << 20),
             },
         ),
+        (
+            "cleanup",
+            Request::Cleanup {
+                table: Some("users".into()),
+            },
+        ),
     ]
 }
 
@@ -516,6 +522,16 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                     error: String::new(),
                 }],
             }),
+        ),
+        (
+            "cleanup",
+            Opcode::Cleanup,
+            Response::AdminCleanup(vec![sibyl_protocol::TableCleanup {
+                table: "users".into(),
+                dropped: 1_200,
+                bytes_before: 3 << 20,
+                bytes_after: 2 << 20,
+            }]),
         ),
     ]
 }

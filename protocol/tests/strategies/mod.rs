@@ -188,6 +188,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         name().prop_map(|table| Request::TableStats { table }),
         (name(), any::<bool>()).prop_map(|(node_id, force)| Request::RemoveNode { node_id, force }),
         Just(Request::Decommission),
+        proptest::option::of(name()).prop_map(|table| Request::Cleanup { table }),
     ]
 }
 

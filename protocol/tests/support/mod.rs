@@ -381,7 +381,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Repair { .. }
         | Request::RepairStatus { .. }
         | Request::Hints
-        | Request::Streams { .. } => Response::Error(ServerError::new(
+        | Request::Streams { .. }
+        | Request::Cleanup { .. } => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

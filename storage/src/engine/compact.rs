@@ -1,8 +1,9 @@
 //! Executing compaction plans: merge the input SSTables through a [`MergeCursor`], apply
 //! the policy's compaction filter (if any, in key order) and its `compact` rule with a
 //! per-key bottommost check (no other SSTable and no memtable holds the key), write the
-//! outputs, then
-//! swap them in through one manifest update.
+//! outputs, then swap them in through one manifest update. A major compaction may also
+//! leave out every key a caller's predicate selects (every version, tombstones included:
+//! `cleanup` of data a node no longer owns).
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -17,6 +18,9 @@ use crate::compaction::{self, CompactionPlan};
 use crate::error::{Error, Result};
 use crate::manifest::SsTableEntry;
 use crate::sstable::{SsTable, SsTableBuilder};
+
+/// A predicate over engine keys: true leaves the key out of a major compaction.
+pub(crate) type KeyDrop<'a> = dyn Fn(&[u8]) -> bool + 'a;
 
 impl Inner {
     /// Runs one compaction the table's strategy asks for; false when none was due.
@@ -33,23 +37,24 @@ impl Inner {
         };
         match plan {
             Some(p) => {
-                self.execute(t, &v, p)?;
+                self.execute(t, &v, p, None)?;
                 Ok(true)
             }
             None => Ok(false),
         }
     }
 
-    /// Merges every SSTable of the table (a major compaction).
-    pub(crate) fn compact_major(&self, t: &Arc<Table>) -> Result<()> {
+    /// Merges every SSTable of the table (a major compaction), leaving out the keys
+    /// `drop` selects; returns how many stored entries it left out that way.
+    pub(crate) fn compact_major(&self, t: &Arc<Table>, drop: Option<&KeyDrop<'_>>) -> Result<u64> {
         self.check_poisoned()?;
         let _guard = lock(&self.compacting);
         let v = t.version();
         let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
         // A lone file is rewritten too when it holds tombstones, or when the policy has a
-        // compaction filter (which may drop entries the engine cannot see are dead): a
-        // major compaction is how an operator purges them.
-        let filtered = t.merge.compaction_filter().is_some();
+        // compaction filter (which may drop entries the engine cannot see are dead), or
+        // when keys are to be dropped: a major compaction is how an operator purges them.
+        let filtered = t.merge.compaction_filter().is_some() || drop.is_some();
         let lone_with_tombstones = match v.files.as_slice() {
             [f] if f.sst.info().tombstones > 0 || filtered => Some(CompactionPlan::Merge {
                 inputs: vec![f.file_id],
@@ -57,22 +62,44 @@ impl Inner {
             }),
             _ => None,
         };
-        if let Some(p) = compaction::plan_major(&t.compaction, &descs).or(lone_with_tombstones) {
-            self.execute(t, &v, p).map_err(|e| {
+        // A dropping compaction moves no file: every key must pass the predicate.
+        let plan = match (compaction::plan_major(&t.compaction, &descs), drop) {
+            (Some(CompactionPlan::Move { file_id, .. }), Some(_)) => {
+                let level = v
+                    .files
+                    .iter()
+                    .find(|f| f.file_id == file_id)
+                    .map_or(0, |f| f.level);
+                Some(CompactionPlan::Merge {
+                    inputs: vec![file_id],
+                    output_level: level,
+                })
+            }
+            (plan, _) => plan,
+        };
+        if let Some(p) = plan.or(lone_with_tombstones) {
+            return self.execute(t, &v, p, drop).map_err(|e| {
                 if matches!(e, Error::Io { .. }) {
                     self.poison(format!("compaction: {e}"))
                 } else {
                     e
                 }
-            })?;
+            });
         }
-        Ok(())
+        Ok(0)
     }
 
-    fn execute(&self, t: &Arc<Table>, v: &TableVersion, plan: CompactionPlan) -> Result<()> {
+    fn execute(
+        &self,
+        t: &Arc<Table>,
+        v: &TableVersion,
+        plan: CompactionPlan,
+        drop: Option<&KeyDrop<'_>>,
+    ) -> Result<u64> {
         let (inputs, output_level) = match plan {
             CompactionPlan::Move { file_id, to_level } => {
-                return self.install(t, &[file_id], Vec::new(), Some((file_id, to_level)));
+                self.install(t, &[file_id], Vec::new(), Some((file_id, to_level)))?;
+                return Ok(0);
             }
             CompactionPlan::Merge {
                 inputs,
@@ -110,10 +137,15 @@ impl Inner {
         let mut outputs: Vec<Arc<TableFile>> = Vec::new();
         let mut builder: Option<(u64, SsTableBuilder)> = None;
         let mut written = 0u64;
+        let mut dropped = 0u64;
         let mut last_key: Option<Vec<u8>> = None;
         let result: Result<()> = (|| {
             while cursor.advance()? {
                 let key = cursor.key();
+                if drop.is_some_and(|d| d(key)) {
+                    dropped += 1;
+                    continue;
+                }
                 // Bottommost for this key: no file outside the compaction and no memtable
                 // may hold it, so nothing an entry dropped here shadows can come back. (A
                 // version written to a memtable while the compaction runs is not seen: the
@@ -184,7 +216,8 @@ impl Inner {
         }
         t.compactions.fetch_add(1, Ordering::Relaxed);
         t.compacted_bytes.fetch_add(written, Ordering::Relaxed);
-        self.install(t, &inputs, outputs, None)
+        self.install(t, &inputs, outputs, None)?;
+        Ok(dropped)
     }
 
     fn open_output(&self, id: u64, level: u32) -> Result<Arc<TableFile>> {

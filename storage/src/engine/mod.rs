@@ -310,7 +310,19 @@ impl Engine {
     /// Merges all of a table's SSTables (a major compaction), waiting for it to finish.
     pub fn compact(&self, table: &str) -> Result<()> {
         let t = self.inner.table(table)?;
-        self.inner.compact_major(&t)
+        self.inner.compact_major(&t, None).map(|_| ())
+    }
+
+    /// Removes every key of `table` that `drop` selects, every version of it, tombstones
+    /// included, for good: flushes the table's memtable, then merges all its SSTables
+    /// leaving those keys out (a major compaction). Returns the stored entries left out.
+    /// Keys written while it runs stay (they are in a newer memtable). What it removes is
+    /// not logged as deletes: a key removed here and written again later comes back with
+    /// only the later write (Cassandra's `nodetool cleanup` of ranges a node lost).
+    pub fn compact_dropping(&self, table: &str, drop: &dyn Fn(&[u8]) -> bool) -> Result<u64> {
+        let t = self.inner.table(table)?;
+        self.inner.flush(Some(table))?;
+        self.inner.compact_major(&t, Some(drop))
     }
 
     /// Counters and sizes of a table.

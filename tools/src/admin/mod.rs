@@ -2,6 +2,7 @@
 //! message describes it, and a table's storage statistics.
 //!
 //! # Layout
+//! - [`cleanup`]: the `cleanup` report (what the node dropped, per table) as text.
 //! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
 //! - [`streams`]: the `streams` report (the node's streams and its throughput cap).
 //! - [`repair`]: the `repair` report and the tables' repair sync times as text.
@@ -9,6 +10,7 @@
 //! - [`status`]: the `status` and `ring` tables as text.
 //! - [`tablestats`]: the `tablestats` report as text.
 
+pub mod cleanup;
 pub mod hints;
 pub mod repair;
 pub mod ring;

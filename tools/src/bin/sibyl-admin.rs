@@ -16,6 +16,8 @@
 //!   every other replica, with a progress bar and a summary; exit status 1 when a range
 //!   could not be repaired (rerun to complete it). `repair --status` shows the latest
 //!   repair and each replicated table's oldest full sync.
+//! - `cleanup [TABLE]`: the node asked drops the data of ranges it no longer replicates
+//!   (after nodes joined); refused while a ring change is under way.
 //! - `hints`: the hints the node asked holds for other nodes, and those it dropped.
 //! - `streams [--all]`: the node's streams (a joining node's bootstrap): range, peer,
 //!   state, bytes, rate; `setstreamthroughput MB` changes its cap until it restarts.
@@ -26,6 +28,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
+use sibyl_tools::admin::cleanup::render_cleanup;
 use sibyl_tools::admin::hints::render_hints;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
@@ -84,6 +87,12 @@ enum AdminCommand {
         /// Return once the node is leaving instead of following its streams until it left.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Drops, on the node asked, the data of ranges it no longer replicates (ring changes
+    /// moved them to other nodes), of one table or every table; a major compaction of each.
+    Cleanup {
+        /// The table; every table when omitted.
+        table: Option<String>,
     },
     /// The hints the node asked holds for other (down) nodes, per owner, and those it
     /// dropped.
@@ -195,6 +204,12 @@ fn real_main() -> Result<()> {
                         .map_err(|e| fail("decommission", e))?
                 }
             }
+            AdminCommand::Cleanup { table } => render_cleanup(
+                &client
+                    .cleanup(table.as_deref())
+                    .await
+                    .map_err(|e| fail("cleanup", e))?,
+            ),
             AdminCommand::Hints => {
                 let owners = client.hints().await.map_err(|e| fail("hints", e))?;
                 let now = std::time::SystemTime::now()

@@ -150,6 +150,26 @@ fn admin_decommission_of_the_last_replica_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn admin_cleanup_reports_each_table_and_refuses_an_unknown_one() {
+    let node = TestNode::start();
+    cli(&node, "create table kv rf=1; put kv a c=1; put kv b c=2").ok();
+    // A lone node replicates every range: nothing to drop, and the data stays.
+    let out = admin(&node, &["cleanup"]).ok();
+    let kv = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("kv "))
+        .unwrap_or_else(|| panic!("no kv line:\n{}", out.stdout));
+    assert_eq!(kv.split_whitespace().nth(1), Some("0"), "{}", out.stdout);
+    assert!(out.stdout.contains("total: 0 entries"), "{}", out.stdout);
+    let got = cli(&node, "get kv a").ok();
+    assert!(got.stdout.contains("\"1\""), "{}", got.stdout);
+    let unknown = admin(&node, &["cleanup", "nope"]);
+    assert!(!unknown.success, "{}", unknown.stdout);
+    assert!(unknown.stderr.contains("nope"), "{}", unknown.stderr);
+}
+
+#[test]
 fn admin_ring_lists_node_tokens() {
     let node = TestNode::start();
     let out = run_tool(
