@@ -56,7 +56,7 @@ use crate::replica::{ReplicaExecution, ReplicaHandler};
 use crate::ring::{allocate_tokens, NodeId, NodeLocation, Partitioner, Ring, Token};
 use crate::server::{self, ServerOptions};
 use crate::service::{Service, ServiceError, ServiceOptions};
-use crate::stream::{Bootstrap, BootstrapError, StreamHandler, StreamOptions, StreamRegistry};
+use crate::stream::{Bootstrap, StreamHandler, StreamOptions, StreamRegistry};
 use crate::versioning::{Clock, SystemClock};
 
 /// How long shutdown waits for client connections to finish their requests.
@@ -138,6 +138,18 @@ pub enum NodeError {
         #[source]
         source: sibyl_storage::Error,
     },
+    /// The data directory is that of a node that left the ring (decommissioned).
+    #[error(
+        "data directory {data_dir} belongs to a node that left the ring ({detail}): it \
+         does not rejoin with its old tokens and data; start it on an empty data directory \
+         to join as a new node"
+    )]
+    Decommissioned {
+        /// The directory.
+        data_dir: PathBuf,
+        /// Which node and when, or why the mark is unreadable.
+        detail: String,
+    },
     /// `--replace NODE_ID` cannot go ahead.
     #[error("cannot replace node {node}: {reason}")]
     Replace {
@@ -189,6 +201,22 @@ impl Node {
     /// Opens the data directory, binds the ports, joins the cluster and starts serving
     /// clients.
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
+        let dir = config.data_dir.clone();
+        let mark = tokio::task::spawn_blocking(move || crate::identity::Decommissioned::load(&dir))
+            .await?
+            .map_err(|source| NodeError::Decommissioned {
+                data_dir: config.data_dir.clone(),
+                detail: format!("its decommissioned file cannot be read: {source}"),
+            })?;
+        if let Some(mark) = mark {
+            return Err(NodeError::Decommissioned {
+                data_dir: config.data_dir.clone(),
+                detail: match mark {
+                    Ok(d) => format!("node {} left at Unix time {}", d.node, d.left_at),
+                    Err(reason) => format!("its decommissioned file is damaged: {reason}"),
+                },
+            });
+        }
         let svc_opts = ServiceOptions {
             data_dir: config.data_dir.clone(),
             sync: config.sync,
@@ -408,13 +436,7 @@ impl Node {
                 streams.clone(),
                 StreamOptions::default(),
             );
-            tokio::spawn(bootstrap(
-                run,
-                handle.clone(),
-                config.data_dir.clone(),
-                replace.map(|r| r.node),
-                shutdown_rx.clone(),
-            ))
+            tokio::spawn(run.run_to_normal(replace.map(|r| r.node), shutdown_rx.clone()))
         });
         let removals = crate::stream::Removals::new(
             service.clone(),
@@ -961,78 +983,6 @@ async fn check_replacement(link: &ClusterHandle, node: NodeId) -> Result<Vec<Tok
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await; // polling interval
-    }
-}
-
-/// Runs a joining node's bootstrap; when every range is streamed, announces `normal`,
-/// removes the node it replaces if any, and removes the bootstrap file (in that order: a
-/// crash in between restarts joining, finds every range done and does the rest again).
-async fn bootstrap(
-    run: Bootstrap,
-    link: Arc<ClusterHandle>,
-    data_dir: PathBuf,
-    replacing: Option<NodeId>,
-    shutdown: watch::Receiver<bool>,
-) {
-    match run.run(shutdown).await {
-        Ok(()) => {
-            link.set_status(NodeStatus::Normal);
-            tracing::info!("bootstrap complete: this node owns its ranges");
-            if let Some(node) = replacing {
-                remove_replaced(&link, node).await;
-            }
-            let removed = tokio::task::spawn_blocking(move || {
-                crate::stream::BootstrapState::remove(&data_dir)
-            })
-            .await;
-            match removed {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
-                Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
-            }
-        }
-        Err(BootstrapError::Shutdown) => {
-            tracing::info!("shut down mid-bootstrap; the next start resumes it");
-        }
-        Err(e) => tracing::error!(
-            error = %e,
-            "bootstrap stopped; the node stays joining (restart it to resume)"
-        ),
-    }
-}
-
-/// Announces the replaced `node` as removed once this node is published `normal` in its
-/// place (so no view has the node gone before its replacement owns the tokens). Already
-/// removed (a restart after this step) is fine; any other failure is logged with what the
-/// operator can do.
-async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let normal =
-        |v: Arc<ClusterView>| v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal);
-    while !link.view().is_some_and(normal) {
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
-    }
-    let departed = link
-        .view()
-        .and_then(|v| v.node(node).and_then(|n| n.status))
-        .is_some_and(|s| s.is_departed());
-    if departed {
-        return;
-    }
-    let remover = link.clone();
-    match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
-        Ok(Ok(())) => {
-            tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed")
-        }
-        Ok(Err(e)) => {
-            tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node")
-        }
-        Err(e) => {
-            tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node")
-        }
     }
 }
 

@@ -520,10 +520,10 @@ fn cluster_removenode_of_a_stopped_node_shows_it_left_on_the_other() {
 }
 
 #[test]
-fn cluster_decommissioned_node_is_left_for_its_peer_and_keeps_serving() {
+fn cluster_decommissioned_node_is_left_for_its_peer_keeps_serving_and_never_restarts() {
     let tmp = tempfile::tempdir().unwrap();
     let probe = Probe::new();
-    let nodes = start_cluster(&probe, tmp.path(), 2, &own_cluster("decommission"));
+    let mut nodes = start_cluster(&probe, tmp.path(), 2, &own_cluster("decommission"));
     let said = probe.decommission(nodes[1].client);
     assert!(said.contains("is leaving"), "{said}");
     let all: Vec<&NodeProc> = nodes.iter().collect();
@@ -540,6 +540,16 @@ fn cluster_decommissioned_node_is_left_for_its_peer_and_keeps_serving() {
         "{}",
         nodes[1].logs()
     );
+    // Stopped and started again on its data directory, it refuses: it left the ring.
+    nodes[1].signal(libc::SIGTERM);
+    nodes[1].wait_exit();
+    let mut args = own_cluster("decommission");
+    args.extend(["--seeds".to_owned(), nodes[0].peer.to_string()]);
+    nodes[1].start(&args);
+    let status = nodes[1].wait_exit();
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(nodes[1].log_path()).unwrap_or_default();
+    assert!(log.contains("belongs to a node that left the ring"), "{log}");
 }
 
 /// Requests to one node exactly (no token-aware routing), at a chosen consistency.

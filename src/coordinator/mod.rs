@@ -277,12 +277,11 @@ impl Coordinator {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        match self.options.execution {
-            ReplicaExecution::Inline => Ok(f()),
-            ReplicaExecution::Blocking => tokio::task::spawn_blocking(f)
-                .await
-                .map_err(|e| CallError::Task(e.to_string())),
-        }
+        self.options
+            .execution
+            .run(f)
+            .await
+            .map_err(|e| CallError::Task(e.to_string()))
     }
 
     /// Asks `target`'s replica `request` (this node's own replica directly), recording
@@ -489,7 +488,10 @@ impl Coordinator {
             self.net.clone(),
             self.cluster.clone(),
             streams.clone(),
-            crate::stream::StreamOptions::default(),
+            crate::stream::StreamOptions {
+                execution: self.options.execution,
+                ..crate::stream::StreamOptions::default()
+            },
         );
         streams.spawn(move |shutdown| async move {
             match run.run(shutdown).await {

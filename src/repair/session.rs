@@ -398,12 +398,10 @@ impl<H: ReplicaHost> Session<H> {
         f: impl FnOnce(&H) -> Result<T, SyncError> + Send + 'static,
     ) -> Result<T, SyncError> {
         let host = self.host.clone();
-        match self.execution {
-            ReplicaExecution::Inline => f(&host),
-            ReplicaExecution::Blocking => tokio::task::spawn_blocking(move || f(&host))
-                .await
-                .map_err(|e| SyncError::Task(e.to_string()))?,
-        }
+        self.execution
+            .run(move || f(&host))
+            .await
+            .map_err(|e| SyncError::Task(e.to_string()))?
     }
 }
 

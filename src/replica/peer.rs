@@ -54,6 +54,19 @@ pub enum ReplicaExecution {
     Inline,
 }
 
+impl ReplicaExecution {
+    /// Runs `f` where this mode says: on the blocking pool, or right here.
+    pub async fn run<T: Send + 'static>(
+        self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        match self {
+            ReplicaExecution::Inline => Ok(f()),
+            ReplicaExecution::Blocking => tokio::task::spawn_blocking(f).await,
+        }
+    }
+}
+
 /// Answers [`Family::Replica`] requests from `host`'s replica.
 pub struct ReplicaHandler<H> {
     host: Arc<H>,

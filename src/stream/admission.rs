@@ -24,6 +24,7 @@
 //! nearly always share a range.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sibyl_protocol::TableOptions;
 
@@ -102,7 +103,7 @@ pub fn check_decommission(
 ) -> Result<(), Refusal> {
     let current = view.ring();
     let after = ring_with(view, view.local, NodeStatus::Left);
-    check_overlap(view, &current, &after, tables)?;
+    check_overlap(view, (&current, view.future_ring()), (&current, &after), tables)?;
     for (table, options) in tables {
         let strategy = strategy(options);
         for range in cut(&[&current, &after]) {
@@ -132,8 +133,15 @@ pub fn check_removenode(
     force: bool,
 ) -> Result<(), Refusal> {
     let current = view.ring();
-    let after = ring_with(view, node, NodeStatus::Removed);
-    check_overlap(view, &current, &after, tables)?;
+    // The node's own change, if it died leaving, is what its removal ends: the changes
+    // under way that count are the others', measured from the ring without it.
+    let mut others = view.nodes.clone();
+    if let Some(n) = others.get_mut(&node) {
+        n.status = Some(NodeStatus::Removed);
+    }
+    let others = ClusterView::new(view.local, view.partitioner, others);
+    let after = others.ring();
+    check_overlap(view, (&after, others.future_ring()), (&current, &after), tables)?;
     if force {
         return Ok(());
     }
@@ -164,24 +172,25 @@ pub fn check_removenode(
     Ok(())
 }
 
-/// Refuses when a change under way (the view's future ring) and the change from
-/// `current` to `after` move one range of one table.
+/// Refuses when the changes under way (from `base` to `ongoing`, `None` when there are
+/// none) and this change (from `current` to `after`) move one range of one table.
 fn check_overlap(
     view: &ClusterView,
-    current: &Ring,
-    after: &Ring,
+    (base, ongoing): (&Ring, Option<Arc<Ring>>),
+    (current, after): (&Ring, &Ring),
     tables: &[(String, TableOptions)],
 ) -> Result<(), Refusal> {
-    let Some(ongoing) = view.future_ring() else {
+    let Some(ongoing) = ongoing else {
         return Ok(());
     };
     for (table, options) in tables {
         let strategy = strategy(options);
-        for range in cut(&[current, &ongoing, after]) {
-            let now = current.preference_list(&range.end, &strategy);
-            if now != ongoing.preference_list(&range.end, &strategy)
-                && now != after.preference_list(&range.end, &strategy)
-            {
+        for range in cut(&[base, &ongoing, current, after]) {
+            let moving = |from: &Ring, to: &Ring| {
+                from.preference_list(&range.end, &strategy)
+                    != to.preference_list(&range.end, &strategy)
+            };
+            if moving(base, &ongoing) && moving(current, after) {
                 let busy: Vec<String> = view
                     .nodes
                     .values()
@@ -204,7 +213,7 @@ fn check_overlap(
 
 /// The ring of `view` with `node` in `status` (its ring once that change is done; other
 /// changes under way are not applied).
-fn ring_with(view: &ClusterView, node: NodeId, status: NodeStatus) -> std::sync::Arc<Ring> {
+fn ring_with(view: &ClusterView, node: NodeId, status: NodeStatus) -> Arc<Ring> {
     let mut nodes = view.nodes.clone();
     if let Some(n) = nodes.get_mut(&node) {
         n.status = Some(status);
@@ -215,7 +224,6 @@ fn ring_with(view: &ClusterView, node: NodeId, status: NodeStatus) -> std::sync:
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use super::*;
     use crate::cluster::NodeView;
@@ -372,5 +380,21 @@ mod tests {
             err.to_string().contains("0000000000000003 leaving"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn removenode_of_a_node_that_died_leaving_is_not_blocked_by_its_own_change() {
+        let mut dead_leaving = node(3, Leaving, &[200], true);
+        dead_leaving.alive = false;
+        let v = view(
+            1,
+            vec![
+                node(1, Normal, &[0], true),
+                node(2, Normal, &[100], true),
+                dead_leaving,
+                node(4, Normal, &[300], true),
+            ],
+        );
+        assert_eq!(check_removenode(&v, NodeId(3), &table(2), false), Ok(()));
     }
 }

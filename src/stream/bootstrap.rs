@@ -36,10 +36,10 @@ use super::checkpoint::{BootstrapFileError, BootstrapState, Progress, RangeCheck
 use super::messages::{StreamRequest, StreamResponse};
 use super::plan::gained_by_local;
 use super::progress::{StreamInfo, StreamRegistry, StreamState};
-use crate::cluster::{ClusterHandle, ClusterView};
+use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::coordinator::placement::strategy;
 use crate::net::{Family, PeerNetwork};
-use crate::replica::{RawCell, ReplicaHost};
+use crate::replica::{RawCell, ReplicaExecution, ReplicaHost};
 use crate::ring::NodeId;
 use crate::service::Service;
 
@@ -62,6 +62,9 @@ pub struct StreamOptions {
     /// Wait after every owner sees the node pending: a write coordinated just before has
     /// landed on its replicas within its write timeout.
     pub write_grace: Duration,
+    /// Where engine and file work runs (the blocking pool on a node; inline in a
+    /// simulation).
+    pub execution: ReplicaExecution,
 }
 
 impl Default for StreamOptions {
@@ -73,6 +76,7 @@ impl Default for StreamOptions {
             schema_wait: Duration::from_secs(30),
             ring_delay: Duration::from_secs(30),
             write_grace: Duration::from_secs(2),
+            execution: ReplicaExecution::Blocking,
         }
     }
 }
@@ -145,6 +149,36 @@ impl Bootstrap {
             data_dir,
             registry,
             opts,
+        }
+    }
+
+    /// Runs the bootstrap ([`Bootstrap::run`]); when every range is streamed, announces
+    /// `normal`, removes the node it replaces (`replacing`, `--replace`) if any, and
+    /// removes the bootstrap file (in that order: a crash in between restarts joining,
+    /// finds every range done and does the rest again). Failures are logged: the node
+    /// stays joining, and a restart resumes.
+    pub async fn run_to_normal(self, replacing: Option<NodeId>, shutdown: watch::Receiver<bool>) {
+        match self.run(shutdown).await {
+            Ok(()) => {
+                self.cluster.set_status(NodeStatus::Normal);
+                tracing::info!("bootstrap complete: this node owns its ranges");
+                if let Some(node) = replacing {
+                    remove_replaced(&self.cluster, node).await;
+                }
+                let dir = self.data_dir.clone();
+                match self.opts.execution.run(move || BootstrapState::remove(&dir)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                    Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                }
+            }
+            Err(BootstrapError::Shutdown) => {
+                tracing::info!("shut down mid-bootstrap; the next start resumes it");
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "bootstrap stopped; the node stays joining (restart it to resume)"
+            ),
         }
     }
 
@@ -429,7 +463,7 @@ impl Bootstrap {
     /// name a key whose page a crash could lose).
     async fn apply(&self, cells: Vec<RawCell>) -> Result<(), PageError> {
         let service = self.service.clone();
-        tokio::task::spawn_blocking(move || {
+        self.opts.execution.run(move || {
             if !cells.is_empty() {
                 service
                     .replica()
@@ -448,7 +482,10 @@ impl Bootstrap {
 
     async fn load(&self) -> Result<BootstrapState, BootstrapError> {
         let dir = self.data_dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || BootstrapState::load(&dir))
+        let loaded = self
+            .opts
+            .execution
+            .run(move || BootstrapState::load(&dir))
             .await
             .map_err(|e| BootstrapError::Task(e.to_string()))??;
         Ok(loaded.unwrap_or_default())
@@ -456,7 +493,7 @@ impl Bootstrap {
 
     async fn save(&self, state: &BootstrapState) -> Result<(), BootstrapFileError> {
         let (dir, state) = (self.data_dir.clone(), state.clone());
-        match tokio::task::spawn_blocking(move || state.save(&dir)).await {
+        match self.opts.execution.run(move || state.save(&dir)).await {
             Ok(r) => r,
             Err(e) => Err(BootstrapFileError::Io {
                 path: self.data_dir.join(super::checkpoint::BOOTSTRAP_FILE),
@@ -535,5 +572,35 @@ pub(super) async fn wait_until_seen(
     tokio::select! {
         _ = shutdown.changed() => Err(BootstrapError::Shutdown),
         _ = tokio::time::sleep(opts.write_grace) => Ok(()),
+    }
+}
+
+/// Announces the replaced `node` as removed once this node is published `normal` in its
+/// place (so no view has the node gone before its replacement owns the tokens). Already
+/// removed (a restart after this step) is fine; any other failure is logged with what the
+/// operator can do.
+async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let normal = |v: Arc<ClusterView>| {
+        v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal)
+    };
+    while !link.view().is_some_and(normal) {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+    }
+    let departed = link
+        .view()
+        .and_then(|v| v.node(node).and_then(|n| n.status))
+        .is_some_and(|s| s.is_departed());
+    if departed {
+        return;
+    }
+    let remover = link.clone();
+    match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
+        Ok(Ok(())) => tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed"),
+        Ok(Err(e)) => tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node"),
+        Err(e) => tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node"),
     }
 }

@@ -102,6 +102,19 @@ impl Decommission {
             self.push_range(&table, range, target, slot, &mut shutdown)
                 .await?;
         }
+        // Remembered before `left` is announced: restarted, the node stays out.
+        let mark = crate::identity::Decommissioned {
+            node: view.local,
+            left_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let dir = self.service.options().data_dir.clone();
+        match self.opts.execution.run(move || mark.save(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory"),
+            Err(e) => tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory"),
+        }
         self.cluster.set_status(NodeStatus::Left);
         tracing::warn!(
             "decommission: every range handed off; left the ring (stop this node when ready)"
@@ -206,7 +219,7 @@ impl Decommission {
     ) -> Result<(Vec<RawCell>, bool), String> {
         let (service, table) = (self.service.clone(), table.to_owned());
         let budget = self.opts.page_bytes as usize;
-        tokio::task::spawn_blocking(move || {
+        self.opts.execution.run(move || {
             let mode = service
                 .conflict_mode(&table)
                 .ok_or_else(|| format!("table {table:?} is gone"))?;

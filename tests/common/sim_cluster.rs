@@ -4,13 +4,15 @@
 //! tokio clock. Clients are the test calling `Coordinator::answer` on the node it picks,
 //! as a client connection would. A crash cuts the node off the network and closes
 //! everything it had open; a restart reopens its engine and hint store from its
-//! directory, as a new process would.
+//! directory, as a new process would. Nodes stream on ring changes as real ones do: a
+//! node added by [`Sim::join_new`] bootstraps, [`Sim::decommission`] hands a node's ranges
+//! off, and a node that left is retired ([`Sim::retire_left`]: stopped for good).
 #![allow(dead_code)] // each simulation uses part of it
 #![allow(clippy::unwrap_used)] // test harness
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +30,7 @@ use sibyl::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
 use sibyl::replica::{ReplicaExecution, ReplicaHandler, ReplicaHost};
 use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, Token, TokenAllocation};
 use sibyl::service::{Service, ServiceOptions};
+use sibyl::stream::{Bootstrap, BootstrapState, Removals, StreamHandler, StreamOptions, StreamRegistry};
 use sibyl::versioning::{Actor, ActorEpoch};
 use sibyl_protocol::{
     Cell, ColumnWrite, ConflictMode, Consistency, Request, Response, ResponseMeta, RowInsert,
@@ -74,6 +77,10 @@ pub struct Running {
     pub delivery: HintDelivery,
     pub saver: tokio::task::JoinHandle<()>,
     pub stop: watch::Sender<bool>,
+    /// The node's streams (bootstrap, decommission, removenode) and their tasks.
+    pub streams: Arc<StreamRegistry>,
+    /// The bootstrap of a joining node.
+    pub bootstrap: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// One node's place in the cluster: its directory outlives its processes.
@@ -83,6 +90,12 @@ pub struct Slot {
     pub addr: SocketAddr,
     pub generation: u64,
     pub tokens: Option<Vec<Token>>,
+    /// Tokens a joining node chose (set by the runtime's callback, read at a restart).
+    pub chosen: Arc<Mutex<Option<Vec<Token>>>>,
+    /// Joined a running cluster: it bootstraps (streams its ranges) before owning them.
+    pub joins: bool,
+    /// Left the ring (decommissioned) and stopped for good: never restarted or read.
+    pub retired: bool,
     pub running: Option<Running>,
     /// What a crashed process still holds until its last task ends.
     pub closing: Option<(Weak<Service>, Weak<HintStore>)>,
@@ -110,16 +123,7 @@ impl Sim {
             delivery,
         };
         for i in 0..n {
-            sim.slots.push(Slot {
-                dir: tempfile::tempdir().unwrap(),
-                id: NodeId(seed.rotate_left(7 * i as u32) ^ (i as u64 + 1)),
-                addr: sim_addr(i),
-                generation: 0,
-                tokens: None,
-                running: None,
-                closing: None,
-            });
-            ActorEpoch::create(sim.slots[i].dir.path(), Actor::new(sim.slots[i].id.0, 1)).unwrap();
+            sim.add_slot(seed, false);
             sim.open(i);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -153,14 +157,171 @@ impl Sim {
         sim
     }
 
+    /// A new node's slot (directory, id, address), not started; `joins`: it bootstraps
+    /// into a running cluster. Returns its index.
+    fn add_slot(&mut self, seed: u64, joins: bool) -> usize {
+        let i = self.slots.len();
+        self.slots.push(Slot {
+            dir: tempfile::tempdir().unwrap(),
+            id: NodeId(seed.rotate_left(7 * i as u32) ^ (i as u64 + 1)),
+            addr: sim_addr(i),
+            generation: 0,
+            tokens: None,
+            chosen: Arc::new(Mutex::new(None)),
+            joins,
+            retired: false,
+            running: None,
+            closing: None,
+        });
+        ActorEpoch::create(self.slots[i].dir.path(), Actor::new(self.slots[i].id.0, 1)).unwrap();
+        i
+    }
+
+    /// Starts a new node that joins the running cluster: it bootstraps (chooses tokens,
+    /// announces them pending, streams its ranges) and then owns them. Returns its index.
+    pub fn join_new(&mut self, seed: u64) -> usize {
+        let i = self.add_slot(seed, true);
+        self.open(i);
+        i
+    }
+
+    /// Asks node `i` to decommission (through its coordinator, as `sibyl-admin` does);
+    /// the node's answer: accepted (it streams, then leaves) or refused, with why.
+    pub async fn decommission(&self, i: usize) -> Result<String, String> {
+        match self.node(i).coordinator.answer(Request::Decommission).await {
+            Response::AdminDone { message } => Ok(message),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// Stops for good every running node that every running node (itself included) sees
+    /// `left`, as an operator would (`sibyl-admin decommission` waits for the same);
+    /// returns them.
+    pub async fn retire_left(&mut self) -> Vec<usize> {
+        let sees_left = |r: &Running, id: NodeId| {
+            r.handle
+                .view()
+                .is_some_and(|v| v.node(id).and_then(|n| n.status) == Some(NodeStatus::Left))
+        };
+        let left: Vec<usize> = self
+            .running()
+            .filter(|(i, _)| {
+                let id = self.slots[*i].id;
+                self.running().all(|(_, r)| sees_left(r, id))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &left {
+            self.crash(i).await;
+            self.slots[i].retired = true;
+        }
+        left
+    }
+
+    /// Waits until no running node sees a ring change under way, retiring every node that
+    /// left meanwhile.
+    pub async fn finish_ring_changes(&mut self) {
+        let start = Instant::now();
+        loop {
+            self.retire_left().await;
+            self.remove_retired_seen_leaving().await;
+            let changing = self
+                .running()
+                .any(|(_, r)| r.handle.view().is_none_or(|v| v.future_ring().is_some()));
+            if !changing {
+                return;
+            }
+            if start.elapsed() >= DEADLINE {
+                panic!(
+                    "timed out waiting for the ring changes to complete:\n{}",
+                    self.describe_views()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A retired node that the cluster still sees `leaving` (it stopped after handing
+    /// everything off, before its `left` spread) is removed through a running node, as
+    /// an operator would (`sibyl-admin removenode`); refusals are retried by the caller.
+    async fn remove_retired_seen_leaving(&self) {
+        let Some((_, r)) = self.running().next() else {
+            return;
+        };
+        let Some(view) = r.handle.view() else {
+            return;
+        };
+        for slot in self.slots.iter().filter(|s| s.retired) {
+            let leaving = view.node(slot.id).is_some_and(|n| {
+                n.status == Some(NodeStatus::Leaving) && !n.alive
+            });
+            if !leaving {
+                continue;
+            }
+            let service = r.service.clone();
+            let request = Request::RemoveNode {
+                node_id: slot.id.to_string(),
+                force: false,
+            };
+            let answer = tokio::task::spawn_blocking(move || service.handle(request))
+                .await
+                .unwrap();
+            println!("removenode of retired node {} (seen leaving): {answer:?}", slot.id);
+        }
+    }
+
+    /// What every running node's view says of every node (index, status, down), one line
+    /// per running node: for the message of a wait that timed out.
+    pub fn describe_views(&self) -> String {
+        let views: Vec<String> = self
+            .running()
+            .map(|(i, r)| {
+                let states: Vec<String> = r
+                    .handle
+                    .view()
+                    .map(|v| {
+                        v.nodes
+                            .values()
+                            .map(|n| {
+                                format!(
+                                    "{}:{}{}",
+                                    self.index_of(n.id),
+                                    n.status.map_or("-", |s| s.name()),
+                                    if n.alive { "" } else { "(down)" }
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                format!("node {i} sees [{}]", states.join(" "))
+            })
+            .collect();
+        views.join("\n")
+    }
+
+    /// The slots that are part of the cluster (not retired).
+    pub fn members(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.slots.len()).filter(|i| !self.slots[*i].retired)
+    }
+
     /// Opens node `i`'s process from its directory (its first start or a restart).
     pub fn open(&mut self, i: usize) {
         let delivery = self.delivery;
+        let retired_seed = self.slots[0].retired;
+        let first_member = self
+            .members()
+            .find(|m| *m != i)
+            .map_or(sim_addr(0), |m| self.slots[m].addr);
         let slot = &mut self.slots[i];
         assert!(slot.running.is_none(), "node {i} is already running");
+        assert!(!slot.retired, "node {i} left the cluster");
+        if let Some(chosen) = slot.chosen.lock().unwrap().clone() {
+            slot.tokens = Some(chosen);
+        }
         slot.generation += 1;
         let clock = Arc::new(self.world.clock(slot.addr));
         let net = Arc::new(self.world.node(slot.addr, slot.id));
+        let net_for_streams = net.clone();
         let (handle, inbox) = ClusterHandle::new();
         let options = ServiceOptions {
             memtable_size: 1 << 20,
@@ -223,7 +384,13 @@ impl Sim {
                 ..RepairOptions::default()
             },
         ));
-        let mut gossip = GossipConfig::new("sim", vec![sim_addr(0)]);
+        // Node 0 seeds the cluster; once it left, the first remaining member does.
+        let seed_addr = if retired_seed {
+            first_member
+        } else {
+            sim_addr(0)
+        };
+        let mut gossip = GossipConfig::new("sim", vec![seed_addr]);
         gossip.interval_ms = 200;
         let local = LocalNode {
             id: slot.id,
@@ -236,15 +403,35 @@ impl Sim {
             schema_version: service.schema_version(),
             load: 0,
         };
+        // As a node does: saved tokens with a bootstrap file resume a bootstrap.
+        let bootstrap_file = BootstrapState::load(slot.dir.path()).unwrap().is_some();
+        let joining = slot.joins && (slot.tokens.is_none() || bootstrap_file);
         let plan = match &slot.tokens {
+            Some(tokens) if bootstrap_file => TokenPlan::Resume(tokens.clone()),
             Some(tokens) => TokenPlan::Existing(tokens.clone()),
+            None if slot.joins => TokenPlan::AllocateJoining {
+                count: 8,
+                allocation: TokenAllocation::Balanced,
+            },
             None => TokenPlan::Allocate {
                 count: 8,
                 allocation: TokenAllocation::Balanced,
             },
         };
+        let (chosen, dir) = (slot.chosen.clone(), slot.dir.path().to_path_buf());
+        let restarted = slot.tokens.is_some();
+        let on_chosen = Box::new(move |tokens: &[Token]| {
+            if restarted {
+                return;
+            }
+            // The bootstrap file first, as a node saves it before its tokens.
+            if joining {
+                BootstrapState::default().save(&dir).unwrap();
+            }
+            *chosen.lock().unwrap() = Some(tokens.to_vec());
+        });
         let mut gossiper = Gossiper::new(gossip, local, slot.id.0 ^ slot.generation, 0);
-        if slot.tokens.is_some() {
+        if restarted {
             // A restart: the ring of the last run, as the node remembers it.
             if let Some(saved) = SavedPeers::load(slot.dir.path()).unwrap() {
                 gossiper.remember(&saved.peers);
@@ -257,10 +444,46 @@ impl Sim {
             net,
             Arc::new(InlineSchema(service.clone())),
             plan,
-            Box::new(|_| {}),
+            on_chosen,
         )
         .unwrap();
         let (stop, stopped) = watch::channel(false);
+        net_for_streams
+            .register(
+                Family::Stream,
+                Arc::new(StreamHandler::new(
+                    service.clone(),
+                    handle.clone(),
+                    ReplicaExecution::Inline,
+                )),
+            )
+            .unwrap();
+        let streams = Arc::new(StreamRegistry::new(0, stopped.clone()));
+        coordinator.set_streams(streams.clone());
+        let stream_opts = StreamOptions {
+            call_timeout: Duration::from_secs(5),
+            execution: ReplicaExecution::Inline,
+            ..StreamOptions::default()
+        };
+        let removals = Removals::new(
+            service.clone(),
+            peers.clone(),
+            handle.clone(),
+            streams.clone(),
+            stream_opts.clone(),
+        );
+        streams.spawn_watcher(move |shutdown| removals.run(shutdown));
+        let bootstrap = joining.then(|| {
+            let run = Bootstrap::new(
+                service.clone(),
+                peers.clone(),
+                handle.clone(),
+                slot.dir.path().to_path_buf(),
+                streams.clone(),
+                stream_opts,
+            );
+            tokio::spawn(run.run_to_normal(None, stopped.clone()))
+        });
         let saver = keep_saved(
             handle.clone(),
             slot.dir.path().to_path_buf(),
@@ -294,6 +517,8 @@ impl Sim {
             delivery,
             saver,
             stop,
+            streams,
+            bootstrap,
         });
     }
 
@@ -307,11 +532,24 @@ impl Sim {
         r.runtime.shutdown().await;
         r.delivery.join().await;
         r.saver.await.unwrap();
+        r.streams.join().await;
+        if let Some(b) = r.bootstrap.take() {
+            b.await.unwrap();
+        }
         slot.closing = Some((Arc::downgrade(&r.service), Arc::downgrade(&r.hints)));
     }
 
-    /// Restarts crashed node `i` from its directory.
+    /// Restarts crashed node `i` from its directory; a node that had left the ring (its
+    /// `decommissioned` file) refuses to start, as a real one does, and is retired.
     pub async fn restart(&mut self, i: usize) {
+        if sibyl::identity::Decommissioned::load(self.slots[i].dir.path())
+            .unwrap()
+            .is_some()
+        {
+            println!("node {i} had left the ring: it is not restarted (retired)");
+            self.slots[i].retired = true;
+            return;
+        }
         // A new process at the address: the old one's handlers (and what they hold) go.
         let slot = &self.slots[i];
         drop(self.world.node(slot.addr, slot.id));
@@ -342,30 +580,37 @@ impl Sim {
     }
 
     /// Waits until every running node's view has every node, the running ones alive and
-    /// the crashed ones down, on one ring.
+    /// the crashed and retired ones down, on one ring of the members (no ring change
+    /// under way).
     pub async fn settle(&self) {
         let n = self.slots.len();
         let up: BTreeSet<NodeId> = self.running().map(|(i, _)| self.slots[i].id).collect();
-        wait_for(
-            "every running node to agree on who is up",
-            Instant::now(),
-            || {
-                let views: Vec<_> = self
-                    .running()
-                    .filter_map(|(_, r)| r.handle.view())
-                    .collect();
-                views.len() == up.len()
-                    && views.iter().all(|v| {
-                        v.nodes.len() == n
-                            && v.ring().nodes().len() == n
-                            && v.ring() == views[0].ring()
-                            && v.nodes
-                                .values()
-                                .all(|node| node.alive == up.contains(&node.id))
-                    })
-            },
-        )
-        .await;
+        let members: BTreeSet<NodeId> = self.members().map(|i| self.slots[i].id).collect();
+        let agreed = || {
+            let views: Vec<_> = self
+                .running()
+                .filter_map(|(_, r)| r.handle.view())
+                .collect();
+            views.len() == up.len()
+                && views.iter().all(|v| {
+                    v.nodes.len() == n
+                        && v.future_ring().is_none()
+                        && v.ring().nodes().keys().copied().collect::<BTreeSet<_>>() == members
+                        && v.ring() == views[0].ring()
+                        && v.nodes
+                            .values()
+                            .all(|node| node.alive == up.contains(&node.id))
+                })
+        };
+        let start = Instant::now();
+        while !agreed() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for every running node to agree on who is up:\n{}",
+                self.describe_views()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The key's home replicas, in preference order.
@@ -414,6 +659,10 @@ impl Sim {
                 r.runtime.shutdown().await;
                 r.delivery.join().await;
                 r.saver.await.unwrap();
+                r.streams.join().await;
+                if let Some(b) = r.bootstrap.take() {
+                    b.await.unwrap();
+                }
                 closing.push((Arc::downgrade(&r.service), Arc::downgrade(&r.hints)));
             }
             closing.extend(self.slots[i].closing.take());
@@ -552,7 +801,8 @@ impl Sim {
     /// did. Returns whether it injected a fault.
     pub async fn random_fault(&mut self, rng: &mut StdRng, round: usize) -> bool {
         let nodes = self.slots.len();
-        let down: Vec<usize> = (0..nodes)
+        let down: Vec<usize> = self
+            .members()
             .filter(|i| self.slots[*i].running.is_none())
             .collect();
         match rng.gen_range(0..6) {
@@ -600,17 +850,19 @@ impl Sim {
         }
     }
 
-    /// Ends every fault: no cuts, no skew, a clean network, every node running; then
-    /// waits until the views agree and every hint is delivered.
+    /// Ends every fault: no cuts, no skew, a clean network, every member running; lets
+    /// the ring changes under way complete (retiring the nodes that left); then waits
+    /// until the views agree and every hint is delivered.
     pub async fn heal_everything(&mut self) {
         self.world.heal();
         self.world.set_config(quiet());
         for i in 0..self.slots.len() {
             self.world.set_skew(self.slots[i].addr, 0);
-            if self.slots[i].running.is_none() {
+            if self.slots[i].running.is_none() && !self.slots[i].retired {
                 self.restart(i).await;
             }
         }
+        self.finish_ring_changes().await;
         self.settle().await;
         let healed = Instant::now();
         wait_for("every hint delivered", healed, || self.pending_hints() == 0).await;
