@@ -1,4 +1,5 @@
-//! Writing a batch of rows: one BATCH request through the token-aware client, retried
+//! Writing a batch of rows: one BATCH request (an INSERT for a batch of one row, which a
+//! node may group with other INSERTs into one engine write) through the token-aware client, retried
 //! with backoff while that is safe, split into single INSERTs to find the rows a node
 //! refuses.
 //!
@@ -175,9 +176,15 @@ impl BatchSender {
     /// Writes `rows` (one BATCH, split into single INSERTs when the batch is refused).
     pub async fn send(&self, rows: Vec<LoadRow>) -> BatchOutcome {
         let mut out = BatchOutcome::default();
-        let request = Request::Batch {
-            mutations: rows.iter().map(|r| self.mutation(r)).collect(),
-            consistency: self.consistency,
+        let request = match rows.as_slice() {
+            [row] => Request::Insert {
+                insert: self.row_insert(row),
+                consistency: self.consistency,
+            },
+            _ => Request::Batch {
+                mutations: rows.iter().map(|r| self.mutation(r)).collect(),
+                consistency: self.consistency,
+            },
         };
         let err = match self.with_retries(request, &mut out.retries).await {
             Ok(()) => {

@@ -505,3 +505,86 @@ fn load_killed_midway_resumes_with_every_row_once_and_no_siblings() {
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert_eq!(report(&again)["seconds"], 0.0);
 }
+
+#[test]
+fn load_sigterm_checkpoints_and_resume_refuses_a_changed_input() {
+    const ROWS: usize = 3000;
+    let node = TestNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("key,v\n");
+    for n in 1..=ROWS {
+        csv.push_str(&format!("k{n},v{n}\n"));
+    }
+    let input = dir.path().join("in.csv");
+    std::fs::write(&input, &csv).unwrap();
+    let ckpt = dir.path().join("in.csv.checkpoint");
+    let args = [
+        "--table",
+        "s",
+        "--create-table",
+        "--progress",
+        "off",
+        "--json",
+    ];
+    let child = Command::new(LOAD)
+        .args(["--host", node.addr.as_str()])
+        .args(args)
+        .args(["--rate", "2000", "--checkpoint-ms", "50", "in.csv"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("a checkpoint past 500 rows", || {
+        checkpoint(&ckpt)?["rows_done"]
+            .as_u64()
+            .filter(|w| *w >= 500)
+    });
+    // SIGTERM by the child's own PID: it finishes what is in flight and checkpoints.
+    let pid = i32::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stopped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stopped["complete"], false, "{stopped}");
+    let cp = checkpoint(&ckpt).unwrap();
+    assert_eq!(
+        cp["rows_done"], stopped["rows"],
+        "the last checkpoint is the report's watermark"
+    );
+
+    // A different input under the checkpoint is refused, nothing written.
+    std::fs::write(&input, csv.replacen("k1,v1", "k1,changed", 1)).unwrap();
+    let refused = load(
+        &node,
+        dir.path(),
+        &[&args[..], &["--resume", "in.csv"]].concat(),
+        b"",
+    );
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("differ"), "{}", refused.stderr);
+    std::fs::write(&input, &csv).unwrap();
+    let done = load(
+        &node,
+        dir.path(),
+        &[&args[..], &["--resume", "in.csv"]].concat(),
+        b"",
+    );
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(report(&done)["loaded"], ROWS as u64);
+    let keys: Vec<String> = (1..=ROWS).map(|n| format!("k{n}")).collect();
+    let rows = read_rows(&node, "s", &keys);
+    for n in 1..=ROWS {
+        assert_eq!(
+            rows[&format!("k{n}")],
+            cells(&[("v", &format!("v{n}"))]),
+            "row {n}"
+        );
+    }
+}
