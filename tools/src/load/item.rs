@@ -221,28 +221,33 @@ impl RowLimits {
 #[derive(Debug, Clone, Default)]
 pub struct ItemDigest {
     hasher: crc32fast::Hasher,
+    /// The item's bytes, gathered so the hasher sees one long update (its fast path)
+    /// rather than many small ones.
+    buf: Vec<u8>,
 }
 
 impl ItemDigest {
     /// Adds one item.
     pub fn add(&mut self, item: &Item) {
-        let h = &mut self.hasher;
-        h.update(&item.number().to_be_bytes());
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(&item.number().to_be_bytes());
         match item {
             Item::Row(row) => {
-                h.update(&[0]);
+                b.push(0);
                 for part in
                     std::iter::once(&row.key).chain(row.columns.iter().flat_map(|(n, v)| [n, v]))
                 {
-                    h.update(&(part.len() as u64).to_be_bytes());
-                    h.update(part);
+                    b.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                    b.extend_from_slice(part);
                 }
             }
             Item::Reject(r) => {
-                h.update(&[r.kind.code()]);
-                h.update(r.reason.as_bytes());
+                b.push(r.kind.code());
+                b.extend_from_slice(r.reason.as_bytes());
             }
         }
+        self.hasher.update(b);
     }
 
     /// The digest of the items added so far (0 for none).

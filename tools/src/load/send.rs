@@ -144,7 +144,7 @@ impl BatchSender {
     /// each retry's error kind.
     async fn with_retries(
         &self,
-        request: Request,
+        request: impl Fn() -> Request,
         retries: &mut Vec<String>,
     ) -> Result<(), ClientError> {
         let mut backoff = self.retry.backoff;
@@ -152,7 +152,7 @@ impl BatchSender {
         loop {
             let result: Result<(), ClientError> = match self
                 .client
-                .request_with_timeout(request.clone(), self.retry.timeout)
+                .request_with_timeout(request(), self.retry.timeout)
                 .await
             {
                 Ok(Response::Written { .. }) => return Ok(()),
@@ -176,7 +176,8 @@ impl BatchSender {
     /// Writes `rows` (one BATCH, split into single INSERTs when the batch is refused).
     pub async fn send(&self, rows: Vec<LoadRow>) -> BatchOutcome {
         let mut out = BatchOutcome::default();
-        let request = match rows.as_slice() {
+        // Built for each attempt from the rows (no copy of a sent request is kept).
+        let request = || match rows.as_slice() {
             [row] => Request::Insert {
                 insert: self.row_insert(row),
                 consistency: self.consistency,
@@ -222,7 +223,7 @@ impl BatchSender {
         }
         // Find the refused rows: each alone, with the same write id as in the batch.
         for row in &rows {
-            let request = Request::Insert {
+            let request = || Request::Insert {
                 insert: self.row_insert(row),
                 consistency: self.consistency,
             };
