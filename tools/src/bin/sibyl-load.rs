@@ -87,9 +87,10 @@ struct Args {
     /// optionally :strict (default: the table's write consistency).
     #[arg(long)]
     consistency: Option<String>,
-    /// Rows per batch at most (rows of one node's tokens).
-    #[arg(long, default_value_t = 256)]
-    batch_rows: usize,
+    /// Rows per batch at most (rows of one node's tokens); default 1024 into one node,
+    /// 64 into a cluster (whose coordinators replicate each row of a batch on its own).
+    #[arg(long)]
+    batch_rows: Option<usize>,
     /// Bytes per batch at most (a larger row is sent alone).
     #[arg(long, default_value_t = 1024 * 1024)]
     batch_bytes: usize,
@@ -210,7 +211,7 @@ fn config(args: &Args) -> Result<LoadConfig> {
             },
         },
         consistency,
-        batch_rows: args.batch_rows.max(1),
+        batch_rows: args.batch_rows.map(|b| b.max(1)),
         batch_bytes: args.batch_bytes.max(1),
         in_flight: args.in_flight.max(1),
         connections: args.connections.max(1),

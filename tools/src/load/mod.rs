@@ -40,8 +40,9 @@
 //! # Writes
 //! Each row is one mutation with every column as a blind write (no context), grouped
 //! with other rows owned by the same node (the first replica of its token on the ring
-//! the client fetched) into one BATCH of at most `--batch-rows` rows and
-//! `--batch-bytes` bytes, sent to that node by the token-aware client; up to
+//! the client fetched) into one BATCH of at most `--batch-rows` rows (default 1024 into
+//! one node, 64 into a cluster, see [`DEFAULT_BATCH_ROWS_CLUSTER`]) and `--batch-bytes`
+//! bytes, sent to that node by the token-aware client; up to
 //! `--in-flight` batches are outstanding at once, over `--connections` connections per
 //! node. `--consistency` applies to every write (default: the table's write
 //! consistency, as `sibyl-cli` does). `--rate N` caps rows per second.
@@ -168,8 +169,9 @@ pub struct LoadConfig {
     pub parse: ParseOptions,
     /// Consistency of every write; `None` = the table's write consistency.
     pub consistency: Option<Consistency>,
-    /// Rows per BATCH at most.
-    pub batch_rows: usize,
+    /// Rows per BATCH at most; `None` = [`DEFAULT_BATCH_ROWS_ONE_NODE`] when the ring
+    /// has one member, else [`DEFAULT_BATCH_ROWS_CLUSTER`].
+    pub batch_rows: Option<usize>,
     /// Bytes per BATCH at most (a larger row goes alone).
     pub batch_bytes: usize,
     /// Batches outstanding at once.
@@ -280,6 +282,16 @@ pub enum LoadError {
         reason: String,
     },
 }
+
+/// Rows per batch into a single node: the node writes a batch's rows one engine write
+/// each but answers it as one request, so large batches save per-request work (measured:
+/// 1024 rows loaded about 1.5 times faster than 256).
+pub const DEFAULT_BATCH_ROWS_ONE_NODE: usize = 1024;
+/// Rows per batch into a cluster: a coordinator replicates each row of a batch on its
+/// own and answers when the last is acknowledged, so a large batch waits for its slowest
+/// row and can pass the write timeout under load (measured on three nodes, rf 3: 64 rows
+/// 4.6 times faster than 1024, which also timed out).
+pub const DEFAULT_BATCH_ROWS_CLUSTER: usize = 64;
 
 /// Exit status of a load that completed with rejected rows.
 pub const EXIT_REJECTS: i32 = 3;

@@ -199,6 +199,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         load_id,
         retry: config.retry,
     };
+    let members = dispatcher_ring_members(&client);
+    let batch_rows = config.batch_rows.unwrap_or(if members > 1 {
+        crate::load::DEFAULT_BATCH_ROWS_CLUSTER
+    } else {
+        crate::load::DEFAULT_BATCH_ROWS_ONE_NODE
+    });
     let progress = Progress::new(
         config.progress,
         size,
@@ -214,6 +220,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         checkpointer,
         progress,
         batches: HashMap::new(),
+        batch_rows: batch_rows.max(1),
         ring: None,
         tasks: JoinSet::new(),
         retries: BTreeMap::new(),
@@ -237,6 +244,11 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
         resumed: resume_from.is_some(),
         gzip,
     })
+}
+
+/// Members of the ring the client routes by (1 without a ring).
+fn dispatcher_ring_members(client: &Client) -> usize {
+    client.ring().map_or(1, |r| r.members().len().max(1))
 }
 
 fn key_name(config: &LoadConfig) -> String {
@@ -467,6 +479,8 @@ struct Dispatcher<'a> {
     rejects: RejectsFile,
     checkpointer: Checkpointer,
     progress: Progress,
+    /// Rows per batch.
+    batch_rows: usize,
     /// Batches being filled, by ring member index (`usize::MAX`: no ring).
     batches: HashMap<usize, Filling>,
     ring: Option<Arc<ClientRing>>,
@@ -627,7 +641,7 @@ impl Dispatcher<'_> {
                     let filling = self.batches.entry(member).or_default();
                     filling.rows.push(row);
                     filling.bytes += size;
-                    if filling.rows.len() >= self.config.batch_rows.max(1) {
+                    if filling.rows.len() >= self.batch_rows {
                         if let Some(full) = self.batches.remove(&member) {
                             self.launch(full.rows);
                         }
