@@ -163,7 +163,8 @@ fn main() {
     match real_main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The library errors already name their causes; `{e}` avoids repeating them.
+            eprintln!("error: {e}");
             std::process::exit(1);
         }
     }

@@ -79,6 +79,13 @@ fn new_load_id() -> u64 {
 
 /// Runs the load of `config`.
 pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
+    // A missing input is reported before anything else is tried.
+    if let Some(path) = config.input.path() {
+        std::fs::metadata(path).map_err(|source| LoadError::Input {
+            input: config.input.display(),
+            source: source.into(),
+        })?;
+    }
     let (checkpoint_path, rejects_path) = paths(&config);
     // The checkpoint first: a refused resume should not need a cluster.
     let previous = Checkpoint::read(&checkpoint_path)?;
