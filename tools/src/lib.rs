@@ -8,6 +8,9 @@
 //! - [`nemesis`]: `sibyl-nemesis` — real nodes in network namespaces broken on purpose
 //!   (partitions, kills, pauses, clock skew) under recorded client workloads, and the
 //!   checker of what they acknowledged.
+//! - [`load`]: the bulk loader of `sibyl-load` — CSV, long CSV and JSON lines (gzip or
+//!   not) into a table through the token-aware client, with rejects, retries under write
+//!   ids, and a checkpoint that `--resume` continues from.
 //! - [`admin`]: `sibyl-admin`'s views of the topology — status and ring.
 //! - [`consistency`]: how the tools spell consistency levels.
 //! - [`text`]: how bytes are shown (quoted UTF-8 or `0x` hex) and read back.
@@ -17,6 +20,7 @@
 pub mod admin;
 pub mod cli;
 pub mod consistency;
+pub mod load;
 pub mod nemesis;
 pub mod stress;
 pub mod text;

@@ -7,5 +7,6 @@ mod launcher;
 
 mod admin;
 mod cli;
+mod load;
 mod node;
 mod stress;
