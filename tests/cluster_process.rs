@@ -549,7 +549,10 @@ fn cluster_decommissioned_node_is_left_for_its_peer_keeps_serving_and_never_rest
     let status = nodes[1].wait_exit();
     assert!(!status.success(), "{status:?}");
     let log = std::fs::read_to_string(nodes[1].log_path()).unwrap_or_default();
-    assert!(log.contains("belongs to a node that left the ring"), "{log}");
+    assert!(
+        log.contains("belongs to a node that left the ring"),
+        "{log}"
+    );
 }
 
 /// Requests to one node exactly (no token-aware routing), at a chosen consistency.

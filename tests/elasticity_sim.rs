@@ -57,8 +57,7 @@ async fn ring_change(sim: &mut Sim, rng: &mut StdRng, seed: u64, round: usize, s
                 .running()
                 .filter(|(i, r)| {
                     r.handle.view().is_some_and(|v| {
-                        v.node(sim.slots[*i].id).and_then(|n| n.status)
-                            == Some(NodeStatus::Normal)
+                        v.node(sim.slots[*i].id).and_then(|n| n.status) == Some(NodeStatus::Normal)
                     })
                 })
                 .map(|(i, _)| i)
@@ -120,7 +119,9 @@ async fn run_half(half: u64) {
     let mut total = Summary::default();
     let mut runs = 0;
     for seed in (first..first + seeds).filter(|s| (s - first) % 2 == half) {
-        println!("elasticity sim, seed {seed} (SIBYL_SIM_SEED={seed} SIBYL_SIM_SEEDS=1 replays it)");
+        println!(
+            "elasticity sim, seed {seed} (SIBYL_SIM_SEED={seed} SIBYL_SIM_SEEDS=1 replays it)"
+        );
         let run = run_seed(seed).await;
         println!(
             "  {} nodes at the end: acknowledged {}, unknown {}, faults {}, joins {}, \

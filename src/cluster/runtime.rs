@@ -54,8 +54,10 @@ pub const GOSSIP_INBOX: usize = 1024;
 /// re-check after this.
 pub const SCHEMA_PULL_SPACING: Duration = Duration::from_secs(1);
 
-/// How long a joining node listens to gossip before choosing tokens when it has heard of
-/// no other node (it is then the first node of a new cluster). Three gossip rounds.
+/// How long a new node without seeds (other than itself) listens to gossip before
+/// choosing tokens when it has heard of no other node (it is then the first node of a new
+/// cluster). Three gossip rounds. A node with seeds never starts a cluster of its own: it
+/// waits for a peer however long it takes.
 pub const JOIN_LISTEN: Duration = Duration::from_secs(3);
 /// Gossip rounds between two logs of a join refused because another node owns the
 /// address.
@@ -519,7 +521,8 @@ impl Driver {
     }
 
     /// Announces existing tokens at once; allocates new ones once the node has heard from
-    /// a peer (so balanced allocation sees the ring) or after [`JOIN_LISTEN`] alone.
+    /// a peer (so balanced allocation sees the ring) or, without seeds, after
+    /// [`JOIN_LISTEN`] alone.
     fn maybe_choose_tokens(&mut self, now: u64) {
         let ready = match &self.tokens {
             None => return,
@@ -528,7 +531,21 @@ impl Driver {
             Some(_) => {
                 let heard_peer = self.gossiper.known_count() > 1;
                 let rounds_ok = self.gossiper.rounds() >= 2;
-                (heard_peer && rounds_ok) || self.start.elapsed() >= JOIN_LISTEN
+                let me = self.gossiper.address();
+                let seeded = self.gossiper.config().seeds.iter().any(|s| *s != me);
+                let alone = self.start.elapsed() >= JOIN_LISTEN;
+                if seeded && alone && !heard_peer && self.gossiper.rounds() >= self.next_refusal_log
+                {
+                    // Joining alone would make a second cluster of one (a split brain with
+                    // the cluster the seeds belong to).
+                    self.next_refusal_log = self.gossiper.rounds() + REFUSAL_LOG_ROUNDS;
+                    tracing::error!(
+                        seeds = ?self.gossiper.config().seeds,
+                        "not joining: no seed has answered; a node with seeds never starts \
+                         a cluster of its own (check --seeds and the network)"
+                    );
+                }
+                (heard_peer && rounds_ok) || (!seeded && alone)
             }
         };
         if !ready {

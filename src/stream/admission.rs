@@ -103,7 +103,12 @@ pub fn check_decommission(
 ) -> Result<(), Refusal> {
     let current = view.ring();
     let after = ring_with(view, view.local, NodeStatus::Left);
-    check_overlap(view, (&current, view.future_ring()), (&current, &after), tables)?;
+    check_overlap(
+        view,
+        (&current, view.future_ring()),
+        (&current, &after),
+        tables,
+    )?;
     for (table, options) in tables {
         let strategy = strategy(options);
         for range in cut(&[&current, &after]) {
@@ -141,7 +146,12 @@ pub fn check_removenode(
     }
     let others = ClusterView::new(view.local, view.partitioner, others);
     let after = others.ring();
-    check_overlap(view, (&after, others.future_ring()), (&current, &after), tables)?;
+    check_overlap(
+        view,
+        (&after, others.future_ring()),
+        (&current, &after),
+        tables,
+    )?;
     if force {
         return Ok(());
     }

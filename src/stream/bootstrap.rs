@@ -166,7 +166,12 @@ impl Bootstrap {
                     remove_replaced(&self.cluster, node).await;
                 }
                 let dir = self.data_dir.clone();
-                match self.opts.execution.run(move || BootstrapState::remove(&dir)).await {
+                match self
+                    .opts
+                    .execution
+                    .run(move || BootstrapState::remove(&dir))
+                    .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
                     Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
@@ -463,21 +468,23 @@ impl Bootstrap {
     /// name a key whose page a crash could lose).
     async fn apply(&self, cells: Vec<RawCell>) -> Result<(), PageError> {
         let service = self.service.clone();
-        self.opts.execution.run(move || {
-            if !cells.is_empty() {
+        self.opts
+            .execution
+            .run(move || {
+                if !cells.is_empty() {
+                    service
+                        .replica()
+                        .apply(&cells, |t| service.conflict_mode(t))
+                        .map_err(|e| PageError::Apply(e.to_string()))?;
+                }
                 service
                     .replica()
-                    .apply(&cells, |t| service.conflict_mode(t))
-                    .map_err(|e| PageError::Apply(e.to_string()))?;
-            }
-            service
-                .replica()
-                .engine()
-                .sync()
-                .map_err(|e| PageError::Apply(e.to_string()))
-        })
-        .await
-        .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
+                    .engine()
+                    .sync()
+                    .map_err(|e| PageError::Apply(e.to_string()))
+            })
+            .await
+            .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
     }
 
     async fn load(&self) -> Result<BootstrapState, BootstrapError> {
@@ -581,9 +588,8 @@ pub(super) async fn wait_until_seen(
 /// operator can do.
 async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let normal = |v: Arc<ClusterView>| {
-        v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal)
-    };
+    let normal =
+        |v: Arc<ClusterView>| v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal);
     while !link.view().is_some_and(normal) {
         if tokio::time::Instant::now() >= deadline {
             break;
@@ -599,8 +605,14 @@ async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
     }
     let remover = link.clone();
     match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
-        Ok(Ok(())) => tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed"),
-        Ok(Err(e)) => tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node"),
-        Err(e) => tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node"),
+        Ok(Ok(())) => {
+            tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node")
+        }
+        Err(e) => {
+            tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node")
+        }
     }
 }

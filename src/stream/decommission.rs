@@ -18,6 +18,7 @@
 //! comes back `normal` with its tokens, and the operator runs decommission again (pages
 //! already pushed merge as no-ops).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -30,7 +31,7 @@ use super::progress::{StreamInfo, StreamRegistry, StreamState};
 use crate::cluster::{ClusterHandle, NodeStatus};
 use crate::net::{Family, PeerNetwork};
 use crate::replica::{RawCell, ReplicaHost, ReplicaRequest, ReplicaResponse, TokenRange};
-use crate::ring::NodeId;
+use crate::ring::{NodeId, Token};
 use crate::service::Service;
 
 /// The leaving node's hand-off (see the module documentation).
@@ -71,37 +72,73 @@ impl Decommission {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), BootstrapError> {
         tracing::warn!("decommission: leaving the ring; streaming every range this node replicates to its new replicas");
         wait_until_seen(&*self.net, &self.cluster, &self.opts, &mut shutdown).await?;
-        let Some(view) = self.cluster.view() else {
-            return Err(BootstrapError::Shutdown);
-        };
-        let Some(future) = view.future_ring() else {
-            return Err(BootstrapError::Task(
-                "the view shows no ring change while leaving".into(),
-            ));
-        };
         let tables = self.service.table_options();
-        let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
-        tracing::info!(
-            ranges = plan.len(),
-            tables = tables.len(),
-            "decommission planned: streaming every range this node hands off"
-        );
-        let mut jobs = Vec::new();
-        for lost in &plan {
-            for &target in &lost.targets {
-                let slot = self.registry.add(StreamInfo::queued(
-                    "decommission",
-                    &lost.table,
-                    lost.range,
-                    target,
+        // Pushed (table, range, target): a plan made again after a ring change pushes only
+        // what is new.
+        let mut pushed: BTreeSet<(String, Token, Token, NodeId)> = BTreeSet::new();
+        let mut rounds = 0u32;
+        let view = loop {
+            let Some(view) = self.cluster.view() else {
+                return Err(BootstrapError::Shutdown);
+            };
+            let Some(future) = view.future_ring() else {
+                return Err(BootstrapError::Task(
+                    "the view shows no ring change while leaving".into(),
                 ));
-                jobs.push((lost.table.clone(), lost.range, target, slot));
+            };
+            let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
+            if let Some(orphan) = plan.iter().find(|l| l.targets.is_empty()) {
+                // Other nodes leave too (a view that was stale when this one was
+                // admitted): leaving would take the range's last copy away.
+                self.cluster.set_status(NodeStatus::Normal);
+                let why = format!(
+                    "decommission cancelled: range ({}, {}] of table {:?} would keep no \
+                     replica (other nodes are leaving too); this node is normal again",
+                    orphan.range.start, orphan.range.end, orphan.table
+                );
+                tracing::error!("{why}");
+                return Err(BootstrapError::Task(why));
             }
-        }
-        for (table, range, target, slot) in jobs {
-            self.push_range(&table, range, target, slot, &mut shutdown)
-                .await?;
-        }
+            let mut jobs = Vec::new();
+            for lost in &plan {
+                for &target in &lost.targets {
+                    let key = (lost.table.clone(), lost.range.start, lost.range.end, target);
+                    if pushed.contains(&key) {
+                        continue;
+                    }
+                    let slot = self.registry.add(StreamInfo::queued(
+                        "decommission",
+                        &lost.table,
+                        lost.range,
+                        target,
+                    ));
+                    jobs.push((key, slot));
+                }
+            }
+            if jobs.is_empty() {
+                break view;
+            }
+            // Planned from the view of the moment; once pushed, planned again: a node that
+            // gained a range meanwhile and started leaving too gets replaced as a target.
+            tracing::info!(
+                ranges = plan.len(),
+                streams = jobs.len(),
+                tables = tables.len(),
+                round = rounds,
+                "decommission planned: streaming every range this node hands off"
+            );
+            for (key, slot) in jobs {
+                let (table, start, end, target) = &key;
+                let range = TokenRange {
+                    start: *start,
+                    end: *end,
+                };
+                self.push_range(table, range, *target, slot, &mut shutdown)
+                    .await?;
+                pushed.insert(key);
+            }
+            rounds += 1;
+        };
         // Remembered before `left` is announced: restarted, the node stays out.
         let mark = crate::identity::Decommissioned {
             node: view.local,
@@ -112,8 +149,12 @@ impl Decommission {
         let dir = self.service.options().data_dir.clone();
         match self.opts.execution.run(move || mark.save(&dir)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory"),
-            Err(e) => tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the decommissioned file: do not restart this node on its data directory")
+            }
         }
         self.cluster.set_status(NodeStatus::Left);
         tracing::warn!(
@@ -219,22 +260,24 @@ impl Decommission {
     ) -> Result<(Vec<RawCell>, bool), String> {
         let (service, table) = (self.service.clone(), table.to_owned());
         let budget = self.opts.page_bytes as usize;
-        self.opts.execution.run(move || {
-            let mode = service
-                .conflict_mode(&table)
-                .ok_or_else(|| format!("table {table:?} is gone"))?;
-            let (more, cells) = read_page(
-                service.replica(),
-                mode,
-                &table,
-                range,
-                after.as_deref(),
-                budget,
-            )
-            .map_err(|e| e.to_string())?;
-            Ok((cells, more))
-        })
-        .await
-        .map_err(|e| format!("page task failed: {e}"))?
+        self.opts
+            .execution
+            .run(move || {
+                let mode = service
+                    .conflict_mode(&table)
+                    .ok_or_else(|| format!("table {table:?} is gone"))?;
+                let (more, cells) = read_page(
+                    service.replica(),
+                    mode,
+                    &table,
+                    range,
+                    after.as_deref(),
+                    budget,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok((cells, more))
+            })
+            .await
+            .map_err(|e| format!("page task failed: {e}"))?
     }
 }

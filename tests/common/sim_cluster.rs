@@ -30,7 +30,9 @@ use sibyl::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
 use sibyl::replica::{ReplicaExecution, ReplicaHandler, ReplicaHost};
 use sibyl::ring::{NodeId, NodeLocation, Partitioner, ReplicationStrategy, Token, TokenAllocation};
 use sibyl::service::{Service, ServiceOptions};
-use sibyl::stream::{Bootstrap, BootstrapState, Removals, StreamHandler, StreamOptions, StreamRegistry};
+use sibyl::stream::{
+    Bootstrap, BootstrapState, Removals, StreamHandler, StreamOptions, StreamRegistry,
+};
 use sibyl::versioning::{Actor, ActorEpoch};
 use sibyl_protocol::{
     Cell, ColumnWrite, ConflictMode, Consistency, Request, Response, ResponseMeta, RowInsert,
@@ -225,9 +227,14 @@ impl Sim {
         loop {
             self.retire_left().await;
             self.remove_retired_seen_leaving().await;
-            let changing = self
-                .running()
-                .any(|(_, r)| r.handle.view().is_none_or(|v| v.future_ring().is_some()));
+            // A change under way, or a node that left and is not yet retired (the others
+            // have not all heard it left).
+            let changing = self.running().any(|(i, r)| {
+                r.handle.view().is_none_or(|v| {
+                    v.future_ring().is_some()
+                        || v.node(self.slots[i].id).and_then(|n| n.status) == Some(NodeStatus::Left)
+                })
+            });
             if !changing {
                 return;
             }
@@ -252,9 +259,9 @@ impl Sim {
             return;
         };
         for slot in self.slots.iter().filter(|s| s.retired) {
-            let leaving = view.node(slot.id).is_some_and(|n| {
-                n.status == Some(NodeStatus::Leaving) && !n.alive
-            });
+            let leaving = view
+                .node(slot.id)
+                .is_some_and(|n| n.status == Some(NodeStatus::Leaving) && !n.alive);
             if !leaving {
                 continue;
             }
@@ -266,7 +273,10 @@ impl Sim {
             let answer = tokio::task::spawn_blocking(move || service.handle(request))
                 .await
                 .unwrap();
-            println!("removenode of retired node {} (seen leaving): {answer:?}", slot.id);
+            println!(
+                "removenode of retired node {} (seen leaving): {answer:?}",
+                slot.id
+            );
         }
     }
 
@@ -307,11 +317,17 @@ impl Sim {
     /// Opens node `i`'s process from its directory (its first start or a restart).
     pub fn open(&mut self, i: usize) {
         let delivery = self.delivery;
-        let retired_seed = self.slots[0].retired;
-        let first_member = self
-            .members()
-            .find(|m| *m != i)
-            .map_or(sim_addr(0), |m| self.slots[m].addr);
+        // Node 0 seeds the first nodes; a node that joins later is given three members
+        // as seeds (as an operator lists several), and so is every node once node 0 left.
+        let seeds: Vec<SocketAddr> = if self.slots[0].retired || self.slots[i].joins {
+            self.members()
+                .filter(|m| *m != i)
+                .take(3)
+                .map(|m| self.slots[m].addr)
+                .collect()
+        } else {
+            vec![sim_addr(0)]
+        };
         let slot = &mut self.slots[i];
         assert!(slot.running.is_none(), "node {i} is already running");
         assert!(!slot.retired, "node {i} left the cluster");
@@ -384,13 +400,7 @@ impl Sim {
                 ..RepairOptions::default()
             },
         ));
-        // Node 0 seeds the cluster; once it left, the first remaining member does.
-        let seed_addr = if retired_seed {
-            first_member
-        } else {
-            sim_addr(0)
-        };
-        let mut gossip = GossipConfig::new("sim", vec![seed_addr]);
+        let mut gossip = GossipConfig::new("sim", seeds);
         gossip.interval_ms = 200;
         let local = LocalNode {
             id: slot.id,
@@ -470,7 +480,7 @@ impl Sim {
             peers.clone(),
             handle.clone(),
             streams.clone(),
-            stream_opts.clone(),
+            stream_opts,
         );
         streams.spawn_watcher(move |shutdown| removals.run(shutdown));
         let bootstrap = joining.then(|| {

@@ -130,11 +130,15 @@ pub async fn operate(
     out
 }
 
-
 /// One round of client operations: [`CLIENTS`] operations at once, each through a running
 /// node drawn from `rng`, on a key and workload drawn from `rng`; `next` numbers their
 /// write ids. Returns their events.
-pub async fn client_round(sim: &Sim, rng: &mut StdRng, round: usize, next: &mut u128) -> Vec<Event> {
+pub async fn client_round(
+    sim: &Sim,
+    rng: &mut StdRng,
+    round: usize,
+    next: &mut u128,
+) -> Vec<Event> {
     let mut calls = Vec::new();
     for client in 0..CLIENTS {
         let running: Vec<usize> = sim.running().map(|(i, _)| i).collect();

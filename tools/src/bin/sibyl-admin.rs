@@ -199,9 +199,7 @@ fn real_main() -> Result<()> {
                 if no_wait {
                     said
                 } else {
-                    follow_decommission(&client, &args.host)
-                        .await
-                        .map_err(|e| fail("decommission", e))?
+                    follow_decommission(&client, &args.host).await?
                 }
             }
             AdminCommand::Cleanup { table } => render_cleanup(
@@ -259,10 +257,10 @@ fn real_main() -> Result<()> {
 
 /// Follows a decommission with a progress bar (ranges handed off) until the node asked
 /// shows itself `left`; returns the summary.
-async fn follow_decommission(
-    client: &Client,
-    host: &str,
-) -> Result<String, sibyl_protocol::ClientError> {
+async fn follow_decommission(client: &Client, host: &str) -> Result<String> {
+    let failed = |e: sibyl_protocol::ClientError| {
+        anyhow::anyhow!("decommission: {}", describe_client_error(&e))
+    };
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} streams  {msg}  [{elapsed}]")
@@ -287,7 +285,7 @@ async fn follow_decommission(
         _ => leaving.len() == 1 && leaving.contains(&n.id),
     };
     loop {
-        let report = client.streams(None).await?;
+        let report = client.streams(None).await.map_err(failed)?;
         let ours: Vec<_> = report
             .streams
             .iter()
@@ -298,7 +296,18 @@ async fn follow_decommission(
         bar.set_length(ours.len() as u64);
         bar.set_position(done);
         bar.set_message(format!("{} sent", sibyl_tools::text::human_size(bytes)));
-        let topology = client.topology().await?;
+        let topology = client.topology().await.map_err(failed)?;
+        if topology
+            .nodes
+            .iter()
+            .any(|n| is_asked(n) && n.state == sibyl_protocol::NodeState::Normal)
+        {
+            bar.finish_and_clear();
+            anyhow::bail!(
+                "decommission cancelled: the node is normal again (a range would have kept no \
+                 replica; its log says which)"
+            );
+        }
         let left = topology
             .nodes
             .iter()
