@@ -106,7 +106,9 @@ mod tests {
         assert_eq!(Decommissioned::load(dir.path()).unwrap(), Some(Ok(d)));
         let b = d.encode();
         assert_eq!(&b[..5], b"SBDC\x01");
+        // The example of doc/node-files.md, `decommissioned`.
         assert_eq!(&b[5..13], &[0, 0, 0, 0, 0, 0, 0, 0xab]);
+        assert_eq!(&b[13..21], &[0, 0, 0, 0, 0x69, 0x33, 0xc3, 0x40]);
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x10;
