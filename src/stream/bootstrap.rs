@@ -12,8 +12,9 @@
 //!    with its sources. The plan goes into the `bootstrap` file ([`super::checkpoint`])
 //!    before the first page moves.
 //! 3. Range by range it pulls pages from a live source ([`super::messages`]), applies
-//!    each by merge (idempotent: a page applied twice changes nothing), fsyncs the commit
-//!    log, then records the page's last key in the file. A source that fails mid-range
+//!    each by merge (idempotent: a page applied twice changes nothing), and every
+//!    [`StreamOptions::checkpoint_bytes`] of the range and at its end fsyncs the commit
+//!    log, then records the last applied key in the file. A source that fails mid-range
 //!    hands over to the next one from the same key (the order of engine keys is the same
 //!    on every replica); when none can serve, the range is retried after a pause.
 //!    Throughput is capped by the registry's rate (`--stream-throughput-mb`).
@@ -48,6 +49,11 @@ use crate::service::Service;
 pub struct StreamOptions {
     /// Bytes of entries asked per page.
     pub page_bytes: u32,
+    /// Bytes applied between two checkpoints of a range (commit-log sync and `bootstrap`
+    /// file): a crash re-applies at most this much of each range in progress (merges are
+    /// idempotent), and the syncs stay off the per-page path. The last page of a range is
+    /// always checkpointed.
+    pub checkpoint_bytes: u64,
     /// Deadline of each page call.
     pub call_timeout: Duration,
     /// Pause before a range whose sources all failed is tried again.
@@ -71,6 +77,7 @@ impl Default for StreamOptions {
     fn default() -> Self {
         StreamOptions {
             page_bytes: 1 << 20,
+            checkpoint_bytes: 16 << 20,
             call_timeout: Duration::from_secs(30),
             retry_pause: Duration::from_secs(1),
             schema_wait: Duration::from_secs(30),
@@ -389,6 +396,10 @@ impl Bootstrap {
         addr: std::net::SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PullStop> {
+        // Applied since the range's last checkpoint (the in-memory state runs ahead of the
+        // file by this much; an interrupted pull resumes from memory, a restart from the
+        // file).
+        let mut unsynced = 0u64;
         loop {
             if *shutdown.borrow() {
                 return Err(PullStop::Shutdown);
@@ -440,8 +451,8 @@ impl Bootstrap {
             let page_cells = cells.len() as u64;
             let last_key = cells.last().map(|c| c.key.clone());
             self.apply(cells).await.map_err(PullStop::Failed)?;
-            let mut next = state.clone();
-            if let Some(r) = next.ranges.get_mut(i) {
+            unsynced += page_bytes;
+            if let Some(r) = state.ranges.get_mut(i) {
                 r.source = node;
                 r.bytes += page_bytes;
                 r.cells += page_cells;
@@ -453,10 +464,13 @@ impl Bootstrap {
                     (true, None) => r.progress.clone(),
                 };
             }
-            self.save(&next)
-                .await
-                .map_err(|e| PullStop::Failed(e.into()))?;
-            *state = next;
+            if !more || unsynced >= self.opts.checkpoint_bytes {
+                self.sync().await.map_err(PullStop::Failed)?;
+                self.save(state)
+                    .await
+                    .map_err(|e| PullStop::Failed(e.into()))?;
+                unsynced = 0;
+            }
             let elapsed = started.elapsed();
             self.registry
                 .page_done(slot, page_bytes, page_cells, elapsed, more);
@@ -464,19 +478,32 @@ impl Bootstrap {
         }
     }
 
-    /// Applies a page by merge and makes it durable (the checkpoint after it must never
-    /// name a key whose page a crash could lose).
+    /// Applies a page by merge (through the replica: hash trees and watermarks see it).
     async fn apply(&self, cells: Vec<RawCell>) -> Result<(), PageError> {
+        if cells.is_empty() {
+            return Ok(());
+        }
         let service = self.service.clone();
         self.opts
             .execution
             .run(move || {
-                if !cells.is_empty() {
-                    service
-                        .replica()
-                        .apply(&cells, |t| service.conflict_mode(t))
-                        .map_err(|e| PageError::Apply(e.to_string()))?;
-                }
+                service
+                    .replica()
+                    .apply(&cells, |t| service.conflict_mode(t))
+                    .map(|_| ())
+                    .map_err(|e| PageError::Apply(e.to_string()))
+            })
+            .await
+            .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
+    }
+
+    /// Makes every page applied so far durable (the checkpoint after it must never name
+    /// a key whose page a crash could lose).
+    async fn sync(&self) -> Result<(), PageError> {
+        let service = self.service.clone();
+        self.opts
+            .execution
+            .run(move || {
                 service
                     .replica()
                     .engine()
@@ -484,7 +511,7 @@ impl Bootstrap {
                     .map_err(|e| PageError::Apply(e.to_string()))
             })
             .await
-            .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
+            .map_err(|e| PageError::Apply(format!("sync task failed: {e}")))?
     }
 
     async fn load(&self) -> Result<BootstrapState, BootstrapError> {

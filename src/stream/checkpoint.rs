@@ -25,8 +25,9 @@
 //! (count 0) computes its plan once it sees the ring with its tokens pending.
 //!
 //! Writes are atomic ([`sibyl_storage::atomic_file`]: write, fsync, rename, fsync the
-//! directory) after each applied page, so a checkpoint never names a key whose page is
-//! not in the commit log (the apply precedes it); decoding never panics.
+//! directory), made every [`super::StreamOptions::checkpoint_bytes`] (16 MiB) of a range
+//! and at its last page, each after the commit log was synced, so a checkpoint never
+//! names a key whose page a crash could lose; decoding never panics.
 
 use std::path::{Path, PathBuf};
 
