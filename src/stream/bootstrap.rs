@@ -396,61 +396,49 @@ impl Bootstrap {
         addr: std::net::SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PullStop> {
+        let Some(r) = state.ranges.get(i) else {
+            return Ok(());
+        };
+        let (table, range) = (r.table.clone(), r.range);
+        let after = match &r.progress {
+            Progress::Done => return Ok(()),
+            Progress::NotBegun => None,
+            Progress::After(k) => Some(k.clone()),
+        };
         // Applied since the range's last checkpoint (the in-memory state runs ahead of the
         // file by this much; an interrupted pull resumes from memory, a restart from the
         // file).
         let mut unsynced = 0u64;
+        let mut started = Instant::now();
+        let mut page = self.fetch(addr, node, &table, range, after.clone()).await?;
         loop {
             if *shutdown.borrow() {
                 return Err(PullStop::Shutdown);
             }
-            let Some(r) = state.ranges.get(i) else {
-                return Ok(());
-            };
-            let after = match &r.progress {
-                Progress::Done => return Ok(()),
-                Progress::NotBegun => None,
-                Progress::After(k) => Some(k.clone()),
-            };
-            let started = Instant::now();
-            let request = StreamRequest::Page {
-                table: r.table.clone(),
-                range: r.range,
-                after,
-                max_bytes: self.opts.page_bytes,
-            };
-            let answer = self
-                .net
-                .call_node(
-                    addr,
-                    node,
-                    Family::Stream,
-                    request.encode(),
-                    started + self.opts.call_timeout,
-                )
-                .await
-                .map_err(|e| PullStop::Failed(e.into()))?;
-            let (more, cells) = match StreamResponse::decode(&answer) {
-                Ok(StreamResponse::Entries { more, cells }) => (more, cells),
-                Ok(StreamResponse::Error { code, message }) => {
-                    return Err(PullStop::Failed(PageError::Refused(format!(
-                        "{code:?}: {message}"
-                    ))))
-                }
-                Ok(other) => {
-                    return Err(PullStop::Failed(PageError::Decode(format!(
-                        "unexpected answer {other:?}"
-                    ))))
-                }
-                Err(e) => return Err(PullStop::Failed(PageError::Decode(e.to_string()))),
-            };
+            let (more, cells) = page;
             let page_bytes: u64 = cells
                 .iter()
                 .map(|c| (c.key.len() + c.value.len()) as u64)
                 .sum();
             let page_cells = cells.len() as u64;
             let last_key = cells.last().map(|c| c.key.clone());
-            self.apply(cells).await.map_err(PullStop::Failed)?;
+            // The next page is asked for while this one is applied: the source reads and
+            // sends while this node merges.
+            let next_after = match (&last_key, &state.ranges.get(i).map(|r| &r.progress)) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(Progress::After(k))) => Some(k.clone()),
+                _ => None,
+            };
+            let (applied, next) = if more {
+                let (a, n) = tokio::join!(
+                    self.apply(cells),
+                    self.fetch(addr, node, &table, range, next_after)
+                );
+                (a, Some(n))
+            } else {
+                (self.apply(cells).await, None)
+            };
+            applied.map_err(PullStop::Failed)?;
             unsynced += page_bytes;
             if let Some(r) = state.ranges.get_mut(i) {
                 r.source = node;
@@ -475,6 +463,52 @@ impl Bootstrap {
             self.registry
                 .page_done(slot, page_bytes, page_cells, elapsed, more);
             self.registry.throttle(page_bytes, elapsed, shutdown).await;
+            match next {
+                None => return Ok(()),
+                Some(next) => {
+                    started = Instant::now();
+                    page = next?;
+                }
+            }
+        }
+    }
+
+    /// One page of `range` of `table` from `node` at `addr`, after `after`: whether the
+    /// range goes on, and its cells.
+    async fn fetch(
+        &self,
+        addr: std::net::SocketAddr,
+        node: NodeId,
+        table: &str,
+        range: crate::replica::TokenRange,
+        after: Option<Vec<u8>>,
+    ) -> Result<(bool, Vec<RawCell>), PullStop> {
+        let request = StreamRequest::Page {
+            table: table.to_owned(),
+            range,
+            after,
+            max_bytes: self.opts.page_bytes,
+        };
+        let answer = self
+            .net
+            .call_node(
+                addr,
+                node,
+                Family::Stream,
+                request.encode(),
+                Instant::now() + self.opts.call_timeout,
+            )
+            .await
+            .map_err(|e| PullStop::Failed(e.into()))?;
+        match StreamResponse::decode(&answer) {
+            Ok(StreamResponse::Entries { more, cells }) => Ok((more, cells)),
+            Ok(StreamResponse::Error { code, message }) => Err(PullStop::Failed(
+                PageError::Refused(format!("{code:?}: {message}")),
+            )),
+            Ok(other) => Err(PullStop::Failed(PageError::Decode(format!(
+                "unexpected answer {other:?}"
+            )))),
+            Err(e) => Err(PullStop::Failed(PageError::Decode(e.to_string()))),
         }
     }
 
