@@ -436,6 +436,31 @@ fn service_batch_applies_each_mutation_and_reports_failure() {
     assert!(matches!(error_kind(r), ErrorKind::UnknownTable { .. }));
     assert!(f.cell("t", "a", "c").is_some());
     assert!(f.cell("t", "c", "c").is_some());
+    // One run of inserts is one engine write: two blind writes of one cell in it are two
+    // siblings, as two separate writes are; a delete between runs applies in order.
+    let put = |key: &'static [u8], value: &'static [u8]| {
+        Mutation::Insert(RowInsert {
+            columns: vec![ColumnWrite {
+                name: Bytes::from_static(b"c"),
+                value: Bytes::from_static(value),
+                context: Bytes::new(),
+            }],
+            ..match ins("t", key) {
+                Mutation::Insert(i) => i,
+                Mutation::Delete(_) => unreachable!(),
+            }
+        })
+    };
+    let r = f.svc.handle(Request::Batch {
+        mutations: vec![put(b"d", b"x"), put(b"d", b"y"), put(b"e", b"z")],
+        consistency: None,
+    });
+    assert!(matches!(r, Response::Written { .. }), "{r:?}");
+    assert_eq!(
+        values(&f.cell("t", "d", "c").unwrap()),
+        vec![&b"x"[..], b"y"]
+    );
+    assert_eq!(values(&f.cell("t", "e", "c").unwrap()), vec![&b"z"[..]]);
 }
 
 #[test]

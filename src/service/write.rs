@@ -224,21 +224,40 @@ impl Service {
         Ok(plan)
     }
 
-    /// BATCH: each mutation applied on its own; the first failure is returned after all
-    /// were tried.
+    /// BATCH: each run of consecutive INSERTs applied as one engine write (as pipelined
+    /// INSERTs are; one insert's failure fails only that insert), each DELETE on its own,
+    /// in order; the first failure is returned after all were tried.
     pub(crate) fn batch(
         &self,
         mutations: &[Mutation],
         consistency: Option<Consistency>,
     ) -> Result<(), ServerError> {
         let mut first_error = None;
-        for m in mutations {
-            let r = match m {
-                Mutation::Insert(i) => self.insert(i, consistency),
-                Mutation::Delete(d) => self.delete(d, consistency),
-            };
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
+        let mut rest = mutations;
+        while let Some((m, after)) = rest.split_first() {
+            match m {
+                // A run of INSERTs is one engine write, as pipelined INSERTs are.
+                Mutation::Insert(_) => {
+                    let run: Vec<(&RowInsert, Option<Consistency>)> = rest
+                        .iter()
+                        .map_while(|m| match m {
+                            Mutation::Insert(i) => Some((i, consistency)),
+                            Mutation::Delete(_) => None,
+                        })
+                        .collect();
+                    rest = rest.get(run.len()..).unwrap_or_default();
+                    for r in self.insert_group(&run) {
+                        if let Err(e) = r {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Mutation::Delete(d) => {
+                    if let Err(e) = self.delete(d, consistency) {
+                        first_error.get_or_insert(e);
+                    }
+                    rest = after;
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
