@@ -185,6 +185,18 @@ impl ClusterView {
         self.future.clone()
     }
 
+    /// The nodes in a ring change, with their state (`"node 00..02 joining, node 00..05
+    /// leaving"`), for messages that refuse an operation while one is under way.
+    pub fn changes_under_way(&self) -> String {
+        let busy: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| n.in_ring_change())
+            .map(|n| format!("node {} {}", n.id, n.status.map_or("joining", |s| s.name())))
+            .collect();
+        busy.join(", ")
+    }
+
     /// The node's entry.
     pub fn node(&self, id: NodeId) -> Option<&NodeView> {
         self.nodes.get(&id)

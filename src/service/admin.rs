@@ -20,6 +20,7 @@
 //! TABLE_STATS reads counters and runs inline. No lock of the service is held while
 //! waiting for gossip.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sibyl_protocol::{Request, Response, ServerError, TableCleanup, TableStatistics};
@@ -157,22 +158,11 @@ impl Service {
     /// rebuilds each cleaned table's anti-entropy tree. Refused while a ring change is
     /// under way (the node may be about to gain or lose ranges).
     pub(crate) fn cleanup(&self, table: Option<&str>) -> Result<Vec<TableCleanup>, ServerError> {
-        let link = self.cluster.as_ref().ok_or_else(|| {
-            invalid("this node is not part of a cluster (no membership layer attached)")
-        })?;
-        let view = link
-            .view()
-            .ok_or_else(|| invalid("the membership layer is stopped"))?;
+        let (link, view) = self.membership()?;
         if view.future_ring().is_some() {
-            let busy: Vec<String> = view
-                .nodes
-                .values()
-                .filter(|n| n.in_ring_change())
-                .map(|n| format!("node {} {}", n.id, n.status.map_or("joining", |s| s.name())))
-                .collect();
             return Err(invalid(format!(
                 "a ring change is under way ({}): run cleanup once it completes",
-                busy.join(", ")
+                view.changes_under_way()
             )));
         }
         let tables: Vec<(String, sibyl_protocol::TableOptions)> = match table {
@@ -210,6 +200,18 @@ impl Service {
         Ok(out)
     }
 
+    /// The membership layer and its current view, or why an operator command that needs
+    /// them cannot run.
+    fn membership(&self) -> Result<(&ClusterHandle, Arc<ClusterView>), ServerError> {
+        let link = self.cluster.as_ref().ok_or_else(|| {
+            invalid("this node is not part of a cluster (no membership layer attached)")
+        })?;
+        let view = link
+            .view()
+            .ok_or_else(|| invalid("the membership layer is stopped"))?;
+        Ok((link, view))
+    }
+
     /// [`sibyl_storage::Engine::compact_dropping`] of this service's engine.
     pub(crate) fn engine_compact_dropping(
         &self,
@@ -220,12 +222,7 @@ impl Service {
     }
 
     fn decommission(&self) -> Result<Response, ServerError> {
-        let link = self.cluster.as_ref().ok_or_else(|| {
-            invalid("this node is not part of a cluster (no membership layer attached)")
-        })?;
-        let view = link
-            .view()
-            .ok_or_else(|| invalid("the membership layer is stopped"))?;
+        let (link, view) = self.membership()?;
         let me = view.local;
         match local_status(&view) {
             Some(NodeStatus::Normal) => {}

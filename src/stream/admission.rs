@@ -201,19 +201,10 @@ fn check_overlap(
                     != to.preference_list(&range.end, &strategy)
             };
             if moving(base, &ongoing) && moving(current, after) {
-                let busy: Vec<String> = view
-                    .nodes
-                    .values()
-                    .filter(|n| n.in_ring_change())
-                    .map(|n| {
-                        let state = n.status.map_or("joining", |s| s.name());
-                        format!("node {} {state}", n.id)
-                    })
-                    .collect();
                 return Err(Refusal::Overlap {
                     table: table.clone(),
                     range: Range(range),
-                    busy: busy.join(", "),
+                    busy: view.changes_under_way(),
                 });
             }
         }
