@@ -13,6 +13,7 @@
 //!   ids, and a checkpoint that `--resume` continues from.
 //! - [`admin`]: `sibyl-admin`'s views of the topology — status and ring.
 //! - [`consistency`]: how the tools spell consistency levels.
+//! - [`flags`]: flags every tool checks alike (`--timeout`).
 //! - [`text`]: how bytes are shown (quoted UTF-8 or `0x` hex) and read back.
 //!
 //! Library errors are typed (`thiserror`); the binaries use `anyhow`.
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod cli;
 pub mod consistency;
+pub mod flags;
 pub mod load;
 pub mod nemesis;
 pub mod stress;

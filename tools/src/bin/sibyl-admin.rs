@@ -131,10 +131,7 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let args = Args::parse();
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let timeout = sibyl_tools::flags::timeout(args.timeout)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

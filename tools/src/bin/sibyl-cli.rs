@@ -8,7 +8,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -59,10 +58,7 @@ fn main() {
 
 fn real_main() -> Result<i32> {
     let args = Args::parse();
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let timeout = sibyl_tools::flags::timeout(args.timeout)?;
     let consistency = args
         .consistency
         .as_deref()

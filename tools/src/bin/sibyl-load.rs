@@ -176,9 +176,7 @@ fn config(args: &Args) -> Result<LoadConfig> {
         .as_deref()
         .map(parse_consistency)
         .transpose()?;
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = sibyl_tools::flags::timeout(args.timeout)?;
     let delimiter = u8::try_from(args.delimiter)
         .ok()
         .filter(|d| d.is_ascii())
@@ -220,7 +218,7 @@ fn config(args: &Args) -> Result<LoadConfig> {
             attempts: args.attempts.max(1),
             backoff: Duration::from_millis(args.retry_backoff_ms),
             max_backoff: Duration::from_secs(2),
-            timeout: Duration::from_secs_f64(args.timeout),
+            timeout,
         },
         rejects_path: args.rejects.clone(),
         checkpoint_path: args.checkpoint.clone(),

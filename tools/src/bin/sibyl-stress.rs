@@ -6,7 +6,7 @@
 //! resolution) and errors by type; with `--json`, one JSON object per line per op. The
 //! logic lives in `sibyl_tools::stress`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -119,9 +119,7 @@ fn real_main() -> Result<()> {
         .as_deref()
         .map(parse_consistency)
         .transpose()?;
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    let timeout = sibyl_tools::flags::timeout(args.timeout)?;
     let config = StressConfig {
         hosts: args.host.clone(),
         routing: match args.routing {
@@ -146,7 +144,7 @@ fn real_main() -> Result<()> {
         pipeline: args.pipeline,
         replication_factor: args.rf,
         seed,
-        timeout: Duration::from_secs_f64(args.timeout),
+        timeout,
         driver: match args.driver {
             DriverArg::Raw => Driver::Raw,
             DriverArg::Client => Driver::Client,

@@ -171,7 +171,7 @@ impl RecordParser for JsonLinesParser {
 mod tests {
     use super::*;
     use crate::load::item::RowLimits;
-    use crate::load::parse::{parser, Format};
+    use crate::load::parse::Format;
 
     fn items(text: &str) -> Vec<Item> {
         let options = ParseOptions {
@@ -185,16 +185,7 @@ mod tests {
                 table_len: 1,
             },
         };
-        let mut p = parser(
-            &options,
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        while let Some(i) = p.next_item().unwrap() {
-            out.push(i);
-        }
-        out
+        crate::load::parse::tests::items(&options, text)
     }
 
     #[test]

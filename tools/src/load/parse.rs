@@ -441,7 +441,7 @@ impl RecordParser for LongCsvParser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn options(format: Format) -> ParseOptions {
@@ -458,7 +458,9 @@ mod tests {
         }
     }
 
-    fn items(options: &ParseOptions, text: &str) -> Vec<Item> {
+    /// Every item `text` parses into under `options` (test helper, also for the format
+    /// modules' tests).
+    pub(crate) fn items(options: &ParseOptions, text: &str) -> Vec<Item> {
         let mut p = parser(
             options,
             Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),

@@ -435,11 +435,7 @@ impl Cluster {
             }
             tokio::time::sleep(POLL).await;
         }
-        let seeds = (0..self.lab.nodes())
-            .filter(|j| *j != i)
-            .map(|j| format!("{}:{PEER_PORT}", self.lab.addr(j)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let seeds = self.seeds_except(i);
         let Some(node) = self.nodes.get_mut(i) else {
             return Ok(());
         };
@@ -448,6 +444,15 @@ impl Cluster {
         node.start()
             .map_err(io(format!("restart decommissioned node {i}")))?;
         Ok(())
+    }
+
+    /// The peer addresses of every node but `i`, as a `--seeds` value.
+    fn seeds_except(&self, i: usize) -> String {
+        (0..self.lab.nodes())
+            .filter(|j| *j != i)
+            .map(|j| format!("{}:{PEER_PORT}", self.lab.addr(j)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// A lost disk: node `i` is killed, its data directory emptied and the node restarted;
@@ -475,11 +480,7 @@ impl Cluster {
                 break;
             }
         }
-        let seeds = (0..self.lab.nodes())
-            .filter(|j| *j != i)
-            .map(|j| format!("{}:{PEER_PORT}", self.lab.addr(j)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let seeds = self.seeds_except(i);
         let Some(node) = self.nodes.get_mut(i) else {
             return Ok(());
         };
