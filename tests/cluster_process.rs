@@ -194,12 +194,22 @@ fn all_up_normal(t: &Topology, nodes: &[&NodeProc], tokens: usize) -> bool {
 /// Starts nodes one at a time (node 1 alone, the others seeded by it), each once the
 /// previous ones are normal in its topology; returns once every node sees all of them.
 fn start_cluster(probe: &Probe, root: &Path, count: usize, extra: &[String]) -> Vec<NodeProc> {
+    start_cluster_with(probe, root, count, |_| extra.to_vec())
+}
+
+/// [`start_cluster`] with the flags of node `i` (from 0) given by `extra(i)`.
+fn start_cluster_with(
+    probe: &Probe,
+    root: &Path,
+    count: usize,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> Vec<NodeProc> {
     let mut nodes: Vec<NodeProc> = (1..=count)
         .map(|i| NodeProc::new(root, &format!("node{i}")))
         .collect();
     let seed = nodes[0].peer.to_string();
     for i in 0..count {
-        let mut args = extra.to_vec();
+        let mut args = extra(i);
         if i > 0 {
             args.extend(["--seeds".to_owned(), seed.clone()]);
         }
@@ -2063,39 +2073,12 @@ fn cluster_cleanup_drops_the_ranges_a_join_took_automatically_or_on_demand() {
     const KEYS: usize = 3_000;
     let tmp = tempfile::tempdir().unwrap();
     let probe = Probe::new();
-    let mut nodes: Vec<NodeProc> = (1..=3)
-        .map(|i| NodeProc::new(tmp.path(), &format!("node{i}")))
-        .collect();
+    // Node 1 cleans up by itself 1 s after the ring settles; nodes 2 and 3 only on demand.
+    let mut nodes = start_cluster_with(&probe, tmp.path(), 3, |i| {
+        let grace = if i == 0 { "1" } else { "0" };
+        vec!["--cleanup-grace-secs".to_owned(), grace.to_owned()]
+    });
     let seed = nodes[0].peer.to_string();
-    for i in 0..3 {
-        let mut args = vec!["--cleanup-grace-secs".to_owned()];
-        args.push(if i == 0 { "1" } else { "0" }.to_owned());
-        if i > 0 {
-            args.extend(["--seeds".to_owned(), seed.clone()]);
-        }
-        nodes[i].start(&args);
-        let started: Vec<&NodeProc> = nodes[..=i].iter().collect();
-        let addr = nodes[i].client;
-        wait_for("the node to join", JOIN_DEADLINE, &started, || {
-            probe
-                .topology(addr)
-                .is_some_and(|t| all_up_normal(&t, &started, 16))
-        });
-    }
-    let all: Vec<&NodeProc> = nodes.iter().collect();
-    wait_for(
-        "every node to see the others normal",
-        JOIN_DEADLINE,
-        &all,
-        || {
-            all.iter().all(|n| {
-                probe
-                    .topology(n.client)
-                    .is_some_and(|t| all_up_normal(&t, &all, 16))
-            })
-        },
-    );
-    drop(all);
     create_kv(&probe, &nodes, 1);
     put_many(&probe, nodes[0].client, 0..KEYS, ConsistencyLevel::All, 1);
     let entries = |n: &NodeProc| -> u64 {

@@ -59,6 +59,27 @@ impl NodeView {
     }
 }
 
+#[cfg(test)]
+impl NodeView {
+    /// A node of a murmur3 test ring: generation 1, default location, no addresses, no
+    /// schema, no load, replacing nobody.
+    pub(crate) fn for_test(id: u64, status: NodeStatus, tokens: &[i64], alive: bool) -> NodeView {
+        NodeView {
+            id: NodeId(id),
+            generation: 1,
+            status: Some(status),
+            tokens: tokens.iter().map(|t| Token::Murmur3(*t)).collect(),
+            location: NodeLocation::default(),
+            peer_address: None,
+            client_address: None,
+            schema_version: None,
+            load: 0,
+            alive,
+            replacing: None,
+        }
+    }
+}
+
 /// Snapshot of membership as one node sees it. Equality compares the membership (the
 /// ring is derived from it).
 #[derive(Debug, Clone)]
@@ -333,21 +354,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let id = NodeId(i as u64 + 1);
-                let view = NodeView {
-                    id,
-                    generation: 1,
-                    status: Some(NodeStatus::Normal),
-                    tokens: Arc::from(vec![Token::Murmur3(*t)]),
-                    location: NodeLocation::default(),
-                    peer_address: None,
-                    client_address: None,
-                    schema_version: None,
-                    load: 0,
-                    alive,
-                    replacing: None,
-                };
-                (id, view)
+                let view = NodeView::for_test(i as u64 + 1, NodeStatus::Normal, &[*t], alive);
+                (view.id, view)
             })
             .collect()
     }

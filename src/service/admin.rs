@@ -212,15 +212,6 @@ impl Service {
         Ok((link, view))
     }
 
-    /// [`sibyl_storage::Engine::compact_dropping`] of this service's engine.
-    pub(crate) fn engine_compact_dropping(
-        &self,
-        table: &str,
-        drop: &dyn Fn(&[u8]) -> bool,
-    ) -> Result<u64, sibyl_storage::Error> {
-        self.engine.compact_dropping(table, drop)
-    }
-
     fn decommission(&self) -> Result<Response, ServerError> {
         let (link, view) = self.membership()?;
         let me = view.local;

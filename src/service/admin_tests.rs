@@ -393,18 +393,8 @@ fn decommission_announces_left_and_refuses_a_second_time() {
 fn publish_view(n: &Node, joining: bool) {
     use crate::cluster::{ClusterView, NodeView};
     let local = NodeId(n.svc.actor().node);
-    let node = |id: NodeId, status: NodeStatus, token: i64| NodeView {
-        id,
-        generation: 1,
-        status: Some(status),
-        tokens: Arc::from(vec![Token::Murmur3(token)]),
-        location: NodeLocation::default(),
-        peer_address: None,
-        client_address: None,
-        schema_version: None,
-        load: 0,
-        alive: true,
-        replacing: None,
+    let node = |id: NodeId, status: NodeStatus, token: i64| {
+        NodeView::for_test(id.0, status, &[token], true)
     };
     let mut nodes = std::collections::BTreeMap::new();
     nodes.insert(local, node(local, NodeStatus::Normal, 0));

@@ -228,27 +228,10 @@ mod tests {
 
     use super::*;
     use crate::cluster::NodeView;
-    use crate::ring::{NodeLocation, Partitioner, Token};
+    use crate::ring::Partitioner;
 
     fn node(id: u64, status: NodeStatus, tokens: &[i64], alive: bool) -> NodeView {
-        NodeView {
-            id: NodeId(id),
-            generation: 1,
-            status: Some(status),
-            tokens: Arc::from(
-                tokens
-                    .iter()
-                    .map(|t| Token::Murmur3(*t))
-                    .collect::<Vec<_>>(),
-            ),
-            location: NodeLocation::default(),
-            peer_address: None,
-            client_address: None,
-            schema_version: None,
-            load: 0,
-            alive,
-            replacing: None,
-        }
+        NodeView::for_test(id, status, tokens, alive)
     }
 
     fn view(local: u64, nodes: Vec<NodeView>) -> ClusterView {
@@ -257,13 +240,7 @@ mod tests {
     }
 
     fn table(rf: u16) -> Vec<(String, TableOptions)> {
-        vec![(
-            "kv".to_owned(),
-            TableOptions {
-                replication_factor: rf,
-                ..TableOptions::default()
-            },
-        )]
+        vec![crate::stream::plan::tests::table(rf)]
     }
 
     use NodeStatus::{Joining, Leaving, Normal};

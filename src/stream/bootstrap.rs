@@ -170,7 +170,7 @@ impl Bootstrap {
                 self.cluster.set_status(NodeStatus::Normal);
                 tracing::info!("bootstrap complete: this node owns its ranges");
                 if let Some(node) = replacing {
-                    remove_replaced(&self.cluster, node).await;
+                    self.remove_replaced(node).await;
                 }
                 let dir = self.data_dir.clone();
                 match self
@@ -191,6 +191,45 @@ impl Bootstrap {
                 error = %e,
                 "bootstrap stopped; the node stays joining (restart it to resume)"
             ),
+        }
+    }
+
+    /// Announces the replaced `node` as removed once this node is published `normal` in its
+    /// place (so no view has the node gone before its replacement owns the tokens). Already
+    /// removed (a restart after this step) is fine; any other failure is logged with what the
+    /// operator can do.
+    async fn remove_replaced(&self, node: NodeId) {
+        let link = &self.cluster;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let normal = |v: Arc<ClusterView>| {
+            v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal)
+        };
+        while !link.view().is_some_and(normal) {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
+        }
+        let departed = link
+            .view()
+            .and_then(|v| v.node(node).and_then(|n| n.status))
+            .is_some_and(|s| s.is_departed());
+        if departed {
+            return;
+        }
+        let remover = link.clone();
+        // On the blocking pool whatever the execution mode: `remove_node` waits for the
+        // gossip task's answer, which an inline call would keep from running.
+        match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
+            Ok(Ok(())) => {
+                tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node")
+            }
+            Err(e) => {
+                tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node")
+            }
         }
     }
 
@@ -640,40 +679,5 @@ pub(super) async fn wait_until_seen(
     tokio::select! {
         _ = shutdown.changed() => Err(BootstrapError::Shutdown),
         _ = tokio::time::sleep(opts.write_grace) => Ok(()),
-    }
-}
-
-/// Announces the replaced `node` as removed once this node is published `normal` in its
-/// place (so no view has the node gone before its replacement owns the tokens). Already
-/// removed (a restart after this step) is fine; any other failure is logged with what the
-/// operator can do.
-async fn remove_replaced(link: &Arc<ClusterHandle>, node: NodeId) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let normal =
-        |v: Arc<ClusterView>| v.node(v.local).and_then(|n| n.status) == Some(NodeStatus::Normal);
-    while !link.view().is_some_and(normal) {
-        if tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
-    }
-    let departed = link
-        .view()
-        .and_then(|v| v.node(node).and_then(|n| n.status))
-        .is_some_and(|s| s.is_departed());
-    if departed {
-        return;
-    }
-    let remover = link.clone();
-    match tokio::task::spawn_blocking(move || remover.remove_node(node)).await {
-        Ok(Ok(())) => {
-            tracing::info!(replaced = %node, "replacement complete: node {node} announced as removed")
-        }
-        Ok(Err(e)) => {
-            tracing::error!(replaced = %node, error = %e, "replacement complete, but node {node} could not be announced as removed: `sibyl-admin removenode {node}` on a live node")
-        }
-        Err(e) => {
-            tracing::error!(replaced = %node, error = %e, "replacement complete, but removing node {node} failed: `sibyl-admin removenode {node}` on a live node")
-        }
     }
 }

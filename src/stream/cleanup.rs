@@ -18,7 +18,8 @@
 //! then rebuilt from what remains. A node that restarts takes the ring it starts with as
 //! its baseline: ranges lost before the restart wait for `sibyl-admin cleanup`.
 
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sibyl_protocol::TableOptions;
@@ -28,6 +29,7 @@ use super::plan::{cut, lost_ranges};
 use crate::cluster::{ClusterHandle, ClusterView};
 use crate::coordinator::placement::strategy;
 use crate::replica::keys::split_engine_key;
+use crate::replica::ReplicaHost;
 use crate::ring::{NodeId, Partitioner, Ring, Token};
 use crate::service::Service;
 
@@ -97,7 +99,7 @@ pub fn drop_unowned(
     partitioner: Partitioner,
 ) -> Result<u64, sibyl_storage::Error> {
     // The ownership of the view last seen, rebuilt when the view's rings change.
-    let cache: Mutex<Option<Ownership>> = Mutex::new(None);
+    let cache: RefCell<Option<Ownership>> = RefCell::new(None);
     let drop = |key: &[u8]| -> bool {
         let Some(parts) = split_engine_key(partitioner, key) else {
             return false;
@@ -105,7 +107,7 @@ pub fn drop_unowned(
         let Some(view) = link.view() else {
             return false;
         };
-        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = cache.borrow_mut();
         let (ring, future) = (view.ring(), view.future_ring());
         let fresh = cache.as_ref().is_some_and(|(r, f, _)| {
             Arc::ptr_eq(r, &ring)
@@ -122,7 +124,7 @@ pub fn drop_unowned(
             .as_ref()
             .is_some_and(|(_, _, owned)| !owned.contains(parts.token))
     };
-    service.engine_compact_dropping(table, &drop)
+    service.replica().engine().compact_dropping(table, &drop)
 }
 
 /// The background cleanup of one node (see the module documentation).
@@ -227,28 +229,10 @@ impl AutoCleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::{NodeLocation, RingNode};
-
-    fn ring(nodes: &[(u64, &[i64])]) -> Ring {
-        Ring::new(
-            Partitioner::Murmur3,
-            nodes
-                .iter()
-                .map(|(id, tokens)| RingNode {
-                    id: NodeId(*id),
-                    location: NodeLocation::default(),
-                    tokens: tokens.iter().map(|t| Token::Murmur3(*t)).collect(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap()
-    }
+    use crate::stream::plan::tests::{ring, table};
 
     fn rf(n: u16) -> TableOptions {
-        TableOptions {
-            replication_factor: n,
-            ..TableOptions::default()
-        }
+        table(n).1
     }
 
     #[test]

@@ -36,10 +36,10 @@ use crate::service::Service;
 
 /// The leaving node's hand-off (see the module documentation).
 pub struct Decommission {
-    service: Arc<Service>,
+    pub(super) service: Arc<Service>,
     net: Arc<dyn PeerNetwork>,
-    cluster: Arc<ClusterHandle>,
-    registry: Arc<StreamRegistry>,
+    pub(super) cluster: Arc<ClusterHandle>,
+    pub(super) registry: Arc<StreamRegistry>,
     opts: StreamOptions,
 }
 

@@ -146,11 +146,12 @@ pub fn gained_by_local(view: &ClusterView, tables: &[(String, TableOptions)]) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ring::{NodeLocation, Partitioner, RingNode, Token};
 
-    fn ring(nodes: &[(u64, &[i64])]) -> Ring {
+    /// A murmur3 ring of `(node, tokens)` (test helper of the stream modules).
+    pub(crate) fn ring(nodes: &[(u64, &[i64])]) -> Ring {
         Ring::new(
             Partitioner::Murmur3,
             nodes
@@ -165,7 +166,8 @@ mod tests {
         .unwrap()
     }
 
-    fn table(rf: u16) -> (String, TableOptions) {
+    /// Table `kv` of replication factor `rf` (test helper of the stream modules).
+    pub(crate) fn table(rf: u16) -> (String, TableOptions) {
         let options = TableOptions {
             replication_factor: rf,
             ..TableOptions::default()

@@ -32,11 +32,9 @@ use crate::service::Service;
 /// How often the view is checked for new removals.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The removal watcher of one node (see the module documentation).
+/// The removal watcher of one node (see the module documentation): pushes through the
+/// decommission's page pusher, whose service, view and registry it shares.
 pub struct Removals {
-    service: Arc<Service>,
-    cluster: Arc<ClusterHandle>,
-    registry: Arc<StreamRegistry>,
     pusher: Decommission,
 }
 
@@ -55,18 +53,8 @@ impl Removals {
         registry: Arc<StreamRegistry>,
         opts: StreamOptions,
     ) -> Removals {
-        let pusher = Decommission::new(
-            service.clone(),
-            net,
-            cluster.clone(),
-            registry.clone(),
-            opts,
-        );
         Removals {
-            service,
-            cluster,
-            registry,
-            pusher,
+            pusher: Decommission::new(service, net, cluster, registry, opts),
         }
     }
 
@@ -82,7 +70,7 @@ impl Removals {
             if *shutdown.borrow() {
                 return;
             }
-            let Some(view) = self.cluster.view() else {
+            let Some(view) = self.pusher.cluster.view() else {
                 continue;
             };
             let removed: BTreeSet<NodeId> = view
@@ -134,7 +122,7 @@ impl Removals {
         }
         let before = ClusterView::new(view.local, view.partitioner, with).ring();
         let after = ClusterView::new(view.local, view.partitioner, without).ring();
-        let tables = self.service.table_options();
+        let tables = self.pusher.service.table_options();
         let plan = lost_ranges(&before, &after, removed, &tables);
         let mut mine = Vec::new();
         for lost in plan {
@@ -150,7 +138,7 @@ impl Removals {
                 continue;
             }
             for &target in lost.targets.iter().filter(|t| **t != view.local) {
-                let slot = self.registry.add(StreamInfo::queued(
+                let slot = self.pusher.registry.add(StreamInfo::queued(
                     "removenode",
                     &lost.table,
                     lost.range,

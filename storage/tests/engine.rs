@@ -253,12 +253,9 @@ fn engine_superseding_put_skips_the_memtable_merge_and_reads_the_same() {
     assert_eq!(e.get("t", b"k").expect("get"), Some(b"ab".to_vec()));
 }
 
-#[test]
-fn engine_major_compaction_drops_tombstones_and_old_versions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let e = open_with(dir.path(), small_opts());
-    e.create_table("t", TableOptions::default())
-        .expect("create");
+/// Keys `k000`..`k199` of table `t`, each written three times (values `[0; 20]`, `[1; 20]`,
+/// `[2; 20]`) with a flush after each round: three versions in three SSTables.
+fn three_versions_in_three_sstables(e: &Engine) {
     for round in 0..3u8 {
         for i in 0..200u32 {
             e.put("t", format!("k{i:03}").as_bytes(), &[round; 20])
@@ -266,6 +263,15 @@ fn engine_major_compaction_drops_tombstones_and_old_versions() {
         }
         e.flush(None).expect("flush");
     }
+}
+
+#[test]
+fn engine_major_compaction_drops_tombstones_and_old_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open_with(dir.path(), small_opts());
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    three_versions_in_three_sstables(&e);
     for i in 0..100u32 {
         e.delete("t", format!("k{i:03}").as_bytes())
             .expect("delete");
@@ -289,13 +295,7 @@ fn engine_compact_dropping_removes_every_version_of_the_selected_keys_for_good()
             .expect("create");
         // Three versions of every key in three SSTables, tombstones for some, and the
         // newest version of a few keys still in the memtable.
-        for round in 0..3u8 {
-            for i in 0..200u32 {
-                e.put("t", format!("k{i:03}").as_bytes(), &[round; 20])
-                    .expect("put");
-            }
-            e.flush(None).expect("flush");
-        }
+        three_versions_in_three_sstables(&e);
         for i in (0..200u32).step_by(10) {
             e.delete("t", format!("k{i:03}").as_bytes())
                 .expect("delete");
