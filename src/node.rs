@@ -964,10 +964,16 @@ async fn check_replacement(link: &ClusterHandle, node: NodeId) -> Result<Vec<Tok
                 }) {
                     return Err(format!("node {} is already replacing it", other.id));
                 }
-                if let Some(leaving) = view.with_status(NodeStatus::Leaving).first() {
+                if let Some(busy) = view
+                    .nodes
+                    .values()
+                    .find(|n| matches!(n.status, Some(NodeStatus::Leaving | NodeStatus::Moving)))
+                {
                     return Err(format!(
-                        "node {leaving} is leaving (one ring change at a time per range): \
-                         replace once it has left"
+                        "node {} is {} (one ring change at a time per range): replace once \
+                         it is done",
+                        busy.id,
+                        busy.status.map_or("leaving", |s| s.name())
                     ));
                 }
                 if since.elapsed() >= REPLACE_LISTEN {

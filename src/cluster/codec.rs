@@ -233,6 +233,7 @@ fn status_code(s: NodeStatus) -> u8 {
         NodeStatus::Leaving => status::LEAVING,
         NodeStatus::Left => status::LEFT,
         NodeStatus::Removed => status::REMOVED,
+        NodeStatus::Moving => status::MOVING,
     }
 }
 
@@ -336,11 +337,11 @@ fn put_state(out: &mut Vec<u8>, s: &AppState) {
         }
         AppState::Tokens(ts) => {
             out.push(key::TOKENS);
-            let ts = ts.get(..u16::MAX as usize).unwrap_or(ts);
-            out.extend_from_slice(&(ts.len() as u16).to_be_bytes());
-            for t in ts {
-                put_token(out, t);
-            }
+            put_tokens(out, ts);
+        }
+        AppState::MovingTo(ts) => {
+            out.push(key::MOVING_TO);
+            put_tokens(out, ts);
         }
         AppState::PeerAddress(a) => {
             out.push(key::PEER_ADDRESS);
@@ -373,10 +374,18 @@ fn put_state(out: &mut Vec<u8>, s: &AppState) {
     }
 }
 
+fn put_tokens(out: &mut Vec<u8>, ts: &[Token]) {
+    let ts = ts.get(..u16::MAX as usize).unwrap_or(ts);
+    out.extend_from_slice(&(ts.len() as u16).to_be_bytes());
+    for t in ts {
+        put_token(out, t);
+    }
+}
+
 fn state_len(s: &AppState) -> usize {
     1 + match s {
         AppState::Status(_) => 1,
-        AppState::Tokens(ts) => {
+        AppState::Tokens(ts) | AppState::MovingTo(ts) => {
             2 + ts
                 .iter()
                 .take(u16::MAX as usize)
@@ -545,6 +554,7 @@ impl<'a> Reader<'a> {
             status::LEAVING => Ok(NodeStatus::Leaving),
             status::LEFT => Ok(NodeStatus::Left),
             status::REMOVED => Ok(NodeStatus::Removed),
+            status::MOVING => Ok(NodeStatus::Moving),
             tag => Err(DecodeError::BadTag {
                 what: "status",
                 tag,
@@ -552,18 +562,21 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn tokens(&mut self) -> Result<Arc<[Token]>, DecodeError> {
+        let n = self.u16()? as usize;
+        let n = self.check_count("tokens", n, wire::MIN_TOKEN_BYTES)?;
+        let mut ts = Vec::with_capacity(n);
+        for _ in 0..n {
+            ts.push(self.token()?);
+        }
+        Ok(Arc::from(ts))
+    }
+
     fn state(&mut self) -> Result<AppState, DecodeError> {
         Ok(match self.u8()? {
             key::STATUS => AppState::Status(self.status()?),
-            key::TOKENS => {
-                let n = self.u16()? as usize;
-                let n = self.check_count("tokens", n, wire::MIN_TOKEN_BYTES)?;
-                let mut ts = Vec::with_capacity(n);
-                for _ in 0..n {
-                    ts.push(self.token()?);
-                }
-                AppState::Tokens(Arc::from(ts))
-            }
+            key::TOKENS => AppState::Tokens(self.tokens()?),
+            key::MOVING_TO => AppState::MovingTo(self.tokens()?),
             key::PEER_ADDRESS => AppState::PeerAddress(self.addr()?),
             key::CLIENT_ADDRESS => AppState::ClientAddress(self.addr()?),
             key::DATACENTER => AppState::Datacenter(self.string()?),

@@ -29,12 +29,19 @@ pub enum NodeStatus {
     Left,
     /// Removed by an operator (`removenode`) while dead; owns nothing.
     Removed,
+    /// Owns its tokens while it moves to new ones ([`AppState::MovingTo`]): it pulls the
+    /// ranges the new tokens gain and pushes those the old ones lose, then announces
+    /// `normal` with the new tokens (`sibyl-admin rebalance`).
+    Moving,
 }
 
 impl NodeStatus {
     /// True while the node's tokens count on the ring.
     pub fn owns_tokens(&self) -> bool {
-        matches!(self, NodeStatus::Normal | NodeStatus::Leaving)
+        matches!(
+            self,
+            NodeStatus::Normal | NodeStatus::Leaving | NodeStatus::Moving
+        )
     }
 
     /// True once the node has gone for good (never gossiped to again).
@@ -50,6 +57,7 @@ impl NodeStatus {
             NodeStatus::Leaving => "leaving",
             NodeStatus::Left => "left",
             NodeStatus::Removed => "removed",
+            NodeStatus::Moving => "moving",
         }
     }
 }
@@ -77,10 +85,13 @@ pub enum AppState {
     /// joining, the future ring has it in that node's place; once it is normal, the
     /// replaced node owns nothing.
     Replacing(NodeId),
+    /// The tokens a `moving` node moves to: while it is moving, the future ring has it
+    /// there. Ignored in any other status.
+    MovingTo(Arc<[Token]>),
 }
 
 /// Number of distinct [`AppState`] kinds.
-pub const APP_STATE_KINDS: usize = 9;
+pub const APP_STATE_KINDS: usize = 10;
 
 impl AppState {
     /// Index of this state's kind, `0..APP_STATE_KINDS` (also its wire key).
@@ -95,6 +106,7 @@ impl AppState {
             AppState::SchemaVersion(_) => 6,
             AppState::Load(_) => 7,
             AppState::Replacing(_) => 8,
+            AppState::MovingTo(_) => 9,
         }
     }
 }
@@ -353,6 +365,14 @@ impl EndpointState {
     pub fn replacing(&self) -> Option<NodeId> {
         match self.states.get(8)?.as_ref()?.value {
             AppState::Replacing(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The tokens the node moves to, if announced (meaningful while it is `moving`).
+    pub fn moving_to(&self) -> Option<&Arc<[Token]>> {
+        match &self.states.get(9)?.as_ref()?.value {
+            AppState::MovingTo(t) => Some(t),
             _ => None,
         }
     }

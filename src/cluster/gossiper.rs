@@ -301,6 +301,20 @@ impl Gossiper {
         self.publish(AppState::Status(NodeStatus::Joining));
     }
 
+    /// Announces a move of the local node to `tokens` (status `moving`, with
+    /// [`AppState::MovingTo`]): it keeps its tokens in the ring, and the future ring has
+    /// it at `tokens` while it streams; it announces them with [`Gossiper::join_ring`]
+    /// when done, or `normal` alone to cancel.
+    pub fn announce_moving(&mut self, tokens: Vec<Token>) {
+        info!(
+            node = %self.me,
+            tokens = tokens.len(),
+            "moving to new tokens: streaming the ranges they gain and those they lose"
+        );
+        self.publish(AppState::MovingTo(Arc::from(tokens)));
+        self.publish(AppState::Status(NodeStatus::Moving));
+    }
+
     /// Announces a new schema version (after a local schema change or a merge).
     pub fn set_schema_version(&mut self, version: u64) {
         self.publish(AppState::SchemaVersion(version));

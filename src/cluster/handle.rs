@@ -45,6 +45,10 @@ pub enum ClusterCommand {
     /// `--replace`: the replaced node checked, announce its tokens as this node's,
     /// pending ([`super::TokenPlan::Replace`]).
     Replace(NodeId, Vec<Token>),
+    /// A move: announce `moving` to these tokens.
+    StartMove(Vec<Token>),
+    /// A move done: announce these tokens, `normal`.
+    FinishMove(Vec<Token>),
 }
 
 /// The runtime's end of a [`ClusterHandle`]'s command queue.
@@ -111,6 +115,17 @@ impl ClusterHandle {
     /// of `node` whose tokens are not yet known.
     pub fn replace(&self, node: NodeId, tokens: Vec<Token>) {
         self.command(ClusterCommand::Replace(node, tokens));
+    }
+
+    /// Announces the local node `moving` to `tokens` (a rebalance): the future ring has it
+    /// there while it streams.
+    pub fn start_move(&self, tokens: Vec<Token>) {
+        self.command(ClusterCommand::StartMove(tokens));
+    }
+
+    /// Announces `tokens` as the local node's and `normal` (a move done).
+    pub fn finish_move(&self, tokens: Vec<Token>) {
+        self.command(ClusterCommand::FinishMove(tokens));
     }
 
     /// `removenode`: marks a dead node removed, cluster-wide. Blocks until the runtime

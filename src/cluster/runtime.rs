@@ -331,6 +331,8 @@ impl Driver {
                 let _ = reply.try_send(self.gossiper.remove_node(node));
             }
             ClusterCommand::SetStatus(status) => self.gossiper.set_status(status),
+            ClusterCommand::StartMove(tokens) => self.gossiper.announce_moving(tokens),
+            ClusterCommand::FinishMove(tokens) => self.gossiper.join_ring(tokens),
             ClusterCommand::Replace(node, tokens) => match &mut self.tokens {
                 Some((
                     TokenPlan::Replace {
@@ -572,17 +574,22 @@ impl Driver {
                 }
                 return;
             }
-            let leaving = self.gossiper.view().with_status(NodeStatus::Leaving);
-            if let Some(node) = leaving.first() {
+            let view = self.gossiper.view();
+            let pushing = view
+                .nodes
+                .values()
+                .find(|n| matches!(n.status, Some(NodeStatus::Leaving | NodeStatus::Moving)));
+            if let Some(n) = pushing {
                 // One ring change at a time per range (crate::stream::admission): ranges
-                // this node would take could be the ones the leaving node is handing to
-                // nodes that gain them in a ring without this one.
+                // this node would take could be the ones the leaving (or moving) node is
+                // handing to nodes that gain them in a ring without this one.
                 if self.gossiper.rounds() >= self.next_refusal_log {
                     self.next_refusal_log = self.gossiper.rounds() + REFUSAL_LOG_ROUNDS;
+                    let (node, state) = (n.id, n.status.map_or("leaving", |s| s.name()));
                     tracing::warn!(
                         %node,
-                        "waiting to choose tokens: node {node} is leaving; this node joins \
-                         once it has left (if it died leaving, `sibyl-admin removenode {node}` \
+                        "waiting to choose tokens: node {node} is {state}; this node joins \
+                         once it is done (if it died leaving, `sibyl-admin removenode {node}` \
                          on a live node)"
                     );
                 }

@@ -45,6 +45,8 @@ pub struct NodeView {
     pub alive: bool,
     /// The dead node whose tokens it takes over (`--replace`), if any.
     pub replacing: Option<NodeId>,
+    /// The tokens it moves to while `moving` (`None` otherwise, or not announced).
+    pub moving_to: Option<Arc<[Token]>>,
 }
 
 impl NodeView {
@@ -53,9 +55,9 @@ impl NodeView {
         self.status == Some(NodeStatus::Joining) && !self.tokens.is_empty()
     }
 
-    /// In a ring change: pending, or leaving.
+    /// In a ring change: pending, leaving, or moving.
     pub fn in_ring_change(&self) -> bool {
-        self.is_pending() || self.status == Some(NodeStatus::Leaving)
+        self.is_pending() || matches!(self.status, Some(NodeStatus::Leaving | NodeStatus::Moving))
     }
 }
 
@@ -76,6 +78,7 @@ impl NodeView {
             load: 0,
             alive,
             replacing: None,
+            moving_to: None,
         }
     }
 }
@@ -143,6 +146,9 @@ impl ClusterView {
                     load: s.load().unwrap_or(0),
                     alive,
                     replacing: s.replacing(),
+                    moving_to: (s.status() == Some(NodeStatus::Moving))
+                        .then(|| s.moving_to().cloned())
+                        .flatten(),
                 };
                 (id, view)
             })
@@ -177,15 +183,11 @@ impl ClusterView {
                 let changing = nodes.values().any(|n| {
                     matches!(
                         role(n),
-                        RingRole::Pending | RingRole::Owner { leaving: true }
+                        RingRole::Pending | RingRole::Owner { leaving: true } | RingRole::Moving
                     )
                 });
-                let future = changing.then(|| {
-                    Arc::new(build_ring(partitioner, &nodes, |r| {
-                        matches!(r, RingRole::Pending | RingRole::Owner { leaving: false })
-                    }))
-                });
-                let ring = build_ring(partitioner, &nodes, |r| matches!(r, RingRole::Owner { .. }));
+                let future = changing.then(|| Arc::new(build_ring(partitioner, &nodes, true)));
+                let ring = build_ring(partitioner, &nodes, false);
                 (Arc::new(ring), future)
             }
         };
@@ -199,7 +201,8 @@ impl ClusterView {
     }
 
     /// The ring once every ring change under way completes: nodes joining with tokens
-    /// announced own them, leaving nodes own nothing. `None` while no change is under
+    /// announced own them, leaving nodes own nothing, moving nodes own the tokens they
+    /// move to. `None` while no change is under
     /// way. Writes go to the replicas of both rings (pending replicas receive what they
     /// are about to own while they stream it); reads use [`ClusterView::ring`].
     pub fn future_ring(&self) -> Option<Arc<Ring>> {
@@ -268,17 +271,29 @@ enum RingRole {
     },
     /// Joining with its tokens announced: owns them in the future ring only.
     Pending,
+    /// Moving: owns its tokens in the ring, those it moves to in the future ring.
+    Moving,
 }
 
-/// The nodes replaced ([`NodeView::replacing`]) by a node `member` accepts: they are left
-/// out of that ring, whose replacement holds their tokens instead.
-fn replaced(
-    nodes: &BTreeMap<NodeId, NodeView>,
-    member: &impl Fn(RingRole) -> bool,
-) -> BTreeSet<NodeId> {
+/// The tokens `n` holds in the ring (`future` false) or the future ring, if it is a
+/// member of that ring.
+fn ring_tokens(n: &NodeView, future: bool) -> Option<&[Token]> {
+    match (role(n), future) {
+        (RingRole::None, _)
+        | (RingRole::Pending, false)
+        | (RingRole::Owner { leaving: true }, true) => None,
+        (RingRole::Moving, true) => Some(n.moving_to.as_deref().unwrap_or(&n.tokens)),
+        _ => Some(&n.tokens),
+    }
+}
+
+/// The nodes replaced ([`NodeView::replacing`]) by a member of the ring (`future` false)
+/// or the future ring: they are left out of that ring, whose replacement holds their
+/// tokens instead.
+fn replaced(nodes: &BTreeMap<NodeId, NodeView>, future: bool) -> BTreeSet<NodeId> {
     nodes
         .values()
-        .filter(|n| member(role(n)))
+        .filter(|n| ring_tokens(n, future).is_some())
         .filter_map(|n| n.replacing)
         .collect()
 }
@@ -287,6 +302,7 @@ fn role(n: &NodeView) -> RingRole {
     match n.status {
         Some(NodeStatus::Normal) => RingRole::Owner { leaving: false },
         Some(NodeStatus::Leaving) => RingRole::Owner { leaving: true },
+        Some(NodeStatus::Moving) => RingRole::Moving,
         Some(NodeStatus::Joining) if n.is_pending() => RingRole::Pending,
         _ => RingRole::None,
     }
@@ -301,26 +317,27 @@ fn same_ring_inputs(a: &BTreeMap<NodeId, NodeView>, b: &BTreeMap<NodeId, NodeVie
                 && role(x) == role(y)
                 && x.location == y.location
                 && x.replacing == y.replacing
+                && x.moving_to == y.moving_to
                 && (Arc::ptr_eq(&x.tokens, &y.tokens) || x.tokens == y.tokens)
         })
 }
 
-/// The ring of the nodes whose role `member` accepts, but for the nodes they replace.
-fn build_ring(
-    partitioner: Partitioner,
-    nodes: &BTreeMap<NodeId, NodeView>,
-    member: impl Fn(RingRole) -> bool,
-) -> Ring {
+/// The ring (`future` false) or the future ring of `nodes` ([`ring_tokens`]), but for the
+/// nodes their members replace.
+fn build_ring(partitioner: Partitioner, nodes: &BTreeMap<NodeId, NodeView>, future: bool) -> Ring {
     let mut claimed: BTreeSet<Token> = BTreeSet::new();
     let mut members = Vec::new();
-    let replaced = replaced(nodes, &member);
+    let replaced = replaced(nodes, future);
     // BTreeMap order: smaller node ids claim first, so they win a contested token.
     for n in nodes.values() {
-        if !member(role(n)) || replaced.contains(&n.id) {
+        let Some(own) = ring_tokens(n, future) else {
+            continue;
+        };
+        if replaced.contains(&n.id) {
             continue;
         }
-        let mut tokens = Vec::with_capacity(n.tokens.len());
-        for t in n.tokens.iter() {
+        let mut tokens = Vec::with_capacity(own.len());
+        for t in own {
             if !partitioner.owns_token(t) {
                 warn!(node = %n.id, token = %t, "ignoring a token of another partitioner");
             } else if !claimed.insert(*t) {

@@ -48,6 +48,8 @@ pub mod key {
     pub const LOAD: u8 = 7;
     /// The node replaced.
     pub const REPLACING: u8 = 8;
+    /// The tokens a moving node moves to.
+    pub const MOVING_TO: u8 = 9;
 }
 
 /// Node status codes.
@@ -62,6 +64,8 @@ pub mod status {
     pub const LEFT: u8 = 4;
     /// Removed.
     pub const REMOVED: u8 = 5;
+    /// Moving.
+    pub const MOVING: u8 = 6;
 }
 
 /// Partitioner codes.

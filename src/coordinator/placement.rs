@@ -194,6 +194,7 @@ mod tests {
                     load: 0,
                     alive: *up,
                     replacing: None,
+                    moving_to: None,
                 },
             );
         }

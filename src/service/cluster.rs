@@ -30,6 +30,7 @@ fn node_state(status: Option<NodeStatus>) -> NodeState {
         Some(NodeStatus::Normal) => NodeState::Normal,
         Some(NodeStatus::Leaving) => NodeState::Leaving,
         Some(NodeStatus::Left) | Some(NodeStatus::Removed) => NodeState::Left,
+        Some(NodeStatus::Moving) => NodeState::Moving,
     }
 }
 
@@ -382,6 +383,7 @@ mod tests {
                     load: id * 1000,
                     alive,
                     replacing: None,
+                    moving_to: None,
                 },
             );
         }

@@ -6,25 +6,32 @@
 //!
 //! # Format (all integers big-endian; `cells` is `crate::replica::codec`'s raw cell list)
 //! ```text
-//! request  = page | sees
+//! request  = page | sees | sizes
 //! sees     = 0x02 node:u64         does the receiver's view show `node` in a ring change
-//!                                  (joining with its tokens announced, or leaving)?
+//!                                  (joining with its tokens announced, leaving, moving)?
+//! sizes    = 0x03 buckets:u32 count:u32 table:str{count}
+//!                                  the receiver's bytes of each table per slice of the
+//!                                  token space (super::sizes), `buckets` slices
 //! page     = 0x01 table:str range after max_bytes:u32
 //!                                  the stored entries of the range in ring order,
 //!                                  starting after `after`, about `max_bytes` of them
 //! after    = 0x00 (from the range's start) | 0x01 key:bytes (after this engine key)
 //! range    = start:token end:token the ring range (start, end]
 //! token    = len:u8 sortable:byte{len}
-//! response = entries | seen | error
+//! response = entries | seen | sized | error
 //! entries  = 0x81 more:u8 cells    more = 1 when the range goes on after the last cell
 //! seen     = 0x82 changing:u8      1 when it does
+//! sized    = 0x83 count:u32 (table:str n:u32 bytes:u64{n}){count}
+//!                                  one histogram per table the receiver holds (a table
+//!                                  it does not know is left out)
 //! error    = 0xFF code:u8 message:str
 //! str      = len:u16 utf8{len}
 //! bytes    = len:u32 byte{len}
 //! ```
 //! A page holds at least one entry when the range has one after `after` (an entry larger
 //! than `max_bytes` travels alone), and at most [`MAX_PAGE_BYTES`] of keys and values
-//! otherwise; `more = 0` ends the range. Error codes ([`StreamErrorCode`]): 1 unknown
+//! otherwise; `more = 0` ends the range. A `sizes` request asks for 1 to
+//! [`super::sizes::MAX_BUCKETS`] buckets of at most 1,024 tables. Error codes ([`StreamErrorCode`]): 1 unknown
 //! table (the schema has not reached the source yet: retry later), 3 storage failure at
 //! the source (try another replica), 4 invalid request.
 //!
@@ -35,8 +42,8 @@ use bytes::Bytes;
 use sibyl_coding::ByteReader;
 
 use crate::repair::messages::{
-    finish, key, malformed, put_bytes, put_range, put_str, range, string, table, MessageError,
-    MAX_MESSAGE_LEN, MAX_TABLE_LEN,
+    count, finish, key, malformed, put_bytes, put_range, put_str, range, string, table,
+    MessageError, MAX_MESSAGE_LEN, MAX_TABLE_LEN,
 };
 use crate::replica::codec::{decode_raw_cells, encode_raw_cells};
 use crate::replica::{RawCell, TokenRange};
@@ -47,8 +54,12 @@ pub const MAX_PAGE_BYTES: u32 = 4 << 20;
 
 const PAGE: u8 = 0x01;
 const SEES: u8 = 0x02;
+const SIZES: u8 = 0x03;
 const ENTRIES: u8 = 0x81;
 const SEEN: u8 = 0x82;
+const SIZED: u8 = 0x83;
+/// Most tables one `sizes` request names.
+const MAX_SIZE_TABLES: usize = 1024;
 const ERROR: u8 = 0xFF;
 
 /// A request to a peer's stream handler.
@@ -71,6 +82,14 @@ pub enum StreamRequest {
     Sees {
         /// The joining node.
         node: crate::ring::NodeId,
+    },
+    /// The receiver's bytes of each table per slice of the token space
+    /// ([`super::sizes`]).
+    Sizes {
+        /// Slices of the token space.
+        buckets: u32,
+        /// The tables.
+        tables: Vec<String>,
     },
 }
 
@@ -119,6 +138,11 @@ pub enum StreamResponse {
         /// The node is joining (tokens announced) or leaving in the receiver's view.
         changing: bool,
     },
+    /// `Sizes`: one histogram per table the receiver holds.
+    Sized {
+        /// The histograms.
+        tables: Vec<super::sizes::TableSizes>,
+    },
     /// Refused.
     Error {
         /// Why.
@@ -155,6 +179,14 @@ impl StreamRequest {
                 out.push(SEES);
                 out.extend_from_slice(&node.0.to_be_bytes());
             }
+            StreamRequest::Sizes { buckets, tables } => {
+                out.push(SIZES);
+                out.extend_from_slice(&buckets.to_be_bytes());
+                out.extend_from_slice(&(tables.len() as u32).to_be_bytes());
+                for t in tables {
+                    put_str(&mut out, t, MAX_TABLE_LEN);
+                }
+            }
         }
         Bytes::from(out)
     }
@@ -183,6 +215,18 @@ impl StreamRequest {
             SEES => StreamRequest::Sees {
                 node: crate::ring::NodeId(r.u64_be().ok_or(malformed("truncated node", &r))?),
             },
+            SIZES => {
+                let buckets = r.u32_be().ok_or(malformed("truncated bucket count", &r))?;
+                if buckets == 0 || buckets > super::sizes::MAX_BUCKETS {
+                    return Err(malformed("bucket count out of bounds", &r));
+                }
+                let n = count(&mut r, MAX_SIZE_TABLES, 3)?;
+                let mut tables = Vec::with_capacity(n);
+                for _ in 0..n {
+                    tables.push(table(&mut r)?);
+                }
+                StreamRequest::Sizes { buckets, tables }
+            }
             kind => return Err(MessageError::UnknownKind { kind }),
         };
         finish(&r)?;
@@ -203,6 +247,17 @@ impl StreamResponse {
             StreamResponse::Seen { changing } => {
                 out.push(SEEN);
                 out.push(u8::from(*changing));
+            }
+            StreamResponse::Sized { tables } => {
+                out.push(SIZED);
+                out.extend_from_slice(&(tables.len() as u32).to_be_bytes());
+                for t in tables {
+                    put_str(&mut out, &t.table, MAX_TABLE_LEN);
+                    out.extend_from_slice(&(t.buckets.len() as u32).to_be_bytes());
+                    for b in &t.buckets {
+                        out.extend_from_slice(&b.to_be_bytes());
+                    }
+                }
             }
             StreamResponse::Error { code, message } => {
                 out.push(ERROR);
@@ -235,6 +290,21 @@ impl StreamResponse {
                 };
                 finish(&r)?;
                 Ok(StreamResponse::Seen { changing })
+            }
+            SIZED => {
+                let n = count(&mut r, MAX_SIZE_TABLES, 7)?;
+                let mut tables = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let table = table(&mut r)?;
+                    let b = count(&mut r, super::sizes::MAX_BUCKETS as usize, 8)?;
+                    let mut buckets = Vec::with_capacity(b);
+                    for _ in 0..b {
+                        buckets.push(r.u64_be().ok_or(malformed("truncated size", &r))?);
+                    }
+                    tables.push(super::sizes::TableSizes { table, buckets });
+                }
+                finish(&r)?;
+                Ok(StreamResponse::Sized { tables })
             }
             ERROR => {
                 let code = r.u8().ok_or(malformed("truncated error code", &r))?;
@@ -291,6 +361,25 @@ mod tests {
         for changing in [false, true] {
             let a = StreamResponse::Seen { changing };
             assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
+        }
+        let q = StreamRequest::Sizes {
+            buckets: 4096,
+            tables: vec!["kv".into(), "users".into()],
+        };
+        assert_eq!(StreamRequest::decode(&q.encode()).unwrap(), q);
+        let a = StreamResponse::Sized {
+            tables: vec![super::super::sizes::TableSizes {
+                table: "kv".into(),
+                buckets: vec![0, 7, u64::MAX],
+            }],
+        };
+        assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
+        for bad in [0, super::super::sizes::MAX_BUCKETS + 1] {
+            let q = StreamRequest::Sizes {
+                buckets: bad,
+                tables: vec![],
+            };
+            assert!(StreamRequest::decode(&q.encode()).is_err(), "{bad} buckets");
         }
         let e = StreamResponse::Error {
             code: StreamErrorCode::UnknownTable,

@@ -31,7 +31,9 @@ pub mod messages;
 pub mod peer;
 pub mod plan;
 pub mod progress;
+pub mod rebalance;
 pub mod removal;
+pub mod sizes;
 
 pub use admission::Refusal;
 pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};

@@ -1,6 +1,7 @@
 //! The stream family's sending side: [`StreamHandler`] answers a page of a token range
 //! from this node's replica (a scan from the page's start, stopped at the byte budget),
-//! and tells a joining or leaving node whether this node's view shows its ring change.
+//! tells a joining, leaving or moving node whether this node's view shows its ring
+//! change, and answers the size histograms a rebalance plans with ([`super::sizes`]).
 //! Registered for [`Family::Stream`] by the node; engine work runs where
 //! [`ReplicaExecution`] says.
 
@@ -90,6 +91,15 @@ impl<H: ReplicaHost> PeerHandler for StreamHandler<H> {
 
 /// The answer of `host` to `request` (blocking: an engine scan).
 pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> StreamResponse {
+    if let StreamRequest::Sizes { buckets, tables } = &request {
+        return match super::sizes::local_sizes(host.replica(), tables, *buckets) {
+            Ok(tables) => StreamResponse::Sized { tables },
+            Err(e) => StreamResponse::Error {
+                code: StreamErrorCode::Storage,
+                message: e.to_string(),
+            },
+        };
+    }
     let StreamRequest::Page {
         table,
         range,

@@ -287,6 +287,46 @@ fn engine_major_compaction_drops_tombstones_and_old_versions() {
 }
 
 #[test]
+fn engine_size_samples_place_a_tables_bytes_by_key_from_sstables_and_memtable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A memtable large enough to keep the last 50 entries.
+    let e = open_with(dir.path(), EngineOptions::default());
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    // 1,000 keys of 1 KiB values under "a", 100 under "b": flushed, then 50 more under
+    // "c" still in the memtable.
+    for i in 0..1000u32 {
+        e.put("t", format!("a{i:04}").as_bytes(), &[1; 1024])
+            .expect("put");
+    }
+    for i in 0..100u32 {
+        e.put("t", format!("b{i:04}").as_bytes(), &[2; 1024])
+            .expect("put");
+    }
+    e.flush(None).expect("flush");
+    for i in 0..50u32 {
+        e.put("t", format!("c{i:04}").as_bytes(), &[3; 1024])
+            .expect("put");
+    }
+    let mut by_prefix = [0u64; 3];
+    e.size_samples("t", &mut |key: &[u8], bytes| {
+        let i = usize::from(key[0] - b'a').min(2);
+        by_prefix[i] += bytes;
+    })
+    .expect("samples");
+    let [a, b, c] = by_prefix;
+    // Blocks hold whole entries, so each prefix gets its entries' bytes give or take a
+    // block at the boundary (blocks are a few KiB here); memtable entries count exactly.
+    assert!((1000 * 1024..=1100 * 1029).contains(&a), "{by_prefix:?}");
+    assert!((90 * 1024..=120 * 1029).contains(&b), "{by_prefix:?}");
+    assert_eq!(c, 50 * (5 + 1024), "{by_prefix:?}");
+    assert!(matches!(
+        e.size_samples("nope", &mut |_: &[u8], _| {}),
+        Err(Error::UnknownTable { .. })
+    ));
+}
+
+#[test]
 fn engine_compact_dropping_removes_every_version_of_the_selected_keys_for_good() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

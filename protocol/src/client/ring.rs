@@ -52,8 +52,8 @@ pub struct ClientRing {
 }
 
 impl ClientRing {
-    /// Builds the ring of `topology`: members are the nodes in state normal or leaving
-    /// with a non-empty address and at least one token.
+    /// Builds the ring of `topology`: members are the nodes in state normal, leaving or
+    /// moving (with their current tokens) with a non-empty address and at least one token.
     pub fn from_topology(topology: &Topology) -> Result<ClientRing, RingError> {
         let function = TokenFunction::from_name(&topology.partitioner).ok_or_else(|| {
             RingError::UnknownPartitioner {
@@ -63,7 +63,10 @@ impl ClientRing {
         let mut members = Vec::new();
         let mut tokens = Vec::new();
         for node in &topology.nodes {
-            let owns = matches!(node.state, NodeState::Normal | NodeState::Leaving);
+            let owns = matches!(
+                node.state,
+                NodeState::Normal | NodeState::Leaving | NodeState::Moving
+            );
             if !owns || node.address.is_empty() || node.tokens.is_empty() {
                 continue;
             }

@@ -17,6 +17,9 @@ pub enum NodeState {
     Leaving,
     /// Gone from the ring.
     Left,
+    /// Owns its tokens while it moves to new ones (a rebalance): pulling the ranges it
+    /// gains, pushing those it loses.
+    Moving,
 }
 
 /// One node of the cluster as the topology response describes it. Wire: `string` id,
@@ -57,6 +60,7 @@ impl NodeInfo {
             NodeState::Normal => 1,
             NodeState::Leaving => 2,
             NodeState::Left => 3,
+            NodeState::Moving => 4,
         });
         w.bool(self.up);
         w.list("tokens", &self.tokens, |w, t| {
@@ -78,6 +82,7 @@ impl NodeInfo {
                 1 => NodeState::Normal,
                 2 => NodeState::Leaving,
                 3 => NodeState::Left,
+                4 => NodeState::Moving,
                 tag => {
                     return Err(ProtocolError::InvalidTag {
                         what: "node state",

@@ -25,6 +25,7 @@ fn arb_status() -> impl Strategy<Value = NodeStatus> {
         Just(NodeStatus::Leaving),
         Just(NodeStatus::Left),
         Just(NodeStatus::Removed),
+        Just(NodeStatus::Moving),
     ]
 }
 
@@ -39,6 +40,7 @@ fn arb_state() -> impl Strategy<Value = AppState> {
         any::<u64>().prop_map(AppState::SchemaVersion),
         any::<u64>().prop_map(AppState::Load),
         any::<u64>().prop_map(|n| AppState::Replacing(NodeId(n))),
+        prop::collection::vec(arb_token(), 0..20).prop_map(|v| AppState::MovingTo(Arc::from(v))),
     ]
 }
 

@@ -325,6 +325,29 @@ impl Engine {
         self.inner.compact_major(&t, Some(drop))
     }
 
+    /// Where a table's bytes lie in key order, cheaply: calls `f` with a key and a size
+    /// for each SSTable data block (its separator key, `>=` its keys; from the in-memory
+    /// indexes, no data read) and each memtable entry (its key, key plus value bytes).
+    /// Bytes of a key overwritten in several places count in each (an estimate, like
+    /// Cassandra's size estimates).
+    pub fn size_samples(&self, table: &str, f: &mut dyn FnMut(&[u8], u64)) -> Result<()> {
+        let v = self.inner.table(table)?.version();
+        for file in &v.files {
+            file.sst.for_each_block(&mut *f);
+        }
+        for m in std::iter::once(&v.active).chain(v.frozen.iter()) {
+            let _ = m.try_for_each(|key, _, entry| {
+                let value = match entry {
+                    crate::types::EntryRef::Value(v) => v.len(),
+                    crate::types::EntryRef::Tombstone => 0,
+                };
+                f(key, (key.len() + value) as u64);
+                Ok::<(), ()>(())
+            });
+        }
+        Ok(())
+    }
+
     /// Counters and sizes of a table.
     pub fn stats(&self, table: &str) -> Result<TableStats> {
         Ok(self.inner.table(table)?.stats())

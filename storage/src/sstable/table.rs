@@ -225,6 +225,17 @@ impl SsTable {
     }
 
     /// Number of data blocks.
+    /// Calls `f` with each data block's separator key (`>=` every key of the block) and
+    /// size in bytes, in key order: the file's data by key, from its in-memory index.
+    pub fn for_each_block(&self, mut f: impl FnMut(&[u8], u64)) {
+        for e in &self.index {
+            f(
+                self.mmap.get(e.key_start..e.key_end).unwrap_or_default(),
+                e.size as u64,
+            );
+        }
+    }
+
     pub(crate) fn num_blocks(&self) -> usize {
         self.index.len()
     }

@@ -18,6 +18,7 @@ pub fn state_name(s: NodeState) -> &'static str {
         NodeState::Joining => "joining",
         NodeState::Normal => "normal",
         NodeState::Leaving => "leaving",
+        NodeState::Moving => "moving",
         NodeState::Left => "left",
     }
 }
