@@ -2153,3 +2153,206 @@ fn cluster_cleanup_drops_the_ranges_a_join_took_automatically_or_on_demand() {
     assert!(err.to_string().contains("nope"), "{err}");
     eprintln!("cleanup: {held} entries held after the join, {after:?} after cleanup");
 }
+
+/// The `sibyl-admin` binary beside the node's (`cargo build --workspace --bins` puts both
+/// there).
+fn admin_binary() -> std::path::PathBuf {
+    let bin = launcher::sibyl_binary()
+        .with_file_name(format!("sibyl-admin{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "sibyl-admin is missing at {}: build it first with `cargo build --workspace --bins`",
+        bin.display()
+    );
+    bin
+}
+
+/// Stored entries of table `kv` per node (memtables and SSTables).
+fn entries_per_node(probe: &Probe, nodes: &[NodeProc]) -> Vec<u64> {
+    nodes
+        .iter()
+        .map(|n| {
+            let c = probe.direct(n.client);
+            let s = probe.rt.block_on(c.table_stats("kv")).unwrap();
+            s.sstable_entries + s.memtable_entries
+        })
+        .collect()
+}
+
+/// Highest over mean.
+fn max_over_mean(v: &[u64]) -> f64 {
+    let sum: u64 = v.iter().sum();
+    *v.iter().max().unwrap() as f64 * v.len() as f64 / sum.max(1) as f64
+}
+
+/// Elasticity, rebalance: skewed data (most keys' tokens in 2% of the ring) leaves one or
+/// two nodes holding far more than the others; `sibyl-admin rebalance` shows a plan,
+/// `--commit` applies it under a write load (each moving node streams what changes hands),
+/// and after a cleanup every node holds within 1.15 times the mean, with no client error
+/// and every key readable.
+#[test]
+fn cluster_rebalance_spreads_skewed_data_within_fifteen_percent_under_load() {
+    const UNIFORM: usize = 1_500;
+    const HOT: usize = 4_500;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 4, &[]);
+    create_kv(&probe, &nodes, 2);
+    // Uniform keys r0.., then hot keys h<i>: those whose murmur3 token falls in the 2% of
+    // the ring above 0.
+    put_many(
+        &probe,
+        nodes[0].client,
+        0..UNIFORM,
+        ConsistencyLevel::All,
+        2,
+    );
+    let arc = (u64::MAX / 50) as i64;
+    let hot: Vec<usize> = (0..)
+        .filter(|i| {
+            let t = sibyl_protocol::token::murmur3_token(format!("h{i}").as_bytes());
+            (0..arc).contains(&t)
+        })
+        .take(HOT)
+        .collect();
+    let c = probe.direct(nodes[0].client);
+    probe.rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for &i in &hot {
+            if set.len() >= 64 {
+                set.join_next().await.unwrap().unwrap();
+            }
+            let c = c.clone();
+            set.spawn(async move {
+                let request = insert_kv(
+                    format!("h{i}"),
+                    format!("v{i}"),
+                    Consistency::sloppy(ConsistencyLevel::All).strict(),
+                );
+                assert!(matches!(
+                    c.request(request).await,
+                    Ok(Response::Written { .. })
+                ));
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    let before = entries_per_node(&probe, &nodes);
+    assert!(
+        max_over_mean(&before) > 1.3,
+        "the data is skewed: {before:?}"
+    );
+
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(admin_binary())
+            .arg("--host")
+            .arg(nodes[0].client.to_string())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, plan, err) = admin(&["rebalance"]);
+    assert_eq!(code, Some(0), "{plan}{err}");
+    assert!(plan.contains("apply with --commit"), "{plan}");
+    let before_tokens: Vec<Vec<i128>> = probe
+        .topology(nodes[0].client)
+        .map(|t| {
+            nodes
+                .iter()
+                .map(|n| node_at(&t, n).unwrap().tokens.clone())
+                .collect()
+        })
+        .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = write_load(nodes.iter().map(|n| n.client).collect(), stop.clone());
+    let (code, out, err) = admin(&["rebalance", "--commit"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, errors) = load.join().unwrap();
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    assert_eq!(
+        code,
+        Some(0),
+        "{out}{err}{}",
+        all.iter().map(|n| n.logs()).collect::<String>()
+    );
+    assert!(out.contains("rebalanced"), "{out}");
+    assert!(
+        errors.is_empty(),
+        "client errors during the rebalance: {errors:?}"
+    );
+    assert!(acked.len() > 100, "the load ran: {} writes", acked.len());
+    wait_for(
+        "every node to see four normal nodes",
+        JOIN_DEADLINE,
+        &all,
+        || {
+            nodes.iter().all(|n| {
+                probe
+                    .topology(n.client)
+                    .is_some_and(|t| all_up_normal(&t, &all, 16))
+            })
+        },
+    );
+    let after_tokens: Vec<Vec<i128>> = probe
+        .topology(nodes[0].client)
+        .map(|t| {
+            nodes
+                .iter()
+                .map(|n| node_at(&t, n).unwrap().tokens.clone())
+                .collect()
+        })
+        .unwrap();
+    assert_ne!(before_tokens, after_tokens, "some node moved");
+
+    // Every key, the ones written during the moves included, at QUORUM through every node.
+    let keys: Vec<String> = (0..UNIFORM)
+        .map(|i| format!("r{i}"))
+        .chain(hot.iter().map(|i| format!("h{i}")))
+        .chain(acked.iter().map(|k| format!("w{k}")))
+        .collect();
+    for n in &nodes {
+        let wrong = wrong_at(&probe, n.client, &keys, ConsistencyLevel::Quorum);
+        assert!(
+            wrong.is_empty(),
+            "{} of {} keys wrong at QUORUM through {}: {:?}",
+            wrong.len(),
+            keys.len(),
+            n.name,
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    // The nodes drop what they no longer replicate; then each holds its share.
+    for n in &nodes {
+        let c = probe.direct(n.client);
+        probe.rt.block_on(c.cleanup(Some("kv"))).unwrap();
+    }
+    let after = entries_per_node(&probe, &nodes);
+    let stored: u64 = after.iter().sum();
+    assert_eq!(
+        stored,
+        2 * keys.len() as u64,
+        "rf 2 copies of every key, nothing else: {after:?}"
+    );
+    assert!(
+        max_over_mean(&after) <= 1.15,
+        "entries per node after the rebalance: {after:?} (before {before:?})"
+    );
+    // Asked again, the plan has nothing left to move.
+    let (code, again, err) = admin(&["rebalance"]);
+    assert_eq!(code, Some(0), "{again}{err}");
+    eprintln!(
+        "rebalance: entries per node {before:?} (max/mean {:.2}) -> {after:?} (max/mean \
+         {:.2}); {} writes acknowledged during the moves\n{plan}\n{again}",
+        max_over_mean(&before),
+        max_over_mean(&after),
+        acked.len()
+    );
+}

@@ -423,6 +423,40 @@ impl Coordinator {
                 let this = self.clone();
                 Route::Peers(Box::pin(async move { this.decommission().await }))
             }
+            Request::Rebalance if self.streams.get().is_some() => {
+                let mover = self.mover();
+                Route::Peers(Box::pin(async move {
+                    match mover {
+                        Some(m) => m.rebalance_plan().await.map_or_else(
+                            |e| {
+                                Response::Error(ServerError::new(
+                                    sibyl_protocol::ErrorKind::Invalid,
+                                    e,
+                                ))
+                            },
+                            Response::AdminRebalance,
+                        ),
+                        None => Response::Error(server_error("no stream registry")),
+                    }
+                }))
+            }
+            Request::Move { tokens } if self.streams.get().is_some() => {
+                let mover = self.mover();
+                Route::Peers(Box::pin(async move {
+                    match mover {
+                        Some(m) => m.start(tokens).await.map_or_else(
+                            |e| {
+                                Response::Error(ServerError::new(
+                                    sibyl_protocol::ErrorKind::Invalid,
+                                    e,
+                                ))
+                            },
+                            |message| Response::AdminDone { message },
+                        ),
+                        None => Response::Error(server_error("no stream registry")),
+                    }
+                }))
+            }
             Request::Streams { set_throughput } if self.streams.get().is_some() => {
                 let streams = self.streams.get().cloned();
                 Route::Peers(Box::pin(async move {
@@ -438,6 +472,21 @@ impl Coordinator {
 }
 
 impl Coordinator {
+    /// The node's [`crate::stream::Mover`] (`None` without a stream registry).
+    fn mover(&self) -> Option<crate::stream::Mover> {
+        let streams = self.streams.get().cloned()?;
+        Some(crate::stream::Mover::new(
+            self.service.clone(),
+            self.net.clone(),
+            self.cluster.clone(),
+            streams,
+            crate::stream::StreamOptions {
+                execution: self.options.execution,
+                ..crate::stream::StreamOptions::default()
+            },
+        ))
+    }
+
     /// DECOMMISSION: announces `leaving` and starts the hand-off of every range this node
     /// replicates ([`crate::stream::decommission`]); answers once `leaving` is published.
     async fn decommission(self: Arc<Self>) -> Response {

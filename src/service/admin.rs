@@ -61,6 +61,12 @@ impl Service {
             Request::Cleanup { table } => {
                 self.cleanup(table.as_deref()).map(Response::AdminCleanup)
             }
+            // A node's coordinator answers these (it holds the peer network and the
+            // stream registry); a service alone cannot.
+            Request::Rebalance | Request::Move { .. } => Err(invalid(format!(
+                "{} needs a node of a cluster (peer network and streams)",
+                request.opcode().name()
+            ))),
             other => Err(invalid(format!(
                 "{} is not an operator command",
                 other.opcode().name()

@@ -605,7 +605,9 @@ impl Service {
             | Request::TableStats { .. }
             | Request::RemoveNode { .. }
             | Request::Decommission
-            | Request::Cleanup { .. }) => self.admin(admin),
+            | Request::Cleanup { .. }
+            | Request::Rebalance
+            | Request::Move { .. }) => self.admin(admin),
         }
     }
 

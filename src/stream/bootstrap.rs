@@ -123,7 +123,8 @@ pub struct Bootstrap {
     service: Arc<Service>,
     net: Arc<dyn PeerNetwork>,
     cluster: Arc<ClusterHandle>,
-    data_dir: PathBuf,
+    /// Where the `bootstrap` file lives; `None` keeps the progress in memory (a move).
+    data_dir: Option<PathBuf>,
     registry: Arc<StreamRegistry>,
     opts: StreamOptions,
 }
@@ -153,10 +154,53 @@ impl Bootstrap {
             service,
             net,
             cluster,
-            data_dir,
+            data_dir: Some(data_dir),
             registry,
             opts,
         }
+    }
+
+    /// A pull of the ranges a moving node gains ([`Bootstrap::pull_gained`]), its
+    /// progress kept in memory only: a node restarted mid-move comes back with its old
+    /// tokens, so a `bootstrap` file would be wrong.
+    pub(super) fn in_memory(
+        service: Arc<Service>,
+        net: Arc<dyn PeerNetwork>,
+        cluster: Arc<ClusterHandle>,
+        registry: Arc<StreamRegistry>,
+        opts: StreamOptions,
+    ) -> Bootstrap {
+        Bootstrap {
+            service,
+            net,
+            cluster,
+            data_dir: None,
+            registry,
+            opts,
+        }
+    }
+
+    /// Streams every range the local node gains in the view's future ring, as `operation`
+    /// in the registry (a move, once every owner sees it moving).
+    pub(super) async fn pull_gained(
+        &self,
+        operation: &'static str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
+        let Some(view) = self.cluster.view() else {
+            return Err(BootstrapError::Shutdown);
+        };
+        let tables = self.service.table_options();
+        let mut state = BootstrapState {
+            replacing: None,
+            ranges: planned(&view, &tables),
+        };
+        tracing::info!(
+            ranges = state.ranges.len(),
+            tables = tables.len(),
+            "{operation} planned: streaming every range this node gains"
+        );
+        self.stream_all(&mut state, operation, shutdown).await
     }
 
     /// Runs the bootstrap ([`Bootstrap::run`]); when every range is streamed, announces
@@ -172,16 +216,19 @@ impl Bootstrap {
                 if let Some(node) = replacing {
                     self.remove_replaced(node).await;
                 }
-                let dir = self.data_dir.clone();
-                match self
-                    .opts
-                    .execution
-                    .run(move || BootstrapState::remove(&dir))
-                    .await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
-                    Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                if let Some(dir) = self.data_dir.clone() {
+                    match self
+                        .opts
+                        .execution
+                        .run(move || BootstrapState::remove(&dir))
+                        .await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot remove the bootstrap file")
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                    }
                 }
             }
             Err(BootstrapError::Shutdown) => {
@@ -244,17 +291,7 @@ impl Bootstrap {
                 return Err(BootstrapError::Shutdown);
             };
             let tables = self.service.table_options();
-            state.ranges = gained_by_local(&view, &tables)
-                .into_iter()
-                .map(|g| RangeCheckpoint {
-                    table: g.table,
-                    range: g.range,
-                    source: NodeId(0),
-                    progress: Progress::NotBegun,
-                    bytes: 0,
-                    cells: 0,
-                })
-                .collect();
+            state.ranges = planned(&view, &tables);
             tracing::info!(
                 ranges = state.ranges.len(),
                 tables = tables.len(),
@@ -273,6 +310,17 @@ impl Bootstrap {
                 "bootstrap resumed from its checkpoints"
             );
         }
+        self.stream_all(&mut state, "bootstrap", &mut shutdown)
+            .await
+    }
+
+    /// Streams every range of `state` not done yet, listed as `operation` in the registry.
+    async fn stream_all(
+        &self,
+        state: &mut BootstrapState,
+        operation: &'static str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
         let slots: Vec<usize> = state
             .ranges
             .iter()
@@ -285,13 +333,12 @@ impl Bootstrap {
                     },
                     bytes: r.bytes,
                     cells: r.cells,
-                    ..StreamInfo::queued("bootstrap", &r.table, r.range, r.source)
+                    ..StreamInfo::queued(operation, &r.table, r.range, r.source)
                 })
             })
             .collect();
         for (i, slot) in slots.into_iter().enumerate() {
-            self.stream_range(&mut state, i, slot, &mut shutdown)
-                .await?;
+            self.stream_range(state, i, slot, shutdown).await?;
         }
         let (bytes, cells) = state
             .ranges
@@ -301,7 +348,7 @@ impl Bootstrap {
             ranges = state.ranges.len(),
             bytes,
             cells,
-            "bootstrap streamed every range"
+            "{operation} streamed every range"
         );
         Ok(())
     }
@@ -588,7 +635,9 @@ impl Bootstrap {
     }
 
     async fn load(&self) -> Result<BootstrapState, BootstrapError> {
-        let dir = self.data_dir.clone();
+        let Some(dir) = self.data_dir.clone() else {
+            return Ok(BootstrapState::default());
+        };
         let loaded = self
             .opts
             .execution
@@ -599,15 +648,36 @@ impl Bootstrap {
     }
 
     async fn save(&self, state: &BootstrapState) -> Result<(), BootstrapFileError> {
-        let (dir, state) = (self.data_dir.clone(), state.clone());
+        let Some(dir) = self.data_dir.clone() else {
+            return Ok(());
+        };
+        let (path, state) = (dir.join(super::checkpoint::BOOTSTRAP_FILE), state.clone());
         match self.opts.execution.run(move || state.save(&dir)).await {
             Ok(r) => r,
             Err(e) => Err(BootstrapFileError::Io {
-                path: self.data_dir.join(super::checkpoint::BOOTSTRAP_FILE),
+                path,
                 source: std::io::Error::other(e.to_string()),
             }),
         }
     }
+}
+
+/// The ranges the local node gains in `view` ([`gained_by_local`]), none begun.
+fn planned(
+    view: &ClusterView,
+    tables: &[(String, sibyl_protocol::TableOptions)],
+) -> Vec<RangeCheckpoint> {
+    gained_by_local(view, tables)
+        .into_iter()
+        .map(|g| RangeCheckpoint {
+            table: g.table,
+            range: g.range,
+            source: NodeId(0),
+            progress: Progress::NotBegun,
+            bytes: 0,
+            cells: 0,
+        })
+        .collect()
 }
 
 /// Why a pull from one source stopped.

@@ -72,73 +72,7 @@ impl Decommission {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), BootstrapError> {
         tracing::warn!("decommission: leaving the ring; streaming every range this node replicates to its new replicas");
         wait_until_seen(&*self.net, &self.cluster, &self.opts, &mut shutdown).await?;
-        let tables = self.service.table_options();
-        // Pushed (table, range, target): a plan made again after a ring change pushes only
-        // what is new.
-        let mut pushed: BTreeSet<(String, Token, Token, NodeId)> = BTreeSet::new();
-        let mut rounds = 0u32;
-        let view = loop {
-            let Some(view) = self.cluster.view() else {
-                return Err(BootstrapError::Shutdown);
-            };
-            let Some(future) = view.future_ring() else {
-                return Err(BootstrapError::Task(
-                    "the view shows no ring change while leaving".into(),
-                ));
-            };
-            let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
-            if let Some(orphan) = plan.iter().find(|l| l.targets.is_empty()) {
-                // Other nodes leave too (a view that was stale when this one was
-                // admitted): leaving would take the range's last copy away.
-                self.cluster.set_status(NodeStatus::Normal);
-                let why = format!(
-                    "decommission cancelled: range ({}, {}] of table {:?} would keep no \
-                     replica (other nodes are leaving too); this node is normal again",
-                    orphan.range.start, orphan.range.end, orphan.table
-                );
-                tracing::error!("{why}");
-                return Err(BootstrapError::Task(why));
-            }
-            let mut jobs = Vec::new();
-            for lost in &plan {
-                for &target in &lost.targets {
-                    let key = (lost.table.clone(), lost.range.start, lost.range.end, target);
-                    if pushed.contains(&key) {
-                        continue;
-                    }
-                    let slot = self.registry.add(StreamInfo::queued(
-                        "decommission",
-                        &lost.table,
-                        lost.range,
-                        target,
-                    ));
-                    jobs.push((key, slot));
-                }
-            }
-            if jobs.is_empty() {
-                break view;
-            }
-            // Planned from the view of the moment; once pushed, planned again: a node that
-            // gained a range meanwhile and started leaving too gets replaced as a target.
-            tracing::info!(
-                ranges = plan.len(),
-                streams = jobs.len(),
-                tables = tables.len(),
-                round = rounds,
-                "decommission planned: streaming every range this node hands off"
-            );
-            for (key, slot) in jobs {
-                let (table, start, end, target) = &key;
-                let range = TokenRange {
-                    start: *start,
-                    end: *end,
-                };
-                self.push_range(table, range, *target, slot, &mut shutdown)
-                    .await?;
-                pushed.insert(key);
-            }
-            rounds += 1;
-        };
+        let view = self.hand_off("decommission", &mut shutdown).await?;
         // Remembered before `left` is announced: restarted, the node stays out.
         let mark = crate::identity::Decommissioned {
             node: view.local,
@@ -161,6 +95,85 @@ impl Decommission {
             "decommission: every range handed off; left the ring (stop this node when ready)"
         );
         Ok(())
+    }
+
+    /// Pushes every range the local node replicates now and not in the view's future ring
+    /// to the nodes that gain it, planning again after each round until nothing is new
+    /// (listed as `operation` in the registry); returns the view of the last plan. A
+    /// range with no node to take it cancels the change: the node announces `normal`.
+    pub(super) async fn hand_off(
+        &self,
+        operation: &'static str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Arc<crate::cluster::ClusterView>, BootstrapError> {
+        let tables = self.service.table_options();
+        // Pushed (table, range, target): a plan made again after a ring change pushes only
+        // what is new.
+        let mut pushed: BTreeSet<(String, Token, Token, NodeId)> = BTreeSet::new();
+        let mut rounds = 0u32;
+        let view = loop {
+            let Some(view) = self.cluster.view() else {
+                return Err(BootstrapError::Shutdown);
+            };
+            let Some(future) = view.future_ring() else {
+                return Err(BootstrapError::Task(format!(
+                    "the view shows no ring change during the {operation}"
+                )));
+            };
+            let plan = lost_ranges(&view.ring(), &future, view.local, &tables);
+            if let Some(orphan) = plan.iter().find(|l| l.targets.is_empty()) {
+                // Other nodes leave too (a view that was stale when this one was
+                // admitted): leaving would take the range's last copy away.
+                self.cluster.set_status(NodeStatus::Normal);
+                let why = format!(
+                    "{operation} cancelled: range ({}, {}] of table {:?} would keep no \
+                     replica (other nodes are leaving too); this node is normal again",
+                    orphan.range.start, orphan.range.end, orphan.table
+                );
+                tracing::error!("{why}");
+                return Err(BootstrapError::Task(why));
+            }
+            let mut jobs = Vec::new();
+            for lost in &plan {
+                for &target in &lost.targets {
+                    let key = (lost.table.clone(), lost.range.start, lost.range.end, target);
+                    if pushed.contains(&key) {
+                        continue;
+                    }
+                    let slot = self.registry.add(StreamInfo::queued(
+                        operation,
+                        &lost.table,
+                        lost.range,
+                        target,
+                    ));
+                    jobs.push((key, slot));
+                }
+            }
+            if jobs.is_empty() {
+                break view;
+            }
+            // Planned from the view of the moment; once pushed, planned again: a node that
+            // gained a range meanwhile and started leaving too gets replaced as a target.
+            tracing::info!(
+                ranges = plan.len(),
+                streams = jobs.len(),
+                tables = tables.len(),
+                round = rounds,
+                "{operation} planned: streaming every range this node hands off"
+            );
+            for (key, slot) in jobs {
+                let (table, start, end, target) = &key;
+                let range = TokenRange {
+                    start: *start,
+                    end: *end,
+                };
+                self.push_range(table, range, *target, slot, shutdown)
+                    .await?;
+                pushed.insert(key);
+            }
+            rounds += 1;
+        };
+        Ok(view)
     }
 
     /// Pushes `range` of `table` to `target` until every page is applied there.

@@ -17,10 +17,13 @@
 //!   that leaves a range without a copy).
 //! - [`cleanup`]: dropping the data of ranges the node no longer replicates, on demand
 //!   or after a grace period.
+//! - [`sizes`]: where a node's bytes lie on the ring (histograms per table).
+//! - [`rebalance`]: the plan of token moves that spreads the cluster's bytes evenly.
+//! - [`movement`]: [`Mover`], a node moving to new tokens (pull what they gain, push
+//!   what the old ones lose), and the REBALANCE answer.
 //!
 //! A replacement (`--replace`) is a bootstrap whose future ring has it in the dead node's
-//! place ([`crate::cluster::ClusterView`]). Still to come (the elasticity work
-//! continues): rebalance.
+//! place ([`crate::cluster::ClusterView`]).
 
 pub mod admission;
 pub mod bootstrap;
@@ -28,6 +31,7 @@ pub mod checkpoint;
 pub mod cleanup;
 pub mod decommission;
 pub mod messages;
+pub mod movement;
 pub mod peer;
 pub mod plan;
 pub mod progress;
@@ -40,6 +44,7 @@ pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
 pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
 pub use decommission::Decommission;
 pub use messages::{StreamRequest, StreamResponse};
+pub use movement::Mover;
 pub use peer::StreamHandler;
 pub use progress::{StreamInfo, StreamRegistry, StreamState};
 pub use removal::Removals;

@@ -7,7 +7,7 @@ use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::message::types::{
-    HintOwner, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
+    HintOwner, RebalanceReport, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
 };
 
 impl Client {
@@ -106,6 +106,25 @@ impl Client {
         match self.request(request).await? {
             Response::AdminCleanup(tables) => Ok(tables),
             other => Err(unexpected("CLEANUP", other)),
+        }
+    }
+
+    /// A plan of token moves that spreads the cluster's stored bytes evenly, computed by
+    /// the node from every node's sizes (nothing moves: apply it with [`Client::move_to`]
+    /// on each node that moves, one at a time).
+    pub async fn rebalance(&self) -> Result<RebalanceReport, ClientError> {
+        match self.request(Request::Rebalance).await? {
+            Response::AdminRebalance(plan) => Ok(plan),
+            other => Err(unexpected("REBALANCE", other)),
+        }
+    }
+
+    /// Moves the node to `tokens`: it announces `moving`, streams the ranges that change
+    /// hands, then owns the new tokens. Answers once `moving` is published, with a message.
+    pub async fn move_to(&self, tokens: Vec<i128>) -> Result<String, ClientError> {
+        match self.request(Request::Move { tokens }).await? {
+            Response::AdminDone { message } => Ok(message),
+            other => Err(unexpected("MOVE", other)),
         }
     }
 

@@ -407,6 +407,94 @@ impl StreamsReport {
     }
 }
 
+/// One node in a REBALANCE plan. Wire: `string` id, `string` address (client port),
+/// `u64` owned_before, `u64` owned_after (bytes of every range it replicates, estimated,
+/// now and once the plan is applied), `list<i128>` tokens_before, `list<i128>`
+/// tokens_after (equal when the node does not move).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RebalanceNode {
+    /// Node id, 16 hex digits.
+    pub id: String,
+    /// Client address, `host:port`.
+    pub address: String,
+    /// Bytes it replicates now (estimated).
+    pub owned_before: u64,
+    /// Bytes it replicates once the plan is applied (estimated).
+    pub owned_after: u64,
+    /// Its tokens now.
+    pub tokens_before: Vec<i128>,
+    /// Its tokens once the plan is applied.
+    pub tokens_after: Vec<i128>,
+}
+
+impl RebalanceNode {
+    /// The smallest encoding.
+    pub(crate) const MIN_LEN: usize = 2 + 2 + 8 + 8 + 4 + 4;
+
+    /// Whether the plan moves this node.
+    pub fn moves(&self) -> bool {
+        self.tokens_before != self.tokens_after
+    }
+
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("node id", &self.id)?;
+        w.string("node address", &self.address)?;
+        w.u64(self.owned_before);
+        w.u64(self.owned_after);
+        for tokens in [&self.tokens_before, &self.tokens_after] {
+            w.list("tokens", tokens, |w, t| {
+                w.i128(*t);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(RebalanceNode {
+            id: r.string("node id")?,
+            address: r.string("node address")?,
+            owned_before: r.u64("owned before")?,
+            owned_after: r.u64("owned after")?,
+            tokens_before: r.list("tokens", 16, |r| r.i128("token"))?,
+            tokens_after: r.list("tokens", 16, |r| r.i128("token"))?,
+        })
+    }
+}
+
+/// A REBALANCE plan. Wire: `u64` moved_bytes (bytes that change hands if it is applied,
+/// estimated), `u32` tokens_moved, `list<rebalance node>` nodes (every token-owning node,
+/// by id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RebalanceReport {
+    /// Bytes that change hands, estimated.
+    pub moved_bytes: u64,
+    /// Tokens the plan moves.
+    pub tokens_moved: u32,
+    /// Every token-owning node.
+    pub nodes: Vec<RebalanceNode>,
+}
+
+impl RebalanceReport {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.u64(self.moved_bytes);
+        w.u32(self.tokens_moved);
+        w.list("rebalance nodes", &self.nodes, |w, n| n.encode(w))
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(RebalanceReport {
+            moved_bytes: r.u64("moved bytes")?,
+            tokens_moved: r.u32("tokens moved")?,
+            nodes: r.list(
+                "rebalance nodes",
+                RebalanceNode::MIN_LEN,
+                RebalanceNode::decode,
+            )?,
+        })
+    }
+}
+
 /// What CLEANUP did to one table. Wire: `string` table, `u64` dropped (stored entries
 /// removed: every version of a cell counts once, as merged), `u64` bytes_before, `u64`
 /// bytes_after (the table's SSTable bytes before and after).

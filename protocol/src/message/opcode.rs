@@ -54,11 +54,15 @@ pub enum Opcode {
     Streams = 0x38,
     /// Admin: drop the data of ranges the answering node no longer replicates.
     Cleanup = 0x39,
+    /// Admin: a plan of token moves that spreads the cluster's bytes evenly.
+    Rebalance = 0x3A,
+    /// Admin: the answering node moves to new tokens (streaming what changes hands).
+    Move = 0x3B,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 21] = [
+    pub const ALL: [Opcode; 23] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -80,6 +84,8 @@ impl Opcode {
         Opcode::Hints,
         Opcode::Streams,
         Opcode::Cleanup,
+        Opcode::Rebalance,
+        Opcode::Move,
     ];
 
     /// The byte on the wire.
@@ -122,6 +128,8 @@ impl Opcode {
             Opcode::Hints => "HINTS",
             Opcode::Streams => "STREAMS",
             Opcode::Cleanup => "CLEANUP",
+            Opcode::Rebalance => "REBALANCE",
+            Opcode::Move => "MOVE",
         }
     }
 

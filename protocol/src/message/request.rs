@@ -318,6 +318,17 @@ pub enum Request {
         /// The table; `None` for every table.
         table: Option<String>,
     },
+    /// Admin: a plan of token moves that spreads the cluster's stored bytes evenly over
+    /// its nodes, computed by the answering node from every node's sizes; nothing moves.
+    /// Empty body.
+    Rebalance,
+    /// Admin: the answering node moves to `tokens` (a step of a rebalance plan): it
+    /// announces `moving`, streams the ranges it gains and those it loses, then owns the
+    /// new tokens; answered once `moving` is published. Wire: `list<i128>` tokens.
+    Move {
+        /// The new tokens (as the topology carries them).
+        tokens: Vec<i128>,
+    },
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -375,6 +386,8 @@ impl Request {
             Request::Hints => Opcode::Hints,
             Request::Streams { .. } => Opcode::Streams,
             Request::Cleanup { .. } => Opcode::Cleanup,
+            Request::Rebalance => Opcode::Rebalance,
+            Request::Move { .. } => Opcode::Move,
         }
     }
 
@@ -390,7 +403,12 @@ impl Request {
             | Request::Topology
             | Request::ListTables
             | Request::Decommission
-            | Request::Hints => {}
+            | Request::Hints
+            | Request::Rebalance => {}
+            Request::Move { tokens } => w.list("tokens", tokens, |w, t| {
+                w.i128(*t);
+                Ok(())
+            })?,
             Request::CreateTable {
                 name,
                 options,
@@ -551,6 +569,10 @@ impl Request {
             },
             Opcode::Cleanup => Request::Cleanup {
                 table: r.option("table", |r| r.string("table"))?,
+            },
+            Opcode::Rebalance => Request::Rebalance,
+            Opcode::Move => Request::Move {
+                tokens: r.list("tokens", 16, |r| r.i128("token"))?,
             },
         };
         r.finish(opcode.name())?;

@@ -12,8 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, Topology,
+    Cell, HintOwner, RebalanceReport, RepairStatus, ResponseMeta, StreamsReport, TableCleanup,
+    TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -83,6 +83,8 @@ pub enum Response {
     AdminStreams(StreamsReport),
     /// To CLEANUP: one entry per table cleaned, by name. Wire: `list<table cleanup>`.
     AdminCleanup(Vec<TableCleanup>),
+    /// To REBALANCE: the plan. Wire: rebalance report.
+    AdminRebalance(RebalanceReport),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -233,7 +235,7 @@ impl Response {
                 )
                 | (
                     Response::AdminDone { .. },
-                    Opcode::RemoveNode | Opcode::Decommission
+                    Opcode::RemoveNode | Opcode::Decommission | Opcode::Move
                 )
                 | (
                     Response::AdminRepair(_),
@@ -242,6 +244,7 @@ impl Response {
                 | (Response::AdminHints(_), Opcode::Hints)
                 | (Response::AdminStreams(_), Opcode::Streams)
                 | (Response::AdminCleanup(_), Opcode::Cleanup)
+                | (Response::AdminRebalance(_), Opcode::Rebalance)
         )
     }
 
@@ -287,6 +290,7 @@ impl Response {
             Response::AdminCleanup(tables) => {
                 w.list("cleaned tables", tables, |w, t| t.encode(w))?
             }
+            Response::AdminRebalance(plan) => plan.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -337,7 +341,7 @@ impl Response {
                 Opcode::TableStats | Opcode::Compact => {
                     Response::AdminTableStats(TableStatistics::decode(&mut r)?)
                 }
-                Opcode::RemoveNode | Opcode::Decommission => Response::AdminDone {
+                Opcode::RemoveNode | Opcode::Decommission | Opcode::Move => Response::AdminDone {
                     message: r.string("admin message")?,
                 },
                 Opcode::Repair | Opcode::RepairStatus => {
@@ -354,6 +358,7 @@ impl Response {
                     TableCleanup::MIN_LEN,
                     TableCleanup::decode,
                 )?),
+                Opcode::Rebalance => Response::AdminRebalance(RebalanceReport::decode(&mut r)?),
             }
         };
         r.finish(opcode.name())?;

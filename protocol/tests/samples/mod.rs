@@ -236,6 +236,13 @@ pub fn requests() -> Vec<(&'static str, Request)> {
                 table: Some("users".into()),
             },
         ),
+        ("rebalance", Request::Rebalance),
+        (
+            "move",
+            Request::Move {
+                tokens: vec![-4_611_686_018_427_387_904, 0, 42],
+            },
+        ),
     ]
 }
 
@@ -532,6 +539,29 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                 bytes_before: 3 << 20,
                 bytes_after: 2 << 20,
             }]),
+        ),
+        (
+            "rebalance",
+            Opcode::Rebalance,
+            Response::AdminRebalance(sibyl_protocol::RebalanceReport {
+                moved_bytes: 3 << 30,
+                tokens_moved: 4,
+                nodes: vec![sibyl_protocol::RebalanceNode {
+                    id: "00000000000000ab".into(),
+                    address: "127.0.0.1:7400".into(),
+                    owned_before: 9 << 30,
+                    owned_after: 6 << 30,
+                    tokens_before: vec![-100, 100],
+                    tokens_after: vec![-100, 50],
+                }],
+            }),
+        ),
+        (
+            "move",
+            Opcode::Move,
+            Response::AdminDone {
+                message: "node 00000000000000ab is moving".into(),
+            },
         ),
     ]
 }

@@ -189,6 +189,8 @@ pub fn request() -> impl Strategy<Value = Request> {
         (name(), any::<bool>()).prop_map(|(node_id, force)| Request::RemoveNode { node_id, force }),
         Just(Request::Decommission),
         proptest::option::of(name()).prop_map(|table| Request::Cleanup { table }),
+        Just(Request::Rebalance),
+        proptest::collection::vec(any::<i128>(), 0..8).prop_map(|tokens| Request::Move { tokens }),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! - [`cleanup`]: the `cleanup` report (what the node dropped, per table) as text.
 //! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
 //! - [`streams`]: the `streams` report (the node's streams and its throughput cap).
+//! - [`rebalance`]: the `rebalance` plan (owned bytes per node now and after).
 //! - [`repair`]: the `repair` report and the tables' repair sync times as text.
 //! - [`ring`]: tokens in ring order, each token's range share, each node's ownership.
 //! - [`status`]: the `status` and `ring` tables as text.
@@ -12,6 +13,7 @@
 
 pub mod cleanup;
 pub mod hints;
+pub mod rebalance;
 pub mod repair;
 pub mod ring;
 pub mod status;

@@ -19,6 +19,9 @@
 //! - `cleanup [TABLE]`: the node asked drops the data of ranges it no longer replicates
 //!   (after nodes joined); refused while a ring change is under way.
 //! - `hints`: the hints the node asked holds for other nodes, and those it dropped.
+//! - `rebalance [--commit]`: a plan of token moves that spreads the cluster's bytes evenly
+//!   (owned bytes per node now and after, bytes that change hands); `--commit` applies it,
+//!   one node's move at a time, following each until the node owns its new tokens.
 //! - `streams [--all]`: the node's streams (a joining node's bootstrap): range, peer,
 //!   state, bytes, rate; `setstreamthroughput MB` changes its cap until it restarts.
 
@@ -30,6 +33,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::cleanup::render_cleanup;
 use sibyl_tools::admin::hints::render_hints;
+use sibyl_tools::admin::rebalance::render_plan;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
 use sibyl_tools::admin::streams::render_streams;
@@ -109,6 +113,14 @@ enum AdminCommand {
     Setstreamthroughput {
         /// MiB per second (a decimal); 0 = unlimited.
         mb_per_sec: f64,
+    },
+    /// Plans token moves that spread the cluster's stored bytes evenly over its nodes
+    /// (by bytes, not token share), and shows the plan; `--commit` applies it.
+    Rebalance {
+        /// Apply the plan: each node that moves streams the ranges that change hands,
+        /// one node at a time.
+        #[arg(long)]
+        commit: bool,
     },
     /// Repairs every range the node asked replicates with every other replica (of one
     /// table, or every replicated table), moving only the cells that differ.
@@ -226,6 +238,16 @@ fn real_main() -> Result<()> {
                     .map_err(|e| fail("setstreamthroughput", e))?;
                 render_streams(&report, false)
             }
+            AdminCommand::Rebalance { commit } => {
+                let plan = client.rebalance().await.map_err(|e| fail("rebalance", e))?;
+                let text = render_plan(&plan);
+                if commit && plan.nodes.iter().any(|n| n.moves()) {
+                    println!("{text}");
+                    apply_plan(&plan, timeout).await?
+                } else {
+                    text
+                }
+            }
             AdminCommand::Repair { status: true, .. } => render_repair(
                 &client
                     .repair_status(0)
@@ -250,6 +272,93 @@ fn real_main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Applies a rebalance plan: one node at a time, MOVE to its new tokens, then follows it
+/// (its own topology and streams) until it owns them; returns the summary.
+async fn apply_plan(plan: &sibyl_protocol::RebalanceReport, timeout: Duration) -> Result<String> {
+    let movers: Vec<_> = plan.nodes.iter().filter(|n| n.moves()).collect();
+    let bar = ProgressBar::new(movers.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} nodes moved  {msg}  [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let options = ClientOptions {
+        request_timeout: timeout,
+        connect_timeout: timeout,
+        pool_size: 1,
+        token_aware: false,
+        ..ClientOptions::default()
+    };
+    for n in movers {
+        let failed = |what: &str, e: sibyl_protocol::ClientError| {
+            anyhow::anyhow!("{what} node {}: {}", n.id, describe_client_error(&e))
+        };
+        let node = Client::connect_with(&[n.address.as_str()], options.clone())
+            .await
+            .map_err(|e| failed("cannot reach", e))?;
+        // The previous move may still be settling in this node's view: a refusal for a
+        // ring change under way is retried for a while.
+        let settle = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match node.move_to(n.tokens_after.clone()).await {
+                Ok(_) => break,
+                Err(sibyl_protocol::ClientError::Server(e))
+                    if e.message.contains("under way") && tokio::time::Instant::now() < settle =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await; // retry pause
+                }
+                Err(e) => {
+                    bar.finish_and_clear();
+                    return Err(failed("move of", e));
+                }
+            }
+        }
+        loop {
+            let streams = node
+                .streams(None)
+                .await
+                .map_err(|e| failed("streams of", e))?;
+            let bytes: u64 = streams
+                .streams
+                .iter()
+                .filter(|s| s.operation == "move")
+                .map(|s| s.bytes)
+                .sum();
+            bar.set_message(format!(
+                "node {}: {} streamed",
+                n.id,
+                sibyl_tools::text::human_size(bytes)
+            ));
+            let topology = node
+                .topology()
+                .await
+                .map_err(|e| failed("topology of", e))?;
+            let me = topology.nodes.iter().find(|m| m.id == n.id);
+            if let Some(m) = me.filter(|m| m.state == sibyl_protocol::NodeState::Normal) {
+                let mut tokens = m.tokens.clone();
+                tokens.sort();
+                if tokens == n.tokens_after {
+                    break;
+                }
+                bar.finish_and_clear();
+                anyhow::bail!(
+                    "the move of node {} was cancelled (its log says why); it keeps its old \
+                     tokens: run rebalance again",
+                    n.id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await; // polling interval
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(format!(
+        "rebalanced: {} node(s) moved {} tokens; the nodes that lost ranges drop them after \
+         --cleanup-grace-secs, or at once with `sibyl-admin cleanup` on each",
+        plan.nodes.iter().filter(|n| n.moves()).count(),
+        plan.tokens_moved
+    ))
 }
 
 /// Follows a decommission with a progress bar (ranges handed off) until the node asked
