@@ -404,6 +404,35 @@ mod tests {
     }
 
     #[test]
+    fn a_moving_node_keeps_its_tokens_in_the_ring_and_has_its_new_ones_in_the_future_ring() {
+        let mut all = nodes(&[10, 20, 30], true);
+        let moving = all.get_mut(&NodeId(2)).unwrap();
+        moving.status = Some(NodeStatus::Moving);
+        moving.moving_to = Some(Arc::from(vec![Token::Murmur3(25)]));
+        let view = ClusterView::new(NodeId(1), Partitioner::Murmur3, all.clone());
+        assert!(view.node(NodeId(2)).unwrap().in_ring_change());
+        assert!(
+            view.changes_under_way().contains("moving"),
+            "{}",
+            view.changes_under_way()
+        );
+        // (20, 25] moves from node 3 to node 2.
+        assert_eq!(view.ring().owner_of(&Token::Murmur3(22)), Some(NodeId(3)));
+        let future = view.future_ring().expect("a ring change under way");
+        assert_eq!(future.owner_of(&Token::Murmur3(22)), Some(NodeId(2)));
+        assert_eq!(future.owner_of(&Token::Murmur3(27)), Some(NodeId(3)));
+        // Done: normal with the new tokens; the announced moving_to no longer counts.
+        let done = all.get_mut(&NodeId(2)).unwrap();
+        done.status = Some(NodeStatus::Normal);
+        done.tokens = Arc::from(vec![Token::Murmur3(25)]);
+        let view = ClusterView::new_reusing(NodeId(1), Partitioner::Murmur3, all, Some(&view));
+        assert!(view.future_ring().is_none());
+        assert_eq!(view.ring().owner_of(&Token::Murmur3(22)), Some(NodeId(2)));
+        assert_eq!(view.ring().owner_of(&Token::Murmur3(15)), Some(NodeId(2)));
+        assert_eq!(view.ring().owner_of(&Token::Murmur3(27)), Some(NodeId(3)));
+    }
+
+    #[test]
     fn view_reuses_the_ring_only_while_its_inputs_are_unchanged() {
         let first = ClusterView::new(NodeId(1), Partitioner::Murmur3, nodes(&[10, 20], true));
         // Liveness changed, tokens did not: the same ring.

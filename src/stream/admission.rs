@@ -12,12 +12,16 @@
 //!   and when a range the dead node replicated has no other live replica to copy it from
 //!   (every other replica is down, or the rf is 1): its data would be lost. The operator
 //!   may accept that loss with `force`.
-//! - **Join**: a new node chooses its tokens only while no node is leaving (the cluster
+//! - **Join**: a new node chooses its tokens only while no node is leaving or moving (the cluster
 //!   runtime waits while [`crate::cluster::ClusterView::with_status`] lists one): a range the leaving node
 //!   pushes to the nodes that gain it in a ring without the newcomer could otherwise be
 //!   left with no copy the newcomer can pull. Joins at the same time are allowed: each
 //!   joining node is a pending replica of what it gains (writes reach it) and pulls from
 //!   current replicas, which keep their data until a cleanup.
+//!
+//! - **Move** (a rebalance step, [`super::movement`]) starts only while no change is
+//!   under way at all and every node is up; the rules above count a moving node's change
+//!   like any other (its ranges move from its old tokens to its new ones).
 //!
 //! Every rule compares rings range by range ([`super::plan::cut`]), so "one change at a
 //! time per range" is exact, not per node; with virtual nodes and rf 3, two changes
@@ -243,7 +247,7 @@ mod tests {
         vec![crate::stream::plan::tests::table(rf)]
     }
 
-    use NodeStatus::{Joining, Leaving, Normal};
+    use NodeStatus::{Joining, Leaving, Moving, Normal};
 
     #[test]
     fn decommission_is_refused_below_rf_and_allowed_with_a_spare_node() {
@@ -272,6 +276,36 @@ mod tests {
         assert_eq!(check_decommission(&three, &table(2)), Ok(()));
         // No table: nothing to keep.
         assert_eq!(check_decommission(&three, &[]), Ok(()));
+    }
+
+    #[test]
+    fn decommission_is_refused_while_a_move_moves_one_of_its_ranges() {
+        let nodes = |to: i64| {
+            let mut moving = node(5, Moving, &[250], true);
+            moving.moving_to = Some(std::sync::Arc::from(vec![crate::ring::Token::Murmur3(to)]));
+            view(
+                1,
+                vec![
+                    node(1, Normal, &[0], true),
+                    node(2, Normal, &[100], true),
+                    node(3, Normal, &[200], true),
+                    node(4, Normal, &[300], true),
+                    moving,
+                ],
+            )
+        };
+        // rf 1: node 5 moving from 250 to 150 hands (200, 250] to node 4 and takes
+        // (100, 150] from node 3: no range of node 1's.
+        assert_eq!(check_decommission(&nodes(150), &table(1)), Ok(()));
+        // Moving to 350, node 5 takes (300, 350] from node 1.
+        let err = check_decommission(&nodes(350), &table(1)).unwrap_err();
+        match &err {
+            Refusal::Overlap { range, busy, .. } => {
+                assert_eq!(range.to_string(), "(300, 350]");
+                assert!(busy.contains("0000000000000005 moving"), "{busy}");
+            }
+            other => panic!("{other}"),
+        }
     }
 
     #[test]
