@@ -1660,6 +1660,18 @@ fn cluster_a_joining_node_streams_its_ranges_under_load_with_no_client_error() {
     );
     let cells: u64 = report.streams.iter().map(|s| s.cells).sum();
     assert!(cells >= KEYS as u64 / 2, "node 4 streamed {cells} cells");
+    // Each range was sized at its source when it began (`sibyl-admin streams` shows
+    // bytes left): estimates from block indexes and memtables, near what moved.
+    let bytes: u64 = report.streams.iter().map(|s| s.bytes).sum();
+    let total: u64 = report.streams.iter().map(|s| s.total).sum();
+    assert!(
+        report.streams.iter().all(|s| s.total > 0 || s.bytes == 0),
+        "every range with data was sized: {report:?}"
+    );
+    assert!(
+        total > bytes / 3 && total < bytes * 3,
+        "estimated {total} bytes, streamed {bytes}"
+    );
     let log = std::fs::read_to_string(nodes[3].log_path()).unwrap_or_default();
     assert!(log.contains("bootstrap complete"), "{log}");
 
@@ -1692,7 +1704,8 @@ fn cluster_a_joining_node_streams_its_ranges_under_load_with_no_client_error() {
         );
     }
     eprintln!(
-        "join under load: {} writes acknowledged during the join, {} cells streamed in {} ranges",
+        "join under load: {} writes acknowledged during the join, {} cells ({bytes} bytes, \
+         {total} estimated at the sources) streamed in {} ranges",
         acked.len(),
         cells,
         report.streams.len()

@@ -593,6 +593,7 @@ fn stream_report(
                     .checked_div(u128::from(s.running_micros))
                     .map_or(0, |r| u64::try_from(r).unwrap_or(u64::MAX)),
                 error: s.error.unwrap_or_default(),
+                total: s.total,
             })
             .collect(),
     }

@@ -391,6 +391,7 @@ impl Bootstrap {
         slot: usize,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BootstrapError> {
+        let mut sized = false;
         loop {
             let Some(r) = state.ranges.get(i) else {
                 return Ok(());
@@ -403,6 +404,12 @@ impl Bootstrap {
                 return Err(BootstrapError::Shutdown);
             }
             let sources = self.sources(&r.table, r.range, r.source);
+            if let (false, Some(&(node, addr))) = (sized, sources.first()) {
+                if let Some(total) = self.range_size(addr, node, &r.table, r.range).await {
+                    self.registry.update(slot, |s| s.total = total);
+                    sized = true;
+                }
+            }
             let mut last_error = None;
             for (node, addr) in sources {
                 self.registry.update(slot, |s| {
@@ -556,6 +563,36 @@ impl Bootstrap {
                     page = next?;
                 }
             }
+        }
+    }
+
+    /// The bytes of `range` of `table` at `node`, estimated (for `sibyl-admin streams`);
+    /// `None` when it cannot say.
+    async fn range_size(
+        &self,
+        addr: std::net::SocketAddr,
+        node: NodeId,
+        table: &str,
+        range: crate::replica::TokenRange,
+    ) -> Option<u64> {
+        let request = StreamRequest::RangeSize {
+            table: table.to_owned(),
+            range,
+        };
+        let answer = self
+            .net
+            .call_node(
+                addr,
+                node,
+                Family::Stream,
+                request.encode(),
+                Instant::now() + self.opts.call_timeout,
+            )
+            .await
+            .ok()?;
+        match StreamResponse::decode(&answer) {
+            Ok(StreamResponse::RangeSized { bytes }) => Some(bytes),
+            _ => None,
         }
     }
 

@@ -186,6 +186,15 @@ impl Decommission {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BootstrapError> {
         let mut after: Option<Vec<u8>> = None;
+        let (service, name) = (self.service.clone(), table.to_owned());
+        let total = self
+            .opts
+            .execution
+            .run(move || super::sizes::range_bytes(service.replica(), &name, range))
+            .await;
+        if let Ok(Ok(total)) = total {
+            self.registry.update(slot, |s| s.total = total);
+        }
         loop {
             if *shutdown.borrow() {
                 return Err(BootstrapError::Shutdown);

@@ -12,18 +12,21 @@
 //! sizes    = 0x03 buckets:u32 count:u32 table:str{count}
 //!                                  the receiver's bytes of each table per slice of the
 //!                                  token space (super::sizes), `buckets` slices
+//! range_size = 0x04 table:str range
+//!                                  the receiver's bytes of the range (estimated)
 //! page     = 0x01 table:str range after max_bytes:u32
 //!                                  the stored entries of the range in ring order,
 //!                                  starting after `after`, about `max_bytes` of them
 //! after    = 0x00 (from the range's start) | 0x01 key:bytes (after this engine key)
 //! range    = start:token end:token the ring range (start, end]
 //! token    = len:u8 sortable:byte{len}
-//! response = entries | seen | sized | error
+//! response = entries | seen | sized | range_sized | error
 //! entries  = 0x81 more:u8 cells    more = 1 when the range goes on after the last cell
 //! seen     = 0x82 changing:u8      1 when it does
 //! sized    = 0x83 count:u32 (table:str n:u32 bytes:u64{n}){count}
 //!                                  one histogram per table the receiver holds (a table
 //!                                  it does not know is left out)
+//! range_sized = 0x84 bytes:u64
 //! error    = 0xFF code:u8 message:str
 //! str      = len:u16 utf8{len}
 //! bytes    = len:u32 byte{len}
@@ -55,6 +58,8 @@ pub const MAX_PAGE_BYTES: u32 = 4 << 20;
 const PAGE: u8 = 0x01;
 const SEES: u8 = 0x02;
 const SIZES: u8 = 0x03;
+const RANGE_SIZE: u8 = 0x04;
+const RANGE_SIZED: u8 = 0x84;
 const ENTRIES: u8 = 0x81;
 const SEEN: u8 = 0x82;
 const SIZED: u8 = 0x83;
@@ -82,6 +87,14 @@ pub enum StreamRequest {
     Sees {
         /// The joining node.
         node: crate::ring::NodeId,
+    },
+    /// The receiver's bytes of one range of one table, estimated (a stream's total,
+    /// for `sibyl-admin streams`).
+    RangeSize {
+        /// The table.
+        table: String,
+        /// The ring range.
+        range: TokenRange,
     },
     /// The receiver's bytes of each table per slice of the token space
     /// ([`super::sizes`]).
@@ -138,6 +151,11 @@ pub enum StreamResponse {
         /// The node is joining (tokens announced) or leaving in the receiver's view.
         changing: bool,
     },
+    /// `RangeSize`: the bytes, estimated (0 for a table the receiver does not know).
+    RangeSized {
+        /// The bytes.
+        bytes: u64,
+    },
     /// `Sizes`: one histogram per table the receiver holds.
     Sized {
         /// The histograms.
@@ -179,6 +197,11 @@ impl StreamRequest {
                 out.push(SEES);
                 out.extend_from_slice(&node.0.to_be_bytes());
             }
+            StreamRequest::RangeSize { table, range } => {
+                out.push(RANGE_SIZE);
+                put_str(&mut out, table, MAX_TABLE_LEN);
+                put_range(&mut out, range);
+            }
             StreamRequest::Sizes { buckets, tables } => {
                 out.push(SIZES);
                 out.extend_from_slice(&buckets.to_be_bytes());
@@ -215,6 +238,10 @@ impl StreamRequest {
             SEES => StreamRequest::Sees {
                 node: crate::ring::NodeId(r.u64_be().ok_or(malformed("truncated node", &r))?),
             },
+            RANGE_SIZE => StreamRequest::RangeSize {
+                table: table(&mut r)?,
+                range: range(&mut r)?,
+            },
             SIZES => {
                 let buckets = r.u32_be().ok_or(malformed("truncated bucket count", &r))?;
                 if buckets == 0 || buckets > super::sizes::MAX_BUCKETS {
@@ -247,6 +274,10 @@ impl StreamResponse {
             StreamResponse::Seen { changing } => {
                 out.push(SEEN);
                 out.push(u8::from(*changing));
+            }
+            StreamResponse::RangeSized { bytes } => {
+                out.push(RANGE_SIZED);
+                out.extend_from_slice(&bytes.to_be_bytes());
             }
             StreamResponse::Sized { tables } => {
                 out.push(SIZED);
@@ -290,6 +321,11 @@ impl StreamResponse {
                 };
                 finish(&r)?;
                 Ok(StreamResponse::Seen { changing })
+            }
+            RANGE_SIZED => {
+                let bytes = r.u64_be().ok_or(malformed("truncated size", &r))?;
+                finish(&r)?;
+                Ok(StreamResponse::RangeSized { bytes })
             }
             SIZED => {
                 let n = count(&mut r, MAX_SIZE_TABLES, 7)?;
@@ -362,6 +398,13 @@ mod tests {
             let a = StreamResponse::Seen { changing };
             assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
         }
+        let q = StreamRequest::RangeSize {
+            table: "kv".into(),
+            range: range(),
+        };
+        assert_eq!(StreamRequest::decode(&q.encode()).unwrap(), q);
+        let a = StreamResponse::RangeSized { bytes: 1 << 33 };
+        assert_eq!(StreamResponse::decode(&a.encode()).unwrap(), a);
         let q = StreamRequest::Sizes {
             buckets: 4096,
             tables: vec!["kv".into(), "users".into()],

@@ -91,6 +91,15 @@ impl<H: ReplicaHost> PeerHandler for StreamHandler<H> {
 
 /// The answer of `host` to `request` (blocking: an engine scan).
 pub fn answer<H: ReplicaHost + ?Sized>(host: &H, request: StreamRequest) -> StreamResponse {
+    if let StreamRequest::RangeSize { table, range } = &request {
+        return match super::sizes::range_bytes(host.replica(), table, *range) {
+            Ok(bytes) => StreamResponse::RangeSized { bytes },
+            Err(e) => StreamResponse::Error {
+                code: StreamErrorCode::Storage,
+                message: e.to_string(),
+            },
+        };
+    }
     if let StreamRequest::Sizes { buckets, tables } = &request {
         return match super::sizes::local_sizes(host.replica(), tables, *buckets) {
             Ok(tables) => StreamResponse::Sized { tables },

@@ -66,6 +66,8 @@ pub struct StreamInfo {
     pub running_micros: u64,
     /// The last error, while retrying.
     pub error: Option<String>,
+    /// The range's bytes at its source, estimated when the stream began (0 = not known).
+    pub total: u64,
 }
 
 impl StreamInfo {
@@ -87,6 +89,7 @@ impl StreamInfo {
             bytes_this_run: 0,
             running_micros: 0,
             error: None,
+            total: 0,
         }
     }
 }

@@ -83,6 +83,38 @@ pub fn local_sizes(
     Ok(out)
 }
 
+/// The bytes of `range` of `table` on `replica`, estimated the same way (a block counts
+/// when its separator key's token is in the range). 0 for a table the engine does not
+/// know. Blocking.
+pub fn range_bytes(
+    replica: &Replica,
+    table: &str,
+    range: crate::replica::TokenRange,
+) -> Result<u64, sibyl_storage::Error> {
+    let partitioner = replica.partitioner();
+    let (start, end) = (
+        Partitioner::position(&range.start),
+        Partitioner::position(&range.end),
+    );
+    let inside = |p: u128| {
+        if start < end {
+            p > start && p <= end
+        } else {
+            p > start || p <= end
+        }
+    };
+    let mut total = 0u64;
+    match replica.engine().size_samples(table, &mut |key, bytes| {
+        if inside(key_position(partitioner, key)) {
+            total += bytes;
+        }
+    }) {
+        Ok(()) => Ok(total),
+        Err(sibyl_storage::Error::UnknownTable { .. }) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

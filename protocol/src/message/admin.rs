@@ -319,7 +319,8 @@ impl HintOwner {
 /// `u64` bytes (of keys and values applied, a resumed stream's earlier runs included),
 /// `u64` cells, `u64` run_bytes (of those, applied since the node started: what a resumed
 /// stream moved again), `u64` rate (bytes per second while running since the node
-/// started), `string` error (the last failure while `retrying`, else empty).
+/// started), `string` error (the last failure while `retrying`, else empty), `u64` total
+/// (the range's bytes at its source, estimated when the stream began; 0 = not known yet).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct StreamEntry {
     /// Why the stream runs.
@@ -344,11 +345,19 @@ pub struct StreamEntry {
     pub rate: u64,
     /// The last failure, while retrying.
     pub error: String,
+    /// The range's bytes at its source, estimated (0 = not known yet): what is left is
+    /// `total - bytes`, about.
+    pub total: u64,
 }
 
 impl StreamEntry {
     /// The smallest encoding (empty strings and zeros).
-    pub(crate) const MIN_LEN: usize = 2 * 7 + 8 * 4;
+    pub(crate) const MIN_LEN: usize = 2 * 7 + 8 * 5;
+
+    /// Bytes left to stream, estimated (`None` while the total is not known).
+    pub fn left(&self) -> Option<u64> {
+        (self.total > 0).then(|| self.total.saturating_sub(self.bytes))
+    }
 
     pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
         w.string("operation", &self.operation)?;
@@ -362,6 +371,7 @@ impl StreamEntry {
         w.u64(self.run_bytes);
         w.u64(self.rate);
         w.string("error", &self.error)?;
+        w.u64(self.total);
         Ok(())
     }
 
@@ -378,6 +388,7 @@ impl StreamEntry {
             run_bytes: r.u64("run bytes")?,
             rate: r.u64("rate")?,
             error: r.string("error")?,
+            total: r.u64("total bytes")?,
         })
     }
 }

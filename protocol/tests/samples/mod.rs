@@ -527,6 +527,7 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
                     run_bytes: 1 << 19,
                     rate: 8 << 20,
                     error: String::new(),
+                    total: 3 << 20,
                 }],
             }),
         ),

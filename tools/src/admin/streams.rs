@@ -30,8 +30,16 @@ pub fn render_streams(report: &StreamsReport, all: bool) -> String {
     if !shown.is_empty() {
         let _ = writeln!(
             out,
-            "{:<10} {:<12} {:<42} {:<18} {:<9} {:>10} {:>10} {:>10}",
-            "operation", "table", "range (start, end]", "peer", "state", "bytes", "cells", "rate"
+            "{:<12} {:<12} {:<42} {:<18} {:<9} {:>10} {:>10} {:>10} {:>10}",
+            "operation",
+            "table",
+            "range (start, end]",
+            "peer",
+            "state",
+            "bytes",
+            "left",
+            "cells",
+            "rate"
         );
     }
     for s in &shown {
@@ -39,13 +47,14 @@ pub fn render_streams(report: &StreamsReport, all: bool) -> String {
         let peer = if s.peer.is_empty() { "-" } else { &s.peer };
         let _ = writeln!(
             out,
-            "{:<10} {:<12} {:<42} {:<18} {:<9} {:>10} {:>10} {:>10}{}",
+            "{:<12} {:<12} {:<42} {:<18} {:<9} {:>10} {:>10} {:>10} {:>10}{}",
             s.operation,
             s.table,
             range,
             peer,
             s.state,
             human_size(s.bytes),
+            s.left().map_or_else(|| "?".to_owned(), human_size),
             s.cells,
             format!("{}/s", human_size(s.rate)),
             if s.error.is_empty() {
@@ -57,15 +66,24 @@ pub fn render_streams(report: &StreamsReport, all: bool) -> String {
     }
     let count = |state: &str| report.streams.iter().filter(|s| s.state == state).count();
     let bytes: u64 = report.streams.iter().map(|s| s.bytes).sum();
+    let open = report.streams.iter().filter(|s| s.state != "done");
+    let left: u64 = open.clone().filter_map(|s| s.left()).sum();
+    let unknown = open.filter(|s| s.left().is_none()).count();
     let _ = write!(
         out,
-        "{} streams: {} done, {} running, {} retrying, {} queued; {} applied",
+        "{} streams: {} done, {} running, {} retrying, {} queued; {} applied, about {} left{}",
         report.streams.len(),
         count("done"),
         count("running"),
         count("retrying"),
         count("queued"),
-        human_size(bytes)
+        human_size(bytes),
+        human_size(left),
+        if unknown > 0 {
+            format!(" (+{unknown} not sized yet)")
+        } else {
+            String::new()
+        }
     );
     out
 }
@@ -89,6 +107,7 @@ mod tests {
             run_bytes: 512,
             rate: 2048,
             error: String::new(),
+            total: 3072,
         };
         let report = StreamsReport {
             throughput: 64 << 20,
@@ -103,6 +122,7 @@ mod tests {
             "done streams hidden: {text}"
         );
         assert!(text.contains("2 streams: 1 done, 1 running"), "{text}");
+        assert!(text.contains("about 1.0 KiB left"), "{text}");
         assert_eq!(
             render_streams(&report, true).matches("bootstrap").count(),
             2
