@@ -337,8 +337,33 @@ impl Bootstrap {
                 })
             })
             .collect();
-        for (i, slot) in slots.into_iter().enumerate() {
-            self.stream_range(state, i, slot, shutdown).await?;
+        // Ranges stream RANGES_AT_ONCE at a time: one range is a chain of round trips
+        // (fetch, apply, checkpoint), so several keep both nodes and the network busy.
+        let shared = Shared {
+            state: std::sync::Mutex::new(std::mem::take(state)),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            checkpoint: tokio::sync::Mutex::new(()),
+        };
+        let worker = || {
+            let mut shutdown = shutdown.clone();
+            let (shared, slots) = (&shared, &slots);
+            async move {
+                loop {
+                    let i = shared
+                        .next
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&slot) = slots.get(i) else {
+                        return Ok(());
+                    };
+                    self.stream_range(shared, i, slot, &mut shutdown).await?;
+                }
+            }
+        };
+        let results: [Result<(), BootstrapError>; RANGES_AT_ONCE] =
+            tokio::join!(worker(), worker(), worker(), worker()).into();
+        *state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        for r in results {
+            r?;
         }
         let (bytes, cells) = state
             .ranges
@@ -383,17 +408,17 @@ impl Bootstrap {
         }
     }
 
-    /// Streams range `i` of `state` to the end, source after source.
+    /// Streams range `i` of `shared`'s state to the end, source after source.
     async fn stream_range(
         &self,
-        state: &mut BootstrapState,
+        shared: &Shared,
         i: usize,
         slot: usize,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BootstrapError> {
         let mut sized = false;
         loop {
-            let Some(r) = state.ranges.get(i) else {
+            let Some(r) = shared.range(i) else {
                 return Ok(());
             };
             if r.progress == Progress::Done {
@@ -416,7 +441,7 @@ impl Bootstrap {
                     s.peer = node;
                     s.state = StreamState::Running;
                 });
-                match self.pull_from(state, i, slot, node, addr, shutdown).await {
+                match self.pull_from(shared, i, slot, node, addr, shutdown).await {
                     Ok(()) => break,
                     Err(PullStop::Shutdown) => return Err(BootstrapError::Shutdown),
                     Err(PullStop::Failed(e)) => {
@@ -425,9 +450,8 @@ impl Bootstrap {
                     }
                 }
             }
-            if state
-                .ranges
-                .get(i)
+            if shared
+                .range(i)
                 .is_some_and(|r| r.progress == Progress::Done)
             {
                 continue;
@@ -482,14 +506,14 @@ impl Bootstrap {
     /// Pulls range `i` from `node` until done.
     async fn pull_from(
         &self,
-        state: &mut BootstrapState,
+        shared: &Shared,
         i: usize,
         slot: usize,
         node: NodeId,
         addr: std::net::SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), PullStop> {
-        let Some(r) = state.ranges.get(i) else {
+        let Some(r) = shared.range(i) else {
             return Ok(());
         };
         let (table, range) = (r.table.clone(), r.range);
@@ -517,9 +541,9 @@ impl Bootstrap {
             let last_key = cells.last().map(|c| c.key.clone());
             // The next page is asked for while this one is applied: the source reads and
             // sends while this node merges.
-            let next_after = match (&last_key, &state.ranges.get(i).map(|r| &r.progress)) {
+            let next_after = match (&last_key, shared.range(i).map(|r| r.progress)) {
                 (Some(k), _) => Some(k.clone()),
-                (None, Some(Progress::After(k))) => Some(k.clone()),
+                (None, Some(Progress::After(k))) => Some(k),
                 _ => None,
             };
             let (applied, next) = if more {
@@ -533,7 +557,7 @@ impl Bootstrap {
             };
             applied.map_err(PullStop::Failed)?;
             unsynced += page_bytes;
-            if let Some(r) = state.ranges.get_mut(i) {
+            if let Some(r) = shared.lock().ranges.get_mut(i) {
                 r.source = node;
                 r.bytes += page_bytes;
                 r.cells += page_cells;
@@ -546,8 +570,13 @@ impl Bootstrap {
                 };
             }
             if !more || unsynced >= self.opts.checkpoint_bytes {
+                // One checkpoint at a time, so the file only moves forward. The snapshot
+                // is taken before the sync: every page it counts was applied before the
+                // sync began (other ranges' pages applied meanwhile wait for their own).
+                let _one = shared.checkpoint.lock().await;
+                let snapshot = shared.lock().clone();
                 self.sync().await.map_err(PullStop::Failed)?;
-                self.save(state)
+                self.save(&snapshot)
                     .await
                     .map_err(|e| PullStop::Failed(e.into()))?;
                 unsynced = 0;
@@ -715,6 +744,28 @@ fn planned(
             cells: 0,
         })
         .collect()
+}
+
+/// Ranges streamed at once by a bootstrap or a move.
+const RANGES_AT_ONCE: usize = 4;
+
+/// A bootstrap's state while its ranges stream at once: the ranges (locked briefly, never
+/// across an await), the next range to take, and the checkpoint's turn.
+struct Shared {
+    state: std::sync::Mutex<BootstrapState>,
+    next: std::sync::atomic::AtomicUsize,
+    checkpoint: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BootstrapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A copy of range `i`'s checkpoint.
+    fn range(&self, i: usize) -> Option<RangeCheckpoint> {
+        self.lock().ranges.get(i).cloned()
+    }
 }
 
 /// Why a pull from one source stopped.

@@ -100,6 +100,9 @@ pub struct StreamRegistry {
     streams: Mutex<Vec<StreamInfo>>,
     /// Bytes per second; 0 = unlimited.
     throughput: AtomicU64,
+    /// When the bytes reserved so far are paid for at the cap: every stream of the node
+    /// reserves its pages here, so the cap holds for all of them together.
+    paid_until: Mutex<Option<tokio::time::Instant>>,
     started: Instant,
     /// The node's shutdown signal, given to the tasks started here.
     shutdown: watch::Receiver<bool>,
@@ -118,6 +121,7 @@ impl StreamRegistry {
         StreamRegistry {
             streams: Mutex::new(Vec::new()),
             throughput: AtomicU64::new(throughput),
+            paid_until: Mutex::new(None),
             started: Instant::now(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
@@ -182,8 +186,8 @@ impl StreamRegistry {
         self.throughput.store(bytes_per_sec, Ordering::Relaxed);
     }
 
-    /// Sleeps so that `bytes` moved in `elapsed` stay within the throughput cap (or until
-    /// `shutdown`).
+    /// Sleeps so that `bytes` moved in `elapsed` stay within the throughput cap, counted
+    /// over every stream of the node (or until `shutdown`).
     pub async fn throttle(
         &self,
         bytes: u64,
@@ -195,10 +199,21 @@ impl StreamRegistry {
             return;
         }
         let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
-        if let Some(wait) = budget.checked_sub(elapsed) {
+        let now = tokio::time::Instant::now();
+        let until = {
+            let mut paid = lock(&self.paid_until);
+            // These bytes began moving `elapsed` ago; the cap's clock starts there unless
+            // earlier reservations still run past it.
+            let began = now.checked_sub(elapsed).unwrap_or(now);
+            let start = paid.map_or(began, |p| p.max(began));
+            let until = start + budget;
+            *paid = Some(until);
+            until
+        };
+        if until > now {
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(until) => {}
             }
         }
     }
