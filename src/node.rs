@@ -361,7 +361,7 @@ impl Node {
                 }
             }
         }
-        if entry == Entry::Owner {
+        if matches!(entry, Entry::Owner | Entry::Leaving) {
             wait_until_normal(&handle).await;
         } else {
             let peers = config.cluster.seeds.iter().any(|s| *s != peer_addr);
@@ -438,6 +438,25 @@ impl Node {
             );
             tokio::spawn(run.run_to_normal(replace.map(|r| r.node), shutdown_rx.clone()))
         });
+        if entry == Entry::Leaving {
+            let run = crate::stream::Decommission::new(
+                service.clone(),
+                Arc::new(net.clone()),
+                handle.clone(),
+                streams.clone(),
+                StreamOptions::default(),
+            )
+            .persisted();
+            streams.spawn(move |shutdown| async move {
+                match run.run(shutdown).await {
+                    Ok(()) => {}
+                    Err(crate::stream::BootstrapError::Shutdown) => {
+                        tracing::warn!("shut down mid-decommission: the next start resumes it")
+                    }
+                    Err(e) => tracing::error!(error = %e, "decommission stopped"),
+                }
+            });
+        }
         let removals = crate::stream::Removals::new(
             service.clone(),
             Arc::new(net.clone()),
@@ -599,6 +618,9 @@ enum Entry {
     /// New tokens chosen once gossip shows the ring, owned at once (`--auto-bootstrap
     /// off`).
     New,
+    /// Tokens owned, restarted mid-decommission: announced `leaving`, and the hand-off
+    /// resumes from its `handoff` file.
+    Leaving,
 }
 
 /// A replacement of a dead node (`--replace`) under way at this start.
@@ -674,8 +696,13 @@ fn start_gossip(
                 "keeping the saved tokens; --num-tokens applies to a node's first join only"
             );
         }
-        tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting with saved tokens");
-        TokenPlan::Existing(ring.tokens.clone())
+        if crate::stream::Decommission::under_way(&config.data_dir)? {
+            tracing::warn!(node = %id, generation, tokens = ring.tokens.len(), "restarting mid-decommission (handoff file): leaving, resuming the hand-off");
+            TokenPlan::Leaving(ring.tokens.clone())
+        } else {
+            tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting with saved tokens");
+            TokenPlan::Existing(ring.tokens.clone())
+        }
     } else if seeds.is_empty() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(id.0 ^ generation);
         ring.tokens = allocate_tokens(
@@ -729,7 +756,8 @@ fn start_gossip(
             }
         }
     };
-    let existing = matches!(plan, TokenPlan::Existing(_));
+    let existing = matches!(plan, TokenPlan::Existing(_) | TokenPlan::Leaving(_));
+    let leaving = matches!(plan, TokenPlan::Leaving(_));
     let joining = matches!(
         plan,
         TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_) | TokenPlan::Replace { .. }
@@ -737,6 +765,7 @@ fn start_gossip(
     let restarted = matches!(
         plan,
         TokenPlan::Existing(_)
+            | TokenPlan::Leaving(_)
             | TokenPlan::Resume(_)
             | TokenPlan::Replace {
                 tokens: Some(_),
@@ -814,7 +843,9 @@ fn start_gossip(
     .map_err(|source| NodeError::Gossip { source })?;
     Ok((
         runtime,
-        if existing {
+        if leaving {
+            Entry::Leaving
+        } else if existing {
             Entry::Owner
         } else if joining {
             Entry::Joining
@@ -852,9 +883,10 @@ fn remember_saved_peers(gossiper: &mut Gossiper, dir: &std::path::Path, partitio
 async fn wait_until_normal(link: &ClusterHandle) {
     let deadline = Instant::now() + READY_WAIT;
     while Instant::now() < deadline {
+        // Normal, or leaving (a decommission resumed).
         let normal = link.view().is_some_and(|v| {
             v.node(v.local)
-                .is_some_and(|n| n.status == Some(NodeStatus::Normal))
+                .is_some_and(|n| matches!(n.status, Some(NodeStatus::Normal | NodeStatus::Leaving)))
         });
         if normal {
             break;

@@ -2369,3 +2369,120 @@ fn cluster_rebalance_spreads_skewed_data_within_fifteen_percent_under_load() {
         acked.len()
     );
 }
+
+/// Elasticity, resumed decommission: a leaving node killed mid-hand-off restarts leaving
+/// (its `handoff` file) and resumes each push after its last checkpoint: the ranges it
+/// finished are not pushed again, and afterwards it leaves with every remaining node
+/// holding every key.
+#[test]
+fn cluster_a_decommission_killed_mid_stream_resumes_without_resending_finished_ranges() {
+    const KEYS: usize = 6_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    // Node 4 pushes at 64 KiB/s: its hand-off of about 700 KB takes long enough to cut.
+    let slow = |i: usize| {
+        if i == 3 {
+            vec!["--stream-throughput-mb".to_owned(), "0.0625".to_owned()]
+        } else {
+            Vec::new()
+        }
+    };
+    let mut nodes = start_cluster_with(&probe, tmp.path(), 4, slow);
+    create_kv(&probe, &nodes, 3);
+    put_many(&probe, nodes[0].client, 0..KEYS, ConsistencyLevel::All, 3);
+    let said = probe
+        .rt
+        .block_on(probe.direct(nodes[3].client).decommission())
+        .unwrap();
+    assert!(said.contains("leaving"), "{said}");
+    let mut before = None;
+    wait_for(
+        "node 4 to hand some ranges off",
+        JOIN_DEADLINE,
+        &[&nodes[3]],
+        || {
+            before = streams_of(&probe, nodes[3].client).filter(|r| {
+                r.streams
+                    .iter()
+                    .filter(|s| s.operation == "decommission" && s.state == "done")
+                    .count()
+                    >= 3
+            });
+            before.is_some()
+        },
+    );
+    nodes[3].signal(libc::SIGKILL);
+    nodes[3].wait_exit();
+    let seed = nodes[0].peer.to_string();
+    let mut args = slow(3);
+    args.extend(["--seeds".to_owned(), seed]);
+    nodes[3].start(&args);
+    let mut resumed = None;
+    wait_for("node 4 to resume", JOIN_DEADLINE, &[&nodes[3]], || {
+        resumed = streams_of(&probe, nodes[3].client).filter(|r| !r.streams.is_empty());
+        resumed.is_some()
+    });
+    let resumed = resumed.unwrap();
+    let done_at_restart: Vec<&sibyl_protocol::StreamEntry> = resumed
+        .streams
+        .iter()
+        .filter(|s| s.state == "done" && s.run_bytes == 0)
+        .collect();
+    assert!(
+        done_at_restart.len() >= 3,
+        "ranges handed off before the kill are done at restart: {resumed:?}"
+    );
+    let topology = probe.topology(nodes[0].client).unwrap();
+    assert_eq!(
+        node_at(&topology, &nodes[3]).map(|n| n.state),
+        Some(NodeState::Leaving),
+        "restarted leaving"
+    );
+    let unlimited = probe
+        .rt
+        .block_on(probe.direct(nodes[3].client).streams(Some(0)));
+    assert_eq!(unlimited.map(|r| r.throughput).ok(), Some(0));
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 4 to leave", JOIN_DEADLINE, &all, || {
+        nodes[..3].iter().all(|n| {
+            probe
+                .topology(n.client)
+                .is_some_and(|t| node_at(&t, &nodes[3]).is_some_and(|i| i.state == NodeState::Left))
+        })
+    });
+    let finished = streams_of(&probe, nodes[3].client).unwrap();
+    assert!(
+        finished.streams.iter().all(|s| s.state == "done"),
+        "{finished:?}"
+    );
+    for s in &finished.streams {
+        let was_done = done_at_restart.iter().any(|d| {
+            (&d.table, &d.range_start, &d.range_end, &d.peer)
+                == (&s.table, &s.range_start, &s.range_end, &s.peer)
+        });
+        if was_done {
+            assert_eq!(s.run_bytes, 0, "a finished push sent again: {s:?}");
+        }
+    }
+    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
+    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
+    assert!(
+        again < total,
+        "the restart pushed {again} of {total} bytes: not everything again"
+    );
+    let keys: Vec<usize> = (0..KEYS).collect();
+    for n in &nodes[..3] {
+        assert_eq!(
+            present_at_one(&probe, n.client, &keys).len(),
+            KEYS,
+            "every key at ONE through {}",
+            n.name
+        );
+    }
+    eprintln!(
+        "resumed decommission: {} of {} pushes done before the kill; {again} of {total} bytes \
+         pushed after the restart",
+        done_at_restart.len(),
+        finished.streams.len()
+    );
+}

@@ -272,6 +272,18 @@ impl Gossiper {
         self.publish(AppState::Status(NodeStatus::Normal));
     }
 
+    /// Announces `tokens` with status `leaving` in one round (a restart mid-decommission:
+    /// the node resumes handing its ranges off).
+    pub fn announce_leaving(&mut self, tokens: Vec<Token>) {
+        info!(
+            node = %self.me,
+            tokens = tokens.len(),
+            "restarting mid-decommission: leaving, resuming the hand-off of my ranges"
+        );
+        self.set_tokens(tokens);
+        self.publish(AppState::Status(NodeStatus::Leaving));
+    }
+
     /// Announces `tokens` as pending (status `joining`): peers send this node the writes
     /// of the ranges it gains while it streams them; it announces `normal` when done.
     pub fn announce_joining(&mut self, tokens: Vec<Token>) {

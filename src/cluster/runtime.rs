@@ -108,6 +108,9 @@ pub enum TokenPlan {
     /// Tokens chosen by a bootstrap that has not completed (a restart mid-stream):
     /// announced as `joining` at once.
     Resume(Vec<Token>),
+    /// Tokens owned by a node restarted mid-decommission: announced as `leaving` at once
+    /// (the node resumes its hand-off, [`crate::stream::Decommission`]).
+    Leaving(Vec<Token>),
     /// Take over the tokens of the dead node `node` (`--replace`), announced `joining`
     /// with [`super::AppState::Replacing`]: at once when `tokens` are known (a restart
     /// mid-replacement), else once the node has checked the replaced node and hands them
@@ -613,6 +616,11 @@ impl Driver {
                 return;
             }
             TokenPlan::Replace { tokens: None, .. } => return,
+            TokenPlan::Leaving(tokens) => {
+                callback(&tokens);
+                self.gossiper.announce_leaving(tokens);
+                return;
+            }
             TokenPlan::Existing(tokens) | TokenPlan::Resume(tokens) => tokens,
             TokenPlan::Allocate { count, allocation }
             | TokenPlan::AllocateJoining { count, allocation } => {

@@ -520,6 +520,21 @@ impl Coordinator {
         if let Err(refusal) = crate::stream::admission::check_decommission(&view, &tables) {
             return invalid(format!("node {me} cannot decommission: {refusal}"));
         }
+        // Recorded first: from here a restart resumes the decommission, leaving.
+        let dir = self.service.options().data_dir.clone();
+        let begun = self
+            .options
+            .execution
+            .run(move || crate::stream::Decommission::begin(&dir))
+            .await;
+        if let Err(e) = begun
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            return Response::Error(server_error(format!(
+                "cannot record the decommission in the data directory: {e}"
+            )));
+        }
         self.cluster.set_status(crate::cluster::NodeStatus::Leaving);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !self.cluster.view().is_some_and(|v| {
@@ -541,13 +556,14 @@ impl Coordinator {
                 execution: self.options.execution,
                 ..crate::stream::StreamOptions::default()
             },
-        );
+        )
+        .persisted();
         streams.spawn(move |shutdown| async move {
             match run.run(shutdown).await {
                 Ok(()) => {}
-                Err(crate::stream::BootstrapError::Shutdown) => tracing::warn!(
-                    "shut down mid-decommission: the node restarts normal; run decommission again"
-                ),
+                Err(crate::stream::BootstrapError::Shutdown) => {
+                    tracing::warn!("shut down mid-decommission: the next start resumes it, leaving")
+                }
                 Err(e) => tracing::error!(error = %e, "decommission stopped"),
             }
         });

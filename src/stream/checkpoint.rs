@@ -40,6 +40,9 @@ use crate::ring::NodeId;
 
 /// File name in the data directory.
 pub const BOOTSTRAP_FILE: &str = "bootstrap";
+/// Name of a decommissioning node's file: the same format, each range's `source` being
+/// the node it is pushed to ([`super::decommission`]).
+pub const HANDOFF_FILE: &str = "handoff";
 const MAGIC: [u8; 4] = *b"SBST";
 const VERSION: u8 = 2;
 /// The first version, without `replacing` (still read).
@@ -88,7 +91,7 @@ pub struct BootstrapState {
 #[non_exhaustive]
 pub enum BootstrapFileError {
     /// Reading, writing or removing failed.
-    #[error("bootstrap file {path}: {source}")]
+    #[error("stream checkpoint file {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -97,7 +100,7 @@ pub enum BootstrapFileError {
         source: std::io::Error,
     },
     /// The file is damaged.
-    #[error("bootstrap file {path} is corrupt: {reason}")]
+    #[error("stream checkpoint file {path} is corrupt: {reason}")]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -109,12 +112,30 @@ pub enum BootstrapFileError {
 impl BootstrapState {
     /// Reads the file in `dir`; `None` when there is none (the node is not joining).
     pub fn load(dir: &Path) -> Result<Option<BootstrapState>, BootstrapFileError> {
-        let path = dir.join(BOOTSTRAP_FILE);
-        let bytes =
-            read_if_exists(dir, BOOTSTRAP_FILE).map_err(|source| BootstrapFileError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        BootstrapState::load_named(dir, BOOTSTRAP_FILE)
+    }
+
+    /// Writes the file in `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), BootstrapFileError> {
+        self.save_named(dir, BOOTSTRAP_FILE)
+    }
+
+    /// Removes the file from `dir` (the bootstrap completed), syncing the directory.
+    pub fn remove(dir: &Path) -> Result<(), BootstrapFileError> {
+        BootstrapState::remove_named(dir, BOOTSTRAP_FILE)
+    }
+
+    /// [`BootstrapState::load`] of the file `name` ([`BOOTSTRAP_FILE`] or
+    /// [`HANDOFF_FILE`]).
+    pub fn load_named(
+        dir: &Path,
+        name: &str,
+    ) -> Result<Option<BootstrapState>, BootstrapFileError> {
+        let path = dir.join(name);
+        let bytes = read_if_exists(dir, name).map_err(|source| BootstrapFileError::Io {
+            path: path.clone(),
+            source,
+        })?;
         match bytes {
             None => Ok(None),
             Some(b) => BootstrapState::decode(&b)
@@ -123,19 +144,17 @@ impl BootstrapState {
         }
     }
 
-    /// Writes the file in `dir` atomically.
-    pub fn save(&self, dir: &Path) -> Result<(), BootstrapFileError> {
-        write_atomically(dir, BOOTSTRAP_FILE, &self.encode()).map_err(|source| {
-            BootstrapFileError::Io {
-                path: dir.join(BOOTSTRAP_FILE),
-                source,
-            }
+    /// [`BootstrapState::save`] as the file `name`.
+    pub fn save_named(&self, dir: &Path, name: &str) -> Result<(), BootstrapFileError> {
+        write_atomically(dir, name, &self.encode()).map_err(|source| BootstrapFileError::Io {
+            path: dir.join(name),
+            source,
         })
     }
 
-    /// Removes the file from `dir` (the bootstrap completed), syncing the directory.
-    pub fn remove(dir: &Path) -> Result<(), BootstrapFileError> {
-        let path = dir.join(BOOTSTRAP_FILE);
+    /// [`BootstrapState::remove`] of the file `name`.
+    pub fn remove_named(dir: &Path, name: &str) -> Result<(), BootstrapFileError> {
+        let path = dir.join(name);
         let io = |source| BootstrapFileError::Io {
             path: path.clone(),
             source,

@@ -14,9 +14,13 @@
 //! 4. When every range reached every target it announces `left`; it keeps answering
 //!    clients (forwarding them) until it is stopped.
 //!
-//! Progress is kept in memory (`sibyl-admin streams`): a node restarted mid-decommission
-//! comes back `normal` with its tokens, and the operator runs decommission again (pages
-//! already pushed merge as no-ops).
+//! Progress is kept in the `handoff` file ([`Decommission::persisted`], written empty
+//! before `leaving` is announced, then every [`StreamOptions::checkpoint_bytes`] of a
+//! range and at its end): a node restarted mid-decommission comes back `leaving` and
+//! resumes, skipping the pushes done and resuming the others after their last recorded
+//! key. Being leaving throughout, it had the writes of its ranges sent to their new
+//! replicas meanwhile too. A move ([`super::movement`]) hands off the same way with its
+//! progress in memory.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::bootstrap::{wait_until_seen, BootstrapError, StreamOptions};
+use super::checkpoint::{BootstrapState, Progress, RangeCheckpoint, HANDOFF_FILE};
 use super::peer::read_page;
 use super::plan::lost_ranges;
 use super::progress::{StreamInfo, StreamRegistry, StreamState};
@@ -41,6 +46,9 @@ pub struct Decommission {
     pub(super) cluster: Arc<ClusterHandle>,
     pub(super) registry: Arc<StreamRegistry>,
     opts: StreamOptions,
+    /// Keep the pushes' progress in the `handoff` file (a decommission; a move keeps it
+    /// in memory).
+    persisted: bool,
 }
 
 impl std::fmt::Debug for Decommission {
@@ -64,6 +72,68 @@ impl Decommission {
             cluster,
             registry,
             opts,
+            persisted: false,
+        }
+    }
+
+    /// The same hand-off keeping its progress in the data directory's `handoff` file
+    /// (written every [`StreamOptions::checkpoint_bytes`] of a range and at its end): a
+    /// node restarted mid-decommission comes back leaving and resumes each push after
+    /// the last key recorded, skipping the ranges done.
+    pub fn persisted(mut self) -> Decommission {
+        self.persisted = true;
+        self
+    }
+
+    /// Records that a decommission starts (an empty `handoff` file), before `leaving` is
+    /// announced: from then on a restart resumes it.
+    pub fn begin(data_dir: &std::path::Path) -> Result<(), super::checkpoint::BootstrapFileError> {
+        BootstrapState::default().save_named(data_dir, HANDOFF_FILE)
+    }
+
+    /// Whether a decommission was under way when the node stopped (its `handoff` file).
+    pub fn under_way(
+        data_dir: &std::path::Path,
+    ) -> Result<bool, super::checkpoint::BootstrapFileError> {
+        Ok(BootstrapState::load_named(data_dir, HANDOFF_FILE)?.is_some())
+    }
+
+    /// Forgets the decommission (cancelled, or the node left).
+    async fn forget(&self) {
+        if !self.persisted {
+            return;
+        }
+        let dir = self.service.options().data_dir.clone();
+        match self
+            .opts
+            .execution
+            .run(move || BootstrapState::remove_named(&dir, HANDOFF_FILE))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the handoff file"),
+            Err(e) => tracing::error!(error = %e, "cannot remove the handoff file"),
+        }
+    }
+
+    /// Saves `book` in the `handoff` file (one save at a time, so the file only moves
+    /// forward).
+    async fn save(&self, book: &Book) {
+        if !self.persisted {
+            return;
+        }
+        let _one = book.saving.lock().await;
+        let snapshot = book.lock().clone();
+        let dir = self.service.options().data_dir.clone();
+        match self
+            .opts
+            .execution
+            .run(move || snapshot.save_named(&dir, HANDOFF_FILE))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record the hand-off's progress"),
+            Err(e) => tracing::warn!(error = %e, "cannot record the hand-off's progress"),
         }
     }
 
@@ -91,6 +161,7 @@ impl Decommission {
             }
         }
         self.cluster.set_status(NodeStatus::Left);
+        self.forget().await;
         tracing::warn!(
             "decommission: every range handed off; left the ring (stop this node when ready)"
         );
@@ -107,6 +178,21 @@ impl Decommission {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Arc<crate::cluster::ClusterView>, BootstrapError> {
         let tables = self.service.table_options();
+        // What a run before a restart pushed (a decommission resumed).
+        let book = Book {
+            state: std::sync::Mutex::new(if self.persisted {
+                let dir = self.service.options().data_dir.clone();
+                self.opts
+                    .execution
+                    .run(move || BootstrapState::load_named(&dir, HANDOFF_FILE))
+                    .await
+                    .map_err(|e| BootstrapError::Task(e.to_string()))??
+                    .unwrap_or_default()
+            } else {
+                BootstrapState::default()
+            }),
+            saving: tokio::sync::Mutex::new(()),
+        };
         // Pushed (table, range, target): a plan made again after a ring change pushes only
         // what is new.
         let mut pushed: BTreeSet<(String, Token, Token, NodeId)> = BTreeSet::new();
@@ -125,6 +211,7 @@ impl Decommission {
                 // Other nodes leave too (a view that was stale when this one was
                 // admitted): leaving would take the range's last copy away.
                 self.cluster.set_status(NodeStatus::Normal);
+                self.forget().await;
                 let why = format!(
                     "{operation} cancelled: range ({}, {}] of table {:?} would keep no \
                      replica (other nodes are leaving too); this node is normal again",
@@ -140,12 +227,26 @@ impl Decommission {
                     if pushed.contains(&key) {
                         continue;
                     }
-                    let slot = self.registry.add(StreamInfo::queued(
-                        operation,
-                        &lost.table,
-                        lost.range,
-                        target,
-                    ));
+                    let earlier = book.find(&key);
+                    let slot = self.registry.add(StreamInfo {
+                        state: match earlier.as_ref().map(|r| &r.progress) {
+                            Some(Progress::Done) => StreamState::Done,
+                            _ => StreamState::Queued,
+                        },
+                        bytes: earlier.as_ref().map_or(0, |r| r.bytes),
+                        cells: earlier.as_ref().map_or(0, |r| r.cells),
+                        ..StreamInfo::queued(operation, &lost.table, lost.range, target)
+                    });
+                    if earlier.is_none() {
+                        book.lock().ranges.push(RangeCheckpoint {
+                            table: lost.table.clone(),
+                            range: lost.range,
+                            source: target,
+                            progress: Progress::NotBegun,
+                            bytes: 0,
+                            cells: 0,
+                        });
+                    }
                     jobs.push((key, slot));
                 }
             }
@@ -167,7 +268,7 @@ impl Decommission {
                     start: *start,
                     end: *end,
                 };
-                self.push_range(table, range, *target, slot, shutdown)
+                self.push_range(&book, table, range, *target, slot, shutdown)
                     .await?;
                 pushed.insert(key);
             }
@@ -176,8 +277,9 @@ impl Decommission {
         Ok(view)
     }
 
-    /// Pushes `range` of `table` to `target` until every page is applied there.
-    pub(super) async fn push_range(
+    /// Pushes all of `range` of `table` to `target` (a removal's re-replication; progress
+    /// in memory only).
+    pub(super) async fn push_whole(
         &self,
         table: &str,
         range: TokenRange,
@@ -185,7 +287,42 @@ impl Decommission {
         slot: usize,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BootstrapError> {
-        let mut after: Option<Vec<u8>> = None;
+        let book = Book {
+            state: std::sync::Mutex::new(BootstrapState {
+                replacing: None,
+                ranges: vec![RangeCheckpoint {
+                    table: table.to_owned(),
+                    range,
+                    source: target,
+                    progress: Progress::NotBegun,
+                    bytes: 0,
+                    cells: 0,
+                }],
+            }),
+            saving: tokio::sync::Mutex::new(()),
+        };
+        self.push_range(&book, table, range, target, slot, shutdown)
+            .await
+    }
+
+    /// Pushes `range` of `table` to `target` until every page is applied there, from
+    /// where `book` says an earlier run stopped, recording its progress there.
+    async fn push_range(
+        &self,
+        book: &Book,
+        table: &str,
+        range: TokenRange,
+        target: NodeId,
+        slot: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), BootstrapError> {
+        let key = (table.to_owned(), range.start, range.end, target);
+        let mut after: Option<Vec<u8>> = match book.find(&key).map(|r| r.progress) {
+            Some(Progress::Done) => return Ok(()),
+            Some(Progress::After(k)) => Some(k),
+            _ => None,
+        };
+        let mut unsaved = 0u64;
         let (service, name) = (self.service.clone(), table.to_owned());
         let total = self
             .opts
@@ -249,6 +386,20 @@ impl Decommission {
             }
             let elapsed = started.elapsed();
             self.registry.page_done(slot, bytes, count, elapsed, more);
+            book.update(&key, |r| {
+                r.bytes += bytes;
+                r.cells += count;
+                r.progress = match (more, &last) {
+                    (false, _) => Progress::Done,
+                    (true, Some(k)) => Progress::After(k.clone()),
+                    (true, None) => r.progress.clone(),
+                };
+            });
+            unsaved += bytes;
+            if !more || unsaved >= self.opts.checkpoint_bytes {
+                self.save(book).await;
+                unsaved = 0;
+            }
             if !more {
                 return Ok(());
             }
@@ -301,5 +452,43 @@ impl Decommission {
             })
             .await
             .map_err(|e| format!("page task failed: {e}"))?
+    }
+}
+
+/// A hand-off's pushes, by (table, range, target): what each pushed (the `handoff`
+/// file's content), locked briefly, and the file's turn.
+struct Book {
+    state: std::sync::Mutex<BootstrapState>,
+    saving: tokio::sync::Mutex<()>,
+}
+
+impl Book {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BootstrapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn matches(r: &RangeCheckpoint, key: &(String, Token, Token, NodeId)) -> bool {
+        (&r.table, r.range.start, r.range.end, r.source) == (&key.0, key.1, key.2, key.3)
+    }
+
+    /// The record of the push `key`, if any.
+    fn find(&self, key: &(String, Token, Token, NodeId)) -> Option<RangeCheckpoint> {
+        self.lock()
+            .ranges
+            .iter()
+            .find(|r| Book::matches(r, key))
+            .cloned()
+    }
+
+    /// Changes the record of the push `key`.
+    fn update(&self, key: &(String, Token, Token, NodeId), f: impl FnOnce(&mut RangeCheckpoint)) {
+        if let Some(r) = self
+            .lock()
+            .ranges
+            .iter_mut()
+            .find(|r| Book::matches(r, key))
+        {
+            f(r);
+        }
     }
 }

@@ -155,7 +155,7 @@ impl Removals {
         for (table, range, target, slot) in mine {
             if self
                 .pusher
-                .push_range(&table, range, target, slot, shutdown)
+                .push_whole(&table, range, target, slot, shutdown)
                 .await
                 .is_err()
             {
