@@ -2486,3 +2486,67 @@ fn cluster_a_decommission_killed_mid_stream_resumes_without_resending_finished_r
         finished.streams.len()
     );
 }
+
+/// A BATCH through one node of three (rf 2): the INSERTs it is a home replica of are
+/// minted there in groups and shipped in one call per replica, the others forwarded one
+/// by one; either way every replica of every key holds its value, and the answer names
+/// the replicas that acknowledged.
+#[test]
+fn cluster_a_batch_reaches_every_replica_of_each_key() {
+    const KEYS: usize = 600;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    let nodes = start_cluster(&probe, tmp.path(), 3, &[]);
+    create_kv(&probe, &nodes, 2);
+    let c = probe.direct(nodes[0].client);
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(200) {
+        let mutations = chunk
+            .iter()
+            .map(
+                |i| match insert_kv(format!("b{i}"), format!("v{i}"), Consistency::default()) {
+                    Request::Insert { insert, .. } => sibyl_protocol::Mutation::Insert(insert),
+                    _ => unreachable!(),
+                },
+            )
+            .collect();
+        let request = Request::Batch {
+            mutations,
+            consistency: Some(Consistency::sloppy(ConsistencyLevel::All).strict()),
+        };
+        match probe.rt.block_on(c.request(request)) {
+            Ok(Response::Written { meta }) => {
+                assert_eq!(
+                    meta.replicas.len(),
+                    3,
+                    "every node replicates some key: {meta:?}"
+                )
+            }
+            other => panic!("batch: {other:?}"),
+        }
+    }
+    // At ONE through each node, its own replica answers the keys it is a home replica
+    // of: every copy of every key is there.
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("b{i}")).collect();
+    for n in &nodes {
+        let wrong = wrong_at(&probe, n.client, &keys, ConsistencyLevel::One);
+        assert!(
+            wrong.is_empty(),
+            "{} of {KEYS} keys wrong at ONE through {}: {:?}",
+            wrong.len(),
+            n.name,
+            &wrong[..wrong.len().min(5)]
+        );
+    }
+    // Every copy: each key is stored twice, nothing more.
+    let stored: u64 = nodes
+        .iter()
+        .map(|n| {
+            let s = probe
+                .rt
+                .block_on(probe.direct(n.client).table_stats("kv"))
+                .unwrap();
+            s.sstable_entries + s.memtable_entries
+        })
+        .sum();
+    assert_eq!(stored, 2 * KEYS as u64);
+}

@@ -19,7 +19,12 @@
 //!    hint, gets a hint in this node's own hint store; the hint is replayed when gossip
 //!    says the owner is up.
 //!
-//! A BATCH is each mutation coordinated on its own, concurrently; the answer is the first
+//! A BATCH groups its INSERTs whose key this node is a home replica of by table and
+//! placement (the same home, stand-in and pending replicas): each group is minted here in
+//! one go and shipped to each other replica in one `apply` (or one hint), and its
+//! acknowledgements count for every mutation in it, so a bulk load costs one peer call
+//! per replica and group instead of one per row. The other mutations are coordinated on
+//! their own (forwarded, or read before a delete), concurrently. The answer is the first
 //! error in mutation order, or success with every replica that acknowledged.
 
 use std::collections::HashMap;
@@ -40,6 +45,10 @@ use crate::net::{Family, NetError};
 use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
 use crate::ring::NodeId;
 use crate::service::INLINE_BATCH_MAX;
+
+/// Most bytes of keys and values in one group of a BATCH (one `apply` per replica stays
+/// well under the peer network's frame cap).
+const GROUP_BYTES: usize = 4 << 20;
 
 /// What one replica did with a write.
 #[derive(Debug, Clone, Copy)]
@@ -200,8 +209,28 @@ impl Coordinator {
         consistency: Option<Consistency>,
         placement: &KeyPlacement,
     ) -> Result<ResponseMeta, ServerError> {
-        bump(&self.counters.writes);
-        let (schema, c, level_required) = self.write_level(mutation.table(), consistency)?;
+        self.write_group(vec![mutation], consistency, placement)
+            .await
+    }
+
+    /// Coordinates `mutations` (of one table, all placed as `placement`, this node a home
+    /// replica) as one write: minted here together, shipped in one call per replica.
+    /// A mutation that fails to mint stops the group there: what was minted before it is
+    /// still shipped, then its error is the answer.
+    pub(super) async fn write_group(
+        self: &Arc<Self>,
+        mutations: Vec<Mutation>,
+        consistency: Option<Consistency>,
+        placement: &KeyPlacement,
+    ) -> Result<ResponseMeta, ServerError> {
+        for _ in &mutations {
+            bump(&self.counters.writes);
+        }
+        let Some(first) = mutations.first() else {
+            return Ok(ResponseMeta::default());
+        };
+        let (schema, c, level_required) = self.write_level(first.table(), consistency)?;
+        let blind = mutations.len() == 1 && blind_causal_delete(&schema, first);
         // Each pending replica adds one acknowledgement to wait for (see
         // `KeyPlacement::pending`).
         let pending = u32::try_from(placement.pending.len()).unwrap_or(u32::MAX);
@@ -214,19 +243,38 @@ impl Coordinator {
         if able < required {
             return Err(unavailable(c, required, able, &schema.name));
         }
-        let mutation = if blind_causal_delete(&schema, &mutation) {
+        let mut mutations = mutations;
+        if blind {
             let level = level_required.min(placement.alive_home() as u32).max(1);
-            self.with_read_contexts(mutation, level, c, placement)
-                .await?
-        } else {
-            mutation
-        };
-        tracing::trace!(?placement, required, "coordinating a write");
-        let blocks = self.service.writes_block() || mutation_blocks(&mutation);
-        let cells = self
-            .local_unless_inline(blocks, move |svc| svc.mint_mutation(&mutation))
+            if let Some(m) = mutations.pop() {
+                mutations.push(self.with_read_contexts(m, level, c, placement).await?);
+            }
+        }
+        tracing::trace!(
+            ?placement,
+            required,
+            count = mutations.len(),
+            "coordinating a write"
+        );
+        let blocks = self.service.writes_block()
+            || mutations.len() > 1
+            || mutations.iter().any(mutation_blocks);
+        let (cells, mint_error) = self
+            .local_unless_inline(blocks, move |svc| {
+                let mut cells = Vec::new();
+                for m in &mutations {
+                    match svc.mint_mutation(m) {
+                        Ok(c) => cells.extend(c),
+                        Err(e) => return (cells, Some(e)),
+                    }
+                }
+                (cells, None)
+            })
             .await
-            .map_err(|e| server_error(e.to_string()))??;
+            .map_err(|e| server_error(e.to_string()))?;
+        if let (Some(e), true) = (&mint_error, cells.is_empty()) {
+            return Err(e.clone());
+        }
         let cells = Arc::new(cells);
         let apply = ReplicaRequest::Apply {
             cells: cells.to_vec(),
@@ -298,6 +346,9 @@ impl Coordinator {
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
             }
+        }
+        if let Some(e) = mint_error {
+            return Err(e);
         }
         let acks = counted(&homes, &helpers) as u32;
         if acks < required {
@@ -497,32 +548,84 @@ impl Coordinator {
         placements: Vec<Option<KeyPlacement>>,
         consistency: Option<Consistency>,
     ) -> Response {
-        let mut tasks = Vec::with_capacity(mutations.len());
-        for (m, placement) in mutations.into_iter().zip(placements) {
-            let this = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let request = match m {
-                    Mutation::Insert(insert) => Request::Insert {
-                        insert,
-                        consistency,
-                    },
-                    Mutation::Delete(delete) => Request::Delete {
-                        delete,
-                        consistency,
-                    },
-                };
-                match placement {
-                    Some(placement) => this.write_request(request, placement).await,
-                    None => this
-                        .local(move |svc| svc.handle(request))
-                        .await
-                        .unwrap_or_else(|e| Response::Error(server_error(e.to_string()))),
+        // Groups of INSERTs this node is a home replica of, by table and placement, each
+        // at most GROUP_BYTES of keys and values; the other mutations alone.
+        let mut groups: Vec<(KeyPlacement, Vec<usize>, usize)> = Vec::new();
+        let mut alone: Vec<usize> = Vec::new();
+        for (i, (m, p)) in mutations.iter().zip(&placements).enumerate() {
+            match (m, p) {
+                (Mutation::Insert(insert), Some(p)) if p.is_home() => {
+                    let bytes = insert.key.len()
+                        + insert
+                            .columns
+                            .iter()
+                            .map(|c| c.name.len() + c.value.len())
+                            .sum::<usize>();
+                    let same = groups.iter_mut().find(|(gp, members, size)| {
+                        gp == p
+                            && mutations[members[0]].table() == insert.table
+                            && *size + bytes <= GROUP_BYTES
+                    });
+                    match same {
+                        Some((_, members, size)) => {
+                            members.push(i);
+                            *size += bytes;
+                        }
+                        None => groups.push((p.clone(), vec![i], bytes)),
+                    }
                 }
-            }));
+                _ => alone.push(i),
+            }
         }
+        let mut slots: Vec<Option<Mutation>> = mutations.into_iter().map(Some).collect();
+        let mut placements: Vec<Option<KeyPlacement>> = placements;
+        // (first mutation index, its answer's task)
+        let mut tasks = Vec::with_capacity(groups.len() + alone.len());
+        for (placement, members, _) in groups {
+            let group: Vec<Mutation> = members.iter().filter_map(|&i| slots[i].take()).collect();
+            let this = self.clone();
+            tasks.push((
+                members[0],
+                tokio::spawn(async move {
+                    match this.write_group(group, consistency, &placement).await {
+                        Ok(meta) => Response::Written { meta },
+                        Err(e) => Response::Error(e),
+                    }
+                }),
+            ));
+        }
+        for i in alone {
+            let (Some(m), placement) = (slots[i].take(), placements[i].take()) else {
+                continue;
+            };
+            let this = self.clone();
+            tasks.push((
+                i,
+                tokio::spawn(async move {
+                    let request = match m {
+                        Mutation::Insert(insert) => Request::Insert {
+                            insert,
+                            consistency,
+                        },
+                        Mutation::Delete(delete) => Request::Delete {
+                            delete,
+                            consistency,
+                        },
+                    };
+                    match placement {
+                        Some(placement) => this.write_request(request, placement).await,
+                        None => this
+                            .local(move |svc| svc.handle(request))
+                            .await
+                            .unwrap_or_else(|e| Response::Error(server_error(e.to_string()))),
+                    }
+                }),
+            ));
+        }
+        tasks.sort_by_key(|(first, _)| *first);
         let mut meta = ResponseMeta::default();
         let mut first_error = None;
-        for t in tasks {
+        for (_, t) in tasks {
             match t.await {
                 Ok(Response::Written { meta: m }) => {
                     for r in m.replicas {
