@@ -88,7 +88,7 @@ struct Args {
     #[arg(long)]
     consistency: Option<String>,
     /// Rows per batch at most (rows of one node's tokens); default 1024 into one node,
-    /// 64 into a cluster (whose coordinators replicate each row of a batch on its own).
+    /// 512 into a cluster (each batch waits for its replicas' acknowledgements).
     #[arg(long)]
     batch_rows: Option<usize>,
     /// Bytes per batch at most (a larger row is sent alone).
