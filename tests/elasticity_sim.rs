@@ -1,10 +1,13 @@
 //! Elasticity in simulation: clusters of 5 to 7 whole nodes (`common/sim_cluster.rs`)
 //! under the seeded simulated network run the nemesis's workloads
 //! (`common/sim_workload.rs`) while nodes join (bootstrap, streaming their ranges) and
-//! decommission (streaming their ranges out, then leaving), and meanwhile crash, restart,
+//! decommission (streaming their ranges out, then leaving) and move one of their tokens
+//! (pulling what the new token gains, pushing what the old one loses: a rebalance's
+//! step), and meanwhile crash, restart,
 //! are partitioned and have their clocks skewed, and the network loses, duplicates and
 //! reorders messages. A crash can hit a joining node (its restart resumes the bootstrap)
-//! or a leaving one (it comes back normal). After the heal every ring change completes,
+//! or a leaving one (it comes back normal), or a moving one (it comes back with its old
+//! tokens, or its new ones once it recorded them). After the heal every ring change completes,
 //! the nodes that left are stopped for good, and every key is read through every
 //! remaining node at ONE and at ALL: the nemesis's checker must find nothing lost,
 //! nothing that was never written, nothing resurrected.
@@ -39,6 +42,7 @@ struct Summary {
     faults: usize,
     joins: usize,
     decommissions: usize,
+    moves: usize,
     refused: usize,
 }
 
@@ -46,7 +50,7 @@ struct Summary {
 /// asked to decommission (it may be refused: the cluster would fall below the rf, or a
 /// change under way moves one of its ranges).
 async fn ring_change(sim: &mut Sim, rng: &mut StdRng, seed: u64, round: usize, s: &mut Summary) {
-    match rng.gen_range(0..4) {
+    match rng.gen_range(0..5) {
         0 if s.joins < MAX_JOINS => {
             let i = sim.join_new(seed);
             println!("round {round}: node {i} joins");
@@ -66,6 +70,37 @@ async fn ring_change(sim: &mut Sim, rng: &mut StdRng, seed: u64, round: usize, s
                 return;
             }
             let i = normal[rng.gen_range(0..normal.len())];
+            if rng.gen_bool(0.5) {
+                // One token of node i moves to a random place.
+                let Some(view) = sim.node(i).handle.view() else {
+                    return;
+                };
+                let mut tokens: Vec<i128> = view
+                    .node(sim.slots[i].id)
+                    .map(|n| {
+                        n.tokens
+                            .iter()
+                            .map(sibyl::service::cluster::token_value)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if tokens.is_empty() {
+                    return;
+                }
+                let k = rng.gen_range(0..tokens.len());
+                tokens[k] = i128::from(rng.gen_range(i64::MIN + 1..i64::MAX));
+                match sim.move_to(i, tokens).await {
+                    Ok(_) => {
+                        println!("round {round}: node {i} moves a token");
+                        s.moves += 1;
+                    }
+                    Err(why) => {
+                        println!("round {round}: move of node {i} refused: {why}");
+                        s.refused += 1;
+                    }
+                }
+                return;
+            }
             match sim.decommission(i).await {
                 Ok(_) => {
                     println!("round {round}: node {i} decommissions");
@@ -125,13 +160,14 @@ async fn run_half(half: u64) {
         let run = run_seed(seed).await;
         println!(
             "  {} nodes at the end: acknowledged {}, unknown {}, faults {}, joins {}, \
-             decommissions {} ({} refused)",
+             decommissions {}, moves {} ({} refused)",
             run.nodes,
             run.acknowledged,
             run.unknown,
             run.faults,
             run.joins,
             run.decommissions,
+            run.moves,
             run.refused
         );
         runs += 1;
@@ -140,16 +176,23 @@ async fn run_half(half: u64) {
         total.faults += run.faults;
         total.joins += run.joins;
         total.decommissions += run.decommissions;
+        total.moves += run.moves;
     }
     println!(
-        "{runs} seeds: {} acknowledged, {} unknown, {} faults, {} joins, {} decommissions; \
-         0 lost, 0 never written, 0 resurrected",
-        total.acknowledged, total.unknown, total.faults, total.joins, total.decommissions
+        "{runs} seeds: {} acknowledged, {} unknown, {} faults, {} joins, {} decommissions, \
+         {} moves; 0 lost, 0 never written, 0 resurrected",
+        total.acknowledged,
+        total.unknown,
+        total.faults,
+        total.joins,
+        total.decommissions,
+        total.moves
     );
     if runs > 2 {
         assert!(total.acknowledged > 0, "some writes were acknowledged");
         assert!(total.joins > 0, "nodes joined");
         assert!(total.decommissions > 0, "nodes decommissioned");
+        assert!(total.moves > 0, "nodes moved");
     }
 }
 

@@ -189,6 +189,20 @@ impl Sim {
 
     /// Asks node `i` to decommission (through its coordinator, as `sibyl-admin` does);
     /// the node's answer: accepted (it streams, then leaves) or refused, with why.
+    /// Asks node `i` to move to `tokens` (through its coordinator, as `sibyl-admin
+    /// rebalance --commit` does); a refusal is returned.
+    pub async fn move_to(&self, i: usize, tokens: Vec<i128>) -> Result<String, String> {
+        match self
+            .node(i)
+            .coordinator
+            .answer(Request::Move { tokens })
+            .await
+        {
+            Response::AdminDone { message } => Ok(message),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
     pub async fn decommission(&self, i: usize) -> Result<String, String> {
         match self.node(i).coordinator.answer(Request::Decommission).await {
             Response::AdminDone { message } => Ok(message),
@@ -333,6 +347,12 @@ impl Sim {
         assert!(!slot.retired, "node {i} left the cluster");
         if let Some(chosen) = slot.chosen.lock().unwrap().clone() {
             slot.tokens = Some(chosen);
+        }
+        // As a node does: the tokens a completed move recorded in the ring state file.
+        if let Some(saved) = sibyl::identity::RingState::load(slot.dir.path()).unwrap() {
+            if !saved.tokens.is_empty() && slot.tokens.is_some() {
+                slot.tokens = Some(saved.tokens);
+            }
         }
         slot.generation += 1;
         let clock = Arc::new(self.world.clock(slot.addr));
