@@ -2094,11 +2094,7 @@ fn cluster_cleanup_drops_the_ranges_a_join_took_automatically_or_on_demand() {
     let seed = nodes[0].peer.to_string();
     create_kv(&probe, &nodes, 1);
     put_many(&probe, nodes[0].client, 0..KEYS, ConsistencyLevel::All, 1);
-    let entries = |n: &NodeProc| -> u64 {
-        let c = probe.direct(n.client);
-        let s = probe.rt.block_on(c.table_stats("kv")).unwrap();
-        s.sstable_entries + s.memtable_entries
-    };
+    let entries = |n: &NodeProc| entries_of(&probe, n);
     // Nothing to drop before the join (the node asked replicates what it holds).
     let c2 = probe.direct(nodes[1].client);
     let idle = probe.rt.block_on(c2.cleanup(None)).unwrap();
@@ -2180,16 +2176,16 @@ fn admin_binary() -> std::path::PathBuf {
     bin
 }
 
-/// Stored entries of table `kv` per node (memtables and SSTables).
+/// Stored entries of table `kv` on `n` (memtables and SSTables).
+fn entries_of(probe: &Probe, n: &NodeProc) -> u64 {
+    let c = probe.direct(n.client);
+    let s = probe.rt.block_on(c.table_stats("kv")).unwrap();
+    s.sstable_entries + s.memtable_entries
+}
+
+/// [`entries_of`] every node.
 fn entries_per_node(probe: &Probe, nodes: &[NodeProc]) -> Vec<u64> {
-    nodes
-        .iter()
-        .map(|n| {
-            let c = probe.direct(n.client);
-            let s = probe.rt.block_on(c.table_stats("kv")).unwrap();
-            s.sstable_entries + s.memtable_entries
-        })
-        .collect()
+    nodes.iter().map(|n| entries_of(probe, n)).collect()
 }
 
 /// Highest over mean.
@@ -2538,15 +2534,6 @@ fn cluster_a_batch_reaches_every_replica_of_each_key() {
         );
     }
     // Every copy: each key is stored twice, nothing more.
-    let stored: u64 = nodes
-        .iter()
-        .map(|n| {
-            let s = probe
-                .rt
-                .block_on(probe.direct(n.client).table_stats("kv"))
-                .unwrap();
-            s.sstable_entries + s.memtable_entries
-        })
-        .sum();
+    let stored: u64 = entries_per_node(&probe, &nodes).iter().sum();
     assert_eq!(stored, 2 * KEYS as u64);
 }

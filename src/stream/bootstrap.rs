@@ -39,7 +39,7 @@ use super::plan::gained_by_local;
 use super::progress::{StreamInfo, StreamRegistry, StreamState};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::coordinator::placement::strategy;
-use crate::net::{Family, PeerNetwork};
+use crate::net::PeerNetwork;
 use crate::replica::{RawCell, ReplicaExecution, ReplicaHost};
 use crate::ring::NodeId;
 use crate::service::Service;
@@ -608,18 +608,8 @@ impl Bootstrap {
             table: table.to_owned(),
             range,
         };
-        let answer = self
-            .net
-            .call_node(
-                addr,
-                node,
-                Family::Stream,
-                request.encode(),
-                Instant::now() + self.opts.call_timeout,
-            )
-            .await
-            .ok()?;
-        match StreamResponse::decode(&answer) {
+        let deadline = Instant::now() + self.opts.call_timeout;
+        match request.call(&*self.net, addr, node, deadline).await {
             Ok(StreamResponse::RangeSized { bytes }) => Some(bytes),
             _ => None,
         }
@@ -641,18 +631,8 @@ impl Bootstrap {
             after,
             max_bytes: self.opts.page_bytes,
         };
-        let answer = self
-            .net
-            .call_node(
-                addr,
-                node,
-                Family::Stream,
-                request.encode(),
-                Instant::now() + self.opts.call_timeout,
-            )
-            .await
-            .map_err(|e| PullStop::Failed(e.into()))?;
-        match StreamResponse::decode(&answer) {
+        let deadline = Instant::now() + self.opts.call_timeout;
+        match request.call(&*self.net, addr, node, deadline).await {
             Ok(StreamResponse::Entries { more, cells }) => Ok((more, cells)),
             Ok(StreamResponse::Error { code, message }) => Err(PullStop::Failed(
                 PageError::Refused(format!("{code:?}: {message}")),
@@ -660,6 +640,7 @@ impl Bootstrap {
             Ok(other) => Err(PullStop::Failed(PageError::Decode(format!(
                 "unexpected answer {other:?}"
             )))),
+            Err(super::messages::CallFailure::Net(e)) => Err(PullStop::Failed(e.into())),
             Err(e) => Err(PullStop::Failed(PageError::Decode(e.to_string()))),
         }
     }
@@ -735,14 +716,7 @@ fn planned(
 ) -> Vec<RangeCheckpoint> {
     gained_by_local(view, tables)
         .into_iter()
-        .map(|g| RangeCheckpoint {
-            table: g.table,
-            range: g.range,
-            source: NodeId(0),
-            progress: Progress::NotBegun,
-            bytes: 0,
-            cells: 0,
-        })
+        .map(|g| RangeCheckpoint::not_begun(&g.table, g.range, NodeId(0)))
         .collect()
 }
 
@@ -804,20 +778,10 @@ pub(super) async fn wait_until_seen(
             .collect();
         let mut unaware = Vec::new();
         for (node, addr) in owners {
-            let body = StreamRequest::Sees { node: view.local }.encode();
-            let answer = net
-                .call_node(
-                    addr,
-                    node,
-                    Family::Stream,
-                    body,
-                    Instant::now() + opts.call_timeout,
-                )
-                .await;
-            let seen = answer
-                .ok()
-                .and_then(|b| StreamResponse::decode(&b).ok())
-                .is_some_and(|r| r == StreamResponse::Seen { changing: true });
+            let seen = StreamRequest::Sees { node: view.local }
+                .call(net, addr, node, Instant::now() + opts.call_timeout)
+                .await
+                .is_ok_and(|r| r == StreamResponse::Seen { changing: true });
             if !seen {
                 unaware.push(node);
             }

@@ -77,6 +77,21 @@ pub struct RangeCheckpoint {
     pub cells: u64,
 }
 
+impl RangeCheckpoint {
+    /// A stream of `range` of `table` with `peer` (`NodeId(0)`: none chosen yet), nothing
+    /// moved.
+    pub fn not_begun(table: &str, range: TokenRange, peer: NodeId) -> RangeCheckpoint {
+        RangeCheckpoint {
+            table: table.to_owned(),
+            range,
+            source: peer,
+            progress: Progress::NotBegun,
+            bytes: 0,
+            cells: 0,
+        }
+    }
+}
+
 /// The bootstrap file's content (see the module documentation).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootstrapState {

@@ -179,20 +179,17 @@ impl Decommission {
     ) -> Result<Arc<crate::cluster::ClusterView>, BootstrapError> {
         let tables = self.service.table_options();
         // What a run before a restart pushed (a decommission resumed).
-        let book = Book {
-            state: std::sync::Mutex::new(if self.persisted {
-                let dir = self.service.options().data_dir.clone();
-                self.opts
-                    .execution
-                    .run(move || BootstrapState::load_named(&dir, HANDOFF_FILE))
-                    .await
-                    .map_err(|e| BootstrapError::Task(e.to_string()))??
-                    .unwrap_or_default()
-            } else {
-                BootstrapState::default()
-            }),
-            saving: tokio::sync::Mutex::new(()),
-        };
+        let book = Book::new(if self.persisted {
+            let dir = self.service.options().data_dir.clone();
+            self.opts
+                .execution
+                .run(move || BootstrapState::load_named(&dir, HANDOFF_FILE))
+                .await
+                .map_err(|e| BootstrapError::Task(e.to_string()))??
+                .unwrap_or_default()
+        } else {
+            BootstrapState::default()
+        });
         // Pushed (table, range, target): a plan made again after a ring change pushes only
         // what is new.
         let mut pushed: BTreeSet<(String, Token, Token, NodeId)> = BTreeSet::new();
@@ -238,14 +235,11 @@ impl Decommission {
                         ..StreamInfo::queued(operation, &lost.table, lost.range, target)
                     });
                     if earlier.is_none() {
-                        book.lock().ranges.push(RangeCheckpoint {
-                            table: lost.table.clone(),
-                            range: lost.range,
-                            source: target,
-                            progress: Progress::NotBegun,
-                            bytes: 0,
-                            cells: 0,
-                        });
+                        book.lock().ranges.push(RangeCheckpoint::not_begun(
+                            &lost.table,
+                            lost.range,
+                            target,
+                        ));
                     }
                     jobs.push((key, slot));
                 }
@@ -287,20 +281,10 @@ impl Decommission {
         slot: usize,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), BootstrapError> {
-        let book = Book {
-            state: std::sync::Mutex::new(BootstrapState {
-                replacing: None,
-                ranges: vec![RangeCheckpoint {
-                    table: table.to_owned(),
-                    range,
-                    source: target,
-                    progress: Progress::NotBegun,
-                    bytes: 0,
-                    cells: 0,
-                }],
-            }),
-            saving: tokio::sync::Mutex::new(()),
-        };
+        let book = Book::new(BootstrapState {
+            replacing: None,
+            ranges: vec![RangeCheckpoint::not_begun(table, range, target)],
+        });
         self.push_range(&book, table, range, target, slot, shutdown)
             .await
     }
@@ -463,6 +447,13 @@ struct Book {
 }
 
 impl Book {
+    fn new(state: BootstrapState) -> Book {
+        Book {
+            state: std::sync::Mutex::new(state),
+            saving: tokio::sync::Mutex::new(()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BootstrapState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

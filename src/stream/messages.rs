@@ -170,7 +170,38 @@ pub enum StreamResponse {
     },
 }
 
+/// Why a stream call got no answer it could read.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailure {
+    /// The peer network failed (down, timeout, refused).
+    #[error("peer call: {0}")]
+    Net(#[from] crate::net::NetError),
+    /// The answer did not decode.
+    #[error("undecodable answer: {0}")]
+    Decode(#[from] MessageError),
+}
+
 impl StreamRequest {
+    /// Sends the request to `node` at `addr` on the bulk lane and decodes its answer.
+    pub async fn call(
+        &self,
+        net: &dyn crate::net::PeerNetwork,
+        addr: std::net::SocketAddr,
+        node: crate::ring::NodeId,
+        deadline: tokio::time::Instant,
+    ) -> Result<StreamResponse, CallFailure> {
+        let answer = net
+            .call_node(
+                addr,
+                node,
+                crate::net::Family::Stream,
+                self.encode(),
+                deadline,
+            )
+            .await?;
+        Ok(StreamResponse::decode(&answer)?)
+    }
+
     /// The encoded request.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::new();

@@ -37,7 +37,7 @@ use super::sizes::{local_sizes, TableSizes, REBALANCE_BUCKETS};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::coordinator::placement::strategy;
 use crate::identity::RingState;
-use crate::net::{Family, PeerNetwork};
+use crate::net::PeerNetwork;
 use crate::replica::ReplicaHost;
 use crate::ring::{NodeId, Partitioner, RingNode, Token};
 use crate::service::cluster::token_value;
@@ -209,23 +209,14 @@ impl Mover {
             buckets: REBALANCE_BUCKETS,
             tables: tables.to_vec(),
         };
-        let answer = self
-            .net
-            .call_node(
-                addr,
-                node,
-                Family::Stream,
-                request.encode(),
-                Instant::now() + self.opts.call_timeout,
-            )
-            .await
-            .map_err(|e| format!("asking node {node} for its sizes: {e}"))?;
-        match StreamResponse::decode(&answer) {
+        let deadline = Instant::now() + self.opts.call_timeout;
+        match request.call(&*self.net, addr, node, deadline).await {
             Ok(StreamResponse::Sized { tables }) => Ok(tables),
             Ok(StreamResponse::Error { message, .. }) => {
                 Err(format!("node {node} could not read its sizes: {message}"))
             }
-            other => Err(format!("node {node} answered its sizes with {other:?}")),
+            Ok(other) => Err(format!("node {node} answered its sizes with {other:?}")),
+            Err(e) => Err(format!("asking node {node} for its sizes: {e}")),
         }
     }
 
