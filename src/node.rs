@@ -49,6 +49,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::coordinator::{Coordinator, CoordinatorOptions};
 use crate::hints::{DeliveryOptions, HintDelivery, HintStore, HintsHandler};
 use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
+use crate::metrics::{Metrics, NodeCollector, NodeSources, RequestMetrics};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
 use crate::replica::ReplicaHost;
@@ -195,6 +196,10 @@ pub struct Node {
     streams: Arc<StreamRegistry>,
     /// The bootstrap task of a joining node (`None` for an owner).
     bootstrap: Option<JoinHandle<()>>,
+    /// The metrics endpoint's bound address (`None` when off).
+    metrics_addr: Option<SocketAddr>,
+    /// The metrics endpoint's task (`None` when off).
+    metrics_server: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -244,6 +249,14 @@ impl Node {
             .await??;
         let listener = bind("clients", config.listen).await?;
         let client_addr = local_addr("clients", &listener, config.listen)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind("metrics", addr).await?),
+            None => None,
+        };
+        let metrics_addr = match (&metrics_listener, config.metrics_listen) {
+            (Some(l), Some(addr)) => Some(local_addr("metrics", l, addr)?),
+            _ => None,
+        };
         let node_id = NodeId(service.actor().node);
         let net = TcpNetwork::bind(
             config.peer_listen,
@@ -368,12 +381,14 @@ impl Node {
             wait_for_schema(&handle, peers).await;
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let requests = Arc::new(RequestMetrics::new());
         let opts = ServerOptions {
             max_connections: config.max_connections,
             max_in_flight: config.max_in_flight,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             idle_timeout: config.idle_timeout,
             shutdown_grace: SHUTDOWN_GRACE,
+            requests: requests.clone(),
         };
         let server = tokio::spawn(server::serve(
             listener,
@@ -451,6 +466,25 @@ impl Node {
                 crate::stream::cleanup::AutoCleanup::new(service.clone(), handle.clone(), grace);
             streams.spawn_watcher(move |shutdown| cleanup.run(shutdown));
         }
+        let metrics = Arc::new(Metrics::new(
+            requests,
+            Some(NodeCollector::new(NodeSources {
+                service: service.clone(),
+                cluster: handle.clone(),
+                coordinator: coordinator.clone(),
+                hints: hints.clone(),
+                delivery: delivery.counters(),
+                repairer: repairer.clone(),
+                streams: streams.clone(),
+            })),
+        ));
+        coordinator.set_metrics(metrics.clone());
+        let metrics_server = metrics_listener.map(|listener| {
+            if let Some(addr) = metrics_addr {
+                tracing::info!(%addr, "metrics served on http://{addr}/metrics");
+            }
+            crate::metrics::http::serve(listener, metrics, shutdown_rx.clone())
+        });
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -471,7 +505,14 @@ impl Node {
             repair,
             streams,
             bootstrap,
+            metrics_addr,
+            metrics_server,
         })
+    }
+
+    /// The bound address of the metrics endpoint (`None` when it is off).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// What this node's streams are doing.
@@ -533,6 +574,9 @@ impl Node {
         self.server.await?;
         self.load.await?;
         self.peers.await?;
+        if let Some(metrics) = self.metrics_server {
+            metrics.await?;
+        }
         if let Some(repair) = self.repair {
             repair.await?;
         }

@@ -148,6 +148,8 @@ pub struct Coordinator {
     repairer: std::sync::OnceLock<Arc<crate::repair::Repairer>>,
     /// The node's streams (STREAMS), once the node set them.
     streams: std::sync::OnceLock<Arc<crate::stream::StreamRegistry>>,
+    /// The node's metrics registry (METRICS answers from it).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -198,6 +200,7 @@ impl Coordinator {
             counters: Counters::default(),
             repairer: std::sync::OnceLock::new(),
             streams: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -210,6 +213,11 @@ impl Coordinator {
     /// Gives the coordinator the node's stream registry (STREAMS answers from it).
     pub fn set_streams(&self, streams: Arc<crate::stream::StreamRegistry>) {
         let _ = self.streams.set(streams);
+    }
+
+    /// Gives the coordinator the node's metrics registry (METRICS answers from it).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// The counters so far.
@@ -429,6 +437,15 @@ impl Coordinator {
                     match streams {
                         Some(s) => Response::AdminStreams(stream_report(&s, set_throughput)),
                         None => Response::Error(server_error("no stream registry")),
+                    }
+                }))
+            }
+            Request::Metrics if self.metrics.get().is_some() => {
+                let metrics = self.metrics.get().cloned();
+                Route::Peers(Box::pin(async move {
+                    match metrics {
+                        Some(m) => Response::AdminMetrics(m.encode()),
+                        None => Response::Error(server_error("no metrics registry")),
                     }
                 }))
             }

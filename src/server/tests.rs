@@ -50,6 +50,7 @@ async fn start_with(
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         idle_timeout,
         shutdown_grace: Duration::from_secs(10),
+        requests: Arc::default(),
     };
     let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
     Harness {

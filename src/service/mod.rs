@@ -469,6 +469,12 @@ impl Service {
         self.watermarks.as_ref()
     }
 
+    /// The storage engine (the metrics collector reads its table and commit-log
+    /// statistics).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The actor this node mints dots with.
     pub fn actor(&self) -> Actor {
         self.actor
@@ -548,6 +554,10 @@ impl Service {
             )),
             // A node on its own keeps no hints (its coordinator answers when it has a store).
             Request::Hints => Ok(Response::AdminHints(Vec::new())),
+            // The metrics registry is the node's (its coordinator answers).
+            Request::Metrics => Err(invalid(
+                "METRICS is answered by a node's coordinator, not by a service on its own",
+            )),
             // A node on its own streams nothing (its coordinator answers in a cluster).
             Request::Streams { .. } => Ok(Response::AdminStreams(
                 sibyl_protocol::StreamsReport::default(),

@@ -109,6 +109,15 @@ impl Client {
         }
     }
 
+    /// The node's metrics, in the Prometheus text exposition format (what its
+    /// `--metrics-listen` endpoint serves).
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        match self.request(Request::Metrics).await? {
+            Response::AdminMetrics(text) => Ok(text),
+            other => Err(unexpected("METRICS", other)),
+        }
+    }
+
     /// The node's streams, after setting its incoming stream throughput cap to
     /// `set_throughput` bytes per second when given (0 = unlimited).
     pub async fn streams(&self, set_throughput: Option<u64>) -> Result<StreamsReport, ClientError> {

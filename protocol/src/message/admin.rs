@@ -1,6 +1,6 @@
 //! Values of the operator (admin) messages: [`TableStatistics`], the answer to
 //! TABLE_STATS and COMPACT. The admin requests themselves are [`crate::Request`] variants
-//! (opcodes `0x30..=0x34`); their grammar is in `doc/wire_format.md` §6. Pure data.
+//! (opcodes `0x30..=0x3A`); their grammar is in `doc/wire_format.md` §6. Pure data.
 
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};

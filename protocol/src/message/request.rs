@@ -318,6 +318,9 @@ pub enum Request {
         /// The table; `None` for every table.
         table: Option<String>,
     },
+    /// Admin: the answering node's metrics (the text its `--metrics-listen` endpoint
+    /// serves). Empty body.
+    Metrics,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -375,6 +378,7 @@ impl Request {
             Request::Hints => Opcode::Hints,
             Request::Streams { .. } => Opcode::Streams,
             Request::Cleanup { .. } => Opcode::Cleanup,
+            Request::Metrics => Opcode::Metrics,
         }
     }
 
@@ -390,7 +394,8 @@ impl Request {
             | Request::Topology
             | Request::ListTables
             | Request::Decommission
-            | Request::Hints => {}
+            | Request::Hints
+            | Request::Metrics => {}
             Request::CreateTable {
                 name,
                 options,
@@ -552,6 +557,7 @@ impl Request {
             Opcode::Cleanup => Request::Cleanup {
                 table: r.option("table", |r| r.string("table"))?,
             },
+            Opcode::Metrics => Request::Metrics,
         };
         r.finish(opcode.name())?;
         Ok(req)

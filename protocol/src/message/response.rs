@@ -83,6 +83,9 @@ pub enum Response {
     AdminStreams(StreamsReport),
     /// To CLEANUP: one entry per table cleaned, by name. Wire: `list<table cleanup>`.
     AdminCleanup(Vec<TableCleanup>),
+    /// To METRICS: the node's metrics in the Prometheus text exposition format (version
+    /// 0.0.4). Wire: `bytes` UTF-8 text (it outgrows a `string`).
+    AdminMetrics(String),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -242,6 +245,7 @@ impl Response {
                 | (Response::AdminHints(_), Opcode::Hints)
                 | (Response::AdminStreams(_), Opcode::Streams)
                 | (Response::AdminCleanup(_), Opcode::Cleanup)
+                | (Response::AdminMetrics(_), Opcode::Metrics)
         )
     }
 
@@ -287,6 +291,7 @@ impl Response {
             Response::AdminCleanup(tables) => {
                 w.list("cleaned tables", tables, |w, t| t.encode(w))?
             }
+            Response::AdminMetrics(text) => w.bytes("metrics text", text.as_bytes())?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -354,6 +359,14 @@ impl Response {
                     TableCleanup::MIN_LEN,
                     TableCleanup::decode,
                 )?),
+                Opcode::Metrics => {
+                    let text = r.bytes("metrics text")?;
+                    Response::AdminMetrics(String::from_utf8(text.to_vec()).map_err(|_| {
+                        ProtocolError::InvalidUtf8 {
+                            what: "metrics text",
+                        }
+                    })?)
+                }
             }
         };
         r.finish(opcode.name())?;

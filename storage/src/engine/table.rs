@@ -2,7 +2,7 @@
 //! current [`TableVersion`] — the immutable snapshot of its memtables and SSTables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::compaction::{CompactCursors, CompactionStrategy, FileDesc};
 use crate::error::Result;
@@ -103,6 +103,9 @@ pub struct TableStats {
     pub compactions: u64,
     /// Bytes written by compactions since open.
     pub compacted_bytes: u64,
+    /// Input bytes of the compaction the table's strategy would run next (0 when none is
+    /// due): how far compaction is behind.
+    pub pending_compaction_bytes: u64,
 }
 
 /// An SSTable as part of a table: its id, level and the open reader.
@@ -305,6 +308,18 @@ impl Table {
         for m in std::iter::once(&v.active).chain(v.frozen.iter()) {
             s.memtable_bytes += m.approximate_size() as u64;
             s.memtable_entries += m.len() as u64;
+        }
+        let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
+        let plan = {
+            let cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+            crate::compaction::plan(&self.compaction, &descs, &cursors)
+        };
+        if let Some(crate::compaction::CompactionPlan::Merge { inputs, .. }) = plan {
+            s.pending_compaction_bytes = descs
+                .iter()
+                .filter(|d| inputs.contains(&d.file_id))
+                .map(|d| d.size)
+                .sum();
         }
         s
     }
