@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //! - [`cleanup`]: the `cleanup` report (what the node dropped, per table) as text.
+//! - [`exposition`]: a strict parser of the Prometheus text format (the node's metrics).
 //! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
+//! - [`json`]: every report as JSON (`--json`), with stable field names.
+//! - [`metrics`]: the `metrics` report (the node's metrics, histograms summarised).
 //! - [`streams`]: the `streams` report (the node's streams and its throughput cap).
 //! - [`repair`]: the `repair` report and the tables' repair sync times as text.
 //! - [`ring`]: tokens in ring order, each token's range share, each node's ownership.
@@ -11,7 +14,10 @@
 //! - [`tablestats`]: the `tablestats` report as text.
 
 pub mod cleanup;
+pub mod exposition;
 pub mod hints;
+pub mod json;
+pub mod metrics;
 pub mod repair;
 pub mod ring;
 pub mod status;

@@ -21,6 +21,32 @@
 //! - `hints`: the hints the node asked holds for other nodes, and those it dropped.
 //! - `streams [--all]`: the node's streams (a joining node's bootstrap): range, peer,
 //!   state, bytes, rate; `setstreamthroughput MB` changes its cap until it restarts.
+//! - `metrics`: the metrics the node reports (what its `--metrics-listen` endpoint
+//!   serves; `doc/metrics.md` lists them), one row per series, histograms summarised.
+//!
+//! `--json` (any command) prints one JSON object instead of the table, for scripts; its
+//! field names are stable:
+//! - `status`: `{partitioner, nodes: [{id, address, up, state, datacenter, rack, tokens,
+//!   owns, load_bytes}]}` (`tokens` a count, `owns` in `[0, 1]`);
+//! - `ring`: `{partitioner, tokens: [{token, node, address, share}]}` (`token` a decimal
+//!   string);
+//! - `flush`: `{flushed: [table]}`; `removenode`, `decommission`: `{message}`;
+//! - `compact` and `tablestats`: `{table, sstables, sstables_per_level, sstable_bytes,
+//!   sstable_entries, sstable_tombstones, memtable_bytes, memtable_entries,
+//!   frozen_memtables, flushes, compactions, compacted_bytes}`;
+//! - `hints`: `{owners: [{owner, pending, pending_bytes, oldest_micros, dropped_window,
+//!   dropped_size, dropped_corrupt, dropped_rejected}], pending, dropped}`;
+//! - `streams`, `setstreamthroughput`: `{throughput_bytes_per_sec, streams: [{operation,
+//!   table, range_start, range_end, peer, state, bytes, cells, run_bytes,
+//!   rate_bytes_per_sec, error}]}` (done streams included);
+//! - `repair`, `repair --status`: `{id, table, state, jobs, jobs_done, differed,
+//!   cells_sent, cells_received, bytes_sent, bytes_received, elapsed_ms, failed,
+//!   tables: [{table, jobs, synced, oldest_secs}]}`;
+//! - `cleanup`: `{tables: [{table, dropped, bytes_before, bytes_after}]}`;
+//! - `metrics`: `{families: [{name, type, help, samples: [{name, labels, value}]}]}`.
+//!
+//! A node that cannot be reached, or an error it answers, exits with status 1 and the
+//! message on stderr (with `--json` too); so does a repair that left ranges undone.
 
 use std::time::Duration;
 
@@ -29,7 +55,10 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::cleanup::render_cleanup;
+use sibyl_tools::admin::exposition::parse as parse_exposition;
 use sibyl_tools::admin::hints::render_hints;
+use sibyl_tools::admin::json;
+use sibyl_tools::admin::metrics::render_metrics;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
 use sibyl_tools::admin::streams::render_streams;
@@ -46,6 +75,9 @@ struct Args {
     /// Seconds to wait for the node.
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
+    /// Print one JSON object instead of a table (field names in the tool's docs).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -120,6 +152,21 @@ enum AdminCommand {
         #[arg(long)]
         status: bool,
     },
+    /// The metrics the node asked reports (what its `--metrics-listen` endpoint serves),
+    /// one row per series, histograms summarised.
+    Metrics,
+}
+
+/// A command's answer: the table for people and the object for `--json`.
+struct Output {
+    text: String,
+    json: serde_json::Value,
+}
+
+impl Output {
+    fn new(text: String, json: serde_json::Value) -> Output {
+        Output { text, json }
+    }
 }
 
 fn main() {
@@ -136,7 +183,7 @@ fn real_main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let (text, failed) = rt.block_on(async {
+    let (out, failed) = rt.block_on(async {
         let options = ClientOptions {
             request_timeout: timeout,
             connect_timeout: timeout,
@@ -151,13 +198,13 @@ fn real_main() -> Result<()> {
             anyhow::anyhow!("{what}: {}", describe_client_error(&e))
         };
         let mut failed = false;
-        let text = match args.command {
+        let out = match args.command {
             AdminCommand::Status | AdminCommand::Ring => {
                 let topology = client.topology().await.map_err(|e| fail("topology", e))?;
                 if matches!(args.command, AdminCommand::Status) {
-                    render_status(&topology)
+                    Output::new(render_status(&topology), json::status_json(&topology))
                 } else {
-                    render_ring(&topology)
+                    Output::new(render_ring(&topology), json::ring_json(&topology))
                 }
             }
             AdminCommand::Flush { table } => {
@@ -165,57 +212,67 @@ fn real_main() -> Result<()> {
                     .flush(table.as_deref())
                     .await
                     .map_err(|e| fail("flush", e))?;
-                if flushed.is_empty() {
+                let text = if flushed.is_empty() {
                     "no tables to flush".to_owned()
                 } else {
                     format!("flushed: {}", flushed.join(", "))
-                }
+                };
+                Output::new(text, serde_json::json!({ "flushed": flushed }))
             }
             AdminCommand::Compact { table } => {
                 let stats = client
                     .compact(&table)
                     .await
                     .map_err(|e| fail("compact", e))?;
-                format!("compacted {table}\n{}", render_table_stats(&stats))
+                Output::new(
+                    format!("compacted {table}\n{}", render_table_stats(&stats)),
+                    json::table_stats_json(&stats),
+                )
             }
-            AdminCommand::Tablestats { table } => render_table_stats(
-                &client
+            AdminCommand::Tablestats { table } => {
+                let stats = client
                     .table_stats(&table)
                     .await
-                    .map_err(|e| fail("tablestats", e))?,
-            ),
-            AdminCommand::Removenode { node_id, force } => client
-                .remove_node(&node_id, force)
-                .await
-                .map_err(|e| fail("removenode", e))?,
+                    .map_err(|e| fail("tablestats", e))?;
+                Output::new(render_table_stats(&stats), json::table_stats_json(&stats))
+            }
+            AdminCommand::Removenode { node_id, force } => {
+                let said = client
+                    .remove_node(&node_id, force)
+                    .await
+                    .map_err(|e| fail("removenode", e))?;
+                Output::new(said.clone(), serde_json::json!({ "message": said }))
+            }
             AdminCommand::Decommission { no_wait } => {
                 let said = client
                     .decommission()
                     .await
                     .map_err(|e| fail("decommission", e))?;
-                if no_wait {
+                let said = if no_wait {
                     said
                 } else {
                     follow_decommission(&client, &args.host).await?
-                }
+                };
+                Output::new(said.clone(), serde_json::json!({ "message": said }))
             }
-            AdminCommand::Cleanup { table } => render_cleanup(
-                &client
+            AdminCommand::Cleanup { table } => {
+                let tables = client
                     .cleanup(table.as_deref())
                     .await
-                    .map_err(|e| fail("cleanup", e))?,
-            ),
+                    .map_err(|e| fail("cleanup", e))?;
+                Output::new(render_cleanup(&tables), json::cleanup_json(&tables))
+            }
             AdminCommand::Hints => {
                 let owners = client.hints().await.map_err(|e| fail("hints", e))?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-                render_hints(&owners, now)
+                Output::new(render_hints(&owners, now), json::hints_json(&owners))
             }
-            AdminCommand::Streams { all } => render_streams(
-                &client.streams(None).await.map_err(|e| fail("streams", e))?,
-                all,
-            ),
+            AdminCommand::Streams { all } => {
+                let report = client.streams(None).await.map_err(|e| fail("streams", e))?;
+                Output::new(render_streams(&report, all), json::streams_json(&report))
+            }
             AdminCommand::Setstreamthroughput { mb_per_sec } => {
                 if !(mb_per_sec.is_finite() && mb_per_sec >= 0.0) {
                     anyhow::bail!("setstreamthroughput: MiB/s must be a non-negative number");
@@ -224,14 +281,15 @@ fn real_main() -> Result<()> {
                     .streams(Some((mb_per_sec * f64::from(1u32 << 20)) as u64))
                     .await
                     .map_err(|e| fail("setstreamthroughput", e))?;
-                render_streams(&report, false)
+                Output::new(render_streams(&report, false), json::streams_json(&report))
             }
-            AdminCommand::Repair { status: true, .. } => render_repair(
-                &client
+            AdminCommand::Repair { status: true, .. } => {
+                let status = client
                     .repair_status(0)
                     .await
-                    .map_err(|e| fail("repair status", e))?,
-            ),
+                    .map_err(|e| fail("repair status", e))?;
+                Output::new(render_repair(&status), json::repair_json(&status))
+            }
             AdminCommand::Repair {
                 table,
                 status: false,
@@ -240,12 +298,22 @@ fn real_main() -> Result<()> {
                     .await
                     .map_err(|e| fail("repair", e))?;
                 failed = !done.failed.is_empty();
-                render_repair(&done)
+                Output::new(render_repair(&done), json::repair_json(&done))
+            }
+            AdminCommand::Metrics => {
+                let text = client.metrics().await.map_err(|e| fail("metrics", e))?;
+                let parsed = parse_exposition(&text)
+                    .map_err(|e| anyhow::anyhow!("metrics: the node's text is malformed: {e}"))?;
+                Output::new(render_metrics(&parsed), json::metrics_json(&parsed))
             }
         };
-        anyhow::Ok((text, failed))
+        anyhow::Ok((out, failed))
     })?;
-    println!("{text}");
+    if args.json {
+        println!("{}", out.json);
+    } else {
+        println!("{}", out.text);
+    }
     if failed {
         std::process::exit(1);
     }
