@@ -313,7 +313,7 @@ impl NodeCollector {
         Family::start(
             encoder,
             "stream_bytes",
-            "Bytes of keys and values applied by this node's streams since it started",
+            "Bytes of keys and values moved by this node's streams (bootstrap, decommission, removal) since it started",
             MetricType::Counter,
         )?
         .single(streamed)

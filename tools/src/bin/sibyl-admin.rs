@@ -25,25 +25,7 @@
 //!   serves; `doc/metrics.md` lists them), one row per series, histograms summarised.
 //!
 //! `--json` (any command) prints one JSON object instead of the table, for scripts; its
-//! field names are stable:
-//! - `status`: `{partitioner, nodes: [{id, address, up, state, datacenter, rack, tokens,
-//!   owns, load_bytes}]}` (`tokens` a count, `owns` in `[0, 1]`);
-//! - `ring`: `{partitioner, tokens: [{token, node, address, share}]}` (`token` a decimal
-//!   string);
-//! - `flush`: `{flushed: [table]}`; `removenode`, `decommission`: `{message}`;
-//! - `compact` and `tablestats`: `{table, sstables, sstables_per_level, sstable_bytes,
-//!   sstable_entries, sstable_tombstones, memtable_bytes, memtable_entries,
-//!   frozen_memtables, flushes, compactions, compacted_bytes}`;
-//! - `hints`: `{owners: [{owner, pending, pending_bytes, oldest_micros, dropped_window,
-//!   dropped_size, dropped_corrupt, dropped_rejected}], pending, dropped}`;
-//! - `streams`, `setstreamthroughput`: `{throughput_bytes_per_sec, streams: [{operation,
-//!   table, range_start, range_end, peer, state, bytes, cells, run_bytes,
-//!   rate_bytes_per_sec, error}]}` (done streams included);
-//! - `repair`, `repair --status`: `{id, table, state, jobs, jobs_done, differed,
-//!   cells_sent, cells_received, bytes_sent, bytes_received, elapsed_ms, failed,
-//!   tables: [{table, jobs, synced, oldest_secs}]}`;
-//! - `cleanup`: `{tables: [{table, dropped, bytes_before, bytes_after}]}`;
-//! - `metrics`: `{families: [{name, type, help, samples: [{name, labels, value}]}]}`.
+//! field names are stable and listed in [`JSON_FIELDS`], which `--help` prints.
 //!
 //! A node that cannot be reached, or an error it answers, exits with status 1 and the
 //! message on stderr (with `--json` too); so does a repair that left ranges undone.
@@ -65,9 +47,37 @@ use sibyl_tools::admin::streams::render_streams;
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
 
+/// The `--json` output of each command (printed by `--help`).
+const JSON_FIELDS: &str = "\
+--json prints one object per command, with these stable fields:
+  status               {partitioner, nodes: [{id, address, up, state, datacenter, rack,
+                        tokens (a count), owns (0..1), load_bytes}]}
+  ring                 {partitioner, tokens: [{token (decimal string), node, address, share}]}
+  flush                {flushed: [table]}
+  removenode,
+  decommission         {message}
+  compact, tablestats  {table, sstables, sstables_per_level, sstable_bytes, sstable_entries,
+                        sstable_tombstones, memtable_bytes, memtable_entries,
+                        frozen_memtables, flushes, compactions, compacted_bytes}
+  hints                {owners: [{owner, pending, pending_bytes, oldest_micros,
+                        dropped_window, dropped_size, dropped_corrupt, dropped_rejected}],
+                        pending, dropped}
+  streams,
+  setstreamthroughput  {throughput_bytes_per_sec, streams: [{operation, table, range_start,
+                        range_end, peer, state, bytes, cells, run_bytes,
+                        rate_bytes_per_sec, error}]} (done streams included)
+  repair [--status]    {id, table, state (none|running|done), jobs, jobs_done, differed,
+                        cells_sent, cells_received, bytes_sent, bytes_received, elapsed_ms,
+                        failed: [range], tables: [{table, jobs, synced, oldest_secs}]}
+  cleanup              {tables: [{table, dropped, bytes_before, bytes_after}]}
+  metrics              {families: [{name, type, help, samples: [{name, labels: {..},
+                        value (null when not finite)}]}]}
+Errors (a node that cannot be reached, a refusal) exit 1 with the message on stderr,
+with --json too.";
+
 /// Operations on a Sibyl cluster.
 #[derive(Debug, Parser)]
-#[command(name = "sibyl-admin", version)]
+#[command(name = "sibyl-admin", version, after_help = JSON_FIELDS)]
 struct Args {
     /// Node to ask (host:port of its client port).
     #[arg(long, global = true, default_value = "127.0.0.1:7400")]
@@ -75,7 +85,7 @@ struct Args {
     /// Seconds to wait for the node.
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
-    /// Print one JSON object instead of a table (field names in the tool's docs).
+    /// Print one JSON object instead of a table (its fields are listed below).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
