@@ -300,6 +300,7 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         idle_timeout: None,
         shutdown_grace: Duration::from_secs(10),
+        requests: Arc::default(),
     };
     let handler = Arc::new(Awaiting {
         release: Arc::clone(&release),

@@ -22,6 +22,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+/// Labels as written: (name, value) pairs.
+type Labels = Vec<(String, String)>;
+
 /// The type a `# TYPE` line declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -185,8 +188,8 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// Reads `{...}` at the start of `rest`; returns the labels and what follows the `}`.
-fn parse_labels(rest: &str) -> Result<(Vec<(String, String)>, &str), String> {
-    let mut labels: Vec<(String, String)> = Vec::new();
+fn parse_labels(rest: &str) -> Result<(Labels, &str), String> {
+    let mut labels: Labels = Vec::new();
     let mut s = rest.strip_prefix('{').ok_or("expected '{'")?;
     loop {
         if let Some(after) = s.strip_prefix('}') {
@@ -355,7 +358,7 @@ pub fn parse(text: &str) -> Result<Exposition, ExpositionError> {
             });
         }
         let family = families.last_mut().ok_or_else(|| err("no family".into()))?;
-        if family.kind == MetricKind::Counter && !(value >= 0.0) {
+        if family.kind == MetricKind::Counter && (value.is_nan() || value < 0.0) {
             return Err(err(format!("counter {name} is {value}")));
         }
         if family.kind == MetricKind::Histogram && name.ends_with("_bucket") {
@@ -390,8 +393,8 @@ fn check_histogram(family: &MetricFamily) -> Result<(), ExpositionError> {
     };
     let bucket_name = format!("{}_bucket", family.name);
     let count_name = format!("{}_count", family.name);
-    let mut buckets: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
-    let mut counts: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
+    let mut buckets: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut counts: BTreeMap<Labels, f64> = BTreeMap::new();
     for s in &family.samples {
         let mut key: Vec<(String, String)> = s
             .labels

@@ -45,8 +45,16 @@ fn quantile_bound(buckets: &[(f64, f64)], total: f64, q: f64) -> f64 {
         .map_or(f64::INFINITY, |(le, _)| *le)
 }
 
+/// One histogram label set: its (bound, cumulative count) buckets, sum and count.
+#[derive(Default)]
+struct HistogramSeries {
+    buckets: Vec<(f64, f64)>,
+    sum: f64,
+    count: f64,
+}
+
 fn histogram_rows(f: &MetricFamily, rows: &mut Vec<[String; 3]>) {
-    let mut sets: BTreeMap<String, (Vec<(f64, f64)>, f64, f64)> = BTreeMap::new();
+    let mut sets: BTreeMap<String, HistogramSeries> = BTreeMap::new();
     for s in &f.samples {
         let entry = sets.entry(label_text(&s.labels)).or_default();
         if s.name.ends_with("_bucket") {
@@ -55,14 +63,19 @@ fn histogram_rows(f: &MetricFamily, rows: &mut Vec<[String; 3]>) {
                 Some(le) => le.parse().unwrap_or(f64::INFINITY),
                 None => f64::INFINITY,
             };
-            entry.0.push((le, s.value));
+            entry.buckets.push((le, s.value));
         } else if s.name.ends_with("_sum") {
-            entry.1 = s.value;
+            entry.sum = s.value;
         } else if s.name.ends_with("_count") {
-            entry.2 = s.value;
+            entry.count = s.value;
         }
     }
-    for (labels, (mut buckets, sum, count)) in sets {
+    for (labels, series) in sets {
+        let HistogramSeries {
+            mut buckets,
+            sum,
+            count,
+        } = series;
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         let summary = if count > 0.0 {
             format!(
