@@ -479,6 +479,7 @@ impl Node {
             })),
         ));
         coordinator.set_metrics(metrics.clone());
+        coordinator.set_cluster_name(&config.cluster.cluster_name);
         let metrics_server = metrics_listener.map(|listener| {
             if let Some(addr) = metrics_addr {
                 tracing::info!(%addr, "metrics served on http://{addr}/metrics");

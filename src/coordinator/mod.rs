@@ -150,6 +150,8 @@ pub struct Coordinator {
     streams: std::sync::OnceLock<Arc<crate::stream::StreamRegistry>>,
     /// The node's metrics registry (METRICS answers from it).
     metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The cluster's name (DESCRIBE_CLUSTER answers with it).
+    cluster_name: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -201,6 +203,7 @@ impl Coordinator {
             repairer: std::sync::OnceLock::new(),
             streams: std::sync::OnceLock::new(),
             metrics: std::sync::OnceLock::new(),
+            cluster_name: std::sync::OnceLock::new(),
         }
     }
 
@@ -218,6 +221,11 @@ impl Coordinator {
     /// Gives the coordinator the node's metrics registry (METRICS answers from it).
     pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
         let _ = self.metrics.set(metrics);
+    }
+
+    /// Gives the coordinator the cluster's name (DESCRIBE_CLUSTER answers with it).
+    pub fn set_cluster_name(&self, name: &str) {
+        let _ = self.cluster_name.set(name.to_owned());
     }
 
     /// The counters so far.
@@ -438,6 +446,13 @@ impl Coordinator {
                         Some(s) => Response::AdminStreams(stream_report(&s, set_throughput)),
                         None => Response::Error(server_error("no stream registry")),
                     }
+                }))
+            }
+            Request::DescribeCluster if self.cluster_name.get().is_some() => {
+                let name = self.cluster_name.get().cloned().unwrap_or_default();
+                let service = self.service.clone();
+                Route::Peers(Box::pin(async move {
+                    Response::AdminCluster(service.describe_cluster(&name))
                 }))
             }
             Request::Metrics if self.metrics.get().is_some() => {

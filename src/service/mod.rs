@@ -554,10 +554,12 @@ impl Service {
             )),
             // A node on its own keeps no hints (its coordinator answers when it has a store).
             Request::Hints => Ok(Response::AdminHints(Vec::new())),
-            // The metrics registry is the node's (its coordinator answers).
-            Request::Metrics => Err(invalid(
-                "METRICS is answered by a node's coordinator, not by a service on its own",
-            )),
+            // The metrics registry and the cluster name are the node's (its coordinator
+            // answers).
+            Request::Metrics | Request::DescribeCluster => Err(invalid(format!(
+                "{} is answered by a node's coordinator, not by a service on its own",
+                request.opcode().name()
+            ))),
             // A node on its own streams nothing (its coordinator answers in a cluster).
             Request::Streams { .. } => Ok(Response::AdminStreams(
                 sibyl_protocol::StreamsReport::default(),

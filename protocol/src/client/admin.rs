@@ -7,7 +7,7 @@ use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::message::types::{
-    HintOwner, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
+    ClusterDescription, HintOwner, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
 };
 
 impl Client {
@@ -106,6 +106,15 @@ impl Client {
         match self.request(request).await? {
             Response::AdminCleanup(tables) => Ok(tables),
             other => Err(unexpected("CLEANUP", other)),
+        }
+    }
+
+    /// The cluster's name, partitioner and each node's schema version, as the node sees
+    /// them.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, ClientError> {
+        match self.request(Request::DescribeCluster).await? {
+            Response::AdminCluster(d) => Ok(d),
+            other => Err(unexpected("DESCRIBE_CLUSTER", other)),
         }
     }
 

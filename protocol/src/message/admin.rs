@@ -1,6 +1,6 @@
 //! Values of the operator (admin) messages: [`TableStatistics`], the answer to
 //! TABLE_STATS and COMPACT. The admin requests themselves are [`crate::Request`] variants
-//! (opcodes `0x30..=0x3A`); their grammar is in `doc/wire_format.md` §6. Pure data.
+//! (opcodes `0x30..=0x3B`); their grammar is in `doc/wire_format.md` §6. Pure data.
 
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
@@ -83,6 +83,31 @@ impl TableStatistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_description_round_trips_and_rejects_truncation() {
+        let d = ClusterDescription {
+            cluster_name: "prod".into(),
+            partitioner: "murmur3".into(),
+            schema_version: u64::MAX,
+            nodes: vec![
+                NodeSchema {
+                    id: "00000000000000ab".into(),
+                    address: "127.0.0.1:7400".into(),
+                    schema_version: Some(7),
+                },
+                NodeSchema::default(),
+            ],
+        };
+        let mut w = WireWriter::new();
+        d.encode(&mut w).unwrap();
+        let bytes = w.finish();
+        let mut r = WireReader::new(bytes.clone());
+        assert_eq!(ClusterDescription::decode(&mut r).unwrap(), d);
+        r.finish("cluster description").unwrap();
+        let mut short = WireReader::new(bytes.slice(..bytes.len() - 1));
+        assert!(ClusterDescription::decode(&mut short).is_err());
+    }
 
     #[test]
     fn table_statistics_round_trip_and_reject_truncation() {
@@ -403,6 +428,73 @@ impl StreamsReport {
         Ok(StreamsReport {
             throughput: r.u64("stream throughput")?,
             streams: r.list("streams", StreamEntry::MIN_LEN, StreamEntry::decode)?,
+        })
+    }
+}
+
+/// The cluster as the answering node describes it (DESCRIBE_CLUSTER, like `nodetool
+/// describecluster`). Wire: `string` cluster_name, `string` partitioner, `u64`
+/// schema_version (the answering node's), `list<node schema>` nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ClusterDescription {
+    /// The cluster's name (`--cluster-name`).
+    pub cluster_name: String,
+    /// The partitioner (`murmur3` or `md5`).
+    pub partitioner: String,
+    /// The answering node's schema version (a hash of its tables' definitions).
+    pub schema_version: u64,
+    /// Every node the answering node knows, with the schema version it gossips.
+    pub nodes: Vec<NodeSchema>,
+}
+
+/// One node's schema version as gossip reports it. Wire: `string` id, `string` address,
+/// `option<u64>` schema_version (absent before the node announced one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct NodeSchema {
+    /// Node id, 16 hex digits.
+    pub id: String,
+    /// Its client address.
+    pub address: String,
+    /// The schema version it gossips.
+    pub schema_version: Option<u64>,
+}
+
+impl NodeSchema {
+    /// The smallest encoding (empty strings, no version).
+    pub(crate) const MIN_LEN: usize = 2 + 2 + 1;
+
+    fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("node id", &self.id)?;
+        w.string("node address", &self.address)?;
+        w.option(self.schema_version.as_ref(), |w, v| {
+            w.u64(*v);
+            Ok(())
+        })
+    }
+
+    fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(NodeSchema {
+            id: r.string("node id")?,
+            address: r.string("node address")?,
+            schema_version: r.option("schema version", |r| r.u64("schema version"))?,
+        })
+    }
+}
+
+impl ClusterDescription {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("cluster name", &self.cluster_name)?;
+        w.string("partitioner", &self.partitioner)?;
+        w.u64(self.schema_version);
+        w.list("nodes", &self.nodes, |w, n| n.encode(w))
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(ClusterDescription {
+            cluster_name: r.string("cluster name")?,
+            partitioner: r.string("partitioner")?,
+            schema_version: r.u64("schema version")?,
+            nodes: r.list("nodes", NodeSchema::MIN_LEN, NodeSchema::decode)?,
         })
     }
 }

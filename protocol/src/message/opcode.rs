@@ -56,11 +56,13 @@ pub enum Opcode {
     Cleanup = 0x39,
     /// Admin: the answering node's metrics, in the Prometheus text exposition format.
     Metrics = 0x3A,
+    /// Admin: the cluster's name, partitioner and schema versions.
+    DescribeCluster = 0x3B,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 22] = [
+    pub const ALL: [Opcode; 23] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -83,6 +85,7 @@ impl Opcode {
         Opcode::Streams,
         Opcode::Cleanup,
         Opcode::Metrics,
+        Opcode::DescribeCluster,
     ];
 
     /// The byte on the wire.
@@ -126,6 +129,7 @@ impl Opcode {
             Opcode::Streams => "STREAMS",
             Opcode::Cleanup => "CLEANUP",
             Opcode::Metrics => "METRICS",
+            Opcode::DescribeCluster => "DESCRIBE_CLUSTER",
         }
     }
 
@@ -142,6 +146,7 @@ impl Opcode {
                 | Opcode::Get
                 | Opcode::TableStats
                 | Opcode::Metrics
+                | Opcode::DescribeCluster
         )
     }
 }

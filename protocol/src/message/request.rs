@@ -321,6 +321,9 @@ pub enum Request {
     /// Admin: the answering node's metrics (the text its `--metrics-listen` endpoint
     /// serves). Empty body.
     Metrics,
+    /// Admin: the cluster's name, partitioner and each node's schema version, as the
+    /// answering node sees them. Empty body.
+    DescribeCluster,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -379,6 +382,7 @@ impl Request {
             Request::Streams { .. } => Opcode::Streams,
             Request::Cleanup { .. } => Opcode::Cleanup,
             Request::Metrics => Opcode::Metrics,
+            Request::DescribeCluster => Opcode::DescribeCluster,
         }
     }
 
@@ -395,7 +399,8 @@ impl Request {
             | Request::ListTables
             | Request::Decommission
             | Request::Hints
-            | Request::Metrics => {}
+            | Request::Metrics
+            | Request::DescribeCluster => {}
             Request::CreateTable {
                 name,
                 options,
@@ -558,6 +563,7 @@ impl Request {
                 table: r.option("table", |r| r.string("table"))?,
             },
             Opcode::Metrics => Request::Metrics,
+            Opcode::DescribeCluster => Request::DescribeCluster,
         };
         r.finish(opcode.name())?;
         Ok(req)

@@ -12,8 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, Topology,
+    Cell, ClusterDescription, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableCleanup,
+    TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -86,6 +86,8 @@ pub enum Response {
     /// To METRICS: the node's metrics in the Prometheus text exposition format (version
     /// 0.0.4). Wire: `bytes` UTF-8 text (it outgrows a `string`).
     AdminMetrics(String),
+    /// To DESCRIBE_CLUSTER. Wire: cluster description.
+    AdminCluster(ClusterDescription),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -246,6 +248,7 @@ impl Response {
                 | (Response::AdminStreams(_), Opcode::Streams)
                 | (Response::AdminCleanup(_), Opcode::Cleanup)
                 | (Response::AdminMetrics(_), Opcode::Metrics)
+                | (Response::AdminCluster(_), Opcode::DescribeCluster)
         )
     }
 
@@ -292,6 +295,7 @@ impl Response {
                 w.list("cleaned tables", tables, |w, t| t.encode(w))?
             }
             Response::AdminMetrics(text) => w.bytes("metrics text", text.as_bytes())?,
+            Response::AdminCluster(d) => d.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -359,6 +363,9 @@ impl Response {
                     TableCleanup::MIN_LEN,
                     TableCleanup::decode,
                 )?),
+                Opcode::DescribeCluster => {
+                    Response::AdminCluster(ClusterDescription::decode(&mut r)?)
+                }
                 Opcode::Metrics => {
                     let text = r.bytes("metrics text")?;
                     Response::AdminMetrics(String::from_utf8(text.to_vec()).map_err(|_| {

@@ -383,7 +383,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Hints
         | Request::Streams { .. }
         | Request::Cleanup { .. }
-        | Request::Metrics => Response::Error(ServerError::new(
+        | Request::Metrics
+        | Request::DescribeCluster => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`cleanup`]: the `cleanup` report (what the node dropped, per table) as text.
+//! - [`describe`]: the `describe` (cluster name, partitioner, schema agreement, tables)
+//!   and `tables` reports.
 //! - [`exposition`]: a strict parser of the Prometheus text format (the node's metrics).
 //! - [`hints`]: the `hints` report (pending and dropped hints per owner) as text.
 //! - [`json`]: every report as JSON (`--json`), with stable field names.
@@ -14,6 +16,7 @@
 //! - [`tablestats`]: the `tablestats` report as text.
 
 pub mod cleanup;
+pub mod describe;
 pub mod exposition;
 pub mod hints;
 pub mod json;

@@ -4,6 +4,8 @@
 //! - `status`: every node with address, up/down, state, load, datacenter, rack, token
 //!   count and owned share of the token space.
 //! - `ring`: every token in ring order with its owner.
+//! - `describe`: the cluster's name, partitioner and schema version (and whether every
+//!   node agrees on it), then every table with its options; `tables`: one row per table.
 //! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
 //!   asked (`--host`), not cluster-wide.
 //! - `removenode NODE_ID [--force]`: announces a dead node (id as `status` shows it) as
@@ -37,6 +39,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::cleanup::render_cleanup;
+use sibyl_tools::admin::describe::{describe_json, render_describe, render_tables, table_json};
 use sibyl_tools::admin::exposition::parse as parse_exposition;
 use sibyl_tools::admin::hints::render_hints;
 use sibyl_tools::admin::json;
@@ -53,6 +56,10 @@ const JSON_FIELDS: &str = "\
   status               {partitioner, nodes: [{id, address, up, state, datacenter, rack,
                         tokens (a count), owns (0..1), load_bytes}]}
   ring                 {partitioner, tokens: [{token (decimal string), node, address, share}]}
+  describe             {cluster_name, partitioner, schema_version, schema_agreement,
+                        nodes: [{id, address, schema_version}], tables: [table]}
+  tables               {tables: [table]}, a table being {name, rf, conflict, read, write,
+                        ttl_secs, compaction, placement}
   flush                {flushed: [table]}
   removenode,
   decommission         {message}
@@ -98,6 +105,11 @@ enum AdminCommand {
     Status,
     /// Tokens in ring order with their owners.
     Ring,
+    /// The cluster's name, partitioner and schema version (and whether the nodes agree
+    /// on it), then every table with its options.
+    Describe,
+    /// Every table with its options, one row each.
+    Tables,
     /// Writes the memtables of one table (every table when omitted) to SSTables on the
     /// node asked.
     Flush {
@@ -216,6 +228,28 @@ fn real_main() -> Result<()> {
                 } else {
                     Output::new(render_ring(&topology), json::ring_json(&topology))
                 }
+            }
+            AdminCommand::Describe => {
+                let cluster = client
+                    .describe_cluster()
+                    .await
+                    .map_err(|e| fail("describe", e))?;
+                let tables = table_options(&client)
+                    .await
+                    .map_err(|e| fail("describe", e))?;
+                Output::new(
+                    render_describe(&cluster, &tables),
+                    describe_json(&cluster, &tables),
+                )
+            }
+            AdminCommand::Tables => {
+                let tables = table_options(&client)
+                    .await
+                    .map_err(|e| fail("tables", e))?;
+                let json = serde_json::json!({
+                    "tables": tables.iter().map(|(n, o)| table_json(n, o)).collect::<Vec<_>>(),
+                });
+                Output::new(render_tables(&tables), json)
             }
             AdminCommand::Flush { table } => {
                 let flushed = client
@@ -424,6 +458,18 @@ async fn follow_decommission(client: &Client, host: &str) -> Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every table the node knows, by name, with its options.
+async fn table_options(
+    client: &Client,
+) -> Result<Vec<(String, sibyl_protocol::TableOptions)>, sibyl_protocol::ClientError> {
+    let mut tables = Vec::new();
+    for name in client.list_tables().await? {
+        let options = client.describe_table(&name).await?;
+        tables.push((name, options));
+    }
+    Ok(tables)
 }
 
 /// Starts a repair and follows it with a progress bar until it is done.

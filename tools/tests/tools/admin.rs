@@ -274,6 +274,34 @@ fn admin_every_command_answers_in_both_outputs_on_a_three_node_cluster() {
     }
     cli(a, "put kv k1 c=1; put kv k2 c=2; put kv k3 c=3").ok();
 
+    // describe and tables: the cluster's name, partitioner, schema agreement, the table.
+    wait_for("schema agreement", || {
+        admin_json(b, &["describe"])["schema_agreement"] == true
+    });
+    let d = admin_json(b, &["describe"]);
+    assert_eq!(d["cluster_name"], "sibyl", "{d}");
+    assert_eq!(d["partitioner"], "murmur3", "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 3, "{d}");
+    assert_eq!(d["tables"][0]["name"], "kv", "{d}");
+    assert_eq!(d["tables"][0]["rf"], 3, "{d}");
+    let text = admin(b, &["describe"]).ok().stdout;
+    assert!(
+        text.starts_with("cluster: sibyl\npartitioner: murmur3\n"),
+        "{text}"
+    );
+    assert!(text.contains("(all 3 nodes agree)"), "{text}");
+    assert!(text.contains("table kv\n  rf: 3"), "{text}");
+    let tables = admin_json(c, &["tables"]);
+    assert_eq!(tables["tables"].as_array().unwrap().len(), 1, "{tables}");
+    assert_eq!(tables["tables"][0]["conflict"], "causal", "{tables}");
+    let text = admin(c, &["tables"]).ok().stdout;
+    let row = text.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        row.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["kv", "3", "causal"],
+        "{text}"
+    );
+
     // flush, tablestats, compact on node a.
     assert_eq!(admin(a, &["flush", "kv"]).ok().stdout.trim(), "flushed: kv");
     assert_eq!(
