@@ -382,6 +382,7 @@ impl Node {
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let requests = Arc::new(RequestMetrics::new());
+        service.set_request_metrics(requests.clone());
         let opts = ServerOptions {
             max_connections: config.max_connections,
             max_in_flight: config.max_in_flight,

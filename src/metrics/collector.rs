@@ -62,7 +62,7 @@ impl NodeCollector {
             .collect();
         tables.sort_by(|a, b| a.0.cmp(&b.0));
         type Field = fn(&sibyl_storage::TableStats) -> u64;
-        let per_table: [(&str, &str, MetricType, Field); 8] = [
+        let per_table: [(&str, &str, MetricType, Field); 10] = [
             (
                 "memtable_bytes",
                 "Bytes held by a table's active and frozen memtables",
@@ -110,6 +110,18 @@ impl NodeCollector {
                 "Bytes written by a table's compactions since the node started",
                 MetricType::Counter,
                 |s| s.compacted_bytes,
+            ),
+            (
+                "bloom_true_positives",
+                "Point lookups an SSTable's bloom filter let through and the SSTable held",
+                MetricType::Counter,
+                |s| s.bloom_true_positives,
+            ),
+            (
+                "bloom_false_positives",
+                "Point lookups an SSTable's bloom filter let through but the SSTable did not hold",
+                MetricType::Counter,
+                |s| s.bloom_false_positives,
             ),
         ];
         for (name, help, metric_type, field) in per_table {

@@ -7,6 +7,8 @@
 //! - [`requests`]: client requests per opcode and consistency level (counts and latency
 //!   histograms) and error answers per code, recorded by the client connections with
 //!   atomics only.
+//! - [`tables`]: per-table read and write latency and the siblings reads returned
+//!   (`sibyl-admin tablestats`, `sibyl_table_*`).
 //! - [`collector`]: everything else (storage, commit log, gossip, hints, read repair,
 //!   siblings over the limit, repair and streams), read at scrape time from the
 //!   accessors of the parts that own the numbers.
@@ -23,6 +25,7 @@ pub mod collector;
 mod encode;
 pub mod http;
 pub mod requests;
+pub mod tables;
 
 use std::sync::Arc;
 
@@ -31,7 +34,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 pub use collector::{NodeCollector, NodeSources};
-pub use requests::{RequestKind, RequestMetrics};
+pub use requests::{Outcome, RequestKind, RequestMetrics};
 
 /// The prefix of every metric name.
 pub const METRIC_PREFIX: &str = "sibyl";

@@ -6,6 +6,9 @@
 //! each made on first use (`OnceLock`) and then only `fetch_add`ed. Pairs never seen are
 //! not exported, so a scrape lists only what clients sent.
 //!
+//! A GET, INSERT or DELETE also goes to its table's figures ([`super::tables`]): read or
+//! write latency, and the siblings a read returned.
+//!
 //! Latency is measured from the moment the connection decoded the request to the moment
 //! its answer was encoded (queueing behind the node's in-flight bound included, the
 //! socket write excluded).
@@ -16,10 +19,13 @@ use std::time::Duration;
 
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
-use sibyl_protocol::{Consistency, ConsistencyLevel, ErrorCode, ErrorKind, Opcode};
+use sibyl_protocol::{
+    Cell, Consistency, ConsistencyLevel, ErrorCode, ErrorKind, Opcode, Request, Response,
+};
 use sibyl_storage::latency::LatencyHistogram;
 
 use super::encode::Family;
+use super::tables::{TableAccess, TableRegistry, TableSlot};
 
 /// Consistency labels, by index ([`consistency_index`]).
 const CONSISTENCY_LABELS: [&str; 9] = [
@@ -50,6 +56,30 @@ pub struct RequestMetrics {
     slots: Vec<OnceLock<LatencyHistogram>>,
     /// Error answers per `ErrorCode::ALL` index, then one for unknown codes.
     errors: Vec<AtomicU64>,
+    /// Per-table read and write figures.
+    tables: TableRegistry,
+}
+
+/// What a request was answered with, as far as the metrics care.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    /// A success without cells.
+    Done,
+    /// A row: its cells.
+    Row(&'a [Cell]),
+    /// An error answer.
+    Failed(&'a ErrorKind),
+}
+
+impl<'a> Outcome<'a> {
+    /// The outcome of `response`.
+    pub fn of(response: &'a Response) -> Outcome<'a> {
+        match response {
+            Response::Error(e) => Outcome::Failed(&e.kind),
+            Response::Row { cells, .. } => Outcome::Row(cells),
+            _ => Outcome::Done,
+        }
+    }
 }
 
 impl Default for RequestMetrics {
@@ -59,10 +89,12 @@ impl Default for RequestMetrics {
 }
 
 /// What the connection knows of a request when it starts it: which counters it goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RequestKind {
     opcode: usize,
     consistency: usize,
+    /// A GET, INSERT or DELETE: its table's figures.
+    table: Option<(TableAccess, TableSlot)>,
 }
 
 impl RequestKind {
@@ -79,20 +111,8 @@ impl RequestKind {
                 Some(None) => DEFAULT_CONSISTENCY,
                 Some(Some(c)) => consistency_index(c.level),
             },
+            table: None,
         }
-    }
-
-    /// The kind of `request`.
-    pub fn of(request: &sibyl_protocol::Request) -> RequestKind {
-        use sibyl_protocol::Request;
-        let consistency = match request {
-            Request::Insert { consistency, .. }
-            | Request::Get { consistency, .. }
-            | Request::Delete { consistency, .. }
-            | Request::Batch { consistency, .. } => Some(*consistency),
-            _ => None,
-        };
-        RequestKind::new(request.opcode(), consistency)
     }
 }
 
@@ -118,19 +138,62 @@ impl RequestMetrics {
             errors: (0..=ErrorCode::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            tables: TableRegistry::default(),
         }
     }
 
-    /// Records one answered request of `kind` that took `elapsed`, and its error when
-    /// the answer was one.
-    pub fn record(&self, kind: RequestKind, elapsed: Duration, error: Option<&ErrorKind>) {
+    /// The kind of `request`: its opcode, consistency level and, for a GET, INSERT or
+    /// DELETE, its table.
+    pub fn kind_of(&self, request: &Request) -> RequestKind {
+        let (consistency, table) = match request {
+            Request::Insert {
+                consistency,
+                insert,
+            } => (
+                Some(*consistency),
+                Some((TableAccess::Write, &insert.table)),
+            ),
+            Request::Delete {
+                consistency,
+                delete,
+            } => (
+                Some(*consistency),
+                Some((TableAccess::Write, &delete.table)),
+            ),
+            Request::Get {
+                consistency, table, ..
+            } => (Some(*consistency), Some((TableAccess::Read, table))),
+            Request::Batch { consistency, .. } => (Some(*consistency), None),
+            _ => (None, None),
+        };
+        RequestKind {
+            table: table.map(|(access, name)| (access, self.tables.slot(name))),
+            ..RequestKind::new(request.opcode(), consistency)
+        }
+    }
+
+    /// Records one answered request of `kind` that took `elapsed` with its outcome.
+    pub fn record(&self, kind: &RequestKind, elapsed: Duration, outcome: Outcome<'_>) {
         let index = kind.opcode * CONSISTENCY_LABELS.len() + kind.consistency;
         if let Some(slot) = self.slots.get(index) {
             slot.get_or_init(LatencyHistogram::new).record(elapsed);
         }
-        if let Some(kind) = error {
-            self.record_error(kind);
+        let cells = match outcome {
+            Outcome::Failed(error) => {
+                self.record_error(error);
+                return;
+            }
+            Outcome::Row(cells) => cells,
+            Outcome::Done => &[],
+        };
+        if let Some((access, slot)) = &kind.table {
+            self.tables.resolve(slot).record(*access, elapsed, cells);
         }
+    }
+
+    /// The per-table figures.
+    pub fn tables(&self) -> &TableRegistry {
+        &self.tables
     }
 
     /// Records an error answered outside any request (a malformed frame).
@@ -204,6 +267,42 @@ impl RequestMetrics {
         for (name, counter) in names.zip(&self.errors) {
             family.sample(&[("kind", name)], counter.load(Ordering::Relaxed))?;
         }
+        let tables = self.tables.all();
+        let mut family = Family::start(
+            encoder,
+            "table_request_duration_seconds",
+            "Latency of a table's successful GETs (read) and INSERTs and DELETEs (write) \
+             coordinated here",
+            MetricType::Histogram,
+        )?;
+        for (table, stats) in &tables {
+            family.histogram(
+                &[("table", table.as_str()), ("access", "read")],
+                &stats.read,
+            )?;
+            family.histogram(
+                &[("table", table.as_str()), ("access", "write")],
+                &stats.write,
+            )?;
+        }
+        let mut family = Family::start(
+            encoder,
+            "table_cells_read",
+            "Cells a table's GETs returned",
+            MetricType::Counter,
+        )?;
+        for (table, stats) in &tables {
+            family.sample(&[("table", table.as_str())], stats.cells_read)?;
+        }
+        let mut family = Family::start(
+            encoder,
+            "table_cells_with_siblings",
+            "Cells a table's GETs returned with more than one sibling (concurrent versions)",
+            MetricType::Counter,
+        )?;
+        for (table, stats) in &tables {
+            family.sample(&[("table", table.as_str())], stats.cells_with_siblings)?;
+        }
         Ok(())
     }
 }
@@ -217,12 +316,12 @@ mod tests {
         let m = RequestMetrics::new();
         let get = RequestKind::new(Opcode::Get, Some(Some(Consistency::QUORUM)));
         let get_default = RequestKind::new(Opcode::Get, Some(None));
-        m.record(get, Duration::from_micros(80), None);
-        m.record(get_default, Duration::from_micros(80), None);
+        m.record(&get, Duration::from_micros(80), Outcome::Done);
+        m.record(&get_default, Duration::from_micros(80), Outcome::Done);
         m.record(
-            RequestKind::new(Opcode::Insert, Some(None)),
+            &RequestKind::new(Opcode::Insert, Some(None)),
             Duration::from_millis(3),
-            Some(&ErrorKind::Overloaded),
+            Outcome::Failed(&ErrorKind::Overloaded),
         );
         assert_eq!(m.count(Opcode::Get), 2);
         assert_eq!(m.count(Opcode::Insert), 1);

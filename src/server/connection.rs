@@ -51,7 +51,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
-use crate::metrics::{RequestKind, RequestMetrics};
+use crate::metrics::{Outcome, RequestKind, RequestMetrics};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -294,11 +294,13 @@ impl<H: RequestHandler> Connection<H> {
             group.iter().map(|g| (&g.insert, g.consistency)).collect();
         let results = handler.insert_group(&inserts);
         for (g, result) in group.iter().zip(results) {
-            self.ctx.requests.record(
-                g.kind,
-                g.started.elapsed(),
-                result.as_ref().err().map(|e| &e.kind),
-            );
+            let outcome = match &result {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::Failed(&e.kind),
+            };
+            self.ctx
+                .requests
+                .record(&g.kind, g.started.elapsed(), outcome);
             match result {
                 Ok(()) => {
                     let frame = Frame {
@@ -326,7 +328,7 @@ impl<H: RequestHandler> Connection<H> {
             }
         };
         let opcode = request.opcode();
-        let kind = RequestKind::of(&request);
+        let kind = self.ctx.requests.kind_of(&request);
         let started = Instant::now();
         if opcode != Opcode::Insert {
             // Answer the INSERTs decoded before this frame first.
@@ -347,7 +349,9 @@ impl<H: RequestHandler> Connection<H> {
             ),
             Request::Ping => {
                 self.answer(stream_id, opcode, &Response::Pong);
-                self.ctx.requests.record(kind, started.elapsed(), None);
+                self.ctx
+                    .requests
+                    .record(&kind, started.elapsed(), Outcome::Done);
             }
             request => {
                 let Ok(permit) = self.ctx.in_flight.clone().try_acquire_owned() else {
@@ -355,9 +359,11 @@ impl<H: RequestHandler> Connection<H> {
                         ErrorKind::Overloaded,
                         "too many requests in flight on this node; retry later",
                     );
-                    self.ctx
-                        .requests
-                        .record(kind, started.elapsed(), Some(&overloaded.kind));
+                    self.ctx.requests.record(
+                        &kind,
+                        started.elapsed(),
+                        Outcome::Failed(&overloaded.kind),
+                    );
                     self.answer(stream_id, opcode, &Response::Error(overloaded));
                     return;
                 };
@@ -366,7 +372,7 @@ impl<H: RequestHandler> Connection<H> {
                         self.answer(stream_id, opcode, &response);
                         self.ctx
                             .requests
-                            .record(kind, started.elapsed(), error_kind(&response));
+                            .record(&kind, started.elapsed(), Outcome::of(&response));
                         drop(permit);
                     }
                     Started::Insert {
@@ -417,7 +423,7 @@ impl<H: RequestHandler> Connection<H> {
         tokio::spawn(async move {
             let response = answer.await;
             slot.fill(&response);
-            requests.record(kind, started.elapsed(), error_kind(&response));
+            requests.record(&kind, started.elapsed(), Outcome::of(&response));
             drop(permit);
         });
     }
@@ -495,14 +501,6 @@ impl<H: RequestHandler> Connection<H> {
             body,
         };
         let _ = frame.encode(&mut self.out, usize::MAX);
-    }
-}
-
-/// The error an answer carries, if it is one.
-fn error_kind(response: &Response) -> Option<&ErrorKind> {
-    match response {
-        Response::Error(e) => Some(&e.kind),
-        _ => None,
     }
 }
 

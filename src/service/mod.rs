@@ -226,6 +226,8 @@ pub struct Service {
     written_body: bytes::Bytes,
     /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
     watermarks: Option<Arc<Watermarks>>,
+    /// The node's request metrics (TABLE_STATS reports each table's figures from them).
+    request_metrics: std::sync::OnceLock<Arc<crate::metrics::RequestMetrics>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -461,12 +463,19 @@ impl Service {
             batch_sync,
             written_body,
             watermarks,
+            request_metrics: std::sync::OnceLock::new(),
         })
     }
 
     /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
     pub fn watermarks(&self) -> Option<&Arc<Watermarks>> {
         self.watermarks.as_ref()
+    }
+
+    /// Gives the service the node's request metrics, whose per-table figures (reads,
+    /// writes, latency, siblings) TABLE_STATS reports.
+    pub fn set_request_metrics(&self, metrics: Arc<crate::metrics::RequestMetrics>) {
+        let _ = self.request_metrics.set(metrics);
     }
 
     /// The storage engine (the metrics collector reads its table and commit-log

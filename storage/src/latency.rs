@@ -75,6 +75,25 @@ impl LatencyHistogram {
     }
 }
 
+impl LatencySnapshot {
+    /// The upper bound, µs, of the bucket the `q` quantile (`0 < q <= 1`) falls in; 0
+    /// with no observations, the largest bound when it falls past every bound.
+    pub fn quantile_micros(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0u64;
+        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS_MICROS) {
+            seen = seen.saturating_add(*bucket);
+            if seen >= rank {
+                return bound;
+            }
+        }
+        LATENCY_BUCKETS_MICROS.last().copied().unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +117,21 @@ mod tests {
             0
         );
         assert_eq!(*s.buckets.last().unwrap(), 1);
+    }
+
+    #[test]
+    fn latency_quantiles_are_bucket_upper_bounds() {
+        let h = LatencyHistogram::new();
+        assert_eq!(h.snapshot().quantile_micros(0.5), 0);
+        for _ in 0..98 {
+            h.record(Duration::from_micros(80));
+        }
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(30));
+        let s = h.snapshot();
+        assert_eq!(s.quantile_micros(0.5), 100);
+        assert_eq!(s.quantile_micros(0.98), 100);
+        assert_eq!(s.quantile_micros(0.99), 5_000);
+        assert_eq!(s.quantile_micros(1.0), 10_000_000);
     }
 }

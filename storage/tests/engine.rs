@@ -959,7 +959,8 @@ fn engine_stats_count_bloom_outcomes_of_point_lookups() {
     e.create_table("t", TableOptions::default())
         .expect("create");
     for i in (0..2000u32).step_by(2) {
-        e.put("t", format!("k{i:05}").as_bytes(), b"v").expect("put");
+        e.put("t", format!("k{i:05}").as_bytes(), b"v")
+            .expect("put");
     }
     e.flush(None).expect("flush");
     // 100 keys held, 100 absent ones inside the file's key range.

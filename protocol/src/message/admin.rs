@@ -9,7 +9,10 @@ use crate::wire::{WireReader, WireWriter};
 /// Wire: `string` table, `u32` sstables, `list<u32>` sstables_per_level, `u64`
 /// sstable_bytes, `u64` sstable_entries, `u64` sstable_tombstones, `u64` memtable_bytes,
 /// `u64` memtable_entries, `u32` frozen_memtables, `u64` flushes, `u64` compactions,
-/// `u64` compacted_bytes.
+/// `u64` compacted_bytes, `u64` bloom_true_positives, `u64` bloom_false_positives, `u64`
+/// reads, `u64` read_p50_micros, `u64` read_p99_micros, `u64` writes, `u64`
+/// write_p50_micros, `u64` write_p99_micros, `u64` cells_read, `u64` cells_with_siblings,
+/// `u64` max_siblings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct TableStatistics {
     /// Table name.
@@ -36,6 +39,30 @@ pub struct TableStatistics {
     pub compactions: u64,
     /// Bytes written by compactions since the node started.
     pub compacted_bytes: u64,
+    /// Point lookups an SSTable's bloom filter let through and the SSTable held.
+    pub bloom_true_positives: u64,
+    /// Point lookups an SSTable's bloom filter let through but the SSTable did not hold;
+    /// the false positive rate is these over these plus the true positives.
+    pub bloom_false_positives: u64,
+    /// GETs of the table this node coordinated since it started.
+    pub reads: u64,
+    /// Their latency's 50th percentile, µs (a histogram bucket's upper bound; 0 with no
+    /// reads).
+    pub read_p50_micros: u64,
+    /// Their latency's 99th percentile, µs (as `read_p50_micros`).
+    pub read_p99_micros: u64,
+    /// INSERTs and DELETEs of the table this node coordinated since it started.
+    pub writes: u64,
+    /// Their latency's 50th percentile, µs.
+    pub write_p50_micros: u64,
+    /// Their latency's 99th percentile, µs.
+    pub write_p99_micros: u64,
+    /// Cells those reads returned.
+    pub cells_read: u64,
+    /// Of those, cells returned with more than one sibling (concurrent versions).
+    pub cells_with_siblings: u64,
+    /// The most siblings one returned cell held.
+    pub max_siblings: u64,
 }
 
 impl TableStatistics {
@@ -56,7 +83,22 @@ impl TableStatistics {
             w.u64(v);
         }
         w.u32(self.frozen_memtables);
-        for v in [self.flushes, self.compactions, self.compacted_bytes] {
+        for v in [
+            self.flushes,
+            self.compactions,
+            self.compacted_bytes,
+            self.bloom_true_positives,
+            self.bloom_false_positives,
+            self.reads,
+            self.read_p50_micros,
+            self.read_p99_micros,
+            self.writes,
+            self.write_p50_micros,
+            self.write_p99_micros,
+            self.cells_read,
+            self.cells_with_siblings,
+            self.max_siblings,
+        ] {
             w.u64(v);
         }
         Ok(())
@@ -76,6 +118,17 @@ impl TableStatistics {
             flushes: r.u64("flushes")?,
             compactions: r.u64("compactions")?,
             compacted_bytes: r.u64("compacted bytes")?,
+            bloom_true_positives: r.u64("bloom true positives")?,
+            bloom_false_positives: r.u64("bloom false positives")?,
+            reads: r.u64("reads")?,
+            read_p50_micros: r.u64("read p50")?,
+            read_p99_micros: r.u64("read p99")?,
+            writes: r.u64("writes")?,
+            write_p50_micros: r.u64("write p50")?,
+            write_p99_micros: r.u64("write p99")?,
+            cells_read: r.u64("cells read")?,
+            cells_with_siblings: r.u64("cells with siblings")?,
+            max_siblings: r.u64("max siblings")?,
         })
     }
 }
@@ -124,6 +177,17 @@ mod tests {
             flushes: 9,
             compactions: 2,
             compacted_bytes: u64::MAX,
+            bloom_true_positives: 5,
+            bloom_false_positives: 1,
+            reads: 10,
+            read_p50_micros: 250,
+            read_p99_micros: 1000,
+            writes: 20,
+            write_p50_micros: 500,
+            write_p99_micros: 2500,
+            cells_read: 30,
+            cells_with_siblings: 2,
+            max_siblings: 3,
         };
         let mut w = WireWriter::new();
         s.encode(&mut w).unwrap();

@@ -46,7 +46,8 @@ pub fn ring_json(t: &Topology) -> Value {
     })
 }
 
-/// `tablestats` and `compact`: the statistics' fields as named on the wire.
+/// `tablestats` and `compact`: the statistics' fields as named on the wire, and
+/// `bloom_false_positive_rate` (null before any lookup got through the bloom filter).
 pub fn table_stats_json(s: &TableStatistics) -> Value {
     json!({
         "table": s.table,
@@ -61,6 +62,18 @@ pub fn table_stats_json(s: &TableStatistics) -> Value {
         "flushes": s.flushes,
         "compactions": s.compactions,
         "compacted_bytes": s.compacted_bytes,
+        "bloom_true_positives": s.bloom_true_positives,
+        "bloom_false_positives": s.bloom_false_positives,
+        "bloom_false_positive_rate": crate::admin::tablestats::bloom_false_positive_rate(s),
+        "reads": s.reads,
+        "read_p50_micros": s.read_p50_micros,
+        "read_p99_micros": s.read_p99_micros,
+        "writes": s.writes,
+        "write_p50_micros": s.write_p50_micros,
+        "write_p99_micros": s.write_p99_micros,
+        "cells_read": s.cells_read,
+        "cells_with_siblings": s.cells_with_siblings,
+        "max_siblings": s.max_siblings,
     })
 }
 

@@ -65,7 +65,11 @@ const JSON_FIELDS: &str = "\
   decommission         {message}
   compact, tablestats  {table, sstables, sstables_per_level, sstable_bytes, sstable_entries,
                         sstable_tombstones, memtable_bytes, memtable_entries,
-                        frozen_memtables, flushes, compactions, compacted_bytes}
+                        frozen_memtables, flushes, compactions, compacted_bytes,
+                        bloom_true_positives, bloom_false_positives,
+                        bloom_false_positive_rate (null before any lookup), reads,
+                        read_p50_micros, read_p99_micros, writes, write_p50_micros,
+                        write_p99_micros, cells_read, cells_with_siblings, max_siblings}
   hints                {owners: [{owner, pending, pending_bytes, oldest_micros,
                         dropped_window, dropped_size, dropped_corrupt, dropped_rejected}],
                         pending, dropped}

@@ -1,6 +1,7 @@
 //! The node's metrics endpoint (`--metrics-listen`) against a real node: the text parses
 //! as Prometheus text (with the strict parser `sibyl-admin metrics` uses) and its
-//! counters move by the traffic sent.
+//! counters move by the traffic sent; the per-table request figures `tablestats` reports
+//! from the same metrics.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -103,4 +104,49 @@ fn metrics_endpoint_parses_and_its_counters_move_with_traffic() {
         .map(|s| s["value"].as_f64().unwrap())
         .sum();
     assert_eq!(json_inserts, inserts(&after));
+    assert_eq!(
+        after.value(
+            "sibyl_table_request_duration_seconds_count",
+            &[("table", "kv"), ("access", "write")]
+        ),
+        Some(5.0)
+    );
+}
+
+#[test]
+fn tablestats_reports_the_tables_reads_writes_and_siblings() {
+    let node = TestNode::start();
+    // Two blind writes of one column are concurrent: a read returns both as siblings.
+    cli(
+        &node,
+        "create table kv rf=1; put kv a c=1; put kv s c=1; put kv s c=2; \
+         get kv a; get kv s; get kv none",
+    )
+    .ok();
+    let out = admin(&node, &["--json", "tablestats", "kv"]).ok();
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["writes"], 3, "{s}");
+    assert_eq!(s["reads"], 3, "{s}");
+    assert_eq!(s["cells_read"], 2, "{s}");
+    assert_eq!(s["cells_with_siblings"], 1, "{s}");
+    assert_eq!(s["max_siblings"], 2, "{s}");
+    assert!(s["read_p50_micros"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        s["read_p99_micros"].as_u64() >= s["read_p50_micros"].as_u64(),
+        "{s}"
+    );
+    let text = admin(&node, &["tablestats", "kv"]).ok().stdout;
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("reads").contains(" 3 (p50 <= "), "{text}");
+    assert!(line("writes").contains(" 3 (p50 <= "), "{text}");
+    assert!(
+        line("cells with siblings").ends_with("1 (most in one cell: 2)"),
+        "{text}"
+    );
+    assert!(line("bloom false positives").contains("lookups"), "{text}");
 }
