@@ -8,7 +8,9 @@ use std::net::TcpStream;
 
 use sibyl_tools::admin::exposition::{parse, Exposition};
 
-use crate::node::{admin, cli, TestNode};
+use std::time::{Duration, Instant};
+
+use crate::node::{admin, cli, TestCluster, TestNode};
 
 /// `GET /metrics` over HTTP/1.1; the parsed body (status 200 and the content type
 /// checked).
@@ -149,4 +151,95 @@ fn tablestats_reports_the_tables_reads_writes_and_siblings() {
         "{text}"
     );
     assert!(line("bloom false positives").contains("lookups"), "{text}");
+}
+
+/// Polls `scrape` of `addr` until `cond` holds (bounded by a generous deadline, not a
+/// timing assertion); the scrape that satisfied it.
+fn scrape_until(addr: &str, what: &str, cond: impl Fn(&Exposition) -> bool) -> Exposition {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = scrape(addr);
+        if cond(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn metrics_show_a_peer_down_its_phi_and_the_hints_kept_for_it() {
+    let metrics: Vec<String> = (0..2)
+        .map(|_| crate::launcher::free_addr().to_string())
+        .collect();
+    let mut cluster = TestCluster::start_with(3, |i| match metrics.get(i) {
+        Some(addr) => vec!["--metrics-listen".to_owned(), addr.clone()],
+        None => Vec::new(),
+    });
+    let up = |e: &Exposition| e.value("sibyl_gossip_peers", &[("state", "up")]);
+    let down = |e: &Exposition| e.value("sibyl_gossip_peers", &[("state", "down")]);
+    let before = scrape(&metrics[0]);
+    assert_eq!((up(&before), down(&before)), (Some(2.0), Some(0.0)));
+    cli(&cluster.nodes[0], "create table kv rf=3").ok();
+    for n in &cluster.nodes {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !admin(n, &["tablestats", "kv"]).success {
+            assert!(
+                Instant::now() < deadline,
+                "the table never reached {}",
+                n.addr
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let c = cluster.nodes.pop().expect("three nodes");
+    let c_id = {
+        let out = admin(&c, &["--json", "status"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["address"] == c.addr.as_str())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    drop(c); // killed by its own PID
+    let seen = scrape_until(&metrics[0], "the killed peer down", |e| {
+        down(e) == Some(1.0)
+    });
+    assert_eq!(up(&seen), Some(1.0));
+    let phi = seen
+        .value("sibyl_gossip_phi", &[("peer", c_id.as_str())])
+        .expect("a phi series for the killed peer");
+    assert!(phi > 8.0, "phi {phi} of a peer convicted down");
+
+    let hints = |e: &[Exposition], name: &str| e.iter().map(|x| x.sum(name, &[])).sum::<f64>();
+    let scrapes = || metrics.iter().map(|m| scrape(m)).collect::<Vec<_>>();
+    let before = scrapes();
+    // Ten writes while a replica is down: the coordinator keeps a hint for each (a
+    // cluster of rf nodes has no stand-in outside the preference list).
+    let writes: Vec<String> = (0..10).map(|i| format!("put kv k{i} c={i}")).collect();
+    cli(
+        &cluster.nodes[0],
+        &format!("consistency one; {}", writes.join("; ")),
+    )
+    .ok();
+    let after = scrapes();
+    assert_eq!(
+        hints(&after, "sibyl_coordinator_hints_total")
+            - hints(&before, "sibyl_coordinator_hints_total"),
+        10.0
+    );
+    assert_eq!(
+        hints(&after, "sibyl_hints_stored_total") - hints(&before, "sibyl_hints_stored_total"),
+        10.0
+    );
+    assert_eq!(
+        hints(&after, "sibyl_hints_pending") - hints(&before, "sibyl_hints_pending"),
+        10.0
+    );
+    assert!(hints(&after, "sibyl_hints_pending_bytes") > 0.0);
 }

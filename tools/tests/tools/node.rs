@@ -132,11 +132,28 @@ impl TestCluster {
     /// Starts `count` nodes and waits (bounded) until each one's `status --json` shows
     /// all of them up and normal.
     pub fn start(count: usize) -> TestCluster {
-        let seed = TestNode::start();
+        TestCluster::start_with(count, |_| Vec::new())
+    }
+
+    /// [`TestCluster::start`] with the extra flags of node `i` (from 0) given by
+    /// `extra(i)`.
+    pub fn start_with(count: usize, extra: impl Fn(usize) -> Vec<String>) -> TestCluster {
+        let flags = |i: usize, seeds: Option<&str>| {
+            let mut f = extra(i);
+            if let Some(s) = seeds {
+                f.extend(["--seeds".to_owned(), s.to_owned()]);
+            }
+            f
+        };
+        let first = flags(0, None);
+        let seed = TestNode::start_with(&first.iter().map(String::as_str).collect::<Vec<_>>());
         let seeds = seed.peer.clone();
         let mut nodes = vec![seed];
-        for _ in 1..count {
-            nodes.push(TestNode::start_with(&["--seeds", seeds.as_str()]));
+        for i in 1..count {
+            let f = flags(i, Some(&seeds));
+            nodes.push(TestNode::start_with(
+                &f.iter().map(String::as_str).collect::<Vec<_>>(),
+            ));
         }
         let deadline = std::time::Instant::now() + CLUSTER_DEADLINE;
         for node in &nodes {
