@@ -221,6 +221,15 @@ impl RequestMetrics {
             .sum()
     }
 
+    /// Error answers of `code` so far.
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .and_then(|i| self.errors.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// Writes `sibyl_requests_total`, `sibyl_request_duration_seconds` and
     /// `sibyl_request_errors_total` (prefix added by the registry).
     pub(super) fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
