@@ -6,9 +6,10 @@
 //! cell and command queue), open the service with it (the service takes the data
 //! directory's lock, so a second node on the same directory fails with a clear message
 //! before touching any port); read the ring state (partitioner, generation, tokens,
-//! [`crate::identity`]) and save the new generation; bind the client port and the peer
-//! network ([`TcpNetwork`]); start gossip ([`ClusterRuntime`]), which fills the handle;
-//! then start accepting clients.
+//! [`crate::identity`]) and save the new generation; bind the client port (and the
+//! metrics port with `--metrics-listen`) and the peer network ([`TcpNetwork`]); start
+//! gossip ([`ClusterRuntime`]), which fills the handle; then start accepting clients and,
+//! once every part it reads exists, serving metrics ([`crate::metrics`]).
 //!
 //! Identity: the node id is the versioning actor's node id (stable across restarts and
 //! actor epoch bumps); the generation is `max(previous + 1, now in seconds)`; tokens are
@@ -20,10 +21,10 @@
 //! otherwise, announces the tokens as pending in the dead node's place, streams its
 //! ranges like any bootstrap, announces `normal` and then removes the dead node.
 //!
-//! Shutdown order: stop accepting clients, announce the shutdown to peers and stop gossip
-//! (its task may import schema into the engine), close the peer network, let connections
-//! finish their requests in flight (bounded by a grace period), then close the engine,
-//! which syncs the commit log.
+//! Shutdown order: stop accepting clients (and metrics scrapes), announce the shutdown to
+//! peers and stop gossip (its task may import schema into the engine), close the peer
+//! network, let connections finish their requests in flight (bounded by a grace period),
+//! then close the engine, which syncs the commit log.
 //!
 //! Threading: [`Node::start`] and [`Node::shutdown`] run on a tokio runtime; blocking work
 //! (service open and close, file writes, joining the gossip thread) runs on the blocking

@@ -451,8 +451,14 @@ impl Coordinator {
             Request::DescribeCluster if self.cluster_name.get().is_some() => {
                 let name = self.cluster_name.get().cloned().unwrap_or_default();
                 let service = self.service.clone();
+                // The schema version is read under the DDL mutex, which a table change
+                // holds across disk I/O: off the async workers.
                 Route::Peers(Box::pin(async move {
-                    Response::AdminCluster(service.describe_cluster(&name))
+                    match tokio::task::spawn_blocking(move || service.describe_cluster(&name)).await
+                    {
+                        Ok(d) => Response::AdminCluster(d),
+                        Err(e) => Response::Error(server_error(format!("describe cluster: {e}"))),
+                    }
                 }))
             }
             Request::Metrics if self.metrics.get().is_some() => {

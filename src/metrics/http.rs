@@ -34,8 +34,9 @@ pub fn serve(
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
+                changed = shutdown.changed() => {
+                    // A dropped sender (the node gone without a shutdown) stops it too.
+                    if changed.is_err() || *shutdown.borrow() {
                         return;
                     }
                 }

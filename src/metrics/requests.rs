@@ -230,8 +230,9 @@ impl RequestMetrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Writes `sibyl_requests_total`, `sibyl_request_duration_seconds` and
-    /// `sibyl_request_errors_total` (prefix added by the registry).
+    /// Writes `sibyl_requests_total`, `sibyl_request_duration_seconds`,
+    /// `sibyl_request_errors_total` and the per-table `sibyl_table_*` families (the
+    /// registry adds the prefix).
     pub(super) fn encode(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let seen: Vec<(&str, &str, sibyl_storage::latency::LatencySnapshot)> = self
             .slots
