@@ -130,6 +130,7 @@ async fn client_path(total: usize) -> f64 {
             max_frame_len: sibyl_protocol::DEFAULT_MAX_FRAME_LEN,
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(1),
+            requests: Arc::default(),
         },
         stop_rx,
     ));

@@ -25,6 +25,7 @@
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
 //! cleanup_grace_secs = 3600  # drop ranges lost in a ring change this long after; 0 = never
+//! # metrics_listen = "127.0.0.1:9400"  # Prometheus text on GET /metrics; off when absent
 //! hint_window_secs = 10800   # no new hints for a replica whose oldest is older
 //! hint_ttl_secs = 86400      # a hint older than this is discarded, never delivered
 //! tombstone_min_age_secs = 90000  # replicated tombstones are purged only when older
@@ -163,6 +164,11 @@ pub struct Cli {
     /// cleanup` does on demand); 0 = only on demand [default: 3600].
     #[arg(long, value_name = "SECS")]
     pub cleanup_grace_secs: Option<u64>,
+    /// Serve Prometheus text metrics over HTTP on this address (`GET /metrics`;
+    /// doc/metrics.md lists them); a loopback address keeps them on the host [default:
+    /// off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Once a down replica's oldest pending hint is older than this, new hints for it are
     /// dropped (anti-entropy repairs it), seconds [default: 10800].
     #[arg(long, value_name = "SECS")]
@@ -263,6 +269,8 @@ pub struct FileConfig {
     pub stream_throughput_mb: Option<f64>,
     /// See [`Cli::cleanup_grace_secs`].
     pub cleanup_grace_secs: Option<u64>,
+    /// See [`Cli::metrics_listen`].
+    pub metrics_listen: Option<SocketAddr>,
     /// See [`Cli::hint_window_secs`].
     pub hint_window_secs: Option<u64>,
     /// See [`Cli::hint_ttl_secs`].
@@ -364,6 +372,8 @@ pub struct Config {
     pub stream_throughput: u64,
     /// How long after losing ranges the node drops their data; `None` = only on demand.
     pub cleanup_grace: Option<Duration>,
+    /// The metrics endpoint's address; `None` = off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Bounds of the hint store (window, TTL; the size bound at its default).
     pub hints: crate::hints::HintLimits,
     /// Replicated tombstones are purged only when older than this.
@@ -651,6 +661,7 @@ impl Config {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             hints: crate::hints::HintLimits {
                 window: Duration::from_secs(hint_window),
                 ttl: Duration::from_secs(hint_ttl),

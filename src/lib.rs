@@ -18,6 +18,8 @@
 //!   gains (pages pulled in ring order, applied by merge, checkpointed) before it owns them.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
+//! - [`metrics`]: the node's metrics (request counters and latencies, storage, gossip,
+//!   hints, repair) and their Prometheus text endpoint (`--metrics-listen`).
 //! - [`node`]: wires config, engine, service and server into a running node.
 
 pub mod cluster;
@@ -25,6 +27,7 @@ pub mod config;
 pub mod coordinator;
 pub mod hints;
 pub mod identity;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod repair;

@@ -6,9 +6,10 @@
 //! cell and command queue), open the service with it (the service takes the data
 //! directory's lock, so a second node on the same directory fails with a clear message
 //! before touching any port); read the ring state (partitioner, generation, tokens,
-//! [`crate::identity`]) and save the new generation; bind the client port and the peer
-//! network ([`TcpNetwork`]); start gossip ([`ClusterRuntime`]), which fills the handle;
-//! then start accepting clients.
+//! [`crate::identity`]) and save the new generation; bind the client port (and the
+//! metrics port with `--metrics-listen`) and the peer network ([`TcpNetwork`]); start
+//! gossip ([`ClusterRuntime`]), which fills the handle; then start accepting clients and,
+//! once every part it reads exists, serving metrics ([`crate::metrics`]).
 //!
 //! Identity: the node id is the versioning actor's node id (stable across restarts and
 //! actor epoch bumps); the generation is `max(previous + 1, now in seconds)`; tokens are
@@ -20,10 +21,10 @@
 //! otherwise, announces the tokens as pending in the dead node's place, streams its
 //! ranges like any bootstrap, announces `normal` and then removes the dead node.
 //!
-//! Shutdown order: stop accepting clients, announce the shutdown to peers and stop gossip
-//! (its task may import schema into the engine), close the peer network, let connections
-//! finish their requests in flight (bounded by a grace period), then close the engine,
-//! which syncs the commit log.
+//! Shutdown order: stop accepting clients (and metrics scrapes), announce the shutdown to
+//! peers and stop gossip (its task may import schema into the engine), close the peer
+//! network, let connections finish their requests in flight (bounded by a grace period),
+//! then close the engine, which syncs the commit log.
 //!
 //! Threading: [`Node::start`] and [`Node::shutdown`] run on a tokio runtime; blocking work
 //! (service open and close, file writes, joining the gossip thread) runs on the blocking
@@ -49,6 +50,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::coordinator::{Coordinator, CoordinatorOptions};
 use crate::hints::{DeliveryOptions, HintDelivery, HintStore, HintsHandler};
 use crate::identity::{keep_saved, next_generation, RingState, RingStateError, SavedPeers};
+use crate::metrics::{Metrics, NodeCollector, NodeSources, RequestMetrics};
 use crate::net::{Family, NetError, PeerNetwork, TcpNetwork, TcpOptions};
 use crate::repair::{RepairHandler, RepairOptions, Repairer, SyncLedger};
 use crate::replica::ReplicaHost;
@@ -195,6 +197,10 @@ pub struct Node {
     streams: Arc<StreamRegistry>,
     /// The bootstrap task of a joining node (`None` for an owner).
     bootstrap: Option<JoinHandle<()>>,
+    /// The metrics endpoint's bound address (`None` when off).
+    metrics_addr: Option<SocketAddr>,
+    /// The metrics endpoint's task (`None` when off).
+    metrics_server: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -244,6 +250,14 @@ impl Node {
             .await??;
         let listener = bind("clients", config.listen).await?;
         let client_addr = local_addr("clients", &listener, config.listen)?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(bind("metrics", addr).await?),
+            None => None,
+        };
+        let metrics_addr = match (&metrics_listener, config.metrics_listen) {
+            (Some(l), Some(addr)) => Some(local_addr("metrics", l, addr)?),
+            _ => None,
+        };
         let node_id = NodeId(service.actor().node);
         let net = TcpNetwork::bind(
             config.peer_listen,
@@ -368,12 +382,15 @@ impl Node {
             wait_for_schema(&handle, peers).await;
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let requests = Arc::new(RequestMetrics::new());
+        service.set_request_metrics(requests.clone());
         let opts = ServerOptions {
             max_connections: config.max_connections,
             max_in_flight: config.max_in_flight,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             idle_timeout: config.idle_timeout,
             shutdown_grace: SHUTDOWN_GRACE,
+            requests: requests.clone(),
         };
         let server = tokio::spawn(server::serve(
             listener,
@@ -470,6 +487,26 @@ impl Node {
                 crate::stream::cleanup::AutoCleanup::new(service.clone(), handle.clone(), grace);
             streams.spawn_watcher(move |shutdown| cleanup.run(shutdown));
         }
+        let metrics = Arc::new(Metrics::new(
+            requests,
+            Some(NodeCollector::new(NodeSources {
+                service: service.clone(),
+                cluster: handle.clone(),
+                coordinator: coordinator.clone(),
+                hints: hints.clone(),
+                delivery: delivery.counters(),
+                repairer: repairer.clone(),
+                streams: streams.clone(),
+            })),
+        ));
+        coordinator.set_metrics(metrics.clone());
+        coordinator.set_cluster_name(&config.cluster.cluster_name);
+        let metrics_server = metrics_listener.map(|listener| {
+            if let Some(addr) = metrics_addr {
+                tracing::info!(%addr, "metrics served on http://{addr}/metrics");
+            }
+            crate::metrics::http::serve(listener, metrics, shutdown_rx.clone())
+        });
         let load = tokio::spawn(announce_load(service.clone(), handle.clone(), shutdown_rx));
         Ok(Node {
             service,
@@ -490,7 +527,14 @@ impl Node {
             repair,
             streams,
             bootstrap,
+            metrics_addr,
+            metrics_server,
         })
+    }
+
+    /// The bound address of the metrics endpoint (`None` when it is off).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// What this node's streams are doing.
@@ -552,6 +596,9 @@ impl Node {
         self.server.await?;
         self.load.await?;
         self.peers.await?;
+        if let Some(metrics) = self.metrics_server {
+            metrics.await?;
+        }
         if let Some(repair) = self.repair {
             repair.await?;
         }

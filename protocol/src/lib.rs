@@ -68,10 +68,11 @@ pub use message::opcode::Opcode;
 pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert, WriteId};
 pub use message::response::Response;
 pub use message::types::{
-    Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
-    HintOwner, NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RebalanceNode,
-    RebalanceReport, RepairState, RepairStatus, ResponseMeta, Selector, Sibling, StreamEntry,
-    StreamsReport, TableCleanup, TableOptions, TableStatistics, TableSync, Topology,
+    Cell, CellContext, ClusterDescription, ColumnWrite, Compaction, ConflictMode, Consistency,
+    ConsistencyLevel, HintOwner, NodeInfo, NodeSchema, NodeState, Placement, QuorumMode,
+    ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus, ResponseMeta, Selector,
+    Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions, TableStatistics, TableSync,
+    Topology,
 };
 
 /// The protocol version this build speaks by default.

@@ -191,6 +191,7 @@ fn examples() -> BTreeMap<&'static str, Frame> {
             flushes: 2,
             compactions: 0,
             compacted_bytes: 0,
+            ..TableStatistics::default()
         })
         .to_frame(4, Opcode::TableStats)
         .unwrap(),

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -59,6 +59,8 @@ pub struct CommandInbox(pub(super) mpsc::Receiver<ClusterCommand>);
 #[derive(Debug)]
 pub struct ClusterHandle {
     view: ArcSwapOption<ClusterView>,
+    /// The failure detector's phi of each known peer at the runtime's last tick.
+    phi: ArcSwap<Vec<(NodeId, f64)>>,
     commands: mpsc::Sender<ClusterCommand>,
 }
 
@@ -68,6 +70,7 @@ impl ClusterHandle {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let handle = ClusterHandle {
             view: ArcSwapOption::empty(),
+            phi: ArcSwap::from_pointee(Vec::new()),
             commands: tx,
         };
         (Arc::new(handle), CommandInbox(rx))
@@ -81,6 +84,17 @@ impl ClusterHandle {
     /// Publishes a new snapshot (the runtime's job).
     pub fn publish(&self, view: Arc<ClusterView>) {
         self.view.store(Some(view));
+    }
+
+    /// The failure detector's suspicion (phi) of each known peer, by id, as of the
+    /// runtime's last tick (about once a second); empty before gossip runs.
+    pub fn phi(&self) -> Arc<Vec<(NodeId, f64)>> {
+        self.phi.load_full()
+    }
+
+    /// Publishes the peers' phi values (the runtime's job).
+    pub fn publish_phi(&self, phi: Vec<(NodeId, f64)>) {
+        self.phi.store(Arc::new(phi));
     }
 
     fn command(&self, cmd: ClusterCommand) -> bool {

@@ -324,6 +324,15 @@ impl Driver {
         self.maybe_choose_tokens(now);
         let out = self.gossiper.tick(now);
         self.send_all(out);
+        if let Some(view) = self.handle.view() {
+            let phi = view
+                .nodes
+                .keys()
+                .filter(|id| **id != view.local)
+                .map(|id| (*id, self.gossiper.phi(*id, now)))
+                .collect();
+            self.handle.publish_phi(phi);
+        }
     }
 
     async fn on_command(&mut self, cmd: ClusterCommand) {

@@ -148,6 +148,10 @@ pub struct Coordinator {
     repairer: std::sync::OnceLock<Arc<crate::repair::Repairer>>,
     /// The node's streams (STREAMS), once the node set them.
     streams: std::sync::OnceLock<Arc<crate::stream::StreamRegistry>>,
+    /// The node's metrics registry (METRICS answers from it).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    /// The cluster's name (DESCRIBE_CLUSTER answers with it).
+    cluster_name: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -198,6 +202,8 @@ impl Coordinator {
             counters: Counters::default(),
             repairer: std::sync::OnceLock::new(),
             streams: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
+            cluster_name: std::sync::OnceLock::new(),
         }
     }
 
@@ -210,6 +216,16 @@ impl Coordinator {
     /// Gives the coordinator the node's stream registry (STREAMS answers from it).
     pub fn set_streams(&self, streams: Arc<crate::stream::StreamRegistry>) {
         let _ = self.streams.set(streams);
+    }
+
+    /// Gives the coordinator the node's metrics registry (METRICS answers from it).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Gives the coordinator the cluster's name (DESCRIBE_CLUSTER answers with it).
+    pub fn set_cluster_name(&self, name: &str) {
+        let _ = self.cluster_name.set(name.to_owned());
     }
 
     /// The counters so far.
@@ -463,6 +479,28 @@ impl Coordinator {
                     match streams {
                         Some(s) => Response::AdminStreams(stream_report(&s, set_throughput)),
                         None => Response::Error(server_error("no stream registry")),
+                    }
+                }))
+            }
+            Request::DescribeCluster if self.cluster_name.get().is_some() => {
+                let name = self.cluster_name.get().cloned().unwrap_or_default();
+                let service = self.service.clone();
+                // The schema version is read under the DDL mutex, which a table change
+                // holds across disk I/O: off the async workers.
+                Route::Peers(Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || service.describe_cluster(&name)).await
+                    {
+                        Ok(d) => Response::AdminCluster(d),
+                        Err(e) => Response::Error(server_error(format!("describe cluster: {e}"))),
+                    }
+                }))
+            }
+            Request::Metrics if self.metrics.get().is_some() => {
+                let metrics = self.metrics.get().cloned();
+                Route::Peers(Box::pin(async move {
+                    match metrics {
+                        Some(m) => Response::AdminMetrics(m.encode()),
+                        None => Response::Error(server_error("no metrics registry")),
                     }
                 }))
             }

@@ -132,6 +132,17 @@ fn add(c: &AtomicU64, n: usize) {
     c.fetch_add(n as u64, Ordering::Relaxed);
 }
 
+/// The delivery task's counters, shared ([`HintDelivery::counters`]).
+#[derive(Debug, Clone)]
+pub struct DeliveryCounters(Arc<Counters>);
+
+impl DeliveryCounters {
+    /// The counters so far.
+    pub fn stats(&self) -> DeliveryStats {
+        self.0.snapshot()
+    }
+}
+
 /// The running delivery task. Dropping it stops the task.
 #[derive(Debug)]
 pub struct HintDelivery {
@@ -176,6 +187,12 @@ impl HintDelivery {
     /// The counters so far.
     pub fn stats(&self) -> DeliveryStats {
         self.counters.snapshot()
+    }
+
+    /// A handle on the counters that outlives no one: the metrics collector reads it at
+    /// each scrape while the task runs.
+    pub fn counters(&self) -> DeliveryCounters {
+        DeliveryCounters(self.counters.clone())
     }
 
     /// What is still pending for `owner`.

@@ -51,7 +51,7 @@ mod store_tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use delivery::{DeliveryOptions, DeliveryStats, HintDelivery, TableExists};
+pub use delivery::{DeliveryCounters, DeliveryOptions, DeliveryStats, HintDelivery, TableExists};
 pub use dropped::{DroppedHints, DroppedSpan};
 pub use messages::{HintsErrorCode, HintsMessageError, HintsRequest, HintsResponse};
 pub use peer::HintsHandler;

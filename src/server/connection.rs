@@ -13,6 +13,10 @@
 //! commit-log append), each still answered on its own. A group only holds frames already
 //! received; nothing waits for more.
 //!
+//! Every request answered (PING and refusals included, HANDSHAKE not) is counted in the
+//! node's [`RequestMetrics`] with its opcode, consistency level, latency (decode to
+//! encoded answer) and error code, if any; a malformed frame counts a `PROTOCOL` error.
+//!
 //! Invariants:
 //! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
 //!   succeeds, then the configured cap.
@@ -47,6 +51,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
+use crate::metrics::{Outcome, RequestKind, RequestMetrics};
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -75,6 +80,8 @@ pub struct ConnectionContext<H> {
     pub idle_timeout: Option<Duration>,
     /// Name announced in the handshake response.
     pub server_name: String,
+    /// Where each answered request is counted and timed.
+    pub requests: Arc<RequestMetrics>,
 }
 
 impl<H> Clone for ConnectionContext<H> {
@@ -85,6 +92,7 @@ impl<H> Clone for ConnectionContext<H> {
             max_frame_len: self.max_frame_len,
             idle_timeout: self.idle_timeout,
             server_name: self.server_name.clone(),
+            requests: Arc::clone(&self.requests),
         }
     }
 }
@@ -92,6 +100,8 @@ impl<H> Clone for ConnectionContext<H> {
 /// An INSERT waiting for its group to run.
 struct GroupedInsert {
     stream_id: u32,
+    kind: RequestKind,
+    started: Instant,
     insert: RowInsert,
     consistency: Option<Consistency>,
     _permit: OwnedSemaphorePermit,
@@ -284,6 +294,13 @@ impl<H: RequestHandler> Connection<H> {
             group.iter().map(|g| (&g.insert, g.consistency)).collect();
         let results = handler.insert_group(&inserts);
         for (g, result) in group.iter().zip(results) {
+            let outcome = match &result {
+                Ok(()) => Outcome::Done,
+                Err(e) => Outcome::Failed(&e.kind),
+            };
+            self.ctx
+                .requests
+                .record(&g.kind, g.started.elapsed(), outcome);
             match result {
                 Ok(()) => {
                     let frame = Frame {
@@ -311,6 +328,8 @@ impl<H: RequestHandler> Connection<H> {
             }
         };
         let opcode = request.opcode();
+        let kind = self.ctx.requests.kind_of(&request);
+        let started = Instant::now();
         if opcode != Opcode::Insert {
             // Answer the INSERTs decoded before this frame first.
             self.run_group();
@@ -328,12 +347,22 @@ impl<H: RequestHandler> Connection<H> {
                     "the connection is already handshaken",
                 )),
             ),
-            Request::Ping => self.answer(stream_id, opcode, &Response::Pong),
+            Request::Ping => {
+                self.answer(stream_id, opcode, &Response::Pong);
+                self.ctx
+                    .requests
+                    .record(&kind, started.elapsed(), Outcome::Done);
+            }
             request => {
                 let Ok(permit) = self.ctx.in_flight.clone().try_acquire_owned() else {
                     let overloaded = ServerError::new(
                         ErrorKind::Overloaded,
                         "too many requests in flight on this node; retry later",
+                    );
+                    self.ctx.requests.record(
+                        &kind,
+                        started.elapsed(),
+                        Outcome::Failed(&overloaded.kind),
                     );
                     self.answer(stream_id, opcode, &Response::Error(overloaded));
                     return;
@@ -341,6 +370,9 @@ impl<H: RequestHandler> Connection<H> {
                 match self.ctx.handler.start(request) {
                     Started::Ready(response) => {
                         self.answer(stream_id, opcode, &response);
+                        self.ctx
+                            .requests
+                            .record(&kind, started.elapsed(), Outcome::of(&response));
                         drop(permit);
                     }
                     Started::Insert {
@@ -349,6 +381,8 @@ impl<H: RequestHandler> Connection<H> {
                     } => {
                         self.group.push(GroupedInsert {
                             stream_id,
+                            kind,
+                            started,
                             insert,
                             consistency,
                             _permit: permit,
@@ -358,7 +392,8 @@ impl<H: RequestHandler> Connection<H> {
                         }
                     }
                     Started::Pending(answer) => {
-                        self.spawn_pending(stream_id, opcode, answer, permit);
+                        let timing = (kind, started);
+                        self.spawn_pending(stream_id, opcode, answer, permit, timing);
                     }
                 }
             }
@@ -373,6 +408,7 @@ impl<H: RequestHandler> Connection<H> {
         opcode: Opcode,
         answer: H::Pending,
         permit: OwnedSemaphorePermit,
+        (kind, started): (RequestKind, Instant),
     ) {
         let slot = AnswerSlot {
             tx: Some(self.tx.clone()),
@@ -381,11 +417,13 @@ impl<H: RequestHandler> Connection<H> {
             max_frame_len: self.ctx.max_frame_len,
         };
         self.pending += 1;
+        let requests = Arc::clone(&self.ctx.requests);
         // Owned by the connection: it counts the task and waits for its answer before it
         // closes (see the module documentation).
         tokio::spawn(async move {
             let response = answer.await;
             slot.fill(&response);
+            requests.record(&kind, started.elapsed(), Outcome::of(&response));
             drop(permit);
         });
     }
@@ -445,6 +483,7 @@ impl<H: RequestHandler> Connection<H> {
     fn protocol_error(&mut self, version: u8, stream_id: u32, opcode: u8, e: &ProtocolError) {
         tracing::debug!(peer = %self.peer, error = %e, "protocol error; closing");
         let err = ServerError::new(ErrorKind::Protocol, e.to_string());
+        self.ctx.requests.record_error(&err.kind);
         self.push_error(version, stream_id, opcode, &err);
         self.fatal = true;
     }

@@ -28,6 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use crate::metrics::RequestMetrics;
 use connection::{Connection, ConnectionContext};
 use handler::RequestHandler;
 
@@ -49,6 +50,9 @@ pub struct ServerOptions {
     pub idle_timeout: Option<Duration>,
     /// How long shutdown waits for connections to finish their requests.
     pub shutdown_grace: Duration,
+    /// Where connections count each request, its latency and its error
+    /// ([`crate::metrics`]).
+    pub requests: Arc<RequestMetrics>,
 }
 
 /// Accepts clients on `listener` until `shutdown` turns true, then drains connections.
@@ -66,6 +70,7 @@ pub async fn serve<H: RequestHandler>(
         max_frame_len: opts.max_frame_len,
         idle_timeout: opts.idle_timeout,
         server_name: concat!("sibyl/", env!("CARGO_PKG_VERSION")).to_owned(),
+        requests: opts.requests.clone(),
     };
     // Every connection task holds a clone of `done_tx`; `recv` returns `None` once all
     // of them have finished (mini-redis's shutdown-complete pattern).

@@ -19,6 +19,7 @@ use crate::versioning::SystemClock;
 
 struct Harness {
     _dir: tempfile::TempDir,
+    requests: Arc<crate::metrics::RequestMetrics>,
     addr: std::net::SocketAddr,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -44,16 +45,19 @@ async fn start_with(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, rx) = watch::channel(false);
+    let requests = Arc::new(crate::metrics::RequestMetrics::new());
     let opts = ServerOptions {
         max_connections,
         max_in_flight,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         idle_timeout,
         shutdown_grace: Duration::from_secs(10),
+        requests: requests.clone(),
     };
     let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
     Harness {
         _dir: dir,
+        requests,
         addr,
         shutdown,
         server,
@@ -108,6 +112,35 @@ impl Client {
         let f = self.recv().await?;
         Some(Response::from_frame(&f).unwrap())
     }
+}
+
+#[tokio::test]
+async fn server_counts_each_answered_request_and_error_in_the_request_metrics() {
+    use sibyl_protocol::{ErrorCode, Opcode};
+    let h = start(8).await;
+    let mut c = Client::connect(h.addr).await;
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+    assert!(matches!(
+        c.call(Request::ListTables).await,
+        Some(Response::Tables(_))
+    ));
+    let missing = Request::TableStats {
+        table: "nope".into(),
+    };
+    assert!(matches!(c.call(missing).await, Some(Response::Error(_))));
+    // A frame whose header claims a body past the cap: a PROTOCOL error, and the
+    // connection closes.
+    let mut bad = Request::Ping.to_frame(9).unwrap().to_vec(1 << 20).unwrap();
+    bad[12] ^= 0xff;
+    c.stream.write_all(&bad).await.unwrap();
+    while c.recv().await.is_some() {}
+    let m = &h.requests;
+    assert_eq!(m.count(Opcode::Ping), 1, "the handshake is not counted");
+    assert_eq!(m.count(Opcode::ListTables), 1);
+    assert_eq!(m.count(Opcode::TableStats), 1);
+    assert_eq!(m.errors(ErrorCode::UnknownTable), 1);
+    assert_eq!(m.errors(ErrorCode::Protocol), 1);
+    assert_eq!(m.errors(ErrorCode::Overloaded), 0);
 }
 
 #[tokio::test]
@@ -299,13 +332,16 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         idle_timeout: None,
         shutdown_grace: Duration::from_secs(10),
+        requests: Arc::default(),
     };
+    let requests = Arc::clone(&opts.requests);
     let handler = Arc::new(Awaiting {
         release: Arc::clone(&release),
     });
     let server = tokio::spawn(serve(listener, handler, opts, rx));
     let h = Harness {
         _dir: dir,
+        requests,
         addr,
         shutdown,
         server,

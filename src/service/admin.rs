@@ -112,7 +112,34 @@ impl Service {
             flushes: s.flushes,
             compactions: s.compactions,
             compacted_bytes: s.compacted_bytes,
+            bloom_true_positives: s.bloom_true_positives,
+            bloom_false_positives: s.bloom_false_positives,
+            ..self.request_statistics(table)
         })
+    }
+
+    /// The table's request figures from the node's request metrics (reads, writes, their
+    /// latency percentiles, siblings returned); zeros before any or without metrics.
+    fn request_statistics(&self, table: &str) -> TableStatistics {
+        let Some(r) = self
+            .request_metrics
+            .get()
+            .and_then(|m| m.tables().get(table))
+        else {
+            return TableStatistics::default();
+        };
+        TableStatistics {
+            reads: r.read.count,
+            read_p50_micros: r.read.quantile_micros(0.5),
+            read_p99_micros: r.read.quantile_micros(0.99),
+            writes: r.write.count,
+            write_p50_micros: r.write.quantile_micros(0.5),
+            write_p99_micros: r.write.quantile_micros(0.99),
+            cells_read: r.cells_read,
+            cells_with_siblings: r.cells_with_siblings,
+            max_siblings: r.max_siblings,
+            ..TableStatistics::default()
+        }
     }
 
     /// Announces the load at once after a flush or compaction changed it, so `status`

@@ -80,6 +80,36 @@ impl Service {
         Some(topology_from_view(&view))
     }
 
+    /// The answer to DESCRIBE_CLUSTER for a cluster named `cluster_name`: this node's
+    /// schema version and, from the published view, every node's (just this node before
+    /// gossip publishes one).
+    pub fn describe_cluster(&self, cluster_name: &str) -> sibyl_protocol::ClusterDescription {
+        let schema_version = crate::cluster::SchemaSource::schema_version(self);
+        let view = self.cluster.as_ref().and_then(|c| c.view());
+        let nodes = match &view {
+            Some(v) => v
+                .nodes
+                .values()
+                .map(|n| sibyl_protocol::NodeSchema {
+                    id: n.id.to_string(),
+                    address: n.client_address.map(|a| a.to_string()).unwrap_or_default(),
+                    schema_version: n.schema_version,
+                })
+                .collect(),
+            None => vec![sibyl_protocol::NodeSchema {
+                id: super::node_id(self.actor),
+                address: self.opts.node_address.clone(),
+                schema_version: Some(schema_version),
+            }],
+        };
+        sibyl_protocol::ClusterDescription {
+            cluster_name: cluster_name.to_owned(),
+            partitioner: self.opts.partitioner.name().to_owned(),
+            schema_version,
+            nodes,
+        }
+    }
+
     /// Tells gossip the schema changed. Call without holding the DDL mutex.
     pub(super) fn announce_schema_change(&self) {
         if let Some(link) = self.cluster.as_ref() {

@@ -226,6 +226,8 @@ pub struct Service {
     written_body: bytes::Bytes,
     /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
     watermarks: Option<Arc<Watermarks>>,
+    /// The node's request metrics (TABLE_STATS reports each table's figures from them).
+    request_metrics: std::sync::OnceLock<Arc<crate::metrics::RequestMetrics>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -461,12 +463,25 @@ impl Service {
             batch_sync,
             written_body,
             watermarks,
+            request_metrics: std::sync::OnceLock::new(),
         })
     }
 
     /// The tombstone watermarks of replicated tables (`None` with anti-entropy off).
     pub fn watermarks(&self) -> Option<&Arc<Watermarks>> {
         self.watermarks.as_ref()
+    }
+
+    /// Gives the service the node's request metrics, whose per-table figures (reads,
+    /// writes, latency, siblings) TABLE_STATS reports.
+    pub fn set_request_metrics(&self, metrics: Arc<crate::metrics::RequestMetrics>) {
+        let _ = self.request_metrics.set(metrics);
+    }
+
+    /// The storage engine (the metrics collector reads its table and commit-log
+    /// statistics).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The actor this node mints dots with.
@@ -548,6 +563,12 @@ impl Service {
             )),
             // A node on its own keeps no hints (its coordinator answers when it has a store).
             Request::Hints => Ok(Response::AdminHints(Vec::new())),
+            // The metrics registry and the cluster name are the node's (its coordinator
+            // answers).
+            Request::Metrics | Request::DescribeCluster => Err(invalid(format!(
+                "{} is answered by a node's coordinator, not by a service on its own",
+                request.opcode().name()
+            ))),
             // A node on its own streams nothing (its coordinator answers in a cluster).
             Request::Streams { .. } => Ok(Response::AdminStreams(
                 sibyl_protocol::StreamsReport::default(),

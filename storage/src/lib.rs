@@ -13,6 +13,7 @@
 //!   combine, when a tombstone may be purged).
 //! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
 //! - [`fault`]: the I/O seam used to inject fsync and write failures in tests.
+//! - [`latency`]: the atomic latency histogram (commit-log syncs; the node's requests).
 //!
 //! Threading: the engine is `Send + Sync`; writers may call it from many threads. It runs
 //! one flush thread and one compaction thread, both stopped by [`Engine::close`] or drop.
@@ -27,6 +28,7 @@ pub mod compaction;
 pub mod engine;
 pub mod error;
 pub mod fault;
+pub mod latency;
 pub mod manifest;
 pub mod memtable;
 pub mod merge;
@@ -34,8 +36,8 @@ pub mod sstable;
 pub mod types;
 
 pub use engine::{
-    Direction, Engine, EngineOptions, MergeResolver, RecoveryReport, ScanIter, SyncMode,
-    TableOptions, TableStats,
+    CommitLogStats, Direction, Engine, EngineOptions, MergeResolver, RecoveryReport, ScanIter,
+    SyncMode, TableOptions, TableStats,
 };
 pub use error::{Error, Result};
 pub use merge::{CompactionFilter, MergePolicy, NewestWins};

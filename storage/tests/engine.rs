@@ -991,3 +991,27 @@ fn engine_compaction_filter_sees_keys_in_order_and_drops_what_it_decides() {
     assert_eq!(log, sorted, "keys reach the filter in ascending order");
     assert_eq!(log.len(), 5);
 }
+
+#[test]
+fn engine_stats_count_bloom_outcomes_of_point_lookups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open_with(dir.path(), EngineOptions::default());
+    e.create_table("t", TableOptions::default())
+        .expect("create");
+    for i in (0..2000u32).step_by(2) {
+        e.put("t", format!("k{i:05}").as_bytes(), b"v")
+            .expect("put");
+    }
+    e.flush(None).expect("flush");
+    // 100 keys held, 100 absent ones inside the file's key range.
+    for i in 0..200u32 {
+        let got = e.get("t", format!("k{i:05}").as_bytes()).expect("get");
+        assert_eq!(got.is_some(), i % 2 == 0);
+    }
+    let s = e.stats("t").expect("stats");
+    assert_eq!(s.bloom_true_positives, 100, "{s:?}");
+    assert_eq!(s.bloom_negatives + s.bloom_false_positives, 100, "{s:?}");
+    // 10 bits per key by default: about 1% false positives.
+    assert!(s.bloom_false_positives < 10, "{s:?}");
+    e.close().expect("close");
+}

@@ -7,7 +7,8 @@ use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::message::types::{
-    HintOwner, RebalanceReport, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
+    ClusterDescription, HintOwner, RebalanceReport, RepairStatus, StreamsReport, TableCleanup,
+    TableStatistics,
 };
 
 impl Client {
@@ -125,6 +126,24 @@ impl Client {
         match self.request(Request::Move { tokens }).await? {
             Response::AdminDone { message } => Ok(message),
             other => Err(unexpected("MOVE", other)),
+        }
+    }
+
+    /// The cluster's name, partitioner and each node's schema version, as the node sees
+    /// them.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, ClientError> {
+        match self.request(Request::DescribeCluster).await? {
+            Response::AdminCluster(d) => Ok(d),
+            other => Err(unexpected("DESCRIBE_CLUSTER", other)),
+        }
+    }
+
+    /// The node's metrics, in the Prometheus text exposition format (what its
+    /// `--metrics-listen` endpoint serves).
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        match self.request(Request::Metrics).await? {
+            Response::AdminMetrics(text) => Ok(text),
+            other => Err(unexpected("METRICS", other)),
         }
     }
 

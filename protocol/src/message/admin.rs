@@ -1,6 +1,6 @@
 //! Values of the operator (admin) messages: [`TableStatistics`], the answer to
 //! TABLE_STATS and COMPACT. The admin requests themselves are [`crate::Request`] variants
-//! (opcodes `0x30..=0x34`); their grammar is in `doc/wire_format.md` §6. Pure data.
+//! (opcodes `0x30..=0x3B`); their grammar is in `doc/wire_format.md` §6. Pure data.
 
 use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
@@ -9,7 +9,10 @@ use crate::wire::{WireReader, WireWriter};
 /// Wire: `string` table, `u32` sstables, `list<u32>` sstables_per_level, `u64`
 /// sstable_bytes, `u64` sstable_entries, `u64` sstable_tombstones, `u64` memtable_bytes,
 /// `u64` memtable_entries, `u32` frozen_memtables, `u64` flushes, `u64` compactions,
-/// `u64` compacted_bytes.
+/// `u64` compacted_bytes, `u64` bloom_true_positives, `u64` bloom_false_positives, `u64`
+/// reads, `u64` read_p50_micros, `u64` read_p99_micros, `u64` writes, `u64`
+/// write_p50_micros, `u64` write_p99_micros, `u64` cells_read, `u64` cells_with_siblings,
+/// `u64` max_siblings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct TableStatistics {
     /// Table name.
@@ -36,6 +39,30 @@ pub struct TableStatistics {
     pub compactions: u64,
     /// Bytes written by compactions since the node started.
     pub compacted_bytes: u64,
+    /// Point lookups an SSTable's bloom filter let through and the SSTable held.
+    pub bloom_true_positives: u64,
+    /// Point lookups an SSTable's bloom filter let through but the SSTable did not hold;
+    /// the false positive rate is these over these plus the true positives.
+    pub bloom_false_positives: u64,
+    /// GETs of the table this node coordinated since it started.
+    pub reads: u64,
+    /// Their latency's 50th percentile, µs (a histogram bucket's upper bound; 0 with no
+    /// reads).
+    pub read_p50_micros: u64,
+    /// Their latency's 99th percentile, µs (as `read_p50_micros`).
+    pub read_p99_micros: u64,
+    /// INSERTs and DELETEs of the table this node coordinated since it started.
+    pub writes: u64,
+    /// Their latency's 50th percentile, µs.
+    pub write_p50_micros: u64,
+    /// Their latency's 99th percentile, µs.
+    pub write_p99_micros: u64,
+    /// Cells those reads returned.
+    pub cells_read: u64,
+    /// Of those, cells returned with more than one sibling (concurrent versions).
+    pub cells_with_siblings: u64,
+    /// The most siblings one returned cell held.
+    pub max_siblings: u64,
 }
 
 impl TableStatistics {
@@ -56,7 +83,22 @@ impl TableStatistics {
             w.u64(v);
         }
         w.u32(self.frozen_memtables);
-        for v in [self.flushes, self.compactions, self.compacted_bytes] {
+        for v in [
+            self.flushes,
+            self.compactions,
+            self.compacted_bytes,
+            self.bloom_true_positives,
+            self.bloom_false_positives,
+            self.reads,
+            self.read_p50_micros,
+            self.read_p99_micros,
+            self.writes,
+            self.write_p50_micros,
+            self.write_p99_micros,
+            self.cells_read,
+            self.cells_with_siblings,
+            self.max_siblings,
+        ] {
             w.u64(v);
         }
         Ok(())
@@ -76,6 +118,17 @@ impl TableStatistics {
             flushes: r.u64("flushes")?,
             compactions: r.u64("compactions")?,
             compacted_bytes: r.u64("compacted bytes")?,
+            bloom_true_positives: r.u64("bloom true positives")?,
+            bloom_false_positives: r.u64("bloom false positives")?,
+            reads: r.u64("reads")?,
+            read_p50_micros: r.u64("read p50")?,
+            read_p99_micros: r.u64("read p99")?,
+            writes: r.u64("writes")?,
+            write_p50_micros: r.u64("write p50")?,
+            write_p99_micros: r.u64("write p99")?,
+            cells_read: r.u64("cells read")?,
+            cells_with_siblings: r.u64("cells with siblings")?,
+            max_siblings: r.u64("max siblings")?,
         })
     }
 }
@@ -83,6 +136,31 @@ impl TableStatistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_description_round_trips_and_rejects_truncation() {
+        let d = ClusterDescription {
+            cluster_name: "prod".into(),
+            partitioner: "murmur3".into(),
+            schema_version: u64::MAX,
+            nodes: vec![
+                NodeSchema {
+                    id: "00000000000000ab".into(),
+                    address: "127.0.0.1:7400".into(),
+                    schema_version: Some(7),
+                },
+                NodeSchema::default(),
+            ],
+        };
+        let mut w = WireWriter::new();
+        d.encode(&mut w).unwrap();
+        let bytes = w.finish();
+        let mut r = WireReader::new(bytes.clone());
+        assert_eq!(ClusterDescription::decode(&mut r).unwrap(), d);
+        r.finish("cluster description").unwrap();
+        let mut short = WireReader::new(bytes.slice(..bytes.len() - 1));
+        assert!(ClusterDescription::decode(&mut short).is_err());
+    }
 
     #[test]
     fn table_statistics_round_trip_and_reject_truncation() {
@@ -99,6 +177,17 @@ mod tests {
             flushes: 9,
             compactions: 2,
             compacted_bytes: u64::MAX,
+            bloom_true_positives: 5,
+            bloom_false_positives: 1,
+            reads: 10,
+            read_p50_micros: 250,
+            read_p99_micros: 1000,
+            writes: 20,
+            write_p50_micros: 500,
+            write_p99_micros: 2500,
+            cells_read: 30,
+            cells_with_siblings: 2,
+            max_siblings: 3,
         };
         let mut w = WireWriter::new();
         s.encode(&mut w).unwrap();
@@ -473,6 +562,55 @@ impl RebalanceNode {
     }
 }
 
+/// The cluster as the answering node describes it (DESCRIBE_CLUSTER, like `nodetool
+/// describecluster`). Wire: `string` cluster_name, `string` partitioner, `u64`
+/// schema_version (the answering node's), `list<node schema>` nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ClusterDescription {
+    /// The cluster's name (`--cluster-name`).
+    pub cluster_name: String,
+    /// The partitioner (`murmur3` or `md5`).
+    pub partitioner: String,
+    /// The answering node's schema version (a hash of its tables' definitions).
+    pub schema_version: u64,
+    /// Every node the answering node knows, with the schema version it gossips.
+    pub nodes: Vec<NodeSchema>,
+}
+
+/// One node's schema version as gossip reports it. Wire: `string` id, `string` address,
+/// `option<u64>` schema_version (absent before the node announced one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct NodeSchema {
+    /// Node id, 16 hex digits.
+    pub id: String,
+    /// Its client address.
+    pub address: String,
+    /// The schema version it gossips.
+    pub schema_version: Option<u64>,
+}
+
+impl NodeSchema {
+    /// The smallest encoding (empty strings, no version).
+    pub(crate) const MIN_LEN: usize = 2 + 2 + 1;
+
+    fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("node id", &self.id)?;
+        w.string("node address", &self.address)?;
+        w.option(self.schema_version.as_ref(), |w, v| {
+            w.u64(*v);
+            Ok(())
+        })
+    }
+
+    fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(NodeSchema {
+            id: r.string("node id")?,
+            address: r.string("node address")?,
+            schema_version: r.option("schema version", |r| r.u64("schema version"))?,
+        })
+    }
+}
+
 /// A REBALANCE plan. Wire: `u64` moved_bytes (bytes that change hands if it is applied,
 /// estimated), `u32` tokens_moved, `list<rebalance node>` nodes (every token-owning node,
 /// by id).
@@ -502,6 +640,24 @@ impl RebalanceReport {
                 RebalanceNode::MIN_LEN,
                 RebalanceNode::decode,
             )?,
+        })
+    }
+}
+
+impl ClusterDescription {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.string("cluster name", &self.cluster_name)?;
+        w.string("partitioner", &self.partitioner)?;
+        w.u64(self.schema_version);
+        w.list("nodes", &self.nodes, |w, n| n.encode(w))
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(ClusterDescription {
+            cluster_name: r.string("cluster name")?,
+            partitioner: r.string("partitioner")?,
+            schema_version: r.u64("schema version")?,
+            nodes: r.list("nodes", NodeSchema::MIN_LEN, NodeSchema::decode)?,
         })
     }
 }

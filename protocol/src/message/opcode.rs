@@ -58,11 +58,15 @@ pub enum Opcode {
     Rebalance = 0x3A,
     /// Admin: the answering node moves to new tokens (streaming what changes hands).
     Move = 0x3B,
+    /// Admin: the answering node's metrics, in the Prometheus text exposition format.
+    Metrics = 0x3C,
+    /// Admin: the cluster's name, partitioner and schema versions.
+    DescribeCluster = 0x3D,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 23] = [
+    pub const ALL: [Opcode; 25] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -86,6 +90,8 @@ impl Opcode {
         Opcode::Cleanup,
         Opcode::Rebalance,
         Opcode::Move,
+        Opcode::Metrics,
+        Opcode::DescribeCluster,
     ];
 
     /// The byte on the wire.
@@ -130,6 +136,8 @@ impl Opcode {
             Opcode::Cleanup => "CLEANUP",
             Opcode::Rebalance => "REBALANCE",
             Opcode::Move => "MOVE",
+            Opcode::Metrics => "METRICS",
+            Opcode::DescribeCluster => "DESCRIBE_CLUSTER",
         }
     }
 
@@ -145,6 +153,8 @@ impl Opcode {
                 | Opcode::DescribeTable
                 | Opcode::Get
                 | Opcode::TableStats
+                | Opcode::Metrics
+                | Opcode::DescribeCluster
         )
     }
 }

@@ -329,6 +329,12 @@ pub enum Request {
         /// The new tokens (as the topology carries them).
         tokens: Vec<i128>,
     },
+    /// Admin: the answering node's metrics (the text its `--metrics-listen` endpoint
+    /// serves). Empty body.
+    Metrics,
+    /// Admin: the cluster's name, partitioner and each node's schema version, as the
+    /// answering node sees them. Empty body.
+    DescribeCluster,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -388,6 +394,8 @@ impl Request {
             Request::Cleanup { .. } => Opcode::Cleanup,
             Request::Rebalance => Opcode::Rebalance,
             Request::Move { .. } => Opcode::Move,
+            Request::Metrics => Opcode::Metrics,
+            Request::DescribeCluster => Opcode::DescribeCluster,
         }
     }
 
@@ -404,7 +412,9 @@ impl Request {
             | Request::ListTables
             | Request::Decommission
             | Request::Hints
-            | Request::Rebalance => {}
+            | Request::Rebalance
+            | Request::Metrics
+            | Request::DescribeCluster => {}
             Request::Move { tokens } => w.list("tokens", tokens, |w, t| {
                 w.i128(*t);
                 Ok(())
@@ -574,6 +584,8 @@ impl Request {
             Opcode::Move => Request::Move {
                 tokens: r.list("tokens", 16, |r| r.i128("token"))?,
             },
+            Opcode::Metrics => Request::Metrics,
+            Opcode::DescribeCluster => Request::DescribeCluster,
         };
         r.finish(opcode.name())?;
         Ok(req)

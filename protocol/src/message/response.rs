@@ -12,8 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RebalanceReport, RepairStatus, ResponseMeta, StreamsReport, TableCleanup,
-    TableOptions, TableStatistics, Topology,
+    Cell, ClusterDescription, HintOwner, RebalanceReport, RepairStatus, ResponseMeta,
+    StreamsReport, TableCleanup, TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -85,6 +85,11 @@ pub enum Response {
     AdminCleanup(Vec<TableCleanup>),
     /// To REBALANCE: the plan. Wire: rebalance report.
     AdminRebalance(RebalanceReport),
+    /// To METRICS: the node's metrics in the Prometheus text exposition format (version
+    /// 0.0.4). Wire: `bytes` UTF-8 text (it outgrows a `string`).
+    AdminMetrics(String),
+    /// To DESCRIBE_CLUSTER. Wire: cluster description.
+    AdminCluster(ClusterDescription),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -245,6 +250,8 @@ impl Response {
                 | (Response::AdminStreams(_), Opcode::Streams)
                 | (Response::AdminCleanup(_), Opcode::Cleanup)
                 | (Response::AdminRebalance(_), Opcode::Rebalance)
+                | (Response::AdminMetrics(_), Opcode::Metrics)
+                | (Response::AdminCluster(_), Opcode::DescribeCluster)
         )
     }
 
@@ -291,6 +298,8 @@ impl Response {
                 w.list("cleaned tables", tables, |w, t| t.encode(w))?
             }
             Response::AdminRebalance(plan) => plan.encode(&mut w)?,
+            Response::AdminMetrics(text) => w.bytes("metrics text", text.as_bytes())?,
+            Response::AdminCluster(d) => d.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -359,6 +368,17 @@ impl Response {
                     TableCleanup::decode,
                 )?),
                 Opcode::Rebalance => Response::AdminRebalance(RebalanceReport::decode(&mut r)?),
+                Opcode::DescribeCluster => {
+                    Response::AdminCluster(ClusterDescription::decode(&mut r)?)
+                }
+                Opcode::Metrics => {
+                    let text = r.bytes("metrics text")?;
+                    Response::AdminMetrics(String::from_utf8(text.to_vec()).map_err(|_| {
+                        ProtocolError::InvalidUtf8 {
+                            what: "metrics text",
+                        }
+                    })?)
+                }
             }
         };
         r.finish(opcode.name())?;

@@ -191,13 +191,15 @@ pub fn request() -> impl Strategy<Value = Request> {
         proptest::option::of(name()).prop_map(|table| Request::Cleanup { table }),
         Just(Request::Rebalance),
         proptest::collection::vec(any::<i128>(), 0..8).prop_map(|tokens| Request::Move { tokens }),
+        Just(Request::Metrics),
+        Just(Request::DescribeCluster),
     ]
 }
 
 pub fn table_statistics() -> impl Strategy<Value = TableStatistics> {
     (
         (name(), any::<u32>(), vec(any::<u32>(), 0..4), any::<u32>()),
-        vec(any::<u64>(), 8),
+        vec(any::<u64>(), 19),
     )
         .prop_map(
             |((table, sstables, sstables_per_level, frozen_memtables), n)| TableStatistics {
@@ -213,6 +215,17 @@ pub fn table_statistics() -> impl Strategy<Value = TableStatistics> {
                 flushes: n[5],
                 compactions: n[6],
                 compacted_bytes: n[7],
+                bloom_true_positives: n[8],
+                bloom_false_positives: n[9],
+                reads: n[10],
+                read_p50_micros: n[11],
+                read_p99_micros: n[12],
+                writes: n[13],
+                write_p50_micros: n[14],
+                write_p99_micros: n[15],
+                cells_read: n[16],
+                cells_with_siblings: n[17],
+                max_siblings: n[18],
             },
         )
 }
@@ -327,6 +340,28 @@ pub fn response() -> impl Strategy<Value = Response> {
         meta().prop_map(|meta| Response::Written { meta }),
         table_statistics().prop_map(Response::AdminTableStats),
         name().prop_map(|message| Response::AdminDone { message }),
+        name().prop_map(Response::AdminMetrics),
+        (
+            name(),
+            name(),
+            any::<u64>(),
+            vec((name(), name(), proptest::option::of(any::<u64>())), 0..3)
+        )
+            .prop_map(|(cluster_name, partitioner, schema_version, nodes)| {
+                Response::AdminCluster(sibyl_protocol::ClusterDescription {
+                    cluster_name,
+                    partitioner,
+                    schema_version,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|(id, address, schema_version)| sibyl_protocol::NodeSchema {
+                            id,
+                            address,
+                            schema_version,
+                        })
+                        .collect(),
+                })
+            }),
         server_error().prop_map(Response::Error),
     ]
 }

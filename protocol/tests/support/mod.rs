@@ -384,7 +384,9 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Streams { .. }
         | Request::Cleanup { .. }
         | Request::Rebalance
-        | Request::Move { .. } => Response::Error(ServerError::new(
+        | Request::Move { .. }
+        | Request::Metrics
+        | Request::DescribeCluster => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

@@ -29,6 +29,7 @@ use super::segment::{create_segment, Segment};
 use super::{CommitLogOptions, SyncMode};
 use crate::error::{Error, Result};
 use crate::fault::Faults;
+use crate::latency::{LatencyHistogram, LatencySnapshot};
 use crate::types::SeqNo;
 
 /// Where an appended record ends; pass it to [`CommitLog::sync`] to wait for durability.
@@ -67,6 +68,8 @@ struct Shared {
     sync_done: Condvar,
     poison: OnceLock<String>,
     fsyncs: AtomicU64,
+    /// How long the syncs writers wait for (group commits, periodic syncs) took.
+    sync_latency: LatencyHistogram,
     closed: AtomicBool,
     stop: Mutex<bool>,
     stop_signal: Condvar,
@@ -168,6 +171,7 @@ impl CommitLog {
             sync_done: Condvar::new(),
             poison: OnceLock::new(),
             fsyncs,
+            sync_latency: LatencyHistogram::new(),
             closed: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_signal: Condvar::new(),
@@ -320,6 +324,12 @@ impl CommitLog {
         self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
+    /// How long the syncs of appended records took (group commits in batch mode, the
+    /// periodic syncs otherwise; not segment creations and rolls).
+    pub fn sync_latency(&self) -> LatencySnapshot {
+        self.shared.sync_latency.snapshot()
+    }
+
     /// Makes a final fsync of everything appended, then stops the sync thread. Later
     /// appends return [`Error::Closed`]. Idempotent: a second call returns `Ok`.
     pub fn close(&self) -> Result<()> {
@@ -440,7 +450,9 @@ impl Shared {
                 )
             };
             self.count_fsync();
+            let started = std::time::Instant::now();
             let result = self.faults.sync_data(&file);
+            self.sync_latency.record(started.elapsed());
 
             let mut st = lock(&self.sync);
             st.in_progress = false;

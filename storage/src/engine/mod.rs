@@ -85,6 +85,16 @@ pub struct EngineOptions {
     pub max_batch_bytes: usize,
 }
 
+/// The commit log's counters (since the engine opened).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitLogStats {
+    /// fsyncs of segment files (group commits, periodic syncs, segment rolls and
+    /// creations).
+    pub fsyncs: u64,
+    /// How long the syncs of appended records took.
+    pub sync_latency: crate::latency::LatencySnapshot,
+}
+
 /// What recovery found when the engine opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -351,6 +361,14 @@ impl Engine {
     /// Counters and sizes of a table.
     pub fn stats(&self, table: &str) -> Result<TableStats> {
         Ok(self.inner.table(table)?.stats())
+    }
+
+    /// The commit log's fsyncs so far and how long the syncs writers wait for took.
+    pub fn commit_log_stats(&self) -> CommitLogStats {
+        CommitLogStats {
+            fsyncs: self.inner.log.fsync_count(),
+            sync_latency: self.inner.log.sync_latency(),
+        }
     }
 
     /// True once a write or fsync failure has poisoned the engine.

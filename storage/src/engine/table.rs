@@ -2,7 +2,7 @@
 //! current [`TableVersion`] — the immutable snapshot of its memtables and SSTables.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::compaction::{CompactCursors, CompactionStrategy, FileDesc};
 use crate::error::Result;
@@ -103,6 +103,17 @@ pub struct TableStats {
     pub compactions: u64,
     /// Bytes written by compactions since open.
     pub compacted_bytes: u64,
+    /// Input bytes of the compaction the table's strategy would run next (0 when none is
+    /// due): how far compaction is behind.
+    pub pending_compaction_bytes: u64,
+    /// Point lookups in an SSTable whose bloom filter ruled the key out, since open.
+    pub bloom_negatives: u64,
+    /// Point lookups whose bloom filter let the key through and the SSTable held it.
+    pub bloom_true_positives: u64,
+    /// Point lookups whose bloom filter let the key through but the SSTable did not hold
+    /// it (a wasted block read): the false positive rate is these over these plus the
+    /// true positives (Cassandra's "bloom filter false ratio").
+    pub bloom_false_positives: u64,
 }
 
 /// An SSTable as part of a table: its id, level and the open reader.
@@ -179,6 +190,10 @@ pub(crate) struct Table {
     pub flushes: AtomicU64,
     pub compactions: AtomicU64,
     pub compacted_bytes: AtomicU64,
+    /// Bloom filter outcomes of point lookups (see [`TableStats`]).
+    bloom_negatives: AtomicU64,
+    bloom_true_positives: AtomicU64,
+    bloom_false_positives: AtomicU64,
 }
 
 impl Table {
@@ -195,6 +210,9 @@ impl Table {
             cursors: Mutex::new(CompactCursors::new()),
             flushes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            bloom_negatives: AtomicU64::new(0),
+            bloom_true_positives: AtomicU64::new(0),
+            bloom_false_positives: AtomicU64::new(0),
             compacted_bytes: AtomicU64::new(0),
         }
     }
@@ -253,7 +271,7 @@ impl Table {
                 if !f.covers(key) {
                     continue;
                 }
-                if let Some((s, e)) = f.sst.get(key)? {
+                if let Some((s, e)) = self.probe(f, key)? {
                     if best.as_ref().is_none_or(|(b, _)| s > *b) {
                         best = Some((s, e.to_owned()));
                     }
@@ -265,7 +283,7 @@ impl Table {
         let mut versions: Vec<(SeqNo, Entry)> = Vec::new();
         for f in &v.files {
             if f.covers(key) {
-                if let Some((s, e)) = f.sst.get(key)? {
+                if let Some((s, e)) = self.probe(f, key)? {
                     versions.push((s, e.to_owned()));
                 }
             }
@@ -281,6 +299,27 @@ impl Table {
         Ok(fold_versions(merge, key, versions))
     }
 
+    /// A point lookup of `key` in `f` (whose key range covers it), counting what its
+    /// bloom filter said.
+    fn probe<'f>(
+        &self,
+        f: &'f TableFile,
+        key: &[u8],
+    ) -> Result<Option<(SeqNo, crate::EntryRef<'f>)>> {
+        if !f.sst.may_contain(key) {
+            self.bloom_negatives.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let found = f.sst.get(key)?;
+        let outcome = if found.is_some() {
+            &self.bloom_true_positives
+        } else {
+            &self.bloom_false_positives
+        };
+        outcome.fetch_add(1, Ordering::Relaxed);
+        Ok(found)
+    }
+
     pub(crate) fn stats(&self) -> TableStats {
         let v = self.version();
         let mut s = TableStats {
@@ -289,6 +328,9 @@ impl Table {
             flushes: self.flushes.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
             compacted_bytes: self.compacted_bytes.load(Ordering::Relaxed),
+            bloom_negatives: self.bloom_negatives.load(Ordering::Relaxed),
+            bloom_true_positives: self.bloom_true_positives.load(Ordering::Relaxed),
+            bloom_false_positives: self.bloom_false_positives.load(Ordering::Relaxed),
             ..TableStats::default()
         };
         for f in &v.files {
@@ -305,6 +347,18 @@ impl Table {
         for m in std::iter::once(&v.active).chain(v.frozen.iter()) {
             s.memtable_bytes += m.approximate_size() as u64;
             s.memtable_entries += m.len() as u64;
+        }
+        let descs: Vec<_> = v.files.iter().map(|f| f.desc()).collect();
+        let plan = {
+            let cursors = self.cursors.lock().unwrap_or_else(PoisonError::into_inner);
+            crate::compaction::plan(&self.compaction, &descs, &cursors)
+        };
+        if let Some(crate::compaction::CompactionPlan::Merge { inputs, .. }) = plan {
+            s.pending_compaction_bytes = descs
+                .iter()
+                .filter(|d| inputs.contains(&d.file_id))
+                .map(|d| d.size)
+                .sum();
         }
         s
     }

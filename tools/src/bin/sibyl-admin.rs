@@ -4,6 +4,8 @@
 //! - `status`: every node with address, up/down, state, load, datacenter, rack, token
 //!   count and owned share of the token space.
 //! - `ring`: every token in ring order with its owner.
+//! - `describe`: the cluster's name, partitioner and schema version (and whether every
+//!   node agrees on it), then every table with its options; `tables`: one row per table.
 //! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
 //!   asked (`--host`), not cluster-wide.
 //! - `removenode NODE_ID [--force]`: announces a dead node (id as `status` shows it) as
@@ -24,6 +26,14 @@
 //!   one node's move at a time, following each until the node owns its new tokens.
 //! - `streams [--all]`: the node's streams (a joining node's bootstrap): range, peer,
 //!   state, bytes, rate; `setstreamthroughput MB` changes its cap until it restarts.
+//! - `metrics`: the metrics the node reports (what its `--metrics-listen` endpoint
+//!   serves; `doc/metrics.md` lists them), one row per series, histograms summarised.
+//!
+//! `--json` (any command) prints one JSON object instead of the table, for scripts; its
+//! field names are stable and listed in [`JSON_FIELDS`], which `--help` prints.
+//!
+//! A node that cannot be reached, or an error it answers, exits with status 1 and the
+//! message on stderr (with `--json` too); so does a repair that left ranges undone.
 
 use std::time::Duration;
 
@@ -32,7 +42,11 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::cleanup::render_cleanup;
+use sibyl_tools::admin::describe::{describe_json, render_describe, render_tables, table_json};
+use sibyl_tools::admin::exposition::parse as parse_exposition;
 use sibyl_tools::admin::hints::render_hints;
+use sibyl_tools::admin::json;
+use sibyl_tools::admin::metrics::render_metrics;
 use sibyl_tools::admin::rebalance::render_plan;
 use sibyl_tools::admin::repair::render_repair;
 use sibyl_tools::admin::status::{render_ring, render_status};
@@ -40,9 +54,50 @@ use sibyl_tools::admin::streams::render_streams;
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
 
+/// The `--json` output of each command (printed by `--help`).
+const JSON_FIELDS: &str = "\
+--json prints one object per command, with these stable fields:
+  status               {partitioner, nodes: [{id, address, up, state, datacenter, rack,
+                        tokens (a count), owns (0..1), load_bytes}]}
+  ring                 {partitioner, tokens: [{token (decimal string), node, address, share}]}
+  describe             {cluster_name, partitioner, schema_version, schema_agreement,
+                        nodes: [{id, address, schema_version}], tables: [table]}
+  tables               {tables: [table]}, a table being {name, rf, conflict, read, write,
+                        ttl_secs, compaction, placement}
+  flush                {flushed: [table]}
+  removenode,
+  decommission         {message}
+  compact, tablestats  {table, sstables, sstables_per_level, sstable_bytes, sstable_entries,
+                        sstable_tombstones, memtable_bytes, memtable_entries,
+                        frozen_memtables, flushes, compactions, compacted_bytes,
+                        bloom_true_positives, bloom_false_positives,
+                        bloom_false_positive_rate (null before any lookup), reads,
+                        read_p50_micros, read_p99_micros, writes, write_p50_micros,
+                        write_p99_micros, cells_read, cells_with_siblings, max_siblings}
+  hints                {owners: [{owner, pending, pending_bytes, oldest_micros,
+                        dropped_window, dropped_size, dropped_corrupt, dropped_rejected}],
+                        pending, dropped}
+  streams,
+  setstreamthroughput  {throughput_bytes_per_sec, streams: [{operation, table, range_start,
+                        range_end, peer, state, bytes, cells, run_bytes,
+                        rate_bytes_per_sec, error, total_bytes (estimated; 0 = not
+                        known yet), left_bytes (null while not known)}]} (done streams
+                        included)
+  repair [--status]    {id, table, state (none|running|done), jobs, jobs_done, differed,
+                        cells_sent, cells_received, bytes_sent, bytes_received, elapsed_ms,
+                        failed: [range], tables: [{table, jobs, synced, oldest_secs}]}
+  cleanup              {tables: [{table, dropped, bytes_before, bytes_after}]}
+  rebalance [--commit] {moved_bytes, tokens_moved, applied, nodes: [{id, address,
+                        owned_before, owned_after, moves, tokens_before, tokens_after
+                        (decimal strings)}]}
+  metrics              {families: [{name, type, help, samples: [{name, labels: {..},
+                        value (null when not finite)}]}]}
+Errors (a node that cannot be reached, a refusal) exit 1 with the message on stderr,
+with --json too.";
+
 /// Operations on a Sibyl cluster.
 #[derive(Debug, Parser)]
-#[command(name = "sibyl-admin", version)]
+#[command(name = "sibyl-admin", version, after_help = JSON_FIELDS)]
 struct Args {
     /// Node to ask (host:port of its client port).
     #[arg(long, global = true, default_value = "127.0.0.1:7400")]
@@ -50,6 +105,9 @@ struct Args {
     /// Seconds to wait for the node.
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
+    /// Print one JSON object instead of a table (its fields are listed below).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -60,6 +118,11 @@ enum AdminCommand {
     Status,
     /// Tokens in ring order with their owners.
     Ring,
+    /// The cluster's name, partitioner and schema version (and whether the nodes agree
+    /// on it), then every table with its options.
+    Describe,
+    /// Every table with its options, one row each.
+    Tables,
     /// Writes the memtables of one table (every table when omitted) to SSTables on the
     /// node asked.
     Flush {
@@ -132,6 +195,21 @@ enum AdminCommand {
         #[arg(long)]
         status: bool,
     },
+    /// The metrics the node asked reports (what its `--metrics-listen` endpoint serves),
+    /// one row per series, histograms summarised.
+    Metrics,
+}
+
+/// A command's answer: the table for people and the object for `--json`.
+struct Output {
+    text: String,
+    json: serde_json::Value,
+}
+
+impl Output {
+    fn new(text: String, json: serde_json::Value) -> Output {
+        Output { text, json }
+    }
 }
 
 fn main() {
@@ -148,7 +226,7 @@ fn real_main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let (text, failed) = rt.block_on(async {
+    let (out, failed) = rt.block_on(async {
         let options = ClientOptions {
             request_timeout: timeout,
             connect_timeout: timeout,
@@ -163,71 +241,103 @@ fn real_main() -> Result<()> {
             anyhow::anyhow!("{what}: {}", describe_client_error(&e))
         };
         let mut failed = false;
-        let text = match args.command {
+        let out = match args.command {
             AdminCommand::Status | AdminCommand::Ring => {
                 let topology = client.topology().await.map_err(|e| fail("topology", e))?;
                 if matches!(args.command, AdminCommand::Status) {
-                    render_status(&topology)
+                    Output::new(render_status(&topology), json::status_json(&topology))
                 } else {
-                    render_ring(&topology)
+                    Output::new(render_ring(&topology), json::ring_json(&topology))
                 }
+            }
+            AdminCommand::Describe => {
+                let cluster = client
+                    .describe_cluster()
+                    .await
+                    .map_err(|e| fail("describe", e))?;
+                let tables = table_options(&client)
+                    .await
+                    .map_err(|e| fail("describe", e))?;
+                Output::new(
+                    render_describe(&cluster, &tables),
+                    describe_json(&cluster, &tables),
+                )
+            }
+            AdminCommand::Tables => {
+                let tables = table_options(&client)
+                    .await
+                    .map_err(|e| fail("tables", e))?;
+                let json = serde_json::json!({
+                    "tables": tables.iter().map(|(n, o)| table_json(n, o)).collect::<Vec<_>>(),
+                });
+                Output::new(render_tables(&tables), json)
             }
             AdminCommand::Flush { table } => {
                 let flushed = client
                     .flush(table.as_deref())
                     .await
                     .map_err(|e| fail("flush", e))?;
-                if flushed.is_empty() {
+                let text = if flushed.is_empty() {
                     "no tables to flush".to_owned()
                 } else {
                     format!("flushed: {}", flushed.join(", "))
-                }
+                };
+                Output::new(text, serde_json::json!({ "flushed": flushed }))
             }
             AdminCommand::Compact { table } => {
                 let stats = client
                     .compact(&table)
                     .await
                     .map_err(|e| fail("compact", e))?;
-                format!("compacted {table}\n{}", render_table_stats(&stats))
+                Output::new(
+                    format!("compacted {table}\n{}", render_table_stats(&stats)),
+                    json::table_stats_json(&stats),
+                )
             }
-            AdminCommand::Tablestats { table } => render_table_stats(
-                &client
+            AdminCommand::Tablestats { table } => {
+                let stats = client
                     .table_stats(&table)
                     .await
-                    .map_err(|e| fail("tablestats", e))?,
-            ),
-            AdminCommand::Removenode { node_id, force } => client
-                .remove_node(&node_id, force)
-                .await
-                .map_err(|e| fail("removenode", e))?,
+                    .map_err(|e| fail("tablestats", e))?;
+                Output::new(render_table_stats(&stats), json::table_stats_json(&stats))
+            }
+            AdminCommand::Removenode { node_id, force } => {
+                let said = client
+                    .remove_node(&node_id, force)
+                    .await
+                    .map_err(|e| fail("removenode", e))?;
+                Output::new(said.clone(), serde_json::json!({ "message": said }))
+            }
             AdminCommand::Decommission { no_wait } => {
                 let said = client
                     .decommission()
                     .await
                     .map_err(|e| fail("decommission", e))?;
-                if no_wait {
+                let said = if no_wait {
                     said
                 } else {
                     follow_decommission(&client, &args.host).await?
-                }
+                };
+                Output::new(said.clone(), serde_json::json!({ "message": said }))
             }
-            AdminCommand::Cleanup { table } => render_cleanup(
-                &client
+            AdminCommand::Cleanup { table } => {
+                let tables = client
                     .cleanup(table.as_deref())
                     .await
-                    .map_err(|e| fail("cleanup", e))?,
-            ),
+                    .map_err(|e| fail("cleanup", e))?;
+                Output::new(render_cleanup(&tables), json::cleanup_json(&tables))
+            }
             AdminCommand::Hints => {
                 let owners = client.hints().await.map_err(|e| fail("hints", e))?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-                render_hints(&owners, now)
+                Output::new(render_hints(&owners, now), json::hints_json(&owners))
             }
-            AdminCommand::Streams { all } => render_streams(
-                &client.streams(None).await.map_err(|e| fail("streams", e))?,
-                all,
-            ),
+            AdminCommand::Streams { all } => {
+                let report = client.streams(None).await.map_err(|e| fail("streams", e))?;
+                Output::new(render_streams(&report, all), json::streams_json(&report))
+            }
             AdminCommand::Setstreamthroughput { mb_per_sec } => {
                 if !(mb_per_sec.is_finite() && mb_per_sec >= 0.0) {
                     anyhow::bail!("setstreamthroughput: MiB/s must be a non-negative number");
@@ -236,24 +346,29 @@ fn real_main() -> Result<()> {
                     .streams(Some((mb_per_sec * f64::from(1u32 << 20)) as u64))
                     .await
                     .map_err(|e| fail("setstreamthroughput", e))?;
-                render_streams(&report, false)
+                Output::new(render_streams(&report, false), json::streams_json(&report))
             }
             AdminCommand::Rebalance { commit } => {
                 let plan = client.rebalance().await.map_err(|e| fail("rebalance", e))?;
                 let text = render_plan(&plan);
-                if commit && plan.nodes.iter().any(|n| n.moves()) {
-                    println!("{text}");
-                    apply_plan(&plan, timeout).await?
+                let applied = commit && plan.nodes.iter().any(|n| n.moves());
+                let text = if applied {
+                    if !args.json {
+                        println!("{text}");
+                    }
+                    apply_plan(&plan, timeout, !args.json).await?
                 } else {
                     text
-                }
+                };
+                Output::new(text, json::rebalance_json(&plan, applied))
             }
-            AdminCommand::Repair { status: true, .. } => render_repair(
-                &client
+            AdminCommand::Repair { status: true, .. } => {
+                let status = client
                     .repair_status(0)
                     .await
-                    .map_err(|e| fail("repair status", e))?,
-            ),
+                    .map_err(|e| fail("repair status", e))?;
+                Output::new(render_repair(&status), json::repair_json(&status))
+            }
             AdminCommand::Repair {
                 table,
                 status: false,
@@ -262,12 +377,22 @@ fn real_main() -> Result<()> {
                     .await
                     .map_err(|e| fail("repair", e))?;
                 failed = !done.failed.is_empty();
-                render_repair(&done)
+                Output::new(render_repair(&done), json::repair_json(&done))
+            }
+            AdminCommand::Metrics => {
+                let text = client.metrics().await.map_err(|e| fail("metrics", e))?;
+                let parsed = parse_exposition(&text)
+                    .map_err(|e| anyhow::anyhow!("metrics: the node's text is malformed: {e}"))?;
+                Output::new(render_metrics(&parsed), json::metrics_json(&parsed))
             }
         };
-        anyhow::Ok((text, failed))
+        anyhow::Ok((out, failed))
     })?;
-    println!("{text}");
+    if args.json {
+        println!("{}", out.json);
+    } else {
+        println!("{}", out.text);
+    }
     if failed {
         std::process::exit(1);
     }
@@ -276,9 +401,17 @@ fn real_main() -> Result<()> {
 
 /// Applies a rebalance plan: one node at a time, MOVE to its new tokens, then follows it
 /// (its own topology and streams) until it owns them; returns the summary.
-async fn apply_plan(plan: &sibyl_protocol::RebalanceReport, timeout: Duration) -> Result<String> {
+async fn apply_plan(
+    plan: &sibyl_protocol::RebalanceReport,
+    timeout: Duration,
+    show_progress: bool,
+) -> Result<String> {
     let movers: Vec<_> = plan.nodes.iter().filter(|n| n.moves()).collect();
-    let bar = ProgressBar::new(movers.len() as u64);
+    let bar = if show_progress {
+        ProgressBar::new(movers.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} nodes moved  {msg}  [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -455,6 +588,18 @@ async fn follow_decommission(client: &Client, host: &str) -> Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every table the node knows, by name, with its options.
+async fn table_options(
+    client: &Client,
+) -> Result<Vec<(String, sibyl_protocol::TableOptions)>, sibyl_protocol::ClientError> {
+    let mut tables = Vec::new();
+    for name in client.list_tables().await? {
+        let options = client.describe_table(&name).await?;
+        tables.push((name, options));
+    }
+    Ok(tables)
 }
 
 /// Starts a repair and follows it with a progress bar until it is done.

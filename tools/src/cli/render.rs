@@ -61,19 +61,40 @@ pub fn show_cells(cells: &[Cell]) -> String {
     out
 }
 
+/// `causal` or `lww`, as `create table` spells it.
+pub fn conflict_name(c: ConflictMode) -> &'static str {
+    match c {
+        ConflictMode::Causal => "causal",
+        ConflictMode::Lww => "lww",
+    }
+}
+
+/// `size_tiered` or `leveled`, as `create table` spells it.
+pub fn compaction_name(c: Compaction) -> &'static str {
+    match c {
+        Compaction::SizeTiered => "size_tiered",
+        Compaction::Leveled => "leveled",
+    }
+}
+
+/// `simple`, `rack_aware` or `dc_aware DC=N,...`, as `create table` spells it.
+pub fn placement_name(p: &Placement) -> String {
+    match p {
+        Placement::Simple => "simple".to_owned(),
+        Placement::RackAware => "rack_aware".to_owned(),
+        Placement::DcAware(dcs) => {
+            let parts: Vec<String> = dcs.iter().map(|(dc, n)| format!("{dc}={n}")).collect();
+            format!("dc_aware {}", parts.join(","))
+        }
+    }
+}
+
 /// A table's options as `key: value` lines, in `create table` vocabulary.
 pub fn show_table_options(name: &str, o: &TableOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table {name}");
     let _ = writeln!(out, "  rf: {}", o.replication_factor);
-    let _ = writeln!(
-        out,
-        "  conflict: {}",
-        match o.conflict_mode {
-            ConflictMode::Causal => "causal",
-            ConflictMode::Lww => "lww",
-        }
-    );
+    let _ = writeln!(out, "  conflict: {}", conflict_name(o.conflict_mode));
     let _ = writeln!(out, "  read: {}", show_consistency(&o.read_consistency));
     let _ = writeln!(out, "  write: {}", show_consistency(&o.write_consistency));
     let _ = writeln!(
@@ -82,23 +103,8 @@ pub fn show_table_options(name: &str, o: &TableOptions) -> String {
         o.default_ttl_secs
             .map_or_else(|| "none".to_owned(), |t| format!("{t}s"))
     );
-    let _ = writeln!(
-        out,
-        "  compaction: {}",
-        match o.compaction {
-            Compaction::SizeTiered => "size_tiered",
-            Compaction::Leveled => "leveled",
-        }
-    );
-    let placement = match &o.placement {
-        Placement::Simple => "simple".to_owned(),
-        Placement::RackAware => "rack_aware".to_owned(),
-        Placement::DcAware(dcs) => {
-            let parts: Vec<String> = dcs.iter().map(|(dc, n)| format!("{dc}={n}")).collect();
-            format!("dc_aware {}", parts.join(","))
-        }
-    };
-    let _ = write!(out, "  placement: {placement}");
+    let _ = writeln!(out, "  compaction: {}", compaction_name(o.compaction));
+    let _ = write!(out, "  placement: {}", placement_name(&o.placement));
     out
 }
 

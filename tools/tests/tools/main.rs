@@ -8,5 +8,6 @@ mod launcher;
 mod admin;
 mod cli;
 mod load;
+mod metrics;
 mod node;
 mod stress;

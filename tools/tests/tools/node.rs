@@ -21,6 +21,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 pub struct TestNode {
     /// `127.0.0.1:PORT` of the client port.
     pub addr: String,
+    /// `127.0.0.1:PORT` of the peer port (a seed for other nodes).
+    pub peer: String,
     /// The child, killed when the node is dropped (before its directory goes).
     _process: SibylProcess,
     _dir: tempfile::TempDir,
@@ -29,11 +31,17 @@ pub struct TestNode {
 impl TestNode {
     /// Starts a node and waits until it accepts client connections.
     pub fn start() -> TestNode {
+        TestNode::start_with(&[])
+    }
+
+    /// Starts a node with `extra` flags and waits until it accepts client connections.
+    pub fn start_with(extra: &[&str]) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut process = SibylProcess::new(&dir.path().join("data"));
         let log = dir.path().join("node.log");
-        process.spawn::<&str>(&[], &log, &log);
+        process.spawn(extra, &log, &log);
         let addr = process.client.to_string();
+        let peer = process.peer.to_string();
         process.wait_until(
             "accepting clients",
             READY_DEADLINE,
@@ -42,6 +50,7 @@ impl TestNode {
         );
         TestNode {
             addr,
+            peer,
             _process: process,
             _dir: dir,
         }
@@ -101,4 +110,76 @@ pub fn cli(node: &TestNode, statements: &str) -> Run {
         &["--host", &node.addr, "-e", statements],
         "",
     )
+}
+
+/// `sibyl-admin --host NODE ARGS...`.
+pub fn admin(node: &TestNode, args: &[&str]) -> Run {
+    let mut all = vec!["--host", node.addr.as_str()];
+    all.extend_from_slice(args);
+    run_tool(env!("CARGO_BIN_EXE_sibyl-admin"), &all, "")
+}
+
+/// How long a cluster may take to show every node up and normal everywhere.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Real nodes forming one cluster: the first is the seed of the others.
+pub struct TestCluster {
+    /// The nodes, seed first.
+    pub nodes: Vec<TestNode>,
+}
+
+impl TestCluster {
+    /// Starts `count` nodes and waits (bounded) until each one's `status --json` shows
+    /// all of them up and normal.
+    pub fn start(count: usize) -> TestCluster {
+        TestCluster::start_with(count, |_| Vec::new())
+    }
+
+    /// [`TestCluster::start`] with the extra flags of node `i` (from 0) given by
+    /// `extra(i)`.
+    pub fn start_with(count: usize, extra: impl Fn(usize) -> Vec<String>) -> TestCluster {
+        let flags = |i: usize, seeds: Option<&str>| {
+            let mut f = extra(i);
+            if let Some(s) = seeds {
+                f.extend(["--seeds".to_owned(), s.to_owned()]);
+            }
+            f
+        };
+        let first = flags(0, None);
+        let seed = TestNode::start_with(&first.iter().map(String::as_str).collect::<Vec<_>>());
+        let seeds = seed.peer.clone();
+        let mut nodes = vec![seed];
+        for i in 1..count {
+            let f = flags(i, Some(&seeds));
+            nodes.push(TestNode::start_with(
+                &f.iter().map(String::as_str).collect::<Vec<_>>(),
+            ));
+        }
+        let deadline = std::time::Instant::now() + CLUSTER_DEADLINE;
+        for node in &nodes {
+            loop {
+                let run = admin(node, &["--json", "status"]);
+                let ready = run.success
+                    && serde_json::from_str::<serde_json::Value>(&run.stdout).is_ok_and(|v| {
+                        let up_normal = v["nodes"].as_array().map_or(0, |a| {
+                            a.iter()
+                                .filter(|n| n["up"] == true && n["state"] == "normal")
+                                .count()
+                        });
+                        up_normal == count
+                    });
+                if ready {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster did not form: {}{}",
+                    run.stdout,
+                    run.stderr
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        TestCluster { nodes }
+    }
 }
