@@ -951,3 +951,6 @@ fn engine_compaction_filter_sees_keys_in_order_and_drops_what_it_decides() {
     assert_eq!(log, sorted, "keys reach the filter in ascending order");
     assert_eq!(log.len(), 5);
 }
+
+#[path = "engine/disk_full.rs"]
+mod disk_full;
