@@ -224,6 +224,7 @@ impl Node {
             max_siblings: config.max_siblings,
             max_value_len: config.max_value_len,
             salvage_commitlog: config.salvage_commitlog,
+            min_free_disk: config.min_free_disk,
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
             partitioner: config.cluster.partitioner,

@@ -69,9 +69,9 @@ pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ColumnWrite, Compaction, ConflictMode, Consistency, ConsistencyLevel,
-    HintOwner, NodeInfo, NodeState, Placement, QuorumMode, ReadRepair, RepairState, RepairStatus,
-    ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, TableSync, Topology,
+    DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeState, Placement, QuorumMode, ReadRepair,
+    RepairState, RepairStatus, ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport,
+    TableCleanup, TableOptions, TableStatistics, TableSync, Topology,
 };
 
 /// The protocol version this build speaks by default.

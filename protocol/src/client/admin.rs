@@ -7,7 +7,7 @@ use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::message::types::{
-    HintOwner, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
+    HintOwner, NodeHealth, RepairStatus, StreamsReport, TableCleanup, TableStatistics,
 };
 
 impl Client {
@@ -106,6 +106,14 @@ impl Client {
         match self.request(request).await? {
             Response::AdminCleanup(tables) => Ok(tables),
             other => Err(unexpected("CLEANUP", other)),
+        }
+    }
+
+    /// HEALTH: the connected node's own health (a poisoned engine, disk shortages).
+    pub async fn health(&self) -> Result<NodeHealth, ClientError> {
+        match self.request(Request::Health).await? {
+            Response::AdminHealth(h) => Ok(h),
+            other => Err(unexpected("HEALTH", other)),
         }
     }
 

@@ -54,11 +54,13 @@ pub enum Opcode {
     Streams = 0x38,
     /// Admin: drop the data of ranges the answering node no longer replicates.
     Cleanup = 0x39,
+    /// Admin: the answering node's own health (poisoned engine, disk shortages).
+    Health = 0x3a,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 21] = [
+    pub const ALL: [Opcode; 22] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -80,6 +82,7 @@ impl Opcode {
         Opcode::Hints,
         Opcode::Streams,
         Opcode::Cleanup,
+        Opcode::Health,
     ];
 
     /// The byte on the wire.
@@ -122,6 +125,7 @@ impl Opcode {
             Opcode::Hints => "HINTS",
             Opcode::Streams => "STREAMS",
             Opcode::Cleanup => "CLEANUP",
+            Opcode::Health => "HEALTH",
         }
     }
 
@@ -137,6 +141,7 @@ impl Opcode {
                 | Opcode::DescribeTable
                 | Opcode::Get
                 | Opcode::TableStats
+                | Opcode::Health
         )
     }
 }

@@ -318,6 +318,9 @@ pub enum Request {
         /// The table; `None` for every table.
         table: Option<String>,
     },
+    /// Admin: the answering node's own health: a poisoned engine, writes refused or
+    /// flushes and compactions blocked for want of disk space. Empty body.
+    Health,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -375,6 +378,7 @@ impl Request {
             Request::Hints => Opcode::Hints,
             Request::Streams { .. } => Opcode::Streams,
             Request::Cleanup { .. } => Opcode::Cleanup,
+            Request::Health => Opcode::Health,
         }
     }
 
@@ -390,7 +394,8 @@ impl Request {
             | Request::Topology
             | Request::ListTables
             | Request::Decommission
-            | Request::Hints => {}
+            | Request::Hints
+            | Request::Health => {}
             Request::CreateTable {
                 name,
                 options,
@@ -546,6 +551,7 @@ impl Request {
                 id: r.u64("repair id")?,
             },
             Opcode::Hints => Request::Hints,
+            Opcode::Health => Request::Health,
             Opcode::Streams => Request::Streams {
                 set_throughput: r.option("stream throughput", |r| r.u64("stream throughput"))?,
             },

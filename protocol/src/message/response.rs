@@ -12,8 +12,8 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, HintOwner, RepairStatus, ResponseMeta, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, Topology,
+    Cell, HintOwner, NodeHealth, RepairStatus, ResponseMeta, StreamsReport, TableCleanup,
+    TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -83,6 +83,8 @@ pub enum Response {
     AdminStreams(StreamsReport),
     /// To CLEANUP: one entry per table cleaned, by name. Wire: `list<table cleanup>`.
     AdminCleanup(Vec<TableCleanup>),
+    /// To HEALTH. Wire: node health.
+    AdminHealth(NodeHealth),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -110,6 +112,10 @@ fn encode_error(w: &mut WireWriter, e: &ServerError) -> Result<(), ProtocolError
         ErrorKind::WriteTimeout { acks, required } | ErrorKind::ReadTimeout { acks, required } => {
             f.u32(*acks);
             f.u32(*required);
+        }
+        ErrorKind::DiskFull { free, reserve } => {
+            f.u64(*free);
+            f.u64(*reserve);
         }
         ErrorKind::Unknown { fields, .. } => return w.bytes("error fields", fields),
         ErrorKind::Protocol | ErrorKind::Server | ErrorKind::Invalid | ErrorKind::Overloaded => {}
@@ -157,6 +163,10 @@ fn decode_error(r: &mut WireReader) -> Result<ServerError, ProtocolError> {
             required: f.u32("required")?,
         },
         ErrorCode::Overloaded => ErrorKind::Overloaded,
+        ErrorCode::DiskFull => ErrorKind::DiskFull {
+            free: f.u64("free")?,
+            reserve: f.u64("reserve")?,
+        },
     };
     f.finish("error fields")?;
     Ok(ServerError { kind, message })
@@ -242,6 +252,7 @@ impl Response {
                 | (Response::AdminHints(_), Opcode::Hints)
                 | (Response::AdminStreams(_), Opcode::Streams)
                 | (Response::AdminCleanup(_), Opcode::Cleanup)
+                | (Response::AdminHealth(_), Opcode::Health)
         )
     }
 
@@ -287,6 +298,7 @@ impl Response {
             Response::AdminCleanup(tables) => {
                 w.list("cleaned tables", tables, |w, t| t.encode(w))?
             }
+            Response::AdminHealth(h) => h.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -354,6 +366,7 @@ impl Response {
                     TableCleanup::MIN_LEN,
                     TableCleanup::decode,
                 )?),
+                Opcode::Health => Response::AdminHealth(NodeHealth::decode(&mut r)?),
             }
         };
         r.finish(opcode.name())?;

@@ -11,8 +11,8 @@ use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
 
 pub use crate::message::admin::{
-    HintOwner, RepairState, RepairStatus, StreamEntry, StreamsReport, TableCleanup,
-    TableStatistics, TableSync,
+    DiskShortage, HintOwner, NodeHealth, RepairState, RepairStatus, StreamEntry, StreamsReport,
+    TableCleanup, TableStatistics, TableSync,
 };
 pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
 pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode, ReadRepair};

@@ -382,7 +382,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::RepairStatus { .. }
         | Request::Hints
         | Request::Streams { .. }
-        | Request::Cleanup { .. } => Response::Error(ServerError::new(
+        | Request::Cleanup { .. }
+        | Request::Health => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

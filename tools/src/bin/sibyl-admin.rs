@@ -2,7 +2,9 @@
 //! enum; each one asks a node over the client protocol and prints a table.
 //!
 //! - `status`: every node with address, up/down, state, load, datacenter, rack, token
-//!   count and owned share of the token space.
+//!   count and owned share of the token space; then the health of the node asked: `ok`,
+//!   or `degraded` with why (poisoned storage, writes refused or flushes and compactions
+//!   blocked for want of disk space).
 //! - `ring`: every token in ring order with its owner.
 //! - `flush [TABLE]`, `compact TABLE`, `tablestats TABLE`: storage operations on the node
 //!   asked (`--host`), not cluster-wide.
@@ -31,7 +33,7 @@ use sibyl_protocol::{Client, ClientOptions, RepairState, RepairStatus};
 use sibyl_tools::admin::cleanup::render_cleanup;
 use sibyl_tools::admin::hints::render_hints;
 use sibyl_tools::admin::repair::render_repair;
-use sibyl_tools::admin::status::{render_ring, render_status};
+use sibyl_tools::admin::status::{render_health, render_ring, render_status};
 use sibyl_tools::admin::streams::render_streams;
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
@@ -155,7 +157,8 @@ fn real_main() -> Result<()> {
             AdminCommand::Status | AdminCommand::Ring => {
                 let topology = client.topology().await.map_err(|e| fail("topology", e))?;
                 if matches!(args.command, AdminCommand::Status) {
-                    render_status(&topology)
+                    let health = client.health().await.map_err(|e| fail("health", e))?;
+                    render_status(&topology) + "\n" + &render_health(&args.host, &health)
                 } else {
                     render_ring(&topology)
                 }

@@ -86,6 +86,10 @@ pub fn describe_client_error(e: &ClientError) -> String {
                 "too many siblings (limit {limit}): get the cell, then put with that context to resolve them"
             ),
             ErrorKind::Overloaded => format!("node overloaded, retry later ({})", s.message),
+            ErrorKind::DiskFull { free, reserve } => format!(
+                "node's disk is full ({free} bytes free, {reserve} reserved): not applied, retry \
+                 later or on another node"
+            ),
             ErrorKind::Invalid => format!("invalid request: {}", s.message),
             _ => s.to_string(),
         },
