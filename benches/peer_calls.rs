@@ -129,6 +129,8 @@ async fn client_path(total: usize) -> f64 {
             max_in_flight: 4096,
             max_frame_len: sibyl_protocol::DEFAULT_MAX_FRAME_LEN,
             idle_timeout: None,
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 64,
             shutdown_grace: Duration::from_secs(1),
         },
         stop_rx,

@@ -374,6 +374,8 @@ impl Node {
             max_in_flight: config.max_in_flight,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             idle_timeout: config.idle_timeout,
+            handshake_timeout: config.handshake_timeout,
+            max_pending_handshakes: config.max_pending_handshakes,
             shutdown_grace: SHUTDOWN_GRACE,
         };
         let server = tokio::spawn(server::serve(

@@ -6,9 +6,15 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
-use common::NodeProcess;
+use common::{NodeProcess, TestClient};
 use sibyl_protocol::{ConflictMode, ErrorKind, Request, Response};
+
+/// Time allowed past a deadline under test for the node to act on it (a loaded machine
+/// runs the tests, the node and other builds at once).
+const MARGIN: Duration = Duration::from_secs(10);
 
 fn node(extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
     let tmp = tempfile::tempdir().unwrap();
@@ -61,5 +67,60 @@ fn node_health_is_ok_on_a_healthy_node() {
         Response::AdminHealth(h) => assert!(!h.is_degraded(), "{h:?}"),
         other => panic!("expected a health report, got {other:?}"),
     }
+    assert!(n.terminate().success(), "{}", n.log_text());
+}
+
+/// Connects clients that never send a byte.
+fn silent_connections(addr: std::net::SocketAddr, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect()
+}
+
+/// Polls until a client handshakes and gets a PING answered; returns how long it took.
+/// Panics past `deadline`.
+fn served_within(addr: std::net::SocketAddr, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = TestClient::connect(addr) {
+            if matches!(c.call(Request::Ping), Ok(Response::Pong)) {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "no client served within {deadline:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn node_silent_connections_over_the_connection_cap_do_not_lock_out_a_client() {
+    // The attack: 1,100 connections that never send a byte, against the default
+    // cap of 1,024 connections (128 of them at most in their handshake).
+    let (_tmp, mut n) = node(&["--handshake-timeout-secs", "3"]);
+    let silent = silent_connections(n.addr, 1100);
+    let took = served_within(n.addr, Duration::from_secs(3) + MARGIN);
+    eprintln!("a client was served {took:?} after 1,100 silent connections");
+    drop(silent);
+    assert!(n.terminate().success(), "{}", n.log_text());
+}
+
+#[test]
+fn node_silent_connections_holding_every_slot_are_closed_at_the_handshake_deadline() {
+    // A pending cap as large as the connection cap: only the deadline frees the slots.
+    let (_tmp, mut n) = node(&[
+        "--max-connections",
+        "64",
+        "--max-pending-handshakes",
+        "64",
+        "--handshake-timeout-secs",
+        "1",
+    ]);
+    let silent = silent_connections(n.addr, 100);
+    let took = served_within(n.addr, Duration::from_secs(1) + MARGIN);
+    eprintln!("a client was served {took:?} after 100 silent connections took every slot");
+    drop(silent);
     assert!(n.terminate().success(), "{}", n.log_text());
 }

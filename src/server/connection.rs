@@ -15,7 +15,11 @@
 //!
 //! Invariants:
 //! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
-//!   succeeds, then the configured cap.
+//!   succeeds, then the configured cap. The handshake must succeed within the handshake
+//!   timeout counted from the accept (however slowly bytes trickle in), or the
+//!   connection is closed without an error frame; until it succeeds the connection holds
+//!   a [`HandshakeTicket`], and closes the same way when the server evicts it to make
+//!   room under its cap on connections still in their handshake.
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
 //! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
@@ -47,6 +51,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
+use super::pending::HandshakeTicket;
 
 /// Bytes reserved in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -73,6 +78,8 @@ pub struct ConnectionContext<H> {
     pub max_frame_len: usize,
     /// Close a connection idle (nothing read, nothing in flight) this long.
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose handshake has not succeeded this long after its accept.
+    pub handshake_timeout: Duration,
     /// Name announced in the handshake response.
     pub server_name: String,
 }
@@ -84,6 +91,7 @@ impl<H> Clone for ConnectionContext<H> {
             in_flight: Arc::clone(&self.in_flight),
             max_frame_len: self.max_frame_len,
             idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
             server_name: self.server_name.clone(),
         }
     }
@@ -106,6 +114,8 @@ pub struct Connection<H> {
     inbuf: BytesMut,
     out: BytesMut,
     handshaken: bool,
+    /// The connection's place under the pending-handshake cap, given back on handshake.
+    handshake_ticket: Option<Arc<HandshakeTicket>>,
     /// Set after a protocol error: write what is queued, then close.
     fatal: bool,
     /// Requests running on tasks of their own whose answers have not come back.
@@ -117,8 +127,13 @@ pub struct Connection<H> {
 }
 
 impl<H: RequestHandler> Connection<H> {
-    /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, ctx: ConnectionContext<H>) -> Connection<H> {
+    /// Wraps an accepted socket. `handshake_ticket`, if any, is held until the handshake
+    /// succeeds (the server's cap on connections still in their handshake).
+    pub fn new(
+        stream: TcpStream,
+        ctx: ConnectionContext<H>,
+        handshake_ticket: Option<HandshakeTicket>,
+    ) -> Connection<H> {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -131,6 +146,7 @@ impl<H: RequestHandler> Connection<H> {
             inbuf: BytesMut::with_capacity(READ_CHUNK),
             out: BytesMut::with_capacity(READ_CHUNK),
             handshaken: false,
+            handshake_ticket: handshake_ticket.map(Arc::new),
             fatal: false,
             pending: 0,
             tx,
@@ -148,6 +164,17 @@ impl<H: RequestHandler> Connection<H> {
         let mut last_activity = Instant::now();
         let idle_timer = tokio::time::sleep(idle.unwrap_or(NO_IDLE_TIMEOUT));
         tokio::pin!(idle_timer);
+        let handshake_timer = tokio::time::sleep(self.ctx.handshake_timeout);
+        tokio::pin!(handshake_timer);
+        // A clone outside `self` for the select below; `self`'s copy goes at the handshake.
+        let ticket = self.handshake_ticket.clone();
+        let evicted = async {
+            match &ticket {
+                Some(t) => t.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(evicted);
         loop {
             if !self.flush().await {
                 return;
@@ -183,6 +210,14 @@ impl<H: RequestHandler> Connection<H> {
                         return;
                     }
                 },
+                () = &mut handshake_timer, if !self.handshaken && !closing => {
+                    tracing::debug!(peer = %self.peer, "no handshake in time; closing");
+                    break;
+                }
+                () = &mut evicted, if !self.handshaken && !closing => {
+                    tracing::debug!(peer = %self.peer, "evicted while in its handshake; closing");
+                    break;
+                }
                 () = &mut idle_timer, if !closing => {
                     match idle {
                         Some(limit) if self.pending == 0 && last_activity.elapsed() >= limit => {
@@ -423,6 +458,9 @@ impl<H: RequestHandler> Connection<H> {
                     .is_ok()
                 {
                     self.handshaken = true;
+                    if let Some(ticket) = self.handshake_ticket.take() {
+                        ticket.release();
+                    }
                     self.codec.set_max_frame_len(self.ctx.max_frame_len);
                 } else {
                     self.fatal = true;

@@ -33,6 +33,19 @@ async fn start_with(
     max_connections: usize,
     idle_timeout: Option<Duration>,
 ) -> Harness {
+    start_opts(ServerOptions {
+        max_connections,
+        max_in_flight,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        idle_timeout,
+        handshake_timeout: Duration::from_secs(10),
+        max_pending_handshakes: max_connections,
+        shutdown_grace: Duration::from_secs(10),
+    })
+    .await
+}
+
+async fn start_opts(opts: ServerOptions) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::open(ServiceOptions {
         sync: sibyl_storage::SyncMode::default(),
@@ -44,13 +57,6 @@ async fn start_with(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, rx) = watch::channel(false);
-    let opts = ServerOptions {
-        max_connections,
-        max_in_flight,
-        max_frame_len: DEFAULT_MAX_FRAME_LEN,
-        idle_timeout,
-        shutdown_grace: Duration::from_secs(10),
-    };
     let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
     Harness {
         _dir: dir,
@@ -298,6 +304,8 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_in_flight: 64,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         idle_timeout: None,
+        handshake_timeout: Duration::from_secs(10),
+        max_pending_handshakes: 8,
         shutdown_grace: Duration::from_secs(10),
     };
     let handler = Arc::new(Awaiting {
@@ -357,4 +365,60 @@ async fn server_handler_future_that_panics_is_answered_with_a_server_error() {
         .await
         .expect("serve did not return after shutdown")
         .unwrap();
+}
+
+/// Limits for the handshake tests: 8 connections, `pending` of them in their handshake,
+/// `deadline` to finish it.
+fn handshake_limits(pending: usize, deadline: Duration) -> ServerOptions {
+    ServerOptions {
+        max_connections: 8,
+        max_in_flight: 64,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        idle_timeout: None,
+        handshake_timeout: deadline,
+        max_pending_handshakes: pending,
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+/// Reads until the server closes `s`; panics if it is still open after a generous
+/// bound (the behaviour under test is that it closes at all).
+async fn closed_by_server(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+        .await
+        .expect("the server never closed the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn server_closes_a_silent_connection_at_the_handshake_deadline() {
+    let h = start_opts(handshake_limits(8, Duration::from_millis(200))).await;
+    let mut silent = TcpStream::connect(h.addr).await.unwrap();
+    closed_by_server(&mut silent).await;
+    // A client that handshakes keeps its connection past the deadline.
+    let mut c = Client::connect(h.addr).await;
+    let mut late = TcpStream::connect(h.addr).await.unwrap();
+    closed_by_server(&mut late).await;
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+}
+
+#[tokio::test]
+async fn server_silent_connections_past_the_pending_cap_close_the_oldest() {
+    // A deadline far away: only the cap can free the slots here.
+    let h = start_opts(handshake_limits(2, Duration::from_secs(600))).await;
+    let mut c = Client::connect(h.addr).await;
+    let mut silent = Vec::new();
+    for _ in 0..7 {
+        silent.push(TcpStream::connect(h.addr).await.unwrap());
+    }
+    // Of seven silent connections the five oldest are evicted; at most two hold a slot.
+    for s in silent.iter_mut().take(5) {
+        closed_by_server(s).await;
+    }
+    // So a new client gets a slot at once and handshakes, and the handshaken one was
+    // never touched.
+    let mut d = Client::connect(h.addr).await;
+    assert_eq!(d.call(Request::Ping).await, Some(Response::Pong));
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
 }
