@@ -304,3 +304,64 @@ fn fill_then_free(mnt: &Tmpfs, dir: &Path) -> Vec<u32> {
         acked
     }
 }
+
+#[test]
+fn disk_full_compaction_on_a_real_tmpfs_blocks_only_compaction_until_space_returns() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(mnt) = Tmpfs::mount("16m") else {
+        assert!(!root, "root could not mount a tmpfs");
+        eprintln!("skipped: cannot mount a tmpfs as a non-root user");
+        return;
+    };
+    let dir = mnt.path().join("data");
+    let e = Engine::open(
+        &dir,
+        EngineOptions {
+            sync: SyncMode::Batch,
+            segment_size: 64 << 10,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("open");
+    e.create_table("t", TableOptions::default()).unwrap();
+    let value = vec![5u8; 1024];
+    let put_run = |run: u32| {
+        for i in 0..250u32 {
+            e.put("t", &(run * 1000 + i).to_be_bytes(), &value).unwrap();
+        }
+    };
+    // Three SSTables of about 256 KiB: one short of a size-tiered compaction.
+    for run in 0..3 {
+        put_run(run);
+        e.flush(None).unwrap();
+    }
+    put_run(3);
+    // Leave 400 KiB: room for the fourth flush, not for merging the four tables (1 MiB).
+    let free = Faults::default().free_bytes(mnt.path()).unwrap();
+    let filler = mnt.path().join("filler");
+    std::fs::write(&filler, vec![0u8; (free - (400 << 10)) as usize]).unwrap();
+    e.flush(None).expect("the flush fits");
+    eventually("the compaction meets the full disk", || {
+        e.health().compaction_blocked.is_some()
+    });
+    assert!(!e.is_poisoned());
+    e.put("t", b"during", b"v")
+        .expect("writes go on while the log has room");
+    std::fs::remove_file(&filler).unwrap();
+    eventually("the compaction is retried once space is back", || {
+        e.health().compaction_blocked.is_none() && e.stats("t").unwrap().sstables == 1
+    });
+    e.close().unwrap();
+    drop(e);
+    let e = reopen(&dir);
+    for run in 0..4u32 {
+        for i in 0..250u32 {
+            assert!(e
+                .get("t", &(run * 1000 + i).to_be_bytes())
+                .unwrap()
+                .is_some());
+        }
+    }
+    assert_eq!(e.get("t", b"during").unwrap(), Some(b"v".to_vec()));
+}
