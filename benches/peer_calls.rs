@@ -128,6 +128,7 @@ async fn client_path(total: usize) -> f64 {
             max_connections: 64,
             max_in_flight: 4096,
             max_frame_len: sibyl_protocol::DEFAULT_MAX_FRAME_LEN,
+            max_request_data_in_flight: server::DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
             idle_timeout: None,
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 64,

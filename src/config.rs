@@ -15,6 +15,7 @@
 //! idle_timeout_secs = 300    # 0 = never
 //! handshake_timeout_secs = 10  # a connection must finish its handshake within this
 //! max_pending_handshakes = 128 # connections still in their handshake, at most
+//! max_request_data_in_flight_mb = 128  # request bytes in flight, all connections
 //! min_free_disk_mb = 256     # writes are refused (DISK_FULL) below this much free disk
 //! write_timeout_ms = 2000    # a replicated write waits this long for W acks
 //! read_timeout_ms = 5000     # a replicated read waits this long for R answers
@@ -129,10 +130,15 @@ pub struct Cli {
     /// closed [default: 10].
     #[arg(long, value_name = "SECS")]
     pub handshake_timeout_secs: Option<u64>,
-    /// Most connections still in their handshake; more are refused as OVERLOADED (they
-    /// count against --max-connections too) [default: 128].
+    /// Most connections still in their handshake; a new one past this closes the oldest
+    /// of them (they count against --max-connections too) [default: 128].
     #[arg(long, value_name = "N")]
     pub max_pending_handshakes: Option<usize>,
+    /// Request bytes in flight, all client connections together, MiB (frames over
+    /// 16 KiB count from their header until their answer); a connection whose frame does
+    /// not fit waits before reading its body [default: 128, at least 16].
+    #[arg(long, value_name = "MB")]
+    pub max_request_data_in_flight_mb: Option<usize>,
     /// Refuse writes (DISK_FULL, not applied) while the data directory's file system has
     /// less than this many MiB free, so flushes and compactions still find room; 0 = only
     /// when the disk is really full [default: 256].
@@ -266,6 +272,8 @@ pub struct FileConfig {
     pub handshake_timeout_secs: Option<u64>,
     /// See [`Cli::max_pending_handshakes`].
     pub max_pending_handshakes: Option<usize>,
+    /// See [`Cli::max_request_data_in_flight_mb`].
+    pub max_request_data_in_flight_mb: Option<usize>,
     /// See [`Cli::min_free_disk_mb`].
     pub min_free_disk_mb: Option<u64>,
     /// See [`Cli::write_timeout_ms`].
@@ -373,6 +381,8 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Most connections still in their handshake.
     pub max_pending_handshakes: usize,
+    /// Request bytes in flight, all client connections together.
+    pub max_request_data_in_flight: usize,
     /// Free bytes the data directory keeps: writes are refused below it.
     pub min_free_disk: u64,
     /// How long a replicated write waits for W acknowledgements.
@@ -649,6 +659,19 @@ impl Config {
                     .or(file.max_pending_handshakes)
                     .unwrap_or(DEFAULT_MAX_PENDING_HANDSHAKES),
             )?,
+            max_request_data_in_flight: {
+                let mb = cli
+                    .max_request_data_in_flight_mb
+                    .or(file.max_request_data_in_flight_mb)
+                    .unwrap_or(crate::server::DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT >> 20);
+                if mb < 16 {
+                    return Err(ConfigError::Invalid {
+                        key: "max_request_data_in_flight_mb",
+                        reason: "must be at least 16 (the largest frame)".into(),
+                    });
+                }
+                mb.saturating_mul(1 << 20)
+            },
             min_free_disk: cli
                 .min_free_disk_mb
                 .or(file.min_free_disk_mb)

@@ -373,6 +373,7 @@ impl Node {
             max_connections: config.max_connections,
             max_in_flight: config.max_in_flight,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_request_data_in_flight: config.max_request_data_in_flight,
             idle_timeout: config.idle_timeout,
             handshake_timeout: config.handshake_timeout,
             max_pending_handshakes: config.max_pending_handshakes,

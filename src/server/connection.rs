@@ -22,6 +22,12 @@
 //!   room under its cap on connections still in their handshake.
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
+//! - Request bodies take memory only as they arrive, never on the word of a header. A
+//!   frame larger than the read chunk (16 KiB) first takes its whole length from the node-wide
+//!   budget of request data in flight ([`ConnectionContext::body_budget`]); until it gets
+//!   it the connection reads nothing more (backpressure: the client's sends block, the
+//!   node does not grow). The bytes go back to the budget once the request's answer is
+//!   encoded. Smaller frames are not charged: they fit the connection's read buffer.
 //! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
 //!   closes (the process and other connections are unaffected). A frame that cannot be
 //!   read (bad header, over the cap, bad checksum) gets its error on stream 0 with opcode
@@ -74,6 +80,9 @@ pub struct ConnectionContext<H> {
     pub handler: Arc<H>,
     /// Node-wide bound on requests executing at once.
     pub in_flight: Arc<Semaphore>,
+    /// Node-wide budget of request bytes in flight: one permit per byte of every frame
+    /// over the read chunk (16 KiB) from the moment its header is read until its answer is encoded.
+    pub body_budget: Arc<Semaphore>,
     /// Frame cap after the handshake (header + body).
     pub max_frame_len: usize,
     /// Close a connection idle (nothing read, nothing in flight) this long.
@@ -89,6 +98,7 @@ impl<H> Clone for ConnectionContext<H> {
         ConnectionContext {
             handler: Arc::clone(&self.handler),
             in_flight: Arc::clone(&self.in_flight),
+            body_budget: Arc::clone(&self.body_budget),
             max_frame_len: self.max_frame_len,
             idle_timeout: self.idle_timeout,
             handshake_timeout: self.handshake_timeout,
@@ -102,7 +112,20 @@ struct GroupedInsert {
     stream_id: u32,
     insert: RowInsert,
     consistency: Option<Consistency>,
-    _permit: OwnedSemaphorePermit,
+    _permits: RequestPermits,
+}
+
+/// What a request holds until its answer is encoded: its in-flight slot and, for a large
+/// frame, its bytes of the request-data budget.
+struct RequestPermits {
+    _in_flight: OwnedSemaphorePermit,
+    _body: Option<OwnedSemaphorePermit>,
+}
+
+/// Takes `len` bytes of the request-data budget; `None` if the budget is closed.
+async fn take_budget(budget: Arc<Semaphore>, len: usize) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(len).ok()?;
+    budget.acquire_many_owned(n).await.ok()
 }
 
 /// The state of one connection.
@@ -124,6 +147,9 @@ pub struct Connection<H> {
     rx: mpsc::UnboundedReceiver<Bytes>,
     /// Quick INSERTs decoded from the input and not yet run.
     group: Vec<GroupedInsert>,
+    /// The budget taken for the large frame at the front of the input, until it is
+    /// decoded and handed to its request.
+    body_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<H: RequestHandler> Connection<H> {
@@ -143,8 +169,9 @@ impl<H: RequestHandler> Connection<H> {
             peer,
             ctx,
             codec: FrameCodec::new(),
-            inbuf: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            // Allocated on first use: an idle or silent connection costs no buffers.
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
             handshaken: false,
             handshake_ticket: handshake_ticket.map(Arc::new),
             fatal: false,
@@ -152,7 +179,19 @@ impl<H: RequestHandler> Connection<H> {
             tx,
             rx,
             group: Vec::new(),
+            body_permit: None,
         }
+    }
+
+    /// The length of the large frame at the front of the input when it is incomplete and
+    /// has not got its budget yet: reading waits until it has.
+    fn budget_needed(&self) -> Option<usize> {
+        if self.body_permit.is_some() {
+            return None;
+        }
+        self.codec
+            .incomplete_frame_len(&self.inbuf)
+            .filter(|&len| len > READ_CHUNK)
     }
 
     /// Serves the connection until the client leaves, a protocol error, the idle timeout
@@ -182,9 +221,11 @@ impl<H: RequestHandler> Connection<H> {
             if self.fatal || (closing && self.pending == 0) {
                 break;
             }
-            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK {
+            let need = self.budget_needed();
+            if need.is_none() && self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK {
                 self.inbuf.reserve(READ_CHUNK);
             }
+            let budget = take_budget(Arc::clone(&self.ctx.body_budget), need.unwrap_or(0));
             tokio::select! {
                 biased;
                 Some(answer) = self.rx.recv(), if self.pending > 0 => {
@@ -197,7 +238,12 @@ impl<H: RequestHandler> Connection<H> {
                 _ = shutdown.changed(), if !closing => {
                     closing = true;
                 }
-                read = self.stream.read_buf(&mut self.inbuf), if !closing => match read {
+                permit = budget, if need.is_some() && !closing => {
+                    let Some(permit) = permit else { return };
+                    // Accounted for; the buffer still grows only as the bytes arrive.
+                    self.body_permit = Some(permit);
+                }
+                read = self.stream.read_buf(&mut self.inbuf), if !closing && need.is_none() => match read {
                     Ok(0) => closing = true,
                     Ok(_) => {
                         last_activity = Instant::now();
@@ -288,7 +334,11 @@ impl<H: RequestHandler> Connection<H> {
                 return false;
             }
             match self.codec.decode(&mut self.inbuf) {
-                Ok(Some(frame)) => self.handle_frame(frame),
+                Ok(Some(frame)) => {
+                    // A permit taken for the front frame belongs to this one.
+                    let body = self.body_permit.take();
+                    self.handle_frame(frame, body);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // A frame error: the header is unverified (bad checksum, or never
@@ -305,6 +355,21 @@ impl<H: RequestHandler> Connection<H> {
             }
         }
         self.run_group();
+        // Take the budget of an incomplete large frame now if it is free, before the
+        // answers decoded so far are written (so a client that reads them knows it holds
+        // its share), and without a wait when there is none.
+        if let Some(len) = self.budget_needed() {
+            if let Ok(n) = u32::try_from(len) {
+                self.body_permit = Arc::clone(&self.ctx.body_budget)
+                    .try_acquire_many_owned(n)
+                    .ok();
+            }
+        }
+        // A large frame's allocation is shared with its body until the request is done;
+        // the buffer starts afresh rather than keep a large tail.
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * READ_CHUNK {
+            self.inbuf = BytesMut::new();
+        }
         true
     }
 
@@ -335,7 +400,7 @@ impl<H: RequestHandler> Connection<H> {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame) {
+    fn handle_frame(&mut self, frame: Frame, body: Option<OwnedSemaphorePermit>) {
         let stream_id = frame.stream_id;
         let request = match Request::from_frame(&frame) {
             Ok(r) => r,
@@ -373,10 +438,14 @@ impl<H: RequestHandler> Connection<H> {
                     self.answer(stream_id, opcode, &Response::Error(overloaded));
                     return;
                 };
+                let permits = RequestPermits {
+                    _in_flight: permit,
+                    _body: body,
+                };
                 match self.ctx.handler.start(request) {
                     Started::Ready(response) => {
                         self.answer(stream_id, opcode, &response);
-                        drop(permit);
+                        drop(permits);
                     }
                     Started::Insert {
                         insert,
@@ -386,14 +455,14 @@ impl<H: RequestHandler> Connection<H> {
                             stream_id,
                             insert,
                             consistency,
-                            _permit: permit,
+                            _permits: permits,
                         });
                         if self.group.len() >= GROUP_MAX {
                             self.run_group();
                         }
                     }
                     Started::Pending(answer) => {
-                        self.spawn_pending(stream_id, opcode, answer, permit);
+                        self.spawn_pending(stream_id, opcode, answer, permits);
                     }
                 }
             }
@@ -407,7 +476,7 @@ impl<H: RequestHandler> Connection<H> {
         stream_id: u32,
         opcode: Opcode,
         answer: H::Pending,
-        permit: OwnedSemaphorePermit,
+        permits: RequestPermits,
     ) {
         let slot = AnswerSlot {
             tx: Some(self.tx.clone()),
@@ -421,7 +490,7 @@ impl<H: RequestHandler> Connection<H> {
         tokio::spawn(async move {
             let response = answer.await;
             slot.fill(&response);
-            drop(permit);
+            drop(permits);
         });
     }
 

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
-use super::{serve, ServerOptions};
+use super::{serve, ServerOptions, DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT};
 use crate::service::{Service, ServiceOptions};
 use crate::versioning::SystemClock;
 
@@ -37,6 +37,7 @@ async fn start_with(
         max_connections,
         max_in_flight,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
         idle_timeout,
         handshake_timeout: Duration::from_secs(10),
         max_pending_handshakes: max_connections,
@@ -303,6 +304,7 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_connections: 8,
         max_in_flight: 64,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
         idle_timeout: None,
         handshake_timeout: Duration::from_secs(10),
         max_pending_handshakes: 8,
@@ -374,6 +376,7 @@ fn handshake_limits(pending: usize, deadline: Duration) -> ServerOptions {
         max_connections: 8,
         max_in_flight: 64,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
         idle_timeout: None,
         handshake_timeout: deadline,
         max_pending_handshakes: pending,
@@ -421,4 +424,82 @@ async fn server_silent_connections_past_the_pending_cap_close_the_oldest() {
     let mut d = Client::connect(h.addr).await;
     assert_eq!(d.call(Request::Ping).await, Some(Response::Pong));
     assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+}
+
+#[tokio::test]
+async fn server_large_frame_waits_for_the_request_data_budget() {
+    // A budget of one largest frame: a header declaring one takes all of it.
+    let h = start_opts(ServerOptions {
+        max_request_data_in_flight: DEFAULT_MAX_FRAME_LEN,
+        ..handshake_limits(8, Duration::from_secs(60))
+    })
+    .await;
+    let mut small = Client::connect(h.addr).await;
+    let r = small
+        .call(Request::CreateTable {
+            name: "t".into(),
+            options: sibyl_protocol::TableOptions {
+                replication_factor: 1,
+                read_consistency: sibyl_protocol::Consistency::ONE,
+                write_consistency: sibyl_protocol::Consistency::ONE,
+                ..sibyl_protocol::TableOptions::default()
+            },
+            if_not_exists: false,
+        })
+        .await;
+    assert!(matches!(r, Some(Response::SchemaChanged { .. })), "{r:?}");
+    let mut head = Request::Ping
+        .to_frame(1)
+        .unwrap()
+        .to_vec(DEFAULT_MAX_FRAME_LEN)
+        .unwrap();
+    head.truncate(sibyl_protocol::HEADER_LEN);
+    let declared = u32::try_from(DEFAULT_MAX_FRAME_LEN - sibyl_protocol::HEADER_LEN).unwrap();
+    let at = sibyl_protocol::frame::OFFSET_BODY_LEN;
+    head[at..at + 4].copy_from_slice(&declared.to_be_bytes());
+    // The hog's PING and header arrive in one read: the answer to the PING is written
+    // once the header's share of the budget is taken.
+    let mut hog = Client::connect(h.addr).await;
+    let mut ping_then_header = Request::Ping
+        .to_frame(2)
+        .unwrap()
+        .to_vec(DEFAULT_MAX_FRAME_LEN)
+        .unwrap();
+    ping_then_header.extend_from_slice(&head);
+    hog.stream.write_all(&ping_then_header).await.unwrap();
+    let pong = hog.recv().await.unwrap();
+    assert_eq!(Response::from_frame(&pong).unwrap(), Response::Pong);
+    // So a large request now waits for its share...
+    let mut big = Client::connect(h.addr).await;
+    let insert = Request::Insert {
+        insert: sibyl_protocol::RowInsert {
+            write_id: None,
+            table: "t".into(),
+            key: bytes::Bytes::from_static(b"k"),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![sibyl_protocol::ColumnWrite {
+                name: bytes::Bytes::from_static(b"c"),
+                value: bytes::Bytes::from(vec![1u8; 100 << 10]),
+                context: bytes::Bytes::new(),
+            }],
+        },
+        consistency: None,
+    };
+    big.send(&insert, 9).await;
+    // ...while small ones are served.
+    assert_eq!(small.call(Request::Ping).await, Some(Response::Pong));
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(big.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a large request was answered past a spent budget"
+    );
+    // The hog leaves: its share comes back and the large request goes through.
+    drop(hog);
+    let f = big.recv().await.expect("answered once the budget frees");
+    assert_eq!(f.stream_id, 9);
+    assert!(matches!(
+        Response::from_frame(&f).unwrap(),
+        Response::Written { .. }
+    ));
 }
