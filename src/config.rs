@@ -136,7 +136,8 @@ pub struct Cli {
     pub max_pending_handshakes: Option<usize>,
     /// Request bytes in flight, all client connections together, MiB (frames over
     /// 16 KiB count from their header until their answer); a connection whose frame does
-    /// not fit waits before reading its body [default: 128, at least 16].
+    /// not fit waits before reading its body. The peer port has a budget of its own of
+    /// the same size (frames over 64 KiB) [default: 128, at least 16].
     #[arg(long, value_name = "MB")]
     pub max_request_data_in_flight_mb: Option<usize>,
     /// Refuse writes (DISK_FULL, not applied) while the data directory's file system has

@@ -248,7 +248,10 @@ impl Node {
         let node_id = NodeId(service.actor().node);
         let net = TcpNetwork::bind(
             config.peer_listen,
-            TcpOptions::new(&config.cluster.cluster_name, node_id),
+            TcpOptions {
+                max_request_data_in_flight: config.max_request_data_in_flight,
+                ..TcpOptions::new(&config.cluster.cluster_name, node_id)
+            },
         )
         .await
         .map_err(|source| NodeError::Bind {
