@@ -220,12 +220,10 @@ impl TcpNetwork {
     /// Listens on `addr` (port 0 picks a free one) and starts accepting peers. Must run
     /// inside a tokio runtime.
     pub async fn bind(addr: SocketAddr, opts: TcpOptions) -> std::io::Result<TcpNetwork> {
-        let request_data = opts
-            .max_request_data_in_flight
-            .clamp(
-                super::frame::HEADER_BYTES + super::frame::MAX_BODY_BYTES,
-                tokio::sync::Semaphore::MAX_PERMITS,
-            );
+        let request_data = opts.max_request_data_in_flight.clamp(
+            super::frame::HEADER_BYTES + super::frame::MAX_BODY_BYTES,
+            tokio::sync::Semaphore::MAX_PERMITS,
+        );
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let inner = Arc::new(Inner {
