@@ -231,3 +231,113 @@ fn node_headers_declaring_16_mib_bodies_do_not_grow_the_node() {
     assert!(during < DURING_BOUND, "grew {during} bytes");
     assert!(after < AFTER_BOUND, "kept {after} bytes");
 }
+
+/// A tmpfs mounted at a fresh temporary directory, unmounted on drop; `None` when this
+/// process may not mount (the engine's fault-seam tests cover the same rules then).
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Grows the file system: space freed, as an operator would.
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {size}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.path())
+            .status();
+    }
+}
+
+fn health(c: &mut TestClient) -> sibyl_protocol::NodeHealth {
+    match c.call(Request::Health).unwrap() {
+        Response::AdminHealth(h) => h,
+        other => panic!("expected a health report, got {other:?}"),
+    }
+}
+
+#[test]
+fn node_on_a_full_disk_refuses_writes_as_disk_full_and_recovers_without_restart() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(disk) = Tmpfs::mount("24m") else {
+        assert!(!root, "root could not mount a tmpfs");
+        eprintln!("skipped: cannot mount a tmpfs as a non-root user");
+        return;
+    };
+    let data = disk.path().join("data");
+    let log = tempfile::tempdir().unwrap();
+    let flags = ["--min-free-disk-mb", "0", "--sync-mode", "batch"];
+    let mut n = NodeProcess::start(&data, &log.path().join("node.log"), &flags);
+    let mut c = n.client();
+    c.create_table("t", ConflictMode::Lww);
+    let value = vec![b'x'; 100 << 10];
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..1000u32 {
+        match c.put("t", &i.to_be_bytes(), b"c", &value, Bytes::new()) {
+            Response::Written { .. } => acked.push(i),
+            Response::Error(e) => {
+                assert!(
+                    matches!(e.kind, ErrorKind::DiskFull { .. }),
+                    "write {i}: {e:?}"
+                );
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("write {i}: {other:?}"),
+        }
+    }
+    assert_eq!(refused, 3, "the disk filled up");
+    assert!(health(&mut c).writes_refused.is_some());
+    for i in &acked {
+        assert!(c.get("t", &i.to_be_bytes(), b"c").is_some(), "reads go on");
+    }
+    disk.resize("96m");
+    for i in 5000..5010u32 {
+        let r = c.put("t", &i.to_be_bytes(), b"c", &value, Bytes::new());
+        assert!(
+            matches!(r, Response::Written { .. }),
+            "after space came back: {r:?}"
+        );
+        acked.push(i);
+    }
+    let h = health(&mut c);
+    assert!(h.writes_refused.is_none() && h.poisoned.is_none(), "{h:?}");
+    drop(c);
+    assert!(n.terminate().success(), "{}", n.log_text());
+    // Nothing acknowledged was lost.
+    let n = NodeProcess::start(&data, &log.path().join("node2.log"), &flags);
+    let mut c = n.client();
+    for i in &acked {
+        assert!(
+            c.get("t", &i.to_be_bytes(), b"c").is_some(),
+            "acknowledged {i} lost"
+        );
+    }
+}

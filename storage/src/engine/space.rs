@@ -209,14 +209,18 @@ impl DiskSpace {
                 s.free = *free;
             }
             None => {
+                let what = match work {
+                    Work::Writes => "writes refused until space is freed",
+                    Work::Flush => "flush stopped, retried with backoff",
+                    Work::Compaction => "compaction stopped, retried with backoff",
+                };
                 tracing::warn!(
                     work = work.name(),
                     path = %path.display(),
                     needed,
                     free,
                     reserve,
-                    "disk full: {} stopped until space is freed (retried with backoff)",
-                    work.name()
+                    "disk full: {what}"
                 );
                 *slot = Some(SpaceShortage {
                     needed,

@@ -150,7 +150,7 @@ pub fn render_health(address: &str, h: &NodeHealth) -> String {
     }
     let shortage = |what: &str, s: &DiskShortage| {
         format!(
-            "  {what}: disk full: {} free, {} reserved, {} needed\n",
+            "  {what}: short of disk space: {} free, {} reserved, {} needed\n",
             human_size(s.free),
             human_size(s.reserve),
             human_size(s.needed)
@@ -246,8 +246,8 @@ mod tests {
         };
         assert_eq!(
             render_health("n:1", &h),
-            "node n:1: degraded\n  writes refused: disk full: 2.0 KiB free, 1.0 MiB reserved, \
-             100 B needed\n"
+            "node n:1: degraded\n  writes refused: short of disk space: 2.0 KiB free, 1.0 MiB \
+             reserved, 100 B needed\n"
         );
     }
 }

@@ -87,8 +87,10 @@ pub fn describe_client_error(e: &ClientError) -> String {
             ),
             ErrorKind::Overloaded => format!("node overloaded, retry later ({})", s.message),
             ErrorKind::DiskFull { free, reserve } => format!(
-                "node's disk is full ({free} bytes free, {reserve} reserved): not applied, retry \
-                 later or on another node"
+                "node's disk is full ({} free, {} reserved): not applied, retry later or on \
+                 another node",
+                crate::text::human_size(*free),
+                crate::text::human_size(*reserve)
             ),
             ErrorKind::Invalid => format!("invalid request: {}", s.message),
             _ => s.to_string(),
