@@ -132,7 +132,7 @@ pub enum NodeError {
         source: crate::hints::HintError,
     },
     /// Closing the storage engine failed (the commit log may not be synced).
-    #[error("closing the storage engine: {source}")]
+    #[error("closing the storage engine (the last writes may not be durable): {source}")]
     Close {
         /// The engine's error.
         #[source]
