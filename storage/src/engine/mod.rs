@@ -441,6 +441,16 @@ impl Inner {
         }
     }
 
+    /// [`Inner::poison_with`], except for a full disk: a manifest write that found no
+    /// room left the old manifest standing, so the caller's change simply did not happen.
+    fn poison_unless_disk_full(&self, what: &str, e: Error) -> Error {
+        if e.is_disk_full() {
+            e
+        } else {
+            self.poison_with(what, e)
+        }
+    }
+
     pub(crate) fn check_poisoned(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned {
@@ -492,7 +502,7 @@ impl Inner {
             sstables: Vec::new(),
         });
         crate::manifest::store(&self.dir, &next, &self.opts.faults)
-            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+            .map_err(|e| self.poison_unless_disk_full("storing manifest", e))?;
         *manifest = next;
         let version = TableVersion::empty(options.prefix_bloom_len, self.opts.memtable_size);
         let t = Table::new(id, name.to_owned(), options, version);
@@ -508,7 +518,7 @@ impl Inner {
         let mut next = manifest.clone();
         next.tables.retain(|tm| tm.name != name);
         crate::manifest::store(&self.dir, &next, &self.opts.faults)
-            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+            .map_err(|e| self.poison_unless_disk_full("storing manifest", e))?;
         *manifest = next;
         self.write_tables().remove(name);
         {

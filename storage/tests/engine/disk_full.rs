@@ -365,3 +365,17 @@ fn disk_full_compaction_on_a_real_tmpfs_blocks_only_compaction_until_space_retur
     }
     assert_eq!(e.get("t", b"during").unwrap(), Some(b"v".to_vec()));
 }
+
+#[test]
+fn disk_full_create_table_is_refused_without_poisoning() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let e = open_faulty(dir.path(), &faults, EngineOptions::default());
+    faults.set_disk_full(true);
+    let err = e.create_table("u", TableOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { .. }), "{err}");
+    assert!(!e.is_poisoned());
+    faults.set_disk_full(false);
+    e.create_table("u", TableOptions::default()).unwrap();
+    e.put("u", b"k", b"v").unwrap();
+}
