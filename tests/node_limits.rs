@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 mod common;
+#[path = "../storage/tests/support/tmpfs.rs"]
+mod tmpfs;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -15,19 +17,14 @@ use sibyl_protocol::frame::OFFSET_BODY_LEN;
 use sibyl_protocol::{
     ConflictMode, ErrorKind, Request, Response, DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
 };
+use tmpfs::Tmpfs;
 
 /// Time allowed past a deadline under test for the node to act on it (a loaded machine
 /// runs the tests, the node and other builds at once).
 const MARGIN: Duration = Duration::from_secs(10);
 
 fn node(extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
-    let tmp = tempfile::tempdir().unwrap();
-    let n = NodeProcess::start(
-        &tmp.path().join("data"),
-        &tmp.path().join("node.log"),
-        extra,
-    );
-    (tmp, n)
+    common::start_node(extra)
 }
 
 #[test]
@@ -232,46 +229,6 @@ fn node_headers_declaring_16_mib_bodies_do_not_grow_the_node() {
     assert!(after < AFTER_BOUND, "kept {after} bytes");
 }
 
-/// A tmpfs mounted at a fresh temporary directory, unmounted on drop; `None` when this
-/// process may not mount (the engine's fault-seam tests cover the same rules then).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    /// Grows the file system: space freed, as an operator would.
-    fn resize(&self, size: &str) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {size}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.path())
-            .status();
-    }
-}
-
 fn health(c: &mut TestClient) -> sibyl_protocol::NodeHealth {
     match c.call(Request::Health).unwrap() {
         Response::AdminHealth(h) => h,
@@ -281,11 +238,7 @@ fn health(c: &mut TestClient) -> sibyl_protocol::NodeHealth {
 
 #[test]
 fn node_on_a_full_disk_refuses_writes_as_disk_full_and_recovers_without_restart() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let Some(disk) = Tmpfs::mount("24m") else {
-        assert!(!root, "root could not mount a tmpfs");
-        eprintln!("skipped: cannot mount a tmpfs as a non-root user");
+    let Some(disk) = Tmpfs::mount_or_skip("24m") else {
         return;
     };
     let data = disk.path().join("data");

@@ -190,23 +190,7 @@ async fn server_drops_a_client_that_never_reads_its_responses() {
         })
         .await;
     assert!(matches!(r, Some(Response::SchemaChanged { .. })), "{r:?}");
-    let r = a
-        .call(Request::Insert {
-            insert: sibyl_protocol::RowInsert {
-                write_id: None,
-                table: "t".into(),
-                key: bytes::Bytes::from_static(b"k"),
-                ttl_secs: None,
-                timestamp_micros: None,
-                columns: vec![sibyl_protocol::ColumnWrite {
-                    name: bytes::Bytes::from_static(b"c"),
-                    value: bytes::Bytes::from(vec![1u8; 1 << 20]),
-                    context: bytes::Bytes::new(),
-                }],
-            },
-            consistency: None,
-        })
-        .await;
+    let r = a.call(insert_of(1 << 20)).await;
     assert!(matches!(r, Some(Response::Written { .. })), "{r:?}");
     // 64 reads of a 1 MiB cell: far more than the socket buffers hold. Never read them.
     let get = Request::Get {
@@ -471,22 +455,7 @@ async fn server_large_frame_waits_for_the_request_data_budget() {
     assert_eq!(Response::from_frame(&pong).unwrap(), Response::Pong);
     // So a large request now waits for its share...
     let mut big = Client::connect(h.addr).await;
-    let insert = Request::Insert {
-        insert: sibyl_protocol::RowInsert {
-            write_id: None,
-            table: "t".into(),
-            key: bytes::Bytes::from_static(b"k"),
-            ttl_secs: None,
-            timestamp_micros: None,
-            columns: vec![sibyl_protocol::ColumnWrite {
-                name: bytes::Bytes::from_static(b"c"),
-                value: bytes::Bytes::from(vec![1u8; 100 << 10]),
-                context: bytes::Bytes::new(),
-            }],
-        },
-        consistency: None,
-    };
-    big.send(&insert, 9).await;
+    big.send(&insert_of(100 << 10), 9).await;
     // ...while small ones are served.
     assert_eq!(small.call(Request::Ping).await, Some(Response::Pong));
     let mut probe = [0u8; 1];
@@ -502,4 +471,23 @@ async fn server_large_frame_waits_for_the_request_data_budget() {
         Response::from_frame(&f).unwrap(),
         Response::Written { .. }
     ));
+}
+
+/// An INSERT of one cell of `len` bytes into row `k` of table `t`.
+fn insert_of(len: usize) -> Request {
+    Request::Insert {
+        insert: sibyl_protocol::RowInsert {
+            write_id: None,
+            table: "t".into(),
+            key: bytes::Bytes::from_static(b"k"),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![sibyl_protocol::ColumnWrite {
+                name: bytes::Bytes::from_static(b"c"),
+                value: bytes::Bytes::from(vec![1u8; len]),
+                context: bytes::Bytes::new(),
+            }],
+        },
+        consistency: None,
+    }
 }

@@ -954,3 +954,5 @@ fn engine_compaction_filter_sees_keys_in_order_and_drops_what_it_decides() {
 
 #[path = "engine/disk_full.rs"]
 mod disk_full;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::tmpfs::Tmpfs;
 use sibyl_storage::fault::Faults;
 use sibyl_storage::{Engine, EngineOptions, Error, SyncMode, TableOptions};
 
@@ -201,55 +202,9 @@ fn disk_full_fsync_failure_still_poisons_and_names_the_first_failure() {
     );
 }
 
-/// A tmpfs mounted at a fresh temporary directory, unmounted on drop (also when a test
-/// fails).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size`; `None` when this process may not mount.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Grows (or shrinks) the mounted file system: space freed, as an operator would.
-    fn resize(&self, size: &str) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {size}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.path())
-            .status();
-    }
-}
-
 #[test]
 fn disk_full_on_a_real_tmpfs_keeps_every_acknowledged_write() {
-    // Root may mount here; elsewhere the fault-seam tests above cover the same rules.
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let Some(mnt) = Tmpfs::mount("2m") else {
-        assert!(!root, "root could not mount a tmpfs");
-        eprintln!("skipped: cannot mount a tmpfs as a non-root user");
+    let Some(mnt) = Tmpfs::mount_or_skip("2m") else {
         return;
     };
     let dir = mnt.path().join("data");
@@ -307,11 +262,7 @@ fn fill_then_free(mnt: &Tmpfs, dir: &Path) -> Vec<u32> {
 
 #[test]
 fn disk_full_compaction_on_a_real_tmpfs_blocks_only_compaction_until_space_returns() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let Some(mnt) = Tmpfs::mount("16m") else {
-        assert!(!root, "root could not mount a tmpfs");
-        eprintln!("skipped: cannot mount a tmpfs as a non-root user");
+    let Some(mnt) = Tmpfs::mount_or_skip("16m") else {
         return;
     };
     let dir = mnt.path().join("data");
