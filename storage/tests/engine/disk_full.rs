@@ -221,43 +221,41 @@ fn disk_full_on_a_real_tmpfs_keeps_every_acknowledged_write() {
 /// Writes into `dir` on `mnt` until the disk refuses three writes,
 /// grows the tmpfs, writes ten more; returns the keys acknowledged.
 fn fill_then_free(mnt: &Tmpfs, dir: &Path) -> Vec<u32> {
-    {
-        let e = Engine::open(
-            dir,
-            EngineOptions {
-                sync: SyncMode::Batch,
-                segment_size: 256 << 10,
-                ..EngineOptions::default()
-            },
-        )
-        .expect("open");
-        e.create_table("t", TableOptions::default()).unwrap();
-        let value = vec![7u8; 3000];
-        let mut acked = Vec::new();
-        let mut refused = 0;
-        for i in 0..2000u32 {
-            match e.put("t", &i.to_be_bytes(), &value) {
-                Ok(()) => acked.push(i),
-                Err(Error::DiskFull { .. }) => {
-                    refused += 1;
-                    if refused == 3 {
-                        break;
-                    }
+    let e = Engine::open(
+        dir,
+        EngineOptions {
+            sync: SyncMode::Batch,
+            segment_size: 256 << 10,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("open");
+    e.create_table("t", TableOptions::default()).unwrap();
+    let value = vec![7u8; 3000];
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for i in 0..2000u32 {
+        match e.put("t", &i.to_be_bytes(), &value) {
+            Ok(()) => acked.push(i),
+            Err(Error::DiskFull { .. }) => {
+                refused += 1;
+                if refused == 3 {
+                    break;
                 }
-                Err(err) => panic!("write {i}: {err}"),
             }
+            Err(err) => panic!("write {i}: {err}"),
         }
-        assert_eq!(refused, 3, "the 2 MiB disk filled up");
-        assert!(!e.is_poisoned());
-        mnt.resize("16m");
-        for i in 5000..5010u32 {
-            e.put("t", &i.to_be_bytes(), &value)
-                .expect("accepted once space is back");
-            acked.push(i);
-        }
-        e.close().unwrap();
-        acked
     }
+    assert_eq!(refused, 3, "the 2 MiB disk filled up");
+    assert!(!e.is_poisoned());
+    mnt.resize("16m");
+    for i in 5000..5010u32 {
+        e.put("t", &i.to_be_bytes(), &value)
+            .expect("accepted once space is back");
+        acked.push(i);
+    }
+    e.close().unwrap();
+    acked
 }
 
 #[test]
