@@ -13,6 +13,10 @@
 //! max_connections = 1024
 //! max_in_flight = 4096
 //! idle_timeout_secs = 300    # 0 = never
+//! handshake_timeout_secs = 10  # a connection must finish its handshake within this
+//! max_pending_handshakes = 128 # connections still in their handshake, at most
+//! max_request_data_in_flight_mb = 128  # request bytes in flight, all connections
+//! min_free_disk_mb = 256     # writes are refused (DISK_FULL) below this much free disk
 //! write_timeout_ms = 2000    # a replicated write waits this long for W acks
 //! read_timeout_ms = 5000     # a replicated read waits this long for R answers
 //! max_siblings = 100
@@ -75,6 +79,15 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 /// Default memtable size in MiB (the engine's default).
 pub const DEFAULT_MEMTABLE_MB: usize = 64;
+/// Default time a new connection has to finish its handshake. Cassandra gives a client
+/// 10 s to authenticate; a working client needs one round trip.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Default cap on connections that have not finished their handshake: an eighth of the
+/// default connection cap, so silent clients can never hold the slots working ones need.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
+/// Default free-space reserve of the data directory, MiB: room for a flush of four
+/// default memtables and the compactions of small tiers once writes are refused.
+pub const DEFAULT_MIN_FREE_DISK_MB: u64 = 256;
 
 /// Command-line flags of `sibyl`.
 #[derive(Debug, Clone, Default, Parser)]
@@ -114,6 +127,25 @@ pub struct Cli {
     /// Close connections idle this long, seconds; 0 = never [default: 300].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// A new connection must finish its handshake within this many seconds or is
+    /// closed [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Most connections still in their handshake; a new one past this closes the oldest
+    /// of them (they count against --max-connections too) [default: 128].
+    #[arg(long, value_name = "N")]
+    pub max_pending_handshakes: Option<usize>,
+    /// Request bytes in flight, all client connections together, MiB (frames over
+    /// 16 KiB count from their header until their answer); a connection whose frame does
+    /// not fit waits before reading its body. The peer port has a budget of its own of
+    /// the same size (frames over 64 KiB) [default: 128, at least 16].
+    #[arg(long, value_name = "MB")]
+    pub max_request_data_in_flight_mb: Option<usize>,
+    /// Refuse writes (DISK_FULL, not applied) while the data directory's file system has
+    /// less than this many MiB free, so flushes and compactions still find room; 0 = only
+    /// when the disk is really full [default: 256].
+    #[arg(long, value_name = "MB")]
+    pub min_free_disk_mb: Option<u64>,
     /// How long a replicated write waits for its W acknowledgements before it answers
     /// WRITE_TIMEOUT, milliseconds [default: 2000].
     #[arg(long, value_name = "MS")]
@@ -243,6 +275,14 @@ pub struct FileConfig {
     pub max_in_flight: Option<usize>,
     /// See [`Cli::idle_timeout_secs`].
     pub idle_timeout_secs: Option<u64>,
+    /// See [`Cli::handshake_timeout_secs`].
+    pub handshake_timeout_secs: Option<u64>,
+    /// See [`Cli::max_pending_handshakes`].
+    pub max_pending_handshakes: Option<usize>,
+    /// See [`Cli::max_request_data_in_flight_mb`].
+    pub max_request_data_in_flight_mb: Option<usize>,
+    /// See [`Cli::min_free_disk_mb`].
+    pub min_free_disk_mb: Option<u64>,
     /// See [`Cli::write_timeout_ms`].
     pub write_timeout_ms: Option<usize>,
     /// See [`Cli::read_timeout_ms`].
@@ -346,6 +386,14 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Idle timeout of a connection; `None` = never.
     pub idle_timeout: Option<Duration>,
+    /// Time a new connection has to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// Most connections still in their handshake.
+    pub max_pending_handshakes: usize,
+    /// Request bytes in flight, all client connections together.
+    pub max_request_data_in_flight: usize,
+    /// Free bytes the data directory keeps: writes are refused below it.
+    pub min_free_disk: u64,
     /// How long a replicated write waits for W acknowledgements.
     pub write_timeout: Duration,
     /// How long a replicated read waits for R answers.
@@ -610,6 +658,36 @@ impl Config {
                     .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
             )?,
             idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
+            handshake_timeout: Duration::from_secs(positive_u64(
+                "handshake_timeout_secs",
+                cli.handshake_timeout_secs
+                    .or(file.handshake_timeout_secs)
+                    .unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            )?),
+            max_pending_handshakes: positive(
+                "max_pending_handshakes",
+                cli.max_pending_handshakes
+                    .or(file.max_pending_handshakes)
+                    .unwrap_or(DEFAULT_MAX_PENDING_HANDSHAKES),
+            )?,
+            max_request_data_in_flight: {
+                let mb = cli
+                    .max_request_data_in_flight_mb
+                    .or(file.max_request_data_in_flight_mb)
+                    .unwrap_or(crate::server::DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT >> 20);
+                if mb < 16 {
+                    return Err(ConfigError::Invalid {
+                        key: "max_request_data_in_flight_mb",
+                        reason: "must be at least 16 (the largest frame)".into(),
+                    });
+                }
+                mb.saturating_mul(1 << 20)
+            },
+            min_free_disk: cli
+                .min_free_disk_mb
+                .or(file.min_free_disk_mb)
+                .unwrap_or(DEFAULT_MIN_FREE_DISK_MB)
+                .saturating_mul(1 << 20),
             write_timeout: millis(positive(
                 "write_timeout_ms",
                 cli.write_timeout_ms

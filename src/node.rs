@@ -134,7 +134,7 @@ pub enum NodeError {
         source: crate::hints::HintError,
     },
     /// Closing the storage engine failed (the commit log may not be synced).
-    #[error("closing the storage engine: {source}")]
+    #[error("closing the storage engine (the last writes may not be durable): {source}")]
     Close {
         /// The engine's error.
         #[source]
@@ -230,6 +230,7 @@ impl Node {
             max_siblings: config.max_siblings,
             max_value_len: config.max_value_len,
             salvage_commitlog: config.salvage_commitlog,
+            min_free_disk: config.min_free_disk,
             node_address: config.listen.to_string(),
             clock: Arc::new(SystemClock),
             partitioner: config.cluster.partitioner,
@@ -261,7 +262,10 @@ impl Node {
         let node_id = NodeId(service.actor().node);
         let net = TcpNetwork::bind(
             config.peer_listen,
-            TcpOptions::new(&config.cluster.cluster_name, node_id),
+            TcpOptions {
+                max_request_data_in_flight: config.max_request_data_in_flight,
+                ..TcpOptions::new(&config.cluster.cluster_name, node_id)
+            },
         )
         .await
         .map_err(|source| NodeError::Bind {
@@ -388,7 +392,10 @@ impl Node {
             max_connections: config.max_connections,
             max_in_flight: config.max_in_flight,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_request_data_in_flight: config.max_request_data_in_flight,
             idle_timeout: config.idle_timeout,
+            handshake_timeout: config.handshake_timeout,
+            max_pending_handshakes: config.max_pending_handshakes,
             shutdown_grace: SHUTDOWN_GRACE,
             requests: requests.clone(),
         };

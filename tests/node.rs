@@ -19,13 +19,7 @@ use sibyl_protocol::{
 };
 
 fn node(extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
-    let tmp = tempfile::tempdir().unwrap();
-    let n = NodeProcess::start(
-        &tmp.path().join("data"),
-        &tmp.path().join("node.log"),
-        extra,
-    );
-    (tmp, n)
+    common::start_node(extra)
 }
 
 fn error_kind(r: Response) -> ErrorKind {

@@ -2,8 +2,11 @@
 //! (`Framed`, `FramedRead`, `FramedWrite`) and for hand-rolled loops over a `BytesMut`.
 //!
 //! Invariants: the header is validated (magic, flags, reserved byte, length against the
-//! cap) as soon as its 20 bytes are buffered, before any room is reserved for the body, so
-//! a peer can never make us allocate more than the cap. The cap starts at
+//! cap) as soon as its 20 bytes are buffered, so a peer can never make us allocate more
+//! than the cap. The decoder reserves no room for a body it has not received: a header
+//! alone costs nothing, and the caller's reads take a body's memory as its bytes arrive
+//! (or the caller reserves it against a budget first, using
+//! [`FrameCodec::incomplete_frame_len`]). The cap starts at
 //! [`HANDSHAKE_MAX_FRAME_LEN`] and is raised with [`FrameCodec::set_max_frame_len`] once the
 //! handshake completes. The checksum is verified before a frame is returned. A codec
 //! belongs to one connection; it is `Send` but not shared.
@@ -46,6 +49,18 @@ impl FrameCodec {
         self.max_frame_len
     }
 
+    /// The whole length (header + body) of the frame at the front of `src` when its header
+    /// is buffered and valid but the frame is not complete yet; `None` otherwise (no
+    /// header yet, a complete frame, or a bad header, which [`Decoder::decode`] reports).
+    /// A reader uses it to take a body's memory from a budget before reading the body.
+    pub fn incomplete_frame_len(&self, src: &[u8]) -> Option<usize> {
+        let head: &[u8; HEADER_LEN] = src.get(..HEADER_LEN)?.try_into().ok()?;
+        let len = FrameHeader::decode(head, self.max_frame_len)
+            .ok()?
+            .frame_len();
+        (src.len() < len).then_some(len)
+    }
+
     /// Changes the cap (e.g. to the negotiated maximum once the handshake is done).
     /// Values below the header length are raised to it.
     pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
@@ -66,8 +81,6 @@ impl Decoder for FrameCodec {
         let header = FrameHeader::decode(&arr, self.max_frame_len)?;
         let frame_len = header.frame_len();
         if src.len() < frame_len {
-            // Safe: frame_len was checked against the cap above.
-            src.reserve(frame_len - src.len());
             return Ok(None);
         }
         src.advance(HEADER_LEN);
@@ -143,6 +156,31 @@ mod tests {
             Err(ProtocolError::FrameTooLarge { .. })
         ));
         assert_eq!(buf.capacity(), cap_before);
+    }
+
+    #[test]
+    fn codec_reserves_nothing_for_a_body_not_received() {
+        let codec_frame = Frame {
+            body: Bytes::from(vec![1u8; 1 << 20]),
+            ..frame(3, b"")
+        };
+        let mut codec = FrameCodec::with_max_frame_len(DEFAULT_MAX_FRAME_LEN);
+        let mut wire = BytesMut::new();
+        codec.encode(&codec_frame, &mut wire).unwrap();
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&wire[..HEADER_LEN + 10]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(buf.capacity(), 64, "a header alone reserves nothing");
+        assert_eq!(
+            codec.incomplete_frame_len(&buf),
+            Some(HEADER_LEN + (1 << 20))
+        );
+        assert_eq!(codec.incomplete_frame_len(&wire), None, "complete");
+        assert_eq!(
+            codec.incomplete_frame_len(&wire[..5]),
+            None,
+            "no header yet"
+        );
     }
 
     #[test]

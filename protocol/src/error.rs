@@ -136,11 +136,14 @@ pub enum ErrorCode {
     ReadTimeout = 0x0202,
     /// The node shed the request before doing anything.
     Overloaded = 0x0203,
+    /// The node's disk is full, or below its free-space reserve: the write was not
+    /// applied on this node.
+    DiskFull = 0x0204,
 }
 
 impl ErrorCode {
     /// Every code, in table order (used by the docs test).
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::Protocol,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Server,
@@ -152,6 +155,7 @@ impl ErrorCode {
         ErrorCode::WriteTimeout,
         ErrorCode::ReadTimeout,
         ErrorCode::Overloaded,
+        ErrorCode::DiskFull,
     ];
 
     /// The numeric code on the wire.
@@ -178,6 +182,7 @@ impl ErrorCode {
             ErrorCode::WriteTimeout => "WRITE_TIMEOUT",
             ErrorCode::ReadTimeout => "READ_TIMEOUT",
             ErrorCode::Overloaded => "OVERLOADED",
+            ErrorCode::DiskFull => "DISK_FULL",
         }
     }
 
@@ -188,7 +193,10 @@ impl ErrorCode {
     pub fn retry_safe(self) -> bool {
         matches!(
             self,
-            ErrorCode::Unavailable | ErrorCode::ReadTimeout | ErrorCode::Overloaded
+            ErrorCode::Unavailable
+                | ErrorCode::ReadTimeout
+                | ErrorCode::Overloaded
+                | ErrorCode::DiskFull
         )
     }
 }
@@ -252,6 +260,13 @@ pub enum ErrorKind {
     },
     /// [`ErrorCode::Overloaded`].
     Overloaded,
+    /// [`ErrorCode::DiskFull`]: the write was not applied.
+    DiskFull {
+        /// Bytes free on the node's data file system when it refused.
+        free: u64,
+        /// The node's free-space reserve (0 when the disk itself was full).
+        reserve: u64,
+    },
     /// A code this build does not know (sent by a newer server); its fields are kept raw.
     Unknown {
         /// The numeric code.
@@ -287,6 +302,7 @@ impl ErrorKind {
             ErrorKind::WriteTimeout { .. } => ErrorCode::WriteTimeout,
             ErrorKind::ReadTimeout { .. } => ErrorCode::ReadTimeout,
             ErrorKind::Overloaded => ErrorCode::Overloaded,
+            ErrorKind::DiskFull { .. } => ErrorCode::DiskFull,
             ErrorKind::Unknown { .. } => return None,
         })
     }

@@ -69,10 +69,10 @@ pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ClusterDescription, ColumnWrite, Compaction, ConflictMode, Consistency,
-    ConsistencyLevel, HintOwner, NodeInfo, NodeSchema, NodeState, Placement, QuorumMode,
-    ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus, ResponseMeta, Selector,
-    Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions, TableStatistics, TableSync,
-    Topology,
+    ConsistencyLevel, DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
+    Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus,
+    ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
+    TableStatistics, TableSync, Topology,
 };
 
 /// The protocol version this build speaks by default.

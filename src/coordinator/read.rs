@@ -38,7 +38,7 @@ use crate::replica::row_read::{row_digest, RowSlice, MAX_ROW_CELLS};
 use crate::replica::{RawCell, ReplicaRequest, ReplicaResponse};
 use crate::service::read::{
     cell_bytes, cell_from_stored, check_column, check_key, columns_too_large, encode_paging_token,
-    page_limit, row_too_large, slice_start, MAX_PAGE_SIZE, MAX_RESPONSE_BYTES,
+    fits_page, page_limit, row_too_large, slice_start, MAX_PAGE_SIZE, MAX_RESPONSE_BYTES,
 };
 use crate::service::versioning_error;
 use crate::versioning::{CausalMerge, LwwMerge, RowTombstone};
@@ -267,11 +267,16 @@ impl ReadPlan {
                     let Some(column) = self.prefix.column_of(key) else {
                         continue;
                     };
-                    if cells.len() >= *limit as usize || bytes >= MAX_RESPONSE_BYTES {
+                    if cells.len() >= *limit as usize {
                         stopped = true;
                         break;
                     }
                     if let Some(c) = cell(column, stored)? {
+                        // A cell that would take the page past its budget starts the next.
+                        if !fits_page(bytes, &c, cells.is_empty()) {
+                            stopped = true;
+                            break;
+                        }
                         bytes += cell_bytes(&c);
                         cells.push(c);
                     }

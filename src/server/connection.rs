@@ -19,9 +19,19 @@
 //!
 //! Invariants:
 //! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
-//!   succeeds, then the configured cap.
+//!   succeeds, then the configured cap. The handshake must succeed within the handshake
+//!   timeout counted from the accept (however slowly bytes trickle in), or the
+//!   connection is closed without an error frame; until it succeeds the connection holds
+//!   a [`HandshakeTicket`], and closes the same way when the server evicts it to make
+//!   room under its cap on connections still in their handshake.
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
+//! - Request bodies take memory only as they arrive, never on the word of a header. A
+//!   frame larger than the read chunk (16 KiB) first takes its whole length from the node-wide
+//!   budget of request data in flight ([`ConnectionContext::body_budget`]); until it gets
+//!   it the connection reads nothing more (backpressure: the client's sends block, the
+//!   node does not grow). The bytes go back to the budget once the request's answer is
+//!   encoded. Smaller frames are not charged: they fit the connection's read buffer.
 //! - A malformed frame or message is answered with a `PROTOCOL` error and the connection
 //!   closes (the process and other connections are unaffected). A frame that cannot be
 //!   read (bad header, over the cap, bad checksum) gets its error on stream 0 with opcode
@@ -51,6 +61,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
+use super::pending::HandshakeTicket;
 use crate::metrics::{Outcome, RequestKind, RequestMetrics};
 
 /// Bytes reserved in the read buffer before each read.
@@ -74,10 +85,15 @@ pub struct ConnectionContext<H> {
     pub handler: Arc<H>,
     /// Node-wide bound on requests executing at once.
     pub in_flight: Arc<Semaphore>,
+    /// Node-wide budget of request bytes in flight: one permit per byte of every frame
+    /// over the read chunk (16 KiB) from the moment its header is read until its answer is encoded.
+    pub body_budget: Arc<Semaphore>,
     /// Frame cap after the handshake (header + body).
     pub max_frame_len: usize,
     /// Close a connection idle (nothing read, nothing in flight) this long.
     pub idle_timeout: Option<Duration>,
+    /// Close a connection whose handshake has not succeeded this long after its accept.
+    pub handshake_timeout: Duration,
     /// Name announced in the handshake response.
     pub server_name: String,
     /// Where each answered request is counted and timed.
@@ -89,8 +105,10 @@ impl<H> Clone for ConnectionContext<H> {
         ConnectionContext {
             handler: Arc::clone(&self.handler),
             in_flight: Arc::clone(&self.in_flight),
+            body_budget: Arc::clone(&self.body_budget),
             max_frame_len: self.max_frame_len,
             idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
             server_name: self.server_name.clone(),
             requests: Arc::clone(&self.requests),
         }
@@ -104,7 +122,20 @@ struct GroupedInsert {
     started: Instant,
     insert: RowInsert,
     consistency: Option<Consistency>,
-    _permit: OwnedSemaphorePermit,
+    _permits: RequestPermits,
+}
+
+/// What a request holds until its answer is encoded: its in-flight slot and, for a large
+/// frame, its bytes of the request-data budget.
+struct RequestPermits {
+    _in_flight: OwnedSemaphorePermit,
+    _body: Option<OwnedSemaphorePermit>,
+}
+
+/// Takes `len` bytes of the request-data budget; `None` if the budget is closed.
+async fn take_budget(budget: Arc<Semaphore>, len: usize) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(len).ok()?;
+    budget.acquire_many_owned(n).await.ok()
 }
 
 /// The state of one connection.
@@ -116,6 +147,8 @@ pub struct Connection<H> {
     inbuf: BytesMut,
     out: BytesMut,
     handshaken: bool,
+    /// The connection's place under the pending-handshake cap, given back on handshake.
+    handshake_ticket: Option<Arc<HandshakeTicket>>,
     /// Set after a protocol error: write what is queued, then close.
     fatal: bool,
     /// Requests running on tasks of their own whose answers have not come back.
@@ -124,11 +157,19 @@ pub struct Connection<H> {
     rx: mpsc::UnboundedReceiver<Bytes>,
     /// Quick INSERTs decoded from the input and not yet run.
     group: Vec<GroupedInsert>,
+    /// The budget taken for the large frame at the front of the input, until it is
+    /// decoded and handed to its request.
+    body_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<H: RequestHandler> Connection<H> {
-    /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream, ctx: ConnectionContext<H>) -> Connection<H> {
+    /// Wraps an accepted socket. `handshake_ticket`, if any, is held until the handshake
+    /// succeeds (the server's cap on connections still in their handshake).
+    pub fn new(
+        stream: TcpStream,
+        ctx: ConnectionContext<H>,
+        handshake_ticket: Option<HandshakeTicket>,
+    ) -> Connection<H> {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
@@ -138,15 +179,29 @@ impl<H: RequestHandler> Connection<H> {
             peer,
             ctx,
             codec: FrameCodec::new(),
-            inbuf: BytesMut::with_capacity(READ_CHUNK),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            // Allocated on first use: an idle or silent connection costs no buffers.
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
             handshaken: false,
+            handshake_ticket: handshake_ticket.map(Arc::new),
             fatal: false,
             pending: 0,
             tx,
             rx,
             group: Vec::new(),
+            body_permit: None,
         }
+    }
+
+    /// The length of the large frame at the front of the input when it is incomplete and
+    /// has not got its budget yet: reading waits until it has.
+    fn budget_needed(&self) -> Option<usize> {
+        if self.body_permit.is_some() {
+            return None;
+        }
+        self.codec
+            .incomplete_frame_len(&self.inbuf)
+            .filter(|&len| len > READ_CHUNK)
     }
 
     /// Serves the connection until the client leaves, a protocol error, the idle timeout
@@ -158,6 +213,17 @@ impl<H: RequestHandler> Connection<H> {
         let mut last_activity = Instant::now();
         let idle_timer = tokio::time::sleep(idle.unwrap_or(NO_IDLE_TIMEOUT));
         tokio::pin!(idle_timer);
+        let handshake_timer = tokio::time::sleep(self.ctx.handshake_timeout);
+        tokio::pin!(handshake_timer);
+        // A clone outside `self` for the select below; `self`'s copy goes at the handshake.
+        let ticket = self.handshake_ticket.clone();
+        let evicted = async {
+            match &ticket {
+                Some(t) => t.evicted().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(evicted);
         loop {
             if !self.flush().await {
                 return;
@@ -165,9 +231,11 @@ impl<H: RequestHandler> Connection<H> {
             if self.fatal || (closing && self.pending == 0) {
                 break;
             }
-            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK {
+            let need = self.budget_needed();
+            if need.is_none() && self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK {
                 self.inbuf.reserve(READ_CHUNK);
             }
+            let budget = take_budget(Arc::clone(&self.ctx.body_budget), need.unwrap_or(0));
             tokio::select! {
                 biased;
                 Some(answer) = self.rx.recv(), if self.pending > 0 => {
@@ -180,7 +248,12 @@ impl<H: RequestHandler> Connection<H> {
                 _ = shutdown.changed(), if !closing => {
                     closing = true;
                 }
-                read = self.stream.read_buf(&mut self.inbuf), if !closing => match read {
+                permit = budget, if need.is_some() && !closing => {
+                    let Some(permit) = permit else { return };
+                    // Accounted for; the buffer still grows only as the bytes arrive.
+                    self.body_permit = Some(permit);
+                }
+                read = self.stream.read_buf(&mut self.inbuf), if !closing && need.is_none() => match read {
                     Ok(0) => closing = true,
                     Ok(_) => {
                         last_activity = Instant::now();
@@ -193,6 +266,14 @@ impl<H: RequestHandler> Connection<H> {
                         return;
                     }
                 },
+                () = &mut handshake_timer, if !self.handshaken && !closing => {
+                    tracing::debug!(peer = %self.peer, "no handshake in time; closing");
+                    break;
+                }
+                () = &mut evicted, if !self.handshaken && !closing => {
+                    tracing::debug!(peer = %self.peer, "evicted while in its handshake; closing");
+                    break;
+                }
                 () = &mut idle_timer, if !closing => {
                     match idle {
                         Some(limit) if self.pending == 0 && last_activity.elapsed() >= limit => {
@@ -263,7 +344,11 @@ impl<H: RequestHandler> Connection<H> {
                 return false;
             }
             match self.codec.decode(&mut self.inbuf) {
-                Ok(Some(frame)) => self.handle_frame(frame),
+                Ok(Some(frame)) => {
+                    // A permit taken for the front frame belongs to this one.
+                    let body = self.body_permit.take();
+                    self.handle_frame(frame, body);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // A frame error: the header is unverified (bad checksum, or never
@@ -280,6 +365,21 @@ impl<H: RequestHandler> Connection<H> {
             }
         }
         self.run_group();
+        // Take the budget of an incomplete large frame now if it is free, before the
+        // answers decoded so far are written (so a client that reads them knows it holds
+        // its share), and without a wait when there is none.
+        if let Some(len) = self.budget_needed() {
+            if let Ok(n) = u32::try_from(len) {
+                self.body_permit = Arc::clone(&self.ctx.body_budget)
+                    .try_acquire_many_owned(n)
+                    .ok();
+            }
+        }
+        // A large frame's allocation is shared with its body until the request is done;
+        // the buffer starts afresh rather than keep a large tail.
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * READ_CHUNK {
+            self.inbuf = BytesMut::new();
+        }
         true
     }
 
@@ -317,7 +417,7 @@ impl<H: RequestHandler> Connection<H> {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame) {
+    fn handle_frame(&mut self, frame: Frame, body: Option<OwnedSemaphorePermit>) {
         let stream_id = frame.stream_id;
         let request = match Request::from_frame(&frame) {
             Ok(r) => r,
@@ -367,13 +467,17 @@ impl<H: RequestHandler> Connection<H> {
                     self.answer(stream_id, opcode, &Response::Error(overloaded));
                     return;
                 };
+                let permits = RequestPermits {
+                    _in_flight: permit,
+                    _body: body,
+                };
                 match self.ctx.handler.start(request) {
                     Started::Ready(response) => {
                         self.answer(stream_id, opcode, &response);
                         self.ctx
                             .requests
                             .record(&kind, started.elapsed(), Outcome::of(&response));
-                        drop(permit);
+                        drop(permits);
                     }
                     Started::Insert {
                         insert,
@@ -385,7 +489,7 @@ impl<H: RequestHandler> Connection<H> {
                             started,
                             insert,
                             consistency,
-                            _permit: permit,
+                            _permits: permits,
                         });
                         if self.group.len() >= GROUP_MAX {
                             self.run_group();
@@ -393,7 +497,7 @@ impl<H: RequestHandler> Connection<H> {
                     }
                     Started::Pending(answer) => {
                         let timing = (kind, started);
-                        self.spawn_pending(stream_id, opcode, answer, permit, timing);
+                        self.spawn_pending(stream_id, opcode, answer, permits, timing);
                     }
                 }
             }
@@ -407,7 +511,7 @@ impl<H: RequestHandler> Connection<H> {
         stream_id: u32,
         opcode: Opcode,
         answer: H::Pending,
-        permit: OwnedSemaphorePermit,
+        permits: RequestPermits,
         (kind, started): (RequestKind, Instant),
     ) {
         let slot = AnswerSlot {
@@ -424,7 +528,7 @@ impl<H: RequestHandler> Connection<H> {
             let response = answer.await;
             slot.fill(&response);
             requests.record(&kind, started.elapsed(), Outcome::of(&response));
-            drop(permit);
+            drop(permits);
         });
     }
 
@@ -461,6 +565,9 @@ impl<H: RequestHandler> Connection<H> {
                     .is_ok()
                 {
                     self.handshaken = true;
+                    if let Some(ticket) = self.handshake_ticket.take() {
+                        ticket.release();
+                    }
                     self.codec.set_max_frame_len(self.ctx.max_frame_len);
                 } else {
                     self.fatal = true;

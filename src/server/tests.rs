@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
-use super::{serve, ServerOptions};
+use super::{serve, ServerOptions, DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT};
 use crate::service::{Service, ServiceOptions};
 use crate::versioning::SystemClock;
 
@@ -34,6 +34,21 @@ async fn start_with(
     max_connections: usize,
     idle_timeout: Option<Duration>,
 ) -> Harness {
+    start_opts(ServerOptions {
+        max_connections,
+        max_in_flight,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
+        idle_timeout,
+        handshake_timeout: Duration::from_secs(10),
+        max_pending_handshakes: max_connections,
+        shutdown_grace: Duration::from_secs(10),
+        requests: Arc::new(crate::metrics::RequestMetrics::new()),
+    })
+    .await
+}
+
+async fn start_opts(opts: ServerOptions) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let service = Service::open(ServiceOptions {
         sync: sibyl_storage::SyncMode::default(),
@@ -45,15 +60,7 @@ async fn start_with(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, rx) = watch::channel(false);
-    let requests = Arc::new(crate::metrics::RequestMetrics::new());
-    let opts = ServerOptions {
-        max_connections,
-        max_in_flight,
-        max_frame_len: DEFAULT_MAX_FRAME_LEN,
-        idle_timeout,
-        shutdown_grace: Duration::from_secs(10),
-        requests: requests.clone(),
-    };
+    let requests = opts.requests.clone();
     let server = tokio::spawn(serve(listener, Arc::new(service), opts, rx));
     Harness {
         _dir: dir,
@@ -216,23 +223,7 @@ async fn server_drops_a_client_that_never_reads_its_responses() {
         })
         .await;
     assert!(matches!(r, Some(Response::SchemaChanged { .. })), "{r:?}");
-    let r = a
-        .call(Request::Insert {
-            insert: sibyl_protocol::RowInsert {
-                write_id: None,
-                table: "t".into(),
-                key: bytes::Bytes::from_static(b"k"),
-                ttl_secs: None,
-                timestamp_micros: None,
-                columns: vec![sibyl_protocol::ColumnWrite {
-                    name: bytes::Bytes::from_static(b"c"),
-                    value: bytes::Bytes::from(vec![1u8; 1 << 20]),
-                    context: bytes::Bytes::new(),
-                }],
-            },
-            consistency: None,
-        })
-        .await;
+    let r = a.call(insert_of(1 << 20)).await;
     assert!(matches!(r, Some(Response::Written { .. })), "{r:?}");
     // 64 reads of a 1 MiB cell: far more than the socket buffers hold. Never read them.
     let get = Request::Get {
@@ -330,7 +321,10 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_connections: 8,
         max_in_flight: 64,
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
         idle_timeout: None,
+        handshake_timeout: Duration::from_secs(10),
+        max_pending_handshakes: 8,
         shutdown_grace: Duration::from_secs(10),
         requests: Arc::default(),
     };
@@ -393,4 +387,144 @@ async fn server_handler_future_that_panics_is_answered_with_a_server_error() {
         .await
         .expect("serve did not return after shutdown")
         .unwrap();
+}
+
+/// Limits for the handshake tests: 8 connections, `pending` of them in their handshake,
+/// `deadline` to finish it.
+fn handshake_limits(pending: usize, deadline: Duration) -> ServerOptions {
+    ServerOptions {
+        max_connections: 8,
+        max_in_flight: 64,
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        max_request_data_in_flight: DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT,
+        idle_timeout: None,
+        handshake_timeout: deadline,
+        max_pending_handshakes: pending,
+        shutdown_grace: Duration::from_secs(10),
+        requests: Arc::new(crate::metrics::RequestMetrics::new()),
+    }
+}
+
+/// Reads until the server closes `s`; panics if it is still open after a generous
+/// bound (the behaviour under test is that it closes at all).
+async fn closed_by_server(s: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+        .await
+        .expect("the server never closed the connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn server_closes_a_silent_connection_at_the_handshake_deadline() {
+    let h = start_opts(handshake_limits(8, Duration::from_millis(200))).await;
+    let mut silent = TcpStream::connect(h.addr).await.unwrap();
+    closed_by_server(&mut silent).await;
+    // A client that handshakes keeps its connection past the deadline.
+    let mut c = Client::connect(h.addr).await;
+    let mut late = TcpStream::connect(h.addr).await.unwrap();
+    closed_by_server(&mut late).await;
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+}
+
+#[tokio::test]
+async fn server_silent_connections_past_the_pending_cap_close_the_oldest() {
+    // A deadline far away: only the cap can free the slots here.
+    let h = start_opts(handshake_limits(2, Duration::from_secs(600))).await;
+    let mut c = Client::connect(h.addr).await;
+    let mut silent = Vec::new();
+    for _ in 0..7 {
+        silent.push(TcpStream::connect(h.addr).await.unwrap());
+    }
+    // Of seven silent connections the five oldest are evicted; at most two hold a slot.
+    for s in silent.iter_mut().take(5) {
+        closed_by_server(s).await;
+    }
+    // So a new client gets a slot at once and handshakes, and the handshaken one was
+    // never touched.
+    let mut d = Client::connect(h.addr).await;
+    assert_eq!(d.call(Request::Ping).await, Some(Response::Pong));
+    assert_eq!(c.call(Request::Ping).await, Some(Response::Pong));
+}
+
+#[tokio::test]
+async fn server_large_frame_waits_for_the_request_data_budget() {
+    // A budget of one largest frame: a header declaring one takes all of it.
+    let h = start_opts(ServerOptions {
+        max_request_data_in_flight: DEFAULT_MAX_FRAME_LEN,
+        ..handshake_limits(8, Duration::from_secs(60))
+    })
+    .await;
+    let mut small = Client::connect(h.addr).await;
+    let r = small
+        .call(Request::CreateTable {
+            name: "t".into(),
+            options: sibyl_protocol::TableOptions {
+                replication_factor: 1,
+                read_consistency: sibyl_protocol::Consistency::ONE,
+                write_consistency: sibyl_protocol::Consistency::ONE,
+                ..sibyl_protocol::TableOptions::default()
+            },
+            if_not_exists: false,
+        })
+        .await;
+    assert!(matches!(r, Some(Response::SchemaChanged { .. })), "{r:?}");
+    let mut head = Request::Ping
+        .to_frame(1)
+        .unwrap()
+        .to_vec(DEFAULT_MAX_FRAME_LEN)
+        .unwrap();
+    head.truncate(sibyl_protocol::HEADER_LEN);
+    let declared = u32::try_from(DEFAULT_MAX_FRAME_LEN - sibyl_protocol::HEADER_LEN).unwrap();
+    let at = sibyl_protocol::frame::OFFSET_BODY_LEN;
+    head[at..at + 4].copy_from_slice(&declared.to_be_bytes());
+    // The hog's PING and header arrive in one read: the answer to the PING is written
+    // once the header's share of the budget is taken.
+    let mut hog = Client::connect(h.addr).await;
+    let mut ping_then_header = Request::Ping
+        .to_frame(2)
+        .unwrap()
+        .to_vec(DEFAULT_MAX_FRAME_LEN)
+        .unwrap();
+    ping_then_header.extend_from_slice(&head);
+    hog.stream.write_all(&ping_then_header).await.unwrap();
+    let pong = hog.recv().await.unwrap();
+    assert_eq!(Response::from_frame(&pong).unwrap(), Response::Pong);
+    // So a large request now waits for its share...
+    let mut big = Client::connect(h.addr).await;
+    big.send(&insert_of(100 << 10), 9).await;
+    // ...while small ones are served.
+    assert_eq!(small.call(Request::Ping).await, Some(Response::Pong));
+    let mut probe = [0u8; 1];
+    assert!(
+        matches!(big.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a large request was answered past a spent budget"
+    );
+    // The hog leaves: its share comes back and the large request goes through.
+    drop(hog);
+    let f = big.recv().await.expect("answered once the budget frees");
+    assert_eq!(f.stream_id, 9);
+    assert!(matches!(
+        Response::from_frame(&f).unwrap(),
+        Response::Written { .. }
+    ));
+}
+
+/// An INSERT of one cell of `len` bytes into row `k` of table `t`.
+fn insert_of(len: usize) -> Request {
+    Request::Insert {
+        insert: sibyl_protocol::RowInsert {
+            write_id: None,
+            table: "t".into(),
+            key: bytes::Bytes::from_static(b"k"),
+            ttl_secs: None,
+            timestamp_micros: None,
+            columns: vec![sibyl_protocol::ColumnWrite {
+                name: bytes::Bytes::from_static(b"c"),
+                value: bytes::Bytes::from(vec![1u8; len]),
+                context: bytes::Bytes::new(),
+            }],
+        },
+        consistency: None,
+    }
 }

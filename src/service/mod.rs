@@ -93,6 +93,9 @@ pub struct ServiceOptions {
     pub salvage_commitlog: bool,
     /// The time source for write timestamps and TTL.
     pub clock: Arc<dyn Clock>,
+    /// Writes are refused (`DISK_FULL`) while the data directory's file system has fewer
+    /// free bytes than this (the engine's [`EngineOptions::min_free_bytes`]).
+    pub min_free_disk: u64,
     /// The cluster's partitioner: engine keys start with its token of the row.
     pub partitioner: Partitioner,
     /// Keep an anti-entropy hash tree for every table with more than one replica
@@ -115,7 +118,8 @@ pub const DEFAULT_MEMTABLE_SIZE: usize = 64 << 20;
 
 impl ServiceOptions {
     /// Options for a service in `data_dir` on `clock`, every other field at the node's
-    /// default: periodic sync, 64 MiB memtables, 100 siblings, 1 MiB values, no salvage,
+    /// default but the free-space reserve (none here): periodic sync, 64 MiB memtables,
+    /// 100 siblings, 1 MiB values, no salvage,
     /// murmur3, the default client address. Callers override fields with struct update
     /// syntax.
     pub fn new(data_dir: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> ServiceOptions {
@@ -127,6 +131,7 @@ impl ServiceOptions {
             max_value_len: DEFAULT_MAX_VALUE_LEN,
             node_address: crate::config::DEFAULT_LISTEN.to_owned(),
             salvage_commitlog: false,
+            min_free_disk: 0,
             clock,
             partitioner: Partitioner::Murmur3,
             anti_entropy: true,
@@ -333,6 +338,7 @@ impl Service {
                 merge_policy(&resolver_clock, name, metadata, resolver_marks.as_deref())
             }),
             salvage_corrupt_log: opts.salvage_commitlog,
+            min_free_bytes: opts.min_free_disk,
             ..EngineOptions::default()
         };
         let engine = Engine::open(&opts.data_dir, engine_opts).map_err(|e| match e {
@@ -545,6 +551,12 @@ impl Service {
         }
     }
 
+    /// What the storage engine can do now (poisoned, short of disk space): for HEALTH,
+    /// `sibyl-admin status` and a metrics exporter.
+    pub fn health(&self) -> sibyl_storage::EngineHealth {
+        self.engine.health()
+    }
+
     /// Stops the engine's background threads and syncs the commit log.
     pub fn close(&self) -> Result<(), sibyl_storage::Error> {
         self.engine.close()
@@ -569,6 +581,7 @@ impl Service {
                 "{} is answered by a node's coordinator, not by a service on its own",
                 request.opcode().name()
             ))),
+            Request::Health => Ok(Response::AdminHealth(node_health(&self.engine.health()))),
             // A node on its own streams nothing (its coordinator answers in a cluster).
             Request::Streams { .. } => Ok(Response::AdminStreams(
                 sibyl_protocol::StreamsReport::default(),
@@ -871,6 +884,27 @@ fn unknown_table(table: &str) -> ServerError {
     )
 }
 
+/// The engine's health as HEALTH reports it.
+fn node_health(h: &sibyl_storage::EngineHealth) -> sibyl_protocol::NodeHealth {
+    let shortage = |s: &Option<sibyl_storage::SpaceShortage>| {
+        s.as_ref().map(|s| sibyl_protocol::DiskShortage {
+            needed: s.needed,
+            free: s.free,
+            reserve: s.reserve,
+            since_ms: s
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
+    };
+    sibyl_protocol::NodeHealth {
+        poisoned: h.poisoned.clone(),
+        writes_refused: shortage(&h.writes_refused),
+        flush_blocked: shortage(&h.flush_blocked),
+        compaction_blocked: shortage(&h.compaction_blocked),
+    }
+}
+
 /// Maps an engine error to the client's error.
 pub(crate) fn storage_error(e: sibyl_storage::Error) -> ServerError {
     match e {
@@ -882,6 +916,9 @@ pub(crate) fn storage_error(e: sibyl_storage::Error) -> ServerError {
             format!("table {name:?} already exists"),
         ),
         sibyl_storage::Error::InvalidArgument(m) => invalid(m),
+        e @ sibyl_storage::Error::DiskFull { free, reserve, .. } => {
+            ServerError::new(ErrorKind::DiskFull { free, reserve }, e.to_string())
+        }
         other => {
             tracing::error!(error = %other, "storage error");
             ServerError::new(ErrorKind::Server, format!("storage: {other}"))

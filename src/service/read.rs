@@ -10,8 +10,10 @@
 //!   what the tombstone saw (so a write with it survives the delete on every replica); an
 //!   lww cell at or below its timestamp is not shown.
 //! - A slice returns at most `limit` cells (0 = [`DEFAULT_PAGE_SIZE`], capped at
-//!   [`MAX_PAGE_SIZE`]) and at most about [`MAX_RESPONSE_BYTES`] of values; when more
-//!   remain it returns a paging token.
+//!   [`MAX_PAGE_SIZE`]) and at most [`MAX_RESPONSE_BYTES`] of cells (names, contexts,
+//!   values: [`cell_bytes`]); a cell that would take the page past that budget starts
+//!   the next page, unless the page is empty (a cell is never split). When more remain
+//!   it returns a paging token.
 //! - Reading a whole row ([`Selector::All`]) that exceeds those bounds is refused with
 //!   `Invalid` (read it with slices instead), so one response never outgrows a frame.
 //!
@@ -41,7 +43,8 @@ pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 pub const MAX_PAGE_SIZE: u32 = 100_000;
 /// Most stored cells (live or deleted) one page steps over before it returns a token.
 pub const MAX_SCANNED_PER_PAGE: usize = 100_000;
-/// A page stops once its values pass this many bytes (well under the 16 MiB frame cap).
+/// A page holds at most this many bytes of cells (well under the 16 MiB frame cap);
+/// only a page of one cell may hold more.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 const PAGING_MAGIC: [u8; 3] = [0x53, 0x50, 0x01];
@@ -216,6 +219,13 @@ pub(crate) fn cell_from_stored(
     }
 }
 
+/// True when `cell` may join a page already holding `bytes` of cells: within
+/// [`MAX_RESPONSE_BYTES`], or the page's first cell whatever its size.
+pub(crate) fn fits_page(bytes: usize, cell: &Cell, page_empty: bool) -> bool {
+    page_empty || bytes.saturating_add(cell_bytes(cell)) <= MAX_RESPONSE_BYTES
+}
+
+/// The bytes a cell counts for against a page's budget.
 pub(crate) fn cell_bytes(cell: &Cell) -> usize {
     cell.name.len()
         + cell.context.len()
@@ -367,7 +377,7 @@ impl Service {
                 }
                 continue;
             };
-            let full = cells.len() >= limit as usize || bytes >= MAX_RESPONSE_BYTES;
+            let full = cells.len() >= limit as usize;
             if full {
                 let last = cells
                     .last()
@@ -388,6 +398,11 @@ impl Service {
             if let Some(cell) =
                 cell_from_stored(schema.options.conflict_mode, name, v, now, tomb.as_ref())?
             {
+                if !fits_page(bytes, &cell, cells.is_empty()) {
+                    // This cell starts the next page: resume after the last one returned.
+                    let last = cells.last().map(|c| c.name.to_vec()).unwrap_or_default();
+                    return Ok((cells, Some(last)));
+                }
                 bytes += cell_bytes(&cell);
                 cells.push(cell);
             }

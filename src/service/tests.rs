@@ -366,6 +366,44 @@ fn service_slice_pages_through_row() {
 }
 
 #[test]
+fn service_slice_pages_honour_the_response_byte_budget() {
+    // The row: 900 KiB cells used to page at about 9 MB against an 8 MiB budget.
+    let f = fixture();
+    f.create("t", ConflictMode::Lww);
+    let value = "v".repeat(900 << 10);
+    for i in 0..25 {
+        f.put("t", "k", &format!("c{i:02}"), &value);
+    }
+    let mut seen = Vec::new();
+    let mut paging = None;
+    loop {
+        let (cells, next) = f.get(
+            "t",
+            "k",
+            Selector::Slice {
+                from: None,
+                to: None,
+                limit: 0,
+                paging: paging.take(),
+            },
+        );
+        let bytes: usize = cells.iter().map(super::read::cell_bytes).sum();
+        assert!(
+            bytes <= super::read::MAX_RESPONSE_BYTES,
+            "a page of {bytes} bytes"
+        );
+        assert!(!cells.is_empty());
+        seen.extend(cells.into_iter().map(|c| c.name));
+        match next {
+            Some(p) => paging = Some(p),
+            None => break,
+        }
+    }
+    let expected: Vec<Bytes> = (0..25).map(|i| Bytes::from(format!("c{i:02}"))).collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
 fn service_schema_survives_reopen() {
     let f = fixture();
     f.create("causal_t", ConflictMode::Causal);

@@ -13,16 +13,40 @@ use std::path::{Path, PathBuf};
 
 use crate::fault::Faults;
 
-/// A failed atomic replace: the path whose step failed (the temporary file, the target of
-/// the rename, or the directory whose fsync failed) and the I/O error.
+/// A failed atomic replace: the step and path that failed (the temporary file, the target
+/// of the rename, or the directory whose fsync failed) and the I/O error.
 #[derive(Debug, thiserror::Error)]
 #[error("replacing a file atomically: {path}: {source}")]
 pub struct AtomicWriteError {
     /// Where it failed.
     pub path: PathBuf,
+    /// Which step failed.
+    pub step: AtomicWriteStep,
     /// The I/O error.
     #[source]
     pub source: io::Error,
+}
+
+/// The steps of [`replace`], to tell a failure that changed nothing and may be retried
+/// (a full disk while writing the temporary file) from one that must not be (an fsync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtomicWriteStep {
+    /// Creating or writing the temporary file; the old file is untouched.
+    Write,
+    /// fsyncing the temporary file; the old file is untouched.
+    Sync,
+    /// Renaming the temporary file over the old one.
+    Rename,
+    /// fsyncing the directory after the rename.
+    SyncDir,
+}
+
+impl AtomicWriteError {
+    /// True when the file system was full while the temporary file was written: the old
+    /// content stands and nothing was fsynced, so the same replace may be tried again.
+    pub fn is_disk_full(&self) -> bool {
+        self.step == AtomicWriteStep::Write && crate::fault::is_disk_full(&self.source)
+    }
 }
 
 /// The temporary file [`replace`] writes before renaming it to `name`.
@@ -47,21 +71,35 @@ pub fn replace(
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&tmp)?;
-        faults.check_write()?;
-        file.write_all(bytes)?;
-        faults.sync_all(&file)
+            .open(&tmp)
+            .map_err(|e| (AtomicWriteStep::Write, e))?;
+        faults
+            .check_write()
+            .and_then(|()| file.write_all(bytes))
+            .map_err(|e| (AtomicWriteStep::Write, e))?;
+        faults
+            .sync_all(&file)
+            .map_err(|e| (AtomicWriteStep::Sync, e))
     })();
-    if let Err(source) = written {
+    if let Err((step, source)) = written {
         let _ = fs::remove_file(&tmp);
-        return Err(AtomicWriteError { path: tmp, source });
+        return Err(AtomicWriteError {
+            path: tmp,
+            step,
+            source,
+        });
     }
     if let Err(source) = fs::rename(&tmp, &path) {
         let _ = fs::remove_file(&tmp);
-        return Err(AtomicWriteError { path, source });
+        return Err(AtomicWriteError {
+            path,
+            step: AtomicWriteStep::Rename,
+            source,
+        });
     }
     faults.sync_dir(dir).map_err(|source| AtomicWriteError {
         path: dir.to_path_buf(),
+        step: AtomicWriteStep::SyncDir,
         source,
     })
 }
@@ -98,6 +136,27 @@ mod tests {
     }
 
     #[test]
+    fn atomic_file_full_disk_keeps_the_old_content_and_is_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomically(dir.path(), "f", b"old").unwrap();
+        let faults = Faults::default();
+        faults.set_disk_full(true);
+        let err = replace(dir.path(), "f", b"new", &faults).unwrap_err();
+        assert_eq!(err.step, AtomicWriteStep::Write);
+        assert!(err.is_disk_full());
+        assert_eq!(
+            read_if_exists(dir.path(), "f").unwrap(),
+            Some(b"old".to_vec())
+        );
+        faults.set_disk_full(false);
+        replace(dir.path(), "f", b"new", &faults).unwrap();
+        assert_eq!(
+            read_if_exists(dir.path(), "f").unwrap(),
+            Some(b"new".to_vec())
+        );
+    }
+
+    #[test]
     fn atomic_file_failed_fsync_keeps_the_old_content_and_removes_tmp() {
         let dir = tempfile::tempdir().unwrap();
         write_atomically(dir.path(), "f", b"old").unwrap();
@@ -105,6 +164,8 @@ mod tests {
         faults.set_fail_fsync(true);
         let err = replace(dir.path(), "f", b"new", &faults).unwrap_err();
         assert_eq!(err.path, dir.path().join(tmp_name("f")));
+        assert_eq!(err.step, AtomicWriteStep::Sync);
+        assert!(!err.is_disk_full());
         assert_eq!(
             read_if_exists(dir.path(), "f").unwrap(),
             Some(b"old".to_vec())

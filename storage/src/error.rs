@@ -48,11 +48,30 @@ pub enum Error {
         /// The version found.
         version: u32,
     },
-    /// An earlier fsync or write failed; the engine accepts no more writes.
-    #[error("engine poisoned by an earlier failure: {reason}")]
+    /// An fsync (or a write that was not a disk-full one) failed; the engine accepts no
+    /// more writes until it is reopened. `reason` is the first failure, the one that
+    /// poisoned it.
+    #[error("storage engine poisoned (no writes until restart); first failure: {reason}")]
     Poisoned {
         /// The failure that poisoned the engine.
         reason: String,
+    },
+    /// The file system has no room for a write (`ENOSPC` / `EDQUOT`), or its free space is
+    /// below the engine's reserve. Nothing was applied and nothing is poisoned: the same
+    /// operation can succeed once space is freed.
+    #[error(
+        "disk full at {path}: {needed} bytes needed, {free} free, {reserve} reserved; \
+         not applied"
+    )]
+    DiskFull {
+        /// The file (or directory) the write was for.
+        path: PathBuf,
+        /// Bytes the operation needed (an estimate for flushes and compactions).
+        needed: u64,
+        /// Bytes free on the file system when it failed.
+        free: u64,
+        /// The configured reserve (0 when the disk was really full).
+        reserve: u64,
     },
     /// No table of that name exists.
     #[error("unknown table {name:?}")]
@@ -87,6 +106,12 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// True for [`Error::DiskFull`]: the operation changed nothing and may be retried once
+    /// space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::DiskFull { .. })
     }
 
     /// Builds a [`Error::Corruption`].

@@ -12,7 +12,8 @@
 //! - [`merge`]: the merge policy the engine is given per table (how versions of one key
 //!   combine, when a tombstone may be purged).
 //! - [`atomic_file`]: small files replaced atomically (tmp, fsync, rename, fsync dir).
-//! - [`fault`]: the I/O seam used to inject fsync and write failures in tests.
+//! - [`fault`]: the I/O seam used to inject fsync, write and disk-full failures in tests,
+//!   and to read the free space of the data directory.
 //! - [`latency`]: the atomic latency histogram (commit-log syncs; the node's requests).
 //!
 //! Threading: the engine is `Send + Sync`; writers may call it from many threads. It runs
@@ -36,8 +37,8 @@ pub mod sstable;
 pub mod types;
 
 pub use engine::{
-    CommitLogStats, Direction, Engine, EngineOptions, MergeResolver, RecoveryReport, ScanIter,
-    SyncMode, TableOptions, TableStats,
+    CommitLogStats, Direction, Engine, EngineHealth, EngineOptions, MergeResolver, RecoveryReport,
+    ScanIter, SpaceShortage, SyncMode, TableOptions, TableStats,
 };
 pub use error::{Error, Result};
 pub use merge::{CompactionFilter, MergePolicy, NewestWins};

@@ -97,10 +97,23 @@ pub fn load(dir: &Path) -> Result<Option<Manifest>> {
 /// it over `MANIFEST`, fsyncs the directory, all through `faults`. On an error before the
 /// rename the old manifest is untouched (and the temporary file is removed, best effort);
 /// on an error of the final directory fsync the new manifest may or may not survive a
-/// crash, so the caller must treat any error as fatal (poison).
+/// crash. So the caller must treat any error as fatal (poison) except
+/// [`Error::DiskFull`]: the file system was full while the temporary file was written,
+/// nothing was fsynced and the old manifest stands, so the change may be tried again.
 pub fn store(dir: &Path, m: &Manifest, faults: &Faults) -> Result<()> {
-    atomic_file::replace(dir, MANIFEST_FILE, &encode(m), faults)
-        .map_err(|e| Error::io(&e.path, e.source))
+    let bytes = encode(m);
+    atomic_file::replace(dir, MANIFEST_FILE, &bytes, faults).map_err(|e| {
+        if e.is_disk_full() {
+            Error::DiskFull {
+                path: e.path,
+                needed: bytes.len() as u64,
+                free: faults.free_bytes(dir).unwrap_or(0),
+                reserve: 0,
+            }
+        } else {
+            Error::io(&e.path, e.source)
+        }
+    })
 }
 
 /// Encodes a snapshot: `magic | version | body | crc32(all before)`.

@@ -1015,3 +1015,7 @@ fn engine_stats_count_bloom_outcomes_of_point_lookups() {
     assert!(s.bloom_false_positives < 10, "{s:?}");
     e.close().expect("close");
 }
+#[path = "engine/disk_full.rs"]
+mod disk_full;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;

@@ -26,6 +26,18 @@ pub const START_DEADLINE: Duration = Duration::from_secs(60);
 /// Read timeout of the test client (a hung server fails the test instead of hanging it).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A node started with `extra` flags in a temp directory of its own (data and log),
+/// which lives as long as the returned guard.
+pub fn start_node(extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
+    let tmp = tempfile::tempdir().unwrap();
+    let n = NodeProcess::start(
+        &tmp.path().join("data"),
+        &tmp.path().join("node.log"),
+        extra,
+    );
+    (tmp, n)
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     launcher::free_addr().port()

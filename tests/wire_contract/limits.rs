@@ -39,7 +39,7 @@ fn contract_slice_limit_0_returns_the_default_page_of_1000_cells() {
 }
 
 #[test]
-fn contract_slice_page_ends_after_the_cell_that_passes_the_8_mib_budget() {
+fn contract_slice_page_ends_before_the_cell_that_would_pass_the_8_mib_budget() {
     let f = fixture();
     f.create("t", rf1(ConflictMode::Lww));
     let value = "v".repeat(DEFAULT_MAX_VALUE_LEN);
@@ -53,11 +53,11 @@ fn contract_slice_page_ends_after_the_cell_that_passes_the_8_mib_budget() {
         paging,
     };
     let (cells, next) = f.get_with("t", slice(None));
-    // Each cell counts its name, context, value and 16 bytes per sibling: the 8th passes
-    // 8 MiB and ends the page.
-    assert_eq!(cells.len(), 8);
+    // Each cell counts its name, context, value and 16 bytes per sibling: the 8th would
+    // pass 8 MiB, so it starts the next page.
+    assert_eq!(cells.len(), 7);
     let (rest, end) = f.get_with("t", slice(next));
-    assert_eq!(rest.len(), 2);
+    assert_eq!(rest.len(), 3);
     assert!(end.is_none());
     // A whole-row GET of the same row is over the budget: refused, read it with slices.
     assert_eq!(
@@ -113,11 +113,13 @@ fn documented_limit(name: &str) -> u64 {
 #[test]
 fn contract_limits_table_matches_the_code() {
     use sibyl::config::{
-        DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
+        DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_MIN_FREE_DISK_MB,
     };
+    use sibyl::server::DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT;
     use sibyl::service::keys::{MAX_COLUMN_NAME_LEN, MAX_PARTITION_KEY_LEN};
     use sibyl::service::schema::{MAX_REPLICATION_FACTOR, MAX_TABLE_NAME_LEN};
-    let checks: [(&str, u64); 17] = [
+    let checks: [(&str, u64); 21] = [
         (
             "frame before the handshake",
             sibyl_protocol::HANDSHAKE_MAX_FRAME_LEN as u64,
@@ -131,6 +133,18 @@ fn contract_limits_table_matches_the_code() {
             sibyl_protocol::wire::MAX_DECODED_BYTES as u64,
         ),
         ("client connections", DEFAULT_MAX_CONNECTIONS as u64),
+        (
+            "time to complete the handshake",
+            DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+        ),
+        (
+            "connections in their handshake",
+            DEFAULT_MAX_PENDING_HANDSHAKES as u64,
+        ),
+        (
+            "bytes of frames over 16 KiB in flight per node",
+            DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT as u64,
+        ),
         ("requests in flight per node", DEFAULT_MAX_IN_FLIGHT as u64),
         ("idle connection", DEFAULT_IDLE_TIMEOUT_SECS),
         ("cell value", DEFAULT_MAX_VALUE_LEN as u64),
@@ -147,6 +161,10 @@ fn contract_limits_table_matches_the_code() {
         ("largest slice page", u64::from(MAX_PAGE_SIZE)),
         ("stored cells stepped per page", MAX_SCANNED_PER_PAGE as u64),
         ("response budget of a read", MAX_RESPONSE_BYTES as u64),
+        (
+            "free space of the node's data directory",
+            DEFAULT_MIN_FREE_DISK_MB << 20,
+        ),
     ];
     for (name, code) in checks {
         assert_eq!(documented_limit(name), code, "limits row {name:?}");

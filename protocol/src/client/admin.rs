@@ -7,8 +7,8 @@ use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
 use crate::message::types::{
-    ClusterDescription, HintOwner, RebalanceReport, RepairStatus, StreamsReport, TableCleanup,
-    TableStatistics,
+    ClusterDescription, HintOwner, NodeHealth, RebalanceReport, RepairStatus, StreamsReport,
+    TableCleanup, TableStatistics,
 };
 
 impl Client {
@@ -144,6 +144,14 @@ impl Client {
         match self.request(Request::Metrics).await? {
             Response::AdminMetrics(text) => Ok(text),
             other => Err(unexpected("METRICS", other)),
+        }
+    }
+
+    /// HEALTH: the connected node's own health (a poisoned engine, disk shortages).
+    pub async fn health(&self) -> Result<NodeHealth, ClientError> {
+        match self.request(Request::Health).await? {
+            Response::AdminHealth(h) => Ok(h),
+            other => Err(unexpected("HEALTH", other)),
         }
     }
 

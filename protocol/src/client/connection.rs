@@ -327,7 +327,12 @@ async fn read_loop(
             Ok(None) => {}
             Err(e) => break format!("undecodable frame from server: {e}"),
         }
-        buf.reserve(READ_CHUNK_BYTES);
+        // A response the server announced (bounded by the frame cap) is read into one
+        // allocation; the server, not a stranger, is on the other end.
+        let wanted = codec
+            .incomplete_frame_len(&buf)
+            .map_or(0, |len| len - buf.len());
+        buf.reserve(wanted.max(READ_CHUNK_BYTES));
         match rd.read_buf(&mut buf).await {
             Ok(0) => break "server closed the connection".to_owned(),
             Ok(_) => {}

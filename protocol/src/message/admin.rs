@@ -699,3 +699,82 @@ impl TableCleanup {
         })
     }
 }
+
+/// A shortage of disk space on a node, as HEALTH reports it. Wire: `u64` needed, `u64`
+/// free, `u64` reserve, `u64` since (milliseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct DiskShortage {
+    /// Bytes the blocked work needed (an estimate for flushes and compactions).
+    pub needed: u64,
+    /// Bytes free on the node's data file system when it last failed.
+    pub free: u64,
+    /// The node's free-space reserve (0 when the disk itself was full).
+    pub reserve: u64,
+    /// When the shortage began, milliseconds since the Unix epoch.
+    pub since_ms: u64,
+}
+
+impl DiskShortage {
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.u64(self.needed);
+        w.u64(self.free);
+        w.u64(self.reserve);
+        w.u64(self.since_ms);
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(DiskShortage {
+            needed: r.u64("needed bytes")?,
+            free: r.u64("free bytes")?,
+            reserve: r.u64("reserve bytes")?,
+            since_ms: r.u64("since")?,
+        })
+    }
+}
+
+/// The answering node's own state: what its storage engine can do now. Wire:
+/// `option<string>` poisoned, then `option<disk shortage>` writes_refused, flush_blocked
+/// and compaction_blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct NodeHealth {
+    /// The first failure, once an fsync failed: the node takes no writes until restarted.
+    pub poisoned: Option<String>,
+    /// Writes are refused with `DISK_FULL`: the disk is full or below the reserve.
+    pub writes_refused: Option<DiskShortage>,
+    /// Memtable flushes fail for want of space (retried with backoff).
+    pub flush_blocked: Option<DiskShortage>,
+    /// Compactions fail for want of space (retried with backoff).
+    pub compaction_blocked: Option<DiskShortage>,
+}
+
+impl NodeHealth {
+    /// True when anything is wrong (the node is degraded).
+    pub fn is_degraded(&self) -> bool {
+        self.poisoned.is_some()
+            || self.writes_refused.is_some()
+            || self.flush_blocked.is_some()
+            || self.compaction_blocked.is_some()
+    }
+
+    pub(crate) fn encode(&self, w: &mut WireWriter) -> Result<(), ProtocolError> {
+        w.option(self.poisoned.as_ref(), |w, s| w.string("poison reason", s))?;
+        for s in [
+            &self.writes_refused,
+            &self.flush_blocked,
+            &self.compaction_blocked,
+        ] {
+            w.option(s.as_ref(), |w, s| s.encode(w))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode(r: &mut WireReader) -> Result<Self, ProtocolError> {
+        Ok(NodeHealth {
+            poisoned: r.option("poison reason", |r| r.string("poison reason"))?,
+            writes_refused: r.option("writes refused", DiskShortage::decode)?,
+            flush_blocked: r.option("flush blocked", DiskShortage::decode)?,
+            compaction_blocked: r.option("compaction blocked", DiskShortage::decode)?,
+        })
+    }
+}

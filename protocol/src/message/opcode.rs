@@ -62,11 +62,13 @@ pub enum Opcode {
     Metrics = 0x3C,
     /// Admin: the cluster's name, partitioner and schema versions.
     DescribeCluster = 0x3D,
+    /// Admin: the answering node's own health (poisoned engine, disk shortages).
+    Health = 0x3E,
 }
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 25] = [
+    pub const ALL: [Opcode; 26] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -92,6 +94,7 @@ impl Opcode {
         Opcode::Move,
         Opcode::Metrics,
         Opcode::DescribeCluster,
+        Opcode::Health,
     ];
 
     /// The byte on the wire.
@@ -138,6 +141,7 @@ impl Opcode {
             Opcode::Move => "MOVE",
             Opcode::Metrics => "METRICS",
             Opcode::DescribeCluster => "DESCRIBE_CLUSTER",
+            Opcode::Health => "HEALTH",
         }
     }
 
@@ -155,6 +159,7 @@ impl Opcode {
                 | Opcode::TableStats
                 | Opcode::Metrics
                 | Opcode::DescribeCluster
+                | Opcode::Health
         )
     }
 }

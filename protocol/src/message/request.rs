@@ -335,6 +335,9 @@ pub enum Request {
     /// Admin: the cluster's name, partitioner and each node's schema version, as the
     /// answering node sees them. Empty body.
     DescribeCluster,
+    /// Admin: the answering node's own health: a poisoned engine, writes refused or
+    /// flushes and compactions blocked for want of disk space. Empty body.
+    Health,
 }
 
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
@@ -396,6 +399,7 @@ impl Request {
             Request::Move { .. } => Opcode::Move,
             Request::Metrics => Opcode::Metrics,
             Request::DescribeCluster => Opcode::DescribeCluster,
+            Request::Health => Opcode::Health,
         }
     }
 
@@ -414,7 +418,8 @@ impl Request {
             | Request::Hints
             | Request::Rebalance
             | Request::Metrics
-            | Request::DescribeCluster => {}
+            | Request::DescribeCluster
+            | Request::Health => {}
             Request::Move { tokens } => w.list("tokens", tokens, |w, t| {
                 w.i128(*t);
                 Ok(())
@@ -574,6 +579,7 @@ impl Request {
                 id: r.u64("repair id")?,
             },
             Opcode::Hints => Request::Hints,
+            Opcode::Health => Request::Health,
             Opcode::Streams => Request::Streams {
                 set_throughput: r.option("stream throughput", |r| r.u64("stream throughput"))?,
             },

@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
-    Cell, ClusterDescription, HintOwner, RebalanceReport, RepairStatus, ResponseMeta,
+    Cell, ClusterDescription, HintOwner, NodeHealth, RebalanceReport, RepairStatus, ResponseMeta,
     StreamsReport, TableCleanup, TableOptions, TableStatistics, Topology,
 };
 use crate::wire::{WireReader, WireWriter};
@@ -90,6 +90,8 @@ pub enum Response {
     AdminMetrics(String),
     /// To DESCRIBE_CLUSTER. Wire: cluster description.
     AdminCluster(ClusterDescription),
+    /// To HEALTH. Wire: node health.
+    AdminHealth(NodeHealth),
     /// An error, to any request. Wire: `u16` code, `string` message, `bytes` fields (the
     /// code-specific fields, length-prefixed so unknown codes can be skipped).
     Error(ServerError),
@@ -117,6 +119,10 @@ fn encode_error(w: &mut WireWriter, e: &ServerError) -> Result<(), ProtocolError
         ErrorKind::WriteTimeout { acks, required } | ErrorKind::ReadTimeout { acks, required } => {
             f.u32(*acks);
             f.u32(*required);
+        }
+        ErrorKind::DiskFull { free, reserve } => {
+            f.u64(*free);
+            f.u64(*reserve);
         }
         ErrorKind::Unknown { fields, .. } => return w.bytes("error fields", fields),
         ErrorKind::Protocol | ErrorKind::Server | ErrorKind::Invalid | ErrorKind::Overloaded => {}
@@ -164,6 +170,10 @@ fn decode_error(r: &mut WireReader) -> Result<ServerError, ProtocolError> {
             required: f.u32("required")?,
         },
         ErrorCode::Overloaded => ErrorKind::Overloaded,
+        ErrorCode::DiskFull => ErrorKind::DiskFull {
+            free: f.u64("free")?,
+            reserve: f.u64("reserve")?,
+        },
     };
     f.finish("error fields")?;
     Ok(ServerError { kind, message })
@@ -252,6 +262,7 @@ impl Response {
                 | (Response::AdminRebalance(_), Opcode::Rebalance)
                 | (Response::AdminMetrics(_), Opcode::Metrics)
                 | (Response::AdminCluster(_), Opcode::DescribeCluster)
+                | (Response::AdminHealth(_), Opcode::Health)
         )
     }
 
@@ -300,6 +311,7 @@ impl Response {
             Response::AdminRebalance(plan) => plan.encode(&mut w)?,
             Response::AdminMetrics(text) => w.bytes("metrics text", text.as_bytes())?,
             Response::AdminCluster(d) => d.encode(&mut w)?,
+            Response::AdminHealth(h) => h.encode(&mut w)?,
             Response::Error(e) => encode_error(&mut w, e)?,
         }
         Ok(w.finish())
@@ -379,6 +391,7 @@ impl Response {
                         }
                     })?)
                 }
+                Opcode::Health => Response::AdminHealth(NodeHealth::decode(&mut r)?),
             }
         };
         r.finish(opcode.name())?;

@@ -11,8 +11,9 @@ use crate::error::ProtocolError;
 use crate::wire::{WireReader, WireWriter};
 
 pub use crate::message::admin::{
-    ClusterDescription, HintOwner, NodeSchema, RebalanceNode, RebalanceReport, RepairState,
-    RepairStatus, StreamEntry, StreamsReport, TableCleanup, TableStatistics, TableSync,
+    ClusterDescription, DiskShortage, HintOwner, NodeHealth, NodeSchema, RebalanceNode,
+    RebalanceReport, RepairState, RepairStatus, StreamEntry, StreamsReport, TableCleanup,
+    TableStatistics, TableSync,
 };
 pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
 pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode, ReadRepair};

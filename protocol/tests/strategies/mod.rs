@@ -306,6 +306,8 @@ pub fn server_error() -> impl Strategy<Value = ServerError> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(acks, required)| ErrorKind::ReadTimeout { acks, required }),
         Just(ErrorKind::Overloaded),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(free, reserve)| ErrorKind::DiskFull { free, reserve }),
         (
             any::<u16>().prop_filter("unknown code", |c| ErrorCode::from_u16(*c).is_none()),
             bytes(8)

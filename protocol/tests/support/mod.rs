@@ -386,7 +386,8 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Rebalance
         | Request::Move { .. }
         | Request::Metrics
-        | Request::DescribeCluster => Response::Error(ServerError::new(
+        | Request::DescribeCluster
+        | Request::Health => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands",
         )),

@@ -195,14 +195,14 @@ pub(super) async fn run_inbound(
     cancel: &CancellationToken,
 ) -> String {
     let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read);
+    let mut reader = FrameReader::with_budget(read, Arc::clone(&inner.request_data));
     let in_flight = inner.opts.max_in_flight.max(1);
     let (tx, mut rx) = mpsc::channel::<Frame>(in_flight * 2);
     // Requests whose handler is still running (those answered at once never count).
     let running = Arc::new(AtomicUsize::new(0));
     let read_loop = async {
         loop {
-            let (h, body) = match reader.next().await {
+            let (h, body, share) = match reader.next_charged().await {
                 Ok(Some(f)) => f,
                 Ok(None) => return "peer closed the connection".to_string(),
                 Err(e) => {
@@ -222,6 +222,7 @@ pub(super) async fn run_inbound(
                         if let Err(panic) = done {
                             warn!(peer = %from.addr, family = ?h.family, %panic, "message handler panicked; message dropped");
                         }
+                        drop(share);
                     }
                     None => {
                         debug!(peer = %from.addr, family = ?h.family, "no handler; one-way message dropped")
@@ -278,6 +279,7 @@ pub(super) async fn run_inbound(
                     let cancel = cancel.clone();
                     inner.tracker.spawn(async move {
                         let _slot = slot;
+                        let _share = share;
                         let result = tokio::select! {
                             biased;
                             _ = cancel.cancelled() => return,

@@ -21,7 +21,11 @@
 //! Per lane: `small_queue` / `bulk_queue` frames queued, `max_pending_calls` calls
 //! waiting. Per accepted connection: `max_in_flight` requests, twice that answers queued.
 //! At most `max_inbound` accepted connections. Frames are capped at
-//! [`super::frame::MAX_BODY_BYTES`].
+//! [`super::frame::MAX_BODY_BYTES`]. No room is reserved for a body on the word of its
+//! header: a body takes memory as it arrives, and on accepted connections a frame over
+//! the read buffer (64 KiB) first takes its length from the network's budget of request
+//! data in flight (`max_request_data_in_flight`), held until its handler is done; a
+//! connection whose frame does not fit is not read further until it does.
 //!
 //! # Tasks
 //! Every task (acceptor, lanes, accepted connections, requests) is tracked and stopped by
@@ -62,6 +66,9 @@ pub const COALESCE_BYTES: usize = 64 << 10;
 /// Read buffer per connection.
 const READ_BUFFER_BYTES: usize = 64 << 10;
 
+/// Default [`TcpOptions::max_request_data_in_flight`]: 128 MiB, as on the client port.
+pub const DEFAULT_PEER_REQUEST_DATA_IN_FLIGHT: usize = 128 << 20;
+
 /// Tuning of a [`TcpNetwork`]; [`TcpOptions::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct TcpOptions {
@@ -79,6 +86,9 @@ pub struct TcpOptions {
     pub max_in_flight: usize,
     /// Accepted connections at once.
     pub max_inbound: usize,
+    /// Bytes of frames over 64 KiB read on accepted connections and not yet handled, all
+    /// connections together (raised to the largest frame if lower).
+    pub max_request_data_in_flight: usize,
     /// Time to open a TCP connection.
     pub connect_timeout: Duration,
     /// Time for a handshake, each side.
@@ -102,6 +112,7 @@ impl TcpOptions {
             max_pending_calls: 8192,
             max_in_flight: 1024,
             max_inbound: 1024,
+            max_request_data_in_flight: DEFAULT_PEER_REQUEST_DATA_IN_FLIGHT,
             connect_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
@@ -140,6 +151,8 @@ struct Inner {
     cancel: CancellationToken,
     tracker: TaskTracker,
     runtime: tokio::runtime::Handle,
+    /// Budget of request bytes in flight on accepted connections (one permit a byte).
+    request_data: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug)]
@@ -207,6 +220,10 @@ impl TcpNetwork {
     /// Listens on `addr` (port 0 picks a free one) and starts accepting peers. Must run
     /// inside a tokio runtime.
     pub async fn bind(addr: SocketAddr, opts: TcpOptions) -> std::io::Result<TcpNetwork> {
+        let request_data = opts.max_request_data_in_flight.clamp(
+            super::frame::HEADER_BYTES + super::frame::MAX_BODY_BYTES,
+            tokio::sync::Semaphore::MAX_PERMITS,
+        );
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let inner = Arc::new(Inner {
@@ -220,6 +237,7 @@ impl TcpNetwork {
             closed: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            request_data: Arc::new(tokio::sync::Semaphore::new(request_data)),
             runtime: tokio::runtime::Handle::current(),
         });
         let acceptor = accept_loop(inner.clone(), listener);
@@ -507,3 +525,5 @@ fn check_size(body: &Bytes) -> Result<(), NetError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_request_data;

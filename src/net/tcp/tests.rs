@@ -63,20 +63,20 @@ impl PeerHandler for TestHandler {
     }
 }
 
-struct Node {
-    net: TcpNetwork,
+pub(super) struct Node {
+    pub(super) net: TcpNetwork,
     gate: Arc<Semaphore>,
     msg_gate: Arc<Semaphore>,
     seen: mpsc::UnboundedReceiver<Bytes>,
 }
 
-fn opts(cluster: &str, id: u64) -> TcpOptions {
+pub(super) fn opts(cluster: &str, id: u64) -> TcpOptions {
     let mut o = TcpOptions::new(cluster, NodeId(id));
     o.backoff_max = Duration::from_millis(200);
     o
 }
 
-async fn node_at(addr: SocketAddr, o: TcpOptions, gated_messages: bool) -> Node {
+pub(super) async fn node_at(addr: SocketAddr, o: TcpOptions, gated_messages: bool) -> Node {
     let net = TcpNetwork::bind(addr, o).await.expect("bind");
     let gate = Arc::new(Semaphore::new(0));
     let msg_gate = Arc::new(Semaphore::new(0));

@@ -15,9 +15,11 @@
 //! - Records are appended with strictly increasing seqnos; replay checks it.
 //! - A segment is fsynced before the next one is created, so only the newest segment can
 //!   end in a torn record.
-//! - Any write or fsync error poisons the log for good; an fsync is never retried (after a
-//!   failed fsync the kernel may have dropped the dirty pages, so a retry that succeeds
-//!   proves nothing).
+//! - Any fsync error, and any write error but a full disk's, poisons the log for good; an
+//!   fsync is never retried (after a failed fsync the kernel may have dropped the dirty
+//!   pages, so a retry that succeeds proves nothing). A write that finds the disk full
+//!   (`ENOSPC`, `EDQUOT`) is cut back out of the segment and refused with
+//!   `Error::DiskFull`; the next append may succeed once space is freed.
 //!
 //! # Threading
 //! [`CommitLog`] is `Send + Sync`: appends serialise on one mutex (held across the

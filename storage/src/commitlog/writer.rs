@@ -6,8 +6,14 @@
 //!   `write(2)` of an append and across a segment roll; never across a group-commit fsync.
 //! - `sync` (mutex + condvar): the durable position and whether an fsync is running.
 //!   Lock order: `writer` before `sync`, never the reverse.
-//! - `poison`: set once by the first write or fsync error; every later `append` / `sync`
-//!   returns [`Error::Poisoned`] with that reason.
+//! - `poison`: set once by the first fsync error or write error other than a full disk;
+//!   every later `append` / `sync` returns [`Error::Poisoned`] with that reason.
+//!
+//! A full disk (`ENOSPC`, `EDQUOT`) does not poison: an append that hits it cuts the
+//! segment back to where the record started (`ftruncate` and a seek, which need no
+//! space) and returns [`Error::DiskFull`]; a segment roll that cannot create the next
+//! segment keeps appending to the current one. Appends succeed again once space is freed.
+//! Only the `write(2)` is retried this way, never an fsync.
 //!
 //! Group commit: a syncer that finds no fsync running marks one as running, reads the
 //! current position and active file under `writer`, fsyncs outside every lock, then
@@ -16,7 +22,7 @@
 //! next one. So one fsync covers every append made before it started.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -28,7 +34,7 @@ use super::reader::{list_segments, walk_segment};
 use super::segment::{create_segment, Segment};
 use super::{CommitLogOptions, SyncMode};
 use crate::error::{Error, Result};
-use crate::fault::Faults;
+use crate::fault::{is_disk_full, Faults};
 use crate::latency::{LatencyHistogram, LatencySnapshot};
 use crate::types::SeqNo;
 
@@ -198,8 +204,9 @@ impl CommitLog {
     /// the current one past `segment_size`.
     ///
     /// Errors: [`Error::InvalidArgument`] for a payload over 256 MiB or a seqno not above
-    /// the last one; [`Error::Closed`] after [`CommitLog::close`]; [`Error::Poisoned`]
-    /// when this or an earlier write or fsync failed.
+    /// the last one; [`Error::Closed`] after [`CommitLog::close`]; [`Error::DiskFull`]
+    /// when the file system had no room (nothing appended, the seqno is not used up);
+    /// [`Error::Poisoned`] when this or an earlier write or fsync failed otherwise.
     pub fn append(&self, seqno: SeqNo, payload: &[u8]) -> Result<AppendTicket> {
         let sh = &*self.shared;
         if payload.len() > MAX_RECORD_LEN as usize {
@@ -226,6 +233,7 @@ impl CommitLog {
         if w.active.max_seqno.is_some()
             && w.active.size.saturating_add(record_len) > sh.opts.segment_size
         {
+            // On a full disk the current segment stays active; the next append rolls again.
             sh.roll(&mut w)?;
         }
         let mut buf = std::mem::take(&mut w.buf);
@@ -237,6 +245,9 @@ impl CommitLog {
             .and_then(|()| (&*w.active_file).write_all(&buf));
         w.buf = buf;
         if let Err(e) = written {
+            if is_disk_full(&e) {
+                return Err(sh.undo_partial_append(&w, record_len));
+            }
             return Err(sh.poison(format!("write to {}: {e}", w.active.path.display())));
         }
         w.active.size += record_len;
@@ -400,8 +411,33 @@ impl Shared {
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A `write(2)` of a record found the disk full after writing part of it, maybe none:
+    /// cuts the active segment back to where the record began, so that the next append
+    /// follows the last whole record, and returns the [`Error::DiskFull`] to hand back.
+    /// If the cut itself fails the log cannot tell what its segment ends with: poison.
+    fn undo_partial_append(&self, w: &WriterState, record_len: u64) -> Error {
+        let end = w.active.size;
+        let mut file = &*w.active_file;
+        let cut = file
+            .set_len(end)
+            .and_then(|()| file.seek(SeekFrom::Start(end)).map(|_| ()));
+        if let Err(e) = cut {
+            return self.poison(format!(
+                "cutting {} back to {end} after a full disk: {e}",
+                w.active.path.display()
+            ));
+        }
+        Error::DiskFull {
+            path: w.active.path.clone(),
+            needed: record_len,
+            free: self.faults.free_bytes(&self.dir).unwrap_or(0),
+            reserve: 0,
+        }
+    }
+
     /// Closes the active segment (fsyncing it, so that it can never end torn) and starts
-    /// the next one. Called with `writer` held.
+    /// the next one. Called with `writer` held. A full disk while creating the next
+    /// segment leaves the current one active and returns [`Error::DiskFull`].
     fn roll(&self, w: &mut WriterState) -> Result<()> {
         self.count_fsync();
         if let Err(e) = self.faults.sync_data(&w.active_file) {
@@ -409,7 +445,13 @@ impl Shared {
         }
         let next_id = w.active.id.saturating_add(1);
         let (segment, file) = create_segment(&self.dir, next_id, &self.faults, &self.fsyncs)
-            .map_err(|e| self.poison(format!("creating segment {next_id}: {e}")))?;
+            .map_err(|e| {
+                if e.is_disk_full() {
+                    e
+                } else {
+                    self.poison(format!("creating segment {next_id}: {e}"))
+                }
+            })?;
         let old = std::mem::replace(&mut w.active, segment);
         w.closed.push(old);
         w.active_file = Arc::new(file);

@@ -1,12 +1,17 @@
 //! The background threads: the flush thread writes frozen memtables out as SSTables; the
 //! compaction thread merges SSTables as the table's strategy asks. Both are owned by the
 //! [`Engine`](super::Engine) and stopped by `close`.
+//!
+//! A job that finds the disk full ([`Error::DiskFull`]) has removed its partial files; its
+//! thread records the shortage ([`super::space`]), waits out a [`Backoff`] (new work does
+//! not cut the wait short) and tries again. Any other write or fsync failure poisons.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::space::{Backoff, Work};
 use super::table::{Table, TableFile, TableVersion};
 use super::{lock, Background, Inner};
 use crate::error::{Error, Result};
@@ -31,26 +36,41 @@ pub(crate) fn start(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
     ])
 }
 
-/// Waits until `pending(bg)` is set (and clears it) or shutdown; false on shutdown.
-fn wait_for_work(inner: &Inner, pending: impl Fn(&mut Background) -> &mut bool) -> bool {
+/// Waits until `pending(bg)` is set (and clears it), or, with `retry_at`, until that
+/// instant whatever is pending (a backoff is not cut short); false on shutdown.
+fn wait_for_work(
+    inner: &Inner,
+    pending: impl Fn(&mut Background) -> &mut bool,
+    retry_at: Option<Instant>,
+) -> bool {
     let mut bg = lock(&inner.bg);
-    while !bg.shutdown && !*pending(&mut bg) {
+    loop {
+        if bg.shutdown {
+            return false;
+        }
+        let wait = match retry_at {
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(IDLE_WAIT),
+                _ => break,
+            },
+            None if *pending(&mut bg) => break,
+            None => IDLE_WAIT,
+        };
         bg = inner
             .bg_cv
-            .wait_timeout(bg, IDLE_WAIT)
+            .wait_timeout(bg, wait)
             .map(|(g, _)| g)
             .unwrap_or_else(|e| e.into_inner().0);
-    }
-    if bg.shutdown {
-        return false;
     }
     *pending(&mut bg) = false;
     true
 }
 
 fn flush_loop(inner: &Arc<Inner>) {
+    let mut backoff = Backoff::default();
+    let mut retry_at = None;
     loop {
-        if !wait_for_work(inner, |bg| &mut bg.flush_pending) {
+        if !wait_for_work(inner, |bg| &mut bg.flush_pending, retry_at.take()) {
             return;
         }
         if inner.poisoned.load(Ordering::Acquire) {
@@ -58,15 +78,21 @@ fn flush_loop(inner: &Arc<Inner>) {
         }
         let tables: Vec<Arc<Table>> = inner.read_tables().values().cloned().collect();
         let mut flushed_any = false;
-        for t in tables {
+        'tables: for t in tables {
             loop {
                 let Some(mem) = t.version().frozen.last().cloned() else {
                     break;
                 };
                 match flush_memtable(inner, &t, &mem) {
                     Ok(()) => flushed_any = true,
+                    Err(e) if e.is_disk_full() => {
+                        let needed = mem.approximate_size() as u64;
+                        inner.space.blocked(Work::Flush, &e, Some(needed));
+                        retry_at = Some(backoff.failed());
+                        break 'tables;
+                    }
                     Err(e) => {
-                        inner.poison(format!("flush of table {}: {e}", t.name));
+                        inner.poison_with(&format!("flush of table {}", t.name), e);
                         break;
                     }
                 }
@@ -75,7 +101,12 @@ fn flush_loop(inner: &Arc<Inner>) {
                 }
             }
         }
+        if retry_at.is_none() {
+            inner.space.cleared(Work::Flush);
+            backoff.reset();
+        }
         {
+            // Also wakes writers stalled on frozen memtables, to refuse if blocked.
             let _w = lock(&inner.write);
             inner.flushed.notify_all();
         }
@@ -133,7 +164,15 @@ fn flush_memtable(inner: &Inner, t: &Arc<Table>, mem: &Arc<Memtable>) -> Result<
             });
         }
     }
-    crate::manifest::store(&inner.dir, &next, &inner.opts.faults)?;
+    if let Err(e) = crate::manifest::store(&inner.dir, &next, &inner.opts.faults) {
+        if e.is_disk_full() {
+            // The memtable stays frozen and is flushed again later, to a new file.
+            if let Some(f) = &file {
+                let _ = std::fs::remove_file(inner.sstable_path(f.file_id));
+            }
+        }
+        return Err(e);
+    }
     *manifest = next;
     // Swap under the write mutex so writers stalled on `flushed` cannot miss the change.
     let _w = lock(&inner.write);
@@ -193,15 +232,17 @@ pub(crate) fn delete_obsolete_segments(inner: &Inner) -> Result<()> {
 }
 
 fn compaction_loop(inner: &Arc<Inner>) {
+    let mut backoff = Backoff::default();
+    let mut retry_at = None;
     loop {
-        if !wait_for_work(inner, |bg| &mut bg.compaction_pending) {
+        if !wait_for_work(inner, |bg| &mut bg.compaction_pending, retry_at.take()) {
             return;
         }
         if !inner.opts.auto_compaction || inner.poisoned.load(Ordering::Acquire) {
             continue;
         }
         let tables: Vec<Arc<Table>> = inner.read_tables().values().cloned().collect();
-        for t in tables {
+        'tables: for t in tables {
             // Keep compacting a table while its strategy finds work, checking for shutdown.
             loop {
                 if lock(&inner.bg).shutdown {
@@ -210,6 +251,12 @@ fn compaction_loop(inner: &Arc<Inner>) {
                 match inner.compact_step(&t) {
                     Ok(true) => {}
                     Ok(false) => break,
+                    // No room for the output: the inputs stand, the outputs are gone.
+                    Err(e @ Error::DiskFull { .. }) => {
+                        inner.space.blocked(Work::Compaction, &e, None);
+                        retry_at = Some(backoff.failed());
+                        break 'tables;
+                    }
                     // A failed write or fsync poisons, like everywhere else. Anything
                     // else (a corrupt input block) stops this round for the table and is
                     // logged; reads of the bad block keep failing with the typed error.
@@ -223,6 +270,10 @@ fn compaction_loop(inner: &Arc<Inner>) {
                     }
                 }
             }
+        }
+        if retry_at.is_none() {
+            inner.space.cleared(Work::Compaction);
+            backoff.reset();
         }
     }
 }

@@ -205,7 +205,21 @@ impl Inner {
             for o in &outputs {
                 let _ = std::fs::remove_file(self.sstable_path(o.file_id));
             }
-            return Err(e);
+            return Err(match e {
+                // What the whole compaction needs, at most: its inputs' size.
+                Error::DiskFull {
+                    path,
+                    free,
+                    reserve,
+                    ..
+                } => Error::DiskFull {
+                    path,
+                    needed: ins.iter().map(|f| f.sst.info().file_size).sum(),
+                    free,
+                    reserve,
+                },
+                e => e,
+            });
         }
         // Remember where leveled compaction stopped, for round-robin.
         if let Some(first) = ins
@@ -260,7 +274,15 @@ impl Inner {
                 }
             }
         }
-        crate::manifest::store(&self.dir, &next, &self.opts.faults)?;
+        if let Err(e) = crate::manifest::store(&self.dir, &next, &self.opts.faults) {
+            if e.is_disk_full() {
+                // The inputs stand; the compaction is redone later.
+                for o in &outputs {
+                    let _ = std::fs::remove_file(self.sstable_path(o.file_id));
+                }
+            }
+            return Err(e);
+        }
         *manifest = next;
         t.update_version(|v| {
             let mut files: Vec<Arc<TableFile>> = match moved {

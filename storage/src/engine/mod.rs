@@ -18,7 +18,10 @@
 //!   skips log records at or below it.
 //! - A table's state (active memtable, frozen memtables, SSTables) is an immutable
 //!   [`TableVersion`] swapped whole; readers clone the `Arc` and never block writers.
-//! - Any write or fsync failure poisons the engine: no later write is acknowledged.
+//! - Any fsync failure, and any write failure other than a full disk, poisons the engine:
+//!   no later write is acknowledged. A full disk poisons nothing ([`mod@space`]): the
+//!   write or background job that met it fails with [`Error::DiskFull`] having changed
+//!   nothing, and the engine recovers by itself once space is freed.
 //!
 //! # Threads
 //! Callers may use the engine from any number of threads. One flush thread writes frozen
@@ -29,6 +32,7 @@ mod batch;
 mod compact;
 mod iter;
 mod open;
+pub mod space;
 mod table;
 
 use std::collections::HashMap;
@@ -40,6 +44,7 @@ use std::thread::JoinHandle;
 
 pub use crate::commitlog::SyncMode;
 pub use iter::{Direction, ScanIter};
+pub use space::{EngineHealth, SpaceShortage};
 pub use table::{TableOptions, TableStats};
 
 use crate::commitlog::CommitLog;
@@ -83,6 +88,10 @@ pub struct EngineOptions {
     /// [`MAX_BATCH_BYTES`]); a larger one is refused with `InvalidArgument` and changes
     /// nothing.
     pub max_batch_bytes: usize,
+    /// Writes are refused with [`Error::DiskFull`] while the data directory's file system
+    /// has fewer free bytes than this (0, the default: only a really full disk refuses),
+    /// so that flushes and compactions, which are not held to it, still find room.
+    pub min_free_bytes: u64,
 }
 
 /// The commit log's counters (since the engine opened).
@@ -128,6 +137,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("max_frozen_memtables", &self.max_frozen_memtables)
             .field("segment_size", &self.segment_size)
             .field("auto_compaction", &self.auto_compaction)
+            .field("min_free_bytes", &self.min_free_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +155,7 @@ impl Default for EngineOptions {
             faults: Arc::new(Faults::default()),
             salvage_corrupt_log: false,
             max_batch_bytes: MAX_BATCH_BYTES,
+            min_free_bytes: 0,
         }
     }
 }
@@ -204,12 +215,16 @@ pub(crate) struct Inner {
     compacting: Mutex<()>,
     /// Serialises commit log segment deletion.
     segment_gc: Mutex<()>,
+    /// The free-space reserve and the shortages in force.
+    space: space::DiskSpace,
 }
 
 /// An open storage engine. Cheap to share behind an `Arc`; closed on drop.
 pub struct Engine {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set by the first [`Engine::close`]; later calls (drop) return at once.
+    closed: AtomicBool,
     recovery: RecoveryReport,
     _lock: std::fs::File,
 }
@@ -376,9 +391,24 @@ impl Engine {
         self.inner.poisoned.load(Ordering::Acquire)
     }
 
+    /// What the engine can do now: poisoned (and why), or short of disk space for
+    /// writes, flushes or compactions. Cheap: for status commands and metrics.
+    pub fn health(&self) -> EngineHealth {
+        let mut h = self.inner.space.health();
+        if self.is_poisoned() {
+            h.poisoned = Some(lock(&self.inner.poison_reason).clone().unwrap_or_default());
+        }
+        h
+    }
+
     /// Stops the background threads and syncs the commit log. Memtables are not flushed:
-    /// the commit log replays them on the next open.
+    /// the commit log replays them on the next open. Returns [`Error::Poisoned`] (with
+    /// the first failure) when the engine was poisoned, since what was appended last may
+    /// then not be durable, or the error of the final sync. A second call returns `Ok`.
     pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
         {
             let mut bg = lock(&self.inner.bg);
             bg.shutdown = true;
@@ -389,10 +419,9 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
-        if self.is_poisoned() {
-            return Ok(());
-        }
-        self.inner.log.close()
+        let synced = self.inner.log.close();
+        self.inner.check_poisoned()?;
+        synced
     }
 }
 
@@ -441,6 +470,25 @@ impl Inner {
         self.flushed.notify_all();
         Error::Poisoned {
             reason: r.clone().unwrap_or(reason),
+        }
+    }
+
+    /// Poisons with `e`: its own first reason when `e` is already a [`Error::Poisoned`]
+    /// (from the commit log), else `what: e`.
+    pub(crate) fn poison_with(&self, what: &str, e: Error) -> Error {
+        match e {
+            Error::Poisoned { reason } => self.poison(reason),
+            e => self.poison(format!("{what}: {e}")),
+        }
+    }
+
+    /// [`Inner::poison_with`], except for a full disk: a manifest write that found no
+    /// room left the old manifest standing, so the caller's change simply did not happen.
+    fn poison_unless_disk_full(&self, what: &str, e: Error) -> Error {
+        if e.is_disk_full() {
+            e
+        } else {
+            self.poison_with(what, e)
         }
     }
 
@@ -495,7 +543,7 @@ impl Inner {
             sstables: Vec::new(),
         });
         crate::manifest::store(&self.dir, &next, &self.opts.faults)
-            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+            .map_err(|e| self.poison_unless_disk_full("storing manifest", e))?;
         *manifest = next;
         let version = TableVersion::empty(options.prefix_bloom_len, self.opts.memtable_size);
         let t = Table::new(id, name.to_owned(), options, version);
@@ -511,7 +559,7 @@ impl Inner {
         let mut next = manifest.clone();
         next.tables.retain(|tm| tm.name != name);
         crate::manifest::store(&self.dir, &next, &self.opts.faults)
-            .map_err(|e| self.poison(format!("storing manifest: {e}")))?;
+            .map_err(|e| self.poison_unless_disk_full("storing manifest", e))?;
         *manifest = next;
         self.write_tables().remove(name);
         {
@@ -619,6 +667,10 @@ impl Inner {
                 payload.len()
             )));
         }
+        if let Err(e) = self.space.check_reserve(&self.opts.faults, payload.len()) {
+            self.space.blocked(space::Work::Writes, &e, None);
+            return Err(e);
+        }
         let ticket = {
             let mut w = lock(&self.write);
             // Stall while flushes are far behind, so memory stays bounded.
@@ -635,6 +687,10 @@ impl Inner {
                     break;
                 }
                 self.check_poisoned()?;
+                // The flush that would end the stall cannot run: refuse, do not hang.
+                if let Some(s) = self.space.shortage(space::Work::Flush) {
+                    return Err(self.space.refusal(&s));
+                }
                 if lock(&self.bg).shutdown {
                     return Err(Error::Closed);
                 }
@@ -646,11 +702,18 @@ impl Inner {
             }
             self.check_poisoned()?;
             let seqno = w.last_seqno + 1;
-            let ticket = self.log.append(seqno, payload).map_err(|e| match e {
+            let ticket = match self.log.append(seqno, payload) {
+                Ok(ticket) => ticket,
                 // Refused before anything was written: nothing to poison.
-                Error::InvalidArgument(_) | Error::Closed => e,
-                e => self.poison(format!("commit log append: {e}")),
-            })?;
+                Err(e @ (Error::InvalidArgument(_) | Error::Closed)) => return Err(e),
+                // Nothing appended (the log cut its segment back): refuse, do not poison.
+                Err(e @ Error::DiskFull { .. }) => {
+                    self.space.blocked(space::Work::Writes, &e, None);
+                    return Err(e);
+                }
+                Err(e) => return Err(self.poison_with("commit log append", e)),
+            };
+            self.space.cleared(space::Work::Writes);
             w.last_seqno = seqno;
             apply(seqno);
             let mut froze = false;
@@ -667,7 +730,7 @@ impl Inner {
         };
         self.log
             .sync(&ticket)
-            .map_err(|e| self.poison(format!("commit log sync: {e}")))?;
+            .map_err(|e| self.poison_with("commit log sync", e))?;
         Ok(())
     }
 
@@ -700,6 +763,9 @@ impl Inner {
             self.check_poisoned()?;
             if lock(&self.bg).shutdown {
                 return Err(Error::Closed);
+            }
+            if let Some(s) = self.space.shortage(space::Work::Flush) {
+                return Err(self.space.refusal(&s));
             }
             // Timed: `poison` notifies without the write mutex, so a wake-up can be missed.
             w = self

@@ -138,12 +138,14 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         poison_reason: Mutex::new(None),
         compacting: Mutex::new(()),
         segment_gc: Mutex::new(()),
+        space: super::space::DiskSpace::new(dir, opts.min_free_bytes),
         opts,
     });
     let threads = background::start(&inner)?;
     let engine = Engine {
         inner,
         threads: Mutex::new(threads),
+        closed: AtomicBool::new(false),
         recovery,
         _lock: lock_file,
     };

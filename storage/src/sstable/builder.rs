@@ -17,7 +17,7 @@ use super::block_builder::{common_prefix, BlockBuilder};
 use super::format::{self, BlockHandle, Footer, Properties};
 use super::{bloom, SsTableInfo, SsTableOptions};
 use crate::error::{Error, Result};
-use crate::fault::Faults;
+use crate::fault::{is_disk_full, Faults};
 use crate::types::{EntryRef, SeqNo};
 
 /// Largest key plus value accepted in one entry: restart offsets are u32, so a block must
@@ -38,9 +38,25 @@ impl TableWriter {
         self.faults
             .check_write()
             .and_then(|()| self.out.write_all(bytes))
-            .map_err(|e| Error::io(&self.path, e))?;
+            .map_err(|e| self.write_error(e, bytes.len()))?;
         self.offset += bytes.len() as u64;
         Ok(())
+    }
+
+    /// A failed write: [`Error::DiskFull`] when the file system is full (the builder is
+    /// then abandoned and its file removed, so nothing is lost and the work may be redone
+    /// later), [`Error::Io`] otherwise.
+    fn write_error(&self, e: std::io::Error, len: usize) -> Error {
+        if !is_disk_full(&e) {
+            return Error::io(&self.path, e);
+        }
+        let dir = self.path.parent().unwrap_or(&self.path);
+        Error::DiskFull {
+            path: self.path.clone(),
+            needed: self.offset.saturating_add(len as u64),
+            free: self.faults.free_bytes(dir).unwrap_or(0),
+            reserve: 0,
+        }
     }
 
     /// Writes block contents and their crc trailer.
@@ -201,7 +217,7 @@ impl SsTableBuilder {
         }
         .encode(&mut footer);
         self.w.write(&footer)?;
-        self.w.out.flush().map_err(|e| Error::io(&self.w.path, e))?;
+        self.w.out.flush().map_err(|e| self.w.write_error(e, 0))?;
         self.w
             .faults
             .sync_all(self.w.out.get_ref())

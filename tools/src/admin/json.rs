@@ -168,6 +168,29 @@ pub fn cleanup_json(tables: &[TableCleanup]) -> Value {
     })
 }
 
+/// The HEALTH of the node asked, in `status`: `{degraded, poisoned, writes_refused,
+/// flush_blocked, compaction_blocked}`, each shortage `{needed, free, reserve, since_ms}`
+/// or null.
+pub fn health_json(h: &sibyl_protocol::NodeHealth) -> Value {
+    let shortage = |s: &Option<sibyl_protocol::DiskShortage>| {
+        s.as_ref().map(|s| {
+            json!({
+                "needed": s.needed,
+                "free": s.free,
+                "reserve": s.reserve,
+                "since_ms": s.since_ms,
+            })
+        })
+    };
+    json!({
+        "degraded": h.is_degraded(),
+        "poisoned": h.poisoned,
+        "writes_refused": shortage(&h.writes_refused),
+        "flush_blocked": shortage(&h.flush_blocked),
+        "compaction_blocked": shortage(&h.compaction_blocked),
+    })
+}
+
 /// `rebalance`: `{moved_bytes, tokens_moved, applied, nodes: [{id, address,
 /// owned_before, owned_after, moves, tokens_before, tokens_after}]}` (tokens as decimal
 /// strings, as `ring` shows them; `applied`: `--commit` moved the nodes).

@@ -3,11 +3,13 @@
 //! `topology` command.
 //!
 //! `load` is the data a node holds (SSTables and memtables) as it last gossiped it, in
-//! binary units.
+//! binary units. [`render_health`] adds the state of the node asked (HEALTH): `ok`, or
+//! `degraded` with one line per condition (a poisoned engine, writes refused, flushes or
+//! compactions blocked for want of disk space).
 
 use std::fmt::Write as _;
 
-use sibyl_protocol::{NodeInfo, NodeState, Topology};
+use sibyl_protocol::{DiskShortage, NodeHealth, NodeInfo, NodeState, Topology};
 
 use crate::admin::ring::{ownership, ring_entries};
 use crate::text::human_size;
@@ -134,6 +136,39 @@ pub fn render_ring(t: &Topology) -> String {
     out
 }
 
+/// The health of the node asked (`address`): `node ADDRESS: ok`, or `degraded` and one
+/// indented line per condition.
+pub fn render_health(address: &str, h: &NodeHealth) -> String {
+    if !h.is_degraded() {
+        return format!("node {address}: ok\n");
+    }
+    let mut out = format!("node {address}: degraded\n");
+    if let Some(reason) = &h.poisoned {
+        let _ = writeln!(
+            out,
+            "  storage poisoned (no writes until restart): {reason}"
+        );
+    }
+    let shortage = |what: &str, s: &DiskShortage| {
+        format!(
+            "  {what}: short of disk space: {} free, {} reserved, {} needed\n",
+            human_size(s.free),
+            human_size(s.reserve),
+            human_size(s.needed)
+        )
+    };
+    for (what, s) in [
+        ("writes refused", &h.writes_refused),
+        ("flush blocked (retrying)", &h.flush_blocked),
+        ("compaction blocked (retrying)", &h.compaction_blocked),
+    ] {
+        if let Some(s) = s {
+            out.push_str(&shortage(what, s));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +228,27 @@ mod tests {
         let lines: Vec<&str> = s.lines().collect();
         assert!(lines[1].starts_with("-9223372036854775808  127.0.0.1:7400"));
         assert!(lines[2].starts_with("0 "), "{s}");
+    }
+
+    #[test]
+    fn health_renders_ok_or_each_condition() {
+        assert_eq!(
+            render_health("n:1", &NodeHealth::default()),
+            "node n:1: ok\n"
+        );
+        let h = NodeHealth {
+            writes_refused: Some(DiskShortage {
+                needed: 100,
+                free: 2048,
+                reserve: 1 << 20,
+                since_ms: 0,
+            }),
+            ..NodeHealth::default()
+        };
+        assert_eq!(
+            render_health("n:1", &h),
+            "node n:1: degraded\n  writes refused: short of disk space: 2.0 KiB free, 1.0 MiB \
+             reserved, 100 B needed\n"
+        );
     }
 }

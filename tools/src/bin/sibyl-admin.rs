@@ -2,7 +2,9 @@
 //! enum; each one asks a node over the client protocol and prints a table.
 //!
 //! - `status`: every node with address, up/down, state, load, datacenter, rack, token
-//!   count and owned share of the token space.
+//!   count and owned share of the token space; then the health of the node asked: `ok`,
+//!   or `degraded` with why (poisoned storage, writes refused or flushes and compactions
+//!   blocked for want of disk space).
 //! - `ring`: every token in ring order with its owner.
 //! - `describe`: the cluster's name, partitioner and schema version (and whether every
 //!   node agrees on it), then every table with its options; `tables`: one row per table.
@@ -49,7 +51,7 @@ use sibyl_tools::admin::json;
 use sibyl_tools::admin::metrics::render_metrics;
 use sibyl_tools::admin::rebalance::render_plan;
 use sibyl_tools::admin::repair::render_repair;
-use sibyl_tools::admin::status::{render_ring, render_status};
+use sibyl_tools::admin::status::{render_health, render_ring, render_status};
 use sibyl_tools::admin::streams::render_streams;
 use sibyl_tools::admin::tablestats::render_table_stats;
 use sibyl_tools::cli::shell::describe_client_error;
@@ -58,7 +60,10 @@ use sibyl_tools::cli::shell::describe_client_error;
 const JSON_FIELDS: &str = "\
 --json prints one object per command, with these stable fields:
   status               {partitioner, nodes: [{id, address, up, state, datacenter, rack,
-                        tokens (a count), owns (0..1), load_bytes}]}
+                        tokens (a count), owns (0..1), load_bytes}], health: {degraded,
+                        poisoned, writes_refused, flush_blocked, compaction_blocked}
+                        (of the node asked; a shortage is {needed, free, reserve,
+                        since_ms} or null)}
   ring                 {partitioner, tokens: [{token (decimal string), node, address, share}]}
   describe             {cluster_name, partitioner, schema_version, schema_agreement,
                         nodes: [{id, address, schema_version}], tables: [table]}
@@ -245,7 +250,12 @@ fn real_main() -> Result<()> {
             AdminCommand::Status | AdminCommand::Ring => {
                 let topology = client.topology().await.map_err(|e| fail("topology", e))?;
                 if matches!(args.command, AdminCommand::Status) {
-                    Output::new(render_status(&topology), json::status_json(&topology))
+                    let health = client.health().await.map_err(|e| fail("health", e))?;
+                    let text =
+                        render_status(&topology) + "\n" + &render_health(&args.host, &health);
+                    let mut json = json::status_json(&topology);
+                    json["health"] = json::health_json(&health);
+                    Output::new(text, json)
                 } else {
                     Output::new(render_ring(&topology), json::ring_json(&topology))
                 }

@@ -86,6 +86,12 @@ pub fn describe_client_error(e: &ClientError) -> String {
                 "too many siblings (limit {limit}): get the cell, then put with that context to resolve them"
             ),
             ErrorKind::Overloaded => format!("node overloaded, retry later ({})", s.message),
+            ErrorKind::DiskFull { free, reserve } => format!(
+                "node's disk is full ({} free, {} reserved): not applied, retry later or on \
+                 another node",
+                crate::text::human_size(*free),
+                crate::text::human_size(*reserve)
+            ),
             ErrorKind::Invalid => format!("invalid request: {}", s.message),
             _ => s.to_string(),
         },

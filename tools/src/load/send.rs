@@ -67,6 +67,7 @@ pub fn classify(e: &ClientError) -> Failure {
             ErrorKind::UnknownTable { .. } => Failure::Fatal,
             ErrorKind::Unavailable { .. }
             | ErrorKind::Overloaded
+            | ErrorKind::DiskFull { .. }
             | ErrorKind::WriteTimeout { .. }
             | ErrorKind::ReadTimeout { .. } => Failure::Retry,
             _ => Failure::Refused,
@@ -295,6 +296,13 @@ mod tests {
     fn classify_retries_only_what_write_ids_make_safe() {
         let server = |kind| ClientError::Server(ServerError::new(kind, "x"));
         assert_eq!(classify(&server(ErrorKind::Overloaded)), Failure::Retry);
+        assert_eq!(
+            classify(&server(ErrorKind::DiskFull {
+                free: 0,
+                reserve: 0
+            })),
+            Failure::Retry
+        );
         assert_eq!(
             classify(&server(ErrorKind::WriteTimeout {
                 acks: 1,
