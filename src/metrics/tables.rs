@@ -2,16 +2,22 @@
 //! write latency, and the siblings its reads returned — for `sibyl-admin tablestats` and
 //! the `sibyl_table_*` metrics. [`TableRegistry`] finds a table's entry by name.
 //!
-//! Threading: the registry is a `RwLock<HashMap>` read on every GET, INSERT and DELETE
-//! (an uncontended read lock and one hash of the name); an entry is added under the write
-//! lock only when a request of a table not seen before succeeded, so a client naming
+//! Threading: the registry's map is an immutable snapshot swapped whole (`ArcSwap`), read
+//! without a lock on every GET, INSERT and DELETE (one hash of the name); a new map is
+//! made only when a request of a table not seen before succeeded, so a client naming
 //! tables that do not exist adds nothing. Entries are never removed (a dropped table's
-//! figures stay until restart, as counters do).
+//! figures stay until the process ends, as counters do), so each is a leaked box that
+//! requests hold by plain reference: no reference count is bumped on the request path,
+//! where two threads bumping one count cost more than the counting itself (see
+//! `benches/request_metrics.rs`). The memory is one small entry per table name that ever
+//! served a request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use sibyl_protocol::Cell;
 use sibyl_storage::latency::{LatencyHistogram, LatencySnapshot};
@@ -90,47 +96,55 @@ impl TableRequests {
 #[derive(Debug, Clone)]
 pub enum TableSlot {
     /// The table's entry.
-    Known(Arc<TableRequests>),
+    Known(&'static TableRequests),
     /// A table not seen yet: an entry is made if the request succeeds.
     New(String),
 }
 
-/// Every table's [`TableRequests`], by name.
+/// Every table's [`TableRequests`], by name (see the module documentation).
 #[derive(Debug, Default)]
 pub struct TableRegistry {
-    tables: RwLock<HashMap<String, Arc<TableRequests>>>,
+    tables: ArcSwap<HashMap<String, &'static TableRequests>>,
+    /// Serialises the making of new maps (two new tables at once keep both).
+    adding: Mutex<()>,
 }
 
 impl TableRegistry {
     /// The slot of `table` (no allocation once the table has an entry).
     pub fn slot(&self, table: &str) -> TableSlot {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
-        match tables.get(table) {
-            Some(t) => TableSlot::Known(Arc::clone(t)),
+        match self.tables.load().get(table) {
+            Some(t) => TableSlot::Known(t),
             None => TableSlot::New(table.to_owned()),
         }
     }
 
     /// The entry of a slot's table, made for a new one.
-    pub fn resolve(&self, slot: &TableSlot) -> Arc<TableRequests> {
+    pub fn resolve(&self, slot: &TableSlot) -> &'static TableRequests {
         match slot {
-            TableSlot::Known(t) => Arc::clone(t),
+            TableSlot::Known(t) => t,
             TableSlot::New(name) => {
-                let mut tables = self.tables.write().unwrap_or_else(PoisonError::into_inner);
-                Arc::clone(tables.entry(name.clone()).or_default())
+                let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+                let current = self.tables.load_full();
+                if let Some(t) = current.get(name) {
+                    return t;
+                }
+                let entry: &'static TableRequests = Box::leak(Box::default());
+                let mut next = HashMap::clone(&current);
+                next.insert(name.clone(), entry);
+                self.tables.store(Arc::new(next));
+                entry
             }
         }
     }
 
     /// The figures of `table`, if any request of it succeeded.
     pub fn get(&self, table: &str) -> Option<TableRequestStats> {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
-        tables.get(table).map(|t| t.snapshot())
+        self.tables.load().get(table).map(|t| t.snapshot())
     }
 
     /// Every table's figures, by name.
     pub fn all(&self) -> Vec<(String, TableRequestStats)> {
-        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        let tables = self.tables.load();
         let mut all: Vec<_> = tables
             .iter()
             .map(|(name, t)| (name.clone(), t.snapshot()))
