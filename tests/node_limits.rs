@@ -52,7 +52,20 @@ fn node_below_the_disk_reserve_refuses_writes_as_disk_full_and_reports_it() {
         }
         other => panic!("expected a health report, got {other:?}"),
     }
+    assert_eq!(disk_shortage(&mut c, "writes_refused"), 1.0);
+    assert_eq!(disk_shortage(&mut c, "flush_blocked"), 0.0);
     assert!(n.terminate().success(), "{}", n.log_text());
+}
+
+/// The node's `sibyl_storage_disk_shortage` gauge of `condition` (METRICS, parsed).
+fn disk_shortage(c: &mut TestClient, condition: &str) -> f64 {
+    let Response::AdminMetrics(text) = c.call(Request::Metrics).unwrap() else {
+        panic!("expected the metrics text");
+    };
+    let metrics = sibyl_tools::admin::exposition::parse(&text).expect("Prometheus text");
+    metrics
+        .value("sibyl_storage_disk_shortage", &[("condition", condition)])
+        .expect("a disk shortage series")
 }
 
 #[test]
@@ -68,6 +81,7 @@ fn node_health_is_ok_on_a_healthy_node() {
         Response::AdminHealth(h) => assert!(!h.is_degraded(), "{h:?}"),
         other => panic!("expected a health report, got {other:?}"),
     }
+    assert_eq!(disk_shortage(&mut c, "writes_refused"), 0.0);
     assert!(n.terminate().success(), "{}", n.log_text());
 }
 

@@ -166,7 +166,23 @@ impl NodeCollector {
             "1 once a write or fsync failure poisoned the storage engine (it acknowledges no more writes)",
             MetricType::Gauge,
         )?
-        .single(u64::from(engine.is_poisoned()))
+        .single(u64::from(engine.is_poisoned()))?;
+        let health = engine.health();
+        let mut shortage = Family::start(
+            encoder,
+            "storage_disk_shortage",
+            "1 while the storage engine lacks disk space for writes (they answer DISK_FULL), \
+             flushes or compactions (retried with backoff), by condition",
+            MetricType::Gauge,
+        )?;
+        for (condition, on) in [
+            ("writes_refused", health.writes_refused.is_some()),
+            ("flush_blocked", health.flush_blocked.is_some()),
+            ("compaction_blocked", health.compaction_blocked.is_some()),
+        ] {
+            shortage.sample(&[("condition", condition)], u64::from(on))?;
+        }
+        Ok(())
     }
 
     fn gossip(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
