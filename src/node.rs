@@ -463,23 +463,15 @@ impl Node {
             tokio::spawn(run.run_to_normal(replace.map(|r| r.node), shutdown_rx.clone()))
         });
         if entry == Entry::Leaving {
-            let run = crate::stream::Decommission::new(
+            crate::stream::Decommission::new(
                 service.clone(),
                 Arc::new(net.clone()),
                 handle.clone(),
                 streams.clone(),
                 StreamOptions::default(),
             )
-            .persisted();
-            streams.spawn(move |shutdown| async move {
-                match run.run(shutdown).await {
-                    Ok(()) => {}
-                    Err(crate::stream::BootstrapError::Shutdown) => {
-                        tracing::warn!("shut down mid-decommission: the next start resumes it")
-                    }
-                    Err(e) => tracing::error!(error = %e, "decommission stopped"),
-                }
-            });
+            .persisted()
+            .spawn();
         }
         let removals = crate::stream::Removals::new(
             service.clone(),

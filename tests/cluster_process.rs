@@ -994,23 +994,43 @@ fn put_many(
     level: ConsistencyLevel,
     replicas: usize,
 ) {
+    put_keys(
+        probe,
+        addr,
+        keys.map(|i| format!("r{i}")),
+        level,
+        Some(replicas),
+    );
+}
+
+/// Writes each key of `keys` (`<letter><i>`) with value `v<i>` through `addr` at `level`
+/// (strict), 64 in flight; each write must be acknowledged, by `replicas` replicas when
+/// given.
+fn put_keys(
+    probe: &Probe,
+    addr: SocketAddr,
+    keys: impl Iterator<Item = String>,
+    level: ConsistencyLevel,
+    replicas: Option<usize>,
+) {
     let c = probe.direct(addr);
     probe.rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
-        for i in keys {
+        for key in keys {
             if set.len() >= 64 {
                 set.join_next().await.unwrap().unwrap();
             }
             let c = c.clone();
             set.spawn(async move {
-                let request = insert_kv(
-                    format!("r{i}"),
-                    format!("v{i}"),
-                    Consistency::sloppy(level).strict(),
-                );
+                let value = format!("v{}", &key[1..]);
+                let request = insert_kv(key.clone(), value, Consistency::sloppy(level).strict());
                 match c.request(request).await {
-                    Ok(Response::Written { meta }) => assert_eq!(meta.replicas.len(), replicas),
-                    other => panic!("write r{i} at {level:?}: {other:?}"),
+                    Ok(Response::Written { meta }) => {
+                        if let Some(replicas) = replicas {
+                            assert_eq!(meta.replicas.len(), replicas)
+                        }
+                    }
+                    other => panic!("write {key} at {level:?}: {other:?}"),
                 }
             });
         }
@@ -2224,30 +2244,13 @@ fn cluster_rebalance_spreads_skewed_data_within_fifteen_percent_under_load() {
         })
         .take(HOT)
         .collect();
-    let c = probe.direct(nodes[0].client);
-    probe.rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for &i in &hot {
-            if set.len() >= 64 {
-                set.join_next().await.unwrap().unwrap();
-            }
-            let c = c.clone();
-            set.spawn(async move {
-                let request = insert_kv(
-                    format!("h{i}"),
-                    format!("v{i}"),
-                    Consistency::sloppy(ConsistencyLevel::All).strict(),
-                );
-                assert!(matches!(
-                    c.request(request).await,
-                    Ok(Response::Written { .. })
-                ));
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r.unwrap();
-        }
-    });
+    put_keys(
+        &probe,
+        nodes[0].client,
+        hot.iter().map(|i| format!("h{i}")),
+        ConsistencyLevel::All,
+        None,
+    );
     let before = entries_per_node(&probe, &nodes);
     assert!(
         max_over_mean(&before) > 1.3,

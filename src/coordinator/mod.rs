@@ -585,7 +585,7 @@ impl Coordinator {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await; // polling interval
         }
-        let run = crate::stream::Decommission::new(
+        crate::stream::Decommission::new(
             self.service.clone(),
             self.net.clone(),
             self.cluster.clone(),
@@ -595,16 +595,8 @@ impl Coordinator {
                 ..crate::stream::StreamOptions::default()
             },
         )
-        .persisted();
-        streams.spawn(move |shutdown| async move {
-            match run.run(shutdown).await {
-                Ok(()) => {}
-                Err(crate::stream::BootstrapError::Shutdown) => {
-                    tracing::warn!("shut down mid-decommission: the next start resumes it, leaving")
-                }
-                Err(e) => tracing::error!(error = %e, "decommission stopped"),
-            }
-        });
+        .persisted()
+        .spawn();
         Response::AdminDone {
             message: format!(
                 "node {me} is leaving: it streams every range it replicates to the nodes that \

@@ -151,12 +151,8 @@ impl Bootstrap {
         opts: StreamOptions,
     ) -> Bootstrap {
         Bootstrap {
-            service,
-            net,
-            cluster,
             data_dir: Some(data_dir),
-            registry,
-            opts,
+            ..Bootstrap::in_memory(service, net, cluster, registry, opts)
         }
     }
 

@@ -85,6 +85,21 @@ impl Decommission {
         self
     }
 
+    /// Runs the decommission ([`Decommission::run`]) as a ring-change task of its
+    /// registry (stopped at the node's shutdown), logging how it ended.
+    pub fn spawn(self) {
+        let registry = self.registry.clone();
+        registry.spawn(move |shutdown| async move {
+            match self.run(shutdown).await {
+                Ok(()) => {}
+                Err(BootstrapError::Shutdown) => {
+                    tracing::warn!("shut down mid-decommission: the next start resumes it, leaving")
+                }
+                Err(e) => tracing::error!(error = %e, "decommission stopped"),
+            }
+        });
+    }
+
     /// Records that a decommission starts (an empty `handoff` file), before `leaving` is
     /// announced: from then on a restart resumes it.
     pub fn begin(data_dir: &std::path::Path) -> Result<(), super::checkpoint::BootstrapFileError> {
