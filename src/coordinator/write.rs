@@ -264,6 +264,8 @@ impl Coordinator {
                 let mut cells = Vec::new();
                 for m in &mutations {
                     match svc.mint_mutation(m) {
+                        // One mutation (the common write): its cells as minted.
+                        Ok(c) if cells.is_empty() => cells = c,
                         Ok(c) => cells.extend(c),
                         Err(e) => return (cells, Some(e)),
                     }
