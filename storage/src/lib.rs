@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`engine`]: the public [`Engine`]: tables (column families), the write path (commit
-//!   log + memtable), reads and ordered scans, flush and compaction threads, poisoning.
+//!   log + memtable), reads and ordered scans, flush and compaction threads, poisoning,
+//!   and ingestion of SSTables built from sorted entries outside the write path.
 //! - [`commitlog`]: segment files of checksummed batch records, group commit, replay.
 //! - [`memtable`]: the concurrent sorted in-memory table.
 //! - [`sstable`]: immutable sorted tables: blocks, index, bloom filter, footer; builder,
@@ -37,8 +38,8 @@ pub mod sstable;
 pub mod types;
 
 pub use engine::{
-    CommitLogStats, Direction, Engine, EngineHealth, EngineOptions, MergeResolver, RecoveryReport,
-    ScanIter, SpaceShortage, SyncMode, TableOptions, TableStats,
+    CommitLogStats, Direction, Engine, EngineHealth, EngineOptions, Ingest, IngestReport,
+    MergeResolver, RecoveryReport, ScanIter, SpaceShortage, SyncMode, TableOptions, TableStats,
 };
 pub use error::{Error, Result};
 pub use merge::{CompactionFilter, MergePolicy, NewestWins};

@@ -1017,5 +1017,7 @@ fn engine_stats_count_bloom_outcomes_of_point_lookups() {
 }
 #[path = "engine/disk_full.rs"]
 mod disk_full;
+#[path = "engine/ingest.rs"]
+mod ingest;
 #[path = "support/tmpfs.rs"]
 mod tmpfs;

@@ -30,6 +30,7 @@
 mod background;
 mod batch;
 mod compact;
+mod ingest;
 mod iter;
 mod open;
 pub mod space;
@@ -43,6 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 pub use crate::commitlog::SyncMode;
+pub use ingest::{Ingest, IngestReport};
 pub use iter::{Direction, ScanIter};
 pub use space::{EngineHealth, SpaceShortage};
 pub use table::{TableOptions, TableStats};
