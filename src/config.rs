@@ -28,6 +28,7 @@
 //! repair_period_secs = 3600  # background repair covers every range within this period
 //! repair_rate_kb = 16384     # background repair's bandwidth, KiB/s
 //! stream_throughput_mb = 64.0  # incoming streams (bootstrap), MiB/s; 0 = unlimited
+//! stream_page_kb = 1024      # a stream's page; checkpoints every 16 pages of a range
 //! cleanup_grace_secs = 3600  # drop ranges lost in a ring change this long after; 0 = never
 //! # metrics_listen = "127.0.0.1:9400"  # Prometheus text on GET /metrics; off when absent
 //! hint_window_secs = 10800   # no new hints for a replica whose oldest is older
@@ -191,6 +192,11 @@ pub struct Cli {
     /// setstreamthroughput` changes it at run time.
     #[arg(long, value_name = "MB")]
     pub stream_throughput_mb: Option<f64>,
+    /// Bytes of entries a stream asks per page, KiB (1 to 4096). A range of more than one
+    /// page is written straight into SSTables, made durable and recorded every 16 pages
+    /// [default: 1024].
+    #[arg(long, value_name = "KB")]
+    pub stream_page_kb: Option<u32>,
     /// Once a ring change made this node lose ranges (a node joined) and the ring then
     /// stayed unchanged this long, seconds, the node drops their data (what `sibyl-admin
     /// cleanup` does on demand); 0 = only on demand [default: 3600].
@@ -307,6 +313,8 @@ pub struct FileConfig {
     pub repair_rate_kb: Option<u64>,
     /// See [`Cli::stream_throughput_mb`].
     pub stream_throughput_mb: Option<f64>,
+    /// See [`Cli::stream_page_kb`].
+    pub stream_page_kb: Option<u32>,
     /// See [`Cli::cleanup_grace_secs`].
     pub cleanup_grace_secs: Option<u64>,
     /// See [`Cli::metrics_listen`].
@@ -418,6 +426,8 @@ pub struct Config {
     pub repair_rate: u64,
     /// Incoming streams' throughput cap, bytes per second (0 = unlimited).
     pub stream_throughput: u64,
+    /// Bytes of entries a stream asks per page.
+    pub stream_page_bytes: u32,
     /// How long after losing ranges the node drops their data; `None` = only on demand.
     pub cleanup_grace: Option<Duration>,
     /// The metrics endpoint's address; `None` = off.
@@ -437,6 +447,8 @@ pub const DEFAULT_REPAIR_RATE_KB: u64 = 16 * 1024;
 /// Default cap of incoming streams (MiB/s): well below a disk's sequential rate, so live
 /// traffic keeps its share while a node bootstraps.
 pub const DEFAULT_STREAM_THROUGHPUT_MB: f64 = 64.0;
+/// Default of `stream_page_kb`.
+pub const DEFAULT_STREAM_PAGE_KB: u32 = 1024;
 
 /// Default `cleanup_grace_secs`: an hour after a ring change made the node lose ranges.
 pub const DEFAULT_CLEANUP_GRACE_SECS: u64 = 3600;
@@ -731,6 +743,19 @@ impl Config {
                     .or(file.stream_throughput_mb)
                     .unwrap_or(DEFAULT_STREAM_THROUGHPUT_MB),
             )?,
+            stream_page_bytes: match cli
+                .stream_page_kb
+                .or(file.stream_page_kb)
+                .unwrap_or(DEFAULT_STREAM_PAGE_KB)
+            {
+                kb @ 1..=4096 => kb * 1024,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "stream_page_kb",
+                        reason: "must be 1 to 4096".into(),
+                    })
+                }
+            },
             cleanup_grace: match cli
                 .cleanup_grace_secs
                 .or(file.cleanup_grace_secs)

@@ -451,6 +451,7 @@ impl Node {
             shutdown_rx.clone(),
         ));
         coordinator.set_streams(streams.clone());
+        let stream_opts = StreamOptions::with_page_bytes(config.stream_page_bytes);
         let bootstrap = (entry == Entry::Joining).then(|| {
             let run = Bootstrap::new(
                 service.clone(),
@@ -458,7 +459,7 @@ impl Node {
                 handle.clone(),
                 config.data_dir.clone(),
                 streams.clone(),
-                StreamOptions::default(),
+                stream_opts,
             );
             tokio::spawn(run.run_to_normal(replace.map(|r| r.node), shutdown_rx.clone()))
         });
@@ -468,7 +469,7 @@ impl Node {
                 Arc::new(net.clone()),
                 handle.clone(),
                 streams.clone(),
-                StreamOptions::default(),
+                stream_opts,
             )
             .persisted()
             .spawn();
@@ -478,7 +479,7 @@ impl Node {
             Arc::new(net.clone()),
             handle.clone(),
             streams.clone(),
-            StreamOptions::default(),
+            stream_opts,
         );
         streams.spawn_watcher(move |shutdown| removals.run(shutdown));
         if let Some(grace) = config.cleanup_grace {

@@ -260,6 +260,32 @@ impl TableTree {
         }
     }
 
+    /// Marks the groups holding keys `first..=last` (engine keys, `first <= last`)
+    /// building: data reached the engine there without passing [`TableTree::record`]
+    /// (an ingested SSTable), so their leaves are unknown until
+    /// [`TableTree::rebuild`] scans them. Tells the watermark a purgeable cell may have
+    /// arrived in each of their leaves. The caller holds every stripe lock, so no write
+    /// is between its record and its settle.
+    pub fn invalidate(&self, first: &[u8], last: &[u8]) {
+        let (lo, hi) = (self.leaf_of_key(first), self.leaf_of_key(last));
+        for group in (lo >> GROUP_BITS)..=(hi >> GROUP_BITS) {
+            let Some(g) = self.groups.get(group) else {
+                continue;
+            };
+            let mut g = lock(g);
+            // A rebuild scanning the group now may have missed the data: the new
+            // generation makes it scan again.
+            g.generation += 1;
+            if g.ready {
+                g.ready = false;
+                self.ready_groups.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        if let Some(w) = &self.watermark {
+            w.note_tombstones(first, last);
+        }
+    }
+
     /// The hashes of leaves `first..=last`, or `None` when one of them is building.
     pub fn leaves(&self, first: usize, last: usize) -> Option<Vec<u64>> {
         let mut out = Vec::with_capacity(last.saturating_sub(first) + 1);

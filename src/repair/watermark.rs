@@ -93,6 +93,16 @@ impl TableWatermark {
         }
     }
 
+    /// [`TableWatermark::note_tombstone`] for every leaf holding keys `first..=last`
+    /// (engine keys, `first <= last`): cells arrived there unseen one by one.
+    pub fn note_tombstones(&self, first: &[u8], last: &[u8]) {
+        let now = secs_u32(self.clock.now_secs());
+        let (lo, hi) = (self.leaf_of(first), self.leaf_of(last));
+        for a in self.arrival.iter().take(hi + 1).skip(lo) {
+            a.fetch_max(now, Ordering::AcqRel);
+        }
+    }
+
     /// Sets the synced second of every leaf from `ranges`: each ring range with the
     /// oldest start (seconds) of the latest completed exchange of each other replica of it
     /// with this node, `0` when one never completed or this node is not a replica. A leaf

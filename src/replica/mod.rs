@@ -15,6 +15,8 @@
 //!   commutative and associative: applying a cell twice, or two cells in either order,
 //!   gives the same state (tests/replica_props.rs). Hinted handoff, read repair,
 //!   anti-entropy and streaming all rely on it.
+//! - [`ingest`]: a streamed range's pages written straight into SSTables
+//!   ([`ingest::RangeIngest`]), checked as `apply` checks them.
 //! - [`read`]: stored cells raw (the merged entry), and digests of their canonical form.
 //! - [`range`]: the ordered scan of a token range `(start, end]`, wrap-around handled.
 //! - [`keys`]: the engine key layout (token of the cluster's partitioner first).
@@ -43,6 +45,7 @@
 pub mod apply;
 pub mod codec;
 pub mod dot_clock;
+pub mod ingest;
 pub mod keys;
 pub mod messages;
 pub mod mint;

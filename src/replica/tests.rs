@@ -461,3 +461,131 @@ fn replica_row_delete_refuses_contexts_naming_more_actors_than_a_tombstone_holds
         None
     );
 }
+
+#[test]
+fn replica_ingested_range_reads_and_hashes_as_the_same_pages_applied() {
+    use crate::replica::ingest::RangeIngest;
+    let p = Partitioner::Md5;
+    let source = fixture(1, p);
+    let other = fixture(4, p);
+    let applied = fixture(2, p);
+    let ingested = fixture(3, p);
+    let keys: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    for k in &keys {
+        mint_one(&source.replica, "c", k, b"col", Some(b"source"), None);
+    }
+    // Both receivers already hold concurrent versions of some keys (and one key the
+    // source lacks), and track the table's hash tree.
+    let mut own = Vec::new();
+    for k in keys.iter().step_by(7).chain([b"only-here".to_vec()].iter()) {
+        own.extend(mint_one(
+            &other.replica,
+            "c",
+            k,
+            b"col",
+            Some(b"other"),
+            None,
+        ));
+    }
+    for r in [&applied.replica, &ingested.replica] {
+        r.apply(&own, mode_of).unwrap();
+        r.track_tree(
+            "c",
+            ConflictMode::Causal,
+            Arc::new(CausalMerge::new(Arc::new(ManualClock::at_secs(T0)))),
+            None,
+        );
+        r.rebuild_trees().unwrap();
+    }
+    // A range that wraps, streamed in pages of a few cells.
+    let mut tokens: Vec<Token> = keys.iter().map(|k| p.token(k)).collect();
+    tokens.sort();
+    let range = TokenRange {
+        start: tokens[200],
+        end: tokens[120],
+    };
+    let mut ingest = RangeIngest::new("c", ConflictMode::Causal);
+    let (mut after, mut pages, mut sent) = (None::<Vec<u8>>, 0, 0);
+    loop {
+        let (more, page) = crate::stream::peer::read_page(
+            &source.replica,
+            ConflictMode::Causal,
+            "c",
+            range,
+            after.as_deref(),
+            400,
+        )
+        .unwrap();
+        applied.replica.apply(&page, mode_of).unwrap();
+        ingested
+            .replica
+            .ingest_page(&mut ingest, &page, mode_of)
+            .unwrap();
+        pages += 1;
+        sent += page.len();
+        if pages == 5 {
+            // A checkpoint mid-range: one file finished, the next begins.
+            ingested.replica.finish_ingest(&mut ingest).unwrap();
+            assert!(!ingest.is_open());
+        }
+        after = page.last().map(|c| c.key.clone());
+        if !more {
+            break;
+        }
+    }
+    assert!(pages > 10, "{pages} pages");
+    assert_eq!(sent, 300 - 200 + 120 + 1 - 1);
+    ingested.replica.finish_ingest(&mut ingest).unwrap();
+    assert_eq!(ingest.cells() as usize, sent);
+    let stats = ingested.replica.engine().stats("c").unwrap();
+    assert!(stats.sstables >= 3, "two spans and a checkpoint: {stats:?}");
+    // The ingested spans' tree groups are building until rebuilt.
+    let tree = ingested.replica.trees().get("c").unwrap();
+    assert!(!tree.is_ready());
+    ingested.replica.rebuild_trees().unwrap();
+    assert!(tree.is_ready());
+    let reference = applied.replica.trees().get("c").unwrap();
+    let last = tree.leaf_count() - 1;
+    assert_eq!(tree.leaves(0, last), reference.leaves(0, last));
+    for k in keys.iter().chain([b"only-here".to_vec()].iter()) {
+        let key = RowPrefix::new(p, k).cell_key(b"col");
+        assert_eq!(
+            ingested.replica.read_raw("c", &key).unwrap(),
+            applied.replica.read_raw("c", &key).unwrap(),
+            "key {k:?}"
+        );
+    }
+}
+
+#[test]
+fn replica_ingest_refuses_a_page_with_a_bad_cell_or_another_table_and_adds_none_of_it() {
+    use crate::replica::ingest::RangeIngest;
+    let f = fixture(1, Partitioner::Murmur3);
+    let source = fixture(2, Partitioner::Murmur3);
+    let mut good = mint_one(&source.replica, "c", b"a", b"col", Some(b"v"), None);
+    good.extend(mint_one(
+        &source.replica,
+        "c",
+        b"b",
+        b"col",
+        Some(b"v"),
+        None,
+    ));
+    good.sort_by(|x, y| x.key.cmp(&y.key));
+    let mut ingest = RangeIngest::new("c", ConflictMode::Causal);
+    let mut bad = good.clone();
+    bad[1].value = b"garbage".to_vec();
+    assert!(f.replica.ingest_page(&mut ingest, &bad, mode_of).is_err());
+    let lww = mint_one(&source.replica, "l", b"a", b"col", Some(b"v"), None);
+    assert!(f.replica.ingest_page(&mut ingest, &lww, mode_of).is_err());
+    assert!(!ingest.is_open());
+    f.replica.ingest_page(&mut ingest, &good, mode_of).unwrap();
+    f.replica.finish_ingest(&mut ingest).unwrap();
+    assert_eq!(ingest.cells(), 2);
+    for c in &good {
+        assert_eq!(
+            f.replica.read_raw("c", &c.key).unwrap(),
+            Some(c.value.clone())
+        );
+    }
+}

@@ -11,13 +11,18 @@
 //!    ([`super::plan`]): per table, every range it will replicate and does not now, each
 //!    with its sources. The plan goes into the `bootstrap` file ([`super::checkpoint`])
 //!    before the first page moves.
-//! 3. Range by range it pulls pages from a live source ([`super::messages`]), applies
-//!    each by merge (idempotent: a page applied twice changes nothing), and every
-//!    [`StreamOptions::checkpoint_bytes`] of the range and at its end fsyncs the commit
-//!    log, then records the last applied key in the file. A source that fails mid-range
-//!    hands over to the next one from the same key (the order of engine keys is the same
-//!    on every replica); when none can serve, the range is retried after a pause.
-//!    Throughput is capped by the registry's rate (`--stream-throughput-mb`).
+//! 3. Range by range it pulls pages from a live source ([`super::messages`]). A range
+//!    that fits in its first page is applied by merge through the write path; the pages
+//!    of a longer one, in ascending key order and merged at the source, are written
+//!    straight into SSTables ([`crate::replica::ingest`]). Both are idempotent (a page
+//!    received twice changes nothing). Every [`StreamOptions::checkpoint_bytes`] of the
+//!    range and at its end the node makes what it received durable (finishes its SSTable,
+//!    or fsyncs the commit log), then records the last key in the file. A source that
+//!    fails mid-range hands over to the next one from the same key (the order of engine
+//!    keys is the same on every replica); when none can serve, the range is retried
+//!    after a pause. Throughput is capped by the registry's rate
+//!    (`--stream-throughput-mb`). Once every range is streamed, the hash tree groups the
+//!    ingested files marked building are rebuilt.
 //! 4. When every range is done it returns; the node then announces `normal` and removes
 //!    the file. A node killed meanwhile restarts joining, with its tokens and the file,
 //!    and resumes each range after its last recorded key.
@@ -40,6 +45,7 @@ use super::progress::{StreamInfo, StreamRegistry, StreamState};
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus};
 use crate::coordinator::placement::strategy;
 use crate::net::PeerNetwork;
+use crate::replica::ingest::RangeIngest;
 use crate::replica::{RawCell, ReplicaExecution, ReplicaHost};
 use crate::ring::NodeId;
 use crate::service::Service;
@@ -49,10 +55,10 @@ use crate::service::Service;
 pub struct StreamOptions {
     /// Bytes of entries asked per page.
     pub page_bytes: u32,
-    /// Bytes applied between two checkpoints of a range (commit-log sync and `bootstrap`
-    /// file): a crash re-applies at most this much of each range in progress (merges are
-    /// idempotent), and the syncs stay off the per-page path. The last page of a range is
-    /// always checkpointed.
+    /// Bytes received between two checkpoints of a range (its SSTable finished or the
+    /// commit log synced, then the `bootstrap` file): a crash re-applies at most this much
+    /// of each range in progress (merges are idempotent), and the syncs stay off the
+    /// per-page path. The last page of a range is always checkpointed.
     pub checkpoint_bytes: u64,
     /// Deadline of each page call.
     pub call_timeout: Duration,
@@ -77,7 +83,7 @@ impl Default for StreamOptions {
     fn default() -> Self {
         StreamOptions {
             page_bytes: 1 << 20,
-            checkpoint_bytes: 16 << 20,
+            checkpoint_bytes: (1 << 20) * CHECKPOINT_PAGES,
             call_timeout: Duration::from_secs(30),
             retry_pause: Duration::from_secs(1),
             schema_wait: Duration::from_secs(30),
@@ -87,6 +93,21 @@ impl Default for StreamOptions {
         }
     }
 }
+
+impl StreamOptions {
+    /// The defaults with pages of `page_bytes` and a checkpoint every
+    /// [`CHECKPOINT_PAGES`] pages.
+    pub fn with_page_bytes(page_bytes: u32) -> StreamOptions {
+        StreamOptions {
+            page_bytes,
+            checkpoint_bytes: u64::from(page_bytes) * CHECKPOINT_PAGES,
+            ..StreamOptions::default()
+        }
+    }
+}
+
+/// Pages of a range between two of its checkpoints, by default.
+pub const CHECKPOINT_PAGES: u64 = 16;
 
 /// Why a bootstrap stopped before it completed.
 #[derive(Debug, thiserror::Error)]
@@ -336,9 +357,11 @@ impl Bootstrap {
         // Ranges stream RANGES_AT_ONCE at a time: one range is a chain of round trips
         // (fetch, apply, checkpoint), so several keep both nodes and the network busy.
         let shared = Shared {
+            saved: std::sync::Mutex::new(state.clone()),
             state: std::sync::Mutex::new(std::mem::take(state)),
             next: std::sync::atomic::AtomicUsize::new(0),
             checkpoint: tokio::sync::Mutex::new(()),
+            ingested: std::sync::atomic::AtomicBool::new(false),
         };
         let worker = || {
             let mut shutdown = shutdown.clone();
@@ -357,6 +380,9 @@ impl Bootstrap {
         };
         let results: [Result<(), BootstrapError>; RANGES_AT_ONCE] =
             tokio::join!(worker(), worker(), worker(), worker()).into();
+        if shared.ingested.load(std::sync::atomic::Ordering::Relaxed) {
+            self.rebuild_trees().await;
+        }
         *state = shared.state.into_inner().unwrap_or_else(|p| p.into_inner());
         for r in results {
             r?;
@@ -499,7 +525,10 @@ impl Bootstrap {
             .collect()
     }
 
-    /// Pulls range `i` from `node` until done.
+    /// Pulls range `i` from `node` until done. A range longer than one page is ingested
+    /// ([`crate::replica::ingest`]): its pages go straight into SSTables, finished at each
+    /// checkpoint. A range that fits in its first page is applied through the write path
+    /// instead (a file per tiny range would only feed compaction).
     async fn pull_from(
         &self,
         shared: &Shared,
@@ -508,6 +537,43 @@ impl Bootstrap {
         node: NodeId,
         addr: std::net::SocketAddr,
         shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), PullStop> {
+        let Some(r) = shared.range(i) else {
+            return Ok(());
+        };
+        let Some(mode) = self.service.conflict_mode(&r.table) else {
+            return Err(PullStop::Failed(PageError::Apply(format!(
+                "no table {:?} here",
+                r.table
+            ))));
+        };
+        let mut ingest = RangeIngest::new(&r.table, mode);
+        let result = self
+            .pull_pages(shared, i, slot, (node, addr), shutdown, &mut ingest)
+            .await;
+        if ingest.is_open() {
+            // Pages ingested since the range's last checkpoint: durable now, or forgotten
+            // (the range resumes from its checkpoint).
+            if let Err(e) = self.ingest(&mut ingest, Vec::new(), true).await {
+                tracing::warn!(table = %r.table, error = %e, "could not finish a stopped stream's ingestion; the range resumes from its last checkpoint");
+                shared.rewind(i);
+                if result.is_ok() {
+                    return Err(PullStop::Failed(e));
+                }
+            }
+        }
+        result
+    }
+
+    /// The pages of [`Bootstrap::pull_from`].
+    async fn pull_pages(
+        &self,
+        shared: &Shared,
+        i: usize,
+        slot: usize,
+        (node, addr): (NodeId, std::net::SocketAddr),
+        shutdown: &mut watch::Receiver<bool>,
+        ingest: &mut RangeIngest,
     ) -> Result<(), PullStop> {
         let Some(r) = shared.range(i) else {
             return Ok(());
@@ -522,6 +588,8 @@ impl Bootstrap {
         // file by this much; an interrupted pull resumes from memory, a restart from the
         // file).
         let mut unsynced = 0u64;
+        // Pages applied through the write path since the last checkpoint.
+        let mut logged = false;
         let mut started = Instant::now();
         let mut page = self.fetch(addr, node, &table, range, after.clone()).await?;
         loop {
@@ -542,14 +610,26 @@ impl Bootstrap {
                 (None, Some(Progress::After(k))) => Some(k),
                 _ => None,
             };
+            let ingesting = more || ingest.is_open();
+            if ingesting {
+                shared
+                    .ingested
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                logged = true;
+            }
+            let apply = async {
+                if ingesting {
+                    self.ingest(ingest, cells, false).await
+                } else {
+                    self.apply(cells).await
+                }
+            };
             let (applied, next) = if more {
-                let (a, n) = tokio::join!(
-                    self.apply(cells),
-                    self.fetch(addr, node, &table, range, next_after)
-                );
+                let (a, n) = tokio::join!(apply, self.fetch(addr, node, &table, range, next_after));
                 (a, Some(n))
             } else {
-                (self.apply(cells).await, None)
+                (apply.await, None)
             };
             applied.map_err(PullStop::Failed)?;
             unsynced += page_bytes;
@@ -566,12 +646,18 @@ impl Bootstrap {
                 };
             }
             if !more || unsynced >= self.opts.checkpoint_bytes {
-                // One checkpoint at a time, so the file only moves forward. The snapshot
-                // is taken before the sync: every page it counts was applied before the
-                // sync began (other ranges' pages applied meanwhile wait for their own).
+                // Every page of the range applied so far is made durable, then recorded.
+                if ingest.is_open() {
+                    self.ingest(ingest, Vec::new(), true)
+                        .await
+                        .map_err(PullStop::Failed)?;
+                }
+                if std::mem::take(&mut logged) {
+                    self.sync().await.map_err(PullStop::Failed)?;
+                }
+                // One checkpoint at a time, so the file only moves forward.
                 let _one = shared.checkpoint.lock().await;
-                let snapshot = shared.lock().clone();
-                self.sync().await.map_err(PullStop::Failed)?;
+                let snapshot = shared.checkpointed(i);
                 self.save(&snapshot)
                     .await
                     .map_err(|e| PullStop::Failed(e.into()))?;
@@ -660,6 +746,56 @@ impl Bootstrap {
             .map_err(|e| PageError::Apply(format!("apply task failed: {e}")))?
     }
 
+    /// Adds a page to `ingest` and, with `finish`, finishes its open file (durable and
+    /// visible). A failed task leaves `ingest` empty (its unfinished file is removed).
+    async fn ingest(
+        &self,
+        ingest: &mut RangeIngest,
+        cells: Vec<RawCell>,
+        finish: bool,
+    ) -> Result<(), PageError> {
+        let service = self.service.clone();
+        let mut taken = std::mem::replace(ingest, RangeIngest::new(ingest.table(), ingest.mode()));
+        let (back, result) = self
+            .opts
+            .execution
+            .run(move || {
+                let replica = service.replica();
+                let mut result =
+                    replica.ingest_page(&mut taken, &cells, |t| service.conflict_mode(t));
+                if result.is_ok() && finish {
+                    result = replica.finish_ingest(&mut taken);
+                }
+                (taken, result.map_err(|e| PageError::Apply(e.to_string())))
+            })
+            .await
+            .map_err(|e| PageError::Apply(format!("ingest task failed: {e}")))?;
+        *ingest = back;
+        result
+    }
+
+    /// Rebuilds the tree groups ingestion left building (blocking scans, off the async
+    /// threads). A failure is logged: the groups stay building, and the node rebuilds
+    /// them at its next start.
+    async fn rebuild_trees(&self) {
+        let service = self.service.clone();
+        let started = std::time::Instant::now();
+        match self
+            .opts
+            .execution
+            .run(move || service.replica().rebuild_trees())
+            .await
+        {
+            Ok(Ok(keys)) => {
+                tracing::info!(keys, elapsed = ?started.elapsed(), "hash tree groups of the ingested ranges rebuilt")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot rebuild the hash tree groups of the ingested ranges; they are rebuilt at the next start")
+            }
+            Err(e) => tracing::warn!(error = %e, "tree rebuild task failed"),
+        }
+    }
+
     /// Makes every page applied so far durable (the checkpoint after it must never name
     /// a key whose page a crash could lose).
     async fn sync(&self) -> Result<(), PageError> {
@@ -723,8 +859,14 @@ const RANGES_AT_ONCE: usize = 4;
 /// across an await), the next range to take, and the checkpoint's turn.
 struct Shared {
     state: std::sync::Mutex<BootstrapState>,
+    /// What the file may say: each range as of its own last checkpoint (a range's pages
+    /// in an ingestion not finished yet are not durable, so another range's checkpoint
+    /// must not record them).
+    saved: std::sync::Mutex<BootstrapState>,
     next: std::sync::atomic::AtomicUsize,
     checkpoint: tokio::sync::Mutex<()>,
+    /// Some range was ingested: the trees have building groups to rebuild at the end.
+    ingested: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -735,6 +877,31 @@ impl Shared {
     /// A copy of range `i`'s checkpoint.
     fn range(&self, i: usize) -> Option<RangeCheckpoint> {
         self.lock().ranges.get(i).cloned()
+    }
+
+    /// Records range `i` as it is now in what the file may say (every page it counts is
+    /// durable); returns the state to save.
+    fn checkpointed(&self, i: usize) -> BootstrapState {
+        let now = self.range(i);
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(now), Some(slot)) = (now, saved.ranges.get_mut(i)) {
+            *slot = now;
+        }
+        saved.clone()
+    }
+
+    /// Puts range `i` back to its last checkpoint (pages after it were lost).
+    fn rewind(&self, i: usize) {
+        let saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ranges
+            .get(i)
+            .cloned();
+        if let (Some(saved), Some(slot)) = (saved, self.lock().ranges.get_mut(i)) {
+            *slot = saved;
+        }
     }
 }
 

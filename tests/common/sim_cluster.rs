@@ -490,7 +490,11 @@ impl Sim {
             .unwrap();
         let streams = Arc::new(StreamRegistry::new(0, stopped.clone()));
         coordinator.set_streams(streams.clone());
+        // Small pages: a range of a few cells spans several, so streams ingest
+        // (straight into SSTables, checkpointed every four pages) as large ranges do.
         let stream_opts = StreamOptions {
+            page_bytes: 512,
+            checkpoint_bytes: 4 * 512,
             call_timeout: Duration::from_secs(5),
             execution: ReplicaExecution::Inline,
             ..StreamOptions::default()
