@@ -20,7 +20,7 @@ use super::codec::RawCell;
 use super::keys::split_engine_key;
 use super::mint::BATCH_BUDGET;
 use super::{Replica, ReplicaError};
-use crate::versioning::{decode_causal_cell, LwwCell, RowTombstone};
+use crate::versioning::{check_causal_cell, LwwCell, RowTombstone};
 
 /// A cell refused by [`Replica::apply`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,9 +90,9 @@ impl Replica {
             };
         }
         match mode {
-            ConflictMode::Causal => decode_causal_cell(&cell.value)
-                .map(drop)
-                .map_err(|e| value_error("causal", e.to_string())),
+            ConflictMode::Causal => {
+                check_causal_cell(&cell.value).map_err(|e| value_error("causal", e.to_string()))
+            }
             ConflictMode::Lww => LwwCell::decode(&cell.value)
                 .map(drop)
                 .map_err(|e| value_error("lww", e.to_string())),

@@ -327,6 +327,9 @@ impl Bootstrap {
                 "bootstrap resumed from its checkpoints"
             );
         }
+        // Nobody reads a joining node: its files are compacted once, after the streams,
+        // not while they arrive.
+        let _hold = self.service.replica().engine().hold_compactions();
         self.stream_all(&mut state, "bootstrap", &mut shutdown)
             .await
     }

@@ -80,6 +80,18 @@ fn encode_sibling(buf: &mut Vec<u8>, s: &Sibling) {
 
 /// Decodes a causal cell, checking every invariant of the format.
 pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
+    parse_causal_cell::<true>(bytes).map(Option::unwrap_or_default)
+}
+
+/// Checks every invariant of the format as [`decode_causal_cell`] does, without building
+/// the cell (no allocation, no value copied): for cells that are only passed on.
+pub fn check_causal_cell(bytes: &[u8]) -> Result<(), VersioningError> {
+    parse_causal_cell::<false>(bytes).map(drop)
+}
+
+/// The one parser of the format: builds the cell when `BUILD`, else only checks it
+/// (and returns `None`).
+fn parse_causal_cell<const BUILD: bool>(bytes: &[u8]) -> Result<Option<Dvv>, VersioningError> {
     let mut r = ByteReader::new(bytes);
     let v2 = match r.u8().ok_or(corrupt("empty"))? {
         CAUSAL_CELL_V1 => false,
@@ -87,13 +99,15 @@ pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
         _ => return Err(corrupt("unknown format byte")),
     };
     let n_entries = count(&mut r, MAX_ACTORS, MIN_ENTRY_LEN, "too many actors")?;
-    let mut entries: Vec<DvvEntry> = Vec::with_capacity(n_entries);
+    let mut entries: Vec<DvvEntry> = Vec::with_capacity(if BUILD { n_entries } else { 0 });
+    let mut last_actor: Option<Actor> = None;
     let mut total_dots = 0usize;
     for _ in 0..n_entries {
         let actor = Actor::decode_from(&mut r).ok_or(corrupt("truncated actor"))?;
-        if entries.last().is_some_and(|e| e.actor >= actor) {
+        if last_actor.is_some_and(|last| last >= actor) {
             return Err(corrupt("actors not strictly ascending"));
         }
+        last_actor = Some(actor);
         let counter = r.varint().ok_or(corrupt("truncated counter"))?;
         if counter == 0 || counter > MAX_CELL_COUNTER {
             return Err(corrupt("counter out of range"));
@@ -103,23 +117,29 @@ pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
         if total_dots > MAX_CELL_SIBLINGS {
             return Err(corrupt("too many siblings"));
         }
-        let mut dots: Vec<(u64, Sibling)> = Vec::with_capacity(n_dots);
+        let mut dots: Vec<(u64, Sibling)> = Vec::with_capacity(if BUILD { n_dots } else { 0 });
+        let mut last_dot: Option<u64> = None;
         for _ in 0..n_dots {
             let age = r.varint().ok_or(corrupt("truncated dot"))?;
             if age >= counter {
                 return Err(corrupt("dot out of range"));
             }
             let c = counter - age;
-            if dots.last().is_some_and(|(prev, _)| *prev >= c) {
+            if last_dot.is_some_and(|prev| prev >= c) {
                 return Err(corrupt("dots not strictly ascending"));
             }
-            dots.push((c, decode_sibling(&mut r)?));
+            last_dot = Some(c);
+            if let Some(sibling) = parse_sibling::<BUILD>(&mut r)? {
+                dots.push((c, sibling));
+            }
         }
-        entries.push(DvvEntry {
-            actor,
-            counter,
-            dots,
-        });
+        if BUILD {
+            entries.push(DvvEntry {
+                actor,
+                counter,
+                dots,
+            });
+        }
     }
     let mut superseded: Vec<(u128, u64)> = Vec::new();
     if v2 {
@@ -127,22 +147,26 @@ pub fn decode_causal_cell(bytes: &[u8]) -> Result<Dvv, VersioningError> {
         if n == 0 {
             return Err(corrupt("empty superseded list"));
         }
+        let mut last_id: Option<u128> = None;
         for _ in 0..n {
             let id = read_u128(&mut r).ok_or(corrupt("truncated superseded id"))?;
-            if superseded.last().is_some_and(|(prev, _)| *prev >= id) {
+            if last_id.is_some_and(|prev| prev >= id) {
                 return Err(corrupt("superseded ids not strictly ascending"));
             }
+            last_id = Some(id);
             let expires = r.varint().ok_or(corrupt("truncated superseded expiry"))?;
-            superseded.push((id, expires));
+            if BUILD {
+                superseded.push((id, expires));
+            }
         }
     }
     if !r.is_empty() {
         return Err(corrupt("trailing bytes"));
     }
-    Ok(Dvv {
+    Ok(BUILD.then_some(Dvv {
         entries,
         superseded,
-    })
+    }))
 }
 
 /// Reads a count, capped by `max` and by what the remaining bytes could hold.
@@ -170,7 +194,10 @@ fn read_u128(r: &mut ByteReader<'_>) -> Option<u128> {
     Some((u128::from(high) << 64) | u128::from(low))
 }
 
-fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
+/// One sibling: built when `BUILD` (the value copied), else only checked (`None`).
+fn parse_sibling<const BUILD: bool>(
+    r: &mut ByteReader<'_>,
+) -> Result<Option<Sibling>, VersioningError> {
     let flags = r.u8().ok_or(corrupt("truncated sibling"))?;
     if flags & !SIBLING_FLAGS_KNOWN != 0 {
         return Err(corrupt("unknown sibling flags"));
@@ -187,20 +214,16 @@ fn decode_sibling(r: &mut ByteReader<'_>) -> Result<Sibling, VersioningError> {
         None
     };
     let value = if flags & SIBLING_HAS_VALUE != 0 {
-        Some(
-            r.varint_prefixed()
-                .ok_or(corrupt("truncated value"))?
-                .to_vec(),
-        )
+        Some(r.varint_prefixed().ok_or(corrupt("truncated value"))?)
     } else {
         None
     };
-    Ok(Sibling {
-        value,
+    Ok(BUILD.then(|| Sibling {
+        value: value.map(<[u8]>::to_vec),
         timestamp_micros: ts as i64,
         expires_at_secs,
         write_id,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -275,6 +298,39 @@ mod tests {
         let bytes = encode_causal_cell(&sample());
         for n in 0..bytes.len() {
             assert!(decode_causal_cell(&bytes[..n]).is_err(), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn causal_cell_check_agrees_with_the_decoder_on_every_byte_changed_or_cut() {
+        let mut d = sample();
+        d.supersede(&[3, 9], 77);
+        for bytes in [encode_causal_cell(&sample()), encode_causal_cell(&d)] {
+            assert!(check_causal_cell(&bytes).is_ok());
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for x in [0x00, 0x01, 0x80, 0xff] {
+                    let mut v = bytes.clone();
+                    v[i] ^= x;
+                    variants.push(v);
+                }
+            }
+            let mut refused = 0;
+            for v in &variants {
+                let decoded = decode_causal_cell(v).map(drop);
+                assert_eq!(
+                    check_causal_cell(v).map_err(|e| e.to_string()),
+                    decoded.as_ref().map_err(|e| e.to_string()).cloned(),
+                    "{v:02x?}"
+                );
+                refused += usize::from(decoded.is_err());
+            }
+            assert!(
+                refused > bytes.len(),
+                "{refused} of {} refused",
+                variants.len()
+            );
         }
     }
 

@@ -65,7 +65,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use actor::{Actor, ActorEpoch, ActorOpen};
-pub use cell::{decode_causal_cell, encode_causal_cell};
+pub use cell::{check_causal_cell, decode_causal_cell, encode_causal_cell};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::Context;
 pub use dvv::{Dot, Dvv, DvvEntryParts, Sibling};

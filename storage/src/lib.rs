@@ -38,8 +38,9 @@ pub mod sstable;
 pub mod types;
 
 pub use engine::{
-    CommitLogStats, Direction, Engine, EngineHealth, EngineOptions, Ingest, IngestReport,
-    MergeResolver, RecoveryReport, ScanIter, SpaceShortage, SyncMode, TableOptions, TableStats,
+    CommitLogStats, CompactionHold, Direction, Engine, EngineHealth, EngineOptions, Ingest,
+    IngestReport, MergeResolver, RecoveryReport, ScanIter, SpaceShortage, SyncMode, TableOptions,
+    TableStats,
 };
 pub use error::{Error, Result};
 pub use merge::{CompactionFilter, MergePolicy, NewestWins};

@@ -241,12 +241,20 @@ fn compaction_loop(inner: &Arc<Inner>) {
         if !inner.opts.auto_compaction || inner.poisoned.load(Ordering::Acquire) {
             continue;
         }
+        let held = || inner.compaction_holds.load(Ordering::Acquire) > 0;
+        if held() {
+            // The last hold to go wakes this thread again.
+            continue;
+        }
         let tables: Vec<Arc<Table>> = inner.read_tables().values().cloned().collect();
         'tables: for t in tables {
             // Keep compacting a table while its strategy finds work, checking for shutdown.
             loop {
                 if lock(&inner.bg).shutdown {
                     return;
+                }
+                if held() {
+                    break 'tables;
                 }
                 match inner.compact_step(&t) {
                     Ok(true) => {}

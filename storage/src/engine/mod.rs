@@ -217,6 +217,8 @@ pub(crate) struct Inner {
     compacting: Mutex<()>,
     /// Serialises commit log segment deletion.
     segment_gc: Mutex<()>,
+    /// Live [`CompactionHold`]s: automatic compaction waits while any is held.
+    compaction_holds: std::sync::atomic::AtomicUsize,
     /// The free-space reserve and the shortages in force.
     space: space::DiskSpace,
 }
@@ -329,6 +331,18 @@ impl Engine {
         ScanIter::new(t, start, end, direction)
     }
 
+    /// Holds automatic compaction off until the returned guard drops (several holds
+    /// nest); a compaction under way finishes first. Manual compactions
+    /// ([`Engine::compact`]) still run. For a node taking in data nobody reads yet (a
+    /// bootstrap ingesting its ranges): merging its files as they arrive would only
+    /// compete with the arrival, so they are compacted once, after.
+    pub fn hold_compactions(&self) -> CompactionHold {
+        self.inner.compaction_holds.fetch_add(1, Ordering::AcqRel);
+        CompactionHold {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// Freezes the table's memtable (all tables when `None`) and waits until it is flushed.
     pub fn flush(&self, table: Option<&str>) -> Result<()> {
         self.inner.flush(table)
@@ -424,6 +438,25 @@ impl Engine {
         let synced = self.inner.log.close();
         self.inner.check_poisoned()?;
         synced
+    }
+}
+
+/// Automatic compaction is held off while this lives ([`Engine::hold_compactions`]).
+pub struct CompactionHold {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CompactionHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompactionHold").finish_non_exhaustive()
+    }
+}
+
+impl Drop for CompactionHold {
+    fn drop(&mut self) {
+        if self.inner.compaction_holds.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.wake_background(false, true);
+        }
     }
 }
 

@@ -138,6 +138,7 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         poison_reason: Mutex::new(None),
         compacting: Mutex::new(()),
         segment_gc: Mutex::new(()),
+        compaction_holds: std::sync::atomic::AtomicUsize::new(0),
         space: super::space::DiskSpace::new(dir, opts.min_free_bytes),
         opts,
     });

@@ -118,3 +118,44 @@ fn engine_ingest_refuses_newest_wins_tables_unknown_tables_and_dropped_ones() {
         "the dropped table's file is removed"
     );
 }
+
+#[test]
+fn engine_compaction_waits_while_held_and_runs_once_released() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = open_with(dir.path(), union_opts());
+    union_table(&e);
+    let hold = e.hold_compactions();
+    let nested = e.hold_compactions();
+    for i in 0..8u8 {
+        let mut ing = e.ingest("t").expect("ingest");
+        ing.add(&[b'k', i], b"v").expect("add");
+        ing.finish().expect("finish");
+        e.put("t", &[b'm', i], b"v").expect("put");
+        e.flush(None).expect("flush");
+    }
+    assert_eq!(e.stats("t").expect("stats").sstables, 16);
+    drop(nested);
+    // Still held by the first guard: give the compaction thread a chance to run.
+    e.put("t", b"z", b"v").expect("put");
+    e.flush(None).expect("flush");
+    assert_eq!(e.stats("t").expect("stats").sstables, 17);
+    // A manual compaction runs under a hold.
+    e.compact("t").expect("compact");
+    assert_eq!(e.stats("t").expect("stats").sstables, 1);
+    for i in 0..8u8 {
+        let mut ing = e.ingest("t").expect("ingest");
+        ing.add(&[b'n', i], b"v").expect("add");
+        ing.finish().expect("finish");
+    }
+    assert_eq!(e.stats("t").expect("stats").sstables, 9);
+    drop(hold);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while e.stats("t").expect("stats").sstables > 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction after the hold went"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(scan_all(&e, "t", Direction::Forward).len(), 8 + 8 + 8 + 1);
+}
