@@ -379,7 +379,7 @@ impl Node {
                 }
             }
         }
-        if matches!(entry, Entry::Owner | Entry::Leaving) {
+        if matches!(entry, Entry::Owner | Entry::Leaving | Entry::Moving) {
             wait_until_normal(&handle).await;
         } else {
             let peers = config.cluster.seeds.iter().any(|s| *s != peer_addr);
@@ -473,6 +473,22 @@ impl Node {
             )
             .persisted()
             .spawn();
+        }
+        if entry == Entry::Moving {
+            match crate::stream::MoveState::load(&config.data_dir) {
+                Ok(Some(m)) => crate::stream::Mover::new(
+                    service.clone(),
+                    Arc::new(net.clone()),
+                    handle.clone(),
+                    streams.clone(),
+                    stream_opts,
+                )
+                .spawn(m.to),
+                Ok(None) => tracing::error!("the move file went missing: the move is not resumed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the move file: the move is not resumed")
+                }
+            }
         }
         let removals = crate::stream::Removals::new(
             service.clone(),
@@ -668,6 +684,9 @@ enum Entry {
     /// Tokens owned, restarted mid-decommission: announced `leaving`, and the hand-off
     /// resumes from its `handoff` file.
     Leaving,
+    /// Tokens owned, restarted mid-move: announced `moving` to the tokens of its `move`
+    /// file, and the move resumes from its checkpoints.
+    Moving,
 }
 
 /// A replacement of a dead node (`--replace`) under way at this start.
@@ -743,10 +762,21 @@ fn start_gossip(
                 "keeping the saved tokens; --num-tokens applies to a node's first join only"
             );
         }
+        let moving = crate::stream::MoveState::load(&config.data_dir)?;
+        let mut owned = ring.tokens.clone();
+        owned.sort();
         if crate::stream::Decommission::under_way(&config.data_dir)? {
             tracing::warn!(node = %id, generation, tokens = ring.tokens.len(), "restarting mid-decommission (handoff file): leaving, resuming the hand-off");
             TokenPlan::Leaving(ring.tokens.clone())
+        } else if let Some(m) = moving.filter(|m| m.to != owned) {
+            tracing::warn!(node = %id, generation, tokens = ring.tokens.len(), "restarting mid-move (move file): moving, resuming its streams");
+            TokenPlan::Moving {
+                tokens: ring.tokens.clone(),
+                to: m.to,
+            }
         } else {
+            // A move whose new tokens were recorded before the restart is complete.
+            crate::stream::MoveState::remove(&config.data_dir)?;
             tracing::info!(node = %id, generation, tokens = ring.tokens.len(), "restarting with saved tokens");
             TokenPlan::Existing(ring.tokens.clone())
         }
@@ -803,8 +833,12 @@ fn start_gossip(
             }
         }
     };
-    let existing = matches!(plan, TokenPlan::Existing(_) | TokenPlan::Leaving(_));
+    let existing = matches!(
+        plan,
+        TokenPlan::Existing(_) | TokenPlan::Leaving(_) | TokenPlan::Moving { .. }
+    );
     let leaving = matches!(plan, TokenPlan::Leaving(_));
+    let moving = matches!(plan, TokenPlan::Moving { .. });
     let joining = matches!(
         plan,
         TokenPlan::AllocateJoining { .. } | TokenPlan::Resume(_) | TokenPlan::Replace { .. }
@@ -813,6 +847,7 @@ fn start_gossip(
         plan,
         TokenPlan::Existing(_)
             | TokenPlan::Leaving(_)
+            | TokenPlan::Moving { .. }
             | TokenPlan::Resume(_)
             | TokenPlan::Replace {
                 tokens: Some(_),
@@ -892,6 +927,8 @@ fn start_gossip(
         runtime,
         if leaving {
             Entry::Leaving
+        } else if moving {
+            Entry::Moving
         } else if existing {
             Entry::Owner
         } else if joining {
@@ -930,10 +967,14 @@ fn remember_saved_peers(gossiper: &mut Gossiper, dir: &std::path::Path, partitio
 async fn wait_until_normal(link: &ClusterHandle) {
     let deadline = Instant::now() + READY_WAIT;
     while Instant::now() < deadline {
-        // Normal, or leaving (a decommission resumed).
+        // Normal, or leaving or moving (a decommission or move resumed).
         let normal = link.view().is_some_and(|v| {
-            v.node(v.local)
-                .is_some_and(|n| matches!(n.status, Some(NodeStatus::Normal | NodeStatus::Leaving)))
+            v.node(v.local).is_some_and(|n| {
+                matches!(
+                    n.status,
+                    Some(NodeStatus::Normal | NodeStatus::Leaving | NodeStatus::Moving)
+                )
+            })
         });
         if normal {
             break;

@@ -2486,6 +2486,139 @@ fn cluster_a_decommission_killed_mid_stream_resumes_without_resending_finished_r
     );
 }
 
+/// A move cut by a SIGKILL of the moving node: restarted, it comes back `moving` to the
+/// same tokens and resumes, skipping the ranges it had finished; it then owns its new
+/// tokens, and every key reads at ONE through every node. Its pages are 4 KiB, so its
+/// ranges span several and are ingested straight into SSTables.
+#[test]
+fn cluster_a_move_killed_mid_stream_resumes_without_resending_finished_ranges() {
+    const KEYS: usize = 6_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Probe::new();
+    // Node 3 streams at 64 KiB/s: its move takes long enough to cut.
+    let slow = |i: usize| {
+        if i == 2 {
+            ["--stream-throughput-mb", "0.0625", "--stream-page-kb", "4"]
+                .map(str::to_owned)
+                .to_vec()
+        } else {
+            Vec::new()
+        }
+    };
+    let mut nodes = start_cluster_with(&probe, tmp.path(), 3, slow);
+    create_kv(&probe, &nodes, 2);
+    put_many(&probe, nodes[0].client, 0..KEYS, ConsistencyLevel::All, 2);
+    let old: Vec<i128> = probe
+        .topology(nodes[0].client)
+        .and_then(|t| node_at(&t, &nodes[2]).map(|n| n.tokens.clone()))
+        .unwrap();
+    // Each token a 32nd of the ring further on.
+    let mut new: Vec<i128> = old
+        .iter()
+        .map(|&t| i128::from((t as i64).wrapping_add(1 << 59)))
+        .collect();
+    new.sort();
+    let said = probe
+        .rt
+        .block_on(probe.direct(nodes[2].client).move_to(new.clone()))
+        .unwrap();
+    assert!(said.contains("moving"), "{said}");
+    let mut before = None;
+    wait_for(
+        "node 3 to pull some ranges",
+        JOIN_DEADLINE,
+        &[&nodes[2]],
+        || {
+            before = streams_of(&probe, nodes[2].client).filter(|r| {
+                r.streams
+                    .iter()
+                    .filter(|s| s.operation == "move" && s.state == "done" && s.bytes > 0)
+                    .count()
+                    >= 3
+            });
+            before.is_some()
+        },
+    );
+    nodes[2].signal(libc::SIGKILL);
+    nodes[2].wait_exit();
+    let mut args = slow(2);
+    args.extend(["--seeds".to_owned(), nodes[0].peer.to_string()]);
+    nodes[2].start(&args);
+    let mut resumed = None;
+    wait_for("node 3 to resume", JOIN_DEADLINE, &[&nodes[2]], || {
+        resumed = streams_of(&probe, nodes[2].client).filter(|r| !r.streams.is_empty());
+        resumed.is_some()
+    });
+    let resumed = resumed.unwrap();
+    let done_at_restart: Vec<&sibyl_protocol::StreamEntry> = resumed
+        .streams
+        .iter()
+        .filter(|s| s.state == "done" && s.bytes > 0 && s.run_bytes == 0)
+        .collect();
+    assert!(
+        done_at_restart.len() >= 3,
+        "ranges pulled before the kill are done at restart: {resumed:?}"
+    );
+    let topology = probe.topology(nodes[0].client).unwrap();
+    assert_eq!(
+        node_at(&topology, &nodes[2]).map(|n| n.state),
+        Some(NodeState::Moving),
+        "restarted moving"
+    );
+    let unlimited = probe
+        .rt
+        .block_on(probe.direct(nodes[2].client).streams(Some(0)));
+    assert_eq!(unlimited.map(|r| r.throughput).ok(), Some(0));
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("node 3 to own its new tokens", JOIN_DEADLINE, &all, || {
+        nodes.iter().all(|n| {
+            probe.topology(n.client).is_some_and(|t| {
+                node_at(&t, &nodes[2])
+                    .is_some_and(|i| i.state == NodeState::Normal && i.tokens == new)
+            })
+        })
+    });
+    let finished = streams_of(&probe, nodes[2].client).unwrap();
+    assert!(
+        finished.streams.iter().all(|s| s.state == "done"),
+        "{finished:?}"
+    );
+    for s in &finished.streams {
+        let was_done = done_at_restart.iter().any(|d| {
+            (&d.operation, &d.table, &d.range_start, &d.range_end)
+                == (&s.operation, &s.table, &s.range_start, &s.range_end)
+        });
+        if was_done {
+            assert_eq!(s.run_bytes, 0, "a finished range streamed again: {s:?}");
+        }
+    }
+    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
+    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
+    assert!(
+        again < total,
+        "the restart streamed {again} of {total} bytes: not everything again"
+    );
+    assert!(
+        !nodes[2].process.data_dir.join("move").exists(),
+        "the move file is removed once the move is done"
+    );
+    let keys: Vec<usize> = (0..KEYS).collect();
+    for n in &nodes {
+        assert_eq!(
+            present_at_one(&probe, n.client, &keys).len(),
+            KEYS,
+            "every key at ONE through {}",
+            n.name
+        );
+    }
+    eprintln!(
+        "resumed move: {} of {} streams done before the kill; {again} of {total} bytes \
+         streamed after the restart",
+        done_at_restart.len(),
+        finished.streams.len()
+    );
+}
+
 /// A BATCH through one node of three (rf 2): the INSERTs it is a home replica of are
 /// minted there in groups and shipped in one call per replica, the others forwarded one
 /// by one; either way every replica of every key holds its value, and the answer names

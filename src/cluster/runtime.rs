@@ -111,6 +111,14 @@ pub enum TokenPlan {
     /// Tokens owned by a node restarted mid-decommission: announced as `leaving` at once
     /// (the node resumes its hand-off, [`crate::stream::Decommission`]).
     Leaving(Vec<Token>),
+    /// Tokens owned by a node restarted mid-move: announced with status `moving` to
+    /// `to` at once (the node resumes its move, [`crate::stream::Mover::spawn`]).
+    Moving {
+        /// The tokens owned.
+        tokens: Vec<Token>,
+        /// The tokens it moves to.
+        to: Vec<Token>,
+    },
     /// Take over the tokens of the dead node `node` (`--replace`), announced `joining`
     /// with [`super::AppState::Replacing`]: at once when `tokens` are known (a restart
     /// mid-replacement), else once the node has checked the replaced node and hands them
@@ -628,6 +636,12 @@ impl Driver {
             TokenPlan::Leaving(tokens) => {
                 callback(&tokens);
                 self.gossiper.announce_leaving(tokens);
+                return;
+            }
+            TokenPlan::Moving { tokens, to } => {
+                callback(&tokens);
+                self.gossiper.join_ring(tokens);
+                self.gossiper.announce_moving(to);
                 return;
             }
             TokenPlan::Existing(tokens) | TokenPlan::Resume(tokens) => tokens,

@@ -146,6 +146,9 @@ pub struct Bootstrap {
     cluster: Arc<ClusterHandle>,
     /// Where the `bootstrap` file lives; `None` keeps the progress in memory (a move).
     data_dir: Option<PathBuf>,
+    /// The file of `data_dir` that keeps the progress ([`super::checkpoint::BOOTSTRAP_FILE`],
+    /// or [`super::checkpoint::MOVE_PULL_FILE`] for a move).
+    file: &'static str,
     registry: Arc<StreamRegistry>,
     opts: StreamOptions,
 }
@@ -173,14 +176,31 @@ impl Bootstrap {
     ) -> Bootstrap {
         Bootstrap {
             data_dir: Some(data_dir),
+            file: super::checkpoint::BOOTSTRAP_FILE,
             ..Bootstrap::in_memory(service, net, cluster, registry, opts)
         }
     }
 
     /// A pull of the ranges a moving node gains ([`Bootstrap::pull_gained`]), its
-    /// progress kept in memory only: a node restarted mid-move comes back with its old
-    /// tokens, so a `bootstrap` file would be wrong.
-    pub(super) fn in_memory(
+    /// progress in the `move-pull` file of `data_dir` (not the `bootstrap` file, which
+    /// would make a restarted node join).
+    pub(super) fn moving(
+        service: Arc<Service>,
+        net: Arc<dyn PeerNetwork>,
+        cluster: Arc<ClusterHandle>,
+        data_dir: PathBuf,
+        registry: Arc<StreamRegistry>,
+        opts: StreamOptions,
+    ) -> Bootstrap {
+        Bootstrap {
+            data_dir: Some(data_dir),
+            file: super::checkpoint::MOVE_PULL_FILE,
+            ..Bootstrap::in_memory(service, net, cluster, registry, opts)
+        }
+    }
+
+    /// A bootstrap whose progress is kept in memory only.
+    fn in_memory(
         service: Arc<Service>,
         net: Arc<dyn PeerNetwork>,
         cluster: Arc<ClusterHandle>,
@@ -192,6 +212,7 @@ impl Bootstrap {
             net,
             cluster,
             data_dir: None,
+            file: super::checkpoint::BOOTSTRAP_FILE,
             registry,
             opts,
         }
@@ -208,15 +229,30 @@ impl Bootstrap {
             return Err(BootstrapError::Shutdown);
         };
         let tables = self.service.table_options();
-        let mut state = BootstrapState {
-            replacing: None,
-            ranges: planned(&view, &tables),
-        };
-        tracing::info!(
-            ranges = state.ranges.len(),
-            tables = tables.len(),
-            "{operation} planned: streaming every range this node gains"
-        );
+        // A plan saved before a restart is resumed; else the view of now plans.
+        let mut state = self.load().await?;
+        if state.ranges.is_empty() {
+            state = BootstrapState {
+                replacing: None,
+                ranges: planned(&view, &tables),
+            };
+            self.save(&state).await?;
+            tracing::info!(
+                ranges = state.ranges.len(),
+                tables = tables.len(),
+                "{operation} planned: streaming every range this node gains"
+            );
+        } else {
+            tracing::info!(
+                ranges = state.ranges.len(),
+                left = state
+                    .ranges
+                    .iter()
+                    .filter(|r| r.progress != Progress::Done)
+                    .count(),
+                "{operation} resumed from its checkpoints"
+            );
+        }
         self.stream_all(&mut state, operation, shutdown).await
     }
 
@@ -820,10 +856,11 @@ impl Bootstrap {
         let Some(dir) = self.data_dir.clone() else {
             return Ok(BootstrapState::default());
         };
+        let file = self.file;
         let loaded = self
             .opts
             .execution
-            .run(move || BootstrapState::load(&dir))
+            .run(move || BootstrapState::load_named(&dir, file))
             .await
             .map_err(|e| BootstrapError::Task(e.to_string()))??;
         Ok(loaded.unwrap_or_default())
@@ -833,8 +870,13 @@ impl Bootstrap {
         let Some(dir) = self.data_dir.clone() else {
             return Ok(());
         };
-        let (path, state) = (dir.join(super::checkpoint::BOOTSTRAP_FILE), state.clone());
-        match self.opts.execution.run(move || state.save(&dir)).await {
+        let (path, state, file) = (dir.join(self.file), state.clone(), self.file);
+        match self
+            .opts
+            .execution
+            .run(move || state.save_named(&dir, file))
+            .await
+        {
             Ok(r) => r,
             Err(e) => Err(BootstrapFileError::Io {
                 path,

@@ -43,7 +43,17 @@ pub const BOOTSTRAP_FILE: &str = "bootstrap";
 /// Name of a decommissioning node's file: the same format, each range's `source` being
 /// the node it is pushed to ([`super::decommission`]).
 pub const HANDOFF_FILE: &str = "handoff";
+/// Name of a moving node's pull progress: the `bootstrap` format, for the ranges its new
+/// tokens gain ([`super::movement`]).
+pub const MOVE_PULL_FILE: &str = "move-pull";
+/// Name of a moving node's push progress: the `handoff` format, for the ranges its old
+/// tokens lose.
+pub const MOVE_PUSH_FILE: &str = "move-push";
+/// Name of the file that says a move is under way, and to which tokens ([`MoveState`]).
+pub const MOVE_FILE: &str = "move";
 const MAGIC: [u8; 4] = *b"SBST";
+const MOVE_MAGIC: [u8; 4] = *b"SBMV";
+const MOVE_VERSION: u8 = 1;
 const VERSION: u8 = 2;
 /// The first version, without `replacing` (still read).
 const VERSION_1: u8 = 1;
@@ -261,6 +271,103 @@ impl BootstrapState {
     }
 }
 
+/// The `move` file: a move under way and the tokens it moves the node to (spec:
+/// `doc/node-files.md`). Written before the node announces `moving`, removed once it
+/// owns the new tokens or the move is cancelled: a node restarted with it comes back
+/// `moving` and resumes.
+///
+/// ```text
+/// file  = "SBMV" version:u8 (1) count:u32be token{count} crc:u32be
+/// token = len:u8 sortable:byte{len}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveState {
+    /// The tokens the node moves to, sorted.
+    pub to: Vec<crate::ring::Token>,
+}
+
+impl MoveState {
+    /// Reads the file in `dir`; `None` when no move is under way.
+    pub fn load(dir: &Path) -> Result<Option<MoveState>, BootstrapFileError> {
+        let path = dir.join(MOVE_FILE);
+        let bytes = read_if_exists(dir, MOVE_FILE).map_err(|source| BootstrapFileError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        match bytes {
+            None => Ok(None),
+            Some(b) => MoveState::decode(&b)
+                .map(Some)
+                .map_err(|reason| BootstrapFileError::Corrupt { path, reason }),
+        }
+    }
+
+    /// Writes the file in `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), BootstrapFileError> {
+        write_atomically(dir, MOVE_FILE, &self.encode()).map_err(|source| BootstrapFileError::Io {
+            path: dir.join(MOVE_FILE),
+            source,
+        })
+    }
+
+    /// Removes the move's files from `dir` (the progress files first, the `move` file
+    /// last), syncing the directory.
+    pub fn remove(dir: &Path) -> Result<(), BootstrapFileError> {
+        for name in [MOVE_PULL_FILE, MOVE_PUSH_FILE, MOVE_FILE] {
+            BootstrapState::remove_named(dir, name)?;
+        }
+        Ok(())
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&MOVE_MAGIC);
+        b.push(MOVE_VERSION);
+        b.extend_from_slice(&(self.to.len() as u32).to_be_bytes());
+        for t in &self.to {
+            let sortable = t.to_sortable_bytes();
+            b.push(sortable.len() as u8);
+            b.extend_from_slice(&sortable);
+        }
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Decodes [`MoveState::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<MoveState, String> {
+        let body_len = bytes.len().checked_sub(CRC_LEN).ok_or("too short")?;
+        let (body, crc) = bytes.split_at(body_len);
+        let crc: [u8; 4] = crc.try_into().map_err(|_| "too short")?;
+        if crc32fast::hash(body) != u32::from_be_bytes(crc) {
+            return Err("checksum mismatch".into());
+        }
+        let mut r = ByteReader::new(body);
+        if r.take(4) != Some(&MOVE_MAGIC[..]) {
+            return Err("bad magic".into());
+        }
+        if r.u8() != Some(MOVE_VERSION) {
+            return Err("unknown version".into());
+        }
+        let count = r.u32_be().ok_or("truncated count")? as usize;
+        let mut to = Vec::with_capacity(count.min(r.remaining()));
+        for _ in 0..count {
+            to.push(crate::repair::messages::token(&mut r).map_err(|e| e.to_string())?);
+        }
+        if to.is_empty() {
+            return Err("no tokens".into());
+        }
+        if to.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("tokens not strictly ascending".into());
+        }
+        if !r.is_empty() {
+            return Err("trailing bytes".into());
+        }
+        Ok(MoveState { to })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +407,34 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn move_file_round_trips_and_refuses_any_flipped_byte_or_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(MoveState::load(dir.path()).unwrap(), None);
+        let m = MoveState {
+            to: vec![
+                Token::Murmur3(-9),
+                Token::Murmur3(4),
+                Token::Murmur3(i64::MAX),
+            ],
+        };
+        m.save(dir.path()).unwrap();
+        assert_eq!(MoveState::load(dir.path()).unwrap(), Some(m.clone()));
+        let b = m.encode();
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 0x01;
+            assert!(MoveState::decode(&bad).is_err(), "byte {i}");
+            assert!(MoveState::decode(&b[..i]).is_err(), "prefix {i}");
+        }
+        BootstrapState::default()
+            .save_named(dir.path(), MOVE_PULL_FILE)
+            .unwrap();
+        MoveState::remove(dir.path()).unwrap();
+        assert_eq!(MoveState::load(dir.path()).unwrap(), None);
+        assert!(!dir.path().join(MOVE_PULL_FILE).exists());
     }
 
     #[test]

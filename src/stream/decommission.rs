@@ -46,9 +46,9 @@ pub struct Decommission {
     pub(super) cluster: Arc<ClusterHandle>,
     pub(super) registry: Arc<StreamRegistry>,
     opts: StreamOptions,
-    /// Keep the pushes' progress in the `handoff` file (a decommission; a move keeps it
-    /// in memory).
-    persisted: bool,
+    /// The data directory's file that keeps the pushes' progress (`handoff` for a
+    /// decommission, `move-push` for a move); `None` keeps it in memory.
+    file: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Decommission {
@@ -72,7 +72,7 @@ impl Decommission {
             cluster,
             registry,
             opts,
-            persisted: false,
+            file: None,
         }
     }
 
@@ -80,8 +80,14 @@ impl Decommission {
     /// (written every [`StreamOptions::checkpoint_bytes`] of a range and at its end): a
     /// node restarted mid-decommission comes back leaving and resumes each push after
     /// the last key recorded, skipping the ranges done.
-    pub fn persisted(mut self) -> Decommission {
-        self.persisted = true;
+    pub fn persisted(self) -> Decommission {
+        self.persisted_as(HANDOFF_FILE)
+    }
+
+    /// The hand-off keeping its progress in the data directory's file `name` (the same
+    /// format as `handoff`).
+    pub(super) fn persisted_as(mut self, name: &'static str) -> Decommission {
+        self.file = Some(name);
         self
     }
 
@@ -115,14 +121,14 @@ impl Decommission {
 
     /// Forgets the decommission (cancelled, or the node left).
     async fn forget(&self) {
-        if !self.persisted {
+        let Some(file) = self.file else {
             return;
-        }
+        };
         let dir = self.service.options().data_dir.clone();
         match self
             .opts
             .execution
-            .run(move || BootstrapState::remove_named(&dir, HANDOFF_FILE))
+            .run(move || BootstrapState::remove_named(&dir, file))
             .await
         {
             Ok(Ok(())) => {}
@@ -131,19 +137,19 @@ impl Decommission {
         }
     }
 
-    /// Saves `book` in the `handoff` file (one save at a time, so the file only moves
+    /// Saves `book` in its file (one save at a time, so the file only moves
     /// forward).
     async fn save(&self, book: &Book) {
-        if !self.persisted {
+        let Some(file) = self.file else {
             return;
-        }
+        };
         let _one = book.saving.lock().await;
         let snapshot = book.lock().clone();
         let dir = self.service.options().data_dir.clone();
         match self
             .opts
             .execution
-            .run(move || snapshot.save_named(&dir, HANDOFF_FILE))
+            .run(move || snapshot.save_named(&dir, file))
             .await
         {
             Ok(Ok(())) => {}
@@ -194,11 +200,11 @@ impl Decommission {
     ) -> Result<Arc<crate::cluster::ClusterView>, BootstrapError> {
         let tables = self.service.table_options();
         // What a run before a restart pushed (a decommission resumed).
-        let book = Book::new(if self.persisted {
+        let book = Book::new(if let Some(file) = self.file {
             let dir = self.service.options().data_dir.clone();
             self.opts
                 .execution
-                .run(move || BootstrapState::load_named(&dir, HANDOFF_FILE))
+                .run(move || BootstrapState::load_named(&dir, file))
                 .await
                 .map_err(|e| BootstrapError::Task(e.to_string()))??
                 .unwrap_or_default()

@@ -41,7 +41,7 @@ pub mod sizes;
 
 pub use admission::Refusal;
 pub use bootstrap::{Bootstrap, BootstrapError, StreamOptions};
-pub use checkpoint::{BootstrapState, Progress, RangeCheckpoint};
+pub use checkpoint::{BootstrapState, MoveState, Progress, RangeCheckpoint};
 pub use decommission::Decommission;
 pub use messages::{StreamRequest, StreamResponse};
 pub use movement::Mover;

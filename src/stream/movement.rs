@@ -10,16 +10,20 @@
 //! 2. It waits until every live owner sees it moving, then the write grace
 //!    ([`super::bootstrap::wait_until_seen`]).
 //! 3. It pulls every range its new tokens gain from their current replicas (a
-//!    bootstrap's streams, progress in memory), then pushes every range it loses to the
-//!    nodes that gain it (a decommission's hand-off).
+//!    bootstrap's streams), then pushes every range it loses to the nodes that gain it
+//!    (a decommission's hand-off).
 //! 4. It records the new tokens in its ring state file, then announces them, `normal`.
 //!
-//! Stopped or restarted before step 4, the node comes back `normal` with its old tokens:
-//! the move is cancelled, and what it pulled or pushed stays until a cleanup (merges are
-//! idempotent, so running the plan again sends it again harmlessly). A failure cancels it
-//! the same way, at once. One ring change at a time: a move starts only while no other
-//! change is under way and every node is up, and joins and replacements wait while a
-//! node moves.
+//! Its progress is on disk: the `move` file (the new tokens, written before step 1), the
+//! pull's checkpoints (`move-pull`, a bootstrap's format) and the push's (`move-push`, a
+//! decommission's). Stopped or restarted before step 4, the node comes back `moving` to
+//! the same tokens and resumes each stream after its last checkpoint; a restart after
+//! step 4 finds the new tokens recorded and only removes the files. A failure cancels the
+//! move at once: the node is `normal` with its old tokens, its files are removed, and
+//! what it pulled or pushed stays until a cleanup (merges are idempotent, so running the
+//! plan again sends it again harmlessly). One ring change at a time: a move starts only
+//! while no other change is under way and every node is up, and joins and replacements
+//! wait while a node moves.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::bootstrap::{wait_until_seen, Bootstrap, BootstrapError, StreamOptions};
+use super::checkpoint::{MoveState, MOVE_PUSH_FILE};
 use super::decommission::Decommission;
 use super::messages::{StreamRequest, StreamResponse};
 use super::progress::StreamRegistry;
@@ -263,6 +268,17 @@ impl Mover {
             return Err(format!("node {me} is already streaming a ring change"));
         }
         ready_to_move(&view)?;
+        // Recorded before it is announced: from then on a restart resumes the move.
+        let (dir, record) = (
+            self.service.options().data_dir.clone(),
+            MoveState { to: new.clone() },
+        );
+        self.opts
+            .execution
+            .run(move || record.save(&dir))
+            .await
+            .map_err(|e| format!("move file task failed: {e}"))?
+            .map_err(|e| format!("cannot record the move: {e}"))?;
         self.cluster.start_move(new.clone());
         let deadline = Instant::now() + PUBLISH_WAIT;
         while !self.cluster.view().is_some_and(|v| {
@@ -275,25 +291,49 @@ impl Mover {
             }
             tokio::time::sleep(Duration::from_millis(10)).await; // polling interval
         }
-        let mover = self.clone();
         let count = new.len();
-        self.registry.spawn(move |shutdown| async move {
-            match mover.run(new, shutdown).await {
-                Ok(()) => {}
-                Err(BootstrapError::Shutdown) => tracing::warn!(
-                    "shut down mid-move: the node restarts normal with its old tokens; run \
-                     the rebalance again"
-                ),
-                Err(e) => {
-                    mover.cluster.set_status(NodeStatus::Normal);
-                    tracing::error!(error = %e, "move stopped: cancelled, the node keeps its old tokens");
-                }
-            }
-        });
+        self.spawn(new);
         Ok(format!(
             "node {me} is moving to {count} new tokens: it streams the ranges that change \
              hands, then owns them (`sibyl-admin streams` shows the streams)"
         ))
+    }
+
+    /// Runs the move to `tokens` (steps 2 to 4 of the module documentation) as a
+    /// ring-change task of the registry: after MOVE, or at a start that found the `move`
+    /// file (the node announced `moving` again). A failure cancels the move: the node is
+    /// `normal` with its old tokens and the move's files are removed. A shutdown keeps
+    /// them: the next start resumes.
+    pub fn spawn(&self, tokens: Vec<Token>) {
+        let mover = self.clone();
+        self.registry.spawn(move |shutdown| async move {
+            match mover.run(tokens, shutdown).await {
+                Ok(()) => {}
+                Err(BootstrapError::Shutdown) => {
+                    tracing::warn!("shut down mid-move: the next start resumes it, moving")
+                }
+                Err(e) => {
+                    mover.cluster.set_status(NodeStatus::Normal);
+                    mover.forget().await;
+                    tracing::error!(error = %e, "move stopped: cancelled, the node keeps its old tokens");
+                }
+            }
+        });
+    }
+
+    /// Removes the move's files (done or cancelled).
+    async fn forget(&self) {
+        let dir = self.service.options().data_dir.clone();
+        match self
+            .opts
+            .execution
+            .run(move || MoveState::remove(&dir))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot remove the move's files"),
+            Err(e) => tracing::error!(error = %e, "cannot remove the move's files"),
+        }
     }
 
     /// The move itself (steps 2 to 4 of the module documentation).
@@ -313,16 +353,18 @@ impl Mover {
             self.cluster.clone(),
             self.registry.clone(),
         );
-        Bootstrap::in_memory(
+        Bootstrap::moving(
             service.clone(),
             net.clone(),
             cluster.clone(),
+            service.options().data_dir.clone(),
             registry.clone(),
             self.opts,
         )
         .pull_gained("move", &mut shutdown)
         .await?;
         Decommission::new(service, net, cluster, registry, self.opts)
+            .persisted_as(MOVE_PUSH_FILE)
             .hand_off("move", &mut shutdown)
             .await?;
         let view = self.view().map_err(BootstrapError::Task)?;
@@ -347,6 +389,7 @@ impl Mover {
             .map_err(|e| BootstrapError::Task(format!("ring state task failed: {e}")))?
             .map_err(|e| BootstrapError::Task(format!("cannot record the new tokens: {e}")))?;
         self.cluster.finish_move(tokens);
+        self.forget().await;
         tracing::warn!("move complete: this node owns its new tokens");
         Ok(())
     }
