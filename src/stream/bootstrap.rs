@@ -144,8 +144,8 @@ pub struct Bootstrap {
     service: Arc<Service>,
     net: Arc<dyn PeerNetwork>,
     cluster: Arc<ClusterHandle>,
-    /// Where the `bootstrap` file lives; `None` keeps the progress in memory (a move).
-    data_dir: Option<PathBuf>,
+    /// Where the progress file lives.
+    data_dir: PathBuf,
     /// The file of `data_dir` that keeps the progress ([`super::checkpoint::BOOTSTRAP_FILE`],
     /// or [`super::checkpoint::MOVE_PULL_FILE`] for a move).
     file: &'static str,
@@ -175,9 +175,13 @@ impl Bootstrap {
         opts: StreamOptions,
     ) -> Bootstrap {
         Bootstrap {
-            data_dir: Some(data_dir),
+            service,
+            net,
+            cluster,
+            data_dir,
             file: super::checkpoint::BOOTSTRAP_FILE,
-            ..Bootstrap::in_memory(service, net, cluster, registry, opts)
+            registry,
+            opts,
         }
     }
 
@@ -193,28 +197,8 @@ impl Bootstrap {
         opts: StreamOptions,
     ) -> Bootstrap {
         Bootstrap {
-            data_dir: Some(data_dir),
             file: super::checkpoint::MOVE_PULL_FILE,
-            ..Bootstrap::in_memory(service, net, cluster, registry, opts)
-        }
-    }
-
-    /// A bootstrap whose progress is kept in memory only.
-    fn in_memory(
-        service: Arc<Service>,
-        net: Arc<dyn PeerNetwork>,
-        cluster: Arc<ClusterHandle>,
-        registry: Arc<StreamRegistry>,
-        opts: StreamOptions,
-    ) -> Bootstrap {
-        Bootstrap {
-            service,
-            net,
-            cluster,
-            data_dir: None,
-            file: super::checkpoint::BOOTSTRAP_FILE,
-            registry,
-            opts,
+            ..Bootstrap::new(service, net, cluster, data_dir, registry, opts)
         }
     }
 
@@ -269,19 +253,18 @@ impl Bootstrap {
                 if let Some(node) = replacing {
                     self.remove_replaced(node).await;
                 }
-                if let Some(dir) = self.data_dir.clone() {
-                    match self
-                        .opts
-                        .execution
-                        .run(move || BootstrapState::remove(&dir))
-                        .await
-                    {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "cannot remove the bootstrap file")
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
+                let dir = self.data_dir.clone();
+                match self
+                    .opts
+                    .execution
+                    .run(move || BootstrapState::remove(&dir))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot remove the bootstrap file")
                     }
+                    Err(e) => tracing::error!(error = %e, "cannot remove the bootstrap file"),
                 }
             }
             Err(BootstrapError::Shutdown) => {
@@ -853,10 +836,7 @@ impl Bootstrap {
     }
 
     async fn load(&self) -> Result<BootstrapState, BootstrapError> {
-        let Some(dir) = self.data_dir.clone() else {
-            return Ok(BootstrapState::default());
-        };
-        let file = self.file;
+        let (dir, file) = (self.data_dir.clone(), self.file);
         let loaded = self
             .opts
             .execution
@@ -867,10 +847,8 @@ impl Bootstrap {
     }
 
     async fn save(&self, state: &BootstrapState) -> Result<(), BootstrapFileError> {
-        let Some(dir) = self.data_dir.clone() else {
-            return Ok(());
-        };
-        let (path, state, file) = (dir.join(self.file), state.clone(), self.file);
+        let (dir, file) = (self.data_dir.clone(), self.file);
+        let (path, state) = (dir.join(file), state.clone());
         match self
             .opts
             .execution

@@ -59,6 +59,28 @@ const VERSION: u8 = 2;
 const VERSION_1: u8 = 1;
 const CRC_LEN: usize = 4;
 
+/// Appends the CRC-32 of everything in `b` (the trailer of both formats).
+fn seal(mut b: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The body of a sealed file after its `magic`, once the trailer's CRC matches.
+fn opened<'a>(bytes: &'a [u8], magic: &[u8; 4]) -> Result<ByteReader<'a>, String> {
+    let body_len = bytes.len().checked_sub(CRC_LEN).ok_or("too short")?;
+    let (body, crc) = bytes.split_at(body_len);
+    let crc: [u8; 4] = crc.try_into().map_err(|_| "too short")?;
+    if crc32fast::hash(body) != u32::from_be_bytes(crc) {
+        return Err("checksum mismatch".into());
+    }
+    let mut r = ByteReader::new(body);
+    if r.take(4) != Some(&magic[..]) {
+        return Err("bad magic".into());
+    }
+    Ok(r)
+}
+
 /// Where one range's stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -216,23 +238,12 @@ impl BootstrapState {
             b.extend_from_slice(&r.bytes.to_be_bytes());
             b.extend_from_slice(&r.cells.to_be_bytes());
         }
-        let crc = crc32fast::hash(&b);
-        b.extend_from_slice(&crc.to_be_bytes());
-        b
+        seal(b)
     }
 
     /// Decodes [`BootstrapState::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<BootstrapState, String> {
-        let body_len = bytes.len().checked_sub(CRC_LEN).ok_or("too short")?;
-        let (body, crc) = bytes.split_at(body_len);
-        let crc: [u8; 4] = crc.try_into().map_err(|_| "too short")?;
-        if crc32fast::hash(body) != u32::from_be_bytes(crc) {
-            return Err("checksum mismatch".into());
-        }
-        let mut r = ByteReader::new(body);
-        if r.take(4) != Some(&MAGIC[..]) {
-            return Err("bad magic".into());
-        }
+        let mut r = opened(bytes, &MAGIC)?;
         let replacing = match r.u8() {
             Some(VERSION) => match r.u64_be().ok_or("truncated replaced node")? {
                 0 => None,
@@ -330,23 +341,12 @@ impl MoveState {
             b.push(sortable.len() as u8);
             b.extend_from_slice(&sortable);
         }
-        let crc = crc32fast::hash(&b);
-        b.extend_from_slice(&crc.to_be_bytes());
-        b
+        seal(b)
     }
 
     /// Decodes [`MoveState::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<MoveState, String> {
-        let body_len = bytes.len().checked_sub(CRC_LEN).ok_or("too short")?;
-        let (body, crc) = bytes.split_at(body_len);
-        let crc: [u8; 4] = crc.try_into().map_err(|_| "too short")?;
-        if crc32fast::hash(body) != u32::from_be_bytes(crc) {
-            return Err("checksum mismatch".into());
-        }
-        let mut r = ByteReader::new(body);
-        if r.take(4) != Some(&MOVE_MAGIC[..]) {
-            return Err("bad magic".into());
-        }
+        let mut r = opened(bytes, &MOVE_MAGIC)?;
         if r.u8() != Some(MOVE_VERSION) {
             return Err("unknown version".into());
         }

@@ -285,7 +285,7 @@ impl Inner {
         }
         *manifest = next;
         t.update_version(|v| {
-            let mut files: Vec<Arc<TableFile>> = match moved {
+            let files: Vec<Arc<TableFile>> = match moved {
                 Some((id, level)) => v
                     .files
                     .iter()
@@ -309,12 +309,7 @@ impl Inner {
                     .chain(outputs.iter().cloned())
                     .collect(),
             };
-            TableVersion::sort_files(&mut files);
-            TableVersion {
-                active: v.active.clone(),
-                frozen: v.frozen.clone(),
-                files,
-            }
+            v.with_files(files)
         });
         drop(manifest);
         if moved.is_none() {

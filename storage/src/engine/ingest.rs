@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::background::allocate_file_id;
-use super::table::{Table, TableFile, TableVersion};
+use super::table::{Table, TableFile};
 use super::{lock, space, Engine, Inner};
 use crate::error::{Error, Result};
 use crate::manifest::SsTableEntry;
@@ -182,12 +182,7 @@ impl Ingest {
             t.update_version(|v| {
                 let mut files = v.files.clone();
                 files.push(file.clone());
-                TableVersion::sort_files(&mut files);
-                TableVersion {
-                    active: v.active.clone(),
-                    frozen: v.frozen.clone(),
-                    files,
-                }
+                v.with_files(files)
             });
         }
         drop(manifest);

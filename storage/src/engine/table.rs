@@ -165,6 +165,16 @@ impl TableVersion {
         }
     }
 
+    /// The same memtables with `files` (sorted here) as the SSTables.
+    pub(crate) fn with_files(&self, mut files: Vec<Arc<TableFile>>) -> TableVersion {
+        TableVersion::sort_files(&mut files);
+        TableVersion {
+            active: self.active.clone(),
+            frozen: self.frozen.clone(),
+            files,
+        }
+    }
+
     /// Sorts files newest first, the order reads consult them in.
     pub(crate) fn sort_files(files: &mut [Arc<TableFile>]) {
         files.sort_by(|a, b| {
