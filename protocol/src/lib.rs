@@ -7,6 +7,8 @@
 //! - [`message`]: the [`Opcode`] table, [`Request`], [`Response`] and their value types.
 //! - [`error`]: [`ProtocolError`] (bytes we cannot decode), [`ServerError`] with the stable
 //!   [`ErrorCode`] table and retry safety.
+//! - [`scram`]: SCRAM-SHA-256 (RFC 5802 / 7677): the stored password verifier and both
+//!   ends of the authentication exchange.
 //! - [`fuzzing`]: the fuzz harnesses (used by `fuzz/` and by the corpus replay test).
 //! - [`token`]: the token of a partition key (murmur3 and md5), as clients route by it.
 //! - [`client`]: the async client: multiplexed connections, a pool per node, token-aware
@@ -57,6 +59,7 @@ pub mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod message;
+pub mod scram;
 pub mod token;
 pub mod wire;
 
