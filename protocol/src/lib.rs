@@ -75,7 +75,7 @@ pub use message::types::{
     ConsistencyLevel, DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
     Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus,
     ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, TableSync, Topology,
+    TableStatistics, TableSync, Topology, UserInfo,
 };
 
 /// The protocol version this build speaks by default.

@@ -97,7 +97,7 @@ pub enum ScramError {
 }
 
 /// What a server stores per user: enough to verify a proof, not to log in.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ScramVerifier {
     /// PBKDF2 iterations.
     pub iterations: u32,
