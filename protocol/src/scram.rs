@@ -452,6 +452,11 @@ impl ScramServer {
         &self.first.user
     }
 
+    /// The verifier the exchange runs against.
+    pub fn verifier(&self) -> &ScramVerifier {
+        &self.verifier
+    }
+
     /// server-first-message.
     pub fn server_first(&self) -> &str {
         &self.server_first
