@@ -63,7 +63,7 @@ pub mod scram;
 pub mod token;
 pub mod wire;
 
-pub use client::{Client, ClientError, ClientOptions, Page, Row, Table};
+pub use client::{Client, ClientError, ClientOptions, Credentials, Page, Row, Table};
 pub use codec::FrameCodec;
 pub use error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_FRAME_LEN, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN};

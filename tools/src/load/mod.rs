@@ -202,6 +202,8 @@ pub struct LoadConfig {
     pub progress: ProgressMode,
     /// Interval of plain progress lines.
     pub progress_interval: Duration,
+    /// Who the load logs in as (`None`: no login).
+    pub credentials: Option<sibyl_protocol::Credentials>,
 }
 
 /// A load that stopped (exit status 1).
