@@ -394,7 +394,7 @@ impl Node {
         }
         // After the schema wait: a new node of a cluster has the cluster's users by now,
         // and does not create a superuser the cluster already has (or dropped).
-        let auth = match start_auth(&config, &service).await {
+        let auth = match start_auth(config, &service).await {
             Ok(auth) => auth,
             Err(e) => {
                 gossip.shutdown().await;

@@ -257,7 +257,7 @@ impl UserStore {
         now_micros: i64,
     ) -> Result<Applied, UserStoreError> {
         let mut file = lock(&self.state);
-        if !file.users.get(name).is_some_and(|e| e.record.is_some()) {
+        if file.users.get(name).is_none_or(|e| e.record.is_none()) {
             if if_exists {
                 return Ok(Applied::Unchanged);
             }
