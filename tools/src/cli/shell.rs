@@ -63,6 +63,9 @@ pub enum ShellError {
     /// A user command without `password=` and no terminal to ask on.
     #[error("no password: give password=TEXT or run on a terminal to be asked")]
     NoPassword,
+    /// The password asked twice was not typed the same.
+    #[error("the two passwords differ; nothing changed")]
+    PasswordMismatch,
     /// The cluster refused or failed the request.
     #[error("{}", describe_client_error(.0))]
     Client(#[from] ClientError),
@@ -80,6 +83,11 @@ fn password_or_prompt(given: Option<String>, user: &str) -> Result<String, Shell
         .map_err(|_| ShellError::NoPassword)?;
     if password.is_empty() {
         return Err(ShellError::NoPassword);
+    }
+    let again =
+        rpassword::prompt_password("the same again: ").map_err(|_| ShellError::NoPassword)?;
+    if again != password {
+        return Err(ShellError::PasswordMismatch);
     }
     Ok(password)
 }
