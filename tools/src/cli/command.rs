@@ -712,6 +712,58 @@ mod tests {
     }
 
     #[test]
+    fn parse_user_commands() {
+        assert_eq!(
+            p("create user alice superuser if not exists password=\"s3 cret\"").unwrap(),
+            Command::CreateUser {
+                name: "alice".into(),
+                superuser: true,
+                if_not_exists: true,
+                password: Some("s3 cret".into()),
+            }
+        );
+        assert_eq!(
+            p("CREATE USER bob").unwrap(),
+            Command::CreateUser {
+                name: "bob".into(),
+                superuser: false,
+                if_not_exists: false,
+                password: None,
+            }
+        );
+        assert_eq!(
+            p("alter user bob password=x").unwrap(),
+            Command::AlterUser {
+                name: "bob".into(),
+                password: Some("x".into()),
+            }
+        );
+        assert_eq!(
+            p("drop user bob if exists").unwrap(),
+            Command::DropUser {
+                name: "bob".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(p("users").unwrap(), Command::ListUsers);
+        assert_eq!(p("list users").unwrap(), Command::ListUsers);
+        for bad in [
+            "create user",
+            "create user a b",
+            "create user a rf=3",
+            "alter user a b",
+            "alter table t",
+            "drop user",
+        ] {
+            assert!(
+                matches!(p(bad), Err(ParseError::Usage { .. })),
+                "{bad:?}: {:?}",
+                p(bad)
+            );
+        }
+    }
+
+    #[test]
     fn parse_list_tables_and_drop() {
         assert_eq!(p("list tables").unwrap(), Command::ListTables);
         assert_eq!(
