@@ -221,6 +221,25 @@ mod tests {
     }
 
     #[test]
+    fn auth_keys_in_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "listen = \"0.0.0.0:7400\"\nauth = \"required\"\nauth_superuser = \"root\"\n\
+             auth_superuser_password_file = {:?}\n",
+            pw.to_str().unwrap()
+        );
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        let c = Config::resolve(Cli::parse_from(["sibyl"]), file).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Required);
+        assert_eq!(c.auth.superuser.unwrap().password.0, "from-file");
+        let open: FileConfig =
+            toml::from_str("listen = \"0.0.0.0:7400\"\ninsecure_no_auth = true").unwrap();
+        assert!(Config::resolve(Cli::parse_from(["sibyl"]), open).is_ok());
+    }
+
+    #[test]
     fn auth_superuser_password_comes_from_its_file_and_is_never_printed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pw");

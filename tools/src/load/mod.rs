@@ -219,8 +219,8 @@ pub enum LoadError {
         #[source]
         source: ParseError,
     },
-    /// No node could be reached (or answered).
-    #[error("cannot reach the cluster: {0}")]
+    /// No node could be reached (or answered), or the login was refused.
+    #[error("cannot connect to the cluster: {0}")]
     Connect(#[source] ClientError),
     /// The table does not exist.
     #[error("table {table} does not exist: create it first (sibyl-cli -e \"create table {table}\") or pass --create-table")]

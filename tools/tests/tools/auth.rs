@@ -160,7 +160,7 @@ fn auth_tools_say_clearly_when_refused() {
     let node = auth_node(dir.path());
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-password-9876\n").unwrap();
-    let args = |tool_args: &[&'static str]| {
+    let args = |tool_args: &[&str]| {
         let mut a = vec![
             "--host".to_owned(),
             node.addr.clone(),
@@ -172,12 +172,17 @@ fn auth_tools_say_clearly_when_refused() {
         a.extend(tool_args.iter().map(|s| (*s).to_owned()));
         a
     };
-    for (tool, extra) in [
-        (CLI, &["-e", "tables"][..]),
-        (ADMIN, &["status"][..]),
-        (STRESS, &["--requests", "10", "--connections", "1"][..]),
-    ] {
-        let a = args(extra);
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "key,c\nk1,a\n").unwrap();
+    let csv = csv.to_str().unwrap();
+    let runs: [(&str, Vec<&str>); 4] = [
+        (CLI, vec!["-e", "tables"]),
+        (ADMIN, vec!["status"]),
+        (STRESS, vec!["--requests", "10", "--connections", "1"]),
+        (LOAD, vec!["--table", "t", "--no-checkpoint", csv]),
+    ];
+    for (tool, extra) in runs {
+        let a = args(&extra);
         let run = run_tool_env(
             tool,
             &a.iter().map(String::as_str).collect::<Vec<_>>(),
