@@ -248,6 +248,14 @@ impl<H: RequestHandler> Connection<H> {
         };
         tokio::pin!(evicted);
         loop {
+            if let Some(delay) = self.auth_delay.take() {
+                // A failed login's answer waits here, on this connection's task only
+                // (nothing after it is read: the connection closes); shutdown cuts it.
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
             if !self.flush().await {
                 return;
             }
@@ -371,10 +379,6 @@ impl<H: RequestHandler> Connection<H> {
                     // A permit taken for the front frame belongs to this one.
                     let body = self.body_permit.take();
                     self.handle_frame(frame, body);
-                    if let Some(delay) = self.auth_delay.take() {
-                        // A failed login waits here, on this connection's task only.
-                        tokio::time::sleep(delay).await;
-                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
