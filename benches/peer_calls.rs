@@ -134,6 +134,7 @@ async fn client_path(total: usize) -> f64 {
             max_pending_handshakes: 64,
             shutdown_grace: Duration::from_secs(1),
             requests: Arc::default(),
+            auth: sibyl::auth::Authenticator::open_access(),
         },
         stop_rx,
     ));

@@ -43,6 +43,11 @@
 //! partitioner = "murmur3"    # or "md5"
 //! token_allocation = "balanced"  # or "random"
 //! phi_threshold = 8.0
+//! # authentication (a node on a non-loopback address needs it, or insecure_no_auth)
+//! # auth = "required"
+//! # auth_superuser = "admin"
+//! # auth_superuser_password_file = "/etc/sibyl/admin-password"
+//! # insecure_no_auth = false
 //! ```
 //!
 //! Pure data; read once at start-up.
@@ -57,8 +62,10 @@ use sibyl_storage::SyncMode;
 
 use crate::ring::{NodeId, ParseNodeIdError};
 
+mod auth;
 mod cluster;
 
+pub use auth::{AuthConfig, AuthMode, Password, SuperuserSeed, SUPERUSER_PASSWORD_ENV};
 pub use cluster::{
     ClusterConfig, PartitionerName, TokenAllocationName, DEFAULT_CLUSTER_NAME, DEFAULT_DATACENTER,
     DEFAULT_NUM_TOKENS, DEFAULT_PHI_THRESHOLD, DEFAULT_RACK, MAX_NUM_TOKENS,
@@ -247,6 +254,23 @@ pub struct Cli {
     /// Phi above which the failure detector marks a peer down [default: 8].
     #[arg(long, value_name = "PHI")]
     pub phi_threshold: Option<f64>,
+    /// Client authentication: `required` makes every connection authenticate
+    /// (SCRAM-SHA-256) before any other request [default: off].
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
+    /// Start a node whose client or peer address is not loopback without
+    /// authentication (for a trusted network only; without it such a node refuses to
+    /// start).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Create this superuser at start if no user of that name exists (its password from
+    /// `--auth-superuser-password-file` or the environment variable
+    /// SIBYL_SUPERUSER_PASSWORD).
+    #[arg(long, value_name = "NAME")]
+    pub auth_superuser: Option<String>,
+    /// File whose first line is the `--auth-superuser` password.
+    #[arg(long, value_name = "FILE")]
+    pub auth_superuser_password_file: Option<PathBuf>,
 }
 
 /// The commit log sync mode as named in flags and files.
@@ -341,6 +365,14 @@ pub struct FileConfig {
     pub token_allocation: Option<TokenAllocationName>,
     /// See [`Cli::phi_threshold`].
     pub phi_threshold: Option<f64>,
+    /// See [`Cli::auth`].
+    pub auth: Option<AuthMode>,
+    /// See [`Cli::insecure_no_auth`].
+    pub insecure_no_auth: Option<bool>,
+    /// See [`Cli::auth_superuser`].
+    pub auth_superuser: Option<String>,
+    /// See [`Cli::auth_superuser_password_file`].
+    pub auth_superuser_password_file: Option<PathBuf>,
 }
 
 /// Why the configuration was refused.
@@ -364,6 +396,20 @@ pub enum ConfigError {
         /// The parse error.
         #[source]
         source: toml::de::Error,
+    },
+    /// The node would listen on a non-loopback address without authentication.
+    #[error(
+        "refusing to start: {key} {addr} is not a loopback address and authentication is \
+         off. Require authentication (--auth required, with a first superuser from \
+         --auth-superuser NAME and --auth-superuser-password-file FILE or \
+         SIBYL_SUPERUSER_PASSWORD), listen on 127.0.0.1 only, or pass --insecure-no-auth \
+         to run open on a network you trust"
+    )]
+    Exposed {
+        /// `listen` or `peer_listen`.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
     },
     /// A value is out of range.
     #[error("invalid {key}: {reason}")]
@@ -438,6 +484,8 @@ pub struct Config {
     pub tombstone_min_age: Duration,
     /// Cluster membership settings.
     pub cluster: ClusterConfig,
+    /// Client authentication.
+    pub auth: AuthConfig,
 }
 
 /// Default period of background repair (seconds).
@@ -546,6 +594,7 @@ impl Config {
                 reason: format!("must differ from listen ({listen})"),
             });
         }
+        let auth = AuthConfig::resolve(&cli, &file, listen, peer_listen)?;
         let sync_interval_ms = cli
             .sync_interval_ms
             .or(file.sync_interval_ms)
@@ -772,6 +821,7 @@ impl Config {
             },
             tombstone_min_age: Duration::from_secs(tombstone_min_age),
             cluster,
+            auth,
         })
     }
 }

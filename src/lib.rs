@@ -17,11 +17,14 @@
 //! - [`stream`]: token ranges following the ring: a joining node streams the ranges it
 //!   gains (pages pulled in ring order, applied by merge, checkpointed) before it owns them.
 //! - [`service`]: request -> response over the storage engine; never touches a socket.
+//! - [`auth`]: client authentication: users with SCRAM-SHA-256 verifiers (a system table
+//!   spread with the schema), the login exchange, per-source throttling of failures.
 //! - [`server`]: client connections: framing, limits, in-flight bounds, shutdown.
 //! - [`metrics`]: the node's metrics (request counters and latencies, storage, gossip,
 //!   hints, repair) and their Prometheus text endpoint (`--metrics-listen`).
 //! - [`node`]: wires config, engine, service and server into a running node.
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

@@ -81,6 +81,13 @@ pub enum NodeError {
     /// The service (storage engine, schemas, actor) could not open.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The configured first superuser could not be created.
+    #[error("cannot create the first superuser: {source}")]
+    Superuser {
+        /// The users table's error.
+        #[source]
+        source: crate::auth::UserStoreError,
+    },
     /// A listening address could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -385,6 +392,16 @@ impl Node {
             let peers = config.cluster.seeds.iter().any(|s| *s != peer_addr);
             wait_for_schema(&handle, peers).await;
         }
+        // After the schema wait: a new node of a cluster has the cluster's users by now,
+        // and does not create a superuser the cluster already has (or dropped).
+        let auth = match start_auth(config, &service).await {
+            Ok(auth) => auth,
+            Err(e) => {
+                gossip.shutdown().await;
+                net.shutdown().await;
+                return Err(e);
+            }
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let requests = Arc::new(RequestMetrics::new());
         service.set_request_metrics(requests.clone());
@@ -398,6 +415,7 @@ impl Node {
             max_pending_handshakes: config.max_pending_handshakes,
             shutdown_grace: SHUTDOWN_GRACE,
             requests: requests.clone(),
+            auth,
         };
         let server = tokio::spawn(server::serve(
             listener,
@@ -1023,6 +1041,45 @@ pub(crate) fn schema_agreed(v: &ClusterView) -> bool {
 /// [`SETTLE_WAIT`]) until gossip has heard from a peer and this node holds the schema the
 /// live peers announce, so that its first clients do not get UNKNOWN_TABLE for tables
 /// that exist.
+/// Creates the configured first superuser if the users table lacks it, and returns the
+/// connections' authenticator.
+async fn start_auth(
+    config: &Config,
+    service: &Arc<Service>,
+) -> Result<Arc<crate::auth::Authenticator>, NodeError> {
+    if let Some(seed) = &config.auth.superuser {
+        let svc = service.clone();
+        let (name, password) = (seed.name.clone(), seed.password.0.clone());
+        // PBKDF2 and a file write: off the async workers.
+        let created = tokio::task::spawn_blocking(move || svc.ensure_superuser(&name, &password))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::auth::UserStoreError::Invalid(format!(
+                    "the task creating the superuser failed: {e}"
+                )))
+            });
+        match created {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(user = %seed.name, "superuser exists (or was dropped); left as it is")
+            }
+            Err(source) => return Err(NodeError::Superuser { source }),
+        }
+    }
+    let required = config.auth.mode == crate::config::AuthMode::Required;
+    if required && service.users().list().is_empty() {
+        tracing::warn!(
+            "authentication is required but there are no users yet: nobody can log in until \
+             a peer brings users or the node restarts with --auth-superuser NAME"
+        );
+    }
+    tracing::info!(required, "client authentication");
+    Ok(Arc::new(crate::auth::Authenticator::new(
+        config.auth.mode,
+        service.users().clone(),
+    )))
+}
+
 async fn wait_for_schema(link: &ClusterHandle, peers: bool) {
     let deadline = Instant::now() + SETTLE_WAIT;
     while Instant::now() < deadline {

@@ -139,11 +139,17 @@ pub enum ErrorCode {
     /// The node's disk is full, or below its free-space reserve: the write was not
     /// applied on this node.
     DiskFull = 0x0204,
+    /// The user does not exist or the password is wrong (one answer for both).
+    AuthenticationFailed = 0x0300,
+    /// The node requires authentication and the connection has not authenticated.
+    Unauthenticated = 0x0301,
+    /// The authenticated user lacks a permission.
+    Unauthorized = 0x0302,
 }
 
 impl ErrorCode {
     /// Every code, in table order (used by the docs test).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::Protocol,
         ErrorCode::UnsupportedVersion,
         ErrorCode::Server,
@@ -156,6 +162,9 @@ impl ErrorCode {
         ErrorCode::ReadTimeout,
         ErrorCode::Overloaded,
         ErrorCode::DiskFull,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Unauthorized,
     ];
 
     /// The numeric code on the wire.
@@ -183,6 +192,9 @@ impl ErrorCode {
             ErrorCode::ReadTimeout => "READ_TIMEOUT",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::DiskFull => "DISK_FULL",
+            ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
         }
     }
 
@@ -267,6 +279,15 @@ pub enum ErrorKind {
         /// The node's free-space reserve (0 when the disk itself was full).
         reserve: u64,
     },
+    /// [`ErrorCode::AuthenticationFailed`]: unknown user or wrong password (not told apart).
+    AuthenticationFailed,
+    /// [`ErrorCode::Unauthenticated`]: authenticate first; nothing was done.
+    Unauthenticated,
+    /// [`ErrorCode::Unauthorized`]: nothing was done.
+    Unauthorized {
+        /// The permission the user lacks, e.g. `manage users`.
+        permission: String,
+    },
     /// A code this build does not know (sent by a newer server); its fields are kept raw.
     Unknown {
         /// The numeric code.
@@ -303,6 +324,9 @@ impl ErrorKind {
             ErrorKind::ReadTimeout { .. } => ErrorCode::ReadTimeout,
             ErrorKind::Overloaded => ErrorCode::Overloaded,
             ErrorKind::DiskFull { .. } => ErrorCode::DiskFull,
+            ErrorKind::AuthenticationFailed => ErrorCode::AuthenticationFailed,
+            ErrorKind::Unauthenticated => ErrorCode::Unauthenticated,
+            ErrorKind::Unauthorized { .. } => ErrorCode::Unauthorized,
             ErrorKind::Unknown { .. } => return None,
         })
     }

@@ -7,6 +7,8 @@
 //! - [`message`]: the [`Opcode`] table, [`Request`], [`Response`] and their value types.
 //! - [`error`]: [`ProtocolError`] (bytes we cannot decode), [`ServerError`] with the stable
 //!   [`ErrorCode`] table and retry safety.
+//! - [`scram`]: SCRAM-SHA-256 (RFC 5802 / 7677): the stored password verifier and both
+//!   ends of the authentication exchange.
 //! - [`fuzzing`]: the fuzz harnesses (used by `fuzz/` and by the corpus replay test).
 //! - [`token`]: the token of a partition key (murmur3 and md5), as clients route by it.
 //! - [`client`]: the async client: multiplexed connections, a pool per node, token-aware
@@ -57,10 +59,11 @@ pub mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod message;
+pub mod scram;
 pub mod token;
 pub mod wire;
 
-pub use client::{Client, ClientError, ClientOptions, Page, Row, Table};
+pub use client::{Client, ClientError, ClientOptions, Credentials, Page, Row, Table};
 pub use codec::FrameCodec;
 pub use error::{ErrorCode, ErrorKind, ProtocolError, ServerError};
 pub use frame::{Frame, FrameHeader, DEFAULT_MAX_FRAME_LEN, HANDSHAKE_MAX_FRAME_LEN, HEADER_LEN};
@@ -72,7 +75,7 @@ pub use message::types::{
     ConsistencyLevel, DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
     Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus,
     ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, TableSync, Topology,
+    TableStatistics, TableSync, Topology, UserInfo,
 };
 
 /// The protocol version this build speaks by default.

@@ -57,6 +57,24 @@ fn examples() -> BTreeMap<&'static str, Frame> {
         .unwrap(),
     );
     m.insert(
+        "auth-start-request",
+        Request::AuthStart {
+            mechanism: "SCRAM-SHA-256".into(),
+            message: Bytes::from_static(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+        }
+        .to_frame(1)
+        .unwrap(),
+    );
+    m.insert(
+        "auth-failed",
+        Response::Error(ServerError::new(
+            ErrorKind::AuthenticationFailed,
+            "authentication failed",
+        ))
+        .to_frame(2, Opcode::AuthFinish)
+        .unwrap(),
+    );
+    m.insert(
         "insert-request",
         Request::Insert {
             insert: RowInsert {

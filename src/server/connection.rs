@@ -18,12 +18,18 @@
 //! encoded answer) and error code, if any; a malformed frame counts a `PROTOCOL` error.
 //!
 //! Invariants:
-//! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the handshake
-//!   succeeds, then the configured cap. The handshake must succeed within the handshake
-//!   timeout counted from the accept (however slowly bytes trickle in), or the
-//!   connection is closed without an error frame; until it succeeds the connection holds
-//!   a [`HandshakeTicket`], and closes the same way when the server evicts it to make
-//!   room under its cap on connections still in their handshake.
+//! - Nothing but HANDSHAKE is accepted first; the frame cap is 64 KiB until the connection
+//!   is *admitted*: at the handshake, or on a node that requires authentication once its
+//!   login (AUTH_START, AUTH_FINISH, checked by the [`Authenticator`]) succeeds; then the
+//!   configured cap. Admission must come within the handshake timeout counted from the
+//!   accept (however slowly bytes trickle in), or the connection is closed without an
+//!   error frame; until then the connection holds a [`HandshakeTicket`], and closes the
+//!   same way when the server evicts it to make room under its cap on connections still
+//!   in their handshake.
+//! - Every request after the handshake passes [`Authenticator::authorize`] first (on a
+//!   node without authentication, everything passes). A failed login is answered
+//!   `AUTHENTICATION_FAILED` after the source's delay, slept on this task alone (other
+//!   connections go on), and the connection closes.
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
 //!   until its answer is encoded; with none left it is answered `Overloaded` at once.
 //! - Request bodies take memory only as they arrive, never on the word of a header. A
@@ -43,6 +49,7 @@
 //! - Every pending request is answered: a task that panics or is cancelled answers a
 //!   `SERVER` error instead (its `AnswerSlot` does on drop).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +69,7 @@ use tokio_util::codec::Decoder;
 
 use super::handler::{RequestHandler, Started};
 use super::pending::HandshakeTicket;
+use crate::auth::{Authenticator, Session, Step};
 use crate::metrics::{Outcome, RequestKind, RequestMetrics};
 
 /// Bytes reserved in the read buffer before each read.
@@ -98,6 +106,8 @@ pub struct ConnectionContext<H> {
     pub server_name: String,
     /// Where each answered request is counted and timed.
     pub requests: Arc<RequestMetrics>,
+    /// Who may make which request; the login exchange.
+    pub auth: Arc<Authenticator>,
 }
 
 impl<H> Clone for ConnectionContext<H> {
@@ -111,6 +121,7 @@ impl<H> Clone for ConnectionContext<H> {
             handshake_timeout: self.handshake_timeout,
             server_name: self.server_name.clone(),
             requests: Arc::clone(&self.requests),
+            auth: Arc::clone(&self.auth),
         }
     }
 }
@@ -147,6 +158,15 @@ pub struct Connection<H> {
     inbuf: BytesMut,
     out: BytesMut,
     handshaken: bool,
+    /// Handshaken and, on a node that requires it, authenticated: the frame cap is
+    /// raised and the handshake deadline no longer applies.
+    admitted: bool,
+    /// The login state.
+    session: Session,
+    /// The client's address (failed logins are slowed per address).
+    peer_ip: Option<IpAddr>,
+    /// How long to wait before writing the answer to a failed login.
+    auth_delay: Option<Duration>,
     /// The connection's place under the pending-handshake cap, given back on handshake.
     handshake_ticket: Option<Arc<HandshakeTicket>>,
     /// Set after a protocol error: write what is queued, then close.
@@ -170,9 +190,8 @@ impl<H: RequestHandler> Connection<H> {
         ctx: ConnectionContext<H>,
         handshake_ticket: Option<HandshakeTicket>,
     ) -> Connection<H> {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let peer_addr = stream.peer_addr().ok();
+        let peer = peer_addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
         let (tx, rx) = mpsc::unbounded_channel();
         Connection {
             stream,
@@ -183,6 +202,10 @@ impl<H: RequestHandler> Connection<H> {
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
             handshaken: false,
+            admitted: false,
+            session: Session::default(),
+            peer_ip: peer_addr.map(|a| a.ip()),
+            auth_delay: None,
             handshake_ticket: handshake_ticket.map(Arc::new),
             fatal: false,
             pending: 0,
@@ -225,6 +248,14 @@ impl<H: RequestHandler> Connection<H> {
         };
         tokio::pin!(evicted);
         loop {
+            if let Some(delay) = self.auth_delay.take() {
+                // A failed login's answer waits here, on this connection's task only
+                // (nothing after it is read: the connection closes); shutdown cuts it.
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
             if !self.flush().await {
                 return;
             }
@@ -266,11 +297,11 @@ impl<H: RequestHandler> Connection<H> {
                         return;
                     }
                 },
-                () = &mut handshake_timer, if !self.handshaken && !closing => {
+                () = &mut handshake_timer, if !self.admitted && !closing => {
                     tracing::debug!(peer = %self.peer, "no handshake in time; closing");
                     break;
                 }
-                () = &mut evicted, if !self.handshaken && !closing => {
+                () = &mut evicted, if !self.admitted && !closing => {
                     tracing::debug!(peer = %self.peer, "evicted while in its handshake; closing");
                     break;
                 }
@@ -453,7 +484,24 @@ impl<H: RequestHandler> Connection<H> {
                     .requests
                     .record(&kind, started.elapsed(), Outcome::Done);
             }
+            Request::AuthStart { mechanism, message } => {
+                let step = self.ctx.auth.start(&mut self.session, &mechanism, &message);
+                self.auth_step(stream_id, opcode, step, (kind, started));
+            }
+            Request::AuthFinish { message } => {
+                let step = self.ctx.auth.finish(&mut self.session, &message);
+                self.auth_step(stream_id, opcode, step, (kind, started));
+            }
             request => {
+                if let Err(denied) = self.ctx.auth.authorize(&self.session, opcode) {
+                    self.ctx.requests.record(
+                        &kind,
+                        started.elapsed(),
+                        Outcome::Failed(&denied.kind),
+                    );
+                    self.answer(stream_id, opcode, &Response::Error(denied));
+                    return;
+                }
                 let Ok(permit) = self.ctx.in_flight.clone().try_acquire_owned() else {
                     let overloaded = ServerError::new(
                         ErrorKind::Overloaded,
@@ -565,16 +613,57 @@ impl<H: RequestHandler> Connection<H> {
                     .is_ok()
                 {
                     self.handshaken = true;
-                    if let Some(ticket) = self.handshake_ticket.take() {
-                        ticket.release();
+                    if !self.ctx.auth.required() {
+                        self.admit();
                     }
-                    self.codec.set_max_frame_len(self.ctx.max_frame_len);
                 } else {
                     self.fatal = true;
                 }
             }
             Err(_) => self.fatal = true,
         }
+    }
+
+    /// The connection is through its handshake (and login, where required): it gives
+    /// back its place among connections in their handshake and takes the full frame cap.
+    fn admit(&mut self) {
+        self.admitted = true;
+        if let Some(ticket) = self.handshake_ticket.take() {
+            ticket.release();
+        }
+        self.codec.set_max_frame_len(self.ctx.max_frame_len);
+    }
+
+    /// Answers a login step; a failure is answered after its delay and closes the
+    /// connection.
+    fn auth_step(
+        &mut self,
+        stream_id: u32,
+        opcode: Opcode,
+        step: Step,
+        (kind, started): (RequestKind, Instant),
+    ) {
+        let response = match step {
+            Step::Answer(response) => {
+                if let Response::AuthOk { user, .. } = &response {
+                    tracing::debug!(peer = %self.peer, user = %user, "authenticated");
+                    if !self.admitted {
+                        self.admit();
+                    }
+                }
+                response
+            }
+            Step::Failed { user, reason } => {
+                let (error, delay) = self.ctx.auth.failure(self.peer_ip, &user, &reason);
+                self.auth_delay = Some(delay);
+                self.fatal = true;
+                Response::Error(error)
+            }
+        };
+        self.ctx
+            .requests
+            .record(&kind, started.elapsed(), Outcome::of(&response));
+        self.answer(stream_id, opcode, &response);
     }
 
     fn answer(&mut self, stream_id: u32, opcode: Opcode, response: &Response) {

@@ -75,6 +75,8 @@ pub struct ServerOptions {
     /// Where connections count each request, its latency and its error
     /// ([`crate::metrics`]).
     pub requests: Arc<RequestMetrics>,
+    /// Authentication: required or not, the users, the login throttle.
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 /// Accepts clients on `listener` until `shutdown` turns true, then drains connections.
@@ -100,6 +102,7 @@ pub async fn serve<H: RequestHandler>(
         handshake_timeout: opts.handshake_timeout,
         server_name: concat!("sibyl/", env!("CARGO_PKG_VERSION")).to_owned(),
         requests: opts.requests.clone(),
+        auth: opts.auth.clone(),
     };
     // Every connection task holds a clone of `done_tx`; `recv` returns `None` once all
     // of them have finished (mini-redis's shutdown-complete pattern).

@@ -44,6 +44,7 @@ async fn start_with(
         max_pending_handshakes: max_connections,
         shutdown_grace: Duration::from_secs(10),
         requests: Arc::new(crate::metrics::RequestMetrics::new()),
+        auth: crate::auth::Authenticator::open_access(),
     })
     .await
 }
@@ -327,6 +328,7 @@ async fn start_awaiting() -> (Harness, Arc<tokio::sync::Notify>) {
         max_pending_handshakes: 8,
         shutdown_grace: Duration::from_secs(10),
         requests: Arc::default(),
+        auth: crate::auth::Authenticator::open_access(),
     };
     let requests = Arc::clone(&opts.requests);
     let handler = Arc::new(Awaiting {
@@ -402,6 +404,7 @@ fn handshake_limits(pending: usize, deadline: Duration) -> ServerOptions {
         max_pending_handshakes: pending,
         shutdown_grace: Duration::from_secs(10),
         requests: Arc::new(crate::metrics::RequestMetrics::new()),
+        auth: crate::auth::Authenticator::open_access(),
     }
 }
 

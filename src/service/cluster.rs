@@ -1,7 +1,8 @@
 //! The service's side of cluster membership: the node's [`ClusterHandle`] (the published
 //! view, and the commands for the operator's `removenode` and status changes), the
 //! topology answer built from its [`ClusterView`] with each node's gossiped load, and the
-//! [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]).
+//! [`SchemaSource`] gossip uses to spread tables (see [`super::schema_sync`]) and users
+//! (entries `user:NAME` of the same export, merged by [`crate::auth::UserStore`]).
 //!
 //! # Invariants
 //! - Schema import runs under the service's DDL mutex, like local DDL, so engine tables,
@@ -18,8 +19,11 @@ use std::sync::Arc;
 use sibyl_protocol::{NodeInfo, NodeState, Topology};
 
 use super::schema::{self, TableSchema};
-use super::schema_sync::{decode_export, export, save_stamps, version_of, ExportEntry, Stamps};
+use super::schema_sync::{
+    decode_export, export_with, save_stamps, version_of, ExportEntry, Stamps,
+};
 use super::{lock, Service};
+use crate::auth::store::EXPORT_PREFIX;
 use crate::cluster::{ClusterHandle, ClusterView, NodeStatus, NodeView, SchemaSource};
 use crate::ring::Token;
 
@@ -129,13 +133,16 @@ impl Service {
 
     fn export_locked(&self, stamps: &Stamps) -> Vec<u8> {
         let tables = self.read_tables();
-        export(stamps, |name| {
-            tables.get(name).map(|s| TableSchema::clone(s))
-        })
+        export_with(
+            stamps,
+            |name| tables.get(name).map(|s| TableSchema::clone(s)),
+            self.users.export_entries(),
+        )
     }
 
     pub(super) fn version_locked(&self, stamps: &Stamps) -> u64 {
-        version_of(&self.export_locked(stamps), stamps.is_empty())
+        let empty = stamps.is_empty() && self.users.is_empty();
+        version_of(&self.export_locked(stamps), empty)
     }
 
     pub(super) fn persist_stamps(&self, stamps: &Stamps) {
@@ -225,6 +232,15 @@ impl SchemaSource for Service {
     fn import(&self, bytes: &[u8]) -> Result<u64, String> {
         let entries = decode_export(bytes).map_err(|e| e.to_string())?;
         let mut stamps = lock(&self.ddl);
+        // Users travel in the same export (entries `user:NAME`); their table merges them.
+        let (users, entries): (Vec<ExportEntry>, Vec<ExportEntry>) = entries
+            .into_iter()
+            .partition(|e| e.name.starts_with(EXPORT_PREFIX));
+        if !users.is_empty() {
+            if let Err(e) = self.users.merge(&users) {
+                tracing::error!(error = %e, "cannot save users pushed by a peer");
+            }
+        }
         let mut changed = false;
         for remote in entries {
             let local = self.local_entry(&stamps, &remote.name);

@@ -17,6 +17,7 @@
 //! - [`read`]: GET with its selectors, slices and paging tokens.
 //! - [`write`]: INSERT, DELETE and BATCH for causal and lww tables.
 //! - [`admin`]: operator commands (flush, compact, table stats, removenode, decommission).
+//! - [`users`]: user management requests over the node's users table.
 //!
 //! # Invariants
 //! - The schema cache mirrors the engine's tables: both change only under the DDL mutex,
@@ -41,6 +42,7 @@ pub mod cluster;
 pub mod read;
 pub mod schema;
 pub mod schema_sync;
+pub mod users;
 pub mod write;
 
 /// The engine key encoding (moved to [`crate::replica::keys`]).
@@ -201,6 +203,9 @@ pub enum ServiceError {
     /// The schema stamps file could not be read.
     #[error(transparent)]
     SchemaStamps(#[from] SchemaSyncError),
+    /// The users file could not be read.
+    #[error(transparent)]
+    Users(#[from] crate::auth::UserStoreError),
 }
 
 /// Where a request should run.
@@ -233,6 +238,8 @@ pub struct Service {
     watermarks: Option<Arc<Watermarks>>,
     /// The node's request metrics (TABLE_STATS reports each table's figures from them).
     request_metrics: std::sync::OnceLock<Arc<crate::metrics::RequestMetrics>>,
+    /// The users system table (spread with the schema, see [`cluster`]).
+    users: Arc<crate::auth::UserStore>,
 }
 
 impl std::fmt::Debug for Service {
@@ -423,6 +430,7 @@ impl Service {
                 tracing::warn!(error = %e, "cannot save the reconciled schema stamps");
             }
         }
+        let users = Arc::new(crate::auth::UserStore::open(&opts.data_dir)?);
         let batch_sync = matches!(opts.sync, SyncMode::Batch);
         let written_body = Response::Written {
             meta: ResponseMeta {
@@ -470,6 +478,7 @@ impl Service {
             written_body,
             watermarks,
             request_metrics: std::sync::OnceLock::new(),
+            users,
         })
     }
 
@@ -509,6 +518,10 @@ impl Service {
     pub fn execution(&self, request: &Request) -> Execution {
         match request {
             Request::CreateTable { .. } | Request::DropTable { .. } => Execution::Blocking,
+            // A user change writes the users file.
+            Request::CreateUser { .. } | Request::AlterUser { .. } | Request::DropUser { .. } => {
+                Execution::Blocking
+            }
             // Operator commands wait for disk (flush, compaction) or for gossip.
             Request::Flush { .. }
             | Request::Compact { .. }
@@ -541,6 +554,11 @@ impl Service {
             }
             _ => Execution::Inline,
         }
+    }
+
+    /// The node's users table (the connections' authenticator reads it).
+    pub fn users(&self) -> &Arc<crate::auth::UserStore> {
+        &self.users
     }
 
     /// Answers one request. Errors come back as [`Response::Error`].
@@ -588,6 +606,18 @@ impl Service {
             )),
             Request::Handshake { .. } => Err(invalid("HANDSHAKE is only valid as the first frame")),
             Request::Ping => Ok(Response::Pong),
+            Request::AuthStart { .. } | Request::AuthFinish { .. } => Err(invalid(
+                "authentication is answered by the connection, not by the service",
+            )),
+            Request::CreateUser {
+                name,
+                superuser,
+                if_not_exists,
+                verifier,
+            } => self.create_user(name, superuser, if_not_exists, verifier),
+            Request::AlterUser { name, verifier } => self.alter_user(name, verifier),
+            Request::DropUser { name, if_exists } => self.drop_user(name, if_exists),
+            Request::ListUsers => Ok(Response::Users(self.users.list())),
             Request::Topology => Ok(Response::Topology(self.topology())),
             Request::CreateTable {
                 name,

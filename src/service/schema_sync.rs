@@ -178,7 +178,17 @@ pub fn save_stamps(dir: &Path, stamps: &Stamps) -> Result<(), SchemaSyncError> {
 /// The export of `stamps` with each live table's metadata from `tables`. A live stamp
 /// without a table is skipped (the caller keeps both in step).
 pub fn export(stamps: &Stamps, table: impl Fn(&str) -> Option<TableSchema>) -> Vec<u8> {
-    let entries: Vec<ExportEntry> = stamps
+    export_with(stamps, table, Vec::new())
+}
+
+/// [`export`] with `extra` entries beside the tables (the users, named `user:NAME`: a
+/// `:` is never in a table name, so the two never collide), all sorted by name.
+pub fn export_with(
+    stamps: &Stamps,
+    table: impl Fn(&str) -> Option<TableSchema>,
+    extra: Vec<ExportEntry>,
+) -> Vec<u8> {
+    let mut entries: Vec<ExportEntry> = stamps
         .iter()
         .filter_map(|(name, stamp)| {
             let metadata = if stamp.dropped {
@@ -193,6 +203,8 @@ pub fn export(stamps: &Stamps, table: impl Fn(&str) -> Option<TableSchema>) -> V
             })
         })
         .collect();
+    entries.extend(extra);
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     encode_entries(&entries, EXPORT_MAGIC, true)
 }
 

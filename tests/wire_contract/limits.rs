@@ -119,7 +119,7 @@ fn contract_limits_table_matches_the_code() {
     use sibyl::server::DEFAULT_MAX_REQUEST_DATA_IN_FLIGHT;
     use sibyl::service::keys::{MAX_COLUMN_NAME_LEN, MAX_PARTITION_KEY_LEN};
     use sibyl::service::schema::{MAX_REPLICATION_FACTOR, MAX_TABLE_NAME_LEN};
-    let checks: [(&str, u64); 21] = [
+    let checks: [(&str, u64); 26] = [
         (
             "frame before the handshake",
             sibyl_protocol::HANDSHAKE_MAX_FRAME_LEN as u64,
@@ -164,6 +164,23 @@ fn contract_limits_table_matches_the_code() {
         (
             "free space of the node's data directory",
             DEFAULT_MIN_FREE_DISK_MB << 20,
+        ),
+        (
+            "frame before authentication (node with `--auth required`)",
+            sibyl_protocol::HANDSHAKE_MAX_FRAME_LEN as u64,
+        ),
+        (
+            "SCRAM message",
+            sibyl_protocol::scram::MAX_MESSAGE_LEN as u64,
+        ),
+        (
+            "longest delay before an `AUTHENTICATION_FAILED`",
+            sibyl::auth::throttle::MAX_DELAY.as_millis() as u64,
+        ),
+        ("user name", sibyl::auth::MAX_USER_NAME_LEN as u64),
+        (
+            "SCRAM iterations of a stored verifier",
+            u64::from(sibyl_protocol::scram::MIN_ITERATIONS),
         ),
     ];
     for (name, code) in checks {

@@ -14,6 +14,7 @@
 //! - [`admin`]: `sibyl-admin`'s views of the topology — status and ring.
 //! - [`consistency`]: how the tools spell consistency levels.
 //! - [`flags`]: flags every tool checks alike (`--timeout`).
+//! - [`credentials`]: `--user`, `--password-file`, `SIBYL_PASSWORD` and the no-echo prompt.
 //! - [`text`]: how bytes are shown (quoted UTF-8 or `0x` hex) and read back.
 //!
 //! Library errors are typed (`thiserror`); the binaries use `anyhow`.
@@ -21,6 +22,7 @@
 pub mod admin;
 pub mod cli;
 pub mod consistency;
+pub mod credentials;
 pub mod flags;
 pub mod load;
 pub mod nemesis;

@@ -25,14 +25,21 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::client::error::ClientError;
-use crate::client::ClientOptions;
+use crate::client::{ClientOptions, Credentials};
 use crate::codec::FrameCodec;
+use crate::error::ErrorKind;
 use crate::frame::{
     Frame, CONNECTION_ERROR_OPCODE, CONNECTION_ERROR_STREAM_ID, HANDSHAKE_MAX_FRAME_LEN,
 };
 use crate::message::request::Request;
 use crate::message::response::Response;
+use crate::scram::{ScramClient, MECHANISM};
 use crate::PROTOCOL_VERSION;
+
+/// Stream ids of the login exchange (after the handshake's 0, before callers' from 1:
+/// nothing else is in flight while the connection opens).
+const AUTH_START_STREAM: u32 = 1;
+const AUTH_FINISH_STREAM: u32 = 2;
 
 /// Frames queued for the writer before callers wait (back-pressure).
 const WRITE_QUEUE_FRAMES: usize = 1024;
@@ -91,6 +98,110 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// A connection being opened: one request at a time, before the reader and writer tasks
+/// start.
+struct Opening<'a> {
+    addr: SocketAddr,
+    rd: &'a mut OwnedReadHalf,
+    wr: &'a mut OwnedWriteHalf,
+    codec: &'a mut FrameCodec,
+    read_buf: &'a mut BytesMut,
+}
+
+impl Opening<'_> {
+    /// Sends `request` on `stream_id` and reads the one frame that answers it.
+    async fn exchange(&mut self, request: &Request, stream_id: u32) -> Result<Frame, ClientError> {
+        let mut out = BytesMut::new();
+        self.codec.encode(request.to_frame(stream_id)?, &mut out)?;
+        self.wr
+            .write_all(&out)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: self.addr.to_string(),
+                source,
+            })?;
+        loop {
+            if let Some(frame) = self.codec.decode(self.read_buf)? {
+                return Ok(frame);
+            }
+            let read =
+                self.rd
+                    .read_buf(self.read_buf)
+                    .await
+                    .map_err(|source| ClientError::Connect {
+                        addr: self.addr.to_string(),
+                        source,
+                    })?;
+            if read == 0 {
+                return Err(ClientError::ConnectionClosed {
+                    addr: self.addr.to_string(),
+                    reason: "closed while opening (handshake or login)".into(),
+                    sent: true,
+                });
+            }
+        }
+    }
+
+    /// A login refused by the server, or another error it answered.
+    fn refused(&self, credentials: &Credentials, response: Response) -> ClientError {
+        match response {
+            Response::Error(e) if e.kind == ErrorKind::AuthenticationFailed => {
+                ClientError::AuthenticationFailed {
+                    user: credentials.user.clone(),
+                }
+            }
+            Response::Error(e) => ClientError::Server(e),
+            other => ClientError::UnexpectedResponse {
+                opcode: "AUTH_START/AUTH_FINISH",
+                got: format!("{other:?}"),
+            },
+        }
+    }
+
+    /// Runs the SCRAM-SHA-256 exchange and checks the server's signature.
+    async fn login(&mut self, credentials: &Credentials) -> Result<(), ClientError> {
+        let scram_err = |addr: SocketAddr, source| ClientError::Scram {
+            addr: addr.to_string(),
+            source,
+        };
+        let mut scram = ScramClient::new(&credentials.user, &credentials.password);
+        let start = Request::AuthStart {
+            mechanism: MECHANISM.to_owned(),
+            message: Bytes::from(scram.client_first().into_bytes()),
+        };
+        let reply = self.exchange(&start, AUTH_START_STREAM).await?;
+        let server_first = match Response::from_frame(&reply)? {
+            Response::AuthContinue { message } => message,
+            other => return Err(self.refused(credentials, other)),
+        };
+        let server_first = std::str::from_utf8(&server_first).map_err(|_| {
+            scram_err(
+                self.addr,
+                crate::scram::ScramError::Malformed {
+                    what: "server-first",
+                    reason: "not UTF-8",
+                },
+            )
+        })?;
+        // PBKDF2 (thousands of HMACs): slow by design, once per connection.
+        let client_final = scram
+            .client_final(server_first)
+            .map_err(|e| scram_err(self.addr, e))?;
+        let finish = Request::AuthFinish {
+            message: Bytes::from(client_final.into_bytes()),
+        };
+        let reply = self.exchange(&finish, AUTH_FINISH_STREAM).await?;
+        let server_final = match Response::from_frame(&reply)? {
+            Response::AuthOk { message, .. } => message,
+            other => return Err(self.refused(credentials, other)),
+        };
+        let server_final = String::from_utf8_lossy(&server_final);
+        scram
+            .verify_server_final(&server_final)
+            .map_err(|e| scram_err(self.addr, e))
+    }
+}
+
 /// One multiplexed connection to a node, handshake done.
 #[derive(Debug)]
 pub struct Connection {
@@ -142,27 +253,18 @@ impl Connection {
             version: PROTOCOL_VERSION,
             client: options.client_name.clone(),
         };
-        let reply = tokio::time::timeout(options.connect_timeout, async {
-            let mut out = BytesMut::new();
-            codec.encode(handshake.to_frame(0)?, &mut out)?;
-            wr.write_all(&out).await.map_err(connect_err)?;
-            loop {
-                if let Some(frame) = codec.decode(&mut read_buf)? {
-                    return Ok::<Frame, ClientError>(frame);
-                }
-                if rd.read_buf(&mut read_buf).await.map_err(connect_err)? == 0 {
-                    return Err(ClientError::ConnectionClosed {
-                        addr: addr.to_string(),
-                        reason: "closed during handshake".into(),
-                        sent: true,
-                    });
-                }
-            }
-        })
-        .await
-        .map_err(|_| ClientError::Timeout {
-            after: options.connect_timeout,
-        })??;
+        let mut opening = Opening {
+            addr,
+            rd: &mut rd,
+            wr: &mut wr,
+            codec: &mut codec,
+            read_buf: &mut read_buf,
+        };
+        let reply = tokio::time::timeout(options.connect_timeout, opening.exchange(&handshake, 0))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                after: options.connect_timeout,
+            })??;
         let (server, server_max) = match Response::from_frame(&reply)? {
             Response::Handshake {
                 version,
@@ -177,6 +279,13 @@ impl Connection {
                 });
             }
         };
+        if let Some(credentials) = &options.credentials {
+            tokio::time::timeout(options.connect_timeout, opening.login(credentials))
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    after: options.connect_timeout,
+                })??;
+        }
         codec.set_max_frame_len(options.max_frame_len);
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_FRAMES);

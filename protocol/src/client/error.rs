@@ -52,6 +52,23 @@ pub enum ClientError {
     /// The server answered with a typed error.
     #[error("server error: {0}")]
     Server(#[from] ServerError),
+    /// The node refused the user and password (an unknown user and a wrong password are
+    /// not told apart).
+    #[error("authentication failed for user {user}")]
+    AuthenticationFailed {
+        /// The user name.
+        user: String,
+    },
+    /// The login exchange went wrong on this side: a malformed server message, or a
+    /// server that could not prove it knows the password.
+    #[error("authentication with {addr} failed: {source}")]
+    Scram {
+        /// The node address.
+        addr: String,
+        /// What was wrong.
+        #[source]
+        source: crate::scram::ScramError,
+    },
     /// The server answered with a response that does not fit the request.
     #[error("unexpected response to {opcode}: {got}")]
     UnexpectedResponse {

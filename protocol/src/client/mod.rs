@@ -22,6 +22,7 @@
 //! - [`connection`]: one connection, many requests in flight matched by stream id.
 //! - [`Table`] ([`table`]): `client.table("users").get(key).await`, `.put(key, cols)`,
 //!   with contexts carried from reads into writes by [`Row`].
+//! - [`users`]: user management (the password becomes its SCRAM verifier here).
 //! - [`admin`]: operator commands (flush, compact, table stats, removenode,
 //!   decommission).
 //!
@@ -38,6 +39,7 @@ pub mod pool;
 pub mod ring;
 pub mod row;
 pub mod table;
+pub mod users;
 pub mod write;
 
 use std::net::SocketAddr;
@@ -85,6 +87,28 @@ pub struct ClientOptions {
     /// `Duration::ZERO` turns the periodic fetch off (it still happens on connect and
     /// after connection failures).
     pub topology_poll_interval: Duration,
+    /// The user and password every connection logs in with (SCRAM-SHA-256, right after
+    /// the handshake); `None` = no login (a node that requires one answers
+    /// `UNAUTHENTICATED`).
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -98,6 +122,7 @@ impl Default for ClientOptions {
             client_name: concat!("sibyl-protocol/", env!("CARGO_PKG_VERSION")).to_owned(),
             token_aware: true,
             topology_poll_interval: Duration::from_secs(10),
+            credentials: None,
         }
     }
 }
@@ -255,6 +280,8 @@ impl Client {
                     connected = true;
                     break;
                 }
+                // Another node would refuse the same credentials.
+                Err(e @ ClientError::AuthenticationFailed { .. }) => return Err(e),
                 Err(e) => last = e,
             }
         }

@@ -17,6 +17,10 @@ pub enum Opcode {
     Ping = 0x02,
     /// Cluster topology for token-aware routing.
     Topology = 0x03,
+    /// Authentication: SCRAM client-first (after the handshake).
+    AuthStart = 0x04,
+    /// Authentication: SCRAM client-final.
+    AuthFinish = 0x05,
     /// Create a table.
     CreateTable = 0x10,
     /// Drop a table.
@@ -25,6 +29,14 @@ pub enum Opcode {
     ListTables = 0x12,
     /// Options of one table.
     DescribeTable = 0x13,
+    /// Create a user (its SCRAM verifier, computed by the client).
+    CreateUser = 0x14,
+    /// Change a user's password (a new verifier).
+    AlterUser = 0x15,
+    /// Drop a user.
+    DropUser = 0x16,
+    /// List users.
+    ListUsers = 0x17,
     /// Write columns of one row.
     Insert = 0x20,
     /// Read columns of one row.
@@ -68,14 +80,20 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 26] = [
+    pub const ALL: [Opcode; 32] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
+        Opcode::AuthStart,
+        Opcode::AuthFinish,
         Opcode::CreateTable,
         Opcode::DropTable,
         Opcode::ListTables,
         Opcode::DescribeTable,
+        Opcode::CreateUser,
+        Opcode::AlterUser,
+        Opcode::DropUser,
+        Opcode::ListUsers,
         Opcode::Insert,
         Opcode::Get,
         Opcode::Delete,
@@ -119,6 +137,12 @@ impl Opcode {
             Opcode::Handshake => "HANDSHAKE",
             Opcode::Ping => "PING",
             Opcode::Topology => "TOPOLOGY",
+            Opcode::AuthStart => "AUTH_START",
+            Opcode::AuthFinish => "AUTH_FINISH",
+            Opcode::CreateUser => "CREATE_USER",
+            Opcode::AlterUser => "ALTER_USER",
+            Opcode::DropUser => "DROP_USER",
+            Opcode::ListUsers => "LIST_USERS",
             Opcode::CreateTable => "CREATE_TABLE",
             Opcode::DropTable => "DROP_TABLE",
             Opcode::ListTables => "LIST_TABLES",
@@ -155,6 +179,7 @@ impl Opcode {
                 | Opcode::Topology
                 | Opcode::ListTables
                 | Opcode::DescribeTable
+                | Opcode::ListUsers
                 | Opcode::Get
                 | Opcode::TableStats
                 | Opcode::Metrics

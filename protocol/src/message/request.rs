@@ -10,6 +10,7 @@ use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::message::opcode::Opcode;
 use crate::message::types::{CellContext, ColumnWrite, Consistency, Selector, TableOptions};
+use crate::scram::{ScramVerifier, KEY_LEN};
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 
@@ -201,6 +202,46 @@ pub enum Request {
     },
     /// Liveness check. Empty body.
     Ping,
+    /// Starts authentication. Wire: `string` mechanism, `bytes` SCRAM client-first.
+    AuthStart {
+        /// The SASL mechanism; `SCRAM-SHA-256` is the one served.
+        mechanism: String,
+        /// The SCRAM client-first-message.
+        message: Bytes,
+    },
+    /// Finishes authentication. Wire: `bytes` SCRAM client-final.
+    AuthFinish {
+        /// The SCRAM client-final-message.
+        message: Bytes,
+    },
+    /// Creates a user. Wire: `string` name, `bool` superuser, `bool` if_not_exists,
+    /// verifier (`u32` iterations, `bytes` salt, `bytes` stored_key, `bytes` server_key).
+    CreateUser {
+        /// User name.
+        name: String,
+        /// May manage users (and, later, do anything).
+        superuser: bool,
+        /// Succeed without change if the user exists.
+        if_not_exists: bool,
+        /// The password's SCRAM verifier, computed by the client.
+        verifier: ScramVerifier,
+    },
+    /// Sets a user's password. Wire: `string` name, verifier.
+    AlterUser {
+        /// User name.
+        name: String,
+        /// The new password's SCRAM verifier.
+        verifier: ScramVerifier,
+    },
+    /// Drops a user. Wire: `string` name, `bool` if_exists.
+    DropUser {
+        /// User name.
+        name: String,
+        /// Succeed without change if the user is missing.
+        if_exists: bool,
+    },
+    /// Lists users. Empty body.
+    ListUsers,
     /// Asks for the cluster topology. Empty body.
     Topology,
     /// Wire: `string` name, `bool` if_not_exists, table options.
@@ -340,6 +381,30 @@ pub enum Request {
     Health,
 }
 
+fn encode_verifier(w: &mut WireWriter, v: &ScramVerifier) -> Result<(), ProtocolError> {
+    w.u32(v.iterations);
+    w.bytes("salt", &v.salt)?;
+    w.bytes("stored key", &v.stored_key)?;
+    w.bytes("server key", &v.server_key)
+}
+
+fn decode_key(r: &mut WireReader, what: &'static str) -> Result<[u8; KEY_LEN], ProtocolError> {
+    let bytes = r.bytes(what)?;
+    <[u8; KEY_LEN]>::try_from(bytes.as_ref()).map_err(|_| ProtocolError::InvalidValue {
+        what,
+        reason: format!("must be {KEY_LEN} bytes, got {}", bytes.len()),
+    })
+}
+
+fn decode_verifier(r: &mut WireReader) -> Result<ScramVerifier, ProtocolError> {
+    Ok(ScramVerifier {
+        iterations: r.u32("iterations")?,
+        salt: r.bytes("salt")?.to_vec(),
+        stored_key: decode_key(r, "stored key")?,
+        server_key: decode_key(r, "server key")?,
+    })
+}
+
 fn encode_consistency(w: &mut WireWriter, c: Option<&Consistency>) -> Result<(), ProtocolError> {
     w.option(c, |w, c| {
         c.encode(w);
@@ -377,6 +442,12 @@ impl Request {
             Request::Handshake { .. } => Opcode::Handshake,
             Request::Ping => Opcode::Ping,
             Request::Topology => Opcode::Topology,
+            Request::AuthStart { .. } => Opcode::AuthStart,
+            Request::AuthFinish { .. } => Opcode::AuthFinish,
+            Request::CreateUser { .. } => Opcode::CreateUser,
+            Request::AlterUser { .. } => Opcode::AlterUser,
+            Request::DropUser { .. } => Opcode::DropUser,
+            Request::ListUsers => Opcode::ListUsers,
             Request::CreateTable { .. } => Opcode::CreateTable,
             Request::DropTable { .. } => Opcode::DropTable,
             Request::ListTables => Opcode::ListTables,
@@ -419,7 +490,32 @@ impl Request {
             | Request::Rebalance
             | Request::Metrics
             | Request::DescribeCluster
+            | Request::ListUsers
             | Request::Health => {}
+            Request::AuthStart { mechanism, message } => {
+                w.string("mechanism", mechanism)?;
+                w.bytes("SCRAM message", message)?;
+            }
+            Request::AuthFinish { message } => w.bytes("SCRAM message", message)?,
+            Request::CreateUser {
+                name,
+                superuser,
+                if_not_exists,
+                verifier,
+            } => {
+                w.string("user", name)?;
+                w.bool(*superuser);
+                w.bool(*if_not_exists);
+                encode_verifier(&mut w, verifier)?;
+            }
+            Request::AlterUser { name, verifier } => {
+                w.string("user", name)?;
+                encode_verifier(&mut w, verifier)?;
+            }
+            Request::DropUser { name, if_exists } => {
+                w.string("user", name)?;
+                w.bool(*if_exists);
+            }
             Request::Move { tokens } => w.list("tokens", tokens, |w, t| {
                 w.i128(*t);
                 Ok(())
@@ -509,6 +605,28 @@ impl Request {
             },
             Opcode::Ping => Request::Ping,
             Opcode::Topology => Request::Topology,
+            Opcode::AuthStart => Request::AuthStart {
+                mechanism: r.string("mechanism")?,
+                message: r.bytes("SCRAM message")?,
+            },
+            Opcode::AuthFinish => Request::AuthFinish {
+                message: r.bytes("SCRAM message")?,
+            },
+            Opcode::CreateUser => Request::CreateUser {
+                name: r.string("user")?,
+                superuser: r.bool("superuser")?,
+                if_not_exists: r.bool("if not exists")?,
+                verifier: decode_verifier(&mut r)?,
+            },
+            Opcode::AlterUser => Request::AlterUser {
+                name: r.string("user")?,
+                verifier: decode_verifier(&mut r)?,
+            },
+            Opcode::DropUser => Request::DropUser {
+                name: r.string("user")?,
+                if_exists: r.bool("if exists")?,
+            },
+            Opcode::ListUsers => Request::ListUsers,
             Opcode::CreateTable => Request::CreateTable {
                 name: r.string("table")?,
                 if_not_exists: r.bool("if not exists")?,

@@ -13,7 +13,7 @@ use crate::frame::{Frame, FLAG_ERROR, FLAG_RESPONSE};
 use crate::message::opcode::Opcode;
 use crate::message::types::{
     Cell, ClusterDescription, HintOwner, NodeHealth, RebalanceReport, RepairStatus, ResponseMeta,
-    StreamsReport, TableCleanup, TableOptions, TableStatistics, Topology,
+    StreamsReport, TableCleanup, TableOptions, TableStatistics, Topology, UserInfo,
 };
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -32,6 +32,30 @@ pub enum Response {
     },
     /// To PING. Empty body.
     Pong,
+    /// To AUTH_START. Wire: `bytes` SCRAM server-first.
+    AuthContinue {
+        /// The SCRAM server-first-message.
+        message: Bytes,
+    },
+    /// To AUTH_FINISH: authenticated. Wire: `bytes` SCRAM server-final, `string` user,
+    /// `bool` superuser.
+    AuthOk {
+        /// The SCRAM server-final-message (the client checks the server's signature).
+        message: Bytes,
+        /// The user the connection is now authenticated as.
+        user: String,
+        /// Whether that user is a superuser.
+        superuser: bool,
+    },
+    /// To CREATE_USER, ALTER_USER and DROP_USER. Wire: `string` name, `bool` applied.
+    UserChanged {
+        /// The user.
+        name: String,
+        /// False when `if_not_exists` / `if_exists` made the request a no-op.
+        applied: bool,
+    },
+    /// To LIST_USERS, sorted by name. Wire: `list<user info>`.
+    Users(Vec<UserInfo>),
     /// To TOPOLOGY. Wire: topology.
     Topology(Topology),
     /// To CREATE_TABLE and DROP_TABLE. Wire: `string` table, `bool` applied.
@@ -112,6 +136,7 @@ fn encode_error(w: &mut WireWriter, e: &ServerError) -> Result<(), ProtocolError
             f.string("table", table)?
         }
         ErrorKind::TooManySiblings { limit } => f.u32(*limit),
+        ErrorKind::Unauthorized { permission } => f.string("permission", permission)?,
         ErrorKind::Unavailable { required, alive } => {
             f.u32(*required);
             f.u32(*alive);
@@ -125,7 +150,12 @@ fn encode_error(w: &mut WireWriter, e: &ServerError) -> Result<(), ProtocolError
             f.u64(*reserve);
         }
         ErrorKind::Unknown { fields, .. } => return w.bytes("error fields", fields),
-        ErrorKind::Protocol | ErrorKind::Server | ErrorKind::Invalid | ErrorKind::Overloaded => {}
+        ErrorKind::Protocol
+        | ErrorKind::Server
+        | ErrorKind::Invalid
+        | ErrorKind::Overloaded
+        | ErrorKind::AuthenticationFailed
+        | ErrorKind::Unauthenticated => {}
     }
     w.bytes("error fields", &f.finish())
 }
@@ -173,6 +203,11 @@ fn decode_error(r: &mut WireReader) -> Result<ServerError, ProtocolError> {
         ErrorCode::DiskFull => ErrorKind::DiskFull {
             free: f.u64("free")?,
             reserve: f.u64("reserve")?,
+        },
+        ErrorCode::AuthenticationFailed => ErrorKind::AuthenticationFailed,
+        ErrorCode::Unauthenticated => ErrorKind::Unauthenticated,
+        ErrorCode::Unauthorized => ErrorKind::Unauthorized {
+            permission: f.string("permission")?,
         },
     };
     f.finish("error fields")?;
@@ -232,6 +267,13 @@ impl Response {
             (Response::Error(_), _)
                 | (Response::Handshake { .. }, Opcode::Handshake)
                 | (Response::Pong, Opcode::Ping)
+                | (Response::AuthContinue { .. }, Opcode::AuthStart)
+                | (Response::AuthOk { .. }, Opcode::AuthFinish)
+                | (
+                    Response::UserChanged { .. },
+                    Opcode::CreateUser | Opcode::AlterUser | Opcode::DropUser
+                )
+                | (Response::Users(_), Opcode::ListUsers)
                 | (Response::Topology(_), Opcode::Topology)
                 | (
                     Response::SchemaChanged { .. },
@@ -280,6 +322,21 @@ impl Response {
                 w.u32(*max_frame_len);
             }
             Response::Pong => {}
+            Response::AuthContinue { message } => w.bytes("SCRAM message", message)?,
+            Response::AuthOk {
+                message,
+                user,
+                superuser,
+            } => {
+                w.bytes("SCRAM message", message)?;
+                w.string("user", user)?;
+                w.bool(*superuser);
+            }
+            Response::UserChanged { name, applied } => {
+                w.string("user", name)?;
+                w.bool(*applied);
+            }
+            Response::Users(users) => w.list("users", users, |w, u| u.encode(w))?,
             Response::Topology(t) => t.encode(&mut w)?,
             Response::SchemaChanged { table, applied } => {
                 w.string("table", table)?;
@@ -334,6 +391,23 @@ impl Response {
                     max_frame_len: r.u32("max frame length")?,
                 },
                 Opcode::Ping => Response::Pong,
+                Opcode::AuthStart => Response::AuthContinue {
+                    message: r.bytes("SCRAM message")?,
+                },
+                Opcode::AuthFinish => Response::AuthOk {
+                    message: r.bytes("SCRAM message")?,
+                    user: r.string("user")?,
+                    superuser: r.bool("superuser")?,
+                },
+                Opcode::CreateUser | Opcode::AlterUser | Opcode::DropUser => {
+                    Response::UserChanged {
+                        name: r.string("user")?,
+                        applied: r.bool("applied")?,
+                    }
+                }
+                Opcode::ListUsers => {
+                    Response::Users(r.list("users", UserInfo::MIN_LEN, UserInfo::decode)?)
+                }
                 Opcode::Topology => Response::Topology(Topology::decode(&mut r)?),
                 Opcode::CreateTable | Opcode::DropTable => Response::SchemaChanged {
                     table: r.string("table")?,

@@ -44,6 +44,56 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ("ping", Request::Ping),
         ("topology", Request::Topology),
         (
+            "auth-start",
+            Request::AuthStart {
+                mechanism: "SCRAM-SHA-256".into(),
+                message: b("n,,n=user,r=rOprNGfwEbeRWgbNEkqO"),
+            },
+        ),
+        (
+            "auth-finish",
+            Request::AuthFinish {
+                message: b(
+                    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                            p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+                ),
+            },
+        ),
+        (
+            "create-user",
+            Request::CreateUser {
+                name: "alice".into(),
+                superuser: false,
+                if_not_exists: true,
+                verifier: sibyl_protocol::scram::ScramVerifier {
+                    iterations: 4096,
+                    salt: vec![7; 16],
+                    stored_key: [1; 32],
+                    server_key: [2; 32],
+                },
+            },
+        ),
+        (
+            "alter-user",
+            Request::AlterUser {
+                name: "alice".into(),
+                verifier: sibyl_protocol::scram::ScramVerifier {
+                    iterations: 8192,
+                    salt: vec![8; 16],
+                    stored_key: [3; 32],
+                    server_key: [4; 32],
+                },
+            },
+        ),
+        (
+            "drop-user",
+            Request::DropUser {
+                name: "alice".into(),
+                if_exists: false,
+            },
+        ),
+        ("list-users", Request::ListUsers),
+        (
             "create-table",
             Request::CreateTable {
                 name: "users".into(),
@@ -435,6 +485,59 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
             "err-overloaded",
             Opcode::Get,
             err(ErrorKind::Overloaded, "shed"),
+        ),
+        (
+            "err-authentication-failed",
+            Opcode::AuthFinish,
+            err(ErrorKind::AuthenticationFailed, "authentication failed"),
+        ),
+        (
+            "err-unauthenticated",
+            Opcode::Get,
+            err(ErrorKind::Unauthenticated, "authenticate first"),
+        ),
+        (
+            "err-unauthorized",
+            Opcode::CreateUser,
+            err(
+                ErrorKind::Unauthorized {
+                    permission: "manage users".into(),
+                },
+                "superusers only",
+            ),
+        ),
+        (
+            "auth-continue",
+            Opcode::AuthStart,
+            Response::AuthContinue {
+                message: b("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+                            s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
+            },
+        ),
+        (
+            "auth-ok",
+            Opcode::AuthFinish,
+            Response::AuthOk {
+                message: b("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+                user: "user".into(),
+                superuser: false,
+            },
+        ),
+        (
+            "user-changed",
+            Opcode::CreateUser,
+            Response::UserChanged {
+                name: "alice".into(),
+                applied: true,
+            },
+        ),
+        (
+            "users",
+            Opcode::ListUsers,
+            Response::Users(vec![sibyl_protocol::UserInfo {
+                name: "admin".into(),
+                superuser: true,
+            }]),
         ),
         ("err-server", Opcode::Get, err(ErrorKind::Server, "oops")),
         (

@@ -193,7 +193,39 @@ pub fn request() -> impl Strategy<Value = Request> {
         proptest::collection::vec(any::<i128>(), 0..8).prop_map(|tokens| Request::Move { tokens }),
         Just(Request::Metrics),
         Just(Request::DescribeCluster),
+        (name(), bytes(64))
+            .prop_map(|(mechanism, message)| Request::AuthStart { mechanism, message }),
+        bytes(64).prop_map(|message| Request::AuthFinish { message }),
+        (name(), any::<bool>(), any::<bool>(), verifier()).prop_map(
+            |(name, superuser, if_not_exists, verifier)| Request::CreateUser {
+                name,
+                superuser,
+                if_not_exists,
+                verifier,
+            }
+        ),
+        (name(), verifier()).prop_map(|(name, verifier)| Request::AlterUser { name, verifier }),
+        (name(), any::<bool>()).prop_map(|(name, if_exists)| Request::DropUser { name, if_exists }),
+        Just(Request::ListUsers),
     ]
+}
+
+/// A SCRAM verifier with arbitrary fields (the wire takes any; the server checks them).
+pub fn verifier() -> impl Strategy<Value = sibyl_protocol::scram::ScramVerifier> {
+    (
+        any::<u32>(),
+        vec(any::<u8>(), 0..70),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(iterations, salt, stored_key, server_key)| {
+            sibyl_protocol::scram::ScramVerifier {
+                iterations,
+                salt,
+                stored_key,
+                server_key,
+            }
+        })
 }
 
 pub fn table_statistics() -> impl Strategy<Value = TableStatistics> {
@@ -306,6 +338,9 @@ pub fn server_error() -> impl Strategy<Value = ServerError> {
         (any::<u32>(), any::<u32>())
             .prop_map(|(acks, required)| ErrorKind::ReadTimeout { acks, required }),
         Just(ErrorKind::Overloaded),
+        Just(ErrorKind::AuthenticationFailed),
+        Just(ErrorKind::Unauthenticated),
+        name().prop_map(|permission| ErrorKind::Unauthorized { permission }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(free, reserve)| ErrorKind::DiskFull { free, reserve }),
         (
@@ -327,6 +362,21 @@ pub fn response() -> impl Strategy<Value = Response> {
             }
         }),
         Just(Response::Pong),
+        bytes(64).prop_map(|message| Response::AuthContinue { message }),
+        (bytes(64), name(), any::<bool>()).prop_map(|(message, user, superuser)| {
+            Response::AuthOk {
+                message,
+                user,
+                superuser,
+            }
+        }),
+        (name(), any::<bool>()).prop_map(|(name, applied)| Response::UserChanged { name, applied }),
+        vec((name(), any::<bool>()), 0..4).prop_map(|users| Response::Users(
+            users
+                .into_iter()
+                .map(|(name, superuser)| sibyl_protocol::UserInfo { name, superuser })
+                .collect()
+        )),
         topology().prop_map(Response::Topology),
         (name(), any::<bool>())
             .prop_map(|(table, applied)| Response::SchemaChanged { table, applied }),

@@ -387,9 +387,15 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::Move { .. }
         | Request::Metrics
         | Request::DescribeCluster
-        | Request::Health => Response::Error(ServerError::new(
+        | Request::Health
+        | Request::AuthStart { .. }
+        | Request::AuthFinish { .. }
+        | Request::CreateUser { .. }
+        | Request::AlterUser { .. }
+        | Request::DropUser { .. }
+        | Request::ListUsers => Response::Error(ServerError::new(
             ErrorKind::Invalid,
-            "the mock server has no admin commands",
+            "the mock server has no admin commands or users",
         )),
         Request::CreateTable {
             name,

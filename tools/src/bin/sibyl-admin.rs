@@ -113,6 +113,8 @@ struct Args {
     /// Print one JSON object instead of a table (its fields are listed below).
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    credentials: sibyl_tools::credentials::CredentialArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -227,6 +229,7 @@ fn main() {
 fn real_main() -> Result<()> {
     let args = Args::parse();
     let timeout = sibyl_tools::flags::timeout(args.timeout)?;
+    let credentials = args.credentials.resolve(false)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -237,9 +240,10 @@ fn real_main() -> Result<()> {
             connect_timeout: timeout,
             pool_size: 1,
             client_name: concat!("sibyl-admin/", env!("CARGO_PKG_VERSION")).to_owned(),
+            credentials,
             ..ClientOptions::default()
         };
-        let client = Client::connect_with(&[args.host.as_str()], options)
+        let client = Client::connect_with(&[args.host.as_str()], options.clone())
             .await
             .map_err(|e| anyhow::anyhow!(describe_client_error(&e)))?;
         let fail = |what: &str, e: sibyl_protocol::ClientError| {
@@ -366,7 +370,7 @@ fn real_main() -> Result<()> {
                     if !args.json {
                         println!("{text}");
                     }
-                    apply_plan(&plan, timeout, !args.json).await?
+                    apply_plan(&plan, &options, !args.json).await?
                 } else {
                     text
                 };
@@ -413,7 +417,7 @@ fn real_main() -> Result<()> {
 /// (its own topology and streams) until it owns them; returns the summary.
 async fn apply_plan(
     plan: &sibyl_protocol::RebalanceReport,
-    timeout: Duration,
+    base: &ClientOptions,
     show_progress: bool,
 ) -> Result<String> {
     let movers: Vec<_> = plan.nodes.iter().filter(|n| n.moves()).collect();
@@ -427,11 +431,9 @@ async fn apply_plan(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let options = ClientOptions {
-        request_timeout: timeout,
-        connect_timeout: timeout,
         pool_size: 1,
         token_aware: false,
-        ..ClientOptions::default()
+        ..base.clone()
     };
     for n in movers {
         let failed = |what: &str, e: sibyl_protocol::ClientError| {
@@ -571,7 +573,7 @@ async fn follow_decommission(client: &Client, host: &str) -> Result<String> {
                     ClientOptions {
                         pool_size: 1,
                         token_aware: false,
-                        ..ClientOptions::default()
+                        ..client.options().clone()
                     },
                 )
                 .await

@@ -44,6 +44,8 @@ struct Args {
     /// Seconds to wait for each response.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    #[command(flatten)]
+    credentials: sibyl_tools::credentials::CredentialArgs,
 }
 
 fn main() {
@@ -64,6 +66,14 @@ fn real_main() -> Result<i32> {
         .as_deref()
         .map(parse_consistency)
         .transpose()?;
+    // Asked on the terminal (no echo) when neither a file nor SIBYL_PASSWORD gives it.
+    let credentials = match args.credentials.resolve(true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
     // One worker: the client's connection tasks keep running while the shell waits for
     // the next line.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +86,7 @@ fn real_main() -> Result<i32> {
         connect_timeout: timeout,
         pool_size: 1,
         client_name: concat!("sibyl-cli/", env!("CARGO_PKG_VERSION")).to_owned(),
+        credentials,
         ..ClientOptions::default()
     };
     let client = match rt.block_on(Client::connect_with(&args.host, options)) {
@@ -145,7 +156,10 @@ fn interactive(rt: &tokio::runtime::Runtime, shell: &mut Shell) -> Result<()> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let _ = editor.add_history_entry(line.as_str());
+                // A line that carries a password stays out of the history file.
+                if !line.to_ascii_lowercase().contains("password") {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
                 if run(rt, shell, &line)?.1 {
                     break;
                 }

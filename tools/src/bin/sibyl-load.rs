@@ -157,6 +157,8 @@ struct Args {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    credentials: sibyl_tools::credentials::CredentialArgs,
 }
 
 fn main() {
@@ -235,6 +237,7 @@ fn config(args: &Args) -> Result<LoadConfig> {
             ProgressArg::Off => ProgressMode::Off,
         },
         progress_interval: Duration::from_secs(args.progress_secs.max(1)),
+        credentials: args.credentials.resolve(false)?,
     })
 }
 

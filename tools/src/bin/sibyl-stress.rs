@@ -96,6 +96,8 @@ struct Args {
     /// Runtime worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    credentials: sibyl_tools::credentials::CredentialArgs,
 }
 
 fn main() {
@@ -149,6 +151,7 @@ fn real_main() -> Result<()> {
             DriverArg::Raw => Driver::Raw,
             DriverArg::Client => Driver::Client,
         },
+        credentials: args.credentials.resolve(false)?,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();

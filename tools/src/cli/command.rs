@@ -36,6 +36,35 @@ pub enum Command {
     },
     /// `tables` / `list tables`
     ListTables,
+    /// `create user NAME [superuser] [if not exists] [password=TEXT]`; without
+    /// `password=` the shell asks for it without echo.
+    CreateUser {
+        /// User name.
+        name: String,
+        /// `superuser` was given.
+        superuser: bool,
+        /// `if not exists` was given.
+        if_not_exists: bool,
+        /// `password=TEXT`, when given.
+        password: Option<String>,
+    },
+    /// `alter user NAME [password=TEXT]`: a new password (asked without echo when not
+    /// given).
+    AlterUser {
+        /// User name.
+        name: String,
+        /// `password=TEXT`, when given.
+        password: Option<String>,
+    },
+    /// `drop user NAME [if exists]`
+    DropUser {
+        /// User name.
+        name: String,
+        /// `if exists` was given.
+        if_exists: bool,
+    },
+    /// `users` / `list users`
+    ListUsers,
     /// `describe [table] NAME`
     Describe {
         /// Table name.
@@ -147,7 +176,10 @@ pub enum ParseError {
 
 const USAGE_CREATE: &str = "create table NAME [if not exists] [rf=N] [conflict=causal|lww] \
      [ttl=SECS] [compaction=size_tiered|leveled] [consistency=LEVEL] [read=LEVEL] [write=LEVEL]";
-const USAGE_DROP: &str = "drop table NAME [if exists]";
+const USAGE_DROP: &str = "drop table NAME [if exists] | drop user NAME [if exists]";
+const USAGE_CREATE_USER: &str =
+    "create user NAME [superuser] [if not exists] [password=TEXT]   (asked when not given)";
+const USAGE_ALTER_USER: &str = "alter user NAME [password=TEXT]   (asked when not given)";
 const USAGE_DESCRIBE: &str = "describe NAME";
 const USAGE_USE: &str = "use NAME";
 const USAGE_PUT: &str = "put [TABLE] KEY col=value [col=value ...] [ttl=SECS]";
@@ -156,7 +188,8 @@ const USAGE_DELETE: &str = "delete [TABLE] KEY [col ...]";
 const USAGE_SLICE: &str = "slice [TABLE] KEY FROM TO [limit N]   (FROM/TO: a column name or *)";
 const USAGE_CONSISTENCY: &str =
     "consistency [one|two|three|quorum|all|local_quorum|N[:strict]|default]";
-const USAGE_NOARGS: &str = "ping | topology | tables | next | help | quit take no arguments";
+const USAGE_NOARGS: &str =
+    "ping | topology | tables | users | next | help | quit take no arguments";
 
 /// Parses one statement (non-empty token list from [`crate::cli::lexer::lex`]).
 pub fn parse(tokens: &[Token]) -> Result<Command, ParseError> {
@@ -181,10 +214,13 @@ pub fn parse(tokens: &[Token]) -> Result<Command, ParseError> {
         "create" => parse_create(rest),
         "drop" => parse_drop(rest),
         "tables" => no_args(Command::ListTables),
+        "users" => no_args(Command::ListUsers),
+        "alter" => parse_alter_user(rest),
         "list" => match rest {
             [t] if t.keyword().as_deref() == Some("tables") => Ok(Command::ListTables),
+            [t] if t.keyword().as_deref() == Some("users") => Ok(Command::ListUsers),
             _ => Err(ParseError::Usage {
-                usage: "list tables",
+                usage: "list tables | list users",
             }),
         },
         "describe" | "desc" => {
@@ -300,6 +336,9 @@ fn parse_create(rest: &[Token]) -> Result<Command, ParseError> {
     let Some((kw, rest)) = rest.split_first() else {
         return Err(usage);
     };
+    if kw.keyword().as_deref() == Some("user") {
+        return parse_create_user(rest);
+    }
     if kw.keyword().as_deref() != Some("table") {
         return Err(usage);
     }
@@ -363,9 +402,84 @@ fn parse_create(rest: &[Token]) -> Result<Command, ParseError> {
     })
 }
 
+/// The `password=TEXT` option of the user commands, if any; nothing else is allowed.
+fn password_option(
+    opts: &[(&Token, &Token)],
+    usage: &'static str,
+) -> Result<Option<String>, ParseError> {
+    match opts {
+        [] => Ok(None),
+        [(k, v)] if k.keyword().as_deref() == Some("password") => v
+            .text()
+            .map(|t| Some(t.to_owned()))
+            .ok_or(ParseError::Usage { usage }),
+        _ => Err(ParseError::Usage { usage }),
+    }
+}
+
+fn parse_create_user(rest: &[Token]) -> Result<Command, ParseError> {
+    let usage = ParseError::Usage {
+        usage: USAGE_CREATE_USER,
+    };
+    let (lead, opts) = assignments(rest, USAGE_CREATE_USER)?;
+    let Some((name, mut flags)) = lead.split_first() else {
+        return Err(usage);
+    };
+    let superuser = flags
+        .first()
+        .is_some_and(|f| f.keyword().as_deref() == Some("superuser"));
+    if superuser {
+        flags = flags.get(1..).unwrap_or(&[]);
+    }
+    let if_not_exists = match flags {
+        [] => false,
+        f if is_keywords(f, &["if", "not", "exists"]) => true,
+        _ => return Err(usage),
+    };
+    let opts: Vec<(&Token, &Token)> = opts.iter().map(|(k, v)| (k, v)).collect();
+    Ok(Command::CreateUser {
+        name: name_of(name, USAGE_CREATE_USER)?,
+        superuser,
+        if_not_exists,
+        password: password_option(&opts, USAGE_CREATE_USER)?,
+    })
+}
+
+fn parse_alter_user(rest: &[Token]) -> Result<Command, ParseError> {
+    let usage = ParseError::Usage {
+        usage: USAGE_ALTER_USER,
+    };
+    let Some((kw, rest)) = rest.split_first() else {
+        return Err(usage);
+    };
+    if kw.keyword().as_deref() != Some("user") {
+        return Err(usage);
+    }
+    let (lead, opts) = assignments(rest, USAGE_ALTER_USER)?;
+    let [name] = lead.as_slice() else {
+        return Err(usage);
+    };
+    let opts: Vec<(&Token, &Token)> = opts.iter().map(|(k, v)| (k, v)).collect();
+    Ok(Command::AlterUser {
+        name: name_of(name, USAGE_ALTER_USER)?,
+        password: password_option(&opts, USAGE_ALTER_USER)?,
+    })
+}
+
 fn parse_drop(rest: &[Token]) -> Result<Command, ParseError> {
     let usage = ParseError::Usage { usage: USAGE_DROP };
     match rest {
+        [kw, name, flags @ ..] if kw.keyword().as_deref() == Some("user") => {
+            let if_exists = match flags {
+                [] => false,
+                f if is_keywords(f, &["if", "exists"]) => true,
+                _ => return Err(usage),
+            };
+            Ok(Command::DropUser {
+                name: name_of(name, USAGE_DROP)?,
+                if_exists,
+            })
+        }
         [kw, name, flags @ ..] if kw.keyword().as_deref() == Some("table") => {
             let if_exists = match flags {
                 [] => false,
@@ -595,6 +709,58 @@ mod tests {
             p("frobnicate x").unwrap_err().to_string(),
             "unknown command \"frobnicate\" (type help)"
         );
+    }
+
+    #[test]
+    fn parse_user_commands() {
+        assert_eq!(
+            p("create user alice superuser if not exists password=\"s3 cret\"").unwrap(),
+            Command::CreateUser {
+                name: "alice".into(),
+                superuser: true,
+                if_not_exists: true,
+                password: Some("s3 cret".into()),
+            }
+        );
+        assert_eq!(
+            p("CREATE USER bob").unwrap(),
+            Command::CreateUser {
+                name: "bob".into(),
+                superuser: false,
+                if_not_exists: false,
+                password: None,
+            }
+        );
+        assert_eq!(
+            p("alter user bob password=x").unwrap(),
+            Command::AlterUser {
+                name: "bob".into(),
+                password: Some("x".into()),
+            }
+        );
+        assert_eq!(
+            p("drop user bob if exists").unwrap(),
+            Command::DropUser {
+                name: "bob".into(),
+                if_exists: true
+            }
+        );
+        assert_eq!(p("users").unwrap(), Command::ListUsers);
+        assert_eq!(p("list users").unwrap(), Command::ListUsers);
+        for bad in [
+            "create user",
+            "create user a b",
+            "create user a rf=3",
+            "alter user a b",
+            "alter table t",
+            "drop user",
+        ] {
+            assert!(
+                matches!(p(bad), Err(ParseError::Usage { .. })),
+                "{bad:?}: {:?}",
+                p(bad)
+            );
+        }
     }
 
     #[test]

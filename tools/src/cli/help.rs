@@ -20,6 +20,13 @@ pub const HELP: &str = r#"Sibyl shell. Commands (keywords are case-insensitive; 
   consistency [LEVEL | default]   per-request consistency for this session; LEVEL is
                                   one|two|three|quorum|all|local_quorum|N, optionally
                                   followed by :strict (home replicas only) or a word strict
+  create user NAME [superuser] [if not exists] [password=TEXT]
+  alter user NAME [password=TEXT] a new password
+                                  without password=, asked on the terminal (no echo);
+                                  the password never leaves the shell (its SCRAM verifier
+                                  does); superusers only on a node with --auth required
+  drop user NAME [if exists]
+  users | list users              user names (superusers marked)
   ping                            checks the node answers
   topology                        the nodes of the cluster
   help | quit

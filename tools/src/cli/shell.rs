@@ -60,9 +60,54 @@ pub enum ShellError {
     /// `next` without a slice that has more pages.
     #[error("no slice to continue (slice first; `next` follows a slice that said more)")]
     NoSlice,
+    /// A user command without `password=` and no terminal to ask on.
+    #[error("no password: give password=TEXT or run on a terminal to be asked")]
+    NoPassword,
+    /// The password asked twice was not typed the same.
+    #[error("the two passwords differ; nothing changed")]
+    PasswordMismatch,
     /// The cluster refused or failed the request.
     #[error("{}", describe_client_error(.0))]
     Client(#[from] ClientError),
+}
+
+/// The password a user command gave, or one asked on the terminal without echo.
+fn password_or_prompt(given: Option<String>, user: &str) -> Result<String, ShellError> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(ShellError::NoPassword);
+    }
+    let password = rpassword::prompt_password(format!("new password for {user}: "))
+        .map_err(|_| ShellError::NoPassword)?;
+    if password.is_empty() {
+        return Err(ShellError::NoPassword);
+    }
+    let again =
+        rpassword::prompt_password("the same again: ").map_err(|_| ShellError::NoPassword)?;
+    if again != password {
+        return Err(ShellError::PasswordMismatch);
+    }
+    Ok(password)
+}
+
+/// `users`: one line per user, superusers marked.
+fn show_users(users: &[sibyl_protocol::UserInfo]) -> String {
+    if users.is_empty() {
+        return "(no users)".to_owned();
+    }
+    users
+        .iter()
+        .map(|u| {
+            if u.superuser {
+                format!("{} (superuser)", u.name)
+            } else {
+                u.name.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One readable line for a client error: what happened and, when it matters, whether a
@@ -93,6 +138,14 @@ pub fn describe_client_error(e: &ClientError) -> String {
                 crate::text::human_size(*reserve)
             ),
             ErrorKind::Invalid => format!("invalid request: {}", s.message),
+            ErrorKind::Unauthenticated => {
+                "this node requires authentication: pass --user NAME (and --password-file \
+                 FILE or SIBYL_PASSWORD)"
+                    .to_owned()
+            }
+            ErrorKind::Unauthorized { permission } => {
+                format!("not allowed: the user lacks the permission {permission:?}")
+            }
             _ => s.to_string(),
         },
         ClientError::Timeout { after } => format!(
@@ -289,6 +342,36 @@ impl Shell {
                 if_not_exists,
                 spec,
             } => self.create_table(name, if_not_exists, spec).await?,
+            Command::CreateUser {
+                name,
+                superuser,
+                if_not_exists,
+                password,
+            } => {
+                let password = password_or_prompt(password, &name)?;
+                let created = self
+                    .client
+                    .create_user(&name, &password, superuser, if_not_exists)
+                    .await?;
+                match (created, superuser) {
+                    (true, true) => format!("created superuser {name}"),
+                    (true, false) => format!("created user {name}"),
+                    (false, _) => format!("user {name} exists"),
+                }
+            }
+            Command::AlterUser { name, password } => {
+                let password = password_or_prompt(password, &name)?;
+                self.client.alter_user_password(&name, &password).await?;
+                format!("changed the password of {name}")
+            }
+            Command::DropUser { name, if_exists } => {
+                if self.client.drop_user(&name, if_exists).await? {
+                    format!("dropped user {name}")
+                } else {
+                    format!("no user {name}")
+                }
+            }
+            Command::ListUsers => show_users(&self.client.list_users().await?),
             Command::DropTable { name, if_exists } => {
                 let dropped = if if_exists {
                     self.client.drop_table_if_exists(&name).await?

@@ -202,6 +202,8 @@ pub struct LoadConfig {
     pub progress: ProgressMode,
     /// Interval of plain progress lines.
     pub progress_interval: Duration,
+    /// Who the load logs in as (`None`: no login).
+    pub credentials: Option<sibyl_protocol::Credentials>,
 }
 
 /// A load that stopped (exit status 1).
@@ -217,8 +219,8 @@ pub enum LoadError {
         #[source]
         source: ParseError,
     },
-    /// No node could be reached (or answered).
-    #[error("cannot reach the cluster: {0}")]
+    /// No node could be reached (or answered), or the login was refused.
+    #[error("cannot connect to the cluster: {0}")]
     Connect(#[source] ClientError),
     /// The table does not exist.
     #[error("table {table} does not exist: create it first (sibyl-cli -e \"create table {table}\") or pass --create-table")]

@@ -115,6 +115,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadReport, LoadError> {
             connect_timeout: config.retry.timeout,
             pool_size: config.connections.max(1),
             client_name: concat!("sibyl-load/", env!("CARGO_PKG_VERSION")).to_owned(),
+            credentials: config.credentials.clone(),
             ..ClientOptions::default()
         },
     )

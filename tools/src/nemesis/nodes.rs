@@ -98,6 +98,8 @@ impl NodeProcess {
             .arg("--peer-listen")
             .arg(format!("{}:{PEER_PORT}", self.addr))
             .args(["--cluster-name", CLUSTER, "--log-level", "info"])
+            // Namespace addresses are not loopback: the lab is a private network.
+            .arg("--insecure-no-auth")
             // Background anti-entropy every 30 s: a wiped node refills by repair within
             // a run, not only by hints and the checker's reads.
             .args(["--repair-period-secs", "30"]);

@@ -100,6 +100,8 @@ pub struct StressConfig {
     pub timeout: Duration,
     /// Which driver.
     pub driver: Driver,
+    /// Who every connection logs in as (`None`: no login).
+    pub credentials: Option<sibyl_protocol::Credentials>,
 }
 
 /// What one connection does.
@@ -117,6 +119,8 @@ pub struct ConnPlan {
     pub timeout: Duration,
     /// The keys this connection draws (`None`: any key).
     pub route: Option<KeyRoute>,
+    /// Who the connection logs in as (`None`: no login).
+    pub credentials: Option<sibyl_protocol::Credentials>,
 }
 
 /// A run that could not start.
@@ -244,6 +248,7 @@ pub async fn prepare_table(config: &StressConfig) -> Result<Option<Arc<ClientRin
         request_timeout: config.timeout,
         connect_timeout: config.timeout,
         pool_size: 1,
+        credentials: config.credentials.clone(),
         ..ClientOptions::default()
     };
     let client = Client::connect_with(&config.hosts, options.clone())
@@ -349,6 +354,7 @@ pub async fn run(
             seed: stream_seed(config.seed, i as u64),
             timeout: config.timeout,
             route: None,
+            credentials: config.credentials.clone(),
         };
         let b = Arc::clone(&barrier);
         let (addr, route) = targets[i % targets.len()].clone();

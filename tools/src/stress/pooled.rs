@@ -32,6 +32,7 @@ pub async fn run_connection(
         request_timeout: plan.timeout,
         connect_timeout: plan.timeout,
         client_name: concat!("sibyl-stress/", env!("CARGO_PKG_VERSION")).to_owned(),
+        credentials: plan.credentials.clone(),
         ..ClientOptions::default()
     };
     let connected = Connection::connect(addr, &options).await;

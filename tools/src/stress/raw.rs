@@ -14,9 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use sibyl_protocol::frame::DEFAULT_MAX_FRAME_LEN;
-use sibyl_protocol::{Frame, FrameCodec, Request, Response, PROTOCOL_VERSION};
+use sibyl_protocol::scram::{ScramClient, MECHANISM};
+use sibyl_protocol::{
+    Credentials, ErrorKind, Frame, FrameCodec, Request, Response, PROTOCOL_VERSION,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
@@ -51,7 +54,7 @@ pub async fn run_connection(
 ) -> (RunStats, Option<String>) {
     let mut stats = RunStats::default();
     let mut workload = Workload::routed(plan.spec.clone(), plan.seed, plan.route.clone());
-    let connected = connect(addr, plan.timeout).await;
+    let connected = connect(addr, plan.timeout, plan.credentials.as_ref()).await;
     start.wait().await;
     let (stream, codec, buf) = match connected {
         Ok(c) => c,
@@ -96,9 +99,78 @@ pub(crate) fn abort_rest(workload: &mut Workload, stats: &mut RunStats, n: u64, 
     }
 }
 
+/// Sends `request` on `stream_id` and reads the one frame that answers it (while the
+/// connection opens, nothing else is in flight).
+async fn exchange(
+    stream: &mut TcpStream,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+    request: &Request,
+    stream_id: u32,
+) -> Result<Response, Failure> {
+    let mut out = BytesMut::new();
+    let frame = request
+        .to_frame(stream_id)
+        .map_err(|e| fail("protocol", e))?;
+    codec
+        .encode(frame, &mut out)
+        .map_err(|e| fail("protocol", e))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| fail("connect", e))?;
+    let reply = loop {
+        if let Some(f) = codec.decode(buf).map_err(|e| fail("protocol", e))? {
+            break f;
+        }
+        if stream.read_buf(buf).await.map_err(|e| fail("connect", e))? == 0 {
+            return Err(fail("connect", "closed while opening the connection"));
+        }
+    };
+    Response::from_frame(&reply).map_err(|e| fail("protocol", e))
+}
+
+/// The SCRAM-SHA-256 login (wire spec, "Authentication"), server signature checked.
+async fn login(
+    stream: &mut TcpStream,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+    credentials: &Credentials,
+) -> Result<(), Failure> {
+    let refused = |r: Response| match r {
+        Response::Error(e) if e.kind == ErrorKind::AuthenticationFailed => fail(
+            "auth",
+            format!("authentication failed for user {}", credentials.user),
+        ),
+        other => fail("auth", format!("{other:?}")),
+    };
+    let mut scram = ScramClient::new(&credentials.user, &credentials.password);
+    let start = Request::AuthStart {
+        mechanism: MECHANISM.to_owned(),
+        message: Bytes::from(scram.client_first().into_bytes()),
+    };
+    let server_first = match exchange(stream, codec, buf, &start, 1).await? {
+        Response::AuthContinue { message } => message,
+        other => return Err(refused(other)),
+    };
+    let client_final = scram
+        .client_final(&String::from_utf8_lossy(&server_first))
+        .map_err(|e| fail("auth", e))?;
+    let finish = Request::AuthFinish {
+        message: Bytes::from(client_final.into_bytes()),
+    };
+    match exchange(stream, codec, buf, &finish, 2).await? {
+        Response::AuthOk { message, .. } => scram
+            .verify_server_final(&String::from_utf8_lossy(&message))
+            .map_err(|e| fail("auth", e)),
+        other => Err(refused(other)),
+    }
+}
+
 async fn connect(
     addr: SocketAddr,
     timeout: Duration,
+    credentials: Option<&Credentials>,
 ) -> Result<(TcpStream, FrameCodec, BytesMut), Failure> {
     let work = async {
         let mut stream = TcpStream::connect(addr)
@@ -110,33 +182,9 @@ async fn connect(
             version: PROTOCOL_VERSION,
             client: concat!("sibyl-stress/", env!("CARGO_PKG_VERSION")).to_owned(),
         };
-        let mut out = BytesMut::new();
-        let frame = hello.to_frame(0).map_err(|e| fail("protocol", e))?;
-        codec
-            .encode(frame, &mut out)
-            .map_err(|e| fail("protocol", e))?;
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|e| fail("connect", e))?;
         let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-        let reply = loop {
-            if let Some(f) = codec.decode(&mut buf).map_err(|e| fail("protocol", e))? {
-                break f;
-            }
-            if stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| fail("connect", e))?
-                == 0
-            {
-                return Err(fail("connect", "closed during the handshake"));
-            }
-        };
-        match Response::from_frame(&reply).map_err(|e| fail("protocol", e))? {
-            Response::Handshake { max_frame_len, .. } => {
-                codec.set_max_frame_len((max_frame_len as usize).min(DEFAULT_MAX_FRAME_LEN));
-            }
+        let max_frame_len = match exchange(&mut stream, &mut codec, &mut buf, &hello, 0).await? {
+            Response::Handshake { max_frame_len, .. } => max_frame_len,
             Response::Error(e) => return Err(fail("connect", e)),
             other => {
                 return Err(fail(
@@ -144,7 +192,11 @@ async fn connect(
                     format!("handshake answered with {other:?}"),
                 ))
             }
+        };
+        if let Some(credentials) = credentials {
+            login(&mut stream, &mut codec, &mut buf, credentials).await?;
         }
+        codec.set_max_frame_len((max_frame_len as usize).min(DEFAULT_MAX_FRAME_LEN));
         Ok((stream, codec, buf))
     };
     match tokio::time::timeout(timeout, work).await {

@@ -6,6 +6,7 @@
 mod launcher;
 
 mod admin;
+mod auth;
 mod cli;
 mod load;
 mod metrics;

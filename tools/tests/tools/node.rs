@@ -88,8 +88,14 @@ impl Run {
 
 /// Runs a tool binary with `args`, feeding `stdin` (empty: a closed pipe).
 pub fn run_tool(bin: &str, args: &[&str], stdin: &str) -> Run {
+    run_tool_env(bin, args, stdin, &[])
+}
+
+/// [`run_tool`] with extra environment variables.
+pub fn run_tool_env(bin: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .env("HOME", std::env::temp_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,0 +1,171 @@
+//! User management requests (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS) over the
+//! node's users table ([`crate::auth::UserStore`]). Who may make them is the connection's
+//! business ([`crate::auth::Authenticator::authorize`]); here they are executed and a
+//! change is announced to gossip, which spreads users with the schema.
+//!
+//! Threading: changes write the users file; [`super::Service::execution`] runs them on a
+//! blocking thread.
+
+use sibyl_protocol::scram::ScramVerifier;
+use sibyl_protocol::{Response, ServerError};
+
+use super::{invalid, Service};
+use crate::auth::{Applied, UserStoreError};
+
+fn refused(e: UserStoreError) -> ServerError {
+    match e {
+        UserStoreError::Invalid(message) => invalid(message),
+        other => {
+            tracing::error!(error = %other, "cannot change the users table");
+            ServerError::new(sibyl_protocol::ErrorKind::Server, other.to_string())
+        }
+    }
+}
+
+impl Service {
+    fn user_changed(&self, name: String, applied: Applied) -> Response {
+        if applied == Applied::Changed {
+            self.announce_schema_change();
+        }
+        Response::UserChanged {
+            name,
+            applied: applied == Applied::Changed,
+        }
+    }
+
+    pub(super) fn create_user(
+        &self,
+        name: String,
+        superuser: bool,
+        if_not_exists: bool,
+        verifier: ScramVerifier,
+    ) -> Result<Response, ServerError> {
+        let now = self.clock.now_micros();
+        let applied = self
+            .users
+            .create(&name, superuser, verifier, if_not_exists, now)
+            .map_err(refused)?;
+        if applied == Applied::Changed {
+            tracing::info!(user = %name, superuser, "user created");
+        }
+        Ok(self.user_changed(name, applied))
+    }
+
+    pub(super) fn alter_user(
+        &self,
+        name: String,
+        verifier: ScramVerifier,
+    ) -> Result<Response, ServerError> {
+        let now = self.clock.now_micros();
+        let applied = self.users.alter(&name, verifier, now).map_err(refused)?;
+        tracing::info!(user = %name, "user password changed");
+        Ok(self.user_changed(name, applied))
+    }
+
+    pub(super) fn drop_user(&self, name: String, if_exists: bool) -> Result<Response, ServerError> {
+        let now = self.clock.now_micros();
+        let applied = self
+            .users
+            .drop_user(&name, if_exists, now)
+            .map_err(refused)?;
+        if applied == Applied::Changed {
+            tracing::info!(user = %name, "user dropped");
+        }
+        Ok(self.user_changed(name, applied))
+    }
+
+    /// Creates the configured first superuser unless the name is known (live or
+    /// dropped); announces it when created.
+    pub fn ensure_superuser(&self, name: &str, password: &str) -> Result<bool, UserStoreError> {
+        let created = self
+            .users
+            .ensure_superuser(name, password, self.clock.now_micros())?;
+        if created {
+            tracing::info!(user = %name, "first superuser created");
+            self.announce_schema_change();
+        }
+        Ok(created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sibyl_protocol::{ErrorKind, Request, Response, UserInfo};
+
+    use crate::cluster::SchemaSource;
+    use crate::service::{Service, ServiceOptions};
+    use crate::versioning::ManualClock;
+
+    fn open(dir: &std::path::Path) -> Service {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        Service::open(ServiceOptions::new(dir, clock)).unwrap()
+    }
+
+    fn create(name: &str) -> Request {
+        Request::CreateUser {
+            name: name.into(),
+            superuser: false,
+            if_not_exists: false,
+            verifier: sibyl_protocol::scram::ScramVerifier::derive("pw", b"salt-salt", 4096),
+        }
+    }
+
+    #[test]
+    fn users_requests_change_the_table_and_the_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = open(dir.path());
+        assert_eq!(svc.schema_version(), 0);
+        let r = svc.handle(create("alice"));
+        assert_eq!(
+            r,
+            Response::UserChanged {
+                name: "alice".into(),
+                applied: true
+            }
+        );
+        assert_ne!(
+            svc.schema_version(),
+            0,
+            "users are part of the spread schema"
+        );
+        assert!(matches!(
+            svc.handle(create("alice")),
+            Response::Error(e) if e.kind == ErrorKind::Invalid
+        ));
+        assert_eq!(
+            svc.handle(Request::ListUsers),
+            Response::Users(vec![UserInfo {
+                name: "alice".into(),
+                superuser: false
+            }])
+        );
+        let dropped = svc.handle(Request::DropUser {
+            name: "alice".into(),
+            if_exists: false,
+        });
+        assert!(matches!(
+            dropped,
+            Response::UserChanged { applied: true, .. }
+        ));
+        assert_eq!(svc.handle(Request::ListUsers), Response::Users(Vec::new()));
+    }
+
+    #[test]
+    fn users_spread_through_the_schema_export() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (open(da.path()), open(db.path()));
+        a.handle(create("bob"));
+        let version = b.import(&a.export()).unwrap();
+        assert_eq!(version, a.schema_version());
+        assert!(b.users().lookup("bob").is_some());
+        drop(b);
+        let reopened = open(db.path());
+        assert!(
+            reopened.users().lookup("bob").is_some(),
+            "kept across a restart"
+        );
+        assert_eq!(reopened.schema_version(), a.schema_version());
+    }
+}
