@@ -243,3 +243,113 @@ fn metrics_show_a_peer_down_its_phi_and_the_hints_kept_for_it() {
     );
     assert!(hints(&after, "sibyl_hints_pending_bytes") > 0.0);
 }
+
+/// A blind write that would give a cell more siblings than `--max-siblings` is refused
+/// with TOO_MANY_SIBLINGS, and counted.
+#[test]
+fn metrics_count_writes_refused_at_the_sibling_limit() {
+    let metrics_addr = crate::launcher::free_addr().to_string();
+    let node = TestNode::start_with(&[
+        "--metrics-listen",
+        metrics_addr.as_str(),
+        "--max-siblings",
+        "2",
+    ]);
+    cli(&node, "create table kv rf=1").ok();
+    let refused = |e: &Exposition| e.sum("sibyl_sibling_limit_rejections_total", &[]);
+    let errors = |e: &Exposition| {
+        e.sum(
+            "sibyl_request_errors_total",
+            &[("kind", "TOO_MANY_SIBLINGS")],
+        )
+    };
+    let before = scrape(&metrics_addr);
+    // Two blind writes of one cell are concurrent: two siblings, the limit.
+    cli(&node, "put kv s c=1; put kv s c=2").ok();
+    assert_eq!(refused(&scrape(&metrics_addr)), refused(&before));
+    let third = cli(&node, "put kv s c=3");
+    assert!(
+        !third.success,
+        "a third sibling is refused: {}",
+        third.stdout
+    );
+    let after = scrape(&metrics_addr);
+    assert_eq!(refused(&after) - refused(&before), 1.0);
+    assert_eq!(errors(&after) - errors(&before), 1.0);
+}
+
+/// With a replica paused past the hint window: the first writes to it are hinted, the
+/// later ones dropped from the hints (window); once it is back its hints are delivered,
+/// and a read at ALL of a key it missed finds the digests differ and repairs it.
+#[test]
+fn metrics_count_hints_delivered_and_read_repairs() {
+    let metrics_addr = crate::launcher::free_addr().to_string();
+    let cluster = TestCluster::start_with(3, |i| match i {
+        0 => [
+            "--metrics-listen",
+            metrics_addr.as_str(),
+            "--hint-window-secs",
+            "1",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        _ => Vec::new(),
+    });
+    let (a, c) = (&cluster.nodes[0], &cluster.nodes[2]);
+    cli(a, "create table kv rf=3").ok();
+    for n in &cluster.nodes {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !admin(n, &["tablestats", "kv"]).success {
+            assert!(
+                Instant::now() < deadline,
+                "the table never reached {}",
+                n.addr
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let down = |e: &Exposition| e.value("sibyl_gossip_peers", &[("state", "down")]);
+    let delivered = |e: &Exposition| e.sum("sibyl_hints_delivered_total", &[]);
+    let window = |e: &Exposition| e.sum("sibyl_hints_dropped_total", &[("reason", "window")]);
+    let repairs = |e: &Exposition| e.sum("sibyl_read_repairs_total", &[]);
+    let mismatches = |e: &Exposition| e.sum("sibyl_digest_mismatches_total", &[]);
+    let start = scrape(&metrics_addr);
+
+    c.signal(libc::SIGSTOP);
+    scrape_until(&metrics_addr, "the paused replica down", |e| {
+        down(e) == Some(1.0)
+    });
+    cli(a, "consistency one; put kv early c=1").ok();
+    // Past the window (its first hint is over a second old), writes are not hinted.
+    let mut late = 0;
+    let mut seen = scrape(&metrics_addr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while window(&seen) == window(&start) {
+        assert!(
+            Instant::now() < deadline,
+            "no write was left out of the hints"
+        );
+        late += 1;
+        cli(a, &format!("consistency one; put kv late{late} c=1")).ok();
+        seen = scrape(&metrics_addr);
+        if window(&seen) == window(&start) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    c.signal(libc::SIGCONT);
+    let back = scrape_until(&metrics_addr, "the early write's hint delivered", |e| {
+        down(e) == Some(0.0) && delivered(e) > delivered(&start)
+    });
+    assert_eq!(
+        repairs(&back),
+        repairs(&start),
+        "no read repaired anything yet"
+    );
+    // The last write reached the other two replicas only: a read at ALL repairs it.
+    let read = cli(a, &format!("consistency all; get kv late{late}")).ok();
+    assert!(read.stdout.contains("c"), "{}", read.stdout);
+    let after = scrape_until(&metrics_addr, "a read repair", |e| {
+        repairs(e) > repairs(&start)
+    });
+    assert!(mismatches(&after) > mismatches(&start));
+}
