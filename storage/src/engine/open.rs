@@ -154,7 +154,9 @@ pub(crate) fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
 }
 
 /// Deletes SSTable files the manifest does not list: outputs of a flush or compaction that
-/// crashed before its manifest update. They hold nothing the manifest and log do not.
+/// crashed before its manifest update (they hold nothing the manifest and log do not), and
+/// ingestions never finished (their callers hold no claim on them: an unfinished ingestion
+/// was never acknowledged).
 fn remove_orphans(dir: &Path, live: &HashSet<u64>) {
     let sst_dir = dir.join(SSTABLE_DIR);
     let Ok(entries) = fs::read_dir(&sst_dir) else {
