@@ -725,7 +725,12 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
             .map(|o| o.pending)
             .sum()
     };
-    assert_eq!(pending_for_3(), 1, "the hint for node 3 on node 1");
+    // The hint is stored by a task of its own after the write answered: poll for it.
+    let all: Vec<&NodeProc> = nodes.iter().collect();
+    wait_for("the hint for node 3 on node 1", JOIN_DEADLINE, &all, || {
+        pending_for_3() == 1
+    });
+    drop(all);
 
     // Node 3 back: its hint is replayed, so its own replica holds k2.
     let seed = vec!["--seeds".to_owned(), nodes[0].peer.to_string()];
@@ -740,6 +745,23 @@ fn cluster_writes_reach_every_replica_and_a_restarted_replica_gets_its_hints() {
         &all,
         || pending_for_3() == 0,
     );
+    assert_eq!(
+        metric(&probe, nodes[0].client, "sibyl_hints_delivered_total"),
+        1.0,
+        "node 1 counts the hint delivered"
+    );
+}
+
+/// The sum of the series of `name` in `addr`'s METRICS (parsed as Prometheus text).
+fn metric(probe: &Probe, addr: SocketAddr, name: &str) -> f64 {
+    let c = probe.direct(addr);
+    let Response::AdminMetrics(text) = probe.rt.block_on(c.request(Request::Metrics)).unwrap()
+    else {
+        panic!("expected the metrics text");
+    };
+    sibyl_tools::admin::exposition::parse(&text)
+        .expect("Prometheus text")
+        .sum(name, &[])
 }
 
 #[test]
@@ -798,6 +820,11 @@ fn cluster_a_quorum_read_repairs_the_replica_that_missed_a_write() {
         }
         other => panic!("read at QUORUM: {other:?}"),
     }
+    assert_eq!(
+        metric(&probe, nodes[2].client, "sibyl_read_repairs_total"),
+        1.0,
+        "node 3, the coordinator, counts the read repair"
+    );
     assert_eq!(
         probe.values_at_one(nodes[2].client, "k"),
         Some(vec!["v".to_owned()]),

@@ -57,13 +57,6 @@ impl TestNode {
     }
 }
 
-impl TestNode {
-    /// Sends `sig` to the node's process (SIGSTOP pauses it, SIGCONT resumes it).
-    pub fn signal(&self, sig: i32) {
-        self._process.signal(sig);
-    }
-}
-
 /// Output of a tool run, as text.
 pub struct Run {
     pub stdout: String,
