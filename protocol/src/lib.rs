@@ -75,7 +75,7 @@ pub use message::types::{
     ConsistencyLevel, DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
     Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus,
     ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, TableSync, Topology, UserInfo,
+    TableStatistics, TableSync, Topology, UserInfo, Grant, Permission,
 };
 
 /// The protocol version this build speaks by default.

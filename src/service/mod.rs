@@ -519,9 +519,11 @@ impl Service {
         match request {
             Request::CreateTable { .. } | Request::DropTable { .. } => Execution::Blocking,
             // A user change writes the users file.
-            Request::CreateUser { .. } | Request::AlterUser { .. } | Request::DropUser { .. } => {
-                Execution::Blocking
-            }
+            Request::CreateUser { .. }
+            | Request::AlterUser { .. }
+            | Request::DropUser { .. }
+            | Request::Grant { .. }
+            | Request::Revoke { .. } => Execution::Blocking,
             // Operator commands wait for disk (flush, compaction) or for gossip.
             Request::Flush { .. }
             | Request::Compact { .. }
@@ -618,6 +620,8 @@ impl Service {
             Request::AlterUser { name, verifier } => self.alter_user(name, verifier),
             Request::DropUser { name, if_exists } => self.drop_user(name, if_exists),
             Request::ListUsers => Ok(Response::Users(self.users.list())),
+            Request::Grant { user, grant } => self.change_grant(user, grant, true),
+            Request::Revoke { user, grant } => self.change_grant(user, grant, false),
             Request::Topology => Ok(Response::Topology(self.topology())),
             Request::CreateTable {
                 name,

@@ -1,5 +1,5 @@
-//! User management requests (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS) over the
-//! node's users table ([`crate::auth::UserStore`]). Who may make them is the connection's
+//! User management requests (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS, GRANT,
+//! REVOKE) over the node's users table ([`crate::auth::UserStore`]). Who may make them is the connection's
 //! business ([`crate::auth::Authenticator::authorize`]); here they are executed and a
 //! change is announced to gossip, which spreads users with the schema.
 //!
@@ -7,7 +7,7 @@
 //! blocking thread.
 
 use sibyl_protocol::scram::ScramVerifier;
-use sibyl_protocol::{Response, ServerError};
+use sibyl_protocol::{ErrorKind, Grant, Response, ServerError};
 
 use super::{invalid, Service};
 use crate::auth::{Applied, UserStoreError};
@@ -70,6 +70,37 @@ impl Service {
             .map_err(refused)?;
         if applied == Applied::Changed {
             tracing::info!(user = %name, "user dropped");
+        }
+        Ok(self.user_changed(name, applied))
+    }
+
+    /// GRANT (`add`) or REVOKE. As in Cassandra, a GRANT on a table this node does not
+    /// know is `UNKNOWN_TABLE`; a REVOKE never looks at the schema (a permission on a
+    /// table dropped since can always be revoked).
+    pub(super) fn change_grant(
+        &self,
+        name: String,
+        grant: Grant,
+        add: bool,
+    ) -> Result<Response, ServerError> {
+        if let (true, Some(table)) = (add, &grant.table) {
+            if !self.has_table(table) {
+                return Err(ServerError::new(
+                    ErrorKind::UnknownTable {
+                        table: table.clone(),
+                    },
+                    format!("cannot grant {grant}: no table {table:?}"),
+                ));
+            }
+        }
+        let now = self.clock.now_micros();
+        let applied = self
+            .users
+            .change_grant(&name, &grant, add, now)
+            .map_err(refused)?;
+        if applied == Applied::Changed {
+            let verb = if add { "granted" } else { "revoked" };
+            tracing::info!(user = %name, grant = %grant, "permission {verb}");
         }
         Ok(self.user_changed(name, applied))
     }
