@@ -227,17 +227,23 @@ async fn auth_only_holders_of_users_manage_users() {
 async fn auth_users_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let mut n = auth_node(tmp.path());
-    admin(&n.addr())
-        .await
-        .create_user("bob", "bob-pw", false, false)
-        .await
-        .unwrap();
+    let a = admin(&n.addr()).await;
+    a.create_user("bob", "bob-pw", false, false).await.unwrap();
+    let create = sibyl_protocol::Grant {
+        permission: sibyl_protocol::Permission::Create,
+        table: None,
+    };
+    assert!(a.grant("bob", create.permission, None).await.unwrap());
+    drop(a);
     n.process.signal(libc::SIGTERM);
     let logs = n.logs();
     n.process.wait_exit(|| logs.clone());
     let flags = n.auth_flags();
     n.start(&flags);
     login(&n.addr(), "bob", "bob-pw").await.unwrap();
+    let users = admin(&n.addr()).await.list_users().await.unwrap();
+    let bob = users.iter().find(|u| u.name == "bob").unwrap();
+    assert_eq!(bob.grants, vec![create], "grants survive the restart");
     // The superuser flag did not recreate (or reset) the existing superuser.
     assert!(n.logs().contains("superuser exists"), "{}", n.logs());
 }

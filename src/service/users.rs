@@ -169,7 +169,8 @@ mod tests {
             svc.handle(Request::ListUsers),
             Response::Users(vec![UserInfo {
                 name: "alice".into(),
-                superuser: false
+                superuser: false,
+                grants: Vec::new(),
             }])
         );
         let dropped = svc.handle(Request::DropUser {
@@ -181,6 +182,72 @@ mod tests {
             Response::UserChanged { applied: true, .. }
         ));
         assert_eq!(svc.handle(Request::ListUsers), Response::Users(Vec::new()));
+    }
+
+    #[test]
+    fn users_grant_needs_a_known_table_and_revoke_does_not() {
+        use sibyl_protocol::{Grant, Permission, TableOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let svc = open(dir.path());
+        svc.handle(create("alice"));
+        let read_kv = Grant {
+            permission: Permission::Read,
+            table: Some("kv".into()),
+        };
+        let grant = || Request::Grant {
+            user: "alice".into(),
+            grant: read_kv.clone(),
+        };
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::Error(e) if e.kind == ErrorKind::UnknownTable { table: "kv".into() }
+        ));
+        let created = svc.handle(Request::CreateTable {
+            name: "kv".into(),
+            options: TableOptions {
+                replication_factor: 1,
+                ..TableOptions::default()
+            },
+            if_not_exists: false,
+        });
+        assert!(matches!(created, Response::SchemaChanged { .. }), "{created:?}");
+        let version = svc.schema_version();
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::UserChanged { applied: true, .. }
+        ));
+        assert_ne!(svc.schema_version(), version, "a grant spreads with the schema");
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::UserChanged { applied: false, .. }
+        ));
+        let Response::Users(users) = svc.handle(Request::ListUsers) else {
+            panic!("LIST_USERS")
+        };
+        assert_eq!(users[0].grants, vec![read_kv.clone()]);
+        let revoke = |user: &str| Request::Revoke {
+            user: user.into(),
+            grant: read_kv.clone(),
+        };
+        assert!(matches!(
+            svc.handle(revoke("alice")),
+            Response::UserChanged { applied: true, .. }
+        ));
+        assert!(matches!(
+            svc.handle(revoke("nobody")),
+            Response::Error(e) if e.kind == ErrorKind::Invalid
+        ));
+        let cluster_with_table = Request::Grant {
+            user: "alice".into(),
+            grant: Grant {
+                permission: Permission::Create,
+                table: Some("kv".into()),
+            },
+        };
+        assert!(matches!(
+            svc.handle(cluster_with_table),
+            Response::Error(e) if e.kind == ErrorKind::Invalid
+        ));
     }
 
     #[test]
