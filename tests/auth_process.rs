@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use sibyl_protocol::scram::{ScramClient, MECHANISM};
 use sibyl_protocol::{
-    Client, ClientError, ErrorKind, Frame, FrameCodec, Request,
-    Response, TableOptions, HANDSHAKE_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    Client, ClientError, ErrorKind, Frame, FrameCodec, Request, Response, TableOptions,
+    HANDSHAKE_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -39,7 +39,12 @@ async fn value(client: &Client, table: &str, key: &str) -> Option<Bytes> {
 }
 
 /// Creates user `name` (password `NAME-pw`) with `grants` and logs it in.
-async fn user_with(n: &Node, admin: &Client, name: &str, grants: &[(Permission, Option<&str>)]) -> Client {
+async fn user_with(
+    n: &Node,
+    admin: &Client,
+    name: &str,
+    grants: &[(Permission, Option<&str>)],
+) -> Client {
     admin
         .create_user(name, &format!("{name}-pw"), false, false)
         .await
@@ -68,8 +73,15 @@ async fn permissions_read_without_write_reads_and_cannot_write() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(value(&a, "kv", "k2").await, None, "the denied put wrote nothing");
-    assert!(value(&a, "kv", "k1").await.is_some(), "the denied delete deleted nothing");
+    assert_eq!(
+        value(&a, "kv", "k2").await,
+        None,
+        "the denied put wrote nothing"
+    );
+    assert!(
+        value(&a, "kv", "k1").await.is_some(),
+        "the denied delete deleted nothing"
+    );
     // LIST_USERS shows the grant.
     let users = a.list_users().await.unwrap();
     let listed = users.iter().find(|u| u.name == "alice").unwrap();
@@ -81,11 +93,17 @@ async fn permissions_read_without_write_reads_and_cannot_write() {
         }]
     );
     // Granting write lets the same connection write at its next request.
-    assert!(a.grant("alice", Permission::Write, Some("kv")).await.unwrap());
+    assert!(a
+        .grant("alice", Permission::Write, Some("kv"))
+        .await
+        .unwrap());
     alice.table("kv").put("k2", [("c", "v2")]).await.unwrap();
     assert_eq!(value(&a, "kv", "k2").await.unwrap(), Bytes::from("v2"));
     // And revoking read refuses its next read.
-    assert!(a.revoke("alice", Permission::Read, Some("kv")).await.unwrap());
+    assert!(a
+        .revoke("alice", Permission::Read, Some("kv"))
+        .await
+        .unwrap());
     let denied = alice.table("kv").get("k1").await;
     assert_eq!(server_kind(denied), unauthorized(Permission::Read));
 }
@@ -105,7 +123,11 @@ async fn permissions_batch_with_one_denied_table_writes_nothing() {
         .send()
         .await;
     assert_eq!(server_kind(batch), unauthorized(Permission::Write));
-    assert_eq!(value(&a, "a", "x").await, None, "nothing of the batch applied");
+    assert_eq!(
+        value(&a, "a", "x").await,
+        None,
+        "nothing of the batch applied"
+    );
     assert_eq!(value(&a, "b", "y").await, None);
     // With write on both tables the same batch goes through.
     assert!(a.grant("bob", Permission::Write, Some("b")).await.unwrap());
@@ -166,7 +188,9 @@ async fn permissions_revoke_on_one_node_takes_effect_on_another() {
     n2.start(&flags);
     let a = admin(&n1.addr()).await;
     a.create_table("kv", rf1()).await.unwrap();
-    a.create_user("dana", "dana-pw", false, false).await.unwrap();
+    a.create_user("dana", "dana-pw", false, false)
+        .await
+        .unwrap();
     assert!(a.grant("dana", Permission::Read, Some("kv")).await.unwrap());
     // Wait for the table, the user and the grant to reach n2: dana logs in and reads there.
     let deadline = Instant::now() + SPREAD_DEADLINE;
@@ -184,7 +208,10 @@ async fn permissions_revoke_on_one_node_takes_effect_on_another() {
         tokio::time::sleep(POLL).await; // polling interval
     };
     // Revoked on n1: dana's open connection to n2 is refused within the deadline.
-    assert!(a.revoke("dana", Permission::Read, Some("kv")).await.unwrap());
+    assert!(a
+        .revoke("dana", Permission::Read, Some("kv"))
+        .await
+        .unwrap());
     let deadline = Instant::now() + SPREAD_DEADLINE;
     loop {
         match dana.table("kv").get("k").await {

@@ -363,9 +363,16 @@ mod tests {
             permission: sibyl_protocol::Permission::Read,
             table: Some("kv".into()),
         };
-        auth.users().change_grant("reader", &read_kv, true, 2).unwrap();
-        assert!(auth.authorize(&s, &get("kv")).is_ok(), "no new login needed");
-        auth.users().change_grant("reader", &read_kv, false, 3).unwrap();
+        auth.users()
+            .change_grant("reader", &read_kv, true, 2)
+            .unwrap();
+        assert!(
+            auth.authorize(&s, &get("kv")).is_ok(),
+            "no new login needed"
+        );
+        auth.users()
+            .change_grant("reader", &read_kv, false, 3)
+            .unwrap();
         assert!(auth.authorize(&s, &get("kv")).is_err());
         auth.users().drop_user("reader", false, 4).unwrap();
         assert_eq!(

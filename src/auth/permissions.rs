@@ -202,12 +202,7 @@ mod tests {
                 Some("users"),
             ),
             (Request::Flush { table: None }, Some("operate")),
-            (
-                Request::Compact {
-                    table: "kv".into(),
-                },
-                Some("operate"),
-            ),
+            (Request::Compact { table: "kv".into() }, Some("operate")),
             (Request::Decommission, Some("operate")),
             (Request::Rebalance, Some("operate")),
             (Request::Move { tokens: vec![] }, Some("operate")),
@@ -226,10 +221,7 @@ mod tests {
             ),
             (Request::Topology, None),
             (Request::ListTables, None),
-            (
-                Request::DescribeTable { name: "kv".into() },
-                None,
-            ),
+            (Request::DescribeTable { name: "kv".into() }, None),
             (Request::Metrics, None),
             (Request::Health, None),
             (Request::DescribeCluster, None),
@@ -269,14 +261,14 @@ mod tests {
     fn permission_check_refuses_a_batch_with_one_table_denied() {
         let writer = user(&[(Permission::Write, Some("a"))]);
         let batch = |tables: &[&str]| Request::Batch {
-            mutations: tables
-                .iter()
-                .map(|t| Mutation::Insert(insert(t)))
-                .collect(),
+            mutations: tables.iter().map(|t| Mutation::Insert(insert(t))).collect(),
             consistency: None,
         };
         assert_eq!(denied(&writer, &batch(&["a", "a"])), None);
-        assert_eq!(denied(&writer, &batch(&["a", "b"])).as_deref(), Some("write"));
+        assert_eq!(
+            denied(&writer, &batch(&["a", "b"])).as_deref(),
+            Some("write")
+        );
         assert_eq!(denied(&writer, &batch(&[])), None);
     }
 }

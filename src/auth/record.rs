@@ -502,7 +502,11 @@ mod tests {
         assert!(!r.permissions.add(&grant(Permission::Read, Some("kv"))));
         assert!(r.permissions.remove(&grant(Permission::Alter, Some("a"))));
         assert!(!r.permissions.remove(&grant(Permission::Alter, Some("a"))));
-        assert!(!r.permissions.grants().iter().any(|g| g.table.as_deref() == Some("a")));
+        assert!(!r
+            .permissions
+            .grants()
+            .iter()
+            .any(|g| g.table.as_deref() == Some("a")));
         for g in r.permissions.grants() {
             assert!(r.permissions.remove(&g));
         }

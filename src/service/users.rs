@@ -210,13 +210,20 @@ mod tests {
             },
             if_not_exists: false,
         });
-        assert!(matches!(created, Response::SchemaChanged { .. }), "{created:?}");
+        assert!(
+            matches!(created, Response::SchemaChanged { .. }),
+            "{created:?}"
+        );
         let version = svc.schema_version();
         assert!(matches!(
             svc.handle(grant()),
             Response::UserChanged { applied: true, .. }
         ));
-        assert_ne!(svc.schema_version(), version, "a grant spreads with the schema");
+        assert_ne!(
+            svc.schema_version(),
+            version,
+            "a grant spreads with the schema"
+        );
         assert!(matches!(
             svc.handle(grant()),
             Response::UserChanged { applied: false, .. }

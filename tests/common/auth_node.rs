@@ -126,4 +126,3 @@ pub fn auth_node(dir: &Path) -> Node {
     n.start(&flags);
     n
 }
-

@@ -9,9 +9,7 @@ use bytes::Bytes;
 use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::message::opcode::Opcode;
-use crate::message::types::{
-    CellContext, ColumnWrite, Consistency, Grant, Selector, TableOptions,
-};
+use crate::message::types::{CellContext, ColumnWrite, Consistency, Grant, Selector, TableOptions};
 use crate::scram::{ScramVerifier, KEY_LEN};
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -221,7 +219,7 @@ pub enum Request {
     CreateUser {
         /// User name.
         name: String,
-        /// May manage users (and, later, do anything).
+        /// Holds every permission (section 6 "Permissions").
         superuser: bool,
         /// Succeed without change if the user exists.
         if_not_exists: bool,

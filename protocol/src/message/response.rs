@@ -272,10 +272,10 @@ impl Response {
                 | (
                     Response::UserChanged { .. },
                     Opcode::CreateUser
-                            | Opcode::AlterUser
-                            | Opcode::DropUser
-                            | Opcode::Grant
-                            | Opcode::Revoke
+                        | Opcode::AlterUser
+                        | Opcode::DropUser
+                        | Opcode::Grant
+                        | Opcode::Revoke
                 )
                 | (Response::Users(_), Opcode::ListUsers)
                 | (Response::Topology(_), Opcode::Topology)
@@ -407,12 +407,10 @@ impl Response {
                 | Opcode::AlterUser
                 | Opcode::DropUser
                 | Opcode::Grant
-                | Opcode::Revoke => {
-                    Response::UserChanged {
-                        name: r.string("user")?,
-                        applied: r.bool("applied")?,
-                    }
-                }
+                | Opcode::Revoke => Response::UserChanged {
+                    name: r.string("user")?,
+                    applied: r.bool("applied")?,
+                },
                 Opcode::ListUsers => {
                     Response::Users(r.list("users", UserInfo::MIN_LEN, UserInfo::decode)?)
                 }

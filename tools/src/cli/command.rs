@@ -234,8 +234,9 @@ pub fn parse(tokens: &[Token]) -> Result<Command, ParseError> {
         "tables" => no_args(Command::ListTables),
         "users" => no_args(Command::ListUsers),
         "alter" => parse_alter_user(rest),
-        "grant" => parse_grant(rest, "to", USAGE_GRANT)
-            .map(|(user, grant)| Command::Grant { user, grant }),
+        "grant" => {
+            parse_grant(rest, "to", USAGE_GRANT).map(|(user, grant)| Command::Grant { user, grant })
+        }
         "revoke" => parse_grant(rest, "from", USAGE_REVOKE)
             .map(|(user, grant)| Command::Revoke { user, grant }),
         "list" => match rest {
@@ -675,10 +676,7 @@ mod tests {
             "revoke operate to alice",
             "grant",
         ] {
-            assert!(
-                matches!(p(bad), Err(ParseError::Usage { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(p(bad), Err(ParseError::Usage { .. })), "{bad:?}");
         }
     }
 

@@ -57,7 +57,11 @@ fn auth_tools_log_in_from_a_password_file_or_the_environment() {
     )
     .ok();
     assert!(run.stdout.contains("created user bob"), "{}", run.stdout);
-    assert!(run.stdout.contains("granted create to bob"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("granted create to bob"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("root (superuser)"), "{}", run.stdout);
     let bob = [("SIBYL_PASSWORD", "bob-pw")];
     let as_bob = |statements: &str| {
