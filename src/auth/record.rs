@@ -132,6 +132,11 @@ impl Permissions {
         true
     }
 
+    /// Removes every permission on `table`; false if there was none.
+    pub fn forget_table(&mut self, table: &str) -> bool {
+        self.tables.remove(table).is_some()
+    }
+
     /// Every grant: cluster-wide ones in code order, then by table, each table's in code
     /// order (the order LIST_USERS reports).
     pub fn grants(&self) -> Vec<Grant> {

@@ -304,6 +304,33 @@ impl UserStore {
         Ok(Applied::Changed)
     }
 
+    /// Revokes every permission on `table` from every user (a dropped table's grants go
+    /// with it, as in Cassandra, so a table created again under the name starts with
+    /// none); each user changed gets a new stamp. Returns the users changed.
+    pub fn forget_table(
+        &self,
+        table: &str,
+        now_micros: i64,
+    ) -> Result<Vec<String>, UserStoreError> {
+        let mut file = lock(&self.state);
+        let mut next = UsersFile::clone(&file);
+        let mut changed = Vec::new();
+        for (name, entry) in next.users.iter_mut() {
+            let Some(record) = entry.record.as_mut() else {
+                continue;
+            };
+            if record.permissions.forget_table(table) {
+                entry.stamp = next_stamp(Some(entry.stamp), now_micros, false);
+                changed.push(name.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.commit(&next)?;
+            *file = next;
+        }
+        Ok(changed)
+    }
+
     /// The users as schema export entries (`user:NAME`, the record as metadata).
     pub fn export_entries(&self) -> Vec<ExportEntry> {
         lock(&self.state)
@@ -501,6 +528,12 @@ mod tests {
             Applied::Changed
         );
         assert!(reopened.list()[0].grants.is_empty());
+        reopened.change_grant("alice", &read_kv, true, 15).unwrap();
+        let before = reopened.stamp("alice").unwrap();
+        assert_eq!(reopened.forget_table("kv", 16).unwrap(), vec!["alice"]);
+        assert!(reopened.list()[0].grants.is_empty());
+        assert!(reopened.stamp("alice").unwrap().micros > before.micros);
+        assert!(reopened.forget_table("kv", 17).unwrap().is_empty());
     }
 
     #[test]

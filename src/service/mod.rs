@@ -814,6 +814,16 @@ impl Service {
         stamps.insert(name.clone(), stamp);
         self.persist_stamps(&stamps);
         drop(stamps);
+        // The table's grants go with it (they spread as the users they change).
+        match self.users.forget_table(&name, self.clock.now_micros()) {
+            Ok(users) if !users.is_empty() => {
+                tracing::info!(table = %name, users = ?users, "grants on the dropped table revoked");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(table = %name, error = %e, "cannot revoke the grants of a dropped table");
+            }
+        }
         self.announce_schema_change();
         tracing::info!(table = %name, "table dropped");
         Ok(Response::SchemaChanged {

@@ -255,6 +255,17 @@ mod tests {
             svc.handle(cluster_with_table),
             Response::Error(e) if e.kind == ErrorKind::Invalid
         ));
+        // Dropping the table revokes the grants on it.
+        svc.handle(grant());
+        let dropped = svc.handle(Request::DropTable {
+            name: "kv".into(),
+            if_exists: false,
+        });
+        assert!(matches!(
+            dropped,
+            Response::SchemaChanged { applied: true, .. }
+        ));
+        assert!(svc.users().list()[0].grants.is_empty());
     }
 
     #[test]
