@@ -145,7 +145,10 @@ pub fn describe_client_error(e: &ClientError) -> String {
                     .to_owned()
             }
             ErrorKind::Unauthorized { permission } => {
-                format!("not allowed: the user lacks the permission {permission:?}")
+                format!(
+                    "not allowed: the user lacks the permission {permission:?} ({})",
+                    s.message
+                )
             }
             _ => s.to_string(),
         },

@@ -77,6 +77,7 @@ fn auth_tools_log_in_from_a_password_file_or_the_environment() {
     let run = as_bob("put t k c=v");
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("\"write\""), "{}", run.stderr);
+    assert!(run.stderr.contains("on table \"t\""), "{}", run.stderr);
     let run = as_root(
         &node,
         dir.path(),
