@@ -5,125 +5,24 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sibyl_protocol::scram::{ScramClient, MECHANISM};
 use sibyl_protocol::{
-    Client, ClientError, ClientOptions, Credentials, ErrorKind, Frame, FrameCodec, Request,
-    Response, TableOptions, HANDSHAKE_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    Client, ClientError, ErrorKind, Frame, FrameCodec, Request, Response, TableOptions,
+    HANDSHAKE_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 
-#[path = "common/launcher.rs"]
-mod launcher;
-use launcher::SibylProcess;
-
-/// How long a node may take to start (debug builds on a shared machine).
-const START_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a user created on one node may take to reach another (a gossip round or
-/// two; usually the immediate push).
-const SPREAD_DEADLINE: Duration = Duration::from_secs(30);
-/// Polling interval of every wait.
-const POLL: Duration = Duration::from_millis(100);
-const ADMIN: &str = "admin";
-const ADMIN_PASSWORD: &str = "root-secret";
-
-/// One node process with its directory and log.
-struct Node {
-    process: SibylProcess,
-    dir: PathBuf,
-    starts: usize,
-}
-
-impl Node {
-    fn new(dir: &Path, name: &str) -> Node {
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Node {
-            process: SibylProcess::new(&dir.join("data")),
-            dir,
-            starts: 0,
-        }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join(format!("log.{}", self.starts))
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
-    /// The flags of a node that requires authentication, with the first superuser.
-    fn auth_flags(&self) -> Vec<String> {
-        let pw = self.dir.join("admin-password");
-        std::fs::write(&pw, format!("{ADMIN_PASSWORD}\n")).unwrap();
-        vec![
-            "--auth".into(),
-            "required".into(),
-            "--auth-superuser".into(),
-            ADMIN.into(),
-            "--auth-superuser-password-file".into(),
-            pw.to_string_lossy().into_owned(),
-        ]
-    }
-
-    fn spawn(&mut self, extra: &[String]) {
-        self.starts += 1;
-        let log = self.log();
-        self.process.spawn(extra, &log, &log);
-    }
-
-    /// Starts with `extra` and waits until the client port accepts connections.
-    fn start(&mut self, extra: &[String]) {
-        self.spawn(extra);
-        let log = self.log();
-        self.process.wait_until(
-            "accepting clients",
-            START_DEADLINE,
-            |p| std::net::TcpStream::connect(p.client).is_ok(),
-            || std::fs::read_to_string(&log).unwrap_or_default(),
-        );
-    }
-
-    fn addr(&self) -> String {
-        self.process.client.to_string()
-    }
-}
-
-fn options(credentials: Option<(&str, &str)>) -> ClientOptions {
-    ClientOptions {
-        token_aware: false,
-        pool_size: 1,
-        // Longer than the longest delay of a failed login (5 s).
-        connect_timeout: Duration::from_secs(20),
-        request_timeout: Duration::from_secs(20),
-        credentials: credentials.map(|(user, password)| Credentials {
-            user: user.into(),
-            password: password.into(),
-        }),
-        ..ClientOptions::default()
-    }
-}
-
-async fn login(addr: &str, user: &str, password: &str) -> Result<Client, ClientError> {
-    Client::connect_with(&[addr], options(Some((user, password)))).await
-}
-
-async fn admin(addr: &str) -> Client {
-    login(addr, ADMIN, ADMIN_PASSWORD).await.unwrap()
-}
-
-fn server_kind(r: Result<impl std::fmt::Debug, ClientError>) -> ErrorKind {
-    match r {
-        Err(ClientError::Server(e)) => e.kind,
-        other => panic!("expected a server error, got {other:?}"),
-    }
-}
+#[path = "common/auth_node.rs"]
+mod auth_node;
+use auth_node::{
+    admin, auth_node, login, options, server_kind, Node, ADMIN, ADMIN_PASSWORD, POLL,
+    SPREAD_DEADLINE,
+};
 
 /// A raw connection: handshake done, frames one at a time.
 struct Raw {
@@ -195,14 +94,6 @@ impl Raw {
         };
         (server_first, self.call(&finish, 2).await.unwrap())
     }
-}
-
-/// A started node that requires authentication, with the superuser `admin`.
-fn auth_node(dir: &Path) -> Node {
-    let mut n = Node::new(dir, "n1");
-    let flags = n.auth_flags();
-    n.start(&flags);
-    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +173,7 @@ async fn auth_wrong_password_and_unknown_user_get_the_same_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_only_a_superuser_manages_users() {
+async fn auth_only_holders_of_users_manage_users() {
     let tmp = tempfile::tempdir().unwrap();
     let n = auth_node(tmp.path());
     let a = admin(&n.addr()).await;
@@ -291,16 +182,12 @@ async fn auth_only_a_superuser_manages_users() {
         .await
         .unwrap());
     let carol = login(&n.addr(), "carol", "carol-pw").await.unwrap();
-    // Carol reads and writes, but manages no users.
-    carol
-        .create_table_if_not_exists("t", TableOptions::default())
-        .await
-        .unwrap();
+    // Carol holds nothing: she manages no users.
     let denied = server_kind(carol.create_user("dave", "pw", false, false).await);
     assert_eq!(
         denied,
         ErrorKind::Unauthorized {
-            permission: "manage users".into()
+            permission: "users".into()
         }
     );
     assert!(matches!(
@@ -340,17 +227,23 @@ async fn auth_only_a_superuser_manages_users() {
 async fn auth_users_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let mut n = auth_node(tmp.path());
-    admin(&n.addr())
-        .await
-        .create_user("bob", "bob-pw", false, false)
-        .await
-        .unwrap();
+    let a = admin(&n.addr()).await;
+    a.create_user("bob", "bob-pw", false, false).await.unwrap();
+    let create = sibyl_protocol::Grant {
+        permission: sibyl_protocol::Permission::Create,
+        table: None,
+    };
+    assert!(a.grant("bob", create.permission, None).await.unwrap());
+    drop(a);
     n.process.signal(libc::SIGTERM);
     let logs = n.logs();
     n.process.wait_exit(|| logs.clone());
     let flags = n.auth_flags();
     n.start(&flags);
     login(&n.addr(), "bob", "bob-pw").await.unwrap();
+    let users = admin(&n.addr()).await.list_users().await.unwrap();
+    let bob = users.iter().find(|u| u.name == "bob").unwrap();
+    assert_eq!(bob.grants, vec![create], "grants survive the restart");
     // The superuser flag did not recreate (or reset) the existing superuser.
     assert!(n.logs().contains("superuser exists"), "{}", n.logs());
 }

@@ -285,7 +285,7 @@ pub enum ErrorKind {
     Unauthenticated,
     /// [`ErrorCode::Unauthorized`]: nothing was done.
     Unauthorized {
-        /// The permission the user lacks, e.g. `manage users`.
+        /// The permission the user lacks, `read`, `write`, `alter`, `create`, `users` or `operate`.
         permission: String,
     },
     /// A code this build does not know (sent by a newer server); its fields are kept raw.

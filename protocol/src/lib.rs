@@ -72,10 +72,10 @@ pub use message::request::{DeleteTarget, Mutation, Request, RowDelete, RowInsert
 pub use message::response::Response;
 pub use message::types::{
     Cell, CellContext, ClusterDescription, ColumnWrite, Compaction, ConflictMode, Consistency,
-    ConsistencyLevel, DiskShortage, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
-    Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState, RepairStatus,
-    ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup, TableOptions,
-    TableStatistics, TableSync, Topology, UserInfo,
+    ConsistencyLevel, DiskShortage, Grant, HintOwner, NodeHealth, NodeInfo, NodeSchema, NodeState,
+    Permission, Placement, QuorumMode, ReadRepair, RebalanceNode, RebalanceReport, RepairState,
+    RepairStatus, ResponseMeta, Selector, Sibling, StreamEntry, StreamsReport, TableCleanup,
+    TableOptions, TableStatistics, TableSync, Topology, UserInfo,
 };
 
 /// The protocol version this build speaks by default.

@@ -1,9 +1,12 @@
-//! Client authentication: users with SCRAM-SHA-256 password verifiers, the login
-//! exchange a connection runs after its HANDSHAKE, and the check every later request
-//! passes (`doc/wire_format.md`, section 6 "Authentication" and "Users").
+//! Client authentication and authorization: users with SCRAM-SHA-256 password verifiers,
+//! the login exchange a connection runs after its HANDSHAKE, and the permission check
+//! every later request passes (`doc/wire_format.md`, section 6 "Authentication", "Users"
+//! and "Permissions").
 //!
 //! # Layout
-//! - [`record`]: a user's record and the `users` file (byte formats).
+//! - [`record`]: a user's record (with its [`record::Permissions`]) and the `users` file
+//!   (byte formats).
+//! - [`permissions`]: what each request needs, and the check of a record against it.
 //! - [`store`]: [`UserStore`], the users system table: last-writer-wins per name,
 //!   persisted, spread with the schema.
 //! - [`throttle`]: [`LoginThrottle`], the per-source delay before a failed login's answer.
@@ -13,6 +16,9 @@
 //! # Invariants
 //! - On a node that requires authentication, a connection whose session has no user is
 //!   served only AUTH_START, AUTH_FINISH and PING ([`Authenticator::authorize`]).
+//! - A session holds only its user's name: every request is checked against the user's
+//!   record as the [`UserStore`] holds it at that moment, so a GRANT, a REVOKE or a drop
+//!   applies to the next request of a connection already open.
 //! - An unknown user and a wrong password are told apart only in the node's log: the
 //!   client sees the same server-first shape ([`UserStore::login_verifier`]), the same
 //!   error and the same delay.
@@ -22,6 +28,7 @@
 //! [`Authenticator`] is shared by every connection; its calls are short and never block
 //! (the delay of a failure is returned, for the connection to sleep on its own task).
 
+pub mod permissions;
 pub mod record;
 pub mod store;
 pub mod throttle;
@@ -32,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sibyl_protocol::scram::{ClientFirst, ScramServer, MECHANISM};
-use sibyl_protocol::{ErrorKind, Opcode, Response, ServerError};
+use sibyl_protocol::{ErrorKind, Opcode, Request, Response, ServerError};
 
 pub use record::{UserRecord, MAX_USER_NAME_LEN};
 pub use store::{Applied, UserStore, UserStoreError};
@@ -40,16 +47,12 @@ pub use throttle::LoginThrottle;
 
 use crate::config::AuthMode;
 
-/// The permission user management needs (named in `UNAUTHORIZED`).
-pub const MANAGE_USERS: &str = "manage users";
-
-/// Who a connection is authenticated as.
+/// Who a connection is authenticated as: a name only, never a copy of the record (its
+/// permissions are looked up at each request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedUser {
     /// The user name.
     pub name: String,
-    /// Whether the user was a superuser when it logged in.
-    pub superuser: bool,
 }
 
 /// One connection's login state.
@@ -168,10 +171,7 @@ impl Authenticator {
         match (checked, record) {
             (Ok(server_final), Some(record)) if record.verifier == *server_verifier(&server) => {
                 let superuser = record.superuser;
-                session.user = Some(AuthenticatedUser {
-                    name: user.clone(),
-                    superuser,
-                });
+                session.user = Some(AuthenticatedUser { name: user.clone() });
                 Step::Answer(Response::AuthOk {
                     message: Bytes::from(server_final.into_bytes()),
                     user,
@@ -218,12 +218,15 @@ impl Authenticator {
         (error, delay)
     }
 
-    /// Whether `session` may make a request with `opcode` (HANDSHAKE, AUTH_START,
-    /// AUTH_FINISH and PING are the connection's and always pass).
-    pub fn authorize(&self, session: &Session, opcode: Opcode) -> Result<(), ServerError> {
+    /// Whether `session` may make `request`: on a node that requires authentication the
+    /// session must be logged in and its user, as the users table holds it now, must hold
+    /// every permission the request needs ([`permissions::check`]). HANDSHAKE,
+    /// AUTH_START, AUTH_FINISH and PING are the connection's and always pass; a node
+    /// without authentication lets everything pass.
+    pub fn authorize(&self, session: &Session, request: &Request) -> Result<(), ServerError> {
         if !self.required()
             || matches!(
-                opcode,
+                request.opcode(),
                 Opcode::Handshake | Opcode::Ping | Opcode::AuthStart | Opcode::AuthFinish
             )
         {
@@ -235,22 +238,16 @@ impl Authenticator {
                 "this node requires authentication: send AUTH_START and AUTH_FINISH first",
             ));
         };
-        let manages_users = matches!(
-            opcode,
-            Opcode::CreateUser | Opcode::AlterUser | Opcode::DropUser | Opcode::ListUsers
-        );
-        if manages_users && !user.superuser {
-            return Err(ServerError::new(
-                ErrorKind::Unauthorized {
-                    permission: MANAGE_USERS.into(),
-                },
+        self.users.with_user(&user.name, |record| match record {
+            Some(record) => permissions::check(&user.name, record, request),
+            None => Err(ServerError::new(
+                ErrorKind::Unauthenticated,
                 format!(
-                    "user {:?} may not manage users (superusers only)",
+                    "user {:?} was dropped: this connection must authenticate again",
                     user.name
                 ),
-            ));
-        }
-        Ok(())
+            )),
+        })
     }
 }
 
@@ -313,10 +310,10 @@ mod tests {
         let auth = node(AuthMode::Required);
         let mut s = Session::default();
         assert!(matches!(
-            auth.authorize(&s, Opcode::Get).unwrap_err().kind,
+            auth.authorize(&s, &get("kv")).unwrap_err().kind,
             ErrorKind::Unauthenticated
         ));
-        assert!(auth.authorize(&s, Opcode::Ping).is_ok());
+        assert!(auth.authorize(&s, &Request::Ping).is_ok());
         let r = login(&auth, &mut s, "reader", "read-pw");
         assert!(
             matches!(
@@ -328,17 +325,60 @@ mod tests {
             ),
             "{r:?}"
         );
-        assert!(auth.authorize(&s, Opcode::Get).is_ok());
-        let denied = auth.authorize(&s, Opcode::CreateUser).unwrap_err();
+        assert!(auth.authorize(&s, &Request::Topology).is_ok());
+        let denied = auth.authorize(&s, &Request::ListUsers).unwrap_err();
         assert_eq!(
             denied.kind,
             ErrorKind::Unauthorized {
-                permission: MANAGE_USERS.into()
+                permission: "users".into()
             }
         );
         let mut su = Session::default();
         login(&auth, &mut su, "admin", "root-pw");
-        assert!(auth.authorize(&su, Opcode::CreateUser).is_ok());
+        assert!(auth.authorize(&su, &Request::ListUsers).is_ok());
+    }
+
+    fn get(table: &str) -> Request {
+        Request::Get {
+            table: table.into(),
+            key: Bytes::from_static(b"k"),
+            selector: sibyl_protocol::Selector::All,
+            consistency: None,
+        }
+    }
+
+    #[test]
+    fn auth_grants_revokes_and_drops_apply_to_an_open_session() {
+        let auth = node(AuthMode::Required);
+        let mut s = Session::default();
+        login(&auth, &mut s, "reader", "read-pw");
+        let denied = auth.authorize(&s, &get("kv")).unwrap_err();
+        assert_eq!(
+            denied.kind,
+            ErrorKind::Unauthorized {
+                permission: "read".into()
+            }
+        );
+        let read_kv = sibyl_protocol::Grant {
+            permission: sibyl_protocol::Permission::Read,
+            table: Some("kv".into()),
+        };
+        auth.users()
+            .change_grant("reader", &read_kv, true, 2)
+            .unwrap();
+        assert!(
+            auth.authorize(&s, &get("kv")).is_ok(),
+            "no new login needed"
+        );
+        auth.users()
+            .change_grant("reader", &read_kv, false, 3)
+            .unwrap();
+        assert!(auth.authorize(&s, &get("kv")).is_err());
+        auth.users().drop_user("reader", false, 4).unwrap();
+        assert_eq!(
+            auth.authorize(&s, &Request::Topology).unwrap_err().kind,
+            ErrorKind::Unauthenticated
+        );
     }
 
     #[test]
@@ -360,7 +400,7 @@ mod tests {
     fn auth_off_serves_everything_and_still_checks_credentials() {
         let auth = node(AuthMode::Off);
         let s = Session::default();
-        assert!(auth.authorize(&s, Opcode::CreateUser).is_ok());
+        assert!(auth.authorize(&s, &Request::ListUsers).is_ok());
         let r = login(&auth, &mut Session::default(), "reader", "bad");
         assert!(matches!(r, Response::Error(_)));
     }

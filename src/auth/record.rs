@@ -1,16 +1,22 @@
 //! The byte formats of users: one user's record (the metadata of a `user:` entry in the
 //! schema export peers exchange) and the node's `users` file (spec: `doc/node-files.md`).
 //!
-//! # User record (version 1)
+//! # User record (versions 1 and 2)
 //! ```text
-//! record     = version flags iterations salt_len salt stored_key server_key
-//! version    = 0x01
+//! record     = version flags iterations salt_len salt stored_key server_key [grants]
+//! version    = 0x01 (no grants follow) | 0x02 (grants follow)
 //! flags      = u8: bit 0 superuser; other bits 0
 //! iterations = u32be (4096..=1048576)      salt_len = u8 (8..=64)
 //! stored_key = 32 bytes                    server_key = 32 bytes
+//! grants     = cluster:u8 table_count:u16be (name_len:u8 name mask:u8)*
 //! ```
-//! Permissions will come as a version 2 that appends them; a version-1 reader refuses a
-//! record of another version rather than guess.
+//! A mask holds permission `p` as bit `1 << p.code` (`sibyl_protocol::Permission`): the
+//! cluster mask only create, users, operate; a table's mask only read, write, alter and
+//! never 0. Tables are sorted by name, names 1..=255 bytes of UTF-8.
+//!
+//! A record without grants is written as version 1 (so nodes of an older build still read
+//! the users that hold no permissions), one with grants as version 2. A reader refuses a
+//! record of a version it does not know rather than guess.
 //!
 //! # Users file `users` (version 1)
 //! ```text
@@ -26,8 +32,11 @@
 //! Decoding never panics: every length is checked before slicing, counts are bounded by
 //! the bytes present, trailing bytes are refused. Pure functions.
 
+use std::collections::BTreeMap;
+
 use sibyl_coding::ByteReader;
 use sibyl_protocol::scram::{ScramVerifier, KEY_LEN};
+use sibyl_protocol::{Grant, Permission};
 
 use crate::service::schema_sync::Stamp;
 
@@ -35,8 +44,10 @@ use crate::service::schema_sync::Stamp;
 pub const MAX_USER_NAME_LEN: usize = 64;
 /// Magic of the users file.
 const FILE_MAGIC: [u8; 4] = *b"SUSR";
-/// Version of the users file and of a record.
+/// Version of the users file, and of a record without grants.
 const VERSION: u8 = 1;
+/// Version of a record with grants.
+const VERSION_GRANTS: u8 = 2;
 /// Bytes of the node's mock-salt secret.
 pub const SECRET_LEN: usize = 32;
 /// Smallest encoded file entry: name_len, 1-byte name, micros, dropped.
@@ -46,10 +57,172 @@ const FLAG_SUPERUSER: u8 = 0x01;
 /// A live user: what a login and an authorization check need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
-    /// May manage users.
+    /// Holds every permission.
     pub superuser: bool,
     /// The password's SCRAM verifier.
     pub verifier: ScramVerifier,
+    /// The permissions granted to it.
+    pub permissions: Permissions,
+}
+
+/// The permissions granted to a user: cluster-wide ones and, per table, table ones (as
+/// masks, `1 << code`; see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Permissions {
+    cluster: u8,
+    tables: BTreeMap<String, u8>,
+}
+
+const fn bit(p: Permission) -> u8 {
+    1 << (p as u8)
+}
+
+const TABLE_MASK: u8 = bit(Permission::Read) | bit(Permission::Write) | bit(Permission::Alter);
+const CLUSTER_MASK: u8 =
+    bit(Permission::Create) | bit(Permission::Users) | bit(Permission::Operate);
+
+impl Permissions {
+    /// True when nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.cluster == 0 && self.tables.is_empty()
+    }
+
+    /// Whether `permission` is held (on `table`, for a table permission; a table
+    /// permission asked without a table, or a cluster one with a table, is not held).
+    pub fn holds(&self, permission: Permission, table: Option<&str>) -> bool {
+        match (permission.is_table_scoped(), table) {
+            (true, Some(t)) => self
+                .tables
+                .get(t)
+                .is_some_and(|mask| mask & bit(permission) != 0),
+            (false, None) => self.cluster & bit(permission) != 0,
+            _ => false,
+        }
+    }
+
+    /// Adds a grant; false if it was held already. The caller checks the scope
+    /// ([`check_scope`]).
+    pub fn add(&mut self, grant: &Grant) -> bool {
+        if self.holds(grant.permission, grant.table.as_deref()) {
+            return false;
+        }
+        match &grant.table {
+            Some(t) => *self.tables.entry(t.clone()).or_insert(0) |= bit(grant.permission),
+            None => self.cluster |= bit(grant.permission),
+        }
+        true
+    }
+
+    /// Removes a grant; false if it was not held.
+    pub fn remove(&mut self, grant: &Grant) -> bool {
+        if !self.holds(grant.permission, grant.table.as_deref()) {
+            return false;
+        }
+        match &grant.table {
+            Some(t) => {
+                if let Some(mask) = self.tables.get_mut(t) {
+                    *mask &= !bit(grant.permission);
+                    if *mask == 0 {
+                        self.tables.remove(t);
+                    }
+                }
+            }
+            None => self.cluster &= !bit(grant.permission),
+        }
+        true
+    }
+
+    /// Removes every permission on `table`; false if there was none.
+    pub fn forget_table(&mut self, table: &str) -> bool {
+        self.tables.remove(table).is_some()
+    }
+
+    /// Every grant: cluster-wide ones in code order, then by table, each table's in code
+    /// order (the order LIST_USERS reports).
+    pub fn grants(&self) -> Vec<Grant> {
+        let cluster = Permission::ALL
+            .into_iter()
+            .filter(|p| self.cluster & bit(*p) != 0)
+            .map(|permission| Grant {
+                permission,
+                table: None,
+            });
+        let tables = self.tables.iter().flat_map(|(t, mask)| {
+            Permission::ALL
+                .into_iter()
+                .filter(move |p| mask & bit(*p) != 0)
+                .map(move |permission| Grant {
+                    permission,
+                    table: Some(t.clone()),
+                })
+        });
+        cluster.chain(tables).collect()
+    }
+
+    fn encode(&self, b: &mut Vec<u8>) {
+        let tables: Vec<(&String, &u8)> = self
+            .tables
+            .iter()
+            .filter(|(t, _)| !t.is_empty() && t.len() <= usize::from(u8::MAX))
+            .take(usize::from(u16::MAX))
+            .collect();
+        b.push(self.cluster);
+        b.extend_from_slice(&(tables.len() as u16).to_be_bytes());
+        for (table, mask) in tables {
+            b.push(table.len() as u8);
+            b.extend_from_slice(table.as_bytes());
+            b.push(*mask);
+        }
+    }
+
+    fn decode(r: &mut ByteReader<'_>) -> Result<Permissions, &'static str> {
+        const T: &str = "truncated user grants";
+        let cluster = r.u8().ok_or(T)?;
+        if cluster & !CLUSTER_MASK != 0 {
+            return Err("unknown cluster permission bits");
+        }
+        let count = usize::from(r.u16_be().ok_or(T)?);
+        let mut tables = BTreeMap::new();
+        let mut last: Option<String> = None;
+        for _ in 0..count {
+            let len = usize::from(r.u8().ok_or(T)?);
+            if len == 0 {
+                return Err("empty table name in grants");
+            }
+            let name = std::str::from_utf8(r.take(len).ok_or(T)?)
+                .map_err(|_| "table name in grants is not UTF-8")?
+                .to_owned();
+            let mask = r.u8().ok_or(T)?;
+            if mask == 0 || mask & !TABLE_MASK != 0 {
+                return Err("bad table permission bits");
+            }
+            if last.as_ref().is_some_and(|prev| *prev >= name) {
+                return Err("grant tables not sorted by name");
+            }
+            last = Some(name.clone());
+            tables.insert(name, mask);
+        }
+        Ok(Permissions { cluster, tables })
+    }
+}
+
+/// Why a grant is refused for its scope: a table permission needs a table, a cluster
+/// permission must not have one; a table name is 1..=255 bytes.
+pub fn check_scope(grant: &Grant) -> Result<(), String> {
+    match (grant.permission.is_table_scoped(), &grant.table) {
+        (true, None) => Err(format!(
+            "{} is a table permission: name the table (ON table)",
+            grant.permission
+        )),
+        (false, Some(t)) => Err(format!(
+            "{} is a cluster-wide permission, not one on table {t:?}",
+            grant.permission
+        )),
+        (true, Some(t)) if t.is_empty() || t.len() > usize::from(u8::MAX) => {
+            Err(format!("table name must be 1..=255 bytes, got {}", t.len()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One user name's state: live (with its record) or dropped, and when it changed.
@@ -85,14 +258,18 @@ impl UserRecord {
     /// The record's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let v = &self.verifier;
-        let mut b = Vec::with_capacity(2 + 4 + 1 + v.salt.len() + 2 * KEY_LEN);
-        b.push(VERSION);
+        let mut b = Vec::with_capacity(2 + 4 + 1 + v.salt.len() + 2 * KEY_LEN + 3);
+        let grants = !self.permissions.is_empty();
+        b.push(if grants { VERSION_GRANTS } else { VERSION });
         b.push(if self.superuser { FLAG_SUPERUSER } else { 0 });
         b.extend_from_slice(&v.iterations.to_be_bytes());
         b.push(u8::try_from(v.salt.len()).unwrap_or(u8::MAX));
         b.extend_from_slice(v.salt.get(..usize::from(u8::MAX)).unwrap_or(&v.salt));
         b.extend_from_slice(&v.stored_key);
         b.extend_from_slice(&v.server_key);
+        if grants {
+            self.permissions.encode(&mut b);
+        }
         b
     }
 
@@ -100,7 +277,8 @@ impl UserRecord {
     pub fn decode(bytes: &[u8]) -> Result<UserRecord, &'static str> {
         const T: &str = "truncated user record";
         let mut r = ByteReader::new(bytes);
-        if r.u8().ok_or(T)? != VERSION {
+        let version = r.u8().ok_or(T)?;
+        if version != VERSION && version != VERSION_GRANTS {
             return Err("unknown user record version");
         }
         let flags = r.u8().ok_or(T)?;
@@ -112,6 +290,11 @@ impl UserRecord {
         let salt = r.take(salt_len).ok_or(T)?.to_vec();
         let stored_key = <[u8; KEY_LEN]>::try_from(r.take(KEY_LEN).ok_or(T)?).map_err(|_| T)?;
         let server_key = <[u8; KEY_LEN]>::try_from(r.take(KEY_LEN).ok_or(T)?).map_err(|_| T)?;
+        let permissions = if version == VERSION_GRANTS {
+            Permissions::decode(&mut r)?
+        } else {
+            Permissions::default()
+        };
         if !r.is_empty() {
             return Err("trailing bytes after a user record");
         }
@@ -125,6 +308,7 @@ impl UserRecord {
         Ok(UserRecord {
             superuser: flags & FLAG_SUPERUSER != 0,
             verifier,
+            permissions,
         })
     }
 }
@@ -235,7 +419,113 @@ mod tests {
         UserRecord {
             superuser,
             verifier: ScramVerifier::derive("pw", b"saltsalt", 4096),
+            permissions: Permissions::default(),
         }
+    }
+
+    fn grant(permission: Permission, table: Option<&str>) -> Grant {
+        Grant {
+            permission,
+            table: table.map(str::to_owned),
+        }
+    }
+
+    fn with_grants() -> UserRecord {
+        let mut r = record(false);
+        for g in [
+            grant(Permission::Write, Some("kv")),
+            grant(Permission::Operate, None),
+            grant(Permission::Read, Some("kv")),
+            grant(Permission::Alter, Some("a")),
+            grant(Permission::Create, None),
+        ] {
+            assert!(r.permissions.add(&g));
+        }
+        r
+    }
+
+    /// A version-1 record as the build before permissions wrote it (fixture bytes).
+    fn version_1_bytes() -> Vec<u8> {
+        let v = ScramVerifier::derive("pw", b"saltsalt", 4096);
+        let mut b = vec![0x01, 0x00];
+        b.extend_from_slice(&4096u32.to_be_bytes());
+        b.push(8);
+        b.extend_from_slice(b"saltsalt");
+        b.extend_from_slice(&v.stored_key);
+        b.extend_from_slice(&v.server_key);
+        b
+    }
+
+    #[test]
+    fn user_record_version_1_still_decodes_without_grants() {
+        let old = UserRecord::decode(&version_1_bytes()).unwrap();
+        assert_eq!(old, record(false));
+        assert!(old.permissions.is_empty());
+        // A record without grants is still written as version 1, byte for byte.
+        assert_eq!(record(false).encode(), version_1_bytes());
+    }
+
+    #[test]
+    fn user_record_with_grants_round_trips_as_version_2() {
+        let r = with_grants();
+        let bytes = r.encode();
+        assert_eq!(bytes[0], VERSION_GRANTS);
+        assert_eq!(UserRecord::decode(&bytes).unwrap(), r);
+        for cut in 0..bytes.len() {
+            assert!(UserRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(UserRecord::decode(&trailing).is_err());
+        // A table permission bit in the cluster mask is refused.
+        let cluster_at = version_1_bytes().len();
+        let mut bad = bytes.clone();
+        bad[cluster_at] |= bit(Permission::Read);
+        assert!(UserRecord::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn permissions_hold_add_remove_and_list_in_order() {
+        let mut r = with_grants();
+        let p = &r.permissions;
+        assert!(p.holds(Permission::Read, Some("kv")));
+        assert!(!p.holds(Permission::Read, Some("a")));
+        assert!(!p.holds(Permission::Read, None));
+        assert!(p.holds(Permission::Create, None));
+        assert!(!p.holds(Permission::Create, Some("kv")));
+        assert!(!p.holds(Permission::Users, None));
+        assert_eq!(
+            p.grants(),
+            vec![
+                grant(Permission::Create, None),
+                grant(Permission::Operate, None),
+                grant(Permission::Alter, Some("a")),
+                grant(Permission::Read, Some("kv")),
+                grant(Permission::Write, Some("kv")),
+            ]
+        );
+        assert!(!r.permissions.add(&grant(Permission::Read, Some("kv"))));
+        assert!(r.permissions.remove(&grant(Permission::Alter, Some("a"))));
+        assert!(!r.permissions.remove(&grant(Permission::Alter, Some("a"))));
+        assert!(!r
+            .permissions
+            .grants()
+            .iter()
+            .any(|g| g.table.as_deref() == Some("a")));
+        for g in r.permissions.grants() {
+            assert!(r.permissions.remove(&g));
+        }
+        assert!(r.permissions.is_empty());
+        assert_eq!(r.encode()[0], VERSION);
+    }
+
+    #[test]
+    fn grant_scope_is_checked() {
+        assert!(check_scope(&grant(Permission::Read, Some("kv"))).is_ok());
+        assert!(check_scope(&grant(Permission::Read, None)).is_err());
+        assert!(check_scope(&grant(Permission::Operate, Some("kv"))).is_err());
+        assert!(check_scope(&grant(Permission::Write, Some(""))).is_err());
+        assert!(check_scope(&grant(Permission::Users, None)).is_ok());
     }
 
     #[test]

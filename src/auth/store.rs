@@ -20,10 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use rand::RngCore;
 use sibyl_protocol::scram::ScramVerifier;
-use sibyl_protocol::UserInfo;
+use sibyl_protocol::{Grant, UserInfo};
 use sibyl_storage::atomic_file::{read_if_exists, write_atomically};
 
-use super::record::{validate_name, UserEntry, UserRecord, UsersFile, SECRET_LEN};
+use super::record::{
+    check_scope, validate_name, Permissions, UserEntry, UserRecord, UsersFile, SECRET_LEN,
+};
 use crate::service::schema_sync::{next_stamp, ExportEntry, Stamp};
 
 /// File name in the data directory.
@@ -138,6 +140,12 @@ impl UserStore {
         self.live.load().get(name).cloned()
     }
 
+    /// Runs `check` on the current record of `name` (`None` for a user that is not
+    /// live), without copying it: the per-request permission check.
+    pub fn with_user<R>(&self, name: &str, check: impl FnOnce(Option<&UserRecord>) -> R) -> R {
+        check(self.live.load().get(name))
+    }
+
     /// The verifier to run a login of `name` against: the user's, or a mock one (stable
     /// per name on this node) that no proof matches. The flag says which.
     pub fn login_verifier(&self, name: &str) -> (ScramVerifier, Option<UserRecord>) {
@@ -158,6 +166,7 @@ impl UserStore {
             .map(|(name, r)| UserInfo {
                 name: name.clone(),
                 superuser: r.superuser,
+                grants: r.permissions.grants(),
             })
             .collect()
     }
@@ -222,12 +231,13 @@ impl UserStore {
         let record = UserRecord {
             superuser,
             verifier,
+            permissions: Permissions::default(),
         };
         self.set(&mut file, name, Some(record), now_micros)?;
         Ok(Applied::Changed)
     }
 
-    /// Sets a user's password (its verifier); the superuser flag stays.
+    /// Sets a user's password (its verifier); the superuser flag and grants stay.
     pub fn alter(
         &self,
         name: &str,
@@ -242,9 +252,36 @@ impl UserStore {
             return Err(UserStoreError::Invalid(format!("no user {name:?}")));
         };
         let record = UserRecord {
-            superuser: current.superuser,
             verifier,
+            ..current
         };
+        self.set(&mut file, name, Some(record), now_micros)?;
+        Ok(Applied::Changed)
+    }
+
+    /// Grants (`add`) or revokes a permission of user `name`: `Unchanged` when it was
+    /// held already (grant) or not held (revoke). Whether the table exists is the
+    /// caller's business (a GRANT checks the schema, a REVOKE does not).
+    pub fn change_grant(
+        &self,
+        name: &str,
+        grant: &Grant,
+        add: bool,
+        now_micros: i64,
+    ) -> Result<Applied, UserStoreError> {
+        check_scope(grant).map_err(UserStoreError::Invalid)?;
+        let mut file = lock(&self.state);
+        let Some(mut record) = file.users.get(name).and_then(|e| e.record.clone()) else {
+            return Err(UserStoreError::Invalid(format!("no user {name:?}")));
+        };
+        let changed = if add {
+            record.permissions.add(grant)
+        } else {
+            record.permissions.remove(grant)
+        };
+        if !changed {
+            return Ok(Applied::Unchanged);
+        }
         self.set(&mut file, name, Some(record), now_micros)?;
         Ok(Applied::Changed)
     }
@@ -265,6 +302,33 @@ impl UserStore {
         }
         self.set(&mut file, name, None, now_micros)?;
         Ok(Applied::Changed)
+    }
+
+    /// Revokes every permission on `table` from every user (a dropped table's grants go
+    /// with it, as in Cassandra, so a table created again under the name starts with
+    /// none); each user changed gets a new stamp. Returns the users changed.
+    pub fn forget_table(
+        &self,
+        table: &str,
+        now_micros: i64,
+    ) -> Result<Vec<String>, UserStoreError> {
+        let mut file = lock(&self.state);
+        let mut next = UsersFile::clone(&file);
+        let mut changed = Vec::new();
+        for (name, entry) in next.users.iter_mut() {
+            let Some(record) = entry.record.as_mut() else {
+                continue;
+            };
+            if record.permissions.forget_table(table) {
+                entry.stamp = next_stamp(Some(entry.stamp), now_micros, false);
+                changed.push(name.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.commit(&next)?;
+            *file = next;
+        }
+        Ok(changed)
     }
 
     /// The users as schema export entries (`user:NAME`, the record as metadata).
@@ -423,6 +487,53 @@ mod tests {
         let (v2, _) = a.login_verifier("nobody");
         assert!(r1.is_none());
         assert_eq!(v1, v2);
+    }
+
+    #[test]
+    fn user_store_grants_persist_spread_and_keep_across_a_password_change() {
+        use sibyl_protocol::Permission;
+        let dir = tempfile::tempdir().unwrap();
+        let a = UserStore::open(dir.path()).unwrap();
+        a.create("alice", false, verifier("a"), false, 10).unwrap();
+        let read_kv = Grant {
+            permission: Permission::Read,
+            table: Some("kv".into()),
+        };
+        assert_eq!(
+            a.change_grant("alice", &read_kv, true, 11).unwrap(),
+            Applied::Changed
+        );
+        assert_eq!(
+            a.change_grant("alice", &read_kv, true, 12).unwrap(),
+            Applied::Unchanged
+        );
+        let no_table = Grant {
+            permission: Permission::Write,
+            table: None,
+        };
+        assert!(a.change_grant("alice", &no_table, true, 12).is_err());
+        assert!(a.change_grant("nobody", &read_kv, true, 12).is_err());
+        a.alter("alice", verifier("b"), 13).unwrap();
+        let b = UserStore::in_memory();
+        b.merge(&a.export_entries()).unwrap();
+        assert!(b.with_user("alice", |r| r
+            .unwrap()
+            .permissions
+            .holds(Permission::Read, Some("kv"))));
+        drop(a);
+        let reopened = UserStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.list()[0].grants, vec![read_kv.clone()]);
+        assert_eq!(
+            reopened.change_grant("alice", &read_kv, false, 14).unwrap(),
+            Applied::Changed
+        );
+        assert!(reopened.list()[0].grants.is_empty());
+        reopened.change_grant("alice", &read_kv, true, 15).unwrap();
+        let before = reopened.stamp("alice").unwrap();
+        assert_eq!(reopened.forget_table("kv", 16).unwrap(), vec!["alice"]);
+        assert!(reopened.list()[0].grants.is_empty());
+        assert!(reopened.stamp("alice").unwrap().micros > before.micros);
+        assert!(reopened.forget_table("kv", 17).unwrap().is_empty());
     }
 
     #[test]

@@ -26,8 +26,9 @@
 //!   error frame; until then the connection holds a [`HandshakeTicket`], and closes the
 //!   same way when the server evicts it to make room under its cap on connections still
 //!   in their handshake.
-//! - Every request after the handshake passes [`Authenticator::authorize`] first (on a
-//!   node without authentication, everything passes). A failed login is answered
+//! - Every request after the handshake passes [`Authenticator::authorize`] first: the
+//!   one permission check, before any work (on a node without authentication,
+//!   everything passes). A failed login is answered
 //!   `AUTHENTICATION_FAILED` after the source's delay, slept on this task alone (other
 //!   connections go on), and the connection closes.
 //! - Every request that is executed holds a permit of the node-wide in-flight semaphore
@@ -493,7 +494,7 @@ impl<H: RequestHandler> Connection<H> {
                 self.auth_step(stream_id, opcode, step, (kind, started));
             }
             request => {
-                if let Err(denied) = self.ctx.auth.authorize(&self.session, opcode) {
+                if let Err(denied) = self.ctx.auth.authorize(&self.session, &request) {
                     self.ctx.requests.record(
                         &kind,
                         started.elapsed(),

@@ -519,9 +519,11 @@ impl Service {
         match request {
             Request::CreateTable { .. } | Request::DropTable { .. } => Execution::Blocking,
             // A user change writes the users file.
-            Request::CreateUser { .. } | Request::AlterUser { .. } | Request::DropUser { .. } => {
-                Execution::Blocking
-            }
+            Request::CreateUser { .. }
+            | Request::AlterUser { .. }
+            | Request::DropUser { .. }
+            | Request::Grant { .. }
+            | Request::Revoke { .. } => Execution::Blocking,
             // Operator commands wait for disk (flush, compaction) or for gossip.
             Request::Flush { .. }
             | Request::Compact { .. }
@@ -618,6 +620,8 @@ impl Service {
             Request::AlterUser { name, verifier } => self.alter_user(name, verifier),
             Request::DropUser { name, if_exists } => self.drop_user(name, if_exists),
             Request::ListUsers => Ok(Response::Users(self.users.list())),
+            Request::Grant { user, grant } => self.change_grant(user, grant, true),
+            Request::Revoke { user, grant } => self.change_grant(user, grant, false),
             Request::Topology => Ok(Response::Topology(self.topology())),
             Request::CreateTable {
                 name,
@@ -810,6 +814,16 @@ impl Service {
         stamps.insert(name.clone(), stamp);
         self.persist_stamps(&stamps);
         drop(stamps);
+        // The table's grants go with it (they spread as the users they change).
+        match self.users.forget_table(&name, self.clock.now_micros()) {
+            Ok(users) if !users.is_empty() => {
+                tracing::info!(table = %name, users = ?users, "grants on the dropped table revoked");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(table = %name, error = %e, "cannot revoke the grants of a dropped table");
+            }
+        }
         self.announce_schema_change();
         tracing::info!(table = %name, "table dropped");
         Ok(Response::SchemaChanged {

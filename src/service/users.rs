@@ -1,5 +1,5 @@
-//! User management requests (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS) over the
-//! node's users table ([`crate::auth::UserStore`]). Who may make them is the connection's
+//! User management requests (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS, GRANT,
+//! REVOKE) over the node's users table ([`crate::auth::UserStore`]). Who may make them is the connection's
 //! business ([`crate::auth::Authenticator::authorize`]); here they are executed and a
 //! change is announced to gossip, which spreads users with the schema.
 //!
@@ -7,7 +7,7 @@
 //! blocking thread.
 
 use sibyl_protocol::scram::ScramVerifier;
-use sibyl_protocol::{Response, ServerError};
+use sibyl_protocol::{ErrorKind, Grant, Response, ServerError};
 
 use super::{invalid, Service};
 use crate::auth::{Applied, UserStoreError};
@@ -70,6 +70,37 @@ impl Service {
             .map_err(refused)?;
         if applied == Applied::Changed {
             tracing::info!(user = %name, "user dropped");
+        }
+        Ok(self.user_changed(name, applied))
+    }
+
+    /// GRANT (`add`) or REVOKE. As in Cassandra, a GRANT on a table this node does not
+    /// know is `UNKNOWN_TABLE`; a REVOKE never looks at the schema (a permission on a
+    /// table dropped since can always be revoked).
+    pub(super) fn change_grant(
+        &self,
+        name: String,
+        grant: Grant,
+        add: bool,
+    ) -> Result<Response, ServerError> {
+        if let (true, Some(table)) = (add, &grant.table) {
+            if !self.has_table(table) {
+                return Err(ServerError::new(
+                    ErrorKind::UnknownTable {
+                        table: table.clone(),
+                    },
+                    format!("cannot grant {grant}: no table {table:?}"),
+                ));
+            }
+        }
+        let now = self.clock.now_micros();
+        let applied = self
+            .users
+            .change_grant(&name, &grant, add, now)
+            .map_err(refused)?;
+        if applied == Applied::Changed {
+            let verb = if add { "granted" } else { "revoked" };
+            tracing::info!(user = %name, grant = %grant, "permission {verb}");
         }
         Ok(self.user_changed(name, applied))
     }
@@ -138,7 +169,8 @@ mod tests {
             svc.handle(Request::ListUsers),
             Response::Users(vec![UserInfo {
                 name: "alice".into(),
-                superuser: false
+                superuser: false,
+                grants: Vec::new(),
             }])
         );
         let dropped = svc.handle(Request::DropUser {
@@ -150,6 +182,90 @@ mod tests {
             Response::UserChanged { applied: true, .. }
         ));
         assert_eq!(svc.handle(Request::ListUsers), Response::Users(Vec::new()));
+    }
+
+    #[test]
+    fn users_grant_needs_a_known_table_and_revoke_does_not() {
+        use sibyl_protocol::{Grant, Permission, TableOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let svc = open(dir.path());
+        svc.handle(create("alice"));
+        let read_kv = Grant {
+            permission: Permission::Read,
+            table: Some("kv".into()),
+        };
+        let grant = || Request::Grant {
+            user: "alice".into(),
+            grant: read_kv.clone(),
+        };
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::Error(e) if e.kind == ErrorKind::UnknownTable { table: "kv".into() }
+        ));
+        let created = svc.handle(Request::CreateTable {
+            name: "kv".into(),
+            options: TableOptions {
+                replication_factor: 1,
+                ..TableOptions::default()
+            },
+            if_not_exists: false,
+        });
+        assert!(
+            matches!(created, Response::SchemaChanged { .. }),
+            "{created:?}"
+        );
+        let version = svc.schema_version();
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::UserChanged { applied: true, .. }
+        ));
+        assert_ne!(
+            svc.schema_version(),
+            version,
+            "a grant spreads with the schema"
+        );
+        assert!(matches!(
+            svc.handle(grant()),
+            Response::UserChanged { applied: false, .. }
+        ));
+        let Response::Users(users) = svc.handle(Request::ListUsers) else {
+            panic!("LIST_USERS")
+        };
+        assert_eq!(users[0].grants, vec![read_kv.clone()]);
+        let revoke = |user: &str| Request::Revoke {
+            user: user.into(),
+            grant: read_kv.clone(),
+        };
+        assert!(matches!(
+            svc.handle(revoke("alice")),
+            Response::UserChanged { applied: true, .. }
+        ));
+        assert!(matches!(
+            svc.handle(revoke("nobody")),
+            Response::Error(e) if e.kind == ErrorKind::Invalid
+        ));
+        let cluster_with_table = Request::Grant {
+            user: "alice".into(),
+            grant: Grant {
+                permission: Permission::Create,
+                table: Some("kv".into()),
+            },
+        };
+        assert!(matches!(
+            svc.handle(cluster_with_table),
+            Response::Error(e) if e.kind == ErrorKind::Invalid
+        ));
+        // Dropping the table revokes the grants on it.
+        svc.handle(grant());
+        let dropped = svc.handle(Request::DropTable {
+            name: "kv".into(),
+            if_exists: false,
+        });
+        assert!(matches!(
+            dropped,
+            Response::SchemaChanged { applied: true, .. }
+        ));
+        assert!(svc.users().list()[0].grants.is_empty());
     }
 
     #[test]

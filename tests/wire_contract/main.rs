@@ -5,11 +5,13 @@
 //!
 //! Layout: this file holds the fixture; [`options`] checks section 5.1 (defaults), 5.2
 //! (consistency) and 5.6 (response metadata); [`writes`] 5.3 (contexts, writes, deletes)
-//! and 5.4 (timestamps); [`ttl`] 5.5; [`limits`] section 7.
+//! and 5.4 (timestamps); [`ttl`] 5.5; [`limits`] section 7; [`permissions`] the check table
+//! of section 6 "Permissions".
 #![allow(clippy::unwrap_used)] // tests may unwrap (workspace lint)
 
 mod limits;
 mod options;
+mod permissions;
 mod ttl;
 mod writes;
 

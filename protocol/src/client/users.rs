@@ -1,12 +1,13 @@
-//! User management on [`Client`] (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS). The
-//! password is turned into its SCRAM-SHA-256 verifier here, on the client (a fresh salt,
-//! 4096 iterations): it never crosses the wire. On a node that requires authentication,
-//! only a superuser may make these requests (`UNAUTHORIZED` otherwise).
+//! User management on [`Client`] (CREATE_USER, ALTER_USER, DROP_USER, LIST_USERS, GRANT,
+//! REVOKE). The password is turned into its SCRAM-SHA-256 verifier here, on the client (a
+//! fresh salt, 4096 iterations): it never crosses the wire. On a node that requires
+//! authentication, only holders of the `users` permission may make these requests
+//! (`UNAUTHORIZED` otherwise).
 
 use crate::client::{unexpected, Client, ClientError};
 use crate::message::request::Request;
 use crate::message::response::Response;
-use crate::message::types::UserInfo;
+use crate::message::types::{Grant, Permission, UserInfo};
 use crate::scram::ScramVerifier;
 
 impl Client {
@@ -54,6 +55,42 @@ impl Client {
             Response::Users(u) => Ok(u),
             other => Err(unexpected("LIST_USERS", other)),
         }
+    }
+
+    /// Grants `permission` (on `table` for a table permission) to user `name`; returns
+    /// false when the user already held it.
+    pub async fn grant(
+        &self,
+        name: &str,
+        permission: Permission,
+        table: Option<&str>,
+    ) -> Result<bool, ClientError> {
+        self.user_change(Request::Grant {
+            user: name.to_owned(),
+            grant: Grant {
+                permission,
+                table: table.map(str::to_owned),
+            },
+        })
+        .await
+    }
+
+    /// Revokes `permission` (on `table` for a table permission) from user `name`; returns
+    /// false when the user did not hold it.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        permission: Permission,
+        table: Option<&str>,
+    ) -> Result<bool, ClientError> {
+        self.user_change(Request::Revoke {
+            user: name.to_owned(),
+            grant: Grant {
+                permission,
+                table: table.map(str::to_owned),
+            },
+        })
+        .await
     }
 
     async fn user_change(&self, request: Request) -> Result<bool, ClientError> {

@@ -37,6 +37,10 @@ pub enum Opcode {
     DropUser = 0x16,
     /// List users.
     ListUsers = 0x17,
+    /// Grant a permission to a user.
+    Grant = 0x18,
+    /// Revoke a permission from a user.
+    Revoke = 0x19,
     /// Write columns of one row.
     Insert = 0x20,
     /// Read columns of one row.
@@ -80,7 +84,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every client opcode, in table order.
-    pub const ALL: [Opcode; 32] = [
+    pub const ALL: [Opcode; 34] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Topology,
@@ -94,6 +98,8 @@ impl Opcode {
         Opcode::AlterUser,
         Opcode::DropUser,
         Opcode::ListUsers,
+        Opcode::Grant,
+        Opcode::Revoke,
         Opcode::Insert,
         Opcode::Get,
         Opcode::Delete,
@@ -143,6 +149,8 @@ impl Opcode {
             Opcode::AlterUser => "ALTER_USER",
             Opcode::DropUser => "DROP_USER",
             Opcode::ListUsers => "LIST_USERS",
+            Opcode::Grant => "GRANT",
+            Opcode::Revoke => "REVOKE",
             Opcode::CreateTable => "CREATE_TABLE",
             Opcode::DropTable => "DROP_TABLE",
             Opcode::ListTables => "LIST_TABLES",

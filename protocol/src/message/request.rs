@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::error::ProtocolError;
 use crate::frame::Frame;
 use crate::message::opcode::Opcode;
-use crate::message::types::{CellContext, ColumnWrite, Consistency, Selector, TableOptions};
+use crate::message::types::{CellContext, ColumnWrite, Consistency, Grant, Selector, TableOptions};
 use crate::scram::{ScramVerifier, KEY_LEN};
 use crate::wire::{WireReader, WireWriter};
 use crate::{PROTOCOL_VERSION, SUPPORTED_VERSIONS};
@@ -219,7 +219,7 @@ pub enum Request {
     CreateUser {
         /// User name.
         name: String,
-        /// May manage users (and, later, do anything).
+        /// Holds every permission (section 6 "Permissions").
         superuser: bool,
         /// Succeed without change if the user exists.
         if_not_exists: bool,
@@ -242,6 +242,21 @@ pub enum Request {
     },
     /// Lists users. Empty body.
     ListUsers,
+    /// Grants a permission to a user. Wire: `string` user, grant (`u8` permission,
+    /// `option<string>` table).
+    Grant {
+        /// User name.
+        user: String,
+        /// The permission, and its table for a table permission.
+        grant: Grant,
+    },
+    /// Revokes a permission from a user. Wire: as [`Request::Grant`].
+    Revoke {
+        /// User name.
+        user: String,
+        /// The permission, and its table for a table permission.
+        grant: Grant,
+    },
     /// Asks for the cluster topology. Empty body.
     Topology,
     /// Wire: `string` name, `bool` if_not_exists, table options.
@@ -448,6 +463,8 @@ impl Request {
             Request::AlterUser { .. } => Opcode::AlterUser,
             Request::DropUser { .. } => Opcode::DropUser,
             Request::ListUsers => Opcode::ListUsers,
+            Request::Grant { .. } => Opcode::Grant,
+            Request::Revoke { .. } => Opcode::Revoke,
             Request::CreateTable { .. } => Opcode::CreateTable,
             Request::DropTable { .. } => Opcode::DropTable,
             Request::ListTables => Opcode::ListTables,
@@ -515,6 +532,10 @@ impl Request {
             Request::DropUser { name, if_exists } => {
                 w.string("user", name)?;
                 w.bool(*if_exists);
+            }
+            Request::Grant { user, grant } | Request::Revoke { user, grant } => {
+                w.string("user", user)?;
+                grant.encode(&mut w)?;
             }
             Request::Move { tokens } => w.list("tokens", tokens, |w, t| {
                 w.i128(*t);
@@ -627,6 +648,14 @@ impl Request {
                 if_exists: r.bool("if exists")?,
             },
             Opcode::ListUsers => Request::ListUsers,
+            Opcode::Grant => Request::Grant {
+                user: r.string("user")?,
+                grant: Grant::decode(&mut r)?,
+            },
+            Opcode::Revoke => Request::Revoke {
+                user: r.string("user")?,
+                grant: Grant::decode(&mut r)?,
+            },
             Opcode::CreateTable => Request::CreateTable {
                 name: r.string("table")?,
                 if_not_exists: r.bool("if not exists")?,

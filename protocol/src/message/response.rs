@@ -271,7 +271,11 @@ impl Response {
                 | (Response::AuthOk { .. }, Opcode::AuthFinish)
                 | (
                     Response::UserChanged { .. },
-                    Opcode::CreateUser | Opcode::AlterUser | Opcode::DropUser
+                    Opcode::CreateUser
+                        | Opcode::AlterUser
+                        | Opcode::DropUser
+                        | Opcode::Grant
+                        | Opcode::Revoke
                 )
                 | (Response::Users(_), Opcode::ListUsers)
                 | (Response::Topology(_), Opcode::Topology)
@@ -399,12 +403,14 @@ impl Response {
                     user: r.string("user")?,
                     superuser: r.bool("superuser")?,
                 },
-                Opcode::CreateUser | Opcode::AlterUser | Opcode::DropUser => {
-                    Response::UserChanged {
-                        name: r.string("user")?,
-                        applied: r.bool("applied")?,
-                    }
-                }
+                Opcode::CreateUser
+                | Opcode::AlterUser
+                | Opcode::DropUser
+                | Opcode::Grant
+                | Opcode::Revoke => Response::UserChanged {
+                    name: r.string("user")?,
+                    applied: r.bool("applied")?,
+                },
                 Opcode::ListUsers => {
                     Response::Users(r.list("users", UserInfo::MIN_LEN, UserInfo::decode)?)
                 }

@@ -19,7 +19,7 @@ pub use crate::message::cell::{Cell, CellContext, ColumnWrite, Sibling};
 pub use crate::message::consistency::{Consistency, ConsistencyLevel, QuorumMode, ReadRepair};
 pub use crate::message::table_options::{Compaction, ConflictMode, Placement, TableOptions};
 pub use crate::message::topology::{NodeInfo, NodeState, Topology};
-pub use crate::message::user::UserInfo;
+pub use crate::message::user::{Grant, Permission, UserInfo};
 
 /// Which columns of a row a get returns. Wire: `u8` tag; 0 all; 1 `list<bytes>` names;
 /// 2 slice: `option<bytes>` from, `option<bytes>` to, `u32` limit, `option<bytes>` paging.

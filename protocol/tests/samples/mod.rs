@@ -94,6 +94,26 @@ pub fn requests() -> Vec<(&'static str, Request)> {
         ),
         ("list-users", Request::ListUsers),
         (
+            "grant",
+            Request::Grant {
+                user: "alice".into(),
+                grant: sibyl_protocol::Grant {
+                    permission: sibyl_protocol::Permission::Read,
+                    table: Some("kv".into()),
+                },
+            },
+        ),
+        (
+            "revoke",
+            Request::Revoke {
+                user: "alice".into(),
+                grant: sibyl_protocol::Grant {
+                    permission: sibyl_protocol::Permission::Create,
+                    table: None,
+                },
+            },
+        ),
+        (
             "create-table",
             Request::CreateTable {
                 name: "users".into(),
@@ -501,9 +521,9 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
             Opcode::CreateUser,
             err(
                 ErrorKind::Unauthorized {
-                    permission: "manage users".into(),
+                    permission: "users".into(),
                 },
-                "superusers only",
+                "user \"alice\" lacks users",
             ),
         ),
         (
@@ -535,8 +555,12 @@ pub fn responses() -> Vec<(&'static str, Opcode, Response)> {
             "users",
             Opcode::ListUsers,
             Response::Users(vec![sibyl_protocol::UserInfo {
-                name: "admin".into(),
-                superuser: true,
+                name: "alice".into(),
+                superuser: false,
+                grants: vec![sibyl_protocol::Grant {
+                    permission: sibyl_protocol::Permission::Write,
+                    table: Some("kv".into()),
+                }],
             }]),
         ),
         ("err-server", Opcode::Get, err(ErrorKind::Server, "oops")),

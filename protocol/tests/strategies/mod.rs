@@ -207,7 +207,18 @@ pub fn request() -> impl Strategy<Value = Request> {
         (name(), verifier()).prop_map(|(name, verifier)| Request::AlterUser { name, verifier }),
         (name(), any::<bool>()).prop_map(|(name, if_exists)| Request::DropUser { name, if_exists }),
         Just(Request::ListUsers),
+        (name(), grant()).prop_map(|(user, grant)| Request::Grant { user, grant }),
+        (name(), grant()).prop_map(|(user, grant)| Request::Revoke { user, grant }),
     ]
+}
+
+/// A permission on a table or cluster-wide (the wire takes any pairing).
+pub fn grant() -> impl Strategy<Value = sibyl_protocol::Grant> {
+    (
+        proptest::sample::select(sibyl_protocol::Permission::ALL.to_vec()),
+        proptest::option::of(name()),
+    )
+        .prop_map(|(permission, table)| sibyl_protocol::Grant { permission, table })
 }
 
 /// A SCRAM verifier with arbitrary fields (the wire takes any; the server checks them).
@@ -371,12 +382,18 @@ pub fn response() -> impl Strategy<Value = Response> {
             }
         }),
         (name(), any::<bool>()).prop_map(|(name, applied)| Response::UserChanged { name, applied }),
-        vec((name(), any::<bool>()), 0..4).prop_map(|users| Response::Users(
-            users
-                .into_iter()
-                .map(|(name, superuser)| sibyl_protocol::UserInfo { name, superuser })
-                .collect()
-        )),
+        vec((name(), any::<bool>(), vec(grant(), 0..3)), 0..4).prop_map(|users| {
+            Response::Users(
+                users
+                    .into_iter()
+                    .map(|(name, superuser, grants)| sibyl_protocol::UserInfo {
+                        name,
+                        superuser,
+                        grants,
+                    })
+                    .collect(),
+            )
+        }),
         topology().prop_map(Response::Topology),
         (name(), any::<bool>())
             .prop_map(|(table, applied)| Response::SchemaChanged { table, applied }),

@@ -393,7 +393,9 @@ async fn handle(state: &ServerState, request: Request) -> Option<Response> {
         | Request::CreateUser { .. }
         | Request::AlterUser { .. }
         | Request::DropUser { .. }
-        | Request::ListUsers => Response::Error(ServerError::new(
+        | Request::ListUsers
+        | Request::Grant { .. }
+        | Request::Revoke { .. } => Response::Error(ServerError::new(
             ErrorKind::Invalid,
             "the mock server has no admin commands or users",
         )),

@@ -7,7 +7,7 @@
 //! the current table and the table names. `put` and `slice` are unambiguous by word count
 //! and resolved here. Pure functions; the full grammar is [`crate::cli::help::HELP`].
 
-use sibyl_protocol::{Compaction, ConflictMode, Consistency};
+use sibyl_protocol::{Compaction, ConflictMode, Consistency, Grant, Permission};
 
 use crate::cli::lexer::Token;
 use crate::consistency::{parse_consistency, ConsistencyParseError};
@@ -65,6 +65,20 @@ pub enum Command {
     },
     /// `users` / `list users`
     ListUsers,
+    /// `grant PERMISSION [on TABLE] to USER`
+    Grant {
+        /// User name.
+        user: String,
+        /// The permission and, for a table permission, its table.
+        grant: Grant,
+    },
+    /// `revoke PERMISSION [on TABLE] from USER`
+    Revoke {
+        /// User name.
+        user: String,
+        /// The permission and, for a table permission, its table.
+        grant: Grant,
+    },
     /// `describe [table] NAME`
     Describe {
         /// Table name.
@@ -180,6 +194,10 @@ const USAGE_DROP: &str = "drop table NAME [if exists] | drop user NAME [if exist
 const USAGE_CREATE_USER: &str =
     "create user NAME [superuser] [if not exists] [password=TEXT]   (asked when not given)";
 const USAGE_ALTER_USER: &str = "alter user NAME [password=TEXT]   (asked when not given)";
+const USAGE_GRANT: &str = "grant read|write|alter on TABLE to USER | \
+     grant create|users|operate to USER";
+const USAGE_REVOKE: &str = "revoke read|write|alter on TABLE from USER | \
+     revoke create|users|operate from USER";
 const USAGE_DESCRIBE: &str = "describe NAME";
 const USAGE_USE: &str = "use NAME";
 const USAGE_PUT: &str = "put [TABLE] KEY col=value [col=value ...] [ttl=SECS]";
@@ -216,6 +234,11 @@ pub fn parse(tokens: &[Token]) -> Result<Command, ParseError> {
         "tables" => no_args(Command::ListTables),
         "users" => no_args(Command::ListUsers),
         "alter" => parse_alter_user(rest),
+        "grant" => {
+            parse_grant(rest, "to", USAGE_GRANT).map(|(user, grant)| Command::Grant { user, grant })
+        }
+        "revoke" => parse_grant(rest, "from", USAGE_REVOKE)
+            .map(|(user, grant)| Command::Revoke { user, grant }),
         "list" => match rest {
             [t] if t.keyword().as_deref() == Some("tables") => Ok(Command::ListTables),
             [t] if t.keyword().as_deref() == Some("users") => Ok(Command::ListUsers),
@@ -466,6 +489,31 @@ fn parse_alter_user(rest: &[Token]) -> Result<Command, ParseError> {
     })
 }
 
+/// `PERMISSION [on TABLE] (to|from) USER`: a table permission needs its table, a
+/// cluster-wide one takes none.
+fn parse_grant(
+    rest: &[Token],
+    to: &str,
+    usage: &'static str,
+) -> Result<(String, Grant), ParseError> {
+    let err = || ParseError::Usage { usage };
+    let is = |t: &Token, kw: &str| t.keyword().as_deref() == Some(kw);
+    let (perm, table, user) = match rest {
+        [perm, on, table, kw, user] if is(on, "on") && is(kw, to) => (perm, Some(table), user),
+        [perm, kw, user] if is(kw, to) => (perm, None, user),
+        _ => return Err(err()),
+    };
+    let permission = perm
+        .keyword()
+        .and_then(|p| Permission::from_name(&p))
+        .ok_or_else(err)?;
+    if permission.is_table_scoped() != table.is_some() {
+        return Err(err());
+    }
+    let table = table.map(|t| name_of(t, usage)).transpose()?;
+    Ok((name_of(user, usage)?, Grant { permission, table }))
+}
+
 fn parse_drop(rest: &[Token]) -> Result<Command, ParseError> {
     let usage = ParseError::Usage { usage: USAGE_DROP };
     match rest {
@@ -591,6 +639,45 @@ mod tests {
         let mut st = lex(line).unwrap();
         assert_eq!(st.len(), 1, "one statement in {line:?}");
         parse(&st.remove(0))
+    }
+
+    #[test]
+    fn parse_grant_and_revoke() {
+        let g = |permission, table: Option<&str>| Grant {
+            permission,
+            table: table.map(str::to_owned),
+        };
+        assert_eq!(
+            p("grant read on kv to alice").unwrap(),
+            Command::Grant {
+                user: "alice".into(),
+                grant: g(Permission::Read, Some("kv")),
+            }
+        );
+        assert_eq!(
+            p("REVOKE Write ON kv FROM alice").unwrap(),
+            Command::Revoke {
+                user: "alice".into(),
+                grant: g(Permission::Write, Some("kv")),
+            }
+        );
+        assert_eq!(
+            p("grant create to bob").unwrap(),
+            Command::Grant {
+                user: "bob".into(),
+                grant: g(Permission::Create, None),
+            }
+        );
+        for bad in [
+            "grant read to alice",
+            "grant create on kv to alice",
+            "grant fly to alice",
+            "grant read on kv from alice",
+            "revoke operate to alice",
+            "grant",
+        ] {
+            assert!(matches!(p(bad), Err(ParseError::Usage { .. })), "{bad:?}");
+        }
     }
 
     #[test]

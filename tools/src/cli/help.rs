@@ -24,9 +24,19 @@ pub const HELP: &str = r#"Sibyl shell. Commands (keywords are case-insensitive; 
   alter user NAME [password=TEXT] a new password
                                   without password=, asked on the terminal (no echo);
                                   the password never leaves the shell (its SCRAM verifier
-                                  does); superusers only on a node with --auth required
+                                  does); needs the users permission on a node with
+                                  --auth required
   drop user NAME [if exists]
-  users | list users              user names (superusers marked)
+  users | list users              user names (superusers marked) and their permissions
+  grant read|write|alter on TABLE to USER
+  grant create|users|operate to USER
+  revoke read|write|alter on TABLE from USER
+  revoke create|users|operate from USER
+                                  table permissions: read (get, slice), write (put,
+                                  delete), alter (drop table); cluster-wide: create
+                                  (create table), users (manage users and permissions),
+                                  operate (flush, compact, repair, ... in sibyl-admin);
+                                  a superuser holds them all
   ping                            checks the node answers
   topology                        the nodes of the cluster
   help | quit

@@ -92,7 +92,7 @@ fn password_or_prompt(given: Option<String>, user: &str) -> Result<String, Shell
     Ok(password)
 }
 
-/// `users`: one line per user, superusers marked.
+/// `users`: one line per user, superusers marked, each with its permissions.
 fn show_users(users: &[sibyl_protocol::UserInfo]) -> String {
     if users.is_empty() {
         return "(no users)".to_owned();
@@ -100,10 +100,11 @@ fn show_users(users: &[sibyl_protocol::UserInfo]) -> String {
     users
         .iter()
         .map(|u| {
-            if u.superuser {
-                format!("{} (superuser)", u.name)
-            } else {
-                u.name.clone()
+            let grants: Vec<String> = u.grants.iter().map(ToString::to_string).collect();
+            match (u.superuser, grants.is_empty()) {
+                (true, _) => format!("{} (superuser)", u.name),
+                (false, true) => format!("{}: no permissions", u.name),
+                (false, false) => format!("{}: {}", u.name, grants.join(", ")),
             }
         })
         .collect::<Vec<_>>()
@@ -144,7 +145,10 @@ pub fn describe_client_error(e: &ClientError) -> String {
                     .to_owned()
             }
             ErrorKind::Unauthorized { permission } => {
-                format!("not allowed: the user lacks the permission {permission:?}")
+                format!(
+                    "not allowed: the user lacks the permission {permission:?} ({})",
+                    s.message
+                )
             }
             _ => s.to_string(),
         },
@@ -372,6 +376,22 @@ impl Shell {
                 }
             }
             Command::ListUsers => show_users(&self.client.list_users().await?),
+            Command::Grant { user, grant } => {
+                let table = grant.table.as_deref();
+                if self.client.grant(&user, grant.permission, table).await? {
+                    format!("granted {grant} to {user}")
+                } else {
+                    format!("{user} already holds {grant}")
+                }
+            }
+            Command::Revoke { user, grant } => {
+                let table = grant.table.as_deref();
+                if self.client.revoke(&user, grant.permission, table).await? {
+                    format!("revoked {grant} from {user}")
+                } else {
+                    format!("{user} did not hold {grant}")
+                }
+            }
             Command::DropTable { name, if_exists } => {
                 let dropped = if if_exists {
                     self.client.drop_table_if_exists(&name).await?

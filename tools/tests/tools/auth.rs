@@ -50,34 +50,51 @@ fn as_root(node: &TestNode, dir: &Path, statements: &str) -> Run {
 fn auth_tools_log_in_from_a_password_file_or_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let node = auth_node(dir.path());
-    let run = as_root(&node, dir.path(), "create user bob password=bob-pw; users").ok();
-    assert!(run.stdout.contains("created user bob"), "{}", run.stdout);
-    assert!(run.stdout.contains("root (superuser)"), "{}", run.stdout);
-    let bob = [("SIBYL_PASSWORD", "bob-pw")];
-    let run = run_tool_env(
-        CLI,
-        &[
-            "--host",
-            &node.addr,
-            "--user",
-            "bob",
-            "-e",
-            "create table t rf=1 consistency=one; put t k c=v; get t k",
-        ],
-        "",
-        &bob,
+    let run = as_root(
+        &node,
+        dir.path(),
+        "create user bob password=bob-pw; grant create to bob; users",
     )
     .ok();
-    assert!(run.stdout.contains("\"v\""), "{}", run.stdout);
-    // bob is no superuser: the shell says so clearly.
-    let run = run_tool_env(
-        CLI,
-        &["--host", &node.addr, "--user", "bob", "-e", "users"],
-        "",
-        &bob,
+    assert!(run.stdout.contains("created user bob"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("granted create to bob"),
+        "{}",
+        run.stdout
     );
+    assert!(run.stdout.contains("root (superuser)"), "{}", run.stdout);
+    let bob = [("SIBYL_PASSWORD", "bob-pw")];
+    let as_bob = |statements: &str| {
+        run_tool_env(
+            CLI,
+            &["--host", &node.addr, "--user", "bob", "-e", statements],
+            "",
+            &bob,
+        )
+    };
+    // `create` lets bob create a table; creating it grants nothing on it.
+    as_bob("create table t rf=1 consistency=one").ok();
+    let run = as_bob("put t k c=v");
     assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("manage users"), "{}", run.stderr);
+    assert!(run.stderr.contains("\"write\""), "{}", run.stderr);
+    assert!(run.stderr.contains("on table \"t\""), "{}", run.stderr);
+    let run = as_root(
+        &node,
+        dir.path(),
+        "grant read on t to bob; grant write on t to bob; users",
+    )
+    .ok();
+    assert!(
+        run.stdout.contains("bob: create, read on t, write on t"),
+        "{}",
+        run.stdout
+    );
+    let run = as_bob("put t k c=v; get t k").ok();
+    assert!(run.stdout.contains("\"v\""), "{}", run.stdout);
+    // bob does not hold `users`: the shell says so clearly.
+    let run = as_bob("users");
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("\"users\""), "{}", run.stderr);
     let pw = dir.path().join("root-pw");
     run_tool_env(
         ADMIN,
