@@ -1680,6 +1680,32 @@ fn wrong_in(
     })
 }
 
+/// After a resumed ring change: every stream of `finished` is done, none that `same` finds
+/// among those `done_at_restart` was streamed again, and the restart streamed less than
+/// everything. Returns (bytes streamed after the restart, bytes in all).
+fn check_resumed(
+    finished: &sibyl_protocol::StreamsReport,
+    done_at_restart: &[&sibyl_protocol::StreamEntry],
+    same: impl Fn(&sibyl_protocol::StreamEntry, &sibyl_protocol::StreamEntry) -> bool,
+) -> (u64, u64) {
+    assert!(
+        finished.streams.iter().all(|s| s.state == "done"),
+        "{finished:?}"
+    );
+    for s in &finished.streams {
+        if done_at_restart.iter().any(|d| same(d, s)) {
+            assert_eq!(s.run_bytes, 0, "a finished stream sent again: {s:?}");
+        }
+    }
+    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
+    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
+    assert!(
+        again < total,
+        "the restart streamed {again} of {total} bytes: not everything again"
+    );
+    (again, total)
+}
+
 /// The streams report of `addr`.
 fn streams_of(probe: &Probe, addr: SocketAddr) -> Option<sibyl_protocol::StreamsReport> {
     let c = probe.try_direct(addr)?;
@@ -2533,25 +2559,10 @@ fn cluster_a_decommission_killed_mid_stream_resumes_without_resending_finished_r
         })
     });
     let finished = streams_of(&probe, nodes[3].client).unwrap();
-    assert!(
-        finished.streams.iter().all(|s| s.state == "done"),
-        "{finished:?}"
-    );
-    for s in &finished.streams {
-        let was_done = done_at_restart.iter().any(|d| {
-            (&d.table, &d.range_start, &d.range_end, &d.peer)
-                == (&s.table, &s.range_start, &s.range_end, &s.peer)
-        });
-        if was_done {
-            assert_eq!(s.run_bytes, 0, "a finished push sent again: {s:?}");
-        }
-    }
-    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
-    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
-    assert!(
-        again < total,
-        "the restart pushed {again} of {total} bytes: not everything again"
-    );
+    let (again, total) = check_resumed(&finished, &done_at_restart, |d, s| {
+        (&d.table, &d.range_start, &d.range_end, &d.peer)
+            == (&s.table, &s.range_start, &s.range_end, &s.peer)
+    });
     let keys: Vec<usize> = (0..KEYS).collect();
     for n in &nodes[..3] {
         assert_eq!(
@@ -2662,25 +2673,10 @@ fn cluster_a_move_killed_mid_stream_resumes_without_resending_finished_ranges() 
         })
     });
     let finished = streams_of(&probe, nodes[2].client).unwrap();
-    assert!(
-        finished.streams.iter().all(|s| s.state == "done"),
-        "{finished:?}"
-    );
-    for s in &finished.streams {
-        let was_done = done_at_restart.iter().any(|d| {
-            (&d.operation, &d.table, &d.range_start, &d.range_end)
-                == (&s.operation, &s.table, &s.range_start, &s.range_end)
-        });
-        if was_done {
-            assert_eq!(s.run_bytes, 0, "a finished range streamed again: {s:?}");
-        }
-    }
-    let total: u64 = finished.streams.iter().map(|s| s.bytes).sum();
-    let again: u64 = finished.streams.iter().map(|s| s.run_bytes).sum();
-    assert!(
-        again < total,
-        "the restart streamed {again} of {total} bytes: not everything again"
-    );
+    let (again, total) = check_resumed(&finished, &done_at_restart, |d, s| {
+        (&d.operation, &d.table, &d.range_start, &d.range_end)
+            == (&s.operation, &s.table, &s.range_start, &s.range_end)
+    });
     assert!(
         !nodes[2].process.data_dir.join("move").exists(),
         "the move file is removed once the move is done"
