@@ -303,6 +303,7 @@ impl Node {
             CoordinatorOptions {
                 write_timeout: config.write_timeout,
                 read_timeout: config.read_timeout,
+                stream_page_bytes: config.stream_page_bytes,
                 ..CoordinatorOptions::default()
             },
         ));

@@ -66,6 +66,9 @@ pub struct CoordinatorOptions {
     pub read_timeout: Duration,
     /// Where engine calls run.
     pub execution: ReplicaExecution,
+    /// Bytes of entries per stream page of the ring changes it starts (MOVE,
+    /// DECOMMISSION), as `--stream-page-kb` sets them for the node's own.
+    pub stream_page_bytes: u32,
 }
 
 impl Default for CoordinatorOptions {
@@ -74,6 +77,7 @@ impl Default for CoordinatorOptions {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             read_timeout: DEFAULT_READ_TIMEOUT,
             execution: ReplicaExecution::Blocking,
+            stream_page_bytes: crate::stream::StreamOptions::default().page_bytes,
         }
     }
 }
@@ -520,7 +524,7 @@ impl Coordinator {
             streams,
             crate::stream::StreamOptions {
                 execution: self.options.execution,
-                ..crate::stream::StreamOptions::default()
+                ..crate::stream::StreamOptions::with_page_bytes(self.options.stream_page_bytes)
             },
         ))
     }
@@ -592,7 +596,7 @@ impl Coordinator {
             streams.clone(),
             crate::stream::StreamOptions {
                 execution: self.options.execution,
-                ..crate::stream::StreamOptions::default()
+                ..crate::stream::StreamOptions::with_page_bytes(self.options.stream_page_bytes)
             },
         )
         .persisted()

@@ -383,6 +383,8 @@ impl Sim {
             hints.clone(),
             CoordinatorOptions {
                 execution: ReplicaExecution::Inline,
+                // As the node's own streams below: small pages, so ranges are ingested.
+                stream_page_bytes: 512,
                 ..CoordinatorOptions::default()
             },
         ));
